@@ -1,0 +1,1 @@
+//! verigate daemon library.
