@@ -3,6 +3,7 @@
 pub mod command;
 pub mod frame;
 pub mod pdu;
+pub mod session;
 pub mod tlv;
 pub mod wire;
 
