@@ -1,1 +1,5 @@
-//! verigate daemon library.
+//! verigate: the daemon and operator CLI as a library, so end-to-end tests
+//! and benchmarks can drive the same code the binary runs.
+
+pub mod probe;
+pub mod smpp;

@@ -2,6 +2,7 @@
 
 pub mod command;
 pub mod frame;
+pub mod message;
 pub mod pdu;
 pub mod session;
 pub mod tlv;

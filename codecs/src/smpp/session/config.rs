@@ -81,6 +81,8 @@ pub struct SessionConfig {
     pub unbind_timeout: Duration,
     /// Largest PDU accepted from the peer.
     pub max_pdu_len: usize,
+    /// Answer the peer's enquire_link (false only to simulate a silent peer).
+    pub answer_enquire_link: bool,
 }
 
 impl Default for SessionConfig {
@@ -96,6 +98,7 @@ impl Default for SessionConfig {
             max_throttle_pause: Duration::from_secs(10),
             unbind_timeout: Duration::from_secs(5),
             max_pdu_len: crate::smpp::frame::DEFAULT_MAX_PDU,
+            answer_enquire_link: true,
         }
     }
 }

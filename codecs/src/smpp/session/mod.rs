@@ -268,6 +268,12 @@ impl Session {
         self.write(&Pdu::with_status(sequence, status, body));
     }
 
+    /// Writes raw bytes to the peer, bypassing the codec. Only for fault
+    /// injection in simulators (malformed PDUs, header-only error responses).
+    pub fn inject_raw(&mut self, bytes: &[u8]) {
+        self.tx.extend_from_slice(bytes);
+    }
+
     /// SMSC: accepts a bind announced by [`Event::BindRequest`].
     pub fn accept_bind(&mut self, sequence: u32, bind_type: BindType) {
         let system_id = match &self.role {
@@ -550,7 +556,9 @@ impl Session {
             Body::EnquireLink => {
                 // Answered regardless of window or state: it is how the peer
                 // knows we are alive.
-                self.write(&Pdu::new(pdu.sequence, Body::EnquireLinkResp));
+                if self.cfg.answer_enquire_link {
+                    self.write(&Pdu::new(pdu.sequence, Body::EnquireLinkResp));
+                }
             }
             Body::Unbind => {
                 self.write(&Pdu::new(pdu.sequence, Body::UnbindResp));

@@ -1,0 +1,527 @@
+//! One bind to an SMSC: a thin tokio driver around the sans-IO session —
+//! one `select!` over socket, timer, commands and acks — plus reconnect with
+//! jittered exponential backoff.
+
+use super::config::SmscConfig;
+use super::events::{AckMsg, DeliveryAck, SmppEvent};
+use super::{SubmitError, Submitted};
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, info_span, warn, Instrument};
+use verigate_codecs::dlr::{is_receipt, parse_dlr};
+use verigate_codecs::smpp::message::content;
+use verigate_codecs::smpp::session::{
+    BindCredentials, BindType, CloseReason, Event, Role, Session,
+};
+use verigate_codecs::smpp::{Body, CommandStatus, MessageIdResp, Pdu, SubmitSm};
+use verigate_codecs::text::{PartKey, Reassembler};
+
+/// Where a bind is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindStatus {
+    /// Connecting or binding.
+    Connecting,
+    /// Bound and usable.
+    Bound,
+    /// Down; reconnecting after a delay.
+    Down(String),
+    /// The SMSC refused the bind (credentials or configuration at fault).
+    Rejected(CommandStatus),
+    /// Stopped for good.
+    Stopped,
+}
+
+/// A command for a bind task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Submit {
+        sm: SubmitSm,
+        reply: oneshot::Sender<Result<Submitted, SubmitError>>,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The caller's side of a bind task.
+#[derive(Debug, Clone)]
+pub(crate) struct BindHandle {
+    pub(crate) bind_type: BindType,
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) bound: Arc<AtomicBool>,
+    pub(crate) load: Arc<AtomicUsize>,
+    pub(crate) status: watch::Receiver<BindStatus>,
+}
+
+struct Pending {
+    reply: oneshot::Sender<Result<Submitted, SubmitError>>,
+}
+
+pub(crate) fn spawn(
+    cfg: Arc<SmscConfig>,
+    index: usize,
+    bind_type: BindType,
+    events: mpsc::Sender<SmppEvent>,
+) -> BindHandle {
+    let (tx, rx) = mpsc::channel(4096);
+    let (status_tx, status_rx) = watch::channel(BindStatus::Connecting);
+    let bound = Arc::new(AtomicBool::new(false));
+    let load = Arc::new(AtomicUsize::new(0));
+    let task = BindTask {
+        cfg: cfg.clone(),
+        bind_type,
+        cmds: rx,
+        events,
+        status: status_tx,
+        bound: bound.clone(),
+        load: load.clone(),
+        pending: HashMap::new(),
+        carry: Vec::new(),
+        next_id: 1,
+        generation: 0,
+        stopping: None,
+    };
+    let span = info_span!("smpp_bind", smsc = %cfg.name, bind = index, kind = ?bind_type);
+    tokio::spawn(task.run().instrument(span));
+    BindHandle {
+        bind_type,
+        tx,
+        bound,
+        load,
+        status: status_rx,
+    }
+}
+
+struct BindTask {
+    cfg: Arc<SmscConfig>,
+    bind_type: BindType,
+    cmds: mpsc::Receiver<Command>,
+    events: mpsc::Sender<SmppEvent>,
+    status: watch::Sender<BindStatus>,
+    bound: Arc<AtomicBool>,
+    load: Arc<AtomicUsize>,
+    pending: HashMap<u64, Pending>,
+    /// Submits accepted while down or handed back unsent; go out on the next session.
+    carry: Vec<(u64, SubmitSm)>,
+    next_id: u64,
+    generation: u64,
+    stopping: Option<oneshot::Sender<()>>,
+}
+
+enum Exit {
+    Reconnect { bound: bool },
+    Stop,
+}
+
+impl BindTask {
+    async fn run(mut self) {
+        let mut attempt: u32 = 0;
+        loop {
+            let _ = self.status.send(BindStatus::Connecting);
+            let exit = match self.connect().await {
+                Ok(sock) => self.session(sock).await,
+                Err(e) => {
+                    let _ = self.status.send(BindStatus::Down(e.clone()));
+                    warn!(error = %e, "SMSC connection failed");
+                    Exit::Reconnect { bound: false }
+                }
+            };
+            self.bound.store(false, Ordering::Relaxed);
+            match exit {
+                Exit::Stop => break,
+                Exit::Reconnect { bound } => {
+                    if bound {
+                        attempt = 0;
+                    }
+                    let delay = backoff(self.cfg.reconnect_min, self.cfg.reconnect_max, attempt);
+                    attempt = attempt.saturating_add(1);
+                    if self.wait_while_down(delay).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.fail_all(SubmitError::Shutdown);
+        let _ = self.status.send(BindStatus::Stopped);
+        if let Some(done) = self.stopping.take() {
+            let _ = done.send(());
+        }
+    }
+
+    async fn connect(&self) -> Result<TcpStream, String> {
+        let addr = format!("{}:{}", self.cfg.host, self.cfg.port);
+        match tokio::time::timeout(self.cfg.connect_timeout, TcpStream::connect(&addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                Ok(s)
+            }
+            Ok(Err(e)) => Err(format!("cannot connect to {addr}: {e}")),
+            Err(_) => Err(format!(
+                "cannot connect to {addr}: no answer within {:?}",
+                self.cfg.connect_timeout
+            )),
+        }
+    }
+
+    /// Sleeps before reconnecting while still taking commands. Returns true
+    /// when asked to stop.
+    async fn wait_while_down(&mut self, delay: Duration) -> bool {
+        let deadline = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return false,
+                cmd = self.cmds.recv() => match cmd {
+                    Some(Command::Submit { sm, reply }) => {
+                        let id = self.take_id();
+                        self.pending.insert(id, Pending { reply });
+                        self.carry.push((id, sm));
+                    }
+                    Some(Command::Shutdown(done)) => {
+                        self.stopping = Some(done);
+                        return true;
+                    }
+                    None => return true,
+                },
+            }
+        }
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.load.fetch_add(1, Ordering::Relaxed);
+        id
+    }
+
+    fn finish(&mut self, id: u64, result: Result<Submitted, SubmitError>) {
+        if let Some(p) = self.pending.remove(&id) {
+            self.load.fetch_sub(1, Ordering::Relaxed);
+            let _ = p.reply.send(result);
+        }
+    }
+
+    fn fail_all(&mut self, err: SubmitError) {
+        let ids: Vec<u64> = self.pending.keys().copied().collect();
+        for id in ids {
+            self.finish(id, Err(err.clone()));
+        }
+        self.carry.clear();
+    }
+
+    async fn session(&mut self, mut sock: TcpStream) -> Exit {
+        self.generation += 1;
+        let generation = self.generation;
+        let creds = BindCredentials {
+            bind_type: self.bind_type,
+            ..self.cfg.credentials.clone()
+        };
+        let start = Instant::now();
+        let mut session = Session::new(Role::Esme(creds), self.cfg.session.clone(), start.into_std());
+        for (id, sm) in std::mem::take(&mut self.carry) {
+            let _ = session.send_request(start.into_std(), id, Body::SubmitSm(sm));
+        }
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckMsg>();
+        let mut reassembler = Reassembler::new(self.cfg.reassembly_timeout, 10_000);
+        let mut held_parts: HashMap<PartKey, Vec<u32>> = HashMap::new();
+        let mut rbuf = vec![0u8; 64 * 1024];
+        let mut was_bound = false;
+        let mut shutdown_requested = false;
+        loop {
+            // Flush what the session wants to send before waiting again.
+            while let Some(bytes) = session.poll_transmit() {
+                if let Err(e) = sock.write_all(&bytes).await {
+                    warn!(error = %e, "write to SMSC failed");
+                    session.handle_transport_closed();
+                }
+            }
+            while let Some(ev) = session.poll_event() {
+                match ev {
+                    Event::Bound { system_id, .. } => {
+                        info!(smsc_system_id = %system_id, "bound");
+                        was_bound = true;
+                        self.bound.store(true, Ordering::Relaxed);
+                        let _ = self.status.send(BindStatus::Bound);
+                    }
+                    Event::Response { id, status, body } => {
+                        let result = if status.is_ok() {
+                            let message_id = match body {
+                                Body::SubmitSmResp(MessageIdResp { message_id, .. }) => {
+                                    message_id.to_str_lossy().into_owned()
+                                }
+                                _ => String::new(),
+                            };
+                            Ok(Submitted {
+                                message_id,
+                                smsc: self.cfg.name.clone(),
+                            })
+                        } else {
+                            Err(SubmitError::Rejected(status))
+                        };
+                        self.finish(id, result);
+                    }
+                    Event::ResponseTimeout { id } => self.finish(id, Err(SubmitError::Timeout)),
+                    Event::Returned { id, body, was_sent } => {
+                        if was_sent {
+                            // The SMSC may have accepted it: resending could
+                            // duplicate, so the caller decides.
+                            self.finish(id, Err(SubmitError::ConnectionLost));
+                        } else if let Body::SubmitSm(sm) = body {
+                            self.carry.push((id, sm));
+                        }
+                    }
+                    Event::Request(pdu) => {
+                        self.on_request(
+                            &mut session,
+                            pdu,
+                            generation,
+                            &ack_tx,
+                            &mut reassembler,
+                            &mut held_parts,
+                        )
+                        .await;
+                    }
+                    Event::Notification(pdu) => debug!(command = %pdu.command_id(), "notification"),
+                    Event::Throttled { status, .. } => debug!(%status, "throttled by SMSC; pausing"),
+                    Event::Malformed(e) => warn!(error = %e, "malformed PDU from SMSC; generic_nack sent"),
+                    Event::BindRequest { .. } => {}
+                    Event::Closed(reason) => {
+                        while let Some(bytes) = session.poll_transmit() {
+                            let _ = sock.write_all(&bytes).await;
+                        }
+                        let _ = sock.shutdown().await;
+                        // Drain the remaining Returned events.
+                        while let Some(ev) = session.poll_event() {
+                            if let Event::Returned { id, body, was_sent } = ev {
+                                if was_sent {
+                                    self.finish(id, Err(SubmitError::ConnectionLost));
+                                } else if let Body::SubmitSm(sm) = body {
+                                    self.carry.push((id, sm));
+                                }
+                            }
+                        }
+                        return self.closed(reason, was_bound, shutdown_requested);
+                    }
+                }
+            }
+            let deadline = session.poll_timeout().map(Instant::from_std);
+            let reassembly_deadline = reassembler.poll_timeout().map(Instant::from_std);
+            let next = match (deadline, reassembly_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                r = sock.read(&mut rbuf) => match r {
+                    Ok(0) | Err(_) => session.handle_transport_closed(),
+                    Ok(n) => session.handle_input(Instant::now().into_std(), &rbuf[..n]),
+                },
+                cmd = self.cmds.recv(), if !shutdown_requested => match cmd {
+                    Some(Command::Submit { sm, reply }) => {
+                        let id = self.take_id();
+                        self.pending.insert(id, Pending { reply });
+                        let now = Instant::now().into_std();
+                        if let Err(Body::SubmitSm(sm)) = session.send_request(now, id, Body::SubmitSm(sm)) {
+                            self.carry.push((id, sm));
+                        }
+                        // Take whatever else is queued without waiting, so the
+                        // window fills in one go.
+                        while let Ok(Command::Submit { sm, reply }) = self.cmds.try_recv() {
+                            let id = self.take_id();
+                            self.pending.insert(id, Pending { reply });
+                            if let Err(Body::SubmitSm(sm)) = session.send_request(now, id, Body::SubmitSm(sm)) {
+                                self.carry.push((id, sm));
+                            }
+                        }
+                    }
+                    Some(Command::Shutdown(done)) => {
+                        self.stopping = Some(done);
+                        shutdown_requested = true;
+                        session.unbind(Instant::now().into_std());
+                    }
+                    None => {
+                        shutdown_requested = true;
+                        session.unbind(Instant::now().into_std());
+                    }
+                },
+                Some(ack) = ack_rx.recv() => {
+                    if ack.generation == generation {
+                        for seq in ack.sequences {
+                            session.respond(seq, ack.status, Body::DeliverSmResp(MessageIdResp::default()));
+                        }
+                    }
+                }
+                _ = sleep_opt(next) => {
+                    let now = Instant::now().into_std();
+                    session.handle_timeout(now);
+                    for exp in reassembler.handle_timeout(now) {
+                        if let Some(seqs) = held_parts.remove(&exp.key) {
+                            warn!(parts = exp.received, total = exp.key.total, "long MO incomplete; asking SMSC to redeliver");
+                            for seq in seqs {
+                                session.respond(seq, CommandStatus::ESME_RX_T_APPN, Body::DeliverSmResp(MessageIdResp::default()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn closed(&mut self, reason: CloseReason, was_bound: bool, shutdown: bool) -> Exit {
+        self.bound.store(false, Ordering::Relaxed);
+        match &reason {
+            CloseReason::BindRejected(st) => {
+                warn!(status = %st, "SMSC refused the bind");
+                let _ = self.status.send(BindStatus::Rejected(*st));
+            }
+            r => {
+                if shutdown {
+                    info!("unbound");
+                } else {
+                    warn!(reason = ?r, "SMPP session closed");
+                }
+                let _ = self.status.send(BindStatus::Down(format!("{r:?}")));
+            }
+        }
+        if shutdown || self.stopping.is_some() {
+            Exit::Stop
+        } else {
+            Exit::Reconnect { bound: was_bound }
+        }
+    }
+
+    async fn on_request(
+        &mut self,
+        session: &mut Session,
+        pdu: Pdu,
+        generation: u64,
+        ack_tx: &mpsc::UnboundedSender<AckMsg>,
+        reassembler: &mut Reassembler,
+        held: &mut HashMap<PartKey, Vec<u32>>,
+    ) {
+        let seq = pdu.sequence;
+        let ack = |seqs: Vec<u32>| DeliveryAck {
+            generation,
+            sequences: seqs,
+            tx: ack_tx.clone(),
+            sent: false,
+        };
+        let sm = match pdu.body {
+            Body::DeliverSm(sm) => sm,
+            Body::DataSm(d) => SubmitSm {
+                service_type: d.service_type,
+                source: d.source,
+                dest: d.dest,
+                esm_class: d.esm_class,
+                registered_delivery: d.registered_delivery,
+                data_coding: d.data_coding,
+                tlvs: d.tlvs,
+                ..Default::default()
+            },
+            other => {
+                session.respond(seq, CommandStatus::ESME_RINVCMDID, Body::GenericNack);
+                debug!(command = %other.command_id(), "unexpected request from SMSC");
+                return;
+            }
+        };
+        let smsc: Arc<str> = Arc::from(self.cfg.name.as_str());
+        if is_receipt(sm.esm_class) {
+            let rid = sm.tlvs.receipted_message_id().map(|s| s.to_str_lossy().into_owned());
+            match parse_dlr(
+                rid.as_deref(),
+                sm.tlvs.message_state(),
+                sm.tlvs.network_error_code(),
+                &sm.short_message,
+            ) {
+                Ok(dlr) => {
+                    let ev = SmppEvent::Dlr { smsc, dlr, ack: ack(vec![seq]) };
+                    self.emit(ev).await;
+                }
+                Err(e) => {
+                    // Unusable receipt: accept it (a retry would not fix it)
+                    // and say why.
+                    warn!(error = %e, "undecodable delivery receipt");
+                    session.respond(seq, CommandStatus::ESME_ROK, Body::DeliverSmResp(MessageIdResp::default()));
+                }
+            }
+            return;
+        }
+        let c = content(&sm);
+        let from = sm.source.addr.to_str_lossy().into_owned();
+        let to = sm.dest.addr.to_str_lossy().into_owned();
+        match c.part {
+            Some(part) if part.total > 1 => {
+                let key = PartKey {
+                    source: from.clone(),
+                    dest: to.clone(),
+                    reference: part.reference,
+                    total: part.total,
+                };
+                held.entry(key.clone()).or_default().push(seq);
+                let now = Instant::now().into_std();
+                if let Some(done) = reassembler.push(now, key.clone(), part.seq, c.data_coding, c.payload) {
+                    let seqs = held.remove(&key).unwrap_or_default();
+                    let ev = SmppEvent::Mo {
+                        smsc,
+                        from,
+                        to,
+                        text: done.text,
+                        data_coding: done.data_coding,
+                        ack: ack(seqs),
+                    };
+                    self.emit(ev).await;
+                }
+            }
+            _ => {
+                let ev = SmppEvent::Mo {
+                    smsc,
+                    from,
+                    to,
+                    text: c.text(),
+                    data_coding: c.data_coding,
+                    ack: ack(vec![seq]),
+                };
+                self.emit(ev).await;
+            }
+        }
+    }
+
+    async fn emit(&self, ev: SmppEvent) {
+        // If nobody listens, dropping the event answers with a temporary error.
+        let _ = self.events.send(ev).await;
+    }
+}
+
+async fn sleep_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Jittered exponential backoff: min·2^attempt capped at max, times a
+/// random factor in [0.5, 1] so many gateways do not reconnect in lockstep.
+pub(crate) fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
+    let base = min.saturating_mul(1u32 << attempt.min(16)).min(max);
+    let f: f64 = rand::thread_rng().gen_range(0.5..=1.0);
+    base.mul_f64(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let min = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        for attempt in 0..20 {
+            let d = backoff(min, max, attempt);
+            let base = min.saturating_mul(1 << attempt.min(16)).min(max);
+            assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d:?}");
+        }
+    }
+}

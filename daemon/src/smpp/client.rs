@@ -1,0 +1,202 @@
+//! One SMSC with several binds: spreads submits over the bound transmit
+//! binds and merges their inbound events.
+
+use super::bind::{self, BindHandle, BindStatus, Command};
+use super::config::{BindLayout, SmscConfig};
+use super::events::SmppEvent;
+use super::{SubmitError, Submitted};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use verigate_codecs::smpp::message::text_to_parts;
+use verigate_codecs::smpp::session::BindType;
+use verigate_codecs::smpp::SubmitSm;
+
+/// Handle to one SMSC and its binds. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SmscClient {
+    cfg: Arc<SmscConfig>,
+    binds: Arc<Vec<BindHandle>>,
+    rr: Arc<AtomicUsize>,
+    reference: Arc<AtomicU16>,
+}
+
+/// Why binding did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    /// The SMSC refused the credentials or the bind.
+    #[error("bind refused by the SMSC: {0}")]
+    Rejected(String),
+    /// Nothing bound in time.
+    #[error("not bound within {timeout:?}: {last}")]
+    Timeout {
+        /// How long we waited.
+        timeout: Duration,
+        /// What the binds last reported.
+        last: String,
+    },
+}
+
+impl SmscClient {
+    /// Starts all binds; events from every bind go to `events`.
+    pub fn start(cfg: SmscConfig, events: mpsc::Sender<SmppEvent>) -> Self {
+        let cfg = Arc::new(cfg);
+        let kinds: Vec<BindType> = match cfg.layout {
+            BindLayout::Transceiver(n) => vec![BindType::Transceiver; n.max(1)],
+            BindLayout::TxRx { tx, rx } => std::iter::repeat(BindType::Transmitter)
+                .take(tx.max(1))
+                .chain(std::iter::repeat(BindType::Receiver).take(rx))
+                .collect(),
+        };
+        let binds = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| bind::spawn(cfg.clone(), i, k, events.clone()))
+            .collect();
+        SmscClient {
+            cfg,
+            binds: Arc::new(binds),
+            rr: Arc::new(AtomicUsize::new(0)),
+            reference: Arc::new(AtomicU16::new(rand::random())),
+        }
+    }
+
+    /// The SMSC's configured name.
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SmscConfig {
+        &self.cfg
+    }
+
+    /// Status of every bind.
+    pub fn bind_statuses(&self) -> Vec<BindStatus> {
+        self.binds.iter().map(|b| b.status.borrow().clone()).collect()
+    }
+
+    /// Number of binds currently bound.
+    pub fn bound_count(&self) -> usize {
+        self.binds
+            .iter()
+            .filter(|b| b.bound.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// Waits until at least one transmit-capable bind is up, or fails fast
+    /// when every bind was refused.
+    pub async fn wait_bound(&self, timeout: Duration) -> Result<(), BindError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut watchers: Vec<_> = self.binds.iter().map(|b| b.status.clone()).collect();
+        loop {
+            let statuses: Vec<BindStatus> =
+                watchers.iter().map(|w| w.borrow().clone()).collect();
+            if statuses.iter().any(|s| *s == BindStatus::Bound) {
+                return Ok(());
+            }
+            if let Some(BindStatus::Rejected(st)) = statuses
+                .iter()
+                .find(|s| matches!(s, BindStatus::Rejected(_)))
+            {
+                return Err(BindError::Rejected(describe_bind_status(*st)));
+            }
+            let changed = futures::future::select_all(
+                watchers.iter_mut().map(|w| Box::pin(w.changed())),
+            );
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                let last = statuses
+                    .iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(BindError::Timeout { timeout, last });
+            }
+        }
+    }
+
+    fn pick(&self) -> &BindHandle {
+        let tx: Vec<&BindHandle> = self
+            .binds
+            .iter()
+            .filter(|b| b.bind_type.can_submit())
+            .collect();
+        let bound: Vec<&BindHandle> = tx
+            .iter()
+            .copied()
+            .filter(|b| b.bound.load(Ordering::Relaxed))
+            .collect();
+        let pool = if bound.is_empty() { &tx } else { &bound };
+        // Least loaded, ties broken round-robin.
+        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        let n = pool.len();
+        (0..n)
+            .map(|i| pool[(start + i) % n])
+            .min_by_key(|b| b.load.load(Ordering::Relaxed))
+            .expect("at least one transmit bind")
+    }
+
+    /// Queues one submit_sm; the receiver resolves with its submit_sm_resp.
+    pub async fn submit_sm(
+        &self,
+        sm: SubmitSm,
+    ) -> oneshot::Receiver<Result<Submitted, SubmitError>> {
+        let (reply, rx) = oneshot::channel();
+        let b = self.pick();
+        if let Err(mpsc::error::SendError(Command::Submit { reply, .. })) =
+            b.tx.send(Command::Submit { sm, reply }).await
+        {
+            let _ = reply.send(Err(SubmitError::Shutdown));
+        }
+        rx
+    }
+
+    /// Encodes and splits `text` per this SMSC's settings and submits every
+    /// part; resolves with one result per part.
+    pub async fn submit_text(
+        &self,
+        template: &SubmitSm,
+        text: &str,
+    ) -> Result<Vec<Result<Submitted, SubmitError>>, SubmitError> {
+        let reference = self.reference.fetch_add(1, Ordering::Relaxed);
+        let parts = text_to_parts(template, text, None, self.cfg.split_mode, reference)
+            .map_err(|e| SubmitError::Encode(e.to_string()))?;
+        let mut rxs = Vec::with_capacity(parts.len());
+        for p in parts {
+            rxs.push(self.submit_sm(p).await);
+        }
+        let mut out = Vec::with_capacity(rxs.len());
+        for rx in rxs {
+            out.push(rx.await.unwrap_or(Err(SubmitError::Shutdown)));
+        }
+        Ok(out)
+    }
+
+    /// Unbinds every bind (draining in-flight submits) and stops.
+    pub async fn shutdown(&self) {
+        let mut waits = Vec::new();
+        for b in self.binds.iter() {
+            let (tx, rx) = oneshot::channel();
+            if b.tx.send(Command::Shutdown(tx)).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        for w in waits {
+            let _ = w.await;
+        }
+    }
+}
+
+/// A sentence for an operator about a refused bind.
+pub fn describe_bind_status(st: verigate_codecs::smpp::CommandStatus) -> String {
+    let hint = match st.0 {
+        0x0E => "wrong password",
+        0x0F => "unknown system_id",
+        0x0D => "bind failed",
+        0x05 => "already bound",
+        0x53 => "system_type not accepted",
+        _ => st.description().unwrap_or("refused"),
+    };
+    format!("{hint} ({st})")
+}

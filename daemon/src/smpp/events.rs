@@ -1,0 +1,94 @@
+//! What SMSCs tell us: delivery receipts and mobile-originated messages.
+
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use verigate_codecs::dlr::Dlr;
+use verigate_codecs::smpp::CommandStatus;
+
+/// An inbound event from an SMSC. Each carries a [`DeliveryAck`]: the
+/// deliver_sm_resp goes back only when it is used, so a consumer can store
+/// the event durably first (dropping it answers with a temporary error and
+/// the SMSC redelivers).
+#[derive(Debug)]
+pub enum SmppEvent {
+    /// A delivery receipt.
+    Dlr {
+        /// SMSC name.
+        smsc: Arc<str>,
+        /// The parsed receipt.
+        dlr: Dlr,
+        /// Acknowledge after storing.
+        ack: DeliveryAck,
+    },
+    /// A mobile-originated message (long ones reassembled).
+    Mo {
+        /// SMSC name.
+        smsc: Arc<str>,
+        /// Sender address (the network vouches for it).
+        from: String,
+        /// Destination (our short code).
+        to: String,
+        /// Decoded text.
+        text: String,
+        /// data_coding of the message.
+        data_coding: u8,
+        /// Acknowledge after storing.
+        ack: DeliveryAck,
+    },
+}
+
+impl SmppEvent {
+    /// Acknowledges the event positively.
+    pub fn accept(self) {
+        match self {
+            SmppEvent::Dlr { ack, .. } | SmppEvent::Mo { ack, .. } => ack.accept(),
+        }
+    }
+}
+
+/// Answer owed to the SMSC for one or more deliver_sm (all parts of a long MO).
+#[derive(Debug)]
+pub struct DeliveryAck {
+    pub(crate) generation: u64,
+    pub(crate) sequences: Vec<u32>,
+    pub(crate) tx: mpsc::UnboundedSender<AckMsg>,
+    pub(crate) sent: bool,
+}
+
+/// Internal message from an ack to its bind task.
+#[derive(Debug)]
+pub(crate) struct AckMsg {
+    pub(crate) generation: u64,
+    pub(crate) sequences: Vec<u32>,
+    pub(crate) status: CommandStatus,
+}
+
+impl DeliveryAck {
+    fn send(&mut self, status: CommandStatus) {
+        if !self.sent {
+            self.sent = true;
+            let _ = self.tx.send(AckMsg {
+                generation: self.generation,
+                sequences: std::mem::take(&mut self.sequences),
+                status,
+            });
+        }
+    }
+
+    /// The event is safely stored: answer ESME_ROK.
+    pub fn accept(mut self) {
+        self.send(CommandStatus::ESME_ROK);
+    }
+
+    /// Could not take the event now: answer a temporary error so the SMSC
+    /// delivers it again later.
+    pub fn retry_later(mut self) {
+        self.send(CommandStatus::ESME_RX_T_APPN);
+    }
+}
+
+impl Drop for DeliveryAck {
+    fn drop(&mut self) {
+        self.send(CommandStatus::ESME_RX_T_APPN);
+    }
+}
