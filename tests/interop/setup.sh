@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Idempotent installer for the SMPP interop peers.
+#
+#   tests/interop/setup.sh            # warn about anything that could not be installed, exit 0
+#   CI=true tests/interop/setup.sh    # any failure is fatal: exit 1 naming what is missing
+#
+# Installs, each only when missing:
+#   - tests/interop/npm/node_modules   via `npm ci` (npm smpp 0.5.1, from package-lock.json)
+#   - tests/interop/.venv              python venv with py/requirements.txt (smpplib 2.2.4)
+#   - sipp + tshark                    `apt-get install -y sip-tester tshark`
+#                                      (`apt-get update` first, only when an install is needed)
+set -u
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+strict=false
+case "${CI:-}" in true|TRUE|True|1|yes) strict=true ;; esac
+
+missing=()
+note() { echo "setup.sh: $*"; }
+fail() {
+    # $1 = what is missing, $2 = details
+    missing+=("$1")
+    echo "setup.sh: $( $strict && echo ERROR || echo WARNING ): $1 unavailable${2:+ ($2)}" >&2
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n "$@"
+    else
+        echo "setup.sh: need root for: $*" >&2
+        return 1
+    fi
+}
+
+# ------------------------------------------------------------------ npm peers
+npm_ok() {
+    (cd "$here/npm" && node -e '
+        const v = require("smpp/package.json").version;
+        if (v !== "0.5.1") { console.error("smpp " + v + " installed, want 0.5.1"); process.exit(1); }
+    ') >/dev/null 2>&1
+}
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    fail "node/npm" "install Node.js >= 18 with npm"
+elif npm_ok; then
+    note "npm peers: ok (smpp 0.5.1 in tests/interop/npm/node_modules)"
+else
+    note "npm peers: running npm ci in tests/interop/npm"
+    if (cd "$here/npm" && npm ci --no-audit --no-fund --loglevel=error) && npm_ok; then
+        note "npm peers: installed"
+    else
+        fail "npm package smpp@0.5.1 (tests/interop/npm/node_modules)" "npm ci failed"
+    fi
+fi
+
+# ------------------------------------------------------------------ python peer
+venv="$here/.venv"
+py_ok() {
+    "$venv/bin/python" - <<'EOF' >/dev/null 2>&1
+import importlib.metadata as m, sys
+sys.exit(0 if m.version("smpplib") == "2.2.4" else 1)
+EOF
+}
+
+if [ -x "$venv/bin/python" ] && py_ok; then
+    note "python peer: ok (smpplib 2.2.4 in tests/interop/.venv)"
+elif ! command -v python3 >/dev/null 2>&1; then
+    fail "python3" "install Python >= 3.8"
+else
+    if [ ! -x "$venv/bin/python" ]; then
+        note "python peer: creating venv tests/interop/.venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv" || { rm -rf "$venv"; fail "python venv tests/interop/.venv" "python3 -m venv failed; on Debian: apt-get install python3-venv"; }
+    fi
+    if [ -x "$venv/bin/python" ]; then
+        note "python peer: pip install -r py/requirements.txt"
+        if "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$here/py/requirements.txt" && py_ok; then
+            note "python peer: installed"
+        else
+            fail "python package smpplib==2.2.4 (tests/interop/.venv)" "pip install failed"
+        fi
+    fi
+fi
+
+# ------------------------------------------------------------------ system tools
+pkgs=()
+command -v sipp >/dev/null 2>&1 || pkgs+=(sip-tester)
+command -v tshark >/dev/null 2>&1 || pkgs+=(tshark)
+if [ ${#pkgs[@]} -eq 0 ]; then
+    note "system tools: ok (sipp, tshark)"
+elif ! command -v apt-get >/dev/null 2>&1; then
+    fail "${pkgs[*]}" "no apt-get; install sipp and tshark by hand"
+else
+    note "system tools: apt-get install ${pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Wait for a concurrent apt/dpkg run instead of failing on its lock.
+    lock=(-o DPkg::Lock::Timeout=300)
+    if as_root apt-get "${lock[@]}" update -q >/dev/null &&
+        as_root apt-get "${lock[@]}" install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null; then
+        :
+    fi
+    command -v sipp >/dev/null 2>&1 || fail "sipp (Debian package sip-tester)" "apt-get update/install failed"
+    command -v tshark >/dev/null 2>&1 || fail "tshark (Debian package tshark)" "apt-get update/install failed"
+    [ ${#missing[@]} -eq 0 ] && note "system tools: installed"
+fi
+
+# ------------------------------------------------------------------ verdict
+if [ ${#missing[@]} -gt 0 ]; then
+    if $strict; then
+        echo "setup.sh: FATAL (CI=true): missing: $(IFS=';'; echo "${missing[*]}")" >&2
+        exit 1
+    fi
+    echo "setup.sh: WARNING: interop tests needing these will not run: $(IFS=';'; echo "${missing[*]}")" >&2
+    exit 0
+fi
+note "all interop peers ready"
+exit 0
