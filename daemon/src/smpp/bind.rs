@@ -288,6 +288,7 @@ impl BindTask {
                     Event::Notification(pdu) => debug!(command = %pdu.command_id(), "notification"),
                     Event::Throttled { status, .. } => debug!(%status, "throttled by SMSC; pausing"),
                     Event::Malformed(e) => warn!(error = %e, "malformed PDU from SMSC; generic_nack sent"),
+                    Event::UnmatchedResponse(pdu) => debug!(command = %pdu.command_id(), seq = pdu.sequence, "response to no request of ours"),
                     Event::BindRequest { .. } => {}
                     Event::Closed(reason) => {
                         while let Some(bytes) = session.poll_transmit() {

@@ -114,6 +114,11 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
                     }
                     debug!(conn, %status, "response from ESME");
                 }
+                Event::UnmatchedResponse(pdu) => {
+                    if pdu.body == Body::GenericNack {
+                        state.stats.lock().expect("stats").generic_nacks_received += 1;
+                    }
+                }
                 Event::Malformed(e) => {
                     state.stats.lock().expect("stats").malformed_received += 1;
                     debug!(conn, error = %e, "malformed PDU from ESME");
@@ -272,7 +277,10 @@ fn handle_request(
     state.stats.lock().expect("stats").submits += 1;
     let n = submits_before + 1;
     let mut rng = rand::thread_rng();
-    if faults.throttle_ratio > 0.0 && rng.gen_bool(faults.throttle_ratio.min(1.0)) {
+    let every = faults.throttle_every_n;
+    if (every > 0 && n % every == 0)
+        || (faults.throttle_ratio > 0.0 && rng.gen_bool(faults.throttle_ratio.min(1.0)))
+    {
         state.stats.lock().expect("stats").throttled += 1;
         respond_error(session, sequence, command, CommandStatus::ESME_RTHROTTLED, faults.empty_error_bodies);
         return 1;
@@ -331,6 +339,7 @@ fn handle_request(
             &[0, 0, 0, 20, 0, 0, 0, 5, 0, 0, 0, 0, 0x7F, 0, 0, 2, 1, 2, 3, 4]
         };
         session.inject_raw(garbage);
+        state.stats.lock().expect("stats").malformed_sent += 1;
     }
     1
 }

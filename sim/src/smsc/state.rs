@@ -34,6 +34,8 @@ impl IdFormat {
 pub struct Faults {
     /// Fraction of submit_sm answered 0x58 ESME_RTHROTTLED.
     pub throttle_ratio: f64,
+    /// Throttle every Nth submit_sm of a connection (0: never); deterministic.
+    pub throttle_every_n: u64,
     /// Fraction of submit_sm answered 0x45 ESME_RSUBMITFAIL.
     pub reject_ratio: f64,
     /// Send error responses as a bare 16-byte header (no body).
@@ -123,6 +125,8 @@ pub struct Stats {
     pub dlrs: u64,
     /// MOs sent.
     pub mos: u64,
+    /// Malformed PDUs injected (fault).
+    pub malformed_sent: u64,
     /// generic_nack received from ESMEs.
     pub generic_nacks_received: u64,
     /// Malformed PDUs received.

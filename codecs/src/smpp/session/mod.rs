@@ -134,6 +134,9 @@ pub enum Event {
         /// True if it had been sent (the peer may have acted on it).
         was_sent: bool,
     },
+    /// A response matching no request of ours (late after a timeout, or a
+    /// generic_nack for a PDU we injected); the session ignores it.
+    UnmatchedResponse(Pdu),
     /// The session is over; flush transmit and close the transport.
     Closed(CloseReason),
 }
@@ -619,7 +622,8 @@ impl Session {
     fn on_response(&mut self, now: Instant, pdu: Pdu) {
         let Some(f) = self.window.remove(pdu.sequence) else {
             // A response to nothing we sent (late after a timeout, or a
-            // confused peer): ignore, it must not disturb the session.
+            // confused peer): it must not disturb the session.
+            self.events.push_back(Event::UnmatchedResponse(pdu));
             return;
         };
         match f.purpose {
