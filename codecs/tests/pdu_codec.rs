@@ -187,7 +187,9 @@ fn error_response_with_no_body_or_single_nul() {
     let pdu = Pdu::decode(frame_one(&bind)).unwrap();
     assert_eq!(pdu.status, CommandStatus::ESME_RINVPASWD);
     // query_sm_resp error with a truncated body.
-    let q = [0, 0, 0, 18, 0x80, 0, 0, 3, 0, 0, 0, 0x67, 0, 0, 0, 2, b'1', 0];
+    let q = [
+        0, 0, 0, 18, 0x80, 0, 0, 3, 0, 0, 0, 0x67, 0, 0, 0, 2, b'1', 0,
+    ];
     assert!(Pdu::decode(frame_one(&q)).is_ok());
 }
 
@@ -213,7 +215,9 @@ fn over_long_cstrings_and_stray_bytes_are_tolerated() {
 
 #[test]
 fn missing_nul_in_request_is_an_error_naming_the_field() {
-    let bytes = [0, 0, 0, 20, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, b'a', b'b', b'c', b'd'];
+    let bytes = [
+        0, 0, 0, 20, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, b'a', b'b', b'c', b'd',
+    ];
     let err = Pdu::decode(frame_one(&bytes)).unwrap_err();
     assert_eq!(err.sequence, 5);
     assert_eq!(err.nack_status(), CommandStatus::ESME_RINVCMDLEN);
@@ -250,13 +254,19 @@ fn framing_rejects_bad_lengths_with_a_message() {
     assert!(e.to_string().contains("below the 16-byte minimum"), "{e}");
     let mut long = BytesMut::from(&[0u8, 0, 0x10, 0, 0, 0, 0, 4][..]);
     let e = d.decode(&mut long).unwrap_err();
-    assert!(e.to_string().contains("exceeds the configured maximum of 1024"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("exceeds the configured maximum of 1024"),
+        "{e}"
+    );
 }
 
 #[test]
 fn framing_handles_partial_and_coalesced_input() {
     let a = Pdu::new(1, Body::EnquireLink).to_bytes().unwrap();
-    let b = Pdu::new(2, Body::SubmitSm(sample_submit())).to_bytes().unwrap();
+    let b = Pdu::new(2, Body::SubmitSm(sample_submit()))
+        .to_bytes()
+        .unwrap();
     let mut stream = Vec::new();
     stream.extend_from_slice(&a);
     stream.extend_from_slice(&b);
@@ -277,7 +287,9 @@ fn framing_handles_partial_and_coalesced_input() {
 fn one_bad_pdu_does_not_desynchronise_the_stream() {
     let good1 = Pdu::new(1, Body::EnquireLink).to_bytes().unwrap();
     let bad = [0, 0, 0, 20, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 3, 4];
-    let good2 = Pdu::new(3, Body::SubmitSm(sample_submit())).to_bytes().unwrap();
+    let good2 = Pdu::new(3, Body::SubmitSm(sample_submit()))
+        .to_bytes()
+        .unwrap();
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&good1);
     buf.extend_from_slice(&bad);

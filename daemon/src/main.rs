@@ -6,7 +6,11 @@ use std::time::Duration;
 use verigate::probe::{self, ProbeOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "verigate", version, about = "Phone-number verification gateway")]
+#[command(
+    name = "verigate",
+    version,
+    about = "Phone-number verification gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -104,7 +108,10 @@ async fn run_probe(a: ProbeArgs) -> ExitCode {
     match probe::run(opts).await {
         Ok(report) => {
             if a.json {
-                println!("{}", serde_json::to_string(&report).expect("report serialises"));
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("report serialises")
+                );
             } else {
                 print!("{}", probe::render_table(&report));
             }
@@ -121,7 +128,10 @@ async fn run_probe(a: ProbeArgs) -> ExitCode {
         }
         Err(e) => {
             if a.json {
-                println!("{}", serde_json::json!({"ok": false, "problem": e.to_string(), "messages": []}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "problem": e.to_string(), "messages": []})
+                );
             }
             eprintln!("verigate smpp probe: {e}");
             ExitCode::from(2)

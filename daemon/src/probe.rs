@@ -84,7 +84,13 @@ pub enum ProbeError {
 
 /// Runs the probe.
 pub async fn run(opts: ProbeOptions) -> Result<ProbeReport, ProbeError> {
-    let mut cfg = SmscConfig::new("probe", &opts.host, opts.port, &opts.system_id, &opts.password);
+    let mut cfg = SmscConfig::new(
+        "probe",
+        &opts.host,
+        opts.port,
+        &opts.system_id,
+        &opts.password,
+    );
     cfg.session.window = opts.window.max(1);
     let (ev_tx, mut ev_rx) = mpsc::channel(4096);
     let client = SmscClient::start(cfg, ev_tx);
@@ -192,7 +198,10 @@ pub async fn run(opts: ProbeOptions) -> Result<ProbeReport, ProbeError> {
     let failed = messages.len() - accepted;
     let mut problem = None;
     if failed > 0 {
-        let first = messages.iter().find(|m| m.status != "accepted").map(|m| m.status.clone());
+        let first = messages
+            .iter()
+            .find(|m| m.status != "accepted")
+            .map(|m| m.status.clone());
         problem = Some(format!(
             "{failed} of {} messages not accepted (first: {})",
             messages.len(),
@@ -268,7 +277,10 @@ fn report(n: usize, id: Option<String>, err: Option<SubmitError>) -> MessageRepo
 /// Renders the report as a table for a person.
 pub fn render_table(r: &ProbeReport) -> String {
     let mut s = String::new();
-    s.push_str(&format!("{:>5}  {:<40}  {:<28}  {}\n", "#", "message_id", "status", "dlr"));
+    s.push_str(&format!(
+        "{:>5}  {:<40}  {:<28}  {}\n",
+        "#", "message_id", "status", "dlr"
+    ));
     for m in &r.messages {
         s.push_str(&format!(
             "{:>5}  {:<40}  {:<28}  {}\n",

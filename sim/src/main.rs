@@ -9,7 +9,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
-#[command(name = "verigate-sim", version, about = "Simulators for verigate labs and tests")]
+#[command(
+    name = "verigate-sim",
+    version,
+    about = "Simulators for verigate labs and tests"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -91,7 +95,13 @@ async fn run_smsc(a: SmscArgs) -> ExitCode {
         text_id_format: a.dlr_id_format.unwrap_or(a.id_format),
         tlvs: !a.dlr_text_only,
     };
-    let state = Arc::new(SimState::new(a.system_id, a.password, a.id_format, dlr, faults));
+    let state = Arc::new(SimState::new(
+        a.system_id,
+        a.password,
+        a.id_format,
+        dlr,
+        faults,
+    ));
     let smpp = match TcpListener::bind(&a.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -107,8 +117,14 @@ async fn run_smsc(a: SmscArgs) -> ExitCode {
         }
     };
     let smpp_addr = smpp.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let control_addr = control.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    println!("{}", serde_json::json!({"smpp": smpp_addr, "control": control_addr}));
+    let control_addr = control
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!(
+        "{}",
+        serde_json::json!({"smpp": smpp_addr, "control": control_addr})
+    );
     tokio::spawn(smsc::serve_smpp(smpp, state.clone()));
     tokio::select! {
         r = smsc::serve_control(control, state) => {
@@ -126,7 +142,8 @@ async fn run_smsc(a: SmscArgs) -> ExitCode {
 async fn sigterm() {
     #[cfg(unix)]
     {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
             return;
         }

@@ -65,11 +65,16 @@ impl Sim {
     /// Starts the simulator with system_id `verigate`, password `secret`
     /// and extra arguments.
     pub fn start(extra: &[&str]) -> Sim {
+        Sim::start_on("127.0.0.1:0", extra)
+    }
+
+    /// Like [`Sim::start`] on a given SMPP listen address.
+    pub fn start_on(listen: &str, extra: &[&str]) -> Sim {
         let mut child = Command::new(bin("verigate-sim"))
             .args([
                 "smsc",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--control",
                 "127.0.0.1:0",
                 "--system-id",
@@ -143,7 +148,11 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, S
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let body = match resp.split_once("\r\n\r\n") {
-        Some((head, b)) if head.to_ascii_lowercase().contains("transfer-encoding: chunked") => {
+        Some((head, b))
+            if head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked") =>
+        {
             dechunk(b)
         }
         Some((_, b)) => b.to_string(),

@@ -43,7 +43,10 @@ fn unreachable_smsc_times_out_with_a_message() {
 
 #[test]
 fn rejected_messages_are_reported_with_their_status() {
-    let sim = Sim::start(&["--faults", r#"{"reject_ratio":1.0,"empty_error_bodies":true}"#]);
+    let sim = Sim::start(&[
+        "--faults",
+        r#"{"reject_ratio":1.0,"empty_error_bodies":true}"#,
+    ]);
     let (code, json, err) = probe(sim.port, "secret", &["--count", "3"]);
     assert_eq!(code, 1, "{json}");
     for m in json["messages"].as_array().unwrap() {

@@ -27,7 +27,11 @@ pub fn text_to_parts(
         let mut sm = template.clone();
         sm.data_coding = enc.data_coding();
         sm.esm_class &= !ESM_UDHI;
-        if mode == SplitMode::Payload && seg.udh.is_none() && seg.sar.is_none() && segments_len_hint(&seg) {
+        if mode == SplitMode::Payload
+            && seg.udh.is_none()
+            && seg.sar.is_none()
+            && segments_len_hint(&seg)
+        {
             sm.short_message = Bytes::new();
             sm.tlvs.push(Tlv::MESSAGE_PAYLOAD(Bytes::from(seg.payload)));
             out.push(sm);
@@ -134,7 +138,8 @@ mod tests {
 
     #[test]
     fn short_gsm_text_is_one_plain_part() {
-        let parts = text_to_parts(&template(), "Your code is 123456", None, SplitMode::Udh8, 1).unwrap();
+        let parts =
+            text_to_parts(&template(), "Your code is 123456", None, SplitMode::Udh8, 1).unwrap();
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].data_coding, 0);
         assert_eq!(parts[0].esm_class & ESM_UDHI, 0);

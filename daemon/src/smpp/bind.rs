@@ -40,6 +40,7 @@ pub enum BindStatus {
 
 /// A command for a bind task.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // submits dominate; boxing each would cost an allocation
 pub(crate) enum Command {
     Submit {
         sm: SubmitSm,
@@ -221,7 +222,11 @@ impl BindTask {
             ..self.cfg.credentials.clone()
         };
         let start = Instant::now();
-        let mut session = Session::new(Role::Esme(creds), self.cfg.session.clone(), start.into_std());
+        let mut session = Session::new(
+            Role::Esme(creds),
+            self.cfg.session.clone(),
+            start.into_std(),
+        );
         for (id, sm) in std::mem::take(&mut self.carry) {
             let _ = session.send_request(start.into_std(), id, Body::SubmitSm(sm));
         }
@@ -286,9 +291,15 @@ impl BindTask {
                         .await;
                     }
                     Event::Notification(pdu) => debug!(command = %pdu.command_id(), "notification"),
-                    Event::Throttled { status, .. } => debug!(%status, "throttled by SMSC; pausing"),
-                    Event::Malformed(e) => warn!(error = %e, "malformed PDU from SMSC; generic_nack sent"),
-                    Event::UnmatchedResponse(pdu) => debug!(command = %pdu.command_id(), seq = pdu.sequence, "response to no request of ours"),
+                    Event::Throttled { status, .. } => {
+                        debug!(%status, "throttled by SMSC; pausing")
+                    }
+                    Event::Malformed(e) => {
+                        warn!(error = %e, "malformed PDU from SMSC; generic_nack sent")
+                    }
+                    Event::UnmatchedResponse(pdu) => {
+                        debug!(command = %pdu.command_id(), seq = pdu.sequence, "response to no request of ours")
+                    }
                     Event::BindRequest { .. } => {}
                     Event::Closed(reason) => {
                         while let Some(bytes) = session.poll_transmit() {
@@ -430,7 +441,10 @@ impl BindTask {
         };
         let smsc: Arc<str> = Arc::from(self.cfg.name.as_str());
         if is_receipt(sm.esm_class) {
-            let rid = sm.tlvs.receipted_message_id().map(|s| s.to_str_lossy().into_owned());
+            let rid = sm
+                .tlvs
+                .receipted_message_id()
+                .map(|s| s.to_str_lossy().into_owned());
             match parse_dlr(
                 rid.as_deref(),
                 sm.tlvs.message_state(),
@@ -438,14 +452,22 @@ impl BindTask {
                 &sm.short_message,
             ) {
                 Ok(dlr) => {
-                    let ev = SmppEvent::Dlr { smsc, dlr, ack: ack(vec![seq]) };
+                    let ev = SmppEvent::Dlr {
+                        smsc,
+                        dlr,
+                        ack: ack(vec![seq]),
+                    };
                     self.emit(ev).await;
                 }
                 Err(e) => {
                     // Unusable receipt: accept it (a retry would not fix it)
                     // and say why.
                     warn!(error = %e, "undecodable delivery receipt");
-                    session.respond(seq, CommandStatus::ESME_ROK, Body::DeliverSmResp(MessageIdResp::default()));
+                    session.respond(
+                        seq,
+                        CommandStatus::ESME_ROK,
+                        Body::DeliverSmResp(MessageIdResp::default()),
+                    );
                 }
             }
             return;
@@ -463,7 +485,9 @@ impl BindTask {
                 };
                 held.entry(key.clone()).or_default().push(seq);
                 let now = Instant::now().into_std();
-                if let Some(done) = reassembler.push(now, key.clone(), part.seq, c.data_coding, c.payload) {
+                if let Some(done) =
+                    reassembler.push(now, key.clone(), part.seq, c.data_coding, c.payload)
+                {
                     let seqs = held.remove(&key).unwrap_or_default();
                     let ev = SmppEvent::Mo {
                         smsc,

@@ -44,9 +44,8 @@ impl SmscClient {
         let cfg = Arc::new(cfg);
         let kinds: Vec<BindType> = match cfg.layout {
             BindLayout::Transceiver(n) => vec![BindType::Transceiver; n.max(1)],
-            BindLayout::TxRx { tx, rx } => std::iter::repeat(BindType::Transmitter)
-                .take(tx.max(1))
-                .chain(std::iter::repeat(BindType::Receiver).take(rx))
+            BindLayout::TxRx { tx, rx } => std::iter::repeat_n(BindType::Transmitter, tx.max(1))
+                .chain(std::iter::repeat_n(BindType::Receiver, rx))
                 .collect(),
         };
         let binds = kinds
@@ -74,7 +73,10 @@ impl SmscClient {
 
     /// Status of every bind.
     pub fn bind_statuses(&self) -> Vec<BindStatus> {
-        self.binds.iter().map(|b| b.status.borrow().clone()).collect()
+        self.binds
+            .iter()
+            .map(|b| b.status.borrow().clone())
+            .collect()
     }
 
     /// Number of binds currently bound.
@@ -91,9 +93,8 @@ impl SmscClient {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut watchers: Vec<_> = self.binds.iter().map(|b| b.status.clone()).collect();
         loop {
-            let statuses: Vec<BindStatus> =
-                watchers.iter().map(|w| w.borrow().clone()).collect();
-            if statuses.iter().any(|s| *s == BindStatus::Bound) {
+            let statuses: Vec<BindStatus> = watchers.iter().map(|w| w.borrow().clone()).collect();
+            if statuses.contains(&BindStatus::Bound) {
                 return Ok(());
             }
             if let Some(BindStatus::Rejected(st)) = statuses
@@ -102,9 +103,8 @@ impl SmscClient {
             {
                 return Err(BindError::Rejected(describe_bind_status(*st)));
             }
-            let changed = futures::future::select_all(
-                watchers.iter_mut().map(|w| Box::pin(w.changed())),
-            );
+            let changed =
+                futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 let last = statuses
                     .iter()

@@ -29,7 +29,7 @@ impl Router {
             self.routes
                 .push((p.trim_start_matches('+').to_string(), idx));
         }
-        self.routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     }
 
     /// The SMSC for `dest` (E.164 digits, with or without `+`).

@@ -39,7 +39,9 @@ struct DueDlr {
 /// Serves one TCP connection until it closes.
 pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
     let _ = sock.set_nodelay(true);
-    let conn = state.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let conn = state
+        .next_conn
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let faults = state.faults.lock().expect("faults lock").clone();
     let cfg = SessionConfig {
         window: 256,
@@ -114,10 +116,8 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
                     }
                     debug!(conn, %status, "response from ESME");
                 }
-                Event::UnmatchedResponse(pdu) => {
-                    if pdu.body == Body::GenericNack {
-                        state.stats.lock().expect("stats").generic_nacks_received += 1;
-                    }
+                Event::UnmatchedResponse(pdu) if pdu.body == Body::GenericNack => {
+                    state.stats.lock().expect("stats").generic_nacks_received += 1;
                 }
                 Event::Malformed(e) => {
                     state.stats.lock().expect("stats").malformed_received += 1;
@@ -203,7 +203,13 @@ fn respond_ok(session: &mut Session, sequence: u32, command: CommandId, message_
     session.respond(sequence, CommandStatus::ESME_ROK, body);
 }
 
-fn respond_error(session: &mut Session, sequence: u32, command: CommandId, status: CommandStatus, empty: bool) {
+fn respond_error(
+    session: &mut Session,
+    sequence: u32,
+    command: CommandId,
+    status: CommandStatus,
+    empty: bool,
+) {
     if empty {
         // A bare header, as some SMSCs send error responses.
         let mut raw = Vec::with_capacity(16);
@@ -282,12 +288,24 @@ fn handle_request(
         || (faults.throttle_ratio > 0.0 && rng.gen_bool(faults.throttle_ratio.min(1.0)))
     {
         state.stats.lock().expect("stats").throttled += 1;
-        respond_error(session, sequence, command, CommandStatus::ESME_RTHROTTLED, faults.empty_error_bodies);
+        respond_error(
+            session,
+            sequence,
+            command,
+            CommandStatus::ESME_RTHROTTLED,
+            faults.empty_error_bodies,
+        );
         return 1;
     }
     if faults.reject_ratio > 0.0 && rng.gen_bool(faults.reject_ratio.min(1.0)) {
         state.stats.lock().expect("stats").rejected += 1;
-        respond_error(session, sequence, command, CommandStatus::ESME_RSUBMITFAIL, faults.empty_error_bodies);
+        respond_error(
+            session,
+            sequence,
+            command,
+            CommandStatus::ESME_RSUBMITFAIL,
+            faults.empty_error_bodies,
+        );
         return 1;
     }
     let num = state.new_message_id();
@@ -336,7 +354,9 @@ fn handle_request(
         let garbage: &[u8] = if (n / faults.malformed_every_n) % 2 == 1 {
             &[0, 0, 0, 16, 0, 0, 0, 0xAA, 0, 0, 0, 0, 0x7F, 0, 0, 1]
         } else {
-            &[0, 0, 0, 20, 0, 0, 0, 5, 0, 0, 0, 0, 0x7F, 0, 0, 2, 1, 2, 3, 4]
+            &[
+                0, 0, 0, 20, 0, 0, 0, 5, 0, 0, 0, 0, 0x7F, 0, 0, 2, 1, 2, 3, 4,
+            ]
         };
         session.inject_raw(garbage);
         state.stats.lock().expect("stats").malformed_sent += 1;
@@ -344,7 +364,14 @@ fn handle_request(
     1
 }
 
-fn send_dlr(state: &SimState, session: &mut Session, conn: u64, system_id: &str, d: DueDlr, next_id: &mut u64) {
+fn send_dlr(
+    state: &SimState,
+    session: &mut Session,
+    conn: u64,
+    system_id: &str,
+    d: DueDlr,
+    next_id: &mut u64,
+) {
     state.set_dlr_state(&d.to, &d.part_id, d.stat);
     state.stats.lock().expect("stats").dlrs += 1;
     // Prefer this connection (TRX); else another receiver of the same ESME.
@@ -396,10 +423,12 @@ fn record_in_inbox(state: &SimState, sm: &SubmitSm, message_id: &str) {
         Some(p) if p.total > 1 => {
             let key = (normalize_msisdn(&to), from.clone(), p.reference, p.total);
             let mut partial = state.partial.lock().expect("partial lock");
-            let entry = partial.entry(key.clone()).or_insert_with(|| PartialMessage {
-                parts: vec![None; usize::from(p.total)],
-                data_coding: c.data_coding,
-            });
+            let entry = partial
+                .entry(key.clone())
+                .or_insert_with(|| PartialMessage {
+                    parts: vec![None; usize::from(p.total)],
+                    data_coding: c.data_coding,
+                });
             let idx = usize::from(p.seq - 1);
             if idx < entry.parts.len() {
                 entry.parts[idx] = Some((message_id.to_string(), c.payload));
@@ -477,4 +506,3 @@ pub fn inject_mo(state: &SimState, from: &str, to: &str, text: &str) -> Result<u
     state.stats.lock().expect("stats").mos += 1;
     Ok(n)
 }
-

@@ -35,7 +35,10 @@ fn problem(status: StatusCode, detail: String) -> Response {
     (status, Json(json!({ "error": detail }))).into_response()
 }
 
-async fn mo(State(s): State<Arc<SimState>>, body: Result<Json<MoRequest>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn mo(
+    State(s): State<Arc<SimState>>,
+    body: Result<Json<MoRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     let Json(req) = match body {
         Ok(b) => b,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
@@ -54,14 +57,23 @@ async fn get_faults(State(s): State<Arc<SimState>>) -> Response {
     Json(s.faults.lock().expect("faults lock").clone()).into_response()
 }
 
-async fn put_faults(State(s): State<Arc<SimState>>, body: Result<Json<Faults>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn put_faults(
+    State(s): State<Arc<SimState>>,
+    body: Result<Json<Faults>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     let Json(f) = match body {
         Ok(b) => b,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    for (name, v) in [("throttle_ratio", f.throttle_ratio), ("reject_ratio", f.reject_ratio)] {
+    for (name, v) in [
+        ("throttle_ratio", f.throttle_ratio),
+        ("reject_ratio", f.reject_ratio),
+    ] {
         if !(0.0..=1.0).contains(&v) {
-            return problem(StatusCode::BAD_REQUEST, format!("{name} must be between 0 and 1, got {v}"));
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("{name} must be between 0 and 1, got {v}"),
+            );
         }
     }
     *s.faults.lock().expect("faults lock") = f.clone();

@@ -159,7 +159,13 @@ pub struct SimState {
 
 impl SimState {
     /// New state.
-    pub fn new(system_id: String, password: String, id_format: IdFormat, dlr: DlrSettings, faults: Faults) -> Self {
+    pub fn new(
+        system_id: String,
+        password: String,
+        id_format: IdFormat,
+        dlr: DlrSettings,
+        faults: Faults,
+    ) -> Self {
         SimState {
             system_id,
             password,
@@ -195,7 +201,11 @@ impl SimState {
     pub fn set_dlr_state(&self, to: &str, part_id: &str, state: &str) {
         let mut inbox = self.inbox.lock().expect("inbox lock");
         if let Some(q) = inbox.get_mut(&normalize_msisdn(to)) {
-            if let Some(m) = q.iter_mut().rev().find(|m| m.part_ids.iter().any(|p| p == part_id)) {
+            if let Some(m) = q
+                .iter_mut()
+                .rev()
+                .find(|m| m.part_ids.iter().any(|p| p == part_id))
+            {
                 m.dlr_state = Some(state.to_string());
             }
         }

@@ -254,6 +254,7 @@ impl Session {
     /// Queues a request (submit_sm, deliver_sm, data_sm, query_sm, …). It is
     /// sent when bound, the window has room, the rate allows and no throttle
     /// pause is in force. Refused (handed back) once unbinding or closed.
+    #[allow(clippy::result_large_err)] // hands the request back without an allocation
     pub fn send_request(&mut self, now: Instant, id: RequestId, body: Body) -> Result<(), Body> {
         if matches!(self.state, State::Unbinding | State::Closed) {
             return Err(body);
@@ -702,7 +703,8 @@ impl Session {
         }
         self.state = State::Closed;
         for (id, body, was_sent) in self.window.drain_user() {
-            self.events.push_back(Event::Returned { id, body, was_sent });
+            self.events
+                .push_back(Event::Returned { id, body, was_sent });
         }
         for (id, body) in self.queue.drain(..) {
             self.events.push_back(Event::Returned {

@@ -87,8 +87,11 @@ impl Pair {
                         if bind.password == self.password {
                             self.smsc.accept_bind(sequence, bind_type)
                         } else {
-                            self.smsc
-                                .reject_bind(sequence, bind_type, CommandStatus::ESME_RINVPASWD)
+                            self.smsc.reject_bind(
+                                sequence,
+                                bind_type,
+                                CommandStatus::ESME_RINVPASWD,
+                            )
                         }
                     }
                     Event::Request(pdu) => {
@@ -168,7 +171,9 @@ impl Pair {
 fn binds_and_submits() {
     let mut p = Pair::new(SessionConfig::default());
     assert!(p.esme.is_bound());
-    assert!(matches!(&p.esme_events[0], Event::Bound { system_id, interface_version: Some(0x34) } if system_id == "SIM"));
+    assert!(
+        matches!(&p.esme_events[0], Event::Bound { system_id, interface_version: Some(0x34) } if system_id == "SIM")
+    );
     p.esme.send_request(p.now, 7, submit("hello")).unwrap();
     p.run();
     assert_eq!(p.responses(), vec![(7, CommandStatus::ESME_ROK)]);
@@ -186,9 +191,11 @@ fn wrong_password_closes_with_bind_rejected() {
     let mut p = Pair::with_password(SessionConfig::default(), "wrong");
     p.run();
     assert_eq!(p.esme.state(), State::Closed);
-    assert!(p.esme_events.contains(&Event::Closed(CloseReason::BindRejected(
-        CommandStatus::ESME_RINVPASWD
-    ))));
+    assert!(p
+        .esme_events
+        .contains(&Event::Closed(CloseReason::BindRejected(
+            CommandStatus::ESME_RINVPASWD
+        ))));
 }
 
 #[test]
@@ -203,7 +210,10 @@ fn submits_queued_before_bind_go_out_after_it() {
     let bytes = esme.poll_transmit().unwrap();
     // Only the bind went out.
     assert_eq!(&bytes[4..8], &[0, 0, 0, 9]);
-    assert_eq!(bytes.len(), u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize);
+    assert_eq!(
+        bytes.len(),
+        u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize
+    );
     assert_eq!(esme.queued(), 1);
 }
 
@@ -254,11 +264,7 @@ fn silent_peer_fails_enquire_link() {
         ..Default::default()
     };
     let now = Instant::now();
-    let mut esme = Session::new(
-        Role::Esme(BindCredentials::transceiver("a", "b")),
-        cfg,
-        now,
-    );
+    let mut esme = Session::new(Role::Esme(BindCredentials::transceiver("a", "b")), cfg, now);
     let bind = Pdu::decode(esme.poll_transmit().unwrap()).unwrap();
     let resp = Pdu::new(
         bind.sequence,
@@ -356,7 +362,9 @@ fn msgqful_also_pauses_and_backoff_grows() {
 fn malformed_pdu_gets_generic_nack_and_session_stays_up() {
     let mut p = Pair::new(SessionConfig::default());
     // A deliver_sm whose body is truncated.
-    let bad = [0u8, 0, 0, 20, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 42, 1, 2, 3, 4];
+    let bad = [
+        0u8, 0, 0, 20, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 42, 1, 2, 3, 4,
+    ];
     p.esme.handle_input(p.now, &bad);
     let nack = Pdu::decode(p.esme.poll_transmit().unwrap()).unwrap();
     assert_eq!(nack.body, Body::GenericNack);
@@ -367,7 +375,10 @@ fn malformed_pdu_gets_generic_nack_and_session_stays_up() {
     let unk = [0u8, 0, 0, 16, 0, 0, 0, 0xAA, 0, 0, 0, 0, 0, 0, 0, 43];
     p.esme.handle_input(p.now, &unk);
     let nack = Pdu::decode(p.esme.poll_transmit().unwrap()).unwrap();
-    assert_eq!((nack.sequence, nack.status), (43, CommandStatus::ESME_RINVCMDID));
+    assert_eq!(
+        (nack.sequence, nack.status),
+        (43, CommandStatus::ESME_RINVCMDID)
+    );
     assert!(p.esme.is_bound());
     p.esme.send_request(p.now, 5, submit("still here")).unwrap();
     p.run();
@@ -380,11 +391,17 @@ fn bad_command_length_nacks_and_closes() {
     let bad = [0u8, 0, 0, 4, 0, 0, 0, 0x15, 0, 0, 0, 0, 0, 0, 0, 9];
     p.esme.handle_input(p.now, &bad);
     let nack = Pdu::decode(p.esme.poll_transmit().unwrap()).unwrap();
-    assert_eq!((nack.sequence, nack.status), (9, CommandStatus::ESME_RINVCMDLEN));
+    assert_eq!(
+        (nack.sequence, nack.status),
+        (9, CommandStatus::ESME_RINVCMDLEN)
+    );
     let evs: Vec<_> = std::iter::from_fn(|| p.esme.poll_event()).collect();
     assert!(matches!(
         evs.last(),
-        Some(Event::Closed(CloseReason::Framing(FrameError::TooShort { len: 4, .. })))
+        Some(Event::Closed(CloseReason::Framing(FrameError::TooShort {
+            len: 4,
+            ..
+        })))
     ));
 }
 

@@ -1,0 +1,243 @@
+//! Interop with SMPP software we did not write: npm `smpp` 0.5.1 (SMSC and
+//! ESME), PyPI `smpplib` 2.2.4 (ESME), and Wireshark's dissector via tshark.
+//! Peers are installed by tests/interop/setup.sh; in CI a missing peer fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use verigate_e2e::{has_command, probe, require_peer, workspace, Sim};
+
+fn interop_dir() -> PathBuf {
+    workspace().join("tests/interop")
+}
+
+fn npm_ready() -> bool {
+    require_peer(
+        "npm smpp 0.5.1 (tests/interop/npm/node_modules)",
+        has_command("node")
+            && interop_dir()
+                .join("npm/node_modules/smpp/package.json")
+                .exists(),
+    )
+}
+
+fn python() -> PathBuf {
+    interop_dir().join(".venv/bin/python")
+}
+
+/// The npm SMSC peer, killed on drop.
+struct NpmSmsc {
+    child: Child,
+    port: u16,
+}
+
+impl NpmSmsc {
+    fn start(mode: &str) -> NpmSmsc {
+        let mut child = Command::new("node")
+            .arg(interop_dir().join("npm/smsc.js"))
+            .args([
+                "--port",
+                "0",
+                "--system-id",
+                "verigate",
+                "--password",
+                "secret",
+                "--mode",
+                mode,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start npm smsc");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("banner");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("banner json");
+        NpmSmsc {
+            port: v["port"].as_u64().expect("port") as u16,
+            child,
+        }
+    }
+
+    /// Stops it and returns its last summary line.
+    fn stop(mut self) -> serde_json::Value {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let mut out = String::new();
+        if let Some(mut so) = self.child.stdout.take() {
+            use std::io::Read;
+            let _ = so.read_to_string(&mut out);
+        }
+        let _ = self.child.wait();
+        let last = out.lines().rfind(|l| l.starts_with('{')).unwrap_or("{}");
+        serde_json::from_str(last).expect("summary json")
+    }
+}
+
+impl Drop for NpmSmsc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn probe_against_hostile_npm_smsc() {
+    if !npm_ready() {
+        return;
+    }
+    // Throttles, header-only errors, DLR before submit_sm_resp, decimal ids in
+    // text-only receipts vs hex in responses, an unknown command_id.
+    let smsc = NpmSmsc::start("hostile");
+    let (code, json, err) = probe(smsc.port, "secret", &["--count", "6", "--wait-dlr", "20"]);
+    assert_eq!(code, 0, "{json}\n{err}");
+    assert_eq!(json["accepted"], 6);
+    assert_eq!(json["dlrs"], 6, "every receipt correlated: {json}");
+    assert_eq!(json["unmatched_dlrs"], 0);
+    let (code, json, _) = probe(
+        smsc.port,
+        "secret",
+        &["--text", "please REJECT this", "--count", "1"],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        json["messages"][0]["status"],
+        "rejected 0x45 ESME_RSUBMITFAIL"
+    );
+    let (code, _, err) = probe(smsc.port, "wrong", &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("wrong password"), "{err}");
+    let summary = smsc.stop();
+    assert_eq!(summary["generic_nack_seen"], true, "{summary}");
+    assert!(summary["throttled"].as_u64().unwrap() >= 2, "{summary}");
+    assert_eq!(summary["rejected"], 1, "{summary}");
+}
+
+#[test]
+fn probe_against_plain_npm_smsc() {
+    if !npm_ready() {
+        return;
+    }
+    let smsc = NpmSmsc::start("plain");
+    let (code, json, err) = probe(smsc.port, "secret", &["--count", "25", "--wait-dlr", "20"]);
+    assert_eq!(code, 0, "{json}\n{err}");
+    assert_eq!(json["dlrs"], 25);
+}
+
+#[test]
+fn npm_esme_against_simulator() {
+    if !npm_ready() {
+        return;
+    }
+    let sim = Sim::start(&[]);
+    let out = Command::new("node")
+        .arg(interop_dir().join("npm/esme.js"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &sim.port.to_string(),
+            "--system-id",
+            "verigate",
+            "--password",
+            "secret",
+        ])
+        .output()
+        .expect("run esme.js");
+    assert!(
+        out.status.success(),
+        "npm esme failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A tshark capture on loopback, stopped on drop.
+struct Capture {
+    pcap: PathBuf,
+    stopped: std::cell::Cell<bool>,
+}
+
+impl Capture {
+    fn start(name: &str) -> Capture {
+        let pcap =
+            std::env::temp_dir().join(format!("verigate-{name}-{}.pcapng", std::process::id()));
+        let st = Command::new(interop_dir().join("capture.sh"))
+            .arg("start")
+            .arg(&pcap)
+            .status()
+            .expect("capture.sh");
+        assert!(st.success(), "capture did not start");
+        Capture {
+            pcap,
+            stopped: std::cell::Cell::new(false),
+        }
+    }
+
+    fn stop(&self) {
+        if self.stopped.replace(true) {
+            return;
+        }
+        let _ = Command::new(interop_dir().join("capture.sh"))
+            .arg("stop")
+            .arg(&self.pcap)
+            .status();
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn smpplib_esme_against_simulator_decodes_cleanly_in_tshark() {
+    if !require_peer("smpplib 2.2.4 (tests/interop/.venv)", python().exists()) {
+        return;
+    }
+    let tshark = require_peer("tshark", has_command("tshark"));
+    let capture = tshark.then(|| Capture::start("smpplib"));
+    let sim = Sim::start(&[]);
+    let started = Instant::now();
+    let out = Command::new(python())
+        .arg(interop_dir().join("py/smpplib_esme.py"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &sim.port.to_string(),
+            "--control",
+            &sim.control,
+            "--system-id",
+            "verigate",
+            "--password",
+            "secret",
+        ])
+        .output()
+        .expect("run smpplib_esme.py");
+    assert!(
+        out.status.success(),
+        "smpplib esme failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    if let Some(c) = capture {
+        c.stop();
+        let check = Command::new(interop_dir().join("tshark_check.sh"))
+            .arg(&c.pcap)
+            .arg(sim.port.to_string())
+            .output()
+            .expect("tshark_check.sh");
+        assert!(
+            check.status.success(),
+            "tshark found malformed SMPP:\n{}\n{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}
