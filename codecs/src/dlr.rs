@@ -370,10 +370,12 @@ pub fn parse_dlr(
     let decoded = decode_short_message(short_message);
     let fields = TextFields::scan(&decoded);
 
+    // Trim Unicode whitespace too: the text scanner splits on ASCII only, so
+    // an `id:` value can carry padding such as U+000B or U+3000.
     let message_id = receipted_message_id
         .map(trim_ws_nul)
         .filter(|id| !id.is_empty())
-        .or(fields.id);
+        .or(fields.id.map(trim_ws_nul).filter(|id| !id.is_empty()));
 
     // The raw value of a state that was present but unusable, so the error
     // can say "unrecognised X" rather than the misleading "missing".
@@ -811,6 +813,25 @@ fn after_colon(b: &[u8], mut at: usize) -> Option<usize> {
         at += 1;
     }
     (b.get(at) == Some(&b':')).then_some(at + 1)
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    #[test]
+    fn whitespace_only_text_id_is_missing() {
+        assert_eq!(
+            parse_dlr(None, Some(2), None, b"id:\x0b stat:DELIVRD"),
+            Err(DlrError::MissingMessageId)
+        );
+    }
+
+    #[test]
+    fn text_id_is_trimmed_of_unicode_space() {
+        let d = parse_dlr(None, None, None, "id:abc\u{3000} stat:DELIVRD".as_bytes()).unwrap();
+        assert_eq!(d.message_id, "abc");
+    }
 }
 
 #[cfg(test)]

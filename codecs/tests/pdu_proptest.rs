@@ -21,8 +21,14 @@ fn tlv() -> impl Strategy<Value = Tlv> {
         cstr().prop_map(Tlv::RECEIPTED_MESSAGE_ID),
         proptest::collection::vec(any::<u8>(), 0..300)
             .prop_map(|v| Tlv::MESSAGE_PAYLOAD(Bytes::from(v))),
-        (0x1400u16..0x3FFF, proptest::collection::vec(any::<u8>(), 0..20))
-            .prop_map(|(tag, v)| Tlv::Other { tag, value: Bytes::from(v) }),
+        (
+            0x1400u16..0x3FFF,
+            proptest::collection::vec(any::<u8>(), 0..20)
+        )
+            .prop_map(|(tag, v)| Tlv::Other {
+                tag,
+                value: Bytes::from(v)
+            }),
     ]
 }
 

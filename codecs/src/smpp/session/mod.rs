@@ -168,6 +168,8 @@ pub struct Session {
     window: Window,
     bucket: Option<TokenBucket>,
     last_rx: Instant,
+    /// Latest time seen in any input; deadlines are computed from it.
+    now: Instant,
     enquire_outstanding: bool,
     paused_until: Option<Instant>,
     throttle_streak: u32,
@@ -195,6 +197,7 @@ impl Session {
             queue: VecDeque::new(),
             bucket,
             last_rx: now,
+            now,
             enquire_outstanding: false,
             paused_until: None,
             throttle_streak: 0,
@@ -259,6 +262,7 @@ impl Session {
         if matches!(self.state, State::Unbinding | State::Closed) {
             return Err(body);
         }
+        self.touch(now);
         self.queue.push_back((id, body));
         self.pump(now);
         Ok(())
@@ -280,6 +284,10 @@ impl Session {
 
     /// SMSC: accepts a bind announced by [`Event::BindRequest`].
     pub fn accept_bind(&mut self, sequence: u32, bind_type: BindType) {
+        if self.state != State::Open {
+            // Closed in the same read, or bound already: nothing to accept.
+            return;
+        }
         let system_id = match &self.role {
             Role::Smsc { system_id } => system_id.clone(),
             Role::Esme(_) => return,
@@ -299,6 +307,9 @@ impl Session {
 
     /// SMSC: refuses a bind; the session closes after the response.
     pub fn reject_bind(&mut self, sequence: u32, bind_type: BindType, status: CommandStatus) {
+        if self.state == State::Closed {
+            return;
+        }
         let body = match bind_type {
             BindType::Transmitter => Body::BindTransmitterResp(BindResp::default()),
             BindType::Receiver => Body::BindReceiverResp(BindResp::default()),
@@ -341,6 +352,7 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
+        self.touch(now);
         self.rx.extend_from_slice(data);
         self.last_rx = now;
         loop {
@@ -404,9 +416,9 @@ impl Session {
             if let Some(p) = self.paused_until {
                 consider(Some(p));
             } else if self.window.user_in_flight() < self.cfg.window {
-                let last = self.last_rx;
+                let now = self.now;
                 if let Some(b) = self.bucket.as_mut() {
-                    consider(Some(b.next_available(last)));
+                    consider(Some(b.next_available(now)));
                 }
             }
         }
@@ -418,25 +430,21 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
-        for (seq, f) in self.window.expire(now) {
+        self.touch(now);
+        // Report every expired user request before closing on an expired
+        // internal one, so none vanishes without an outcome.
+        let mut fatal = None;
+        for (_seq, f) in self.window.expire(now) {
             match f.purpose {
-                Purpose::Bind => {
-                    self.close(CloseReason::BindTimeout);
-                    return;
-                }
-                Purpose::EnquireLink => {
-                    self.close(CloseReason::EnquireLinkTimeout);
-                    return;
-                }
-                Purpose::Unbind => {
-                    self.close(CloseReason::UnbindTimeout);
-                    return;
-                }
-                Purpose::User(id) => {
-                    let _ = seq;
-                    self.events.push_back(Event::ResponseTimeout { id });
-                }
+                Purpose::Bind => fatal = fatal.or(Some(CloseReason::BindTimeout)),
+                Purpose::EnquireLink => fatal = fatal.or(Some(CloseReason::EnquireLinkTimeout)),
+                Purpose::Unbind => fatal = fatal.or(Some(CloseReason::UnbindTimeout)),
+                Purpose::User(id) => self.events.push_back(Event::ResponseTimeout { id }),
             }
+        }
+        if let Some(reason) = fatal {
+            self.close(reason);
+            return;
         }
         if let Some(d) = self.unbind_deadline {
             if now >= d {
@@ -457,6 +465,10 @@ impl Session {
         }
         self.maybe_send_unbind(now);
         self.pump(now);
+    }
+
+    fn touch(&mut self, now: Instant) {
+        self.now = self.now.max(now);
     }
 
     fn write(&mut self, pdu: &Pdu) {

@@ -2,6 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+/// Slowest rate accepted: one token a day.
+const MIN_RATE: f64 = 1.0 / 86_400.0;
+
 /// A token bucket: `rate` tokens per second, at most `burst` stored.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
@@ -16,7 +19,13 @@ impl TokenBucket {
     pub fn new(rate_per_sec: f64, burst: u32, now: Instant) -> Self {
         let burst = f64::from(burst.max(1));
         TokenBucket {
-            rate: rate_per_sec.max(f64::MIN_POSITIVE),
+            // A zero, negative or NaN rate would never refill: clamp to one
+            // token a day, the slowest rate that keeps deadlines finite.
+            rate: if rate_per_sec.is_finite() && rate_per_sec > 0.0 {
+                rate_per_sec.max(MIN_RATE)
+            } else {
+                MIN_RATE
+            },
             burst,
             tokens: burst,
             last: now,
@@ -49,7 +58,7 @@ impl TokenBucket {
             now
         } else {
             let wait = (1.0 - self.tokens) / self.rate;
-            now + Duration::from_secs_f64(wait)
+            now + Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(86_400))
         }
     }
 }
@@ -57,6 +66,16 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_or_nan_rate_does_not_panic() {
+        let t0 = Instant::now();
+        for r in [0.0, -1.0, f64::NAN, 1e-300] {
+            let mut b = TokenBucket::new(r, 1, t0);
+            assert!(b.try_take(t0));
+            assert!(b.next_available(t0) <= t0 + Duration::from_secs(86_400));
+        }
+    }
 
     #[test]
     fn allows_burst_then_rate() {

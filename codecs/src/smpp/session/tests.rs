@@ -580,3 +580,88 @@ fn bind_timeout_closes() {
     let evs: Vec<_> = std::iter::from_fn(|| esme.poll_event()).collect();
     assert!(evs.contains(&Event::Closed(CloseReason::BindTimeout)));
 }
+
+#[test]
+fn link_death_still_reports_every_expired_request() {
+    // Submits and the enquire_link share a deadline; when the link dies,
+    // each submit must still get an outcome.
+    let cfg = SessionConfig {
+        enquire_link_interval: Duration::from_secs(5),
+        response_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let now = Instant::now();
+    let mut esme = Session::new(Role::Esme(BindCredentials::transceiver("a", "b")), cfg, now);
+    let bind = Pdu::decode(esme.poll_transmit().unwrap()).unwrap();
+    let resp = Pdu::new(
+        bind.sequence,
+        Body::BindTransceiverResp(BindResp::default()),
+    );
+    esme.handle_input(now, &resp.to_bytes().unwrap());
+    let t1 = now + Duration::from_secs(5);
+    esme.send_request(t1, 1, submit("a")).unwrap();
+    esme.handle_timeout(t1); // enquire_link goes out now
+    esme.send_request(t1, 2, submit("b")).unwrap();
+    let _ = esme.poll_transmit();
+    esme.handle_timeout(t1 + Duration::from_secs(2));
+    let evs: Vec<_> = std::iter::from_fn(|| esme.poll_event()).collect();
+    let outcomes = evs
+        .iter()
+        .filter(|e| matches!(e, Event::ResponseTimeout { .. } | Event::Returned { .. }))
+        .count();
+    assert_eq!(outcomes, 2, "{evs:?}");
+    assert_eq!(
+        evs.last(),
+        Some(&Event::Closed(CloseReason::EnquireLinkTimeout)),
+        "{evs:?}"
+    );
+}
+
+#[test]
+fn rate_deadline_is_never_in_the_past() {
+    let cfg = SessionConfig {
+        rate_per_sec: Some(1.0),
+        rate_burst: 1,
+        enquire_link_interval: Duration::from_secs(600),
+        ..Default::default()
+    };
+    let mut p = Pair::new(cfg);
+    p.policy = Box::new(|_| None);
+    let later = p.now + Duration::from_secs(30);
+    p.esme.send_request(later, 1, submit("a")).unwrap();
+    p.esme.send_request(later, 2, submit("b")).unwrap();
+    p.esme.handle_timeout(later);
+    let t = p.esme.poll_timeout().unwrap();
+    assert!(t > later, "deadline {t:?} not after {later:?}");
+}
+
+#[test]
+fn accept_bind_after_close_is_ignored() {
+    let now = Instant::now();
+    let mut smsc = Session::new(
+        Role::Smsc {
+            system_id: "S".into(),
+        },
+        SessionConfig::default(),
+        now,
+    );
+    let bind = Pdu::new(
+        1,
+        Body::BindTransceiver(Bind {
+            system_id: "a".into(),
+            interface_version: 0x34,
+            ..Default::default()
+        }),
+    );
+    let mut bytes = bind.to_bytes().unwrap().to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0x15, 0, 0, 0, 0, 0, 0, 0, 2]);
+    smsc.handle_input(now, &bytes);
+    let evs: Vec<_> = std::iter::from_fn(|| smsc.poll_event()).collect();
+    assert!(matches!(evs[0], Event::BindRequest { .. }));
+    assert!(matches!(evs[1], Event::Closed(_)));
+    let before = smsc.poll_transmit();
+    smsc.accept_bind(1, BindType::Transceiver);
+    assert_eq!(smsc.state(), State::Closed);
+    assert!(smsc.poll_transmit().is_none());
+    assert!(before.is_some());
+}
