@@ -28,10 +28,15 @@ step "build"
 cargo build --workspace --bins
 
 step "tests (unit, end-to-end, interop)"
-cargo test --workspace
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+read -r passed failed < <(awk '/^test result:/ {
+    for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
+} END { print p + 0, f + 0 }' "$log")
 
 step "fuzz targets (build + smoke run)"
 fuzz/smoke.sh
 
 echo
-echo "all tests passed"
+echo "verigate: ${passed} passed, ${failed} failed"
