@@ -153,6 +153,23 @@ pub struct DataSm {
     pub tlvs: Tlvs,
 }
 
+impl From<DataSm> for SubmitSm {
+    /// The short-message view of a data_sm (its text rides in
+    /// message_payload), so one code path handles both.
+    fn from(d: DataSm) -> Self {
+        SubmitSm {
+            service_type: d.service_type,
+            source: d.source,
+            dest: d.dest,
+            esm_class: d.esm_class,
+            registered_delivery: d.registered_delivery,
+            data_coding: d.data_coding,
+            tlvs: d.tlvs,
+            ..Default::default()
+        }
+    }
+}
+
 /// query_sm body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QuerySm {

@@ -423,16 +423,7 @@ impl BindTask {
         };
         let sm = match pdu.body {
             Body::DeliverSm(sm) => sm,
-            Body::DataSm(d) => SubmitSm {
-                service_type: d.service_type,
-                source: d.source,
-                dest: d.dest,
-                esm_class: d.esm_class,
-                registered_delivery: d.registered_delivery,
-                data_coding: d.data_coding,
-                tlvs: d.tlvs,
-                ..Default::default()
-            },
+            Body::DataSm(d) => SubmitSm::from(d),
             other => {
                 session.respond(seq, CommandStatus::ESME_RINVCMDID, Body::GenericNack);
                 debug!(command = %other.command_id(), "unexpected request from SMSC");

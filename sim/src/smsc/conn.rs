@@ -243,16 +243,7 @@ fn handle_request(
     let sequence = pdu.sequence;
     let sm = match pdu.body {
         Body::SubmitSm(sm) => sm,
-        Body::DataSm(d) => SubmitSm {
-            service_type: d.service_type,
-            source: d.source,
-            dest: d.dest,
-            esm_class: d.esm_class,
-            registered_delivery: d.registered_delivery,
-            data_coding: d.data_coding,
-            tlvs: d.tlvs,
-            ..Default::default()
-        },
+        Body::DataSm(d) => SubmitSm::from(d),
         Body::QuerySm(q) => {
             session.respond(
                 sequence,
