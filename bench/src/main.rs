@@ -1,0 +1,52 @@
+//! `verigate-bench`: throughput benchmarks.
+//!
+//! * `codec`: encode / decode / round trip of a realistic submit_sm on one
+//!   thread, with our codec (and rusmpp 0.4.0 for reference).
+//! * `smpp`: submit_sm throughput of our ESME (`SmscClient`) and of rusmppc
+//!   0.4.0 against a `verigate-sim smsc` child process, per window, plus a
+//!   raw pipelined load generator that probes the simulator's own ceiling.
+//!
+//! Every subcommand prints human-readable figures and ends with one JSON line.
+
+mod codec;
+mod msg;
+mod proc_stat;
+mod sim;
+mod smpp;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "verigate-bench",
+    version,
+    about = "Throughput benchmarks for verigate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Encode + decode of a realistic submit_sm on one thread.
+    Codec(codec::CodecArgs),
+    /// submit_sm throughput against verigate-sim: ours vs rusmppc, per window.
+    Smpp(smpp::SmppArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Codec(a) => codec::run(a),
+        Cmd::Smpp(a) => smpp::run(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("verigate-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
