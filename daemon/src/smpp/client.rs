@@ -116,25 +116,31 @@ impl SmscClient {
         }
     }
 
+    /// The transmit-capable bind to use: bound before unbound, then least
+    /// loaded, ties broken round-robin. No allocation: this runs per submit.
     fn pick(&self) -> &BindHandle {
-        let tx: Vec<&BindHandle> = self
-            .binds
-            .iter()
-            .filter(|b| b.bind_type.can_submit())
-            .collect();
-        let bound: Vec<&BindHandle> = tx
-            .iter()
-            .copied()
-            .filter(|b| b.bound.load(Ordering::Relaxed))
-            .collect();
-        let pool = if bound.is_empty() { &tx } else { &bound };
-        // Least loaded, ties broken round-robin.
+        let n = self.binds.len();
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
-        let n = pool.len();
-        (0..n)
-            .map(|i| pool[(start + i) % n])
-            .min_by_key(|b| b.load.load(Ordering::Relaxed))
-            .expect("at least one transmit bind")
+        let mut best: Option<(&BindHandle, bool, usize)> = None;
+        for i in 0..n {
+            let b = &self.binds[(start + i) % n];
+            if !b.bind_type.can_submit() {
+                continue;
+            }
+            let bound = b.bound.load(Ordering::Relaxed);
+            let load = b.load.load(Ordering::Relaxed);
+            let better = match best {
+                None => true,
+                Some((_, best_bound, best_load)) => {
+                    (bound && !best_bound) || (bound == best_bound && load < best_load)
+                }
+            };
+            if better {
+                best = Some((b, bound, load));
+            }
+        }
+        best.map(|(b, _, _)| b)
+            .expect("a layout always has at least one transmit bind")
     }
 
     /// Queues one submit_sm; the receiver resolves with its submit_sm_resp.
