@@ -188,3 +188,42 @@ async fn router_picks_the_smsc_by_longest_prefix() {
         c.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_smsc_is_detected_by_enquire_link_and_rebound() {
+    let sim = Sim::start(&["--faults", r#"{"enquire_link_silence":true}"#]);
+    let (tx, _rx) = mpsc::channel(16);
+    let mut c = cfg(&sim);
+    c.session.enquire_link_interval = Duration::from_millis(150);
+    c.session.response_timeout = Duration::from_millis(150);
+    let client = SmscClient::start(c, tx);
+    client.wait_bound(Duration::from_secs(5)).await.unwrap();
+    // Idle long enough for enquire_link to go unanswered twice over.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let stats = sim.get("/stats");
+    assert!(
+        stats["binds"].as_u64().unwrap() >= 2,
+        "a dead link is dropped and rebound: {stats}"
+    );
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_responses_time_out_with_unknown_outcome() {
+    let sim = Sim::start(&["--faults", r#"{"response_delay_ms":600}"#]);
+    let (tx, _rx) = mpsc::channel(16);
+    let mut c = cfg(&sim);
+    c.session.response_timeout = Duration::from_millis(200);
+    let client = SmscClient::start(c, tx);
+    client.wait_bound(Duration::from_secs(5)).await.unwrap();
+    let r = client.submit_sm(sm("447700900006", "slow", false)).await;
+    assert_eq!(r.await.unwrap(), Err(SubmitError::Timeout));
+    // The late response is ignored and the session stays usable.
+    let (status, _) = sim.send("PUT", "/faults", &serde_json::json!({}));
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = client.submit_sm(sm("447700900006", "fast", false)).await;
+    assert!(r.await.unwrap().is_ok());
+    assert_eq!(client.bound_count(), 1);
+    client.shutdown().await;
+}
