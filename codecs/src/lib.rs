@@ -7,3 +7,4 @@
 pub mod dlr;
 pub mod smpp;
 pub mod text;
+pub mod time;

@@ -18,6 +18,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Validate a configuration file without starting anything (exit 64 if bad).
+    CheckConfig {
+        /// Configuration file.
+        #[arg(default_value = "conf/verigate.toml")]
+        path: std::path::PathBuf,
+        /// Override a value: section.key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// SMPP tools for operators.
     Smpp {
         #[command(subcommand)]
@@ -85,9 +94,37 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     match cli.cmd {
+        Cmd::CheckConfig { path, set } => check_config(&path, &set),
         Cmd::Smpp {
             cmd: SmppCmd::Probe(a),
         } => rt.block_on(run_probe(a)),
+    }
+}
+
+/// Exit status for a configuration error (EX_USAGE from sysexits.h).
+const EXIT_CONFIG: u8 = 64;
+
+fn check_config(path: &std::path::Path, set: &[String]) -> ExitCode {
+    match verigate::config::load(path, set) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} SMSC, {} SIP trunk, {} service{})",
+                path.display(),
+                c.smsc.len(),
+                c.sip_trunk.len(),
+                c.service.len(),
+                if c.lab.smsc.is_some() {
+                    ", lab mode"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("verigate: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 

@@ -83,7 +83,7 @@ pub struct InboxMessage {
     /// Receipt state sent to the ESME, once sent.
     pub dlr_state: Option<String>,
     /// Milliseconds since the Unix epoch when received.
-    pub received_ms: u64,
+    pub received_ms: i64,
 }
 
 /// Parts of a long message not yet complete.

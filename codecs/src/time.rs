@@ -1,0 +1,54 @@
+//! Calendar formatting of Unix milliseconds (pure functions: the caller
+//! reads the clock).
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339(ms: i64) -> String {
+    let (y, mo, d, h, mi, s) = civil(ms.div_euclid(1000));
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
+        ms.rem_euclid(1000)
+    )
+}
+
+/// `YYMMDDhhmm` (UTC), as SMPP delivery receipts carry dates.
+pub fn smpp_date(ms: i64) -> String {
+    let (y, mo, d, h, mi, _) = civil(ms.div_euclid(1000));
+    format!("{:02}{mo:02}{d:02}{h:02}{mi:02}", y.rem_euclid(100))
+}
+
+/// (year, month, day, hour, minute, second) of a Unix time in seconds.
+pub fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (
+        if m <= 2 { y + 1 } else { y },
+        m,
+        d,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_350_896_123), "2026-11-22T12:34:56.123Z");
+        assert_eq!(smpp_date(1_795_350_896_000), "2611221234");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,5 @@
+//! Rebuild when migrations change (sqlx::migrate! embeds them).
+
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}

@@ -1,0 +1,426 @@
+//! Configuration: TOML with unknown keys refused, `--set section.key=value`
+//! overrides, and validation that runs before any port is bound.
+
+mod load;
+mod units;
+mod validate;
+
+pub use load::{load, load_str, ConfigError};
+pub use units::{RateLimit, Span};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP API and admin endpoint.
+    pub api: ApiConfig,
+    /// Where state is kept.
+    pub store: StoreConfig,
+    /// Secrets for hashing codes and keys.
+    pub secrets: SecretsConfig,
+    /// Verification defaults.
+    #[serde(default)]
+    pub verify: VerifyConfig,
+    /// SMSCs to bind to.
+    #[serde(default)]
+    pub smsc: Vec<SmscEntry>,
+    /// SIP trunks (used by the call services).
+    #[serde(default)]
+    pub sip_trunk: Vec<SipTrunkEntry>,
+    /// Services (apps) and their API keys.
+    #[serde(default)]
+    pub service: Vec<ServiceEntry>,
+    /// Lab mode: simulators started with the daemon.
+    #[serde(default)]
+    pub lab: LabConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Public HTTP API address.
+    pub listen: String,
+    /// Admin endpoint address (loopback) for the CLI.
+    pub admin_listen: String,
+    /// Admin bearer token; when empty, a random one is written to `admin_token_file`.
+    #[serde(default)]
+    pub admin_token: String,
+    /// Where the admin token is kept for the CLI.
+    #[serde(default = "default_admin_token_file")]
+    pub admin_token_file: String,
+    /// Trust `X-Forwarded-For` for the client IP (only behind a proxy you run).
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+}
+
+fn default_admin_token_file() -> String {
+    "./var/admin.token".into()
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum StoreConfig {
+    /// Embedded SQLite (WAL).
+    Sqlite {
+        /// Database file.
+        path: String,
+    },
+}
+
+/// `[secrets]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// File holding the server secret (hex, ≥ 32 bytes); created with a
+    /// random secret when missing.
+    pub server_secret_file: String,
+}
+
+/// `[verify]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// Digits in a code (4–10).
+    pub code_length: u8,
+    /// How long a code is valid (at most 10m).
+    pub ttl: Span,
+    /// Wrong checks allowed (1–5).
+    pub max_attempts: u32,
+    /// A repeated start resends only after this long.
+    pub resend_cooldown: Span,
+    /// Sender address of code messages.
+    pub sender: String,
+    /// Region for numbers given without a country code (ISO 3166, e.g. `GB`).
+    pub default_region: String,
+    /// Locale used when a start names none.
+    pub default_locale: String,
+    /// Rate limits.
+    pub limits: LimitsConfig,
+    /// Message templates per locale; `{code}`, `{service}`, `{minutes}`.
+    pub templates: BTreeMap<String, String>,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        let mut templates = BTreeMap::new();
+        templates.insert(
+            "en".into(),
+            "Your {service} code is {code}. It expires in {minutes} minutes. Do not share it."
+                .into(),
+        );
+        templates.insert(
+            "zh".into(),
+            "您的{service}验证码是{code}，{minutes}分钟内有效。请勿告诉他人。".into(),
+        );
+        VerifyConfig {
+            code_length: 6,
+            ttl: Span(std::time::Duration::from_secs(600)),
+            max_attempts: 5,
+            resend_cooldown: Span(std::time::Duration::from_secs(30)),
+            sender: "Verigate".into(),
+            default_region: "GB".into(),
+            default_locale: "en".into(),
+            limits: LimitsConfig::default(),
+            templates,
+        }
+    }
+}
+
+/// `[verify.limits]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Sends per number.
+    pub per_number: RateLimit,
+    /// Starts per service.
+    pub per_service: RateLimit,
+    /// Sends per destination prefix (SMS-pumping guard).
+    pub per_prefix: RateLimit,
+    /// Digits of the E.164 number (after `+`) that make a prefix.
+    pub prefix_digits: u8,
+    /// Requests per client IP.
+    pub per_ip: RateLimit,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            per_number: "5/10m".parse().expect("valid"),
+            per_service: "6000/1m".parse().expect("valid"),
+            per_prefix: "600/1m".parse().expect("valid"),
+            prefix_digits: 6,
+            per_ip: "60/1m".parse().expect("valid"),
+        }
+    }
+}
+
+/// Bind layout of an SMSC.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BindKind {
+    /// Transceiver binds.
+    Transceiver,
+    /// Transmitter and receiver pairs.
+    TxRx,
+}
+
+/// How long text is split.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitKind {
+    /// 8-bit UDH reference.
+    Udh8,
+    /// 16-bit UDH reference.
+    Udh16,
+    /// SAR TLVs.
+    Sar,
+    /// message_payload TLV.
+    Payload,
+}
+
+/// `[[smsc]]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmscEntry {
+    /// Name in logs, metrics and CLI.
+    pub name: String,
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// system_id.
+    pub system_id: String,
+    /// Password.
+    pub password: String,
+    /// Bind layout.
+    #[serde(default = "default_bind")]
+    pub bind: BindKind,
+    /// Binds (or TX/RX pairs).
+    #[serde(default = "one")]
+    pub binds: usize,
+    /// Window per bind.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Submits per second per bind (0: unlimited).
+    #[serde(default)]
+    pub rate: f64,
+    /// Long-text splitting.
+    #[serde(default = "default_split")]
+    pub split: SplitKind,
+    /// Destination prefixes routed here (empty: default route).
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Start disabled.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+fn default_bind() -> BindKind {
+    BindKind::Transceiver
+}
+fn one() -> usize {
+    1
+}
+fn default_window() -> usize {
+    50
+}
+fn default_split() -> SplitKind {
+    SplitKind::Udh8
+}
+
+/// `[[sip_trunk]]` (consumed by the call services).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTrunkEntry {
+    /// Name.
+    pub name: String,
+    /// Host.
+    pub host: String,
+    /// Port.
+    #[serde(default = "default_sip_port")]
+    pub port: u16,
+    /// Transport (`udp` or `tcp`).
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    /// Calls per second.
+    #[serde(default = "default_cps")]
+    pub calls_per_second: f64,
+}
+
+fn default_sip_port() -> u16 {
+    5060
+}
+fn default_transport() -> String {
+    "udp".into()
+}
+fn default_cps() -> f64 {
+    10.0
+}
+
+/// `[[service]]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEntry {
+    /// Service code.
+    pub code: String,
+    /// Display name in messages.
+    pub name: String,
+    /// Bootstrap API key (stored hashed at start); keys can also be made with the CLI.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// ISO 3166 countries allowed (empty: any).
+    #[serde(default)]
+    pub allowed_countries: Vec<String>,
+    /// Status webhook URL.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Webhook signing secret.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+}
+
+/// `[lab]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabConfig {
+    /// Start `verigate-sim smsc` with the daemon.
+    #[serde(default)]
+    pub smsc: Option<LabSmsc>,
+}
+
+/// `[lab.smsc]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabSmsc {
+    /// SMPP listen address.
+    pub listen: String,
+    /// Control API address.
+    pub control: String,
+    /// Receipt delay.
+    #[serde(default)]
+    pub dlr_delay: Option<Span>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter, e.g. `info` or `verigate=debug`.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+[api]
+listen = "127.0.0.1:8080"
+admin_listen = "127.0.0.1:8081"
+[store]
+kind = "sqlite"
+path = "./var/x.db"
+[secrets]
+server_secret_file = "./var/s"
+"#;
+
+    #[test]
+    fn minimal_file_gets_secure_defaults() {
+        let c = load_str(MIN, "t.toml", &[]).unwrap();
+        assert_eq!(c.verify.code_length, 6);
+        assert_eq!(c.verify.max_attempts, 5);
+        assert_eq!(c.verify.ttl.0.as_secs(), 600);
+        assert!(c.verify.templates.contains_key("zh"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MIN}\n[verify]\ncode_lenght = 6\n");
+        let e = load_str(&text, "t.toml", &[]).unwrap_err().to_string();
+        assert!(e.contains("code_lenght"), "{e}");
+        assert!(e.starts_with("t.toml: "), "{e}");
+    }
+
+    #[test]
+    fn bad_value_type_is_named() {
+        let text = format!("{MIN}\n[verify]\nttl = \"ten minutes\"\n");
+        let e = load_str(&text, "t.toml", &[]).unwrap_err().to_string();
+        assert!(e.contains("ten minutes"), "{e}");
+    }
+
+    #[test]
+    fn every_invalid_value_is_listed() {
+        let text = format!(
+            "{MIN}\n[verify]\ncode_length = 12\nmax_attempts = 9\n[[service]]\ncode = \"Bad Code\"\nname = \"x\"\napi_key = \"short\"\n"
+        );
+        let e = load_str(&text, "t.toml", &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("verify.code_length = 12: must be between 4 and 10"),
+            "{e}"
+        );
+        assert!(e.contains("verify.max_attempts = 9"), "{e}");
+        assert!(e.contains("service[0] (Bad Code).code"), "{e}");
+        assert!(e.contains("api_key: must be at least 8"), "{e}");
+    }
+
+    #[test]
+    fn admin_endpoint_must_be_loopback() {
+        let e = load_str(MIN, "t.toml", &["api.admin_listen=0.0.0.0:8081".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must listen on loopback"), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_values_sections_and_list_elements() {
+        let text = format!(
+            "{MIN}\n[[smsc]]\nname = \"a\"\nhost = \"h\"\nport = 2775\nsystem_id = \"s\"\npassword = \"p\"\n"
+        );
+        let c = load_str(
+            &text,
+            "t.toml",
+            &[
+                "smsc.0.port=2776".into(),
+                "verify.code_length=8".into(),
+                "verify.sender=ACME".into(),
+                "verify.limits.per_number=3/1h".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.smsc[0].port, 2776);
+        assert_eq!(c.verify.code_length, 8);
+        assert_eq!(c.verify.sender, "ACME");
+        assert_eq!(c.verify.limits.per_number.count, 3);
+        let e = load_str(&text, "t.toml", &["smsc.3.port=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has 1 element(s), no index 3"), "{e}");
+        let e = load_str(&text, "t.toml", &["noequals".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must look like section.key=value"), "{e}");
+        let e = load_str(&text, "t.toml", &["verify.bogus=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+}

@@ -1,0 +1,145 @@
+//! Human units in config files: durations (`30s`, `10m`, `2h`, `500ms`) and
+//! rates (`5/10m`: five per ten minutes).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A duration written as `<number><unit>` with unit ms, s, m, h or d.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Span(pub Duration);
+
+impl FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+            format!("duration {s:?} has no unit (use ms, s, m, h or d, e.g. \"30s\")")
+        })?;
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("duration {s:?} must start with a whole number, e.g. \"10m\""))?;
+        let ms = match unit {
+            "ms" => n,
+            "s" => n * 1000,
+            "m" => n * 60_000,
+            "h" => n * 3_600_000,
+            "d" => n * 86_400_000,
+            _ => {
+                return Err(format!(
+                    "duration {s:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
+                ))
+            }
+        };
+        Ok(Span(Duration::from_millis(ms)))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis() as u64;
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
+            if ms >= size && ms % size == 0 {
+                return write!(f, "{}{unit}", ms / size);
+            }
+        }
+        write!(f, "{ms}ms")
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// A rate limit written as `<count>/<span>`, e.g. `5/10m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// Hits allowed per window.
+    pub count: u32,
+    /// Window length.
+    pub window: Span,
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (c, w) = s
+            .split_once('/')
+            .ok_or_else(|| format!("rate {s:?} must look like \"5/10m\" (count/window)"))?;
+        let count: u32 = c
+            .trim()
+            .parse()
+            .map_err(|_| format!("rate {s:?}: count {c:?} is not a whole number"))?;
+        if count == 0 {
+            return Err(format!("rate {s:?}: count must be at least 1"));
+        }
+        let window: Span = w.parse().map_err(|e| format!("rate {s:?}: {e}"))?;
+        if window.0.is_zero() {
+            return Err(format!("rate {s:?}: window must be longer than zero"));
+        }
+        Ok(RateLimit { count, window })
+    }
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.count, self.window)
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for RateLimit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_parse_and_print() {
+        assert_eq!("10m".parse::<Span>().unwrap().0, Duration::from_secs(600));
+        assert_eq!(
+            "250ms".parse::<Span>().unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert_eq!("90s".parse::<Span>().unwrap().to_string(), "90s");
+        assert!("10".parse::<Span>().unwrap_err().contains("no unit"));
+        assert!("10y".parse::<Span>().unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn rates_parse() {
+        let r: RateLimit = "5/10m".parse().unwrap();
+        assert_eq!((r.count, r.window.0), (5, Duration::from_secs(600)));
+        assert!("5".parse::<RateLimit>().is_err());
+        assert!("0/1m"
+            .parse::<RateLimit>()
+            .unwrap_err()
+            .contains("at least 1"));
+    }
+}

@@ -1,0 +1,203 @@
+//! Checks that values make sense together; every problem names its key.
+
+use super::Config;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+impl Config {
+    /// Every problem found (empty when the configuration is usable).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        addr(&mut p, "api.listen", &self.api.listen);
+        if let Some(a) = addr(&mut p, "api.admin_listen", &self.api.admin_listen) {
+            if !a.ip().is_loopback() {
+                p.push(format!(
+                    "api.admin_listen = {:?}: the admin endpoint must listen on loopback (127.0.0.1 or ::1)",
+                    self.api.admin_listen
+                ));
+            }
+        }
+        if !self.api.admin_token.is_empty() && self.api.admin_token.len() < 16 {
+            p.push(
+                "api.admin_token: must be at least 16 characters (or empty to generate one)".into(),
+            );
+        }
+        let v = &self.verify;
+        if !(4..=10).contains(&v.code_length) {
+            p.push(format!(
+                "verify.code_length = {}: must be between 4 and 10",
+                v.code_length
+            ));
+        }
+        if v.ttl.0 < Duration::from_secs(30) || v.ttl.0 > Duration::from_secs(600) {
+            p.push(format!(
+                "verify.ttl = \"{}\": must be between 30s and 10m",
+                v.ttl
+            ));
+        }
+        if !(1..=5).contains(&v.max_attempts) {
+            p.push(format!(
+                "verify.max_attempts = {}: must be between 1 and 5",
+                v.max_attempts
+            ));
+        }
+        if v.sender.is_empty() || v.sender.len() > 20 {
+            p.push(format!(
+                "verify.sender = {:?}: must be 1 to 20 characters",
+                v.sender
+            ));
+        }
+        if !is_region(&v.default_region) {
+            p.push(format!(
+                "verify.default_region = {:?}: must be an ISO 3166 country code such as \"GB\"",
+                v.default_region
+            ));
+        }
+        if !v.templates.contains_key(&v.default_locale) {
+            p.push(format!(
+                "verify.default_locale = {:?}: no template for it in verify.templates",
+                v.default_locale
+            ));
+        }
+        for (locale, t) in &v.templates {
+            if !t.contains("{code}") {
+                p.push(format!("verify.templates.{locale}: must contain {{code}}"));
+            }
+        }
+        if !(1..=15).contains(&v.limits.prefix_digits) {
+            p.push(format!(
+                "verify.limits.prefix_digits = {}: must be between 1 and 15",
+                v.limits.prefix_digits
+            ));
+        }
+        let mut names = HashSet::new();
+        for (i, s) in self.smsc.iter().enumerate() {
+            let k = format!("smsc[{i}] ({})", s.name);
+            if s.name.is_empty() || !names.insert(s.name.clone()) {
+                p.push(format!("{k}.name: must be non-empty and unique"));
+            }
+            if s.port == 0 {
+                p.push(format!("{k}.port: must not be 0"));
+            }
+            if !(1..=32).contains(&s.binds) {
+                p.push(format!("{k}.binds = {}: must be between 1 and 32", s.binds));
+            }
+            if !(1..=1024).contains(&s.window) {
+                p.push(format!(
+                    "{k}.window = {}: must be between 1 and 1024",
+                    s.window
+                ));
+            }
+            if !(s.rate >= 0.0 && s.rate.is_finite()) {
+                p.push(format!(
+                    "{k}.rate = {}: must be 0 (unlimited) or a positive number",
+                    s.rate
+                ));
+            }
+            for pre in &s.prefixes {
+                let d = pre.trim_start_matches('+');
+                if d.is_empty() || !d.chars().all(|c| c.is_ascii_digit()) {
+                    p.push(format!(
+                        "{k}.prefixes: {pre:?} must be digits, e.g. \"+44\""
+                    ));
+                }
+            }
+        }
+        for (i, t) in self.sip_trunk.iter().enumerate() {
+            if !matches!(t.transport.as_str(), "udp" | "tcp") {
+                p.push(format!(
+                    "sip_trunk[{i}].transport = {:?}: must be \"udp\" or \"tcp\"",
+                    t.transport
+                ));
+            }
+            if t.calls_per_second.is_nan() || t.calls_per_second <= 0.0 {
+                p.push(format!("sip_trunk[{i}].calls_per_second: must be positive"));
+            }
+        }
+        let mut codes = HashSet::new();
+        let mut keys = HashSet::new();
+        for (i, s) in self.service.iter().enumerate() {
+            let k = format!("service[{i}] ({})", s.code);
+            let ok_code = !s.code.is_empty()
+                && s.code.len() <= 64
+                && s.code
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !ok_code {
+                p.push(format!("{k}.code: use 1-64 of a-z, 0-9, '-', '_'"));
+            }
+            if !codes.insert(s.code.clone()) {
+                p.push(format!("{k}.code: duplicate service code"));
+            }
+            if s.name.is_empty() {
+                p.push(format!("{k}.name: must not be empty"));
+            }
+            if let Some(key) = &s.api_key {
+                if key.len() < 8 {
+                    p.push(format!("{k}.api_key: must be at least 8 characters"));
+                }
+                if !keys.insert(key.clone()) {
+                    p.push(format!("{k}.api_key: the same key is used by two services"));
+                }
+            }
+            for c in &s.allowed_countries {
+                if !is_region(c) {
+                    p.push(format!(
+                        "{k}.allowed_countries: {c:?} is not an ISO 3166 code like \"GB\""
+                    ));
+                }
+            }
+            match (&s.webhook_url, &s.webhook_secret) {
+                (Some(u), sec) => {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        p.push(format!(
+                            "{k}.webhook_url = {u:?}: must be an http:// or https:// URL"
+                        ));
+                    }
+                    if sec.as_deref().is_none_or(|s| s.len() < 16) {
+                        p.push(format!(
+                            "{k}.webhook_secret: needed with webhook_url, at least 16 characters"
+                        ));
+                    }
+                }
+                (None, Some(_)) => p.push(format!("{k}.webhook_secret: set without webhook_url")),
+                (None, None) => {}
+            }
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            p.push(format!(
+                "log.format = {:?}: must be \"text\" or \"json\"",
+                self.log.format
+            ));
+        }
+        if let Some(l) = &self.lab.smsc {
+            addr(&mut p, "lab.smsc.listen", &l.listen);
+            addr(&mut p, "lab.smsc.control", &l.control);
+        }
+        let super::StoreConfig::Sqlite { path } = &self.store;
+        if path.is_empty() {
+            p.push("store.path: must not be empty".into());
+        }
+        if self.secrets.server_secret_file.is_empty() {
+            p.push("secrets.server_secret_file: must not be empty".into());
+        }
+        p
+    }
+}
+
+fn addr(p: &mut Vec<String>, key: &str, v: &str) -> Option<SocketAddr> {
+    match v.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.push(format!(
+                "{key} = {v:?}: must be an address with port, e.g. \"127.0.0.1:8080\""
+            ));
+            None
+        }
+    }
+}
+
+fn is_region(s: &str) -> bool {
+    s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase())
+}

@@ -1,0 +1,1773 @@
+//! The conformance battery every store backend must pass.
+//!
+//! A backend's tests call [`run_all`] on a fresh, migrated store (SQLite:
+//! `store::sqlite` tests; a PostgreSQL backend: the same call on a fresh
+//! schema). Every check is a plain `assert!` naming the rule it checks.
+//!
+//! The individual tests are public so a failing one can be run alone. They
+//! share one store without interfering: each uses its own service codes,
+//! numbers, message ids and rate-limit keys, and its own time range (see
+//! the `T_*` constants); queue tests (outbox, webhooks) finish all their
+//! work, and work left queued by the verification tests is due only far in
+//! the future, so no test claims another's messages or jobs.
+//!
+//! Beyond the doc comments on [`Store`], the battery pins these choices
+//! (every backend must make the same ones):
+//!
+//! * insert_verification checks the idempotency key before the pending
+//!   verification (a replayed start finds its own pending verification);
+//!   a pending verification blocks a new one even when past its expiry.
+//! * claim_outbox does not hand out a message past its expiry (it is left
+//!   to expire_outbox, which expires messages with `expires_at < now`).
+//! * mark_failed changes only a queued or sending message: a late failure
+//!   report does not requeue a message another sender got accepted.
+//! * Receipts: the first final state (delivered, undeliverable, rejected,
+//!   expired) sticks; later receipts (non-final or final) leave it. Among
+//!   messages sharing a correlation key, a receipt goes to the one whose
+//!   primary key equals the receipt's primary key (same id format), else
+//!   to the most recently submitted. Parked receipts are applied oldest
+//!   first through the same rule and are consumed.
+//! * recent_audit orders by time, then by insertion (newest first).
+
+use std::collections::HashSet;
+
+use verigate_codecs::dlr::message_id_keys;
+
+use super::{
+    Account, ApiKeyRecord, AuditEvent, DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState,
+    Millis, OutboxMessage, Service, Session, Store, StoreError, Verification, VerificationStatus,
+    WebhookJob,
+};
+
+/// Time ranges of the tests (Unix ms). Queue tests use ranges below the
+/// verification tests, whose first messages stay queued.
+const T_SERVICES: Millis = 1_000_000_000_000;
+const T_OUTBOX: Millis = 2_000_000_000_000;
+const T_EXPIRY: Millis = 2_100_000_000_000;
+const T_RECEIPTS: Millis = 2_200_000_000_000;
+const T_PARKED: Millis = 2_300_000_000_000;
+const T_WEBHOOKS: Millis = 2_400_000_000_000;
+const T_ACCOUNTS: Millis = 2_500_000_000_000;
+const T_VERIFY: Millis = 9_000_000_000_000;
+const T_AUDIT: Millis = 9_500_000_000_000;
+
+/// How long fixtures stay valid.
+const TTL: Millis = 600_000;
+
+/// Runs every test of the battery on `store`.
+pub async fn run_all<S: Store>(store: &S) {
+    services_and_api_keys(store).await;
+    verification_insert_and_pending(store).await;
+    verification_idempotency(store).await;
+    verification_cas_and_resend(store).await;
+    outbox_claims_and_leases(store).await;
+    outbox_expiry(store).await;
+    receipt_correlation(store).await;
+    receipts_before_submit(store).await;
+    rate_limits(store).await;
+    webhook_queue(store).await;
+    accounts_and_sessions(store).await;
+    audit_order(store).await;
+}
+
+// ---- fixtures
+
+fn service(code: &str, at: Millis) -> Service {
+    Service {
+        code: code.to_owned(),
+        name: format!("Service {code}"),
+        settings: serde_json::json!({ "limits": { "per_number_per_hour": 5 }, "templates": { "en": "Code {code}" } }),
+        created_at: at,
+    }
+}
+
+async fn create_service<S: Store>(store: &S, code: &str, at: Millis) {
+    store
+        .create_service(&service(code, at))
+        .await
+        .unwrap_or_else(|e| panic!("create_service {code}: {e}"));
+}
+
+fn verification(id: &str, service: &str, to: &str, at: Millis) -> Verification {
+    Verification {
+        id: id.to_owned(),
+        service: service.to_owned(),
+        to: to.to_owned(),
+        channel: "sms".to_owned(),
+        locale: "en".to_owned(),
+        status: VerificationStatus::Pending,
+        code_hash: format!("hash-of-{id}").into_bytes(),
+        attempts: 0,
+        max_attempts: 5,
+        sends: 1,
+        created_at: at,
+        expires_at: at + TTL,
+        last_sent_at: at,
+        updated_at: at,
+    }
+}
+
+fn message(id: &str, verification_id: &str, service: &str, to: &str, at: Millis) -> OutboxMessage {
+    OutboxMessage {
+        id: id.to_owned(),
+        verification_id: Some(verification_id.to_owned()),
+        service: service.to_owned(),
+        to: to.to_owned(),
+        from: "VERIGATE".to_owned(),
+        text: format!("Your code for {verification_id}"),
+        state: MessageState::Queued,
+        attempts: 0,
+        next_attempt_at: at,
+        expires_at: at + TTL,
+        smsc: None,
+        message_ids: Vec::new(),
+        last_error: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// Stores verification `n` of `svc` (number `+1555…n`) with its first
+/// message `msg_<svc>_<n>`, due at `at` and created at `at`; returns the message.
+async fn queued<S: Store>(
+    store: &S,
+    svc: &str,
+    n: u32,
+    at: Millis,
+    expires_at: Millis,
+) -> OutboxMessage {
+    let to = format!("+1555{n:07}");
+    let vid = format!("vf_{svc}_{n}");
+    let mut m = message(&format!("msg_{svc}_{n}"), &vid, svc, &to, at);
+    m.expires_at = expires_at;
+    let outcome = store
+        .insert_verification(&verification(&vid, svc, &to, at), &m, None)
+        .await
+        .unwrap_or_else(|e| panic!("insert_verification {vid}: {e}"));
+    assert_eq!(
+        outcome,
+        InsertOutcome::Created,
+        "fixture verification {vid} must be created"
+    );
+    m
+}
+
+fn ids(msgs: &[OutboxMessage]) -> Vec<&str> {
+    msgs.iter().map(|m| m.id.as_str()).collect()
+}
+
+fn keys(message_id: &str) -> Vec<String> {
+    message_id_keys(message_id).to_vec()
+}
+
+async fn message_state<S: Store>(store: &S, id: &str) -> MessageState {
+    store
+        .get_message(id)
+        .await
+        .unwrap_or_else(|e| panic!("get_message {id}: {e}"))
+        .unwrap_or_else(|| panic!("message {id} must exist"))
+        .state
+}
+
+async fn submit<S: Store>(store: &S, id: &str, message_ids: &[&str], at: Millis) -> OutboxMessage {
+    let ids: Vec<String> = message_ids.iter().map(|s| (*s).to_owned()).collect();
+    store
+        .mark_submitted(id, "smsc-a", &ids, at)
+        .await
+        .unwrap_or_else(|e| panic!("mark_submitted {id}: {e}"))
+}
+
+async fn dlr<S: Store>(store: &S, receipt_id: &str, state: MessageState, at: Millis) -> DlrOutcome {
+    store
+        .record_dlr(&keys(receipt_id), state, at)
+        .await
+        .unwrap_or_else(|e| panic!("record_dlr {receipt_id}: {e}"))
+}
+
+/// Asserts `outcome` applied the receipt to message `id`, leaving `state`.
+fn assert_applied(outcome: &DlrOutcome, id: &str, state: MessageState, what: &str) {
+    match outcome {
+        DlrOutcome::Applied(m) => {
+            assert_eq!(m.id, id, "{what}: receipt applied to the wrong message");
+            assert_eq!(m.state, state, "{what}: state after the receipt");
+        }
+        DlrOutcome::Parked => panic!("{what}: receipt must be applied to {id}, was parked"),
+    }
+}
+
+// ---- services and API keys
+
+/// Services (create, conflict, get, list by code, settings) and API keys
+/// (conflicts, lookup by hash, rotation).
+pub async fn services_and_api_keys<S: Store>(store: &S) {
+    let t = T_SERVICES;
+    create_service(store, "conf-svc-b", t).await;
+    create_service(store, "conf-svc-a", t + 1).await;
+    let dup = store.create_service(&service("conf-svc-a", t + 2)).await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "a duplicate service code is a Conflict, got {dup:?}"
+    );
+
+    let a = store.get_service("conf-svc-a").await.expect("get_service");
+    assert_eq!(
+        a,
+        Some(service("conf-svc-a", t + 1)),
+        "get_service returns the stored service, settings included"
+    );
+    assert_eq!(
+        store
+            .get_service("conf-svc-none")
+            .await
+            .expect("get_service"),
+        None,
+        "unknown service is None"
+    );
+
+    let all = store.list_services().await.expect("list_services");
+    let codes: Vec<&str> = all.iter().map(|s| s.code.as_str()).collect();
+    let mut sorted = codes.clone();
+    sorted.sort_unstable();
+    assert_eq!(codes, sorted, "list_services is ordered by code");
+    let pos_a = codes
+        .iter()
+        .position(|c| *c == "conf-svc-a")
+        .expect("list_services includes conf-svc-a");
+    let pos_b = codes
+        .iter()
+        .position(|c| *c == "conf-svc-b")
+        .expect("list_services includes conf-svc-b");
+    assert!(pos_a < pos_b, "conf-svc-a sorts before conf-svc-b");
+
+    let settings =
+        serde_json::json!({ "webhook": { "url": "https://example.invalid/hook" }, "n": [1, 2, 3] });
+    store
+        .update_service_settings("conf-svc-a", &settings)
+        .await
+        .expect("update_service_settings");
+    let a = store
+        .get_service("conf-svc-a")
+        .await
+        .expect("get_service")
+        .expect("conf-svc-a exists");
+    assert_eq!(
+        a.settings, settings,
+        "update_service_settings replaces the settings"
+    );
+    assert_eq!(
+        a.name, "Service conf-svc-a",
+        "update_service_settings keeps the name"
+    );
+    let missing = store
+        .update_service_settings("conf-svc-none", &settings)
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "settings of an unknown service: NotFound, got {missing:?}"
+    );
+
+    let key = |id: &str, hash: &[u8], at: Millis| ApiKeyRecord {
+        key_id: id.to_owned(),
+        service: "conf-svc-a".to_owned(),
+        hash: hash.to_vec(),
+        created_at: at,
+        revoked_at: None,
+    };
+    let k1 = key("conf-k1", b"hash-k1", t + 10);
+    let k2 = key("conf-k2", b"hash-k2", t + 11);
+    let k3 = key("conf-k3", b"hash-k3", t + 12);
+    for k in [&k1, &k2, &k3] {
+        store.add_api_key(k).await.expect("add_api_key");
+    }
+    let dup_id = store
+        .add_api_key(&key("conf-k1", b"hash-other", t + 13))
+        .await;
+    assert!(
+        matches!(dup_id, Err(StoreError::Conflict(_))),
+        "a duplicate key_id is a Conflict, got {dup_id:?}"
+    );
+    let dup_hash = store.add_api_key(&key("conf-k4", b"hash-k2", t + 13)).await;
+    assert!(
+        matches!(dup_hash, Err(StoreError::Conflict(_))),
+        "a duplicate key hash is a Conflict, got {dup_hash:?}"
+    );
+
+    assert_eq!(
+        store.find_api_key(b"hash-k2").await.expect("find_api_key"),
+        Some(k2.clone()),
+        "find_api_key by hash"
+    );
+    assert_eq!(
+        store
+            .find_api_key(b"hash-none")
+            .await
+            .expect("find_api_key"),
+        None,
+        "unknown hash is None"
+    );
+    assert_eq!(
+        store
+            .list_api_keys("conf-svc-a")
+            .await
+            .expect("list_api_keys"),
+        vec![k1.clone(), k2.clone(), k3.clone()],
+        "list_api_keys: the service's keys, oldest first"
+    );
+    assert!(
+        store
+            .list_api_keys("conf-svc-b")
+            .await
+            .expect("list_api_keys")
+            .is_empty(),
+        "keys are per service"
+    );
+
+    let revoked = store
+        .revoke_api_keys("conf-svc-a", "conf-k3", t + 20)
+        .await
+        .expect("revoke_api_keys");
+    assert_eq!(
+        revoked, 2,
+        "revoke_api_keys revokes every other unrevoked key"
+    );
+    assert_eq!(
+        store.find_api_key(b"hash-k1").await.expect("find_api_key"),
+        None,
+        "a revoked key is not found"
+    );
+    assert_eq!(
+        store.find_api_key(b"hash-k3").await.expect("find_api_key"),
+        Some(k3.clone()),
+        "the kept key still works"
+    );
+    let listed = store
+        .list_api_keys("conf-svc-a")
+        .await
+        .expect("list_api_keys");
+    let revoked_at: Vec<Option<Millis>> = listed.iter().map(|k| k.revoked_at).collect();
+    assert_eq!(
+        revoked_at,
+        vec![Some(t + 20), Some(t + 20), None],
+        "list_api_keys includes revoked keys with revoked_at"
+    );
+    let again = store
+        .revoke_api_keys("conf-svc-a", "conf-k3", t + 30)
+        .await
+        .expect("revoke_api_keys");
+    assert_eq!(again, 0, "revoking again changes nothing");
+    let listed = store
+        .list_api_keys("conf-svc-a")
+        .await
+        .expect("list_api_keys");
+    assert_eq!(
+        listed[0].revoked_at,
+        Some(t + 20),
+        "an earlier revocation time is kept"
+    );
+}
+
+// ---- verifications
+
+/// Inserting a verification stores it with its first message; one pending
+/// verification per (service, number), even when several race; conflicting
+/// ids write nothing.
+pub async fn verification_insert_and_pending<S: Store>(store: &S) {
+    let t = T_VERIFY;
+    let svc = "conf-verify";
+    create_service(store, svc, t).await;
+    let to = "+15550000001";
+    let v1 = verification("vf_conf_v1", svc, to, t);
+    let m1 = message("msg_conf_v1", &v1.id, svc, to, t);
+    let created = store
+        .insert_verification(&v1, &m1, None)
+        .await
+        .expect("insert_verification");
+    assert_eq!(
+        created,
+        InsertOutcome::Created,
+        "a first verification is Created"
+    );
+    assert_eq!(
+        store
+            .get_verification(&v1.id)
+            .await
+            .expect("get_verification"),
+        Some(v1.clone()),
+        "stored as given"
+    );
+    assert_eq!(
+        store.find_pending(svc, to).await.expect("find_pending"),
+        Some(v1.clone()),
+        "find_pending finds it"
+    );
+    assert_eq!(
+        store
+            .find_pending(svc, "+15550000999")
+            .await
+            .expect("find_pending"),
+        None,
+        "other number: none"
+    );
+    assert_eq!(
+        store
+            .find_pending("conf-svc-a", to)
+            .await
+            .expect("find_pending"),
+        None,
+        "pending is per service"
+    );
+    assert_eq!(
+        store.get_message(&m1.id).await.expect("get_message"),
+        Some(m1.clone()),
+        "first message stored as given"
+    );
+    assert_eq!(
+        store
+            .messages_for_verification(&v1.id)
+            .await
+            .expect("messages_for_verification"),
+        vec![m1.clone()],
+        "the first message belongs to the verification"
+    );
+    assert_eq!(
+        store
+            .get_verification("vf_conf_none")
+            .await
+            .expect("get_verification"),
+        None,
+        "unknown id is None"
+    );
+
+    // A second pending verification for the number: nothing written.
+    let v2 = verification("vf_conf_v2", svc, to, t + 1);
+    let m2 = message("msg_conf_v2", &v2.id, svc, to, t + 1);
+    let outcome = store
+        .insert_verification(&v2, &m2, None)
+        .await
+        .expect("insert_verification");
+    assert_eq!(
+        outcome,
+        InsertOutcome::PendingExists(v1.clone()),
+        "a second pending one returns the existing one"
+    );
+    assert_eq!(
+        store
+            .get_verification(&v2.id)
+            .await
+            .expect("get_verification"),
+        None,
+        "PendingExists writes nothing"
+    );
+    assert_eq!(
+        store.get_message(&m2.id).await.expect("get_message"),
+        None,
+        "PendingExists writes no message"
+    );
+
+    // Conflicting ids: Conflict, and nothing written.
+    let to3 = "+15550000003";
+    let v_dup = verification(&v1.id, svc, to3, t + 2);
+    let m_new = message("msg_conf_v3", &v_dup.id, svc, to3, t + 2);
+    let dup = store.insert_verification(&v_dup, &m_new, None).await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "an existing verification id is a Conflict, got {dup:?}"
+    );
+    assert_eq!(
+        store.get_message(&m_new.id).await.expect("get_message"),
+        None,
+        "a failed insert writes no message"
+    );
+    let v3 = verification("vf_conf_v3", svc, to3, t + 3);
+    let m_dup = message(&m1.id, &v3.id, svc, to3, t + 3);
+    let dup = store.insert_verification(&v3, &m_dup, None).await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "an existing message id is a Conflict, got {dup:?}"
+    );
+    assert_eq!(
+        store
+            .get_verification(&v3.id)
+            .await
+            .expect("get_verification"),
+        None,
+        "all or nothing"
+    );
+    assert_eq!(
+        store.find_pending(svc, to3).await.expect("find_pending"),
+        None,
+        "all or nothing: no pending"
+    );
+
+    // Past its expiry but still pending: still blocks (the caller closes it).
+    let to4 = "+15550000004";
+    let mut old = verification("vf_conf_v4_old", svc, to4, t + 4);
+    old.expires_at = t + 4;
+    let m_old = message("msg_conf_v4_old", &old.id, svc, to4, t + 4);
+    assert_eq!(
+        store
+            .insert_verification(&old, &m_old, None)
+            .await
+            .expect("insert"),
+        InsertOutcome::Created
+    );
+    let fresh = verification("vf_conf_v4_new", svc, to4, t + 5);
+    let m_fresh = message("msg_conf_v4_new", &fresh.id, svc, to4, t + 5);
+    let outcome = store
+        .insert_verification(&fresh, &m_fresh, None)
+        .await
+        .expect("insert_verification");
+    assert_eq!(
+        outcome,
+        InsertOutcome::PendingExists(old.clone()),
+        "an expired-by-time pending one still blocks"
+    );
+    assert_eq!(
+        store.find_pending(svc, to4).await.expect("find_pending"),
+        Some(old.clone()),
+        "found even past expiry"
+    );
+    let closed = store
+        .update_verification(
+            &old.id,
+            VerificationStatus::Pending,
+            0,
+            VerificationStatus::Expired,
+            0,
+            t + 6,
+        )
+        .await
+        .expect("update_verification");
+    assert!(closed, "closing the expired verification applies");
+    let outcome = store
+        .insert_verification(&fresh, &m_fresh, None)
+        .await
+        .expect("insert_verification");
+    assert_eq!(
+        outcome,
+        InsertOutcome::Created,
+        "after closing, a new pending verification is Created"
+    );
+
+    // Racing inserts for one number: exactly one wins.
+    let to5 = "+15550000005";
+    let racers: Vec<(Verification, OutboxMessage)> = (0..8)
+        .map(|i| {
+            let v = verification(&format!("vf_conf_race_{i}"), svc, to5, t + 10);
+            let m = message(&format!("msg_conf_race_{i}"), &v.id, svc, to5, t + 10);
+            (v, m)
+        })
+        .collect();
+    let outcomes = futures::future::join_all(
+        racers
+            .iter()
+            .map(|(v, m)| store.insert_verification(v, m, None)),
+    )
+    .await;
+    let mut created = Vec::new();
+    for (i, o) in outcomes.into_iter().enumerate() {
+        match o.expect("racing insert_verification") {
+            InsertOutcome::Created => created.push(i),
+            InsertOutcome::PendingExists(_) => {}
+            other => panic!("racing insert: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        created.len(),
+        1,
+        "exactly one racing insert is Created, got {created:?}"
+    );
+    let winner = &racers[created[0]].0;
+    assert_eq!(
+        store
+            .find_pending(svc, to5)
+            .await
+            .expect("find_pending")
+            .as_ref(),
+        Some(winner),
+        "the winner is pending"
+    );
+}
+
+/// Idempotency keys: a replay writes nothing and returns the first record
+/// (with its request hash); keys are per service; the key wins over the
+/// pending check.
+pub async fn verification_idempotency<S: Store>(store: &S) {
+    let t = T_VERIFY + 100_000;
+    let svc = "conf-idem";
+    let other_svc = "conf-idem-other";
+    create_service(store, svc, t).await;
+    create_service(store, other_svc, t).await;
+    let idem = |service: &str, key: &str, hash: &[u8], vid: &str| IdempotencyRecord {
+        service: service.to_owned(),
+        key: key.to_owned(),
+        request_hash: hash.to_vec(),
+        verification_id: vid.to_owned(),
+    };
+
+    let to = "+15550001001";
+    let v1 = verification("vf_conf_idem_1", svc, to, t);
+    let m1 = message("msg_conf_idem_1", &v1.id, svc, to, t);
+    let first = idem(svc, "key-1", b"body-1", &v1.id);
+    let outcome = store
+        .insert_verification(&v1, &m1, Some(&first))
+        .await
+        .expect("insert_verification");
+    assert_eq!(
+        outcome,
+        InsertOutcome::Created,
+        "first use of a key creates"
+    );
+
+    // Same key, same number (the replay of the same start): the key wins.
+    let v2 = verification("vf_conf_idem_2", svc, to, t + 1);
+    let m2 = message("msg_conf_idem_2", &v2.id, svc, to, t + 1);
+    let outcome = store
+        .insert_verification(&v2, &m2, Some(&idem(svc, "key-1", b"body-1", &v2.id)))
+        .await
+        .expect("insert_verification");
+    assert_eq!(
+        outcome,
+        InsertOutcome::IdempotentReplay(first.clone()),
+        "a replay returns the first record"
+    );
+
+    // Same key, another body and number: still the first record (the caller
+    // compares request hashes), nothing written.
+    let to3 = "+15550001003";
+    let v3 = verification("vf_conf_idem_3", svc, to3, t + 2);
+    let m3 = message("msg_conf_idem_3", &v3.id, svc, to3, t + 2);
+    let outcome = store
+        .insert_verification(&v3, &m3, Some(&idem(svc, "key-1", b"body-3", &v3.id)))
+        .await
+        .expect("insert_verification");
+    assert_eq!(
+        outcome,
+        InsertOutcome::IdempotentReplay(first.clone()),
+        "the stored hash comes back, not the new one"
+    );
+    assert_eq!(
+        store
+            .get_verification(&v3.id)
+            .await
+            .expect("get_verification"),
+        None,
+        "a replay writes nothing"
+    );
+    assert_eq!(
+        store.get_message(&m3.id).await.expect("get_message"),
+        None,
+        "a replay writes no message"
+    );
+    assert_eq!(
+        store.find_pending(svc, to3).await.expect("find_pending"),
+        None,
+        "a replay leaves no pending one"
+    );
+
+    // Another key: a normal insert. The same key in another service: independent.
+    let outcome = store
+        .insert_verification(&v3, &m3, Some(&idem(svc, "key-3", b"body-3", &v3.id)))
+        .await
+        .expect("insert_verification");
+    assert_eq!(outcome, InsertOutcome::Created, "a new key creates");
+    let v4 = verification("vf_conf_idem_4", other_svc, to, t + 3);
+    let m4 = message("msg_conf_idem_4", &v4.id, other_svc, to, t + 3);
+    let outcome = store
+        .insert_verification(&v4, &m4, Some(&idem(other_svc, "key-1", b"body-4", &v4.id)))
+        .await
+        .expect("insert_verification");
+    assert_eq!(
+        outcome,
+        InsertOutcome::Created,
+        "idempotency keys are per service"
+    );
+
+    // A key whose first use hit a pending verification was not recorded.
+    let to5 = "+15550001005";
+    let v5 = verification("vf_conf_idem_5", svc, to5, t + 4);
+    let m5 = message("msg_conf_idem_5", &v5.id, svc, to5, t + 4);
+    assert_eq!(
+        store
+            .insert_verification(&v5, &m5, None)
+            .await
+            .expect("insert"),
+        InsertOutcome::Created
+    );
+    let v6 = verification("vf_conf_idem_6", svc, to5, t + 5);
+    let m6 = message("msg_conf_idem_6", &v6.id, svc, to5, t + 5);
+    let outcome = store
+        .insert_verification(&v6, &m6, Some(&idem(svc, "key-6", b"body-6", &v6.id)))
+        .await
+        .expect("insert_verification");
+    assert_eq!(
+        outcome,
+        InsertOutcome::PendingExists(v5.clone()),
+        "pending blocks"
+    );
+    let to7 = "+15550001007";
+    let v7 = verification("vf_conf_idem_7", svc, to7, t + 6);
+    let m7 = message("msg_conf_idem_7", &v7.id, svc, to7, t + 6);
+    let outcome = store
+        .insert_verification(&v7, &m7, Some(&idem(svc, "key-6", b"body-7", &v7.id)))
+        .await
+        .expect("insert_verification");
+    assert_eq!(
+        outcome,
+        InsertOutcome::Created,
+        "PendingExists does not record the idempotency key"
+    );
+}
+
+/// Compare-and-set updates (stale expectations fail, racing checks consume
+/// one attempt) and resends.
+pub async fn verification_cas_and_resend<S: Store>(store: &S) {
+    let t = T_VERIFY + 200_000;
+    let svc = "conf-cas";
+    create_service(store, svc, t).await;
+    let to = "+15550002001";
+    let v = verification("vf_conf_cas_1", svc, to, t);
+    let m1 = message("msg_conf_cas_1", &v.id, svc, to, t);
+    assert_eq!(
+        store
+            .insert_verification(&v, &m1, None)
+            .await
+            .expect("insert"),
+        InsertOutcome::Created
+    );
+    use VerificationStatus::{Approved, Pending};
+
+    let ok = store
+        .update_verification(&v.id, Pending, 0, Pending, 1, t + 1)
+        .await
+        .expect("update_verification");
+    assert!(ok, "a CAS with the stored status and attempts applies");
+    let got = store
+        .get_verification(&v.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (got.status, got.attempts, got.updated_at),
+        (Pending, 1, t + 1),
+        "CAS writes status, attempts, updated_at"
+    );
+    assert_eq!(
+        (got.sends, got.last_sent_at, got.code_hash.clone()),
+        (v.sends, v.last_sent_at, v.code_hash.clone()),
+        "CAS leaves the rest"
+    );
+    let stale = store
+        .update_verification(&v.id, Pending, 0, Pending, 1, t + 2)
+        .await
+        .expect("update_verification");
+    assert!(!stale, "a CAS with stale attempts does not apply");
+    let wrong = store
+        .update_verification(&v.id, Approved, 1, Pending, 2, t + 2)
+        .await
+        .expect("update_verification");
+    assert!(!wrong, "a CAS with the wrong status does not apply");
+    let missing = store
+        .update_verification("vf_conf_cas_none", Pending, 0, Approved, 0, t + 2)
+        .await;
+    assert!(
+        matches!(missing, Ok(false)),
+        "a CAS on an unknown id does not apply, got {missing:?}"
+    );
+    let got = store
+        .get_verification(&v.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (got.attempts, got.updated_at),
+        (1, t + 1),
+        "failed CAS writes nothing"
+    );
+
+    // Two checks race on the same attempt count: one applies.
+    let (a, b) = tokio::join!(
+        store.update_verification(&v.id, Pending, 1, Pending, 2, t + 3),
+        store.update_verification(&v.id, Pending, 1, Pending, 2, t + 3),
+    );
+    let applied = [a.expect("racing CAS"), b.expect("racing CAS")];
+    assert_eq!(
+        applied.iter().filter(|x| **x).count(),
+        1,
+        "exactly one racing CAS applies, got {applied:?}"
+    );
+
+    // Resend: sends + 1, last_sent_at, and the new message, together.
+    let m2 = message("msg_conf_cas_2", &v.id, svc, to, t + 60_000);
+    store
+        .record_resend(&v.id, b"new-hash", &m2, t + 60_000)
+        .await
+        .expect("record_resend");
+    let got = store
+        .get_verification(&v.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (got.sends, got.last_sent_at),
+        (2, t + 60_000),
+        "record_resend counts the send and its time"
+    );
+    assert_eq!(got.attempts, 2, "record_resend keeps attempts");
+    assert_eq!(
+        got.code_hash, b"new-hash",
+        "record_resend replaces the code hash"
+    );
+    assert_eq!(
+        ids(&store
+            .messages_for_verification(&v.id)
+            .await
+            .expect("messages_for_verification")),
+        vec![m1.id.as_str(), m2.id.as_str()],
+        "messages_for_verification: oldest first"
+    );
+    let m3 = message("msg_conf_cas_3", "vf_conf_cas_none", svc, to, t + 61_000);
+    let missing = store
+        .record_resend("vf_conf_cas_none", b"h", &m3, t + 61_000)
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "resend of an unknown verification: NotFound, got {missing:?}"
+    );
+    assert_eq!(
+        store.get_message(&m3.id).await.expect("get_message"),
+        None,
+        "a failed resend writes no message"
+    );
+    let dup = store.record_resend(&v.id, b"h", &m2, t + 62_000).await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "a resend with an existing message id: Conflict, got {dup:?}"
+    );
+    let got = store
+        .get_verification(&v.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.sends, 2, "a failed resend does not count");
+
+    // Approval frees the number for a new verification.
+    let ok = store
+        .update_verification(&v.id, Pending, 2, Approved, 2, t + 70_000)
+        .await
+        .expect("update");
+    assert!(ok, "approve applies");
+    assert_eq!(
+        store.find_pending(svc, to).await.expect("find_pending"),
+        None,
+        "an approved one is not pending"
+    );
+    let v2 = verification("vf_conf_cas_2", svc, to, t + 80_000);
+    let m4 = message("msg_conf_cas_4", &v2.id, svc, to, t + 80_000);
+    let outcome = store
+        .insert_verification(&v2, &m4, None)
+        .await
+        .expect("insert_verification");
+    assert_eq!(
+        outcome,
+        InsertOutcome::Created,
+        "a new verification after approval is Created"
+    );
+}
+
+// ---- outbox
+
+/// Claims: due only, oldest first, up to the limit, leased (not handed out
+/// twice while the lease runs, handed out again after it ran out), attempts
+/// counted; failures requeue or reject; depth counts.
+pub async fn outbox_claims_and_leases<S: Store>(store: &S) {
+    let t = T_OUTBOX;
+    let svc = "conf-outbox";
+    create_service(store, svc, t).await;
+    let depth0 = store.outbox_depth().await.expect("outbox_depth");
+    let m1 = queued(store, svc, 1, t, t + TTL).await;
+    let m2 = queued(store, svc, 2, t + 1, t + TTL).await;
+    let m3 = queued(store, svc, 3, t + 2, t + TTL).await;
+    let m4 = queued(store, svc, 4, t + 10_000, t + TTL).await;
+    let depth = store.outbox_depth().await.expect("outbox_depth");
+    assert_eq!(
+        depth.queued,
+        depth0.queued + 4,
+        "outbox_depth counts queued messages"
+    );
+
+    let c = store
+        .claim_outbox(t + 5, 2, 1_000)
+        .await
+        .expect("claim_outbox");
+    assert_eq!(
+        ids(&c),
+        vec![m1.id.as_str(), m2.id.as_str()],
+        "claim: due messages, oldest first, up to the limit"
+    );
+    for m in &c {
+        assert_eq!(
+            m.state,
+            MessageState::Sending,
+            "a claimed message is sending"
+        );
+        assert_eq!(m.attempts, 1, "a claim counts the attempt");
+        let original = if m.id == m1.id { &m1 } else { &m2 };
+        assert_eq!(
+            (&m.to, &m.from, &m.text, m.expires_at, m.created_at),
+            (
+                &original.to,
+                &original.from,
+                &original.text,
+                original.expires_at,
+                original.created_at
+            ),
+            "a claim returns the stored message"
+        );
+    }
+    let depth = store.outbox_depth().await.expect("outbox_depth");
+    assert_eq!(
+        (depth.queued, depth.sending),
+        (depth0.queued + 2, depth0.sending + 2),
+        "depth after a claim"
+    );
+
+    let c = store
+        .claim_outbox(t + 6, 10, 1_000)
+        .await
+        .expect("claim_outbox");
+    assert_eq!(
+        ids(&c),
+        vec![m3.id.as_str()],
+        "claim: not the leased ones, not the ones not yet due"
+    );
+    let c = store
+        .claim_outbox(t + 7, 10, 1_000)
+        .await
+        .expect("claim_outbox");
+    assert!(
+        c.is_empty(),
+        "nothing is handed out twice while leased, got {:?}",
+        ids(&c)
+    );
+
+    let sub = submit(store, &m2.id, &["C0FFEE01"], t + 8).await;
+    assert_eq!(
+        sub.state,
+        MessageState::Submitted,
+        "mark_submitted: submitted"
+    );
+    let failed = store
+        .mark_failed(&m3.id, "throttled", Some(t + 500), t + 9)
+        .await;
+    failed.expect("mark_failed");
+    let got = store
+        .get_message(&m3.id)
+        .await
+        .expect("get_message")
+        .expect("exists");
+    assert_eq!(
+        (
+            got.state,
+            got.next_attempt_at,
+            got.last_error.as_deref(),
+            got.attempts
+        ),
+        (MessageState::Queued, t + 500, Some("throttled"), 1),
+        "mark_failed with a retry time: queued again at that time, with the error"
+    );
+    assert!(
+        store
+            .claim_outbox(t + 499, 10, 1_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "a retry is not due before its time"
+    );
+    let c = store
+        .claim_outbox(t + 500, 10, 1_000)
+        .await
+        .expect("claim_outbox");
+    assert_eq!(
+        ids(&c),
+        vec![m3.id.as_str()],
+        "a retry is claimed at its time"
+    );
+    assert_eq!(c[0].attempts, 2, "the retry counts as another attempt");
+
+    // m1's sender died: its lease (t+5+1000) runs out.
+    assert!(
+        store
+            .claim_outbox(t + 1_004, 10, 1_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "lease still running"
+    );
+    let c = store
+        .claim_outbox(t + 1_005, 10, 1_000)
+        .await
+        .expect("claim_outbox");
+    assert_eq!(
+        ids(&c),
+        vec![m1.id.as_str()],
+        "a message whose lease ran out is claimed again"
+    );
+    assert_eq!(
+        (c[0].state, c[0].attempts),
+        (MessageState::Sending, 2),
+        "reclaim counts the attempt"
+    );
+
+    store
+        .mark_failed(&m1.id, "rejected: ESME_RINVDSTADR", None, t + 1_006)
+        .await
+        .expect("mark_failed");
+    let got = store
+        .get_message(&m1.id)
+        .await
+        .expect("get_message")
+        .expect("exists");
+    assert_eq!(
+        (got.state, got.last_error.as_deref()),
+        (MessageState::Rejected, Some("rejected: ESME_RINVDSTADR")),
+        "mark_failed without a retry time: rejected"
+    );
+    store
+        .mark_failed(
+            &m2.id,
+            "late failure of a duplicate",
+            Some(t + 1_007),
+            t + 1_007,
+        )
+        .await
+        .expect("mark_failed");
+    assert_eq!(
+        message_state(store, &m2.id).await,
+        MessageState::Submitted,
+        "mark_failed does not requeue a submitted message"
+    );
+    let missing = store.mark_failed("msg_conf_none", "x", None, t).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "mark_failed of an unknown message: NotFound, got {missing:?}"
+    );
+    let missing = store
+        .mark_submitted("msg_conf_none", "smsc-a", &["1".to_owned()], t)
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "mark_submitted of an unknown message: NotFound, got {missing:?}"
+    );
+
+    // Two claimers racing: disjoint.
+    let (a, b) = tokio::join!(
+        store.claim_outbox(t + 20_000, 10, 1_000),
+        store.claim_outbox(t + 20_000, 10, 1_000)
+    );
+    let (a, b) = (a.expect("racing claim"), b.expect("racing claim"));
+    let mut all: Vec<&str> = ids(&a).into_iter().chain(ids(&b)).collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        vec![m3.id.as_str(), m4.id.as_str()],
+        "racing claimers share the due messages without overlap"
+    );
+    assert_eq!(
+        store
+            .get_message(&m4.id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .attempts,
+        1,
+        "a message claimed once has one attempt"
+    );
+
+    submit(store, &m3.id, &["C0FFEE03"], t + 20_001).await;
+    submit(store, &m4.id, &["C0FFEE04"], t + 20_002).await;
+    assert!(
+        store
+            .claim_outbox(t + 100_000, 10, 1_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "submitted and rejected ones are never claimed"
+    );
+    let depth = store.outbox_depth().await.expect("outbox_depth");
+    assert_eq!(
+        (depth.queued, depth.sending, depth.submitted),
+        (depth0.queued, depth0.sending, depth0.submitted + 3),
+        "depth after the run (rejected ones are not counted)"
+    );
+    assert!(
+        store
+            .claim_outbox(t + 100_000, 0, 1_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "limit 0 claims nothing"
+    );
+}
+
+/// Expiry: messages queued or sending past their expiry are expired (once)
+/// and returned; they are not claimed; others are left alone.
+pub async fn outbox_expiry<S: Store>(store: &S) {
+    let t = T_EXPIRY;
+    let svc = "conf-expiry";
+    create_service(store, svc, t).await;
+    let sending = queued(store, svc, 1, t, t + 100).await;
+    let waiting = queued(store, svc, 2, t + 1, t + 100).await;
+    let valid = queued(store, svc, 3, t + 2, t + TTL).await;
+
+    let c = store
+        .claim_outbox(t + 2, 1, 10_000)
+        .await
+        .expect("claim_outbox");
+    assert_eq!(ids(&c), vec![sending.id.as_str()], "claim the oldest");
+    let c = store
+        .claim_outbox(t + 101, 10, 10_000)
+        .await
+        .expect("claim_outbox");
+    assert_eq!(
+        ids(&c),
+        vec![valid.id.as_str()],
+        "a message past its expiry is not claimed"
+    );
+    submit(store, &valid.id, &["E0E0E003"], t + 102).await;
+
+    let expired = store.expire_outbox(t + 101).await.expect("expire_outbox");
+    assert_eq!(
+        ids(&expired),
+        vec![sending.id.as_str(), waiting.id.as_str()],
+        "expire_outbox returns the queued and sending messages past expiry, oldest first"
+    );
+    assert!(
+        expired.iter().all(|m| m.state == MessageState::Expired),
+        "returned in state expired"
+    );
+    assert_eq!(
+        message_state(store, &waiting.id).await,
+        MessageState::Expired,
+        "stored as expired"
+    );
+    assert!(
+        store
+            .expire_outbox(t + 200)
+            .await
+            .expect("expire_outbox")
+            .is_empty(),
+        "expired only once"
+    );
+    assert_eq!(
+        message_state(store, &valid.id).await,
+        MessageState::Submitted,
+        "a submitted message does not expire"
+    );
+    assert!(
+        store
+            .claim_outbox(t + 100_000, 10, 1_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "expired ones are never claimed"
+    );
+}
+
+// ---- receipts
+
+/// Receipts find their message by correlation key: hex vs decimal ids,
+/// case and leading zeros, multipart ids, the same-format preference; the
+/// first final state sticks; unknown ids park.
+pub async fn receipt_correlation<S: Store>(store: &S) {
+    let t = T_RECEIPTS;
+    let svc = "conf-dlr";
+    create_service(store, svc, t).await;
+
+    // Hex in submit_sm_resp, decimal in the receipt (0x1A2B = 6699).
+    let m1 = queued(store, svc, 1, t, t + TTL).await;
+    let sub = submit(store, &m1.id, &["1A2B"], t + 1).await;
+    assert_eq!(
+        sub.state,
+        MessageState::Submitted,
+        "mark_submitted: submitted"
+    );
+    assert_eq!(
+        sub.smsc.as_deref(),
+        Some("smsc-a"),
+        "mark_submitted records the SMSC"
+    );
+    assert_eq!(
+        sub.message_ids,
+        vec!["1A2B".to_owned()],
+        "mark_submitted records the ids as given"
+    );
+    assert_eq!(sub.updated_at, t + 1, "mark_submitted sets updated_at");
+    let out = dlr(store, "6699", MessageState::Delivered, t + 2).await;
+    assert_applied(
+        &out,
+        &m1.id,
+        MessageState::Delivered,
+        "decimal receipt for a hex id",
+    );
+    assert_eq!(
+        message_state(store, &m1.id).await,
+        MessageState::Delivered,
+        "stored as delivered"
+    );
+
+    // The first final state sticks.
+    let out = dlr(store, "1a2b", MessageState::Submitted, t + 3).await;
+    assert_applied(
+        &out,
+        &m1.id,
+        MessageState::Delivered,
+        "a later non-final receipt",
+    );
+    let out = dlr(store, "00001A2B", MessageState::Undeliverable, t + 4).await;
+    assert_applied(
+        &out,
+        &m1.id,
+        MessageState::Delivered,
+        "a later final receipt",
+    );
+    assert_eq!(
+        message_state(store, &m1.id).await,
+        MessageState::Delivered,
+        "still delivered"
+    );
+
+    // Decimal in submit_sm_resp, hex in the receipt (4660 = 0x1234).
+    let m2 = queued(store, svc, 2, t + 10, t + TTL).await;
+    submit(store, &m2.id, &["4660"], t + 11).await;
+    let out = dlr(store, "1234", MessageState::Undeliverable, t + 12).await;
+    assert_applied(
+        &out,
+        &m2.id,
+        MessageState::Undeliverable,
+        "hex receipt for a decimal id",
+    );
+
+    // Case and leading zeros.
+    let m3 = queued(store, svc, 3, t + 20, t + TTL).await;
+    submit(store, &m3.id, &["000AbC9F"], t + 21).await;
+    let out = dlr(store, "abc9f", MessageState::Delivered, t + 22).await;
+    assert_applied(
+        &out,
+        &m3.id,
+        MessageState::Delivered,
+        "case and leading zeros do not matter",
+    );
+
+    // Multipart: a receipt for any part finds the message.
+    let m4 = queued(store, svc, 4, t + 30, t + TTL).await;
+    let sub = submit(store, &m4.id, &["5000000001", "5000000002"], t + 31).await;
+    assert_eq!(
+        sub.message_ids,
+        vec!["5000000001".to_owned(), "5000000002".to_owned()],
+        "every part's id is kept"
+    );
+    let out = dlr(store, "5000000002", MessageState::Submitted, t + 32).await;
+    assert_applied(
+        &out,
+        &m4.id,
+        MessageState::Submitted,
+        "a non-final receipt of part 2",
+    );
+    let out = dlr(store, "5000000001", MessageState::Delivered, t + 33).await;
+    assert_applied(
+        &out,
+        &m4.id,
+        MessageState::Delivered,
+        "a final receipt of part 1",
+    );
+
+    // Same-format preference: "4242" (decimal 4242 = 0x1092, or hex 0x4242)
+    // and "16962" (decimal 16962 = 0x4242) share the key 4242; a receipt
+    // quoting "4242" means the message whose id is "4242", although the
+    // other one is newer.
+    let m5 = queued(store, svc, 5, t + 40, t + TTL).await;
+    let m6 = queued(store, svc, 6, t + 41, t + TTL).await;
+    submit(store, &m5.id, &["4242"], t + 42).await;
+    submit(store, &m6.id, &["16962"], t + 43).await;
+    let out = dlr(store, "4242", MessageState::Delivered, t + 44).await;
+    assert_applied(
+        &out,
+        &m5.id,
+        MessageState::Delivered,
+        "the same-format id is preferred over a newer one",
+    );
+    let out = dlr(store, "16962", MessageState::Undeliverable, t + 45).await;
+    assert_applied(
+        &out,
+        &m6.id,
+        MessageState::Undeliverable,
+        "and the other way round",
+    );
+
+    // Reused id: the most recent message with it.
+    let m7 = queued(store, svc, 7, t + 50, t + TTL).await;
+    let m8 = queued(store, svc, 8, t + 51, t + TTL).await;
+    submit(store, &m7.id, &["7A7A7A"], t + 52).await;
+    submit(store, &m8.id, &["7A7A7A"], t + 53).await;
+    let out = dlr(store, "7a7a7a", MessageState::Delivered, t + 54).await;
+    assert_applied(
+        &out,
+        &m8.id,
+        MessageState::Delivered,
+        "a reused id means the most recent message",
+    );
+    assert_eq!(
+        message_state(store, &m7.id).await,
+        MessageState::Submitted,
+        "the older message is untouched"
+    );
+
+    // Unknown id: parked.
+    let out = dlr(store, "DEADBEEF42", MessageState::Delivered, t + 60).await;
+    assert_eq!(
+        out,
+        DlrOutcome::Parked,
+        "a receipt for an unknown id is parked"
+    );
+}
+
+/// Receipts that arrive before submit_sm_resp is recorded are parked and
+/// applied (oldest first, consumed) when the id is recorded.
+pub async fn receipts_before_submit<S: Store>(store: &S) {
+    let t = T_PARKED;
+    let svc = "conf-parked";
+    create_service(store, svc, t).await;
+
+    let out = dlr(store, "77FF01", MessageState::Delivered, t).await;
+    assert_eq!(out, DlrOutcome::Parked, "receipt before submit: parked");
+    let m1 = queued(store, svc, 1, t, t + TTL).await;
+    let sub = submit(store, &m1.id, &["77FF01"], t + 5).await;
+    assert_eq!(
+        sub.state,
+        MessageState::Delivered,
+        "mark_submitted applies the parked receipt"
+    );
+    assert_eq!(
+        sub.message_ids,
+        vec!["77FF01".to_owned()],
+        "and records the id"
+    );
+    assert_eq!(
+        message_state(store, &m1.id).await,
+        MessageState::Delivered,
+        "stored as delivered"
+    );
+    let m2 = queued(store, svc, 2, t + 6, t + TTL).await;
+    let sub = submit(store, &m2.id, &["77FF01"], t + 7).await;
+    assert_eq!(
+        sub.state,
+        MessageState::Submitted,
+        "a parked receipt is consumed when applied"
+    );
+
+    // Several parked receipts for one id: applied oldest first.
+    dlr(store, "88AA", MessageState::Submitted, t + 10).await;
+    dlr(store, "88AA", MessageState::Delivered, t + 11).await;
+    let m3 = queued(store, svc, 3, t + 12, t + TTL).await;
+    let sub = submit(store, &m3.id, &["88AA"], t + 13).await;
+    assert_eq!(
+        sub.state,
+        MessageState::Delivered,
+        "intermediate then final receipt: final"
+    );
+    dlr(store, "99BB", MessageState::Undeliverable, t + 20).await;
+    dlr(store, "99BB", MessageState::Submitted, t + 21).await;
+    let m4 = queued(store, svc, 4, t + 22, t + TTL).await;
+    let sub = submit(store, &m4.id, &["99BB"], t + 23).await;
+    assert_eq!(
+        sub.state,
+        MessageState::Undeliverable,
+        "final then late intermediate receipt: still final"
+    );
+
+    // Parked under the decimal form, submitted in hex (0x1A2C = 6700).
+    let out = dlr(store, "6700", MessageState::Delivered, t + 30).await;
+    assert_eq!(out, DlrOutcome::Parked, "parked");
+    let m5 = queued(store, svc, 5, t + 31, t + TTL).await;
+    let sub = submit(store, &m5.id, &["1A2C"], t + 32).await;
+    assert_eq!(
+        sub.state,
+        MessageState::Delivered,
+        "a parked decimal receipt applies to a hex id"
+    );
+
+    // Multipart: the parked receipt of part 2.
+    let out = dlr(store, "6000000002", MessageState::Delivered, t + 40).await;
+    assert_eq!(out, DlrOutcome::Parked, "parked");
+    let m6 = queued(store, svc, 6, t + 41, t + TTL).await;
+    let sub = submit(store, &m6.id, &["6000000001", "6000000002"], t + 42).await;
+    assert_eq!(
+        sub.state,
+        MessageState::Delivered,
+        "a parked receipt of any part applies"
+    );
+
+    // A parked receipt of an unrelated id stays parked.
+    dlr(store, "ABCDEF0123", MessageState::Delivered, t + 50).await;
+    let m7 = queued(store, svc, 7, t + 51, t + TTL).await;
+    let sub = submit(store, &m7.id, &["ABCDEF0124"], t + 52).await;
+    assert_eq!(
+        sub.state,
+        MessageState::Submitted,
+        "an unrelated parked receipt is not applied"
+    );
+    let m8 = queued(store, svc, 8, t + 53, t + TTL).await;
+    let sub = submit(store, &m8.id, &["ABCDEF0123"], t + 54).await;
+    assert_eq!(
+        sub.state,
+        MessageState::Delivered,
+        "it applies to its own message later"
+    );
+}
+
+// ---- rate limits
+
+/// Fixed windows: hits counted up to the limit, refused after, reset at the
+/// window end; keys independent.
+pub async fn rate_limits<S: Store>(store: &S) {
+    let key = "conf:rate:number:+15550003001";
+    for (i, now) in [10_500, 10_600, 10_999].into_iter().enumerate() {
+        let d = store.rate_hit(key, 3, 1_000, now).await.expect("rate_hit");
+        assert!(d.allowed, "hit {} of 3 is allowed", i + 1);
+        assert_eq!(d.count, i as u32 + 1, "count includes the allowed hit");
+        assert_eq!(
+            d.reset_at, 11_000,
+            "the window [10000, 11000) ends at 11000"
+        );
+    }
+    let d = store
+        .rate_hit(key, 3, 1_000, 10_999)
+        .await
+        .expect("rate_hit");
+    assert!(!d.allowed, "the 4th hit in the window is refused");
+    assert_eq!(
+        (d.count, d.reset_at),
+        (3, 11_000),
+        "a refused hit is not counted"
+    );
+    let d = store
+        .rate_hit(key, 3, 1_000, 11_000)
+        .await
+        .expect("rate_hit");
+    assert!(d.allowed, "a new window starts at 11000");
+    assert_eq!(
+        (d.count, d.reset_at),
+        (1, 12_000),
+        "counting restarts in the new window"
+    );
+
+    let other = "conf:rate:ip:192.0.2.1";
+    let d = store
+        .rate_hit(other, 3, 1_000, 10_999)
+        .await
+        .expect("rate_hit");
+    assert!(d.allowed && d.count == 1, "keys are independent, got {d:?}");
+    let d = store
+        .rate_hit("conf:rate:zero", 0, 1_000, 10_000)
+        .await
+        .expect("rate_hit");
+    assert_eq!(
+        (d.allowed, d.count, d.reset_at),
+        (false, 0, 11_000),
+        "limit 0 refuses everything"
+    );
+
+    let hour = 3_600_000;
+    let now = 1_700_000_123_456;
+    let start = now - now % hour;
+    let d = store
+        .rate_hit("conf:rate:hour", 1, hour, now)
+        .await
+        .expect("rate_hit");
+    assert_eq!(
+        (d.allowed, d.count, d.reset_at),
+        (true, 1, start + hour),
+        "an hour window"
+    );
+    let d = store
+        .rate_hit("conf:rate:hour", 1, hour, start + hour - 1)
+        .await
+        .expect("rate_hit");
+    assert!(!d.allowed, "limit 1: the second hit in the hour is refused");
+
+    let hits = futures::future::join_all(
+        (0..10).map(|_| store.rate_hit("conf:rate:race", 4, 1_000, 50_000)),
+    )
+    .await;
+    let allowed = hits
+        .into_iter()
+        .map(|d| d.expect("racing rate_hit"))
+        .filter(|d| d.allowed)
+        .count();
+    assert_eq!(allowed, 4, "racing hits: exactly the limit is allowed");
+}
+
+// ---- webhooks
+
+/// The webhook queue: due jobs oldest first with a lease, reclaimed after
+/// it ran out, retried at their time, removed when completed or dropped.
+pub async fn webhook_queue<S: Store>(store: &S) {
+    let t = T_WEBHOOKS;
+    let job = |id: &str, at: Millis| WebhookJob {
+        id: id.to_owned(),
+        service: "conf-hooks".to_owned(),
+        url: "https://example.invalid/hook".to_owned(),
+        body: format!("{{\"event\":\"verification.approved\",\"id\":\"{id}\"}}"),
+        attempts: 0,
+        next_attempt_at: at,
+        last_error: None,
+    };
+    let j1 = job("wh_conf_1", t);
+    let j2 = job("wh_conf_2", t + 1);
+    let j3 = job("wh_conf_3", t + 1_000);
+    for j in [&j1, &j2, &j3] {
+        store.enqueue_webhook(j).await.expect("enqueue_webhook");
+    }
+    let dup = store.enqueue_webhook(&j1).await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "a duplicate job id is a Conflict, got {dup:?}"
+    );
+
+    let c = store
+        .claim_webhooks(t + 1, 10, 100)
+        .await
+        .expect("claim_webhooks");
+    let expect = |j: &WebhookJob, attempts: u32, err: Option<&str>, next: Millis| WebhookJob {
+        attempts,
+        last_error: err.map(str::to_owned),
+        next_attempt_at: next,
+        ..j.clone()
+    };
+    assert_eq!(
+        c,
+        vec![expect(&j1, 1, None, t), expect(&j2, 1, None, t + 1)],
+        "due jobs, oldest first, attempt counted"
+    );
+    assert!(
+        store
+            .claim_webhooks(t + 2, 10, 100)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased jobs are not handed out"
+    );
+    let c = store
+        .claim_webhooks(t + 101, 1, 100)
+        .await
+        .expect("claim_webhooks");
+    assert_eq!(
+        c,
+        vec![expect(&j1, 2, None, t)],
+        "lease ran out: claimed again, oldest first, up to the limit"
+    );
+    store
+        .complete_webhook(&j1.id)
+        .await
+        .expect("complete_webhook");
+    let c = store
+        .claim_webhooks(t + 101, 10, 100)
+        .await
+        .expect("claim_webhooks");
+    assert_eq!(
+        c,
+        vec![expect(&j2, 2, None, t + 1)],
+        "a completed job is gone"
+    );
+
+    store
+        .retry_webhook(&j2.id, "HTTP 503", Some(t + 500))
+        .await
+        .expect("retry_webhook");
+    assert!(
+        store
+            .claim_webhooks(t + 499, 10, 100)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "a retry waits for its time"
+    );
+    let c = store
+        .claim_webhooks(t + 1_000, 10, 100)
+        .await
+        .expect("claim_webhooks");
+    assert_eq!(
+        c,
+        vec![
+            expect(&j2, 3, Some("HTTP 503"), t + 500),
+            expect(&j3, 1, None, t + 1_000)
+        ],
+        "a retry is due at its time with its error; oldest first"
+    );
+    store
+        .retry_webhook(&j2.id, "HTTP 410", None)
+        .await
+        .expect("retry_webhook");
+    store
+        .complete_webhook(&j3.id)
+        .await
+        .expect("complete_webhook");
+    assert!(
+        store
+            .claim_webhooks(t + 1_000_000, 10, 100)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "dropped and completed jobs are gone"
+    );
+}
+
+// ---- accounts and sessions
+
+/// Accounts are unique per (service, number); sessions per token hash.
+pub async fn accounts_and_sessions<S: Store>(store: &S) {
+    let t = T_ACCOUNTS;
+    create_service(store, "conf-acct", t).await;
+    create_service(store, "conf-acct-other", t).await;
+    let account = |id: &str, service: &str, msisdn: &str| Account {
+        id: id.to_owned(),
+        service: service.to_owned(),
+        msisdn: msisdn.to_owned(),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned()),
+        created_at: t,
+    };
+    let a1 = account("acct_conf_1", "conf-acct", "+15550004001");
+    store.create_account(&a1).await.expect("create_account");
+    let dup = store
+        .create_account(&account("acct_conf_2", "conf-acct", "+15550004001"))
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "a second account for (service, number): Conflict, got {dup:?}"
+    );
+    let dup = store
+        .create_account(&account("acct_conf_1", "conf-acct", "+15550004002"))
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "a duplicate account id: Conflict, got {dup:?}"
+    );
+    let mut a3 = account("acct_conf_3", "conf-acct-other", "+15550004001");
+    a3.password_hash = None;
+    store
+        .create_account(&a3)
+        .await
+        .expect("the same number in another service is another account");
+    assert_eq!(
+        store
+            .get_account_by_msisdn("conf-acct", "+15550004001")
+            .await
+            .expect("get_account_by_msisdn"),
+        Some(a1.clone()),
+        "account by (service, number)"
+    );
+    assert_eq!(
+        store
+            .get_account_by_msisdn("conf-acct-other", "+15550004001")
+            .await
+            .expect("get_account_by_msisdn"),
+        Some(a3.clone()),
+        "accounts are per service"
+    );
+    assert_eq!(
+        store
+            .get_account_by_msisdn("conf-acct", "+15550004999")
+            .await
+            .expect("get"),
+        None,
+        "unknown number: None"
+    );
+
+    let s1 = Session {
+        id: "sess_conf_1".to_owned(),
+        account_id: a1.id.clone(),
+        token_hash: vec![0xAB; 32],
+        created_at: t + 1,
+        expires_at: t + 86_400_000,
+    };
+    store.create_session(&s1).await.expect("create_session");
+    let dup = store
+        .create_session(&Session {
+            id: "sess_conf_2".to_owned(),
+            ..s1.clone()
+        })
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "a duplicate token hash: Conflict, got {dup:?}"
+    );
+    assert_eq!(
+        store
+            .get_session_by_token_hash(&[0xAB; 32])
+            .await
+            .expect("get_session_by_token_hash"),
+        Some(s1.clone()),
+        "session by token hash"
+    );
+    assert_eq!(
+        store
+            .get_session_by_token_hash(&[0xCD; 32])
+            .await
+            .expect("get_session"),
+        None,
+        "unknown token: None"
+    );
+}
+
+// ---- audit
+
+/// Audit events come back newest first (by time, then insertion), intact.
+pub async fn audit_order<S: Store>(store: &S) {
+    let t = T_AUDIT;
+    let event = |at: Millis, n: u32, service: Option<&str>| AuditEvent {
+        at,
+        service: service.map(str::to_owned),
+        kind: format!("conf.audit.{n}"),
+        detail: serde_json::json!({ "n": n, "to": "+1555***4001", "nested": { "ok": true } }),
+    };
+    let events = [
+        event(t, 1, Some("conf-svc-a")),
+        event(t + 1, 2, None),
+        event(t + 2, 3, Some("conf-svc-a")),
+        event(t + 3, 4, None),
+        event(t + 3, 5, Some("conf-svc-b")),
+    ];
+    for e in &events {
+        store.audit(e).await.expect("audit");
+    }
+    let recent = store.recent_audit(3).await.expect("recent_audit");
+    assert_eq!(
+        recent,
+        vec![events[4].clone(), events[3].clone(), events[2].clone()],
+        "newest first, insertion breaks ties"
+    );
+    let recent = store.recent_audit(5).await.expect("recent_audit");
+    let kinds: Vec<&str> = recent.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "conf.audit.5",
+            "conf.audit.4",
+            "conf.audit.3",
+            "conf.audit.2",
+            "conf.audit.1"
+        ],
+        "the whole order"
+    );
+    assert!(
+        store
+            .recent_audit(0)
+            .await
+            .expect("recent_audit")
+            .is_empty(),
+        "limit 0: nothing"
+    );
+    let unique: HashSet<&str> = kinds.iter().copied().collect();
+    assert_eq!(unique.len(), 5, "each event once");
+}

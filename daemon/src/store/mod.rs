@@ -1,0 +1,270 @@
+//! The store: a domain trait (not a SQL abstraction) with one backend per
+//! database. Every backend must pass the conformance battery in
+//! [`conformance`]; SQLite (WAL) is the embedded default.
+
+pub mod conformance;
+pub mod sqlite;
+mod types;
+
+pub use types::*;
+
+use async_trait::async_trait;
+
+/// Who is at fault when the store fails.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A record with this key exists already (the caller's request conflicts).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The record does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The database failed (our side or the operator's database).
+    #[error("database error: {0}")]
+    Database(String),
+    /// Stored data could not be read back (a bug or a manual edit).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An Idempotency-Key seen on a start request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// Service code.
+    pub service: String,
+    /// The client's key.
+    pub key: String,
+    /// Hash of the request body, to refuse a reused key with another body.
+    pub request_hash: Vec<u8>,
+    /// Verification the key produced.
+    pub verification_id: String,
+}
+
+/// Outcome of inserting a verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored together with its first message.
+    Created,
+    /// Another pending verification for (service, to) exists: returned instead.
+    PendingExists(Verification),
+    /// The idempotency key was used before: its record is returned.
+    IdempotentReplay(IdempotencyRecord),
+}
+
+/// Outcome of a delivery receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one per receipt; boxing buys nothing here
+pub enum DlrOutcome {
+    /// Applied to this message (its state after the update).
+    Applied(OutboxMessage),
+    /// No message has this id yet (receipt before submit_sm_resp was
+    /// recorded): parked, and applied when the id is recorded.
+    Parked,
+}
+
+/// A webhook delivery in the durable webhook queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookJob {
+    /// Opaque id.
+    pub id: String,
+    /// Service code.
+    pub service: String,
+    /// Target URL.
+    pub url: String,
+    /// JSON body to POST.
+    pub body: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Not before this time.
+    pub next_attempt_at: Millis,
+    /// Last error.
+    pub last_error: Option<String>,
+}
+
+/// Number of outbox messages per state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    /// Waiting to be sent.
+    pub queued: u64,
+    /// Claimed by a sender.
+    pub sending: u64,
+    /// Accepted by an SMSC, no final receipt yet.
+    pub submitted: u64,
+}
+
+/// Everything verigate keeps. Implementations must be safe to share between
+/// tasks and between instances on one database (claims use leases).
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    // ---- services and API keys
+    /// Adds a service; `Conflict` if the code exists.
+    async fn create_service(&self, s: &Service) -> StoreResult<()>;
+    /// A service by code.
+    async fn get_service(&self, code: &str) -> StoreResult<Option<Service>>;
+    /// All services, by code.
+    async fn list_services(&self) -> StoreResult<Vec<Service>>;
+    /// Replaces a service's settings; `NotFound` if absent.
+    async fn update_service_settings(
+        &self,
+        code: &str,
+        settings: &serde_json::Value,
+    ) -> StoreResult<()>;
+    /// Adds an API key; `Conflict` on a duplicate key_id or hash.
+    async fn add_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()>;
+    /// The unrevoked key with this hash.
+    async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>>;
+    /// A service's keys, revoked ones included, oldest first.
+    async fn list_api_keys(&self, service: &str) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Revokes every unrevoked key of `service` except `keep_key_id`; returns how many.
+    async fn revoke_api_keys(
+        &self,
+        service: &str,
+        keep_key_id: &str,
+        at: Millis,
+    ) -> StoreResult<u64>;
+
+    // ---- verifications
+    /// Stores a new pending verification and its first outbox message in one
+    /// transaction. At most one pending verification per (service, to): if one
+    /// exists, nothing is written and it is returned. With an idempotency
+    /// record whose (service, key) was seen before, nothing is written and
+    /// the earlier record is returned.
+    async fn insert_verification(
+        &self,
+        v: &Verification,
+        first: &OutboxMessage,
+        idem: Option<&IdempotencyRecord>,
+    ) -> StoreResult<InsertOutcome>;
+    /// A verification by id.
+    async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>>;
+    /// The pending verification of (service, to), if any (even if past expiry).
+    async fn find_pending(&self, service: &str, to: &str) -> StoreResult<Option<Verification>>;
+    /// Writes status, attempts and updated_at if the stored status and
+    /// attempts still equal `expect_status`/`expect_attempts` (compare and
+    /// set, so concurrent checks cannot both consume an attempt). Returns
+    /// whether it was applied.
+    async fn update_verification(
+        &self,
+        id: &str,
+        expect_status: VerificationStatus,
+        expect_attempts: u32,
+        status: VerificationStatus,
+        attempts: u32,
+        at: Millis,
+    ) -> StoreResult<bool>;
+    /// Records a resend with a fresh code: new code hash, sends+1,
+    /// last_sent_at, and the new outbox message, atomically (the old code
+    /// stops working: only its hash was kept, so it cannot be resent).
+    async fn record_resend(
+        &self,
+        verification_id: &str,
+        code_hash: &[u8],
+        msg: &OutboxMessage,
+        at: Millis,
+    ) -> StoreResult<()>;
+
+    // ---- outbox and receipts
+    /// Claims up to `limit` messages due at `now` (queued with
+    /// next_attempt_at ≤ now, or sending whose lease ran out — a sender that
+    /// died), marks them sending with a lease until `now + lease_ms`, and
+    /// counts the attempt. Oldest first.
+    async fn claim_outbox(
+        &self,
+        now: Millis,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<OutboxMessage>>;
+    /// The SMSC accepted the message: records smsc and ids (with their
+    /// correlation keys from `verigate_codecs::dlr::message_id_keys`) and
+    /// applies any receipt parked for those ids. Returns the message after.
+    async fn mark_submitted(
+        &self,
+        id: &str,
+        smsc: &str,
+        message_ids: &[String],
+        at: Millis,
+    ) -> StoreResult<OutboxMessage>;
+    /// A send failed: back to queued at `retry_at`, or to `Rejected` when
+    /// `retry_at` is None.
+    async fn mark_failed(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: Option<Millis>,
+        at: Millis,
+    ) -> StoreResult<()>;
+    /// Marks messages still queued or sending past their expiry as Expired and returns them.
+    async fn expire_outbox(&self, now: Millis) -> StoreResult<Vec<OutboxMessage>>;
+    /// Applies a receipt to the message with any of these correlation keys;
+    /// parks it if none is known yet.
+    async fn record_dlr(
+        &self,
+        keys: &[String],
+        state: MessageState,
+        at: Millis,
+    ) -> StoreResult<DlrOutcome>;
+    /// A message by id.
+    async fn get_message(&self, id: &str) -> StoreResult<Option<OutboxMessage>>;
+    /// Messages of a verification, oldest first.
+    async fn messages_for_verification(
+        &self,
+        verification_id: &str,
+    ) -> StoreResult<Vec<OutboxMessage>>;
+    /// Counts per state.
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
+
+    // ---- rate limits
+    /// Counts one hit on `key` in the fixed window of `window_ms` containing
+    /// `now`, unless `limit` hits were counted already. Atomic across
+    /// instances.
+    async fn rate_hit(
+        &self,
+        key: &str,
+        limit: u32,
+        window_ms: i64,
+        now: Millis,
+    ) -> StoreResult<RateDecision>;
+
+    // ---- webhooks
+    /// Queues a webhook delivery.
+    async fn enqueue_webhook(&self, job: &WebhookJob) -> StoreResult<()>;
+    /// Claims due webhook jobs with a lease (like [`Store::claim_outbox`]).
+    async fn claim_webhooks(
+        &self,
+        now: Millis,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<WebhookJob>>;
+    /// Delivered: removes the job.
+    async fn complete_webhook(&self, id: &str) -> StoreResult<()>;
+    /// Failed: retry at `retry_at`, or drop when None (recorded in audit by the caller).
+    async fn retry_webhook(
+        &self,
+        id: &str,
+        error: &str,
+        retry_at: Option<Millis>,
+    ) -> StoreResult<()>;
+
+    // ---- accounts and sessions (MO login)
+    /// Adds an account; `Conflict` if (service, msisdn) exists.
+    async fn create_account(&self, a: &Account) -> StoreResult<()>;
+    /// The account of (service, msisdn).
+    async fn get_account_by_msisdn(
+        &self,
+        service: &str,
+        msisdn: &str,
+    ) -> StoreResult<Option<Account>>;
+    /// Adds a session.
+    async fn create_session(&self, s: &Session) -> StoreResult<()>;
+    /// The session with this token hash.
+    async fn get_session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<Session>>;
+
+    // ---- audit
+    /// Appends an audit event.
+    async fn audit(&self, e: &AuditEvent) -> StoreResult<()>;
+    /// Latest audit events, newest first.
+    async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+}

@@ -1,0 +1,522 @@
+//! The verification service: start, check, cancel, show. Pure domain logic
+//! over the [`Store`]; time is an input (`now`), so tests need no clock.
+
+use super::code::{self, ServerSecret};
+use super::phone::{self, PhoneError};
+use crate::config::VerifyConfig;
+use crate::store::{
+    IdempotencyRecord, InsertOutcome, MessageState, Millis, OutboxMessage, Service, Store,
+    StoreError, Verification, VerificationStatus,
+};
+use rand::rngs::OsRng;
+use rand::Rng;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+/// Channels this service sends codes over.
+pub const CHANNELS: &[&str] = &["sms"];
+
+/// A start request, as the API received it.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    /// Destination number (E.164, or national in the default region).
+    pub to: String,
+    /// Channel; `sms`.
+    pub channel: String,
+    /// Template locale.
+    pub locale: Option<String>,
+    /// Digits (4–10).
+    pub code_length: Option<u8>,
+    /// Caller's IP, for the per-IP limit.
+    pub client_ip: Option<IpAddr>,
+    /// Idempotency-Key header and a hash of the body it came with.
+    pub idempotency: Option<(String, Vec<u8>)>,
+}
+
+/// What a start did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The verification (new or the pending one).
+    pub verification: Verification,
+    /// True when a new verification was created.
+    pub created: bool,
+    /// True when a message was queued by this call.
+    pub sent: bool,
+}
+
+/// Why a request was refused; each variant says who is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The caller's number is unusable.
+    #[error(transparent)]
+    BadNumber(#[from] PhoneError),
+    /// The service does not allow this destination country.
+    #[error("numbers in {country} are not allowed for this service")]
+    CountryNotAllowed {
+        /// ISO 3166 region of the number (or "unknown").
+        country: String,
+    },
+    /// Unknown channel.
+    #[error("channel {0:?} is not supported (use one of: sms)")]
+    UnsupportedChannel(String),
+    /// Locale without a template.
+    #[error("locale {0:?} has no message template (available: {1})")]
+    UnsupportedLocale(String, String),
+    /// code_length outside 4–10.
+    #[error("code_length {0} is out of range: use 4 to 10 digits")]
+    BadCodeLength(u8),
+    /// A rate limit was hit.
+    #[error("too many requests ({scope}); retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Which limit.
+        scope: &'static str,
+        /// Seconds until the window resets.
+        retry_after_secs: u64,
+    },
+    /// No such verification for this service.
+    #[error("verification not found")]
+    NotFound,
+    /// The Idempotency-Key was used with a different request body.
+    #[error("Idempotency-Key was already used with a different request body")]
+    IdempotencyMismatch,
+    /// The code is empty or not digits.
+    #[error("code must be 4 to 10 digits")]
+    BadCode,
+    /// The store failed (our side).
+    #[error("storage failure: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Outcome of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The verification after the check.
+    pub verification: Verification,
+}
+
+/// Summary of a verification's delivery for status views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// State of the latest message.
+    pub state: MessageState,
+    /// Messages sent for it.
+    pub messages: usize,
+}
+
+/// The service.
+#[derive(Debug)]
+pub struct VerifyService {
+    store: Arc<dyn Store>,
+    secret: ServerSecret,
+    cfg: RwLock<Arc<VerifyConfig>>,
+}
+
+impl VerifyService {
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn Store>, secret: ServerSecret, cfg: VerifyConfig) -> Self {
+        VerifyService {
+            store,
+            secret,
+            cfg: RwLock::new(Arc::new(cfg)),
+        }
+    }
+
+    /// Current settings.
+    pub fn config(&self) -> Arc<VerifyConfig> {
+        self.cfg.read().expect("config lock").clone()
+    }
+
+    /// Replaces templates and limits (SIGHUP).
+    pub fn reload(&self, cfg: VerifyConfig) {
+        *self.cfg.write().expect("config lock") = Arc::new(cfg);
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    async fn limit(
+        &self,
+        scope: &'static str,
+        key: String,
+        l: crate::config::RateLimit,
+        now: Millis,
+    ) -> Result<(), VerifyError> {
+        let d = self
+            .store
+            .rate_hit(&key, l.count, l.window.0.as_millis() as i64, now)
+            .await?;
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(VerifyError::RateLimited {
+                scope,
+                retry_after_secs: ((d.reset_at - now).max(0) as u64).div_ceil(1000).max(1),
+            })
+        }
+    }
+
+    /// Starts (or returns the pending) verification of `req.to` for `svc`.
+    pub async fn start(
+        &self,
+        svc: &Service,
+        req: StartRequest,
+        now: Millis,
+    ) -> Result<Started, VerifyError> {
+        let cfg = self.config();
+        if let Some(ip) = req.client_ip {
+            self.limit("per client IP", format!("ip:{ip}"), cfg.limits.per_ip, now)
+                .await?;
+        }
+        let channel = if req.channel.is_empty() {
+            "sms".to_string()
+        } else {
+            req.channel.clone()
+        };
+        if !CHANNELS.contains(&channel.as_str()) {
+            return Err(VerifyError::UnsupportedChannel(channel));
+        }
+        let to = phone::normalize(&req.to, &cfg.default_region)?;
+        let allowed = allowed_countries(svc);
+        if !allowed.is_empty() {
+            let country = to.region().unwrap_or("unknown");
+            if !allowed.iter().any(|c| c == country) {
+                return Err(VerifyError::CountryNotAllowed {
+                    country: country.to_string(),
+                });
+            }
+        }
+        let locale = req
+            .locale
+            .clone()
+            .unwrap_or_else(|| cfg.default_locale.clone());
+        if !cfg.templates.contains_key(&locale) {
+            let have: Vec<&str> = cfg.templates.keys().map(String::as_str).collect();
+            return Err(VerifyError::UnsupportedLocale(locale, have.join(", ")));
+        }
+        let len = req.code_length.unwrap_or(cfg.code_length);
+        if !(4..=10).contains(&len) {
+            return Err(VerifyError::BadCodeLength(len));
+        }
+        // A repeated start returns the pending verification; it resends
+        // (with a fresh code) only after the cooldown.
+        if let Some(v) = self.store.find_pending(&svc.code, to.as_str()).await? {
+            if now < v.expires_at {
+                if now - v.last_sent_at < cfg.resend_cooldown.0.as_millis() as i64 {
+                    return Ok(Started {
+                        verification: v,
+                        created: false,
+                        sent: false,
+                    });
+                }
+                self.send_limits(&cfg, svc, to.digits(), now).await?;
+                let code = code::generate(len);
+                let hash = code::hash(&self.secret, &v.id, &code);
+                let msg = self.message(
+                    &cfg,
+                    svc,
+                    &v.id,
+                    to.as_str(),
+                    &locale,
+                    &code,
+                    v.expires_at,
+                    now,
+                );
+                self.store.record_resend(&v.id, &hash, &msg, now).await?;
+                let v = self
+                    .store
+                    .get_verification(&v.id)
+                    .await?
+                    .ok_or(VerifyError::NotFound)?;
+                return Ok(Started {
+                    verification: v,
+                    created: false,
+                    sent: true,
+                });
+            }
+            // Past its expiry but never closed: close it, then start anew.
+            self.store
+                .update_verification(
+                    &v.id,
+                    VerificationStatus::Pending,
+                    v.attempts,
+                    VerificationStatus::Expired,
+                    v.attempts,
+                    now,
+                )
+                .await?;
+        }
+        self.limit(
+            "per service",
+            format!("svc:{}", svc.code),
+            cfg.limits.per_service,
+            now,
+        )
+        .await?;
+        self.send_limits(&cfg, svc, to.digits(), now).await?;
+        let id = new_id("vf");
+        let code = code::generate(len);
+        let expires_at = now + cfg.ttl.0.as_millis() as i64;
+        let v = Verification {
+            id: id.clone(),
+            service: svc.code.clone(),
+            to: to.as_str().to_string(),
+            channel,
+            locale: locale.clone(),
+            status: VerificationStatus::Pending,
+            code_hash: code::hash(&self.secret, &id, &code),
+            attempts: 0,
+            max_attempts: cfg.max_attempts,
+            sends: 1,
+            created_at: now,
+            expires_at,
+            last_sent_at: now,
+            updated_at: now,
+        };
+        let msg = self.message(&cfg, svc, &id, to.as_str(), &locale, &code, expires_at, now);
+        let idem = req
+            .idempotency
+            .as_ref()
+            .map(|(key, hash)| IdempotencyRecord {
+                service: svc.code.clone(),
+                key: key.clone(),
+                request_hash: hash.clone(),
+                verification_id: id.clone(),
+            });
+        match self
+            .store
+            .insert_verification(&v, &msg, idem.as_ref())
+            .await?
+        {
+            InsertOutcome::Created => Ok(Started {
+                verification: v,
+                created: true,
+                sent: true,
+            }),
+            InsertOutcome::PendingExists(existing) => Ok(Started {
+                verification: existing,
+                created: false,
+                sent: false,
+            }),
+            InsertOutcome::IdempotentReplay(rec) => {
+                let same = req
+                    .idempotency
+                    .as_ref()
+                    .is_some_and(|(_, h)| *h == rec.request_hash);
+                if !same {
+                    return Err(VerifyError::IdempotencyMismatch);
+                }
+                let v = self
+                    .store
+                    .get_verification(&rec.verification_id)
+                    .await?
+                    .ok_or(VerifyError::NotFound)?;
+                Ok(Started {
+                    verification: v,
+                    created: false,
+                    sent: false,
+                })
+            }
+        }
+    }
+
+    async fn send_limits(
+        &self,
+        cfg: &VerifyConfig,
+        svc: &Service,
+        digits: &str,
+        now: Millis,
+    ) -> Result<(), VerifyError> {
+        self.limit(
+            "per number",
+            format!("num:{}:{digits}", svc.code),
+            cfg.limits.per_number,
+            now,
+        )
+        .await?;
+        let n = usize::from(cfg.limits.prefix_digits).min(digits.len());
+        self.limit(
+            "per destination prefix",
+            format!("pre:{}", &digits[..n]),
+            cfg.limits.per_prefix,
+            now,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &self,
+        cfg: &VerifyConfig,
+        svc: &Service,
+        vid: &str,
+        to: &str,
+        locale: &str,
+        code: &str,
+        expires_at: Millis,
+        now: Millis,
+    ) -> OutboxMessage {
+        let template = cfg.templates.get(locale).cloned().unwrap_or_default();
+        let minutes = ((expires_at - now).max(0) / 60_000).max(1);
+        let text = template
+            .replace("{service}", &svc.name)
+            .replace("{minutes}", &minutes.to_string())
+            .replace("{code}", code);
+        OutboxMessage {
+            id: new_id("msg"),
+            verification_id: Some(vid.to_string()),
+            service: svc.code.clone(),
+            to: to.to_string(),
+            from: cfg.sender.clone(),
+            text,
+            state: MessageState::Queued,
+            attempts: 0,
+            next_attempt_at: now,
+            expires_at,
+            smsc: None,
+            message_ids: Vec::new(),
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The verification `id` of service `svc`, closing it if it expired.
+    pub async fn get(
+        &self,
+        svc: &Service,
+        id: &str,
+        now: Millis,
+    ) -> Result<Verification, VerifyError> {
+        let v = self
+            .store
+            .get_verification(id)
+            .await?
+            .filter(|v| v.service == svc.code)
+            .ok_or(VerifyError::NotFound)?;
+        if v.status == VerificationStatus::Pending && now >= v.expires_at {
+            self.store
+                .update_verification(
+                    &v.id,
+                    VerificationStatus::Pending,
+                    v.attempts,
+                    VerificationStatus::Expired,
+                    v.attempts,
+                    now,
+                )
+                .await?;
+            return self
+                .store
+                .get_verification(id)
+                .await?
+                .ok_or(VerifyError::NotFound);
+        }
+        Ok(v)
+    }
+
+    /// Delivery state of the latest message of a verification.
+    pub async fn delivery(&self, id: &str) -> Result<Option<Delivery>, VerifyError> {
+        let msgs = self.store.messages_for_verification(id).await?;
+        Ok(msgs.last().map(|m| Delivery {
+            state: m.state,
+            messages: msgs.len(),
+        }))
+    }
+
+    /// Checks a code. A closed verification answers its status without
+    /// consuming an attempt; the fifth wrong code kills it.
+    pub async fn check(
+        &self,
+        svc: &Service,
+        id: &str,
+        submitted: &str,
+        now: Millis,
+    ) -> Result<Checked, VerifyError> {
+        let submitted = submitted.trim();
+        if !(4..=10).contains(&submitted.len()) || !submitted.chars().all(|c| c.is_ascii_digit()) {
+            return Err(VerifyError::BadCode);
+        }
+        // Compare-and-set: concurrent checks cannot share an attempt.
+        for _ in 0..8 {
+            let v = self.get(svc, id, now).await?;
+            if v.status != VerificationStatus::Pending {
+                return Ok(Checked { verification: v });
+            }
+            let (status, attempts) = if code::matches(&self.secret, &v.id, submitted, &v.code_hash)
+            {
+                (VerificationStatus::Approved, v.attempts)
+            } else if v.attempts + 1 >= v.max_attempts {
+                (VerificationStatus::MaxAttemptsReached, v.attempts + 1)
+            } else {
+                (VerificationStatus::Pending, v.attempts + 1)
+            };
+            if self
+                .store
+                .update_verification(
+                    &v.id,
+                    VerificationStatus::Pending,
+                    v.attempts,
+                    status,
+                    attempts,
+                    now,
+                )
+                .await?
+            {
+                let v = self
+                    .store
+                    .get_verification(id)
+                    .await?
+                    .ok_or(VerifyError::NotFound)?;
+                return Ok(Checked { verification: v });
+            }
+        }
+        Err(VerifyError::Store(StoreError::Database(
+            "verification changed concurrently too often".into(),
+        )))
+    }
+
+    /// Cancels a pending verification (a closed one is returned as it is).
+    pub async fn cancel(
+        &self,
+        svc: &Service,
+        id: &str,
+        now: Millis,
+    ) -> Result<Verification, VerifyError> {
+        let v = self.get(svc, id, now).await?;
+        if v.status == VerificationStatus::Pending {
+            self.store
+                .update_verification(
+                    &v.id,
+                    VerificationStatus::Pending,
+                    v.attempts,
+                    VerificationStatus::Canceled,
+                    v.attempts,
+                    now,
+                )
+                .await?;
+        }
+        self.store
+            .get_verification(id)
+            .await?
+            .ok_or(VerifyError::NotFound)
+    }
+}
+
+fn allowed_countries(svc: &Service) -> Vec<String> {
+    svc.settings
+        .get("allowed_countries")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A random opaque id with a type prefix, e.g. `vf_3f9a…`.
+pub fn new_id(prefix: &str) -> String {
+    let b: [u8; 12] = OsRng.gen();
+    format!("{prefix}_{}", hex::encode(b))
+}

@@ -1,0 +1,219 @@
+//! Verification service on a real SQLite store, on virtual time.
+
+use super::code::ServerSecret;
+use super::service::{StartRequest, VerifyError, VerifyService};
+use crate::config::VerifyConfig;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{MessageState, Service, Store, VerificationStatus};
+use std::sync::Arc;
+
+const T0: i64 = 1_795_000_000_000;
+const TO: &str = "+447400123456";
+
+async fn setup(cfg: VerifyConfig) -> (VerifyService, Service, Arc<dyn Store>) {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    let svc = Service {
+        code: "acme".into(),
+        name: "ACME".into(),
+        settings: serde_json::json!({}),
+        created_at: T0,
+    };
+    store.create_service(&svc).await.unwrap();
+    (
+        VerifyService::new(store.clone(), ServerSecret::random(), cfg),
+        svc,
+        store,
+    )
+}
+
+fn req(to: &str) -> StartRequest {
+    StartRequest {
+        to: to.into(),
+        channel: "sms".into(),
+        ..Default::default()
+    }
+}
+
+/// The code as the handset would read it from the queued message.
+async fn code_of(store: &Arc<dyn Store>, vid: &str) -> String {
+    let msgs = store.messages_for_verification(vid).await.unwrap();
+    let text = &msgs.last().unwrap().text;
+    text.split_whitespace()
+        .find(|w| w.trim_end_matches('.').chars().all(|c| c.is_ascii_digit()) && w.len() >= 4)
+        .unwrap()
+        .trim_end_matches('.')
+        .to_string()
+}
+
+#[tokio::test]
+async fn start_then_right_code_approves_once() {
+    let (s, svc, store) = setup(VerifyConfig::default()).await;
+    let st = s.start(&svc, req("07400 123456"), T0).await.unwrap();
+    assert!(st.created && st.sent);
+    let v = st.verification;
+    assert_eq!(v.to, TO);
+    assert_eq!(v.status, VerificationStatus::Pending);
+    assert_eq!(v.expires_at, T0 + 600_000);
+    let code = code_of(&store, &v.id).await;
+    assert_eq!(code.len(), 6);
+    let msgs = store.messages_for_verification(&v.id).await.unwrap();
+    assert!(msgs[0].text.contains("ACME"), "{}", msgs[0].text);
+    assert_eq!(msgs[0].state, MessageState::Queued);
+    // The stored hash is not the code.
+    assert_ne!(v.code_hash, code.as_bytes());
+    let c = s.check(&svc, &v.id, &code, T0 + 1000).await.unwrap();
+    assert_eq!(c.verification.status, VerificationStatus::Approved);
+    // Single use: checking again reports approved without changing anything.
+    let c = s.check(&svc, &v.id, "000000", T0 + 2000).await.unwrap();
+    assert_eq!(c.verification.status, VerificationStatus::Approved);
+    assert_eq!(c.verification.attempts, 0);
+}
+
+#[tokio::test]
+async fn five_wrong_codes_kill_it() {
+    let (s, svc, store) = setup(VerifyConfig::default()).await;
+    let v = s.start(&svc, req(TO), T0).await.unwrap().verification;
+    let code = code_of(&store, &v.id).await;
+    let wrong = if code == "111111" { "222222" } else { "111111" };
+    for i in 1..=4 {
+        let c = s.check(&svc, &v.id, wrong, T0 + i).await.unwrap();
+        assert_eq!(c.verification.status, VerificationStatus::Pending);
+        assert_eq!(c.verification.attempts, i as u32);
+    }
+    let c = s.check(&svc, &v.id, wrong, T0 + 5).await.unwrap();
+    assert_eq!(
+        c.verification.status,
+        VerificationStatus::MaxAttemptsReached
+    );
+    // Even the right code is refused now.
+    let c = s.check(&svc, &v.id, &code, T0 + 6).await.unwrap();
+    assert_eq!(
+        c.verification.status,
+        VerificationStatus::MaxAttemptsReached
+    );
+}
+
+#[tokio::test]
+async fn codes_expire() {
+    let (s, svc, store) = setup(VerifyConfig::default()).await;
+    let v = s.start(&svc, req(TO), T0).await.unwrap().verification;
+    let code = code_of(&store, &v.id).await;
+    let c = s.check(&svc, &v.id, &code, T0 + 600_000).await.unwrap();
+    assert_eq!(c.verification.status, VerificationStatus::Expired);
+}
+
+#[tokio::test]
+async fn repeated_start_returns_pending_and_resends_after_cooldown() {
+    let (s, svc, store) = setup(VerifyConfig::default()).await;
+    let a = s.start(&svc, req(TO), T0).await.unwrap();
+    let b = s.start(&svc, req(TO), T0 + 5_000).await.unwrap();
+    assert_eq!(b.verification.id, a.verification.id);
+    assert!(!b.created && !b.sent);
+    let old = code_of(&store, &a.verification.id).await;
+    let c = s.start(&svc, req(TO), T0 + 31_000).await.unwrap();
+    assert_eq!(c.verification.id, a.verification.id);
+    assert!(c.sent);
+    assert_eq!(c.verification.sends, 2);
+    let new = code_of(&store, &a.verification.id).await;
+    // The resent code works (the old one may or may not equal it by chance).
+    let ok = s
+        .check(&svc, &a.verification.id, &new, T0 + 32_000)
+        .await
+        .unwrap();
+    assert_eq!(ok.verification.status, VerificationStatus::Approved);
+    let _ = old;
+}
+
+#[tokio::test]
+async fn cancel_closes_it() {
+    let (s, svc, _) = setup(VerifyConfig::default()).await;
+    let v = s.start(&svc, req(TO), T0).await.unwrap().verification;
+    let v = s.cancel(&svc, &v.id, T0 + 1).await.unwrap();
+    assert_eq!(v.status, VerificationStatus::Canceled);
+    // A new start after cancel makes a new verification.
+    let w = s.start(&svc, req(TO), T0 + 2).await.unwrap();
+    assert!(w.created);
+    assert_ne!(w.verification.id, v.id);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_reasons() {
+    let (s, svc, _) = setup(VerifyConfig::default()).await;
+    assert!(matches!(
+        s.start(&svc, req("hello"), T0).await,
+        Err(VerifyError::BadNumber(_))
+    ));
+    let mut r = req(TO);
+    r.channel = "pigeon".into();
+    assert!(matches!(
+        s.start(&svc, r, T0).await,
+        Err(VerifyError::UnsupportedChannel(_))
+    ));
+    let mut r = req(TO);
+    r.locale = Some("xx".into());
+    assert!(matches!(
+        s.start(&svc, r, T0).await,
+        Err(VerifyError::UnsupportedLocale(..))
+    ));
+    let mut r = req(TO);
+    r.code_length = Some(3);
+    assert!(matches!(
+        s.start(&svc, r, T0).await,
+        Err(VerifyError::BadCodeLength(3))
+    ));
+    assert!(matches!(
+        s.check(&svc, "vf_nope", "123456", T0).await,
+        Err(VerifyError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn country_allow_list_applies() {
+    let (s, mut svc, store) = setup(VerifyConfig::default()).await;
+    svc.settings = serde_json::json!({"allowed_countries": ["CN"]});
+    store
+        .update_service_settings("acme", &svc.settings)
+        .await
+        .unwrap();
+    match s.start(&svc, req(TO), T0).await {
+        Err(VerifyError::CountryNotAllowed { country }) => assert_eq!(country, "GB"),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.start(&svc, req("+8613800138000"), T0).await.is_ok());
+}
+
+#[tokio::test]
+async fn per_number_limit_answers_retry_after() {
+    let mut cfg = VerifyConfig::default();
+    cfg.limits.per_number = "2/10m".parse().unwrap();
+    cfg.resend_cooldown = "1s".parse().unwrap();
+    let (s, svc, _) = setup(cfg).await;
+    s.start(&svc, req(TO), T0).await.unwrap();
+    s.start(&svc, req(TO), T0 + 2_000).await.unwrap();
+    match s.start(&svc, req(TO), T0 + 4_000).await {
+        Err(VerifyError::RateLimited {
+            scope,
+            retry_after_secs,
+        }) => {
+            assert_eq!(scope, "per number");
+            assert!(retry_after_secs > 0 && retry_after_secs <= 600);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_and_refuses_other_bodies() {
+    let (s, svc, _) = setup(VerifyConfig::default()).await;
+    let mut r = req(TO);
+    r.idempotency = Some(("k1".into(), vec![1, 2, 3]));
+    let a = s.start(&svc, r.clone(), T0).await.unwrap();
+    let b = s.start(&svc, r.clone(), T0 + 1).await.unwrap();
+    assert_eq!(a.verification.id, b.verification.id);
+    let mut other = req("+8613800138000");
+    other.idempotency = Some(("k1".into(), vec![9]));
+    assert!(matches!(
+        s.start(&svc, other, T0 + 2).await,
+        Err(VerifyError::IdempotencyMismatch)
+    ));
+}

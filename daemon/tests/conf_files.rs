@@ -1,0 +1,32 @@
+//! Every file shipped in conf/ parses and validates.
+
+use verigate::config;
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            config::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "verigate.toml and example.toml at least");
+}
+
+#[test]
+fn example_has_the_documented_deployment() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+    let c = config::load(&dir.join("example.toml"), &[]).unwrap();
+    assert_eq!(c.smsc[0].host, "127.0.0.1");
+    assert_eq!(c.smsc[0].port, 2775);
+    assert_eq!(c.smsc[0].system_id, "verigate");
+    assert_eq!(c.smsc[0].password, "secret");
+    assert_eq!(c.sip_trunk[0].port, 5060);
+    assert_eq!(c.api.listen, "127.0.0.1:8080");
+    assert_eq!(c.service[0].api_key.as_deref(), Some("example-key"));
+    let config::StoreConfig::Sqlite { path } = &c.store;
+    assert_eq!(path, "./var/verigate.db");
+}
