@@ -1,8 +1,12 @@
 //! verigate: the daemon and operator CLI as a library, so end-to-end tests
 //! and benchmarks can drive the same code the binary runs.
 
+pub mod api;
+pub mod app;
 pub mod config;
+pub mod outbox;
 pub mod probe;
+pub mod run;
 pub mod smpp;
 pub mod store;
 pub mod verify;

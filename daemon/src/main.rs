@@ -18,6 +18,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Run the daemon (lab mode with the default config).
+    Run {
+        /// Configuration file.
+        #[arg(long, short, default_value = "conf/verigate.toml")]
+        config: std::path::PathBuf,
+        /// Override a value: section.key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Validate a configuration file without starting anything (exit 64 if bad).
     CheckConfig {
         /// Configuration file.
@@ -82,10 +91,16 @@ struct ProbeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The daemon logs at info by default; operator tools only errors.
+    let default_filter = if matches!(cli.cmd, Cmd::Run { .. }) {
+        "info"
+    } else {
+        "error"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VERIGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -94,6 +109,16 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     match cli.cmd {
+        Cmd::Run { config, set } => match rt.block_on(verigate::run::run(&config, &set)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("verigate: {e}");
+                match e {
+                    verigate::run::StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
+                    verigate::run::StartError::Environment(_) => ExitCode::from(71),
+                }
+            }
+        },
         Cmd::CheckConfig { path, set } => check_config(&path, &set),
         Cmd::Smpp {
             cmd: SmppCmd::Probe(a),

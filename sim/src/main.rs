@@ -57,6 +57,10 @@ struct SmscArgs {
     /// Initial faults as JSON (see GET /faults), e.g. '{"throttle_ratio":0.1}'.
     #[arg(long)]
     faults: Option<String>,
+    /// Exit when standard input closes (a parent that starts the simulator
+    /// keeps a pipe open, so the simulator dies with it even on kill -9).
+    #[arg(long)]
+    exit_with_stdin: bool,
 }
 
 fn main() -> ExitCode {
@@ -126,7 +130,18 @@ async fn run_smsc(a: SmscArgs) -> ExitCode {
         serde_json::json!({"smpp": smpp_addr, "control": control_addr})
     );
     tokio::spawn(smsc::serve_smpp(smpp, state.clone()));
+    let stdin_closed = async {
+        if a.exit_with_stdin {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 64];
+            let mut stdin = tokio::io::stdin();
+            while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+        } else {
+            std::future::pending::<()>().await
+        }
+    };
     tokio::select! {
+        _ = stdin_closed => {}
         r = smsc::serve_control(control, state) => {
             if let Err(e) = r {
                 eprintln!("verigate-sim smsc: control API failed: {e}");

@@ -77,8 +77,8 @@ impl Config {
             if s.name.is_empty() || !names.insert(s.name.clone()) {
                 p.push(format!("{k}.name: must be non-empty and unique"));
             }
-            if s.port == 0 {
-                p.push(format!("{k}.port: must not be 0"));
+            if s.port == 0 && self.lab.smsc.is_none() {
+                p.push(format!("{k}.port: must not be 0 (0 means the lab simulator, and [lab.smsc] is not set)"));
             }
             if !(1..=32).contains(&s.binds) {
                 p.push(format!("{k}.binds = {}: must be between 1 and 32", s.binds));

@@ -1,0 +1,633 @@
+//! The public API end to end through the router, on a real SQLite store.
+
+use super::router;
+use crate::app::{api_key_hash, AppState};
+use crate::config::VerifyConfig;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{ApiKeyRecord, Service, Store};
+use crate::verify::code::ServerSecret;
+use crate::verify::service::VerifyService;
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const KEY: &str = "vg_live_0123456789abcdef";
+const OTHER_KEY: &str = "vg_live_other_service";
+const TO: &str = "+447400123456";
+
+struct Api {
+    app: Router,
+    store: Arc<dyn Store>,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    json: Value,
+}
+
+async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+    let secret = ServerSecret::random();
+    for code in ["acme", "other"] {
+        store
+            .create_service(&Service {
+                code: code.into(),
+                name: code.to_uppercase(),
+                settings: json!({}),
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+    }
+    for (key_id, service, key) in [("k_acme", "acme", KEY), ("k_other", "other", OTHER_KEY)] {
+        store
+            .add_api_key(&ApiKeyRecord {
+                key_id: key_id.into(),
+                service: service.into(),
+                hash: api_key_hash(&secret, key),
+                created_at: 0,
+                revoked_at: None,
+            })
+            .await
+            .unwrap();
+    }
+    let state = AppState {
+        store: store.clone(),
+        verify: Arc::new(VerifyService::new(store.clone(), secret.clone(), cfg)),
+        secret,
+        trust_forwarded_for,
+    };
+    let app = router(state).layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))));
+    Api { app, store }
+}
+
+async fn setup() -> Api {
+    setup_with(VerifyConfig::default(), false).await
+}
+
+impl Api {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Option<&str>) -> Reply {
+        self.send(request(method, uri, Some(KEY), body, &[])).await
+    }
+
+    async fn start(&self, body: Value) -> Reply {
+        self.call(Method::POST, "/v1/verifications", Some(&body.to_string()))
+            .await
+    }
+
+    async fn check(&self, id: &str, code: &str) -> Reply {
+        self.call(
+            Method::POST,
+            &format!("/v1/verifications/{id}/check"),
+            Some(&json!({ "code": code }).to_string()),
+        )
+        .await
+    }
+
+    /// The code as the handset would read it from the queued message.
+    async fn code_of(&self, vid: &str) -> String {
+        let msgs = self.store.messages_for_verification(vid).await.unwrap();
+        let text = &msgs.last().unwrap().text;
+        text.split_whitespace()
+            .map(|w| w.trim_end_matches('.'))
+            .find(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_digit()))
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn request(
+    method: Method,
+    uri: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(k) = key {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    if body.is_some() {
+        b = b.header(header::CONTENT_TYPE, "application/json");
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Body::from(body.unwrap_or("").to_string())).unwrap()
+}
+
+fn assert_problem(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.json);
+    assert_eq!(
+        r.headers.get(header::CONTENT_TYPE).unwrap(),
+        "application/problem+json"
+    );
+    assert_eq!(r.json["code"], code, "{}", r.json);
+    assert_eq!(r.json["status"], status.as_u16());
+    assert_eq!(
+        r.json["type"],
+        format!("https://verigate.dev/problems/{code}")
+    );
+    assert!(r.json["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(r.json["detail"].as_str().is_some_and(|t| !t.is_empty()));
+}
+
+fn wrong_code(code: &str) -> &'static str {
+    if code == "111111" {
+        "222222"
+    } else {
+        "111111"
+    }
+}
+
+#[tokio::test]
+async fn start_creates_then_repeat_returns_same() {
+    let api = setup().await;
+    let r = api.start(json!({ "to": "07400 123456" })).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let v = &r.json;
+    let id = v["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("vf_"));
+    assert_eq!(v["status"], "pending");
+    assert_eq!(v["channel"], "sms");
+    assert_eq!(v["to"], TO);
+    assert_eq!(v["send_count"], 1);
+    assert_eq!(v["remaining_attempts"], 5);
+    assert_eq!(v["delivery"]["state"], "queued");
+    assert_eq!(v["delivery"]["messages"], 1);
+    assert!(v.get("resent").is_none());
+    for field in ["expires_at", "created_at"] {
+        let t = v[field].as_str().unwrap();
+        assert!(
+            t.len() == 24 && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+            "{t}"
+        );
+    }
+    assert!(v["expires_at"].as_str() > v["created_at"].as_str());
+
+    let again = api.start(json!({ "to": TO, "channel": "sms" })).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.json);
+    assert_eq!(again.json["id"], id.as_str());
+    assert_eq!(again.json["resent"], false);
+    assert_eq!(again.json["send_count"], 1);
+
+    let got = api
+        .call(Method::GET, &format!("/v1/verifications/{id}"), None)
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.json["id"], id.as_str());
+    assert_eq!(got.json["status"], "pending");
+}
+
+#[tokio::test]
+async fn wrong_then_right_code() {
+    let api = setup().await;
+    let r = api.start(json!({ "to": TO })).await;
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let code = api.code_of(&id).await;
+
+    let c = api.check(&id, wrong_code(&code)).await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.json);
+    assert_eq!(
+        c.json,
+        json!({ "id": id, "status": "pending", "remaining_attempts": 4, "valid": false })
+    );
+
+    let c = api.check(&id, &code).await;
+    assert_eq!(c.status, StatusCode::OK);
+    assert_eq!(c.json["status"], "approved");
+    assert_eq!(c.json["valid"], true);
+
+    let got = api
+        .call(Method::GET, &format!("/v1/verifications/{id}"), None)
+        .await;
+    assert_eq!(got.json["status"], "approved");
+}
+
+#[tokio::test]
+async fn five_wrong_codes_reach_max_attempts() {
+    let api = setup().await;
+    let r = api.start(json!({ "to": TO, "code_length": 8 })).await;
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let code = api.code_of(&id).await;
+    assert_eq!(code.len(), 8);
+    let wrong = if code == "11111111" {
+        "22222222"
+    } else {
+        "11111111"
+    };
+    for left in (1..=4).rev() {
+        let c = api.check(&id, wrong).await;
+        assert_eq!(c.json["status"], "pending");
+        assert_eq!(c.json["remaining_attempts"], left);
+    }
+    let c = api.check(&id, wrong).await;
+    assert_eq!(c.json["status"], "max_attempts_reached");
+    assert_eq!(c.json["remaining_attempts"], 0);
+    assert_eq!(c.json["valid"], false);
+    // The right code no longer helps.
+    let c = api.check(&id, &code).await;
+    assert_eq!(c.json["status"], "max_attempts_reached");
+    assert_eq!(c.json["valid"], false);
+}
+
+#[tokio::test]
+async fn cancel_closes_it() {
+    let api = setup().await;
+    let r = api.start(json!({ "to": TO })).await;
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let code = api.code_of(&id).await;
+    let c = api
+        .call(
+            Method::POST,
+            &format!("/v1/verifications/{id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.json);
+    assert_eq!(c.json["id"], id.as_str());
+    assert_eq!(c.json["status"], "canceled");
+    assert_eq!(c.json["remaining_attempts"], 0);
+    let c = api.check(&id, &code).await;
+    assert_eq!(c.json["status"], "canceled");
+    assert_eq!(c.json["valid"], false);
+    // A new start makes a new verification.
+    let r = api.start(json!({ "to": TO })).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_ne!(r.json["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404() {
+    let api = setup().await;
+    let r = api
+        .call(Method::GET, "/v1/verifications/vf_nope", None)
+        .await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = api.check("vf_nope", "123456").await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = api
+        .call(Method::POST, "/v1/verifications/vf_nope/cancel", None)
+        .await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = api.call(Method::GET, "/v1/nothing", None).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn other_services_verifications_are_invisible() {
+    let api = setup().await;
+    let r = api.start(json!({ "to": TO })).await;
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let r = api
+        .send(request(
+            Method::GET,
+            &format!("/v1/verifications/{id}"),
+            Some(OTHER_KEY),
+            None,
+            &[],
+        ))
+        .await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn missing_or_wrong_key_is_401() {
+    let api = setup().await;
+    let body = json!({ "to": TO }).to_string();
+    for key in [None, Some("vg_live_wrong"), Some("")] {
+        let r = api
+            .send(request(
+                Method::POST,
+                "/v1/verifications",
+                key,
+                Some(&body),
+                &[],
+            ))
+            .await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+        assert_eq!(r.headers.get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
+    }
+    let r = api
+        .send(
+            Request::get("/v1/verifications/vf_x")
+                .header(header::AUTHORIZATION, format!("Basic {KEY}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_problem(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    // Auth comes before body parsing.
+    let r = api
+        .send(request(
+            Method::POST,
+            "/v1/verifications",
+            None,
+            Some("{nope"),
+            &[],
+        ))
+        .await;
+    assert_problem(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn body_errors_have_stable_codes() {
+    let api = setup().await;
+    let r = api
+        .call(Method::POST, "/v1/verifications", Some("{\"to\": "))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_json");
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("JSON"),
+        "{}",
+        r.json
+    );
+
+    let r = api
+        .send(
+            Request::post("/v1/verifications")
+                .header(header::AUTHORIZATION, format!("Bearer {KEY}"))
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(json!({ "to": TO }).to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_problem(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_json");
+    assert!(
+        r.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"),
+        "{}",
+        r.json
+    );
+
+    let r = api.start(json!({ "to": TO, "colour": "red" })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "unknown_field");
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("colour"),
+        "{}",
+        r.json
+    );
+
+    let r = api.start(json!({ "to": 447400123456u64 })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert!(
+        r.json["detail"].as_str().unwrap().starts_with("to:"),
+        "{}",
+        r.json
+    );
+
+    let r = api.start(json!({ "channel": "sms" })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("`to`"),
+        "{}",
+        r.json
+    );
+
+    let r = api.start(json!([TO])).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+
+    let r = api.check("vf_x", "12").await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_code");
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/verifications/vf_x/check",
+            Some(r#"{"code":"123456","extra":1}"#),
+        )
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "unknown_field");
+    assert!(r.json["detail"].as_str().unwrap().contains("extra"));
+
+    let big = json!({ "to": TO, "locale": "x".repeat(20 * 1024) }).to_string();
+    let r = api
+        .call(Method::POST, "/v1/verifications", Some(&big))
+        .await;
+    assert_problem(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[tokio::test]
+async fn request_errors_map_to_codes() {
+    let api = setup().await;
+    let r = api.start(json!({ "to": "+44 12" })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_phone_number");
+    assert!(
+        r.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid phone number"),
+        "{}",
+        r.json
+    );
+    let r = api.start(json!({ "to": "call me" })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_phone_number");
+    assert!(
+        r.json["detail"].as_str().unwrap().contains("letters"),
+        "{}",
+        r.json
+    );
+    let r = api.start(json!({ "to": TO, "channel": "pigeon" })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "unsupported_channel");
+    let r = api.start(json!({ "to": TO, "locale": "tlh" })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "unsupported_locale");
+    for n in [3, 11, 300] {
+        let r = api.start(json!({ "to": TO, "code_length": n })).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_code_length");
+    }
+    let r = api.call(Method::DELETE, "/v1/verifications", None).await;
+    assert_problem(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn country_allow_list() {
+    let api = setup().await;
+    api.store
+        .update_service_settings("acme", &json!({ "allowed_countries": ["US"] }))
+        .await
+        .unwrap();
+    let r = api.start(json!({ "to": TO })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "country_not_allowed");
+    assert!(r.json["detail"].as_str().unwrap().contains("GB"));
+}
+
+#[tokio::test]
+async fn per_ip_limit_is_429_with_retry_after() {
+    let mut cfg = VerifyConfig::default();
+    cfg.limits.per_ip = "2/1m".parse().unwrap();
+    let api = setup_with(cfg, false).await;
+    assert_eq!(
+        api.start(json!({ "to": TO })).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        api.start(json!({ "to": "+447400123457" })).await.status,
+        StatusCode::CREATED
+    );
+    let r = api.start(json!({ "to": "+447400123458" })).await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let secs: u64 = r
+        .headers
+        .get(header::RETRY_AFTER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&secs), "{secs}");
+}
+
+#[tokio::test]
+async fn forwarded_for_is_used_only_when_trusted() {
+    let mut cfg = VerifyConfig::default();
+    cfg.limits.per_ip = "1/1m".parse().unwrap();
+    let body = json!({ "to": TO }).to_string();
+    let xff = |ip: &'static str| {
+        request(
+            Method::POST,
+            "/v1/verifications",
+            Some(KEY),
+            Some(&body),
+            &[("x-forwarded-for", ip)],
+        )
+    };
+    let api = setup_with(cfg.clone(), true).await;
+    assert_eq!(
+        api.send(xff("198.51.100.1")).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        api.send(xff("198.51.100.2, 10.0.0.1")).await.status,
+        StatusCode::OK
+    );
+    let r = api.send(xff("198.51.100.1")).await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+
+    // Untrusted: the header is ignored and the peer address counts.
+    let api = setup_with(cfg, false).await;
+    assert_eq!(
+        api.send(xff("198.51.100.1")).await.status,
+        StatusCode::CREATED
+    );
+    let r = api.send(xff("198.51.100.2")).await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_and_refuses_reuse() {
+    let api = setup().await;
+    let start = |body: Value, key: &'static str| {
+        request(
+            Method::POST,
+            "/v1/verifications",
+            Some(KEY),
+            Some(&body.to_string()),
+            &[("Idempotency-Key", key)],
+        )
+    };
+    let a = api.send(start(json!({ "to": TO }), "order-42")).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
+    let id = a.json["id"].as_str().unwrap().to_string();
+    // Approve it, so a replay cannot be mistaken for "pending exists".
+    let code = api.code_of(&id).await;
+    assert_eq!(api.check(&id, &code).await.json["status"], "approved");
+
+    let b = api.send(start(json!({ "to": TO }), "order-42")).await;
+    assert_eq!(b.status, StatusCode::OK, "{}", b.json);
+    assert_eq!(b.json["id"], id.as_str());
+    assert_eq!(b.json["status"], "approved");
+    assert_eq!(b.json["resent"], false);
+
+    let c = api
+        .send(start(json!({ "to": "+447400123457" }), "order-42"))
+        .await;
+    assert_problem(
+        &c,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+    );
+
+    let long = "k".repeat(256);
+    let r = api
+        .send(request(
+            Method::POST,
+            "/v1/verifications",
+            Some(KEY),
+            Some(&json!({ "to": TO }).to_string()),
+            &[("Idempotency-Key", long.as_str())],
+        ))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_idempotency_key");
+}
+
+#[tokio::test]
+async fn openapi_and_healthz() {
+    let api = setup().await;
+    let r = api
+        .send(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let paths = r.json["paths"].as_object().unwrap();
+    let mut names: Vec<&str> = paths.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "/v1/verifications",
+            "/v1/verifications/{id}",
+            "/v1/verifications/{id}/cancel",
+            "/v1/verifications/{id}/check",
+        ]
+    );
+    assert!(paths["/v1/verifications"]["post"]["responses"]["429"].is_object());
+    assert_eq!(
+        r.json["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    for s in [
+        "StartBody",
+        "CheckBody",
+        "VerificationView",
+        "CheckView",
+        "Problem",
+    ] {
+        assert!(r.json["components"]["schemas"][s].is_object(), "{s}");
+    }
+    assert!(
+        r.json["paths"]["/v1/verifications/{id}"]["get"]["responses"]["404"]["content"]
+            ["application/problem+json"]
+            .is_object()
+    );
+
+    let r = api
+        .send(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json, Value::String("ok".into()));
+}

@@ -1,0 +1,394 @@
+//! `/v1/verifications`: start, show, check, cancel.
+
+use super::auth::{Caller, ClientIp, IdempotencyKey};
+use super::json::JsonBody;
+use super::problem::{Problem, ProblemBody, ProblemCode};
+use crate::app::{now_ms, AppState};
+use crate::store::{MessageState, Verification, VerificationStatus};
+use crate::verify::service::{StartRequest, VerifyError};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use verigate_codecs::time::rfc3339;
+
+/// Body of `POST /v1/verifications`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    /// Number to verify: E.164 (`+447400123456`) or national in the
+    /// server's default region.
+    #[schema(example = "+447400123456")]
+    pub to: String,
+    /// Channel to send the code over (default `sms`).
+    #[schema(example = "sms")]
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Message template locale (default: the server's default locale).
+    #[schema(example = "en")]
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// Digits in the code (default: the server's setting).
+    #[schema(minimum = 4, maximum = 10, example = 6)]
+    #[serde(default)]
+    pub code_length: Option<u32>,
+}
+
+/// Body of `POST /v1/verifications/{id}/check`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    /// The code the user typed (4–10 digits).
+    #[schema(example = "123456", pattern = "^[0-9]{4,10}$")]
+    pub code: String,
+}
+
+/// Lifecycle of a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting for the right code.
+    Pending,
+    /// The right code was given.
+    Approved,
+    /// Not approved in time.
+    Expired,
+    /// Too many wrong codes.
+    MaxAttemptsReached,
+    /// Canceled by the service.
+    Canceled,
+}
+
+impl From<VerificationStatus> for Status {
+    fn from(s: VerificationStatus) -> Self {
+        match s {
+            VerificationStatus::Pending => Status::Pending,
+            VerificationStatus::Approved => Status::Approved,
+            VerificationStatus::Expired => Status::Expired,
+            VerificationStatus::MaxAttemptsReached => Status::MaxAttemptsReached,
+            VerificationStatus::Canceled => Status::Canceled,
+        }
+    }
+}
+
+/// Delivery state of the latest code message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Waiting to be sent.
+    Queued,
+    /// Being handed to an SMSC.
+    Sending,
+    /// Accepted by an SMSC, no final receipt yet.
+    Submitted,
+    /// The handset received it.
+    Delivered,
+    /// The network could not deliver it.
+    Undeliverable,
+    /// The SMSC refused it.
+    Rejected,
+    /// Not sent before the code expired.
+    Expired,
+}
+
+impl From<MessageState> for DeliveryState {
+    fn from(s: MessageState) -> Self {
+        match s {
+            MessageState::Queued => DeliveryState::Queued,
+            MessageState::Sending => DeliveryState::Sending,
+            MessageState::Submitted => DeliveryState::Submitted,
+            MessageState::Delivered => DeliveryState::Delivered,
+            MessageState::Undeliverable => DeliveryState::Undeliverable,
+            MessageState::Rejected => DeliveryState::Rejected,
+            MessageState::Expired => DeliveryState::Expired,
+        }
+    }
+}
+
+/// Delivery of a verification's messages.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// State of the latest message.
+    pub state: DeliveryState,
+    /// Messages sent (first send and resends).
+    pub messages: usize,
+}
+
+/// A verification.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VerificationView {
+    /// Opaque id.
+    #[schema(example = "vf_0123456789abcdef01234567")]
+    pub id: String,
+    /// Status.
+    pub status: Status,
+    /// Channel the code is sent over.
+    #[schema(example = "sms")]
+    pub channel: String,
+    /// The number, in E.164.
+    #[schema(example = "+447400123456")]
+    pub to: String,
+    /// When the code stops working (RFC 3339, UTC).
+    #[schema(format = DateTime, example = "2026-11-22T12:44:56.123Z")]
+    pub expires_at: String,
+    /// When the verification was created (RFC 3339, UTC).
+    #[schema(format = DateTime, example = "2026-11-22T12:34:56.123Z")]
+    pub created_at: String,
+    /// Messages sent for it (first send and resends).
+    pub send_count: u32,
+    /// Checks left; 0 once the verification is no longer pending.
+    pub remaining_attempts: u32,
+    /// Delivery of the code messages; null before any was queued.
+    #[schema(required = true)]
+    pub delivery: Option<DeliveryView>,
+    /// Only on `200` answers to a start that found a pending verification
+    /// for the number: whether a fresh code was sent (after the resend cooldown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub resent: Option<bool>,
+}
+
+/// Result of a check.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckView {
+    /// Opaque id.
+    pub id: String,
+    /// Status after the check.
+    pub status: Status,
+    /// Checks left; 0 once the verification is no longer pending.
+    pub remaining_attempts: u32,
+    /// True when the verification is approved.
+    pub valid: bool,
+}
+
+fn remaining(v: &Verification) -> u32 {
+    if v.status == VerificationStatus::Pending {
+        v.max_attempts.saturating_sub(v.attempts)
+    } else {
+        0
+    }
+}
+
+async fn view(
+    state: &AppState,
+    v: &Verification,
+    resent: Option<bool>,
+) -> Result<VerificationView, Problem> {
+    let delivery = state.verify.delivery(&v.id).await?;
+    Ok(VerificationView {
+        id: v.id.clone(),
+        status: v.status.into(),
+        channel: v.channel.clone(),
+        to: v.to.clone(),
+        expires_at: rfc3339(v.expires_at),
+        created_at: rfc3339(v.created_at),
+        send_count: v.sends,
+        remaining_attempts: remaining(v),
+        delivery: delivery.map(|d| DeliveryView {
+            state: d.state.into(),
+            messages: d.messages,
+        }),
+        resent,
+    })
+}
+
+/// The `{id}` segment; an undecodable one cannot name a verification.
+fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    p.map(|Path(id)| id)
+        .map_err(|_| Problem::from(VerifyError::NotFound))
+}
+
+/// All digits but the last two masked, for logs.
+pub(crate) fn mask_number(n: &str) -> String {
+    let digits = n.chars().filter(char::is_ascii_digit).count();
+    let mut seen = 0;
+    n.chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                seen += 1;
+                if seen + 2 <= digits {
+                    return '*';
+                }
+            }
+            c
+        })
+        .collect()
+}
+
+/// Start a verification (or return the pending one for the number).
+#[utoipa::path(
+    post,
+    path = "/v1/verifications",
+    operation_id = "startVerification",
+    tag = "verifications",
+    request_body(content = StartBody, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1–255 printable ASCII characters. A retry with the same key and body returns the verification the first request created; the same key with another body is refused (422 idempotency_key_reused)."),
+    ),
+    responses(
+        (status = 201, description = "Verification created and its code queued", body = VerificationView),
+        (status = 200, description = "A pending verification for this number exists (or an idempotent replay): returned, with `resent`", body = VerificationView),
+        (status = 400, description = "invalid_json, unknown_field, invalid_field, invalid_idempotency_key, invalid_phone_number, country_not_allowed, unsupported_channel, unsupported_locale, invalid_code_length", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "unauthorized", body = ProblemBody, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "payload_too_large", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "invalid_json (not sent as application/json)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "idempotency_key_reused", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "rate_limited", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the limit resets"))),
+        (status = 500, description = "internal", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn start(
+    State(state): State<AppState>,
+    Caller(svc): Caller,
+    ClientIp(client_ip): ClientIp,
+    IdempotencyKey(key): IdempotencyKey,
+    body: JsonBody<StartBody>,
+) -> Result<Response, Problem> {
+    let JsonBody { value: b, raw } = body;
+    let code_length = match b.code_length {
+        None => None,
+        Some(n) => Some(u8::try_from(n).map_err(|_| {
+            Problem::new(
+                ProblemCode::InvalidCodeLength,
+                format!("code_length {n} is out of range: use 4 to 10 digits"),
+            )
+        })?),
+    };
+    let idempotency = key.map(|k| (k, Sha256::digest(&raw).to_vec()));
+    let req = StartRequest {
+        to: b.to,
+        channel: b.channel.unwrap_or_default(),
+        locale: b.locale,
+        code_length,
+        client_ip,
+        idempotency,
+    };
+    let st = state.verify.start(&svc, req, now_ms()).await?;
+    let v = &st.verification;
+    tracing::info!(
+        service = %svc.code,
+        verification = %v.id,
+        to = %mask_number(&v.to),
+        created = st.created,
+        sent = st.sent,
+        "verification start"
+    );
+    if st.created {
+        let body = view(&state, v, None).await?;
+        Ok((StatusCode::CREATED, Json(body)).into_response())
+    } else {
+        let body = view(&state, v, Some(st.sent)).await?;
+        Ok((StatusCode::OK, Json(body)).into_response())
+    }
+}
+
+/// Show a verification.
+#[utoipa::path(
+    get,
+    path = "/v1/verifications/{id}",
+    operation_id = "getVerification",
+    tag = "verifications",
+    params(("id" = String, Path, description = "Verification id")),
+    responses(
+        (status = 200, description = "The verification", body = VerificationView),
+        (status = 401, description = "unauthorized", body = ProblemBody, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "not_found", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(svc): Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<VerificationView>, Problem> {
+    let id = path_id(id)?;
+    let v = state.verify.get(&svc, &id, now_ms()).await?;
+    Ok(Json(view(&state, &v, None).await?))
+}
+
+/// Check a code.
+#[utoipa::path(
+    post,
+    path = "/v1/verifications/{id}/check",
+    operation_id = "checkVerification",
+    tag = "verifications",
+    params(("id" = String, Path, description = "Verification id")),
+    request_body(content = CheckBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Status after the check; a closed verification answers its status without consuming an attempt", body = CheckView),
+        (status = 400, description = "invalid_json, unknown_field, invalid_field, invalid_code", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "unauthorized", body = ProblemBody, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "not_found", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "payload_too_large", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "invalid_json (not sent as application/json)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn check(
+    State(state): State<AppState>,
+    Caller(svc): Caller,
+    id: Result<Path<String>, PathRejection>,
+    body: JsonBody<CheckBody>,
+) -> Result<Json<CheckView>, Problem> {
+    let id = path_id(id)?;
+    let c = state
+        .verify
+        .check(&svc, &id, &body.value.code, now_ms())
+        .await?;
+    let v = c.verification;
+    Ok(Json(CheckView {
+        remaining_attempts: remaining(&v),
+        valid: v.status == VerificationStatus::Approved,
+        status: v.status.into(),
+        id: v.id,
+    }))
+}
+
+/// Cancel a pending verification (a closed one is returned as it is).
+#[utoipa::path(
+    post,
+    path = "/v1/verifications/{id}/cancel",
+    operation_id = "cancelVerification",
+    tag = "verifications",
+    params(("id" = String, Path, description = "Verification id")),
+    responses(
+        (status = 200, description = "The verification after the cancel", body = VerificationView),
+        (status = 401, description = "unauthorized", body = ProblemBody, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "not_found", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Caller(svc): Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<VerificationView>, Problem> {
+    let id = path_id(id)?;
+    let v = state.verify.cancel(&svc, &id, now_ms()).await?;
+    Ok(Json(view(&state, &v, None).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_number;
+
+    #[test]
+    fn masks_all_but_last_two_digits() {
+        assert_eq!(mask_number("+447400123456"), "+**********56");
+        assert_eq!(mask_number("12"), "12");
+    }
+}

@@ -1,0 +1,282 @@
+//! The durable outbox's workers: the sender that drains stored messages
+//! into SMPP, the receipt consumer, and the expiry sweep. A message is
+//! claimed with a lease, so if this process dies its messages are claimed
+//! again after the lease; once a submit_sm_resp is recorded it is never sent
+//! again.
+
+use crate::app::now_ms;
+use crate::smpp::{Router, SmppEvent, SubmitError};
+use crate::store::{AuditEvent, MessageState, OutboxMessage, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{debug, error, warn};
+use verigate_codecs::dlr::{message_id_keys, DlrState};
+use verigate_codecs::smpp::{Address, CommandStatus, SubmitSm};
+
+/// Sender settings.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Messages claimed per round.
+    pub batch: u32,
+    /// Lease on a claimed message (a crashed sender's messages return after it).
+    pub lease: Duration,
+    /// Pause when the outbox is empty.
+    pub idle_poll: Duration,
+    /// Submits in flight at once.
+    pub max_in_flight: usize,
+    /// Retry delay after a temporary failure.
+    pub retry_delay: Duration,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            batch: 256,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(50),
+            max_in_flight: 2048,
+            retry_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Drains the outbox until `stop` turns true, then waits for in-flight submits.
+pub async fn run_sender(
+    store: Arc<dyn Store>,
+    router: Arc<Router>,
+    cfg: SenderConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(cfg.max_in_flight));
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let claimed = match store
+            .claim_outbox(now_ms(), cfg.batch, cfg.lease.as_millis() as i64)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "cannot claim outbox messages");
+                Vec::new()
+            }
+        };
+        let n = claimed.len();
+        for msg in claimed {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let store = store.clone();
+            let router = router.clone();
+            let retry = cfg.retry_delay;
+            tokio::spawn(async move {
+                send_one(&*store, &router, msg, retry).await;
+                drop(permit);
+            });
+        }
+        if (n as u32) < cfg.batch {
+            tokio::select! {
+                _ = tokio::time::sleep(cfg.idle_poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+    // Wait for submits in flight to be recorded.
+    let _ = permits.acquire_many(cfg.max_in_flight as u32).await;
+}
+
+fn address(from: &str) -> Address {
+    let digits = from.trim_start_matches('+');
+    if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
+        if from.starts_with('+') || digits.len() > 8 {
+            Address::international(digits)
+        } else {
+            // A short code.
+            Address::new(3, 0, digits)
+        }
+    } else {
+        // Alphanumeric sender id.
+        Address::new(5, 0, from)
+    }
+}
+
+/// Whether a refusal may succeed later (ours to retry) or is final.
+fn is_temporary(st: CommandStatus) -> bool {
+    matches!(st.0, 0x08 | 0x14 | 0x58 | 0x64 | 0xFE | 0xFF)
+}
+
+async fn send_one(store: &dyn Store, router: &Router, msg: OutboxMessage, retry: Duration) {
+    let Some(client) = router.route(&msg.to) else {
+        let _ = store
+            .mark_failed(
+                &msg.id,
+                "no SMSC route for this destination",
+                None,
+                now_ms(),
+            )
+            .await;
+        return;
+    };
+    let template = SubmitSm {
+        source: address(&msg.from),
+        dest: Address::international(&msg.to),
+        registered_delivery: 1,
+        ..Default::default()
+    };
+    let outcome = client.submit_text(&template, &msg.text).await;
+    let now = now_ms();
+    let retry_at = Some(now + retry.as_millis() as i64);
+    let res = match outcome {
+        Err(e) => store.mark_failed(&msg.id, &e.to_string(), None, now).await,
+        Ok(parts) => {
+            let mut ids = Vec::new();
+            let mut failure: Option<SubmitError> = None;
+            for p in parts {
+                match p {
+                    Ok(s) => ids.push(s.message_id),
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+            match failure {
+                None => store
+                    .mark_submitted(&msg.id, client.name(), &ids, now)
+                    .await
+                    .map(|_| ()),
+                Some(SubmitError::Rejected(st)) if !is_temporary(st) => {
+                    store
+                        .mark_failed(&msg.id, &format!("rejected by SMSC: {st}"), None, now)
+                        .await
+                }
+                Some(e) => {
+                    // Temporary or unknown outcome (timeout, connection lost):
+                    // retry. A lost response may mean the SMSC took it, so the
+                    // handset might get the code twice — better than never.
+                    debug!(error = %e, "send failed; will retry");
+                    if !ids.is_empty() {
+                        let _ = store
+                            .mark_submitted(&msg.id, client.name(), &ids, now)
+                            .await;
+                        return;
+                    }
+                    store
+                        .mark_failed(&msg.id, &e.to_string(), retry_at, now)
+                        .await
+                }
+            }
+        }
+    };
+    if let Err(e) = res {
+        error!(error = %e, "cannot record send result");
+    }
+}
+
+/// Maps a receipt state to the message state it implies.
+pub fn message_state(s: DlrState) -> MessageState {
+    match s {
+        DlrState::Delivered => MessageState::Delivered,
+        DlrState::Undeliverable | DlrState::Rejected | DlrState::Deleted => {
+            MessageState::Undeliverable
+        }
+        DlrState::Expired => MessageState::Expired,
+        DlrState::Enroute | DlrState::Accepted | DlrState::Unknown | DlrState::Skipped => {
+            MessageState::Submitted
+        }
+    }
+}
+
+/// Consumes receipts and MOs: each is stored before it is acknowledged.
+pub async fn run_events(store: Arc<dyn Store>, mut events: mpsc::Receiver<SmppEvent>) {
+    while let Some(ev) = events.recv().await {
+        match ev {
+            SmppEvent::Dlr { dlr, ack, .. } => {
+                let keys: Vec<String> = message_id_keys(&dlr.message_id).iter().cloned().collect();
+                match store
+                    .record_dlr(&keys, message_state(dlr.state), now_ms())
+                    .await
+                {
+                    Ok(_) => ack.accept(),
+                    Err(e) => {
+                        warn!(error = %e, "cannot store receipt; SMSC will redeliver");
+                        ack.retry_later();
+                    }
+                }
+            }
+            SmppEvent::Mo {
+                smsc,
+                from,
+                to,
+                text,
+                ack,
+                ..
+            } => {
+                // MO login consumes these in a later service; until then the
+                // MO is kept in the audit trail (number masked, no text).
+                let masked = mask(&from);
+                let ev = AuditEvent {
+                    at: now_ms(),
+                    service: None,
+                    kind: "mo.received".into(),
+                    detail: serde_json::json!({"smsc": &*smsc, "from": masked, "to": to, "length": text.chars().count()}),
+                };
+                match store.audit(&ev).await {
+                    Ok(()) => ack.accept(),
+                    Err(_) => ack.retry_later(),
+                }
+            }
+        }
+    }
+}
+
+/// Marks messages that could not be sent in time as expired, every `every`.
+pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        match store.expire_outbox(now_ms()).await {
+            Ok(expired) => {
+                for m in expired {
+                    warn!(message = %m.id, "message expired before it could be sent");
+                }
+            }
+            Err(e) => error!(error = %e, "expiry sweep failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// A phone number with all but the last two digits hidden, for logs.
+pub fn mask(n: &str) -> String {
+    let len = n.chars().count();
+    n.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i + 2 < len && c.is_ascii_digit() {
+                '*'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_all_but_two_digits() {
+        assert_eq!(mask("+447400123456"), "+**********56");
+    }
+
+    #[test]
+    fn sender_addresses() {
+        assert_eq!(address("Verigate").ton, 5);
+        assert_eq!(address("+447400123456").ton, 1);
+        assert_eq!(address("12345").ton, 3);
+    }
+}

@@ -1,0 +1,285 @@
+//! `verigate run`: validate config, open the store, start the SMSC links,
+//! the outbox workers and the HTTP API; drain on SIGTERM, reload on SIGHUP.
+
+use crate::app::{api_key_hash, now_ms, AppState};
+use crate::config::{self, BindKind, Config, SmscEntry, SplitKind};
+use crate::outbox::{self, SenderConfig};
+use crate::smpp::{BindLayout, Router, SmscClient, SmscConfig};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{ApiKeyRecord, Service, Store};
+use crate::verify::code::ServerSecret;
+use crate::verify::service::VerifyService;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+/// Why the daemon could not start; each says who must act.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is wrong (exit 64).
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Something on this machine is in the way (exit 71): a port, a file.
+    #[error("{0}")]
+    Environment(String),
+}
+
+/// Builds the SMPP client settings of one configured SMSC.
+pub fn smsc_config(e: &SmscEntry) -> SmscConfig {
+    let mut c = SmscConfig::new(&e.name, &e.host, e.port, &e.system_id, &e.password);
+    c.layout = match e.bind {
+        BindKind::Transceiver => BindLayout::Transceiver(e.binds),
+        BindKind::TxRx => BindLayout::TxRx {
+            tx: e.binds,
+            rx: e.binds,
+        },
+    };
+    c.session.window = e.window;
+    if e.rate > 0.0 {
+        c.session.rate_per_sec = Some(e.rate);
+    }
+    c.split_mode = match e.split {
+        SplitKind::Udh8 => verigate_codecs::text::SplitMode::Udh8,
+        SplitKind::Udh16 => verigate_codecs::text::SplitMode::Udh16,
+        SplitKind::Sar => verigate_codecs::text::SplitMode::Sar,
+        SplitKind::Payload => verigate_codecs::text::SplitMode::Payload,
+    };
+    c
+}
+
+/// Creates configured services and their bootstrap API keys if missing.
+pub async fn bootstrap_services(
+    store: &dyn Store,
+    secret: &ServerSecret,
+    cfg: &Config,
+) -> Result<(), StartError> {
+    let env = |e: crate::store::StoreError| StartError::Environment(format!("store: {e}"));
+    for s in &cfg.service {
+        let settings = serde_json::json!({
+            "allowed_countries": s.allowed_countries,
+            "webhook_url": s.webhook_url,
+            "webhook_secret": s.webhook_secret,
+        });
+        match store.get_service(&s.code).await.map_err(env)? {
+            None => store
+                .create_service(&Service {
+                    code: s.code.clone(),
+                    name: s.name.clone(),
+                    settings,
+                    created_at: now_ms(),
+                })
+                .await
+                .map_err(env)?,
+            Some(_) => store
+                .update_service_settings(&s.code, &settings)
+                .await
+                .map_err(env)?,
+        }
+        if let Some(key) = &s.api_key {
+            let hash = api_key_hash(secret, key);
+            if store.find_api_key(&hash).await.map_err(env)?.is_none() {
+                store
+                    .add_api_key(&ApiKeyRecord {
+                        key_id: format!("cfg-{}-{}", s.code, hex::encode(&hash[..4])),
+                        service: s.code.clone(),
+                        hash,
+                        created_at: now_ms(),
+                        revoked_at: None,
+                    })
+                    .await
+                    .map_err(env)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The lab SMSC simulator child process and where it listens.
+struct LabSim {
+    child: Child,
+    smpp: SocketAddr,
+    control: String,
+}
+
+impl Drop for LabSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_lab_sim(l: &config::LabSmsc, smsc: Option<&SmscEntry>) -> Result<LabSim, StartError> {
+    let exe = std::env::current_exe().map_err(|e| StartError::Environment(e.to_string()))?;
+    let sim: PathBuf = exe.with_file_name("verigate-sim");
+    if !sim.exists() {
+        return Err(StartError::Environment(format!(
+            "lab mode needs {} (build it with `cargo build --bins`)",
+            sim.display()
+        )));
+    }
+    let mut cmd = Command::new(&sim);
+    cmd.args([
+        "smsc",
+        "--listen",
+        &l.listen,
+        "--control",
+        &l.control,
+        "--exit-with-stdin",
+    ]);
+    if let Some(s) = smsc {
+        cmd.args(["--system-id", &s.system_id, "--password", &s.password]);
+    }
+    if let Some(d) = l.dlr_delay {
+        cmd.args(["--dlr-delay-ms", &d.0.as_millis().to_string()]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| StartError::Environment(format!("cannot start {}: {e}", sim.display())))?;
+    let mut line = String::new();
+    let out = child.stdout.take().expect("piped");
+    std::io::BufReader::new(out)
+        .read_line(&mut line)
+        .map_err(|e| StartError::Environment(format!("lab simulator: {e}")))?;
+    let banner: Option<(SocketAddr, String)> = serde_json::from_str::<serde_json::Value>(&line)
+        .ok()
+        .and_then(|v| {
+            Some((
+                v["smpp"].as_str()?.parse().ok()?,
+                v["control"].as_str()?.to_string(),
+            ))
+        });
+    match banner {
+        Some((smpp, control)) => Ok(LabSim {
+            child,
+            smpp,
+            control,
+        }),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(StartError::Environment(format!(
+                "lab simulator did not start (is {} or {} in use?)",
+                l.listen, l.control
+            )))
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
+    let cfg = config::load(path, sets)?;
+    // Bind the listeners first so a busy port fails before anything else starts.
+    let api_addr: SocketAddr = cfg.api.listen.parse().expect("validated");
+    let listener = tokio::net::TcpListener::bind(api_addr).await.map_err(|e| {
+        StartError::Environment(format!("cannot listen on {api_addr} (api.listen): {e}"))
+    })?;
+    let secret = ServerSecret::load_or_create(Path::new(&cfg.secrets.server_secret_file))
+        .map_err(StartError::Environment)?;
+    let config::StoreConfig::Sqlite { path: db } = &cfg.store;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(db)
+            .await
+            .map_err(|e| StartError::Environment(format!("store {db}: {e}")))?,
+    );
+    bootstrap_services(&*store, &secret, &cfg).await?;
+    let lab = match &cfg.lab.smsc {
+        Some(l) => Some(start_lab_sim(l, cfg.smsc.first())?),
+        None => None,
+    };
+    let (ev_tx, ev_rx) = mpsc::channel(4096);
+    let mut router = Router::new();
+    for e in cfg.smsc.iter().filter(|e| !e.disabled) {
+        let mut sc = smsc_config(e);
+        // In lab mode an SMSC with port 0 means "the lab simulator".
+        if let (Some(lab), 0) = (&lab, e.port) {
+            sc.host = lab.smpp.ip().to_string();
+            sc.port = lab.smpp.port();
+        }
+        router.add(SmscClient::start(sc, ev_tx.clone()), &e.prefixes);
+    }
+    drop(ev_tx);
+    let router = Arc::new(router);
+    let verify = Arc::new(VerifyService::new(
+        store.clone(),
+        secret.clone(),
+        cfg.verify.clone(),
+    ));
+    let state = AppState {
+        store: store.clone(),
+        verify: verify.clone(),
+        secret,
+        trust_forwarded_for: cfg.api.trust_forwarded_for,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sender = tokio::spawn(outbox::run_sender(
+        store.clone(),
+        router.clone(),
+        SenderConfig::default(),
+        stop_rx.clone(),
+    ));
+    let events = tokio::spawn(outbox::run_events(store.clone(), ev_rx));
+    let expiry = tokio::spawn(outbox::run_expiry(
+        store.clone(),
+        Duration::from_secs(1),
+        stop_rx.clone(),
+    ));
+    let app = crate::api::router(state);
+    let api_addr = listener.local_addr().unwrap_or(api_addr);
+    info!(%api_addr, "verigate API listening");
+    // One JSON line on stdout so scripts and tests learn the real ports.
+    println!(
+        "{}",
+        serde_json::json!({
+            "api": api_addr.to_string(),
+            "lab_smsc": lab.as_ref().map(|l| l.smpp.to_string()),
+            "lab_control": lab.as_ref().map(|l| l.control.clone()),
+        })
+    );
+    let mut stop_api = stop_rx.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop_api.changed().await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    wait_for_signals(path, sets, &verify).await;
+    info!("shutting down: API stops, in-flight submits drain, binds unbind");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let _ = sender.await;
+    expiry.abort();
+    for c in router.smscs() {
+        c.shutdown().await;
+    }
+    events.abort();
+    Ok(())
+}
+
+async fn wait_for_signals(path: &Path, sets: &[String], verify: &VerifyService) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            _ = hup.recv() => match config::load(path, sets) {
+                Ok(c) => {
+                    verify.reload(c.verify);
+                    info!("configuration reloaded (templates and limits)");
+                }
+                Err(e) => warn!(error = %e, "reload refused; keeping the running configuration"),
+            },
+        }
+    }
+}

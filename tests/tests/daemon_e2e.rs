@@ -1,0 +1,215 @@
+//! `verigate run` in lab mode as a process: send a code, read it from the
+//! simulated handset, check it.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use verigate_e2e::{bin, http, workspace};
+
+/// A running daemon in a scratch directory, killed on drop.
+struct Daemon {
+    child: Child,
+    api: String,
+    control: String,
+    _dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(sets: &[&str]) -> Daemon {
+        let dir = std::env::temp_dir().join(format!(
+            "verigate-e2e-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = Command::new(bin("verigate"));
+        cmd.current_dir(&dir)
+            .arg("run")
+            .arg("--config")
+            .arg(workspace().join("conf/verigate.toml"));
+        for s in [
+            "api.listen=127.0.0.1:0",
+            "lab.smsc.listen=127.0.0.1:0",
+            "lab.smsc.control=127.0.0.1:0",
+        ]
+        .iter()
+        .chain(sets)
+        {
+            cmd.args(["--set", s]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start verigate run");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("banner {line:?}: {e}"));
+        Daemon {
+            api: v["api"].as_str().unwrap().to_string(),
+            control: v["lab_control"].as_str().unwrap().to_string(),
+            child,
+            _dir: dir,
+        }
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let body = body.map(|b| b.to_string());
+        let (st, text) = http_auth(
+            &self.api,
+            method,
+            path,
+            body.as_deref(),
+            "lab-key-change-me",
+        );
+        (
+            st,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn http_auth(addr: &str, method: &str, path: &str, body: Option<&str>, key: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Waits for the handset to receive a message and returns its text.
+fn handset_text(control: &str, msisdn: &str, nth: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = http(control, "GET", &format!("/inbox/{msisdn}"), None);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if let Some(m) = v["messages"].as_array().and_then(|a| a.get(nth)) {
+            return m["text"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no SMS reached {msisdn}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn code_in(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() >= 4)
+        .unwrap_or_else(|| panic!("no code in {text:?}"))
+        .to_string()
+}
+
+#[test]
+fn send_code_read_it_on_the_handset_and_check_it() {
+    let d = Daemon::start(&[]);
+    let (st, v) = d.call(
+        "POST",
+        "/v1/verifications",
+        Some(serde_json::json!({"to": "+447400123456", "channel": "sms"})),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["status"], "pending");
+    let id = v["id"].as_str().unwrap().to_string();
+    let text = handset_text(&d.control, "447400123456", 0);
+    assert!(text.contains("Verigate Lab"), "{text}");
+    let code = code_in(&text);
+    assert_eq!(code.len(), 6);
+    let (st, v) = d.call(
+        "POST",
+        &format!("/v1/verifications/{id}/check"),
+        Some(serde_json::json!({"code": code})),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"], "approved");
+    // The receipt reaches the status view.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = d.call("GET", &format!("/v1/verifications/{id}"), None);
+        if v["delivery"]["state"] == "delivered" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no receipt: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn five_wrong_codes_end_in_max_attempts_reached() {
+    let d = Daemon::start(&[]);
+    let (_, v) = d.call(
+        "POST",
+        "/v1/verifications",
+        Some(serde_json::json!({"to": "+447400123457"})),
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+    let code = code_in(&handset_text(&d.control, "447400123457", 0));
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let mut last = serde_json::Value::Null;
+    for _ in 0..5 {
+        let (_, v) = d.call(
+            "POST",
+            &format!("/v1/verifications/{id}/check"),
+            Some(serde_json::json!({"code": wrong})),
+        );
+        last = v;
+    }
+    assert_eq!(last["status"], "max_attempts_reached", "{last}");
+    let (_, v) = d.call(
+        "POST",
+        &format!("/v1/verifications/{id}/check"),
+        Some(serde_json::json!({"code": code})),
+    );
+    assert_eq!(v["status"], "max_attempts_reached");
+}
+
+#[test]
+fn bad_config_exits_64_naming_the_key() {
+    let out = Command::new(bin("verigate"))
+        .args(["run", "--config"])
+        .arg(workspace().join("conf/verigate.toml"))
+        .args(["--set", "verify.code_length=99"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("verify.code_length = 99"), "{err}");
+}
