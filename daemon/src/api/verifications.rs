@@ -161,7 +161,8 @@ pub struct CheckView {
     pub status: Status,
     /// Checks left; 0 once the verification is no longer pending.
     pub remaining_attempts: u32,
-    /// True when the verification is approved.
+    /// True only when this request's code was right (a repeated check of an
+    /// approved verification reports status `approved` with `valid: false`).
     pub valid: bool,
 }
 
@@ -350,7 +351,7 @@ pub async fn check(
     let v = c.verification;
     Ok(Json(CheckView {
         remaining_attempts: remaining(&v),
-        valid: v.status == VerificationStatus::Approved,
+        valid: c.matched,
         status: v.status.into(),
         id: v.id,
     }))

@@ -618,6 +618,22 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
         InsertOutcome::Created,
         "first use of a key creates"
     );
+    assert_eq!(
+        store
+            .get_idempotency(svc, "key-1")
+            .await
+            .expect("get_idempotency"),
+        Some(first.clone()),
+        "a used key can be looked up"
+    );
+    assert_eq!(
+        store
+            .get_idempotency(other_svc, "key-1")
+            .await
+            .expect("get_idempotency"),
+        None,
+        "keys are per service"
+    );
 
     // Same key, same number (the replay of the same start): the key wins.
     let v2 = verification("vf_conf_idem_2", svc, to, t + 1);

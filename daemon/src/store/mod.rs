@@ -138,6 +138,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         first: &OutboxMessage,
         idem: Option<&IdempotencyRecord>,
     ) -> StoreResult<InsertOutcome>;
+    /// The idempotency record of (service, key), if the key was used.
+    async fn get_idempotency(
+        &self,
+        service: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
     /// A verification by id.
     async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>>;
     /// The pending verification of (service, to), if any (even if past expiry).

@@ -631,6 +631,31 @@ impl Store for SqliteStore {
         Ok(InsertOutcome::Created)
     }
 
+    async fn get_idempotency(
+        &self,
+        service: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        let row = sqlx::query(
+            "SELECT request_hash, verification_id FROM idempotency_keys
+             WHERE service = ?1 AND key = ?2",
+        )
+        .bind(service)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(IdempotencyRecord {
+                service: service.to_string(),
+                key: key.to_string(),
+                request_hash: col(&row, "idempotency_keys", "request_hash")?,
+                verification_id: col(&row, "idempotency_keys", "verification_id")?,
+            })),
+        }
+    }
+
     async fn get_verification(&self, id: &str) -> StoreResult<Option<Verification>> {
         sqlx::query(concat!(
             "SELECT ",

@@ -92,6 +92,9 @@ pub enum VerifyError {
 pub struct Checked {
     /// The verification after the check.
     pub verification: Verification,
+    /// True only when this check's code was right and approved it; a check
+    /// on an already closed verification compares nothing and is false.
+    pub matched: bool,
 }
 
 /// Summary of a verification's delivery for status views.
@@ -198,6 +201,25 @@ impl VerifyService {
         let len = req.code_length.unwrap_or(cfg.code_length);
         if !(4..=10).contains(&len) {
             return Err(VerifyError::BadCodeLength(len));
+        }
+        // A replayed Idempotency-Key answers what the first request did,
+        // before any limit or resend: a retry must not send another code.
+        if let Some((key, hash)) = &req.idempotency {
+            if let Some(rec) = self.store.get_idempotency(&svc.code, key).await? {
+                if rec.request_hash != *hash {
+                    return Err(VerifyError::IdempotencyMismatch);
+                }
+                let v = self
+                    .store
+                    .get_verification(&rec.verification_id)
+                    .await?
+                    .ok_or(VerifyError::NotFound)?;
+                return Ok(Started {
+                    verification: v,
+                    created: false,
+                    sent: false,
+                });
+            }
         }
         // A repeated start returns the pending verification; it resends
         // (with a fresh code) only after the cooldown.
@@ -441,7 +463,10 @@ impl VerifyService {
         for _ in 0..8 {
             let v = self.get(svc, id, now).await?;
             if v.status != VerificationStatus::Pending {
-                return Ok(Checked { verification: v });
+                return Ok(Checked {
+                    verification: v,
+                    matched: false,
+                });
             }
             let (status, attempts) = if code::matches(&self.secret, &v.id, submitted, &v.code_hash)
             {
@@ -468,7 +493,11 @@ impl VerifyService {
                     .get_verification(id)
                     .await?
                     .ok_or(VerifyError::NotFound)?;
-                return Ok(Checked { verification: v });
+                let matched = status == VerificationStatus::Approved;
+                return Ok(Checked {
+                    verification: v,
+                    matched,
+                });
             }
         }
         Err(VerifyError::Store(StoreError::Database(

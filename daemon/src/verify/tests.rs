@@ -63,9 +63,11 @@ async fn start_then_right_code_approves_once() {
     assert_ne!(v.code_hash, code.as_bytes());
     let c = s.check(&svc, &v.id, &code, T0 + 1000).await.unwrap();
     assert_eq!(c.verification.status, VerificationStatus::Approved);
+    assert!(c.matched);
     // Single use: checking again reports approved without changing anything.
     let c = s.check(&svc, &v.id, "000000", T0 + 2000).await.unwrap();
     assert_eq!(c.verification.status, VerificationStatus::Approved);
+    assert!(!c.matched);
     assert_eq!(c.verification.attempts, 0);
 }
 
@@ -214,6 +216,31 @@ async fn idempotency_key_replays_and_refuses_other_bodies() {
     other.idempotency = Some(("k1".into(), vec![9]));
     assert!(matches!(
         s.start(&svc, other, T0 + 2).await,
+        Err(VerifyError::IdempotencyMismatch)
+    ));
+}
+
+#[tokio::test]
+async fn idempotent_replay_never_resends_even_after_cooldown() {
+    let (s, svc, store) = setup(VerifyConfig::default()).await;
+    let mut r = req(TO);
+    r.idempotency = Some(("retry-1".into(), vec![7]));
+    let a = s.start(&svc, r.clone(), T0).await.unwrap();
+    let b = s.start(&svc, r.clone(), T0 + 120_000).await.unwrap();
+    assert_eq!(a.verification.id, b.verification.id);
+    assert!(!b.sent);
+    assert_eq!(
+        store
+            .messages_for_verification(&a.verification.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let mut other = req(TO);
+    other.idempotency = Some(("retry-1".into(), vec![8]));
+    assert!(matches!(
+        s.start(&svc, other, T0 + 1).await,
         Err(VerifyError::IdempotencyMismatch)
     ));
 }
