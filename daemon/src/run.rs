@@ -222,7 +222,12 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     let sender = tokio::spawn(outbox::run_sender(
         store.clone(),
         router.clone(),
-        SenderConfig::default(),
+        SenderConfig {
+            batch: cfg.outbox.batch,
+            lease: cfg.outbox.lease.0,
+            retry_delay: cfg.outbox.retry_delay.0,
+            ..SenderConfig::default()
+        },
         stop_rx.clone(),
     ));
     let events = tokio::spawn(outbox::run_events(store.clone(), ev_rx));

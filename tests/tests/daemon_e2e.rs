@@ -15,27 +15,38 @@ struct Daemon {
     _dir: PathBuf,
 }
 
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "verigate-e2e-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 impl Daemon {
+    /// Lab mode (conf/verigate.toml) on free ports.
     fn start(sets: &[&str]) -> Daemon {
-        let dir = std::env::temp_dir().join(format!(
-            "verigate-e2e-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cmd = Command::new(bin("verigate"));
-        cmd.current_dir(&dir)
-            .arg("run")
-            .arg("--config")
-            .arg(workspace().join("conf/verigate.toml"));
-        for s in [
+        let mut all = vec![
             "api.listen=127.0.0.1:0",
             "lab.smsc.listen=127.0.0.1:0",
             "lab.smsc.control=127.0.0.1:0",
-        ]
-        .iter()
-        .chain(sets)
-        {
+        ];
+        all.extend_from_slice(sets);
+        Daemon::start_in(
+            scratch_dir(),
+            &workspace().join("conf/verigate.toml"),
+            &all,
+            "",
+        )
+    }
+
+    /// `verigate run` with a config file, in `dir`.
+    fn start_in(dir: PathBuf, config: &std::path::Path, sets: &[&str], control: &str) -> Daemon {
+        let mut cmd = Command::new(bin("verigate"));
+        cmd.current_dir(&dir).arg("run").arg("--config").arg(config);
+        for s in sets {
             cmd.args(["--set", s]);
         }
         let mut child = cmd
@@ -51,10 +62,17 @@ impl Daemon {
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("banner {line:?}: {e}"));
         Daemon {
             api: v["api"].as_str().unwrap().to_string(),
-            control: v["lab_control"].as_str().unwrap().to_string(),
+            control: v["lab_control"].as_str().unwrap_or(control).to_string(),
             child,
             _dir: dir,
         }
+    }
+
+    /// kill -9, leaving the directory (database) in place.
+    fn kill9(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self._dir, PathBuf::new())
     }
 
     fn call(
@@ -82,7 +100,9 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self._dir);
+        if !self._dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self._dir);
+        }
     }
 }
 
@@ -212,4 +232,93 @@ fn bad_config_exits_64_naming_the_key() {
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("verify.code_length = 99"), "{err}");
+}
+
+/// A deployment config (no lab mode) pointing at a separately started simulator.
+fn deployment_config(dir: &std::path::Path, smsc_port: u16) -> PathBuf {
+    let text = format!(
+        r#"
+[api]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[store]
+kind = "sqlite"
+path = "./var/verigate.db"
+[secrets]
+server_secret_file = "./var/server.secret"
+[verify.limits]
+per_number = "5/10m"
+per_service = "100000/1m"
+per_prefix = "100000/1m"
+per_ip = "100000/1m"
+[outbox]
+lease = "2s"
+[[smsc]]
+name = "sim"
+host = "127.0.0.1"
+port = {smsc_port}
+system_id = "verigate"
+password = "secret"
+window = 1
+[[service]]
+code = "lab"
+name = "Verigate Lab"
+api_key = "lab-key-change-me"
+"#
+    );
+    let p = dir.join("verigate.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn kill_9_during_1000_accepted_starts_loses_nothing() {
+    // A slow SMSC (window 1, 3 ms per response) so most messages are still
+    // in the outbox when the daemon is killed.
+    let sim = verigate_e2e::Sim::start(&["--faults", r#"{"response_delay_ms":3}"#]);
+    let dir = scratch_dir();
+    let cfg = deployment_config(&dir, sim.port);
+    let d = Daemon::start_in(dir.clone(), &cfg, &[], &sim.control);
+    let numbers: Vec<String> = (0..1000).map(|i| format!("+4474001{i:05}")).collect();
+    for n in &numbers {
+        let (st, v) = d.call(
+            "POST",
+            "/v1/verifications",
+            Some(serde_json::json!({"to": n})),
+        );
+        assert_eq!(st, 201, "{n}: {v}");
+    }
+    let dir = d.kill9();
+    let before = sim.get("/stats")["submits"].as_u64().unwrap();
+    assert!(
+        before < 1000,
+        "the kill must land mid-way (already {before} sent)"
+    );
+    let d = Daemon::start_in(dir, &cfg, &[], &sim.control);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let submits = sim.get("/stats")["submits"].as_u64().unwrap();
+        if submits >= 1000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {submits} of 1000 reached the SMSC"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut missing = 0;
+    let mut duplicated = 0;
+    for n in &numbers {
+        match sim.inbox(n.trim_start_matches('+')).len() {
+            0 => missing += 1,
+            1 => {}
+            _ => duplicated += 1,
+        }
+    }
+    assert_eq!(missing, 0, "every accepted start reached the SMSC");
+    // Only a message on the wire at the kill (window 1) may go twice.
+    assert!(duplicated <= 1, "{duplicated} numbers got their code twice");
+    drop(d);
 }

@@ -33,6 +33,9 @@ pub struct Config {
     /// Services (apps) and their API keys.
     #[serde(default)]
     pub service: Vec<ServiceEntry>,
+    /// Outbox workers.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
     /// Lab mode: simulators started with the daemon.
     #[serde(default)]
     pub lab: LabConfig,
@@ -285,6 +288,29 @@ pub struct ServiceEntry {
     /// Webhook signing secret.
     #[serde(default)]
     pub webhook_secret: Option<String>,
+}
+
+/// `[outbox]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// How long a claimed message stays with its sender; after a crash its
+    /// messages are sent by the next sender once the lease runs out.
+    pub lease: Span,
+    /// Messages claimed per round.
+    pub batch: u32,
+    /// Delay before retrying a temporary failure.
+    pub retry_delay: Span,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            lease: Span(std::time::Duration::from_secs(60)),
+            batch: 256,
+            retry_delay: Span(std::time::Duration::from_secs(5)),
+        }
+    }
 }
 
 /// `[lab]`

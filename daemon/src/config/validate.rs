@@ -165,6 +165,18 @@ impl Config {
                 (None, None) => {}
             }
         }
+        if self.outbox.lease.0 < Duration::from_secs(1) {
+            p.push(format!(
+                "outbox.lease = \"{}\": must be at least 1s",
+                self.outbox.lease
+            ));
+        }
+        if !(1..=10_000).contains(&self.outbox.batch) {
+            p.push(format!(
+                "outbox.batch = {}: must be between 1 and 10000",
+                self.outbox.batch
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             p.push(format!(
                 "log.format = {:?}: must be \"text\" or \"json\"",
