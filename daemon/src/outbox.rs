@@ -53,8 +53,35 @@ pub async fn run_sender(
         if *stop.borrow() {
             break;
         }
+        // With no SMSC bound, claiming would only age leases: leave the
+        // messages queued (another instance may have a link).
+        if !router.smscs().iter().any(|c| c.bound_count() > 0) {
+            tokio::select! {
+                _ = tokio::time::sleep(cfg.idle_poll) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        // Claim no more than the bound links can have on the wire (twice
+        // their windows): a message must not wait in memory until its lease
+        // runs out and another sender claims it again.
+        let capacity: usize = router
+            .smscs()
+            .iter()
+            .map(|c| c.bound_count() * c.config().session.window * 2)
+            .sum();
+        let in_flight = cfg.max_in_flight - permits.available_permits();
+        let room = capacity.min(cfg.max_in_flight).saturating_sub(in_flight);
+        let want = (cfg.batch as usize).min(room) as u32;
+        if want == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
         let claimed = match store
-            .claim_outbox(now_ms(), cfg.batch, cfg.lease.as_millis() as i64)
+            .claim_outbox(now_ms(), want, cfg.lease.as_millis() as i64)
             .await
         {
             Ok(c) => c,
@@ -71,12 +98,13 @@ pub async fn run_sender(
             let store = store.clone();
             let router = router.clone();
             let retry = cfg.retry_delay;
+            let give_up = cfg.lease / 2;
             tokio::spawn(async move {
-                send_one(&*store, &router, msg, retry).await;
+                send_one(&*store, &router, msg, retry, give_up).await;
                 drop(permit);
             });
         }
-        if (n as u32) < cfg.batch {
+        if (n as u32) < want {
             tokio::select! {
                 _ = tokio::time::sleep(cfg.idle_poll) => {}
                 _ = stop.changed() => {}
@@ -107,7 +135,13 @@ fn is_temporary(st: CommandStatus) -> bool {
     matches!(st.0, 0x08 | 0x14 | 0x58 | 0x64 | 0xFE | 0xFF)
 }
 
-async fn send_one(store: &dyn Store, router: &Router, msg: OutboxMessage, retry: Duration) {
+async fn send_one(
+    store: &dyn Store,
+    router: &Router,
+    msg: OutboxMessage,
+    retry: Duration,
+    give_up: Duration,
+) {
     let Some(client) = router.route(&msg.to) else {
         let _ = store
             .mark_failed(
@@ -125,7 +159,28 @@ async fn send_one(store: &dyn Store, router: &Router, msg: OutboxMessage, retry:
         registered_delivery: 1,
         ..Default::default()
     };
-    let outcome = client.submit_text(&template, &msg.text).await;
+    // While the link is down, give the message back well inside its lease
+    // (dropping the submit makes the bind discard its unsent copy), so it is
+    // never held here while another sender claims it again.
+    let submit = client.submit_text(&template, &msg.text);
+    tokio::pin!(submit);
+    let mut down_since: Option<tokio::time::Instant> = None;
+    let outcome = loop {
+        tokio::select! {
+            o = &mut submit => break o,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                if client.bound_count() > 0 {
+                    down_since = None;
+                } else if down_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= give_up {
+                    let now = now_ms();
+                    let _ = store
+                        .mark_failed(&msg.id, "SMSC link down; requeued", Some(now), now)
+                        .await;
+                    return;
+                }
+            }
+        }
+    };
     let now = now_ms();
     let retry_at = Some(now + retry.as_millis() as i64);
     let res = match outcome {

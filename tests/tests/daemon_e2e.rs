@@ -322,3 +322,53 @@ fn kill_9_during_1000_accepted_starts_loses_nothing() {
     assert!(duplicated <= 1, "{duplicated} numbers got their code twice");
     drop(d);
 }
+
+#[test]
+fn messages_wait_while_the_smsc_is_down_and_drain_when_it_returns() {
+    let sim = verigate_e2e::Sim::start(&[]);
+    let port = sim.port;
+    let dir = scratch_dir();
+    let cfg = deployment_config(&dir, port);
+    let d = Daemon::start_in(dir, &cfg, &["smsc.0.window=10"], &sim.control);
+    drop(sim); // the SMSC goes away
+    let numbers: Vec<String> = (0..20).map(|i| format!("+4474002{i:05}")).collect();
+    let mut ids = Vec::new();
+    for n in &numbers {
+        let (st, v) = d.call(
+            "POST",
+            "/v1/verifications",
+            Some(serde_json::json!({"to": n})),
+        );
+        assert_eq!(st, 201, "accepted while the SMSC is down: {v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    // Longer than the 2 s outbox lease: leases run out while the SMSC is down.
+    std::thread::sleep(Duration::from_millis(3000));
+    let (_, v) = d.call("GET", &format!("/v1/verifications/{}", ids[0]), None);
+    let state = v["delivery"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(state == "queued" || state == "sending", "not sent yet: {v}");
+    // The SMSC comes back on the same port.
+    let sim = verigate_e2e::Sim::start_on(&format!("127.0.0.1:{port}"), &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in &numbers {
+        loop {
+            if !sim.inbox(n.trim_start_matches('+')).is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{n} never got its code");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // And each exactly once, although leases expired during the outage.
+    std::thread::sleep(Duration::from_millis(1500));
+    for n in &numbers {
+        assert_eq!(
+            sim.inbox(n.trim_start_matches('+')).len(),
+            1,
+            "{n} got duplicates"
+        );
+    }
+}

@@ -228,6 +228,13 @@ impl BindTask {
             start.into_std(),
         );
         for (id, sm) in std::mem::take(&mut self.carry) {
+            // A submitter that stopped waiting (its receiver is gone) has
+            // given the message up, e.g. to retry it elsewhere: sending our
+            // copy too would duplicate it.
+            if self.pending.get(&id).is_none_or(|p| p.reply.is_closed()) {
+                self.finish(id, Err(SubmitError::Shutdown));
+                continue;
+            }
             let _ = session.send_request(start.into_std(), id, Body::SubmitSm(sm));
         }
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckMsg>();
