@@ -10,3 +10,4 @@ pub mod run;
 pub mod smpp;
 pub mod store;
 pub mod verify;
+pub mod webhook;

@@ -236,6 +236,16 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         Duration::from_secs(1),
         stop_rx.clone(),
     ));
+    // Status webhooks: signed, retried with backoff, never on the API's path.
+    let wh_cfg = crate::webhook::WebhookConfig::default();
+    let wh_client = crate::webhook::http_client(&wh_cfg)
+        .map_err(|e| StartError::Environment(format!("webhook HTTP client: {e}")))?;
+    let webhooks = tokio::spawn(crate::webhook::run_worker(
+        store.clone(),
+        wh_client,
+        wh_cfg,
+        stop_rx.clone(),
+    ));
     let app = crate::api::router(state);
     let api_addr = listener.local_addr().unwrap_or(api_addr);
     info!(%api_addr, "verigate API listening");
@@ -262,6 +272,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     let _ = stop_tx.send(true);
     let _ = server.await;
     let _ = sender.await;
+    let _ = webhooks.await;
     expiry.abort();
     for c in router.smscs() {
         c.shutdown().await;

@@ -372,3 +372,66 @@ fn messages_wait_while_the_smsc_is_down_and_drain_when_it_returns() {
         );
     }
 }
+
+#[test]
+fn approval_is_sent_to_the_service_webhook_signed() {
+    use std::io::{Read, Write};
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_url = format!("http://{}/events", hook.local_addr().unwrap());
+    let d = Daemon::start(&[
+        &format!("service.0.webhook_url={hook_url}"),
+        "service.0.webhook_secret=0123456789abcdef-secret",
+    ]);
+    let (_, v) = d.call(
+        "POST",
+        "/v1/verifications",
+        Some(serde_json::json!({"to": "+447400123458"})),
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+    let code = code_in(&handset_text(&d.control, "447400123458", 0));
+    let (_, v) = d.call(
+        "POST",
+        &format!("/v1/verifications/{id}/check"),
+        Some(serde_json::json!({"code": code})),
+    );
+    assert_eq!(v["status"], "approved");
+    hook.set_nonblocking(false).unwrap();
+    let (mut conn, _) = hook.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut req = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the body (Content-Length) is complete.
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        req.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&req).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                break;
+            }
+        }
+        assert!(n > 0, "connection closed early");
+    }
+    conn.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let text = String::from_utf8_lossy(&req).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("POST /events"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("verigate-signature: t="),
+        "{head}"
+    );
+    let event: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["type"], "verification.approved");
+    assert_eq!(event["data"]["id"], id.as_str());
+    assert!(!body.contains(&code), "the code never leaves in a webhook");
+}

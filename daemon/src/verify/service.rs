@@ -418,7 +418,8 @@ impl VerifyService {
             .filter(|v| v.service == svc.code)
             .ok_or(VerifyError::NotFound)?;
         if v.status == VerificationStatus::Pending && now >= v.expires_at {
-            self.store
+            let changed = self
+                .store
                 .update_verification(
                     &v.id,
                     VerificationStatus::Pending,
@@ -428,11 +429,15 @@ impl VerifyService {
                     now,
                 )
                 .await?;
-            return self
+            let v = self
                 .store
                 .get_verification(id)
                 .await?
-                .ok_or(VerifyError::NotFound);
+                .ok_or(VerifyError::NotFound)?;
+            if changed {
+                notify(&*self.store, svc, &v, now).await;
+            }
+            return Ok(v);
         }
         Ok(v)
     }
@@ -494,6 +499,9 @@ impl VerifyService {
                     .await?
                     .ok_or(VerifyError::NotFound)?;
                 let matched = status == VerificationStatus::Approved;
+                if status != VerificationStatus::Pending {
+                    notify(&*self.store, svc, &v, now).await;
+                }
                 return Ok(Checked {
                     verification: v,
                     matched,
@@ -513,8 +521,10 @@ impl VerifyService {
         now: Millis,
     ) -> Result<Verification, VerifyError> {
         let v = self.get(svc, id, now).await?;
+        let mut changed = false;
         if v.status == VerificationStatus::Pending {
-            self.store
+            changed = self
+                .store
                 .update_verification(
                     &v.id,
                     VerificationStatus::Pending,
@@ -525,10 +535,25 @@ impl VerifyService {
                 )
                 .await?;
         }
-        self.store
+        let v = self
+            .store
             .get_verification(id)
             .await?
-            .ok_or(VerifyError::NotFound)
+            .ok_or(VerifyError::NotFound)?;
+        if changed {
+            notify(&*self.store, svc, &v, now).await;
+        }
+        Ok(v)
+    }
+}
+
+/// Queues the status webhook of a verification that just changed status.
+/// A store failure here is logged, not returned: the change itself is stored.
+async fn notify(store: &dyn Store, svc: &Service, v: &Verification, now: Millis) {
+    let kind = format!("verification.{}", v.status.as_str());
+    let body = crate::webhook::event_body(&kind, v, now);
+    if let Err(e) = crate::webhook::enqueue(store, svc, &body, now).await {
+        tracing::error!(error = %e, service = %svc.code, "cannot queue status webhook");
     }
 }
 
