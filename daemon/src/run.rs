@@ -246,7 +246,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         wh_cfg,
         stop_rx.clone(),
     ));
-    let app = crate::api::router(state);
+    let app = crate::api::router(state).merge(readiness(store.clone(), router.clone()));
     let api_addr = listener.local_addr().unwrap_or(api_addr);
     info!(%api_addr, "verigate API listening");
     // One JSON line on stdout so scripts and tests learn the real ports.
@@ -279,6 +279,32 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     }
     events.abort();
     Ok(())
+}
+
+/// `GET /readyz`: 200 when the store answers and at least one SMSC bind is
+/// up (so a start would be sent now), else 503 saying what is missing.
+fn readiness(store: Arc<dyn Store>, router: Arc<Router>) -> axum::Router {
+    use axum::http::StatusCode;
+    axum::Router::new().route(
+        "/readyz",
+        axum::routing::get(move || {
+            let store = store.clone();
+            let router = router.clone();
+            async move {
+                let mut problems = Vec::new();
+                if let Err(e) = store.outbox_depth().await {
+                    problems.push(format!("store: {e}"));
+                }
+                let bound: usize = router.smscs().iter().map(|c| c.bound_count()).sum();
+                if bound == 0 {
+                    problems.push("no SMSC bind is up".to_string());
+                }
+                let body = serde_json::json!({"ready": problems.is_empty(), "smsc_binds_up": bound, "problems": problems});
+                let code = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                (code, axum::Json(body))
+            }
+        }),
+    )
 }
 
 async fn wait_for_signals(path: &Path, sets: &[String], verify: &VerifyService) {

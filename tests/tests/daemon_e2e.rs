@@ -161,6 +161,18 @@ fn code_in(text: &str) -> String {
 #[test]
 fn send_code_read_it_on_the_handset_and_check_it() {
     let d = Daemon::start(&[]);
+    // Ready once the lab SMSC bind is up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, body) = http(&d.api, "GET", "/readyz", None);
+        if st == 200 {
+            assert!(body.contains("\"smsc_binds_up\":1"), "{body}");
+            break;
+        }
+        assert_eq!(st, 503, "{body}");
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (st, v) = d.call(
         "POST",
         "/v1/verifications",
