@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod metrics;
 pub mod outbox;
 pub mod probe;
 pub mod run;

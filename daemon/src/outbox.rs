@@ -162,6 +162,7 @@ async fn send_one(
     // While the link is down, give the message back well inside its lease
     // (dropping the submit makes the bind discard its unsent copy), so it is
     // never held here while another sender claims it again.
+    let started = std::time::Instant::now();
     let submit = client.submit_text(&template, &msg.text);
     tokio::pin!(submit);
     let mut down_since: Option<tokio::time::Instant> = None;
@@ -176,11 +177,15 @@ async fn send_one(
                     let _ = store
                         .mark_failed(&msg.id, "SMSC link down; requeued", Some(now), now)
                         .await;
+                    crate::metrics::get().sends.with_label_values(&["requeued"]).inc();
                     return;
                 }
             }
         }
     };
+    crate::metrics::get()
+        .submit_latency
+        .observe(started.elapsed().as_secs_f64());
     let now = now_ms();
     let retry_at = Some(now + retry.as_millis() as i64);
     let res = match outcome {
@@ -196,6 +201,15 @@ async fn send_one(
                     }
                 }
             }
+            let result = match &failure {
+                None => "submitted",
+                Some(SubmitError::Rejected(st)) if !is_temporary(*st) => "rejected",
+                Some(_) => "retry",
+            };
+            crate::metrics::get()
+                .sends
+                .with_label_values(&[result])
+                .inc();
             match failure {
                 None => store
                     .mark_submitted(&msg.id, client.name(), &ids, now)
@@ -248,6 +262,10 @@ pub async fn run_events(store: Arc<dyn Store>, mut events: mpsc::Receiver<SmppEv
     while let Some(ev) = events.recv().await {
         match ev {
             SmppEvent::Dlr { dlr, ack, .. } => {
+                crate::metrics::get()
+                    .dlrs
+                    .with_label_values(&[dlr.state.as_stat()])
+                    .inc();
                 let keys: Vec<String> = message_id_keys(&dlr.message_id).iter().cloned().collect();
                 match store
                     .record_dlr(&keys, message_state(dlr.state), now_ms())

@@ -246,7 +246,9 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         wh_cfg,
         stop_rx.clone(),
     ));
-    let app = crate::api::router(state).merge(readiness(store.clone(), router.clone()));
+    let app = crate::api::router(state)
+        .merge(readiness(store.clone(), router.clone()))
+        .merge(metrics_route(store.clone()));
     let api_addr = listener.local_addr().unwrap_or(api_addr);
     info!(%api_addr, "verigate API listening");
     // One JSON line on stdout so scripts and tests learn the real ports.
@@ -279,6 +281,37 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     }
     events.abort();
     Ok(())
+}
+
+/// `GET /metrics`: Prometheus text format; queue depth is read at scrape time.
+fn metrics_route(store: Arc<dyn Store>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let store = store.clone();
+            async move {
+                let m = crate::metrics::get();
+                if let Ok(d) = store.outbox_depth().await {
+                    m.queue_depth
+                        .with_label_values(&["queued"])
+                        .set(d.queued as i64);
+                    m.queue_depth
+                        .with_label_values(&["sending"])
+                        .set(d.sending as i64);
+                    m.queue_depth
+                        .with_label_values(&["submitted"])
+                        .set(d.submitted as i64);
+                }
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    m.render(),
+                )
+            }
+        }),
+    )
 }
 
 /// `GET /readyz`: 200 when the store answers and at least one SMSC bind is

@@ -202,6 +202,19 @@ fn send_code_read_it_on_the_handset_and_check_it() {
         assert!(Instant::now() < deadline, "no receipt: {v}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let (st, m) = http(&d.api, "GET", "/metrics", None);
+    assert_eq!(st, 200);
+    for line in [
+        "verigate_verifications_total{channel=\"sms\",outcome=\"approved\"} 1",
+        "verigate_verifications_total{channel=\"sms\",outcome=\"started\"} 1",
+        "verigate_smpp_binds_up{smsc=\"lab\"} 1",
+        "verigate_sends_total{result=\"submitted\"} 1",
+        "verigate_dlrs_total{state=\"DELIVRD\"} 1",
+        "verigate_submit_latency_seconds_count 1",
+    ] {
+        assert!(m.contains(line), "missing {line} in\n{m}");
+    }
+    assert!(!m.contains("447400123456"), "no numbers in metrics");
 }
 
 #[test]

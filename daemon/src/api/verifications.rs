@@ -272,7 +272,26 @@ pub async fn start(
         client_ip,
         idempotency,
     };
-    let st = state.verify.start(&svc, req, now_ms()).await?;
+    let st = match state.verify.start(&svc, req, now_ms()).await {
+        Ok(st) => {
+            let outcome = match (st.created, st.sent) {
+                (true, _) => "started",
+                (false, true) => "resent",
+                (false, false) => "existing",
+            };
+            crate::metrics::verification(&st.verification.channel, outcome);
+            st
+        }
+        Err(e) => {
+            let outcome = match &e {
+                crate::verify::service::VerifyError::RateLimited { .. } => "rate_limited",
+                crate::verify::service::VerifyError::Store(_) => "error",
+                _ => "rejected_input",
+            };
+            crate::metrics::verification("sms", outcome);
+            return Err(e.into());
+        }
+    };
     let v = &st.verification;
     tracing::info!(
         service = %svc.code,
@@ -349,6 +368,16 @@ pub async fn check(
         .check(&svc, &id, &body.value.code, now_ms())
         .await?;
     let v = c.verification;
+    let outcome = match v.status {
+        VerificationStatus::Approved if c.matched => "approved",
+        VerificationStatus::Pending => "wrong_code",
+        VerificationStatus::MaxAttemptsReached if v.attempts >= v.max_attempts => {
+            "max_attempts_reached"
+        }
+        VerificationStatus::Expired => "expired",
+        _ => "check_on_closed",
+    };
+    crate::metrics::verification(&v.channel, outcome);
     Ok(Json(CheckView {
         remaining_attempts: remaining(&v),
         valid: c.matched,
@@ -380,6 +409,7 @@ pub async fn cancel(
 ) -> Result<Json<VerificationView>, Problem> {
     let id = path_id(id)?;
     let v = state.verify.cancel(&svc, &id, now_ms()).await?;
+    crate::metrics::verification(&v.channel, "canceled");
     Ok(Json(view(&state, &v, None).await?))
 }
 

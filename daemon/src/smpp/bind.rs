@@ -257,6 +257,10 @@ impl BindTask {
                         info!(smsc_system_id = %system_id, "bound");
                         was_bound = true;
                         self.bound.store(true, Ordering::Relaxed);
+                        crate::metrics::get()
+                            .binds_up
+                            .with_label_values(&[&self.cfg.name])
+                            .inc();
                         let _ = self.status.send(BindStatus::Bound);
                     }
                     Event::Response { id, status, body } => {
@@ -391,6 +395,12 @@ impl BindTask {
 
     fn closed(&mut self, reason: CloseReason, was_bound: bool, shutdown: bool) -> Exit {
         self.bound.store(false, Ordering::Relaxed);
+        if was_bound {
+            crate::metrics::get()
+                .binds_up
+                .with_label_values(&[&self.cfg.name])
+                .dec();
+        }
         match &reason {
             CloseReason::BindRejected(st) => {
                 warn!(status = %st, "SMSC refused the bind");

@@ -1,0 +1,119 @@
+//! Prometheus metrics. Labels are low-cardinality by design: channels,
+//! outcomes, SMSC names, states — never phone numbers or codes.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::sync::OnceLock;
+
+/// Every metric the daemon exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Verification outcomes by channel (`started`, `existing`, `resent`,
+    /// `approved`, `wrong_code`, `max_attempts_reached`, `expired`,
+    /// `canceled`, `rate_limited`, `rejected_input`).
+    pub verifications: IntCounterVec,
+    /// SMPP binds up, per SMSC.
+    pub binds_up: IntGaugeVec,
+    /// Seconds from claiming a message to its submit_sm_resp.
+    pub submit_latency: Histogram,
+    /// Send results (`submitted`, `rejected`, `retry`, `requeued`).
+    pub sends: IntCounterVec,
+    /// Delivery receipts by state.
+    pub dlrs: IntCounterVec,
+    /// Throttle responses (0x58/0x14) from SMSCs.
+    pub throttles: IntCounter,
+    /// Outbox messages by state (set at scrape time).
+    pub queue_depth: IntGaugeVec,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new_custom(Some("verigate".into()), None).expect("registry");
+        let verifications = IntCounterVec::new(
+            Opts::new("verifications_total", "Verification outcomes by channel"),
+            &["channel", "outcome"],
+        )
+        .expect("metric");
+        let binds_up = IntGaugeVec::new(Opts::new("smpp_binds_up", "SMPP binds up"), &["smsc"])
+            .expect("metric");
+        let submit_latency = Histogram::with_opts(
+            HistogramOpts::new("submit_latency_seconds", "Claim to submit_sm_resp").buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("metric");
+        let sends =
+            IntCounterVec::new(Opts::new("sends_total", "Outbox send results"), &["result"])
+                .expect("metric");
+        let dlrs = IntCounterVec::new(
+            Opts::new("dlrs_total", "Delivery receipts by state"),
+            &["state"],
+        )
+        .expect("metric");
+        let throttles = IntCounter::new("smpp_throttles_total", "Throttle responses from SMSCs")
+            .expect("metric");
+        let queue_depth = IntGaugeVec::new(
+            Opts::new("outbox_depth", "Outbox messages by state"),
+            &["state"],
+        )
+        .expect("metric");
+        for c in [
+            Box::new(verifications.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(binds_up.clone()),
+            Box::new(submit_latency.clone()),
+            Box::new(sends.clone()),
+            Box::new(dlrs.clone()),
+            Box::new(throttles.clone()),
+            Box::new(queue_depth.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        Metrics {
+            registry,
+            verifications,
+            binds_up,
+            submit_latency,
+            sends,
+            dlrs,
+            throttles,
+            queue_depth,
+        }
+    }
+
+    /// Text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}
+
+/// Counts a verification outcome.
+pub fn verification(channel: &str, outcome: &str) {
+    get()
+        .verifications
+        .with_label_values(&[channel, outcome])
+        .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renders_counters() {
+        super::verification("sms", "approved");
+        let text = super::get().render();
+        assert!(
+            text.contains("verigate_verifications_total{channel=\"sms\",outcome=\"approved\"}"),
+            "{text}"
+        );
+    }
+}
