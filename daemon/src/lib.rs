@@ -1,8 +1,10 @@
 //! verigate: the daemon and operator CLI as a library, so end-to-end tests
 //! and benchmarks can drive the same code the binary runs.
 
+pub mod admin;
 pub mod api;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod outbox;

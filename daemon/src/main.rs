@@ -36,10 +36,53 @@ enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Show the running daemon's SMSC binds and queues.
+    Status(AdminArgs),
+    /// Manage services and their API keys on the running daemon.
+    Services {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        cmd: ServicesCmd,
+    },
     /// SMPP tools for operators.
     Smpp {
         #[command(subcommand)]
         cmd: SmppCmd,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    /// Configuration file the daemon runs with (admin address and token).
+    #[arg(long, short, default_value = "conf/verigate.toml", global = true)]
+    config: std::path::PathBuf,
+    /// Override a value: section.key=value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    set: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServicesCmd {
+    /// List services and their keys.
+    List,
+    /// Add a service; prints its first API key (shown once).
+    Add {
+        /// Service code (a-z, 0-9, '-', '_').
+        code: String,
+        /// Display name used in messages.
+        name: String,
+        /// Allowed destination countries (ISO 3166, repeatable).
+        #[arg(long = "country")]
+        countries: Vec<String>,
+    },
+    /// Issue a new API key and revoke the others; prints the key (shown once).
+    RotateKey {
+        /// Service code.
+        code: String,
     },
 }
 
@@ -120,9 +163,88 @@ fn main() -> ExitCode {
             }
         },
         Cmd::CheckConfig { path, set } => check_config(&path, &set),
+        Cmd::Status(a) => rt.block_on(admin(
+            &a,
+            reqwest::Method::GET,
+            "/admin/status",
+            None,
+            |v| verigate::cli::render_status(v),
+        )),
+        Cmd::Services { admin: a, cmd } => match cmd {
+            ServicesCmd::List => rt.block_on(admin(
+                &a,
+                reqwest::Method::GET,
+                "/admin/services",
+                None,
+                |v| verigate::cli::render_services(v),
+            )),
+            ServicesCmd::Add {
+                code,
+                name,
+                countries,
+            } => rt.block_on(admin(
+                &a,
+                reqwest::Method::POST,
+                "/admin/services",
+                Some(
+                    serde_json::json!({"code": code, "name": name, "allowed_countries": countries}),
+                ),
+                |v| {
+                    format!(
+                        "service {} added; API key (shown once): {}\n",
+                        v["code"].as_str().unwrap_or(""),
+                        v["api_key"].as_str().unwrap_or("")
+                    )
+                },
+            )),
+            ServicesCmd::RotateKey { code } => rt.block_on(admin(
+                &a,
+                reqwest::Method::POST,
+                &format!("/admin/services/{code}/rotate-key"),
+                None,
+                |v| {
+                    format!(
+                        "new API key for {} (shown once): {}\n{} old key(s) revoked\n",
+                        v["code"].as_str().unwrap_or(""),
+                        v["api_key"].as_str().unwrap_or(""),
+                        v["revoked"]
+                    )
+                },
+            )),
+        },
         Cmd::Smpp {
             cmd: SmppCmd::Probe(a),
         } => rt.block_on(run_probe(a)),
+    }
+}
+
+async fn admin(
+    a: &AdminArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    render: impl Fn(&serde_json::Value) -> String,
+) -> ExitCode {
+    let target = match verigate::cli::AdminTarget::from_config(&a.config, &a.set) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("verigate: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match target.call(method, path, body).await {
+        Ok(v) => {
+            if a.json {
+                println!("{v}");
+            } else {
+                print!("{}", render(&v));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("verigate: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

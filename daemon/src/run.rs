@@ -181,8 +181,17 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     let listener = tokio::net::TcpListener::bind(api_addr).await.map_err(|e| {
         StartError::Environment(format!("cannot listen on {api_addr} (api.listen): {e}"))
     })?;
+    let admin_addr: SocketAddr = cfg.api.admin_listen.parse().expect("validated");
+    let admin_listener = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .map_err(|e| {
+            StartError::Environment(format!(
+                "cannot listen on {admin_addr} (api.admin_listen): {e}"
+            ))
+        })?;
     let secret = ServerSecret::load_or_create(Path::new(&cfg.secrets.server_secret_file))
         .map_err(StartError::Environment)?;
+    let admin_token = admin_token(&cfg)?;
     let config::StoreConfig::Sqlite { path: db } = &cfg.store;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(db)
@@ -212,6 +221,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         secret.clone(),
         cfg.verify.clone(),
     ));
+    let state_secret = secret.clone();
     let state = AppState {
         store: store.clone(),
         verify: verify.clone(),
@@ -249,6 +259,19 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     let app = crate::api::router(state)
         .merge(readiness(store.clone(), router.clone()))
         .merge(metrics_route(store.clone()));
+    let admin_app = crate::admin::router(crate::admin::AdminState {
+        store: store.clone(),
+        router: router.clone(),
+        secret: state_secret,
+        token: admin_token.into(),
+        started_at: now_ms(),
+    });
+    let admin_addr = admin_listener.local_addr().unwrap_or(admin_addr);
+    let mut stop_admin = stop_rx.clone();
+    let admin_server = axum::serve(admin_listener, admin_app).with_graceful_shutdown(async move {
+        let _ = stop_admin.changed().await;
+    });
+    tokio::spawn(async move { admin_server.await });
     let api_addr = listener.local_addr().unwrap_or(api_addr);
     info!(%api_addr, "verigate API listening");
     // One JSON line on stdout so scripts and tests learn the real ports.
@@ -256,6 +279,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         "{}",
         serde_json::json!({
             "api": api_addr.to_string(),
+            "admin": admin_addr.to_string(),
             "lab_smsc": lab.as_ref().map(|l| l.smpp.to_string()),
             "lab_control": lab.as_ref().map(|l| l.control.clone()),
         })
@@ -281,6 +305,36 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     }
     events.abort();
     Ok(())
+}
+
+/// The admin token: from the config, else from `admin_token_file`, created
+/// with a random token (mode 0600) on first start.
+fn admin_token(cfg: &Config) -> Result<String, StartError> {
+    if !cfg.api.admin_token.is_empty() {
+        return Ok(cfg.api.admin_token.clone());
+    }
+    let path = Path::new(&cfg.api.admin_token_file);
+    match std::fs::read_to_string(path) {
+        Ok(t) if t.trim().len() >= 16 => Ok(t.trim().to_string()),
+        Ok(_) => Err(StartError::Environment(format!(
+            "{}: admin token is shorter than 16 characters",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let t = crate::verify::service::new_id("adm");
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StartError::Environment(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            crate::verify::code::write_private(path, &t).map_err(StartError::Environment)?;
+            Ok(t)
+        }
+        Err(e) => Err(StartError::Environment(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// `GET /metrics`: Prometheus text format; queue depth is read at scrape time.

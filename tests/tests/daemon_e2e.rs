@@ -11,6 +11,7 @@ use verigate_e2e::{bin, http, workspace};
 struct Daemon {
     child: Child,
     api: String,
+    admin: String,
     control: String,
     _dir: PathBuf,
 }
@@ -30,6 +31,7 @@ impl Daemon {
     fn start(sets: &[&str]) -> Daemon {
         let mut all = vec![
             "api.listen=127.0.0.1:0",
+            "api.admin_listen=127.0.0.1:0",
             "lab.smsc.listen=127.0.0.1:0",
             "lab.smsc.control=127.0.0.1:0",
         ];
@@ -62,6 +64,7 @@ impl Daemon {
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("banner {line:?}: {e}"));
         Daemon {
             api: v["api"].as_str().unwrap().to_string(),
+            admin: v["admin"].as_str().unwrap().to_string(),
             control: v["lab_control"].as_str().unwrap_or(control).to_string(),
             child,
             _dir: dir,
@@ -459,4 +462,63 @@ fn approval_is_sent_to_the_service_webhook_signed() {
     assert_eq!(event["type"], "verification.approved");
     assert_eq!(event["data"]["id"], id.as_str());
     assert!(!body.contains(&code), "the code never leaves in a webhook");
+}
+
+#[test]
+fn operator_cli_shows_status_and_manages_services() {
+    let d = Daemon::start(&[]);
+    let run = |args: &[&str]| {
+        let out = Command::new(bin("verigate"))
+            .current_dir(&d._dir)
+            .args(args)
+            .arg("--config")
+            .arg(workspace().join("conf/verigate.toml"))
+            .args(["--set", &format!("api.admin_listen={}", d.admin)])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("SMSC") && out.contains("lab"), "{out}");
+    let (code, out, err) = run(&["services", "add", "acme", "ACME Bank", "--country", "GB"]);
+    assert_eq!(code, 0, "{err}");
+    let key = out.split_whitespace().last().unwrap().to_string();
+    assert!(key.starts_with("vg_"), "{out}");
+    // The new key works on the public API.
+    let (st, _) = http_auth(
+        &d.api,
+        "POST",
+        "/v1/verifications",
+        Some(r#"{"to":"+447400123459"}"#),
+        &key,
+    );
+    assert_eq!(st, 201);
+    let (code, out, _) = run(&["services", "rotate-key", "acme"]);
+    assert_eq!(code, 0);
+    let new_key = out
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_string();
+    let (st, _) = http_auth(&d.api, "GET", "/v1/verifications/vf_x", None, &key);
+    assert_eq!(st, 401, "the rotated-out key is refused");
+    let (st, _) = http_auth(&d.api, "GET", "/v1/verifications/vf_x", None, &new_key);
+    assert_eq!(st, 404, "the new key is accepted");
+    let (code, out, _) = run(&["services", "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ACME Bank") && out.contains("(revoked)"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["services", "add", "Bad Code", "x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("code: use"), "{err}");
 }

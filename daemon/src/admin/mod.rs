@@ -1,0 +1,245 @@
+//! Admin endpoint (loopback only, bearer admin token) behind the operator
+//! CLI: status, services and API keys.
+
+use crate::app::{api_key_hash, now_ms};
+use crate::smpp::Router;
+use crate::store::{ApiKeyRecord, Service, Store, StoreError};
+use crate::verify::code::ServerSecret;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use rand::rngs::OsRng;
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// What admin handlers need.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// SMSC links.
+    pub router: Arc<Router>,
+    /// Server secret (API key hashes).
+    pub secret: ServerSecret,
+    /// The admin token.
+    pub token: Arc<str>,
+    /// Process start (Unix ms).
+    pub started_at: i64,
+}
+
+/// The admin routes.
+pub fn router(state: AdminState) -> axum::Router {
+    axum::Router::new()
+        .route("/admin/status", get(status))
+        .route("/admin/services", get(list_services).post(add_service))
+        .route("/admin/services/:code/rotate-key", post(rotate_key))
+        .with_state(state)
+}
+
+fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"status": status.as_u16(), "detail": detail.into()})),
+    )
+        .into_response()
+}
+
+fn authorized(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(s.token.as_bytes())) && !given.is_empty() {
+        Ok(())
+    } else {
+        Err(problem(
+            StatusCode::UNAUTHORIZED,
+            "admin token missing or wrong (the CLI reads it from api.admin_token_file)",
+        ))
+    }
+}
+
+fn store_err(e: StoreError) -> Response {
+    match e {
+        StoreError::Conflict(m) => problem(StatusCode::CONFLICT, m),
+        StoreError::NotFound(m) => problem(StatusCode::NOT_FOUND, m),
+        other => {
+            tracing::error!(error = %other, "admin request failed");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage failure; see the daemon log",
+            )
+        }
+    }
+}
+
+async fn status(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
+    let depth = match s.store.outbox_depth().await {
+        Ok(d) => d,
+        Err(e) => return store_err(e),
+    };
+    let services = s.store.list_services().await.map(|v| v.len()).unwrap_or(0);
+    let smscs: Vec<_> = s
+        .router
+        .smscs()
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name(),
+                "host": format!("{}:{}", c.config().host, c.config().port),
+                "bound": c.bound_count(),
+                "binds": c.bind_statuses().iter().map(|b| format!("{b:?}")).collect::<Vec<_>>(),
+                "window": c.config().session.window,
+            })
+        })
+        .collect();
+    Json(json!({
+        "uptime_seconds": (now_ms() - s.started_at) / 1000,
+        "smscs": smscs,
+        "outbox": {"queued": depth.queued, "sending": depth.sending, "submitted": depth.submitted},
+        "services": services,
+    }))
+    .into_response()
+}
+
+async fn list_services(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
+    let services = match s.store.list_services().await {
+        Ok(v) => v,
+        Err(e) => return store_err(e),
+    };
+    let mut out = Vec::new();
+    for svc in services {
+        let keys = s.store.list_api_keys(&svc.code).await.unwrap_or_default();
+        out.push(json!({
+            "code": svc.code,
+            "name": svc.name,
+            "allowed_countries": svc.settings.get("allowed_countries"),
+            "webhook": svc.settings.get("webhook_url").and_then(|u| u.as_str()).is_some(),
+            "keys": keys.iter().map(|k| json!({"key_id": k.key_id, "revoked": k.revoked_at.is_some()})).collect::<Vec<_>>(),
+        }));
+    }
+    Json(json!({"services": out})).into_response()
+}
+
+/// Body of `POST /admin/services`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewService {
+    code: String,
+    name: String,
+    #[serde(default)]
+    allowed_countries: Vec<String>,
+}
+
+/// A fresh API key: `vg_` and 32 random bytes in hex; shown once.
+fn new_api_key() -> (String, String) {
+    let b: [u8; 32] = OsRng.gen();
+    let key = format!("vg_{}", hex::encode(b));
+    let key_id = format!("key_{}", &hex::encode(b)[..8]);
+    (key, key_id)
+}
+
+async fn issue_key(s: &AdminState, service: &str) -> Result<(String, String), StoreError> {
+    let (key, key_id) = new_api_key();
+    s.store
+        .add_api_key(&ApiKeyRecord {
+            key_id: key_id.clone(),
+            service: service.to_string(),
+            hash: api_key_hash(&s.secret, &key),
+            created_at: now_ms(),
+            revoked_at: None,
+        })
+        .await?;
+    Ok((key, key_id))
+}
+
+async fn add_service(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    body: Result<Json<NewService>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
+    let Json(n) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let ok_code = !n.code.is_empty()
+        && n.code.len() <= 64
+        && n.code
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok_code {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "code: use 1-64 of a-z, 0-9, '-', '_'",
+        );
+    }
+    if n.name.trim().is_empty() {
+        return problem(StatusCode::BAD_REQUEST, "name must not be empty");
+    }
+    if let Some(c) = n
+        .allowed_countries
+        .iter()
+        .find(|c| !(c.len() == 2 && c.chars().all(|x| x.is_ascii_uppercase())))
+    {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("allowed_countries: {c:?} is not an ISO 3166 code like \"GB\""),
+        );
+    }
+    let svc = Service {
+        code: n.code.clone(),
+        name: n.name,
+        settings: json!({"allowed_countries": n.allowed_countries}),
+        created_at: now_ms(),
+    };
+    if let Err(e) = s.store.create_service(&svc).await {
+        return store_err(e);
+    }
+    match issue_key(&s, &n.code).await {
+        Ok((key, key_id)) => (
+            StatusCode::CREATED,
+            Json(json!({"code": n.code, "api_key": key, "key_id": key_id})),
+        )
+            .into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+async fn rotate_key(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
+    match s.store.get_service(&code).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return problem(StatusCode::NOT_FOUND, format!("no service {code:?}")),
+        Err(e) => return store_err(e),
+    }
+    let (key, key_id) = match issue_key(&s, &code).await {
+        Ok(k) => k,
+        Err(e) => return store_err(e),
+    };
+    match s.store.revoke_api_keys(&code, &key_id, now_ms()).await {
+        Ok(n) => Json(json!({"code": code, "api_key": key, "key_id": key_id, "revoked": n}))
+            .into_response(),
+        Err(e) => store_err(e),
+    }
+}

@@ -1,0 +1,141 @@
+//! Operator commands that talk to a running daemon's admin endpoint.
+
+use crate::config;
+use serde_json::Value;
+use std::path::Path;
+
+/// Where the admin endpoint is and its token, read from the config file
+/// (the same file the daemon runs with).
+#[derive(Debug, Clone)]
+pub struct AdminTarget {
+    /// `host:port`.
+    pub addr: String,
+    /// Bearer token.
+    pub token: String,
+}
+
+impl AdminTarget {
+    /// From a config file (and `--set` overrides); the token comes from
+    /// `api.admin_token` or the file `api.admin_token_file` names.
+    pub fn from_config(path: &Path, sets: &[String]) -> Result<Self, String> {
+        let cfg = config::load(path, sets).map_err(|e| e.to_string())?;
+        let token = if cfg.api.admin_token.is_empty() {
+            std::fs::read_to_string(&cfg.api.admin_token_file)
+                .map_err(|e| {
+                    format!(
+                        "cannot read the admin token from {} ({e}); is the daemon running from this directory?",
+                        cfg.api.admin_token_file
+                    )
+                })?
+                .trim()
+                .to_string()
+        } else {
+            cfg.api.admin_token.clone()
+        };
+        Ok(AdminTarget {
+            addr: cfg.api.admin_listen,
+            token,
+        })
+    }
+
+    /// Calls the admin endpoint; a non-2xx answer becomes its detail.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let client = reqwest::Client::new();
+        let url = format!("http://{}{path}", self.addr);
+        let mut req = client.request(method, &url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            format!(
+                "cannot reach the daemon's admin endpoint at {}: {e}",
+                self.addr
+            )
+        })?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(v)
+        } else {
+            Err(format!(
+                "{}: {}",
+                status,
+                v["detail"].as_str().unwrap_or("request refused")
+            ))
+        }
+    }
+}
+
+/// `verigate status` as a table.
+pub fn render_status(v: &Value) -> String {
+    let mut s = format!(
+        "uptime {} s, {} service(s)\n\n",
+        v["uptime_seconds"], v["services"]
+    );
+    s.push_str(&format!(
+        "{:<16} {:<22} {:>6} {:>7}  binds\n",
+        "SMSC", "address", "bound", "window"
+    ));
+    for c in v["smscs"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "{:<16} {:<22} {:>6} {:>7}  {}\n",
+            c["name"].as_str().unwrap_or(""),
+            c["host"].as_str().unwrap_or(""),
+            c["bound"].to_string(),
+            c["window"].to_string(),
+            c["binds"]
+                .as_array()
+                .map(|b| b
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ));
+    }
+    let o = &v["outbox"];
+    s.push_str(&format!(
+        "\noutbox: {} queued, {} sending, {} awaiting receipt\n",
+        o["queued"], o["sending"], o["submitted"]
+    ));
+    s
+}
+
+/// `verigate services list` as a table.
+pub fn render_services(v: &Value) -> String {
+    let mut s = format!(
+        "{:<20} {:<28} {:<10} {}\n",
+        "code", "name", "webhook", "keys"
+    );
+    for svc in v["services"].as_array().into_iter().flatten() {
+        let keys: Vec<String> = svc["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| {
+                format!(
+                    "{}{}",
+                    k["key_id"].as_str().unwrap_or(""),
+                    if k["revoked"] == true {
+                        " (revoked)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "{:<20} {:<28} {:<10} {}\n",
+            svc["code"].as_str().unwrap_or(""),
+            svc["name"].as_str().unwrap_or(""),
+            if svc["webhook"] == true { "yes" } else { "no" },
+            keys.join(", ")
+        ));
+    }
+    s
+}
