@@ -168,7 +168,7 @@ fn main() -> ExitCode {
             reqwest::Method::GET,
             "/admin/status",
             None,
-            |v| verigate::cli::render_status(v),
+            verigate::cli::render_status,
         )),
         Cmd::Services { admin: a, cmd } => match cmd {
             ServicesCmd::List => rt.block_on(admin(
@@ -176,7 +176,7 @@ fn main() -> ExitCode {
                 reqwest::Method::GET,
                 "/admin/services",
                 None,
-                |v| verigate::cli::render_services(v),
+                verigate::cli::render_services,
             )),
             ServicesCmd::Add {
                 code,

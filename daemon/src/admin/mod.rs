@@ -49,7 +49,7 @@ fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn authorized(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(s: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -58,10 +58,10 @@ fn authorized(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
     if bool::from(given.as_bytes().ct_eq(s.token.as_bytes())) && !given.is_empty() {
         Ok(())
     } else {
-        Err(problem(
+        Err(Box::new(problem(
             StatusCode::UNAUTHORIZED,
             "admin token missing or wrong (the CLI reads it from api.admin_token_file)",
-        ))
+        )))
     }
 }
 
@@ -81,7 +81,7 @@ fn store_err(e: StoreError) -> Response {
 
 async fn status(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     let depth = match s.store.outbox_depth().await {
         Ok(d) => d,
@@ -113,7 +113,7 @@ async fn status(State(s): State<AdminState>, headers: HeaderMap) -> Response {
 
 async fn list_services(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     let services = match s.store.list_services().await {
         Ok(v) => v,
@@ -171,7 +171,7 @@ async fn add_service(
     body: Result<Json<NewService>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     let Json(n) = match body {
         Ok(b) => b,
@@ -226,7 +226,7 @@ async fn rotate_key(
     Path(code): Path<String>,
 ) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     match s.store.get_service(&code).await {
         Ok(Some(_)) => {}
