@@ -522,3 +522,56 @@ fn operator_cli_shows_status_and_manages_services() {
     assert_eq!(code, 1);
     assert!(err.contains("code: use"), "{err}");
 }
+
+fn signal(d: &Daemon, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &d.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn sighup_reloads_templates_and_sigterm_exits_cleanly() {
+    let dir = scratch_dir();
+    let cfg = dir.join("verigate.toml");
+    let base = std::fs::read_to_string(workspace().join("conf/verigate.toml")).unwrap();
+    std::fs::write(&cfg, &base).unwrap();
+    let mut d = Daemon::start_in(
+        dir,
+        &cfg,
+        &[
+            "api.listen=127.0.0.1:0",
+            "api.admin_listen=127.0.0.1:0",
+            "lab.smsc.listen=127.0.0.1:0",
+            "lab.smsc.control=127.0.0.1:0",
+        ],
+        "",
+    );
+    std::fs::write(
+        &cfg,
+        format!("{base}\n[verify.templates]\nen = \"RELOADED {{service}} code {{code}}\"\n"),
+    )
+    .unwrap();
+    signal(&d, "-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, v) = d.call(
+        "POST",
+        "/v1/verifications",
+        Some(serde_json::json!({"to": "+447400123460"})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let text = handset_text(&d.control, "447400123460", 0);
+    assert!(text.starts_with("RELOADED Verigate Lab code "), "{text}");
+    // SIGTERM: drains and exits 0.
+    signal(&d, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(st) = d.child.try_wait().unwrap() {
+            assert!(st.success(), "exit status {st:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
