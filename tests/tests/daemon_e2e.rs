@@ -575,3 +575,103 @@ fn sighup_reloads_templates_and_sigterm_exits_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn call_raw(d: &Daemon, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&d.api).unwrap();
+    let req = format!(
+        "POST /v1/verifications HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer lab-key-change-me\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, resp)
+}
+
+#[test]
+fn every_rate_limit_answers_429_with_retry_after() {
+    // (limit to tighten, first number, second number, wait for resend cooldown)
+    let cases: [(&str, &str, &str, bool); 4] = [
+        (
+            "verify.limits.per_number=1/10m",
+            "+447400123461",
+            "+447400123461",
+            true,
+        ),
+        (
+            "verify.limits.per_service=1/1m",
+            "+447400123462",
+            "+8613800138000",
+            false,
+        ),
+        (
+            "verify.limits.per_prefix=1/1m",
+            "+447400123463",
+            "+447400123464",
+            false,
+        ),
+        (
+            "verify.limits.per_ip=1/1m",
+            "+447400123465",
+            "+447400123466",
+            false,
+        ),
+    ];
+    for (limit, first, second, cooldown) in cases {
+        let d = Daemon::start(&[limit, "verify.resend_cooldown=1s"]);
+        let (st, resp) = call_raw(&d, &format!(r#"{{"to":"{first}"}}"#));
+        assert_eq!(st, 201, "{limit}: {resp}");
+        if cooldown {
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        let (st, resp) = call_raw(&d, &format!(r#"{{"to":"{second}"}}"#));
+        assert_eq!(st, 429, "{limit}: {resp}");
+        let lower = resp.to_ascii_lowercase();
+        assert!(lower.contains("retry-after: "), "{limit}: {resp}");
+        assert!(
+            resp.contains("\"code\":\"rate_limited\""),
+            "{limit}: {resp}"
+        );
+    }
+}
+
+#[test]
+fn bad_requests_get_clear_problems() {
+    let d = Daemon::start(&[]);
+    for (body, code) in [
+        ("{not json", "invalid_json"),
+        (r#"{"to":"+447400123467","colour":"red"}"#, "unknown_field"),
+        (r#"{"to":"hello"}"#, "invalid_phone_number"),
+        (
+            r#"{"to":"+447400123467","channel":"pigeon"}"#,
+            "unsupported_channel",
+        ),
+        (
+            r#"{"to":"+447400123467","code_length":3}"#,
+            "invalid_code_length",
+        ),
+    ] {
+        let (st, resp) = call_raw(&d, body);
+        assert_eq!(st, 400, "{body}: {resp}");
+        assert!(resp.contains("application/problem+json"), "{resp}");
+        assert!(
+            resp.contains(&format!("\"code\":\"{code}\"")),
+            "{body}: {resp}"
+        );
+    }
+    let (st, resp) = http_auth(
+        &d.api,
+        "POST",
+        "/v1/verifications",
+        Some(r#"{"to":"+447400123467"}"#),
+        "wrong-key",
+    );
+    assert_eq!(st, 401, "{resp}");
+    assert!(resp.contains("unauthorized"), "{resp}");
+}
