@@ -675,3 +675,28 @@ fn bad_requests_get_clear_problems() {
     assert_eq!(st, 401, "{resp}");
     assert!(resp.contains("unauthorized"), "{resp}");
 }
+
+#[test]
+fn codes_not_sent_before_they_expire_are_recorded_as_expired() {
+    let sim = verigate_e2e::Sim::start(&[]);
+    let port = sim.port;
+    let dir = scratch_dir();
+    let cfg = deployment_config(&dir, port);
+    let d = Daemon::start_in(dir, &cfg, &["verify.ttl=30s"], &sim.control);
+    drop(sim);
+    let (st, v) = d.call(
+        "POST",
+        "/v1/verifications",
+        Some(serde_json::json!({"to": "+447400123468"})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(31_500));
+    let (_, v) = d.call("GET", &format!("/v1/verifications/{id}"), None);
+    assert_eq!(v["status"], "expired", "{v}");
+    assert_eq!(v["delivery"]["state"], "expired", "{v}");
+    // When the SMSC returns, the dead code is not sent.
+    let sim = verigate_e2e::Sim::start_on(&format!("127.0.0.1:{port}"), &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sim.inbox("447400123468").is_empty());
+}
