@@ -45,6 +45,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ServicesCmd,
     },
+    /// Start, check or show a verification on the running daemon.
+    Verify {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        cmd: VerifyCmd,
+    },
     /// SMPP tools for operators.
     Smpp {
         #[command(subcommand)]
@@ -84,6 +91,59 @@ enum ServicesCmd {
         /// Service code.
         code: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum VerifyCmd {
+    /// Send a code to a number for a service.
+    Start {
+        /// Destination number (E.164).
+        to: String,
+        /// Service code.
+        #[arg(long, default_value = "lab")]
+        service: String,
+        /// Template locale.
+        #[arg(long)]
+        locale: Option<String>,
+    },
+    /// Check a code.
+    Check {
+        /// Verification id.
+        id: String,
+        /// The code.
+        code: String,
+    },
+    /// Show a verification and its delivery state.
+    Show {
+        /// Verification id.
+        id: String,
+    },
+}
+
+fn render_verification(v: &serde_json::Value) -> String {
+    let mut s = format!(
+        "{}  {}  to {}  status {}  attempts {}/{}  sends {}  expires {}",
+        v["id"].as_str().unwrap_or(""),
+        v["service"].as_str().unwrap_or(""),
+        v["to"].as_str().unwrap_or(""),
+        v["status"].as_str().unwrap_or(""),
+        v["attempts"],
+        v["max_attempts"],
+        v["sends"],
+        v["expires_at"].as_str().unwrap_or("")
+    );
+    if let Some(d) = v["delivery"].as_str() {
+        s.push_str(&format!("  delivery {d}"));
+    }
+    if let Some(valid) = v["valid"].as_bool() {
+        s.push_str(if valid {
+            "  (code accepted)"
+        } else {
+            "  (code not accepted)"
+        });
+    }
+    s.push('\n');
+    s
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +230,33 @@ fn main() -> ExitCode {
             None,
             verigate::cli::render_status,
         )),
+        Cmd::Verify { admin: a, cmd } => match cmd {
+            VerifyCmd::Start {
+                to,
+                service,
+                locale,
+            } => rt.block_on(admin(
+                &a,
+                reqwest::Method::POST,
+                "/admin/verify",
+                Some(serde_json::json!({"service": service, "to": to, "locale": locale})),
+                render_verification,
+            )),
+            VerifyCmd::Check { id, code } => rt.block_on(admin(
+                &a,
+                reqwest::Method::POST,
+                &format!("/admin/verify/{id}/check"),
+                Some(serde_json::json!({"code": code})),
+                render_verification,
+            )),
+            VerifyCmd::Show { id } => rt.block_on(admin(
+                &a,
+                reqwest::Method::GET,
+                &format!("/admin/verify/{id}"),
+                None,
+                render_verification,
+            )),
+        },
         Cmd::Services { admin: a, cmd } => match cmd {
             ServicesCmd::List => rt.block_on(admin(
                 &a,

@@ -265,6 +265,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         secret: state_secret,
         token: admin_token.into(),
         started_at: now_ms(),
+        verify: verify.clone(),
     });
     let admin_addr = admin_listener.local_addr().unwrap_or(admin_addr);
     let mut stop_admin = stop_rx.clone();

@@ -521,6 +521,24 @@ fn operator_cli_shows_status_and_manages_services() {
     let (code, _, err) = run(&["services", "add", "Bad Code", "x"]);
     assert_eq!(code, 1);
     assert!(err.contains("code: use"), "{err}");
+    // verify start / show / check from the command line.
+    let (code, out, err) = run(&["verify", "start", "+447400123469"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("status pending"), "{out}");
+    let id = out.split_whitespace().next().unwrap().to_string();
+    let sms = handset_text(&d.control, "447400123469", 0);
+    let (code, out, _) = run(&["verify", "check", &id, &code_in(&sms)]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("status approved") && out.contains("(code accepted)"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["verify", "show", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("status approved"), "{out}");
+    let (code, _, err) = run(&["verify", "show", "vf_nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no such verification"), "{err}");
 }
 
 fn signal(d: &Daemon, sig: &str) {

@@ -30,6 +30,8 @@ pub struct AdminState {
     pub token: Arc<str>,
     /// Process start (Unix ms).
     pub started_at: i64,
+    /// The verification service (for `verigate verify …`).
+    pub verify: Arc<crate::verify::service::VerifyService>,
 }
 
 /// The admin routes.
@@ -38,6 +40,9 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/admin/status", get(status))
         .route("/admin/services", get(list_services).post(add_service))
         .route("/admin/services/:code/rotate-key", post(rotate_key))
+        .route("/admin/verify", post(verify_start))
+        .route("/admin/verify/:id", get(verify_show))
+        .route("/admin/verify/:id/check", post(verify_check))
         .with_state(state)
 }
 
@@ -241,5 +246,146 @@ async fn rotate_key(
         Ok(n) => Json(json!({"code": code, "api_key": key, "key_id": key_id, "revoked": n}))
             .into_response(),
         Err(e) => store_err(e),
+    }
+}
+
+fn verification_json(v: &crate::store::Verification) -> serde_json::Value {
+    json!({
+        "id": v.id,
+        "service": v.service,
+        "to": v.to,
+        "status": v.status.as_str(),
+        "attempts": v.attempts,
+        "max_attempts": v.max_attempts,
+        "sends": v.sends,
+        "expires_at": verigate_codecs::time::rfc3339(v.expires_at),
+    })
+}
+
+fn verify_err(e: crate::verify::service::VerifyError) -> Response {
+    use crate::verify::service::VerifyError as E;
+    match e {
+        E::NotFound => problem(StatusCode::NOT_FOUND, "no such verification"),
+        E::RateLimited { .. } => problem(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+        E::Store(se) => store_err(se),
+        other => problem(StatusCode::BAD_REQUEST, other.to_string()),
+    }
+}
+
+/// Body of `POST /admin/verify`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminStart {
+    service: String,
+    to: String,
+    #[serde(default)]
+    locale: Option<String>,
+}
+
+async fn verify_start(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    body: Result<Json<AdminStart>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return *r;
+    }
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let svc = match s.store.get_service(&b.service).await {
+        Ok(Some(svc)) => svc,
+        Ok(None) => return problem(StatusCode::NOT_FOUND, format!("no service {:?}", b.service)),
+        Err(e) => return store_err(e),
+    };
+    let req = crate::verify::service::StartRequest {
+        to: b.to,
+        channel: "sms".into(),
+        locale: b.locale,
+        ..Default::default()
+    };
+    match s.verify.start(&svc, req, now_ms()).await {
+        Ok(st) => {
+            let mut v = verification_json(&st.verification);
+            v["created"] = json!(st.created);
+            v["sent"] = json!(st.sent);
+            Json(v).into_response()
+        }
+        Err(e) => verify_err(e),
+    }
+}
+
+async fn service_of(s: &AdminState, id: &str) -> Result<Service, Response> {
+    let v = match s.store.get_verification(id).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(problem(StatusCode::NOT_FOUND, "no such verification")),
+        Err(e) => return Err(store_err(e)),
+    };
+    match s.store.get_service(&v.service).await {
+        Ok(Some(svc)) => Ok(svc),
+        Ok(None) => Err(problem(
+            StatusCode::NOT_FOUND,
+            "its service no longer exists",
+        )),
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+async fn verify_show(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return *r;
+    }
+    let svc = match service_of(&s, &id).await {
+        Ok(svc) => svc,
+        Err(r) => return r,
+    };
+    match s.verify.get(&svc, &id, now_ms()).await {
+        Ok(v) => {
+            let mut out = verification_json(&v);
+            if let Ok(Some(d)) = s.verify.delivery(&id).await {
+                out["delivery"] = json!(d.state.as_str());
+            }
+            Json(out).into_response()
+        }
+        Err(e) => verify_err(e),
+    }
+}
+
+/// Body of `POST /admin/verify/{id}/check`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminCheck {
+    code: String,
+}
+
+async fn verify_check(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<AdminCheck>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return *r;
+    }
+    let Json(b) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let svc = match service_of(&s, &id).await {
+        Ok(svc) => svc,
+        Err(r) => return r,
+    };
+    match s.verify.check(&svc, &id, &b.code, now_ms()).await {
+        Ok(c) => {
+            let mut out = verification_json(&c.verification);
+            out["valid"] = json!(c.matched);
+            Json(out).into_response()
+        }
+        Err(e) => verify_err(e),
     }
 }
