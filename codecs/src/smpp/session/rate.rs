@@ -58,7 +58,12 @@ impl TokenBucket {
             now
         } else {
             let wait = (1.0 - self.tokens) / self.rate;
-            now + Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(86_400))
+            // At least 1 µs: a shortfall of a rounding error would otherwise
+            // give a deadline equal to `now`, and a driver would spin.
+            let wait = Duration::try_from_secs_f64(wait)
+                .unwrap_or(Duration::from_secs(86_400))
+                .max(Duration::from_micros(1));
+            now + wait
         }
     }
 }
@@ -66,6 +71,16 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rounding_shortfall_still_waits() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(3.0, 1, t0);
+        assert!(b.try_take(t0));
+        // Leave the bucket a hair below one token.
+        b.tokens = 1.0 - f64::EPSILON;
+        assert!(b.next_available(t0) > t0);
+    }
 
     #[test]
     fn zero_or_nan_rate_does_not_panic() {
