@@ -182,12 +182,7 @@ async fn add_service(
         Ok(b) => b,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let ok_code = !n.code.is_empty()
-        && n.code.len() <= 64
-        && n.code
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if !ok_code {
+    if !crate::config::is_service_code(&n.code) {
         return problem(
             StatusCode::BAD_REQUEST,
             "code: use 1-64 of a-z, 0-9, '-', '_'",
@@ -199,7 +194,7 @@ async fn add_service(
     if let Some(c) = n
         .allowed_countries
         .iter()
-        .find(|c| !(c.len() == 2 && c.chars().all(|x| x.is_ascii_uppercase())))
+        .find(|c| !crate::config::is_region(c))
     {
         return problem(
             StatusCode::BAD_REQUEST,

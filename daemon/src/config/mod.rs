@@ -7,6 +7,7 @@ mod validate;
 
 pub use load::{load, load_str, ConfigError};
 pub use units::{RateLimit, Span};
+pub use validate::{is_region, is_service_code};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

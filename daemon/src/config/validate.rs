@@ -119,12 +119,7 @@ impl Config {
         let mut keys = HashSet::new();
         for (i, s) in self.service.iter().enumerate() {
             let k = format!("service[{i}] ({})", s.code);
-            let ok_code = !s.code.is_empty()
-                && s.code.len() <= 64
-                && s.code
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-            if !ok_code {
+            if !is_service_code(&s.code) {
                 p.push(format!("{k}.code: use 1-64 of a-z, 0-9, '-', '_'"));
             }
             if !codes.insert(s.code.clone()) {
@@ -210,6 +205,16 @@ fn addr(p: &mut Vec<String>, key: &str, v: &str) -> Option<SocketAddr> {
     }
 }
 
-fn is_region(s: &str) -> bool {
+/// A service code: 1-64 of a-z, 0-9, '-', '_' (shared by config and admin).
+pub fn is_service_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 64
+        && code
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// An ISO 3166 alpha-2 region code such as `GB`.
+pub fn is_region(s: &str) -> bool {
     s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase())
 }
