@@ -258,15 +258,7 @@ impl VerifyService {
                 });
             }
             // Past its expiry but never closed: close it, then start anew.
-            self.store
-                .update_verification(
-                    &v.id,
-                    VerificationStatus::Pending,
-                    v.attempts,
-                    VerificationStatus::Expired,
-                    v.attempts,
-                    now,
-                )
+            self.close_pending(svc, &v, VerificationStatus::Expired, now)
                 .await?;
         }
         self.limit(
@@ -418,28 +410,43 @@ impl VerifyService {
             .filter(|v| v.service == svc.code)
             .ok_or(VerifyError::NotFound)?;
         if v.status == VerificationStatus::Pending && now >= v.expires_at {
-            let changed = self
-                .store
-                .update_verification(
-                    &v.id,
-                    VerificationStatus::Pending,
-                    v.attempts,
-                    VerificationStatus::Expired,
-                    v.attempts,
-                    now,
-                )
-                .await?;
-            let v = self
-                .store
-                .get_verification(id)
-                .await?
-                .ok_or(VerifyError::NotFound)?;
-            if changed {
-                notify(&*self.store, svc, &v, now).await;
-            }
-            return Ok(v);
+            return self
+                .close_pending(svc, &v, VerificationStatus::Expired, now)
+                .await;
         }
         Ok(v)
+    }
+
+    /// Moves a pending verification to a closed `status` (compare and set:
+    /// a concurrent change wins), queues its webhook when this call changed
+    /// it, and returns the stored record.
+    async fn close_pending(
+        &self,
+        svc: &Service,
+        v: &Verification,
+        status: VerificationStatus,
+        now: Millis,
+    ) -> Result<Verification, VerifyError> {
+        let changed = self
+            .store
+            .update_verification(
+                &v.id,
+                VerificationStatus::Pending,
+                v.attempts,
+                status,
+                v.attempts,
+                now,
+            )
+            .await?;
+        let after = self
+            .store
+            .get_verification(&v.id)
+            .await?
+            .ok_or(VerifyError::NotFound)?;
+        if changed {
+            notify(&*self.store, svc, &after, now).await;
+        }
+        Ok(after)
     }
 
     /// Delivery state of the latest message of a verification.
@@ -521,29 +528,11 @@ impl VerifyService {
         now: Millis,
     ) -> Result<Verification, VerifyError> {
         let v = self.get(svc, id, now).await?;
-        let mut changed = false;
-        if v.status == VerificationStatus::Pending {
-            changed = self
-                .store
-                .update_verification(
-                    &v.id,
-                    VerificationStatus::Pending,
-                    v.attempts,
-                    VerificationStatus::Canceled,
-                    v.attempts,
-                    now,
-                )
-                .await?;
+        if v.status != VerificationStatus::Pending {
+            return Ok(v);
         }
-        let v = self
-            .store
-            .get_verification(id)
-            .await?
-            .ok_or(VerifyError::NotFound)?;
-        if changed {
-            notify(&*self.store, svc, &v, now).await;
-        }
-        Ok(v)
+        self.close_pending(svc, &v, VerificationStatus::Canceled, now)
+            .await
     }
 }
 

@@ -244,3 +244,39 @@ async fn idempotent_replay_never_resends_even_after_cooldown() {
         Err(VerifyError::IdempotencyMismatch)
     ));
 }
+
+#[tokio::test]
+async fn every_close_queues_one_webhook_including_expiry_found_by_a_new_start() {
+    let (s, mut svc, store) = setup(VerifyConfig::default()).await;
+    svc.settings = serde_json::json!({"webhook_url": "http://127.0.0.1:9/h", "webhook_secret": "0123456789abcdef"});
+    store
+        .update_service_settings("acme", &svc.settings)
+        .await
+        .unwrap();
+    let a = s.start(&svc, req(TO), T0).await.unwrap().verification;
+    // A new start after expiry closes the old one (webhook) and makes a new one.
+    let b = s
+        .start(&svc, req(TO), T0 + 700_000)
+        .await
+        .unwrap()
+        .verification;
+    assert_ne!(a.id, b.id);
+    let c = s.cancel(&svc, &b.id, T0 + 700_001).await.unwrap();
+    assert_eq!(c.status, VerificationStatus::Canceled);
+    // Canceling again changes nothing and queues nothing.
+    s.cancel(&svc, &b.id, T0 + 700_002).await.unwrap();
+    let jobs = store
+        .claim_webhooks(T0 + 800_000, 10, 60_000)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            serde_json::from_str::<serde_json::Value>(&j.body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kinds, vec!["verification.expired", "verification.canceled"]);
+}
