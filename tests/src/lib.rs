@@ -130,13 +130,45 @@ impl Drop for Sim {
     }
 }
 
-/// A minimal HTTP/1.1 client for loopback control APIs.
-pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+/// An HTTP response: status, header block (lower-cased names kept as sent) and body.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code (0 if the response was unreadable).
+    pub status: u16,
+    /// The header block as received.
+    pub head: String,
+    /// The body (chunked encoding undone).
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// A header's value, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// A minimal HTTP/1.1 client for loopback APIs, with an optional bearer token.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> HttpResponse {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let body = body.unwrap_or("");
+    let auth = bearer
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("write request");
@@ -147,18 +179,26 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, S
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = match resp.split_once("\r\n\r\n") {
-        Some((head, b))
-            if head
-                .to_ascii_lowercase()
-                .contains("transfer-encoding: chunked") =>
-        {
-            dechunk(b)
-        }
-        Some((_, b)) => b.to_string(),
-        None => String::new(),
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((resp.as_str(), ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
     };
-    (status, body)
+    HttpResponse {
+        status,
+        head: head.to_string(),
+        body,
+    }
+}
+
+/// [`http_request`] without a token: (status, body).
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let r = http_request(addr, method, path, body, None);
+    (r.status, r.body)
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use verigate_e2e::{bin, http, workspace};
+use verigate_e2e::{bin, http, http_request, workspace, HttpResponse};
 
 /// A running daemon in a scratch directory, killed on drop.
 struct Daemon {
@@ -117,27 +117,8 @@ fn rand_suffix() -> u64 {
 }
 
 fn http_auth(addr: &str, method: &str, path: &str, body: Option<&str>, key: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let r = http_request(addr, method, path, body, Some(key));
+    (r.status, r.body)
 }
 
 /// Waits for the handset to receive a message and returns its text.
@@ -594,22 +575,15 @@ fn sighup_reloads_templates_and_sigterm_exits_cleanly() {
     }
 }
 
-fn call_raw(d: &Daemon, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(&d.api).unwrap();
-    let req = format!(
-        "POST /v1/verifications HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer lab-key-change-me\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, resp)
+/// POST /v1/verifications with the lab key, keeping headers for the checks.
+fn call_raw(d: &Daemon, body: &str) -> HttpResponse {
+    http_request(
+        &d.api,
+        "POST",
+        "/v1/verifications",
+        Some(body),
+        Some("lab-key-change-me"),
+    )
 }
 
 #[test]
@@ -643,18 +617,22 @@ fn every_rate_limit_answers_429_with_retry_after() {
     ];
     for (limit, first, second, cooldown) in cases {
         let d = Daemon::start(&[limit, "verify.resend_cooldown=1s"]);
-        let (st, resp) = call_raw(&d, &format!(r#"{{"to":"{first}"}}"#));
-        assert_eq!(st, 201, "{limit}: {resp}");
+        let r = call_raw(&d, &format!(r#"{{"to":"{first}"}}"#));
+        assert_eq!(r.status, 201, "{limit}: {}", r.body);
         if cooldown {
             std::thread::sleep(Duration::from_millis(1100));
         }
-        let (st, resp) = call_raw(&d, &format!(r#"{{"to":"{second}"}}"#));
-        assert_eq!(st, 429, "{limit}: {resp}");
-        let lower = resp.to_ascii_lowercase();
-        assert!(lower.contains("retry-after: "), "{limit}: {resp}");
+        let r = call_raw(&d, &format!(r#"{{"to":"{second}"}}"#));
+        assert_eq!(r.status, 429, "{limit}: {}", r.body);
+        let retry: u64 = r
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(retry >= 1, "{limit}: no Retry-After in {}", r.head);
         assert!(
-            resp.contains("\"code\":\"rate_limited\""),
-            "{limit}: {resp}"
+            r.body.contains("\"code\":\"rate_limited\""),
+            "{limit}: {}",
+            r.body
         );
     }
 }
@@ -675,12 +653,18 @@ fn bad_requests_get_clear_problems() {
             "invalid_code_length",
         ),
     ] {
-        let (st, resp) = call_raw(&d, body);
-        assert_eq!(st, 400, "{body}: {resp}");
-        assert!(resp.contains("application/problem+json"), "{resp}");
+        let r = call_raw(&d, body);
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/problem+json"),
+            "{}",
+            r.head
+        );
         assert!(
-            resp.contains(&format!("\"code\":\"{code}\"")),
-            "{body}: {resp}"
+            r.body.contains(&format!("\"code\":\"{code}\"")),
+            "{body}: {}",
+            r.body
         );
     }
     let (st, resp) = http_auth(
