@@ -1,9 +1,7 @@
 //! The OpenAPI document of the public API (`GET /openapi.json`).
 
 use super::problem::{ProblemBody, ProblemCode};
-use super::verifications::{
-    self, CheckBody, CheckView, DeliveryState, DeliveryView, StartBody, Status, VerificationView,
-};
+use super::verifications::{self, CheckBody, CheckView, DeliveryView, StartBody, VerificationView};
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::OnceLock;
@@ -29,8 +27,8 @@ use utoipa::{Modify, OpenApi};
         VerificationView,
         CheckView,
         DeliveryView,
-        DeliveryState,
-        Status,
+        crate::store::MessageState,
+        crate::store::VerificationStatus,
         ProblemBody,
         ProblemCode
     )),

@@ -47,73 +47,11 @@ pub struct CheckBody {
     pub code: String,
 }
 
-/// Lifecycle of a verification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Waiting for the right code.
-    Pending,
-    /// The right code was given.
-    Approved,
-    /// Not approved in time.
-    Expired,
-    /// Too many wrong codes.
-    MaxAttemptsReached,
-    /// Canceled by the service.
-    Canceled,
-}
-
-impl From<VerificationStatus> for Status {
-    fn from(s: VerificationStatus) -> Self {
-        match s {
-            VerificationStatus::Pending => Status::Pending,
-            VerificationStatus::Approved => Status::Approved,
-            VerificationStatus::Expired => Status::Expired,
-            VerificationStatus::MaxAttemptsReached => Status::MaxAttemptsReached,
-            VerificationStatus::Canceled => Status::Canceled,
-        }
-    }
-}
-
-/// Delivery state of the latest code message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// Waiting to be sent.
-    Queued,
-    /// Being handed to an SMSC.
-    Sending,
-    /// Accepted by an SMSC, no final receipt yet.
-    Submitted,
-    /// The handset received it.
-    Delivered,
-    /// The network could not deliver it.
-    Undeliverable,
-    /// The SMSC refused it.
-    Rejected,
-    /// Not sent before the code expired.
-    Expired,
-}
-
-impl From<MessageState> for DeliveryState {
-    fn from(s: MessageState) -> Self {
-        match s {
-            MessageState::Queued => DeliveryState::Queued,
-            MessageState::Sending => DeliveryState::Sending,
-            MessageState::Submitted => DeliveryState::Submitted,
-            MessageState::Delivered => DeliveryState::Delivered,
-            MessageState::Undeliverable => DeliveryState::Undeliverable,
-            MessageState::Rejected => DeliveryState::Rejected,
-            MessageState::Expired => DeliveryState::Expired,
-        }
-    }
-}
-
 /// Delivery of a verification's messages.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeliveryView {
     /// State of the latest message.
-    pub state: DeliveryState,
+    pub state: MessageState,
     /// Messages sent (first send and resends).
     pub messages: usize,
 }
@@ -125,7 +63,7 @@ pub struct VerificationView {
     #[schema(example = "vf_0123456789abcdef01234567")]
     pub id: String,
     /// Status.
-    pub status: Status,
+    pub status: VerificationStatus,
     /// Channel the code is sent over.
     #[schema(example = "sms")]
     pub channel: String,
@@ -158,7 +96,7 @@ pub struct CheckView {
     /// Opaque id.
     pub id: String,
     /// Status after the check.
-    pub status: Status,
+    pub status: VerificationStatus,
     /// Checks left; 0 once the verification is no longer pending.
     pub remaining_attempts: u32,
     /// True only when this request's code was right (a repeated check of an
@@ -182,7 +120,7 @@ async fn view(
     let delivery = state.verify.delivery(&v.id).await?;
     Ok(VerificationView {
         id: v.id.clone(),
-        status: v.status.into(),
+        status: v.status,
         channel: v.channel.clone(),
         to: v.to.clone(),
         expires_at: rfc3339(v.expires_at),
@@ -190,7 +128,7 @@ async fn view(
         send_count: v.sends,
         remaining_attempts: remaining(v),
         delivery: delivery.map(|d| DeliveryView {
-            state: d.state.into(),
+            state: d.state,
             messages: d.messages,
         }),
         resent,
@@ -381,7 +319,7 @@ pub async fn check(
     Ok(Json(CheckView {
         remaining_attempts: remaining(&v),
         valid: c.matched,
-        status: v.status.into(),
+        status: v.status,
         id: v.id,
     }))
 }

@@ -33,8 +33,8 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<Millis>,
 }
 
-/// Lifecycle of a verification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Lifecycle of a verification (also its API schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VerificationStatus {
     /// Waiting for the right code.
@@ -107,8 +107,8 @@ pub struct Verification {
     pub updated_at: Millis,
 }
 
-/// Delivery state of an outbound message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Delivery state of an outbound message (also its API schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
     /// Stored, waiting for the SMPP sender.
