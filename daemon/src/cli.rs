@@ -71,23 +71,35 @@ impl AdminTarget {
     }
 }
 
-/// `verigate status` as a table.
-pub fn render_status(v: &Value) -> String {
+/// The SMSC table shared by `verigate status` and `verigate smsc list`.
+fn smsc_table(smscs: &Value) -> String {
     let mut s = format!(
-        "uptime {} s, {} service(s)\n\n",
-        v["uptime_seconds"], v["services"]
+        "{:<16} {:<22} {:<9} {:>5} {:>6}  {:<14} binds\n",
+        "SMSC", "address", "state", "bound", "window", "routes"
     );
-    s.push_str(&format!(
-        "{:<16} {:<22} {:>6} {:>7}  binds\n",
-        "SMSC", "address", "bound", "window"
-    ));
-    for c in v["smscs"].as_array().into_iter().flatten() {
+    for c in smscs.as_array().into_iter().flatten() {
+        let routes: Vec<&str> = c["prefixes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str())
+            .collect();
         s.push_str(&format!(
-            "{:<16} {:<22} {:>6} {:>7}  {}\n",
+            "{:<16} {:<22} {:<9} {:>5} {:>6}  {:<14} {}\n",
             c["name"].as_str().unwrap_or(""),
             c["host"].as_str().unwrap_or(""),
+            if c["enabled"] == false {
+                "disabled"
+            } else {
+                "enabled"
+            },
             c["bound"].to_string(),
             c["window"].to_string(),
+            if routes.is_empty() {
+                "default".to_string()
+            } else {
+                routes.join(",")
+            },
             c["binds"]
                 .as_array()
                 .map(|b| b
@@ -98,6 +110,21 @@ pub fn render_status(v: &Value) -> String {
                 .unwrap_or_default()
         ));
     }
+    s
+}
+
+/// `verigate smsc list` as a table.
+pub fn render_smscs(v: &Value) -> String {
+    smsc_table(&v["smscs"])
+}
+
+/// `verigate status` as a table.
+pub fn render_status(v: &Value) -> String {
+    let mut s = format!(
+        "uptime {} s, {} service(s)\n\n",
+        v["uptime_seconds"], v["services"]
+    );
+    s.push_str(&smsc_table(&v["smscs"]));
     let o = &v["outbox"];
     s.push_str(&format!(
         "\noutbox: {} queued, {} sending, {} awaiting receipt\n",

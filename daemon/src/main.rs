@@ -52,6 +52,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VerifyCmd,
     },
+    /// List, enable or disable the running daemon's SMSC links.
+    Smsc {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        cmd: SmscCmd,
+    },
     /// SMPP tools for operators.
     Smpp {
         #[command(subcommand)]
@@ -90,6 +97,23 @@ enum ServicesCmd {
     RotateKey {
         /// Service code.
         code: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SmscCmd {
+    /// SMSCs with their binds, routes and whether they are enabled.
+    List,
+    /// Bind again and take traffic.
+    Enable {
+        /// SMSC name (as in the config).
+        name: String,
+    },
+    /// Unbind gracefully (in-flight submits finish) and route its traffic
+    /// elsewhere, or hold it queued until it is enabled again.
+    Disable {
+        /// SMSC name (as in the config).
+        name: String,
     },
 }
 
@@ -299,10 +323,43 @@ fn main() -> ExitCode {
                 },
             )),
         },
+        Cmd::Smsc { admin: a, cmd } => match cmd {
+            SmscCmd::List => rt.block_on(admin(
+                &a,
+                reqwest::Method::GET,
+                "/admin/smscs",
+                None,
+                verigate::cli::render_smscs,
+            )),
+            SmscCmd::Enable { name } => rt.block_on(switch_smsc(&a, &name, "enable")),
+            SmscCmd::Disable { name } => rt.block_on(switch_smsc(&a, &name, "disable")),
+        },
         Cmd::Smpp {
             cmd: SmppCmd::Probe(a),
         } => rt.block_on(run_probe(a)),
     }
+}
+
+/// `verigate smsc enable|disable NAME`.
+async fn switch_smsc(a: &AdminArgs, name: &str, verb: &str) -> ExitCode {
+    admin(
+        a,
+        reqwest::Method::POST,
+        &format!("/admin/smscs/{name}/{verb}"),
+        None,
+        |v| {
+            let name = v["name"].as_str().unwrap_or("");
+            match (v["enabled"] == true, v["changed"] == true) {
+                (true, true) => format!("{name} enabled; its binds are connecting\n"),
+                (true, false) => format!("{name} was already enabled\n"),
+                (false, true) => format!(
+                    "{name} disabled; binds unbind after in-flight submits, its traffic goes to the next route or waits\n"
+                ),
+                (false, false) => format!("{name} was already disabled\n"),
+            }
+        },
+    )
+    .await
 }
 
 async fn admin(

@@ -5,7 +5,7 @@
 //! again.
 
 use crate::app::now_ms;
-use crate::smpp::{Router, SmppEvent, SubmitError};
+use crate::smpp::{NoRoute, Router, SmppEvent, SubmitError};
 use crate::store::{AuditEvent, MessageState, OutboxMessage, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,16 +142,27 @@ async fn send_one(
     retry: Duration,
     give_up: Duration,
 ) {
-    let Some(client) = router.route(&msg.to) else {
-        let _ = store
-            .mark_failed(
-                &msg.id,
-                "no SMSC route for this destination",
-                None,
-                now_ms(),
-            )
-            .await;
-        return;
+    let client = match router.route(&msg.to) {
+        Ok(c) => c,
+        Err(NoRoute::Unrouted) => {
+            let _ = store
+                .mark_failed(&msg.id, &NoRoute::Unrouted.to_string(), None, now_ms())
+                .await;
+            return;
+        }
+        Err(NoRoute::Disabled) => {
+            // An operator took the link out: wait for it (or another route).
+            let now = now_ms();
+            let _ = store
+                .mark_failed(
+                    &msg.id,
+                    &NoRoute::Disabled.to_string(),
+                    Some(now + retry.as_millis() as i64),
+                    now,
+                )
+                .await;
+            return;
+        }
     };
     let template = SubmitSm {
         source: address(&msg.from),
@@ -172,7 +183,10 @@ async fn send_one(
             _ = tokio::time::sleep(Duration::from_millis(250)) => {
                 if client.bound_count() > 0 {
                     down_since = None;
-                } else if down_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= give_up {
+                } else if !client.is_enabled()
+                    || down_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= give_up
+                {
+                    // Disabled: hand it back at once so another route can take it.
                     let now = now_ms();
                     let _ = store
                         .mark_failed(&msg.id, "SMSC link down; requeued", Some(now), now)

@@ -40,6 +40,7 @@ pub fn smsc_config(e: &SmscEntry) -> SmscConfig {
         },
     };
     c.session.window = e.window;
+    c.start_disabled = e.disabled;
     if e.rate > 0.0 {
         c.session.rate_per_sec = Some(e.rate);
     }
@@ -205,7 +206,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     };
     let (ev_tx, ev_rx) = mpsc::channel(4096);
     let mut router = Router::new();
-    for e in cfg.smsc.iter().filter(|e| !e.disabled) {
+    for e in &cfg.smsc {
         let mut sc = smsc_config(e);
         // In lab mode an SMSC with port 0 means "the lab simulator".
         if let (Some(lab), 0) = (&lab, e.port) {

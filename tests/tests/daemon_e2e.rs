@@ -445,24 +445,29 @@ fn approval_is_sent_to_the_service_webhook_signed() {
     assert!(!body.contains(&code), "the code never leaves in a webhook");
 }
 
+/// Runs `verigate ARGS --config CONFIG` against the daemon's admin endpoint;
+/// (exit code, stdout, stderr).
+fn cli(d: &Daemon, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin("verigate"))
+        .current_dir(&d._dir)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .args(["--set", &format!("api.admin_listen={}", d.admin)])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 #[test]
 fn operator_cli_shows_status_and_manages_services() {
     let d = Daemon::start(&[]);
-    let run = |args: &[&str]| {
-        let out = Command::new(bin("verigate"))
-            .current_dir(&d._dir)
-            .args(args)
-            .arg("--config")
-            .arg(workspace().join("conf/verigate.toml"))
-            .args(["--set", &format!("api.admin_listen={}", d.admin)])
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let lab = workspace().join("conf/verigate.toml");
+    let run = |args: &[&str]| cli(&d, &lab, args);
     let (code, out, err) = run(&["status"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("SMSC") && out.contains("lab"), "{out}");
@@ -520,6 +525,122 @@ fn operator_cli_shows_status_and_manages_services() {
     let (code, _, err) = run(&["verify", "show", "vf_nope"]);
     assert_eq!(code, 1);
     assert!(err.contains("no such verification"), "{err}");
+}
+
+/// Waits until `check` holds, polling.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn operator_disables_and_enables_smscs_and_traffic_follows() {
+    // SMSC "a" serves +4474003…, "b" is the default route and starts
+    // disabled (config), so it must come up only when enabled.
+    let sim_a = verigate_e2e::Sim::start(&[]);
+    let sim_b = verigate_e2e::Sim::start(&[]);
+    let dir = scratch_dir();
+    let cfg = deployment_config(&dir, sim_a.port);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text = text.replacen(
+        "name = \"sim\"",
+        "name = \"a\"\nprefixes = [\"+4474003\"]",
+        1,
+    );
+    text.push_str(&format!(
+        "[[smsc]]\nname = \"b\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"verigate\"\npassword = \"secret\"\ndisabled = true\n",
+        sim_b.port
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start_in(dir, &cfg, &[], &sim_a.control);
+    let list = || cli(&d, &cfg, &["smsc", "list"]).1;
+    eventually("a bound", || {
+        list()
+            .lines()
+            .any(|l| l.starts_with("a ") && l.contains("enabled") && l.contains(" bound"))
+    });
+    let out = list();
+    let b_line = out
+        .lines()
+        .find(|l| l.starts_with("b "))
+        .unwrap_or_default();
+    assert!(
+        b_line.contains("disabled") && b_line.contains("default"),
+        "{out}"
+    );
+    assert_eq!(
+        sim_b.get("/stats")["bound_now"].as_u64(),
+        Some(0),
+        "a disabled SMSC is not bound"
+    );
+
+    let start = |to: &str| {
+        let (st, v) = d.call(
+            "POST",
+            "/v1/verifications",
+            Some(serde_json::json!({"to": to})),
+        );
+        assert_eq!(st, 201, "{v}");
+        v["id"].as_str().unwrap().to_string()
+    };
+    start("+447400300001");
+    eventually("a gets its traffic", || {
+        !sim_a.inbox("447400300001").is_empty()
+    });
+
+    // Disable "a": its traffic falls back to the default route, which is
+    // disabled too, so it waits.
+    let (code, out, err) = cli(&d, &cfg, &["smsc", "disable", "a"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("a disabled"), "{out}");
+    eventually("a unbound", || {
+        sim_a.get("/stats")["bound_now"].as_u64() == Some(0)
+    });
+    let waiting = start("+447400300002");
+    std::thread::sleep(Duration::from_millis(1000));
+    let (_, v) = d.call("GET", &format!("/v1/verifications/{waiting}"), None);
+    assert_eq!(
+        v["delivery"]["state"], "queued",
+        "held while every route is disabled: {v}"
+    );
+    assert!(sim_a.inbox("447400300002").is_empty());
+
+    // Enable "b": the held message goes out through it, exactly once.
+    let (code, out, _) = cli(&d, &cfg, &["smsc", "enable", "b"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("b enabled"), "{out}");
+    eventually("b takes a's traffic", || {
+        !sim_b.inbox("447400300002").is_empty()
+    });
+    let (code, out, _) = cli(&d, &cfg, &["smsc", "enable", "b"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already enabled"), "{out}");
+
+    // Enable "a" again: its prefix goes back to it.
+    cli(&d, &cfg, &["smsc", "enable", "a"]);
+    eventually("a bound again", || {
+        sim_a.get("/stats")["bound_now"].as_u64() == Some(1)
+    });
+    start("+447400300003");
+    eventually("a serves its prefix again", || {
+        !sim_a.inbox("447400300003").is_empty()
+    });
+    assert!(sim_b.inbox("447400300003").is_empty());
+    assert_eq!(sim_b.inbox("447400300002").len(), 1);
+    assert!(sim_a.inbox("447400300002").is_empty());
+
+    let (code, _, err) = cli(&d, &cfg, &["smsc", "disable", "nope"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no SMSC named \"nope\" (configured: a, b)"),
+        "{err}"
+    );
+    let (code, out, _) = cli(&d, &cfg, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("+4474003"), "routes shown: {out}");
 }
 
 fn signal(d: &Daemon, sig: &str) {

@@ -40,6 +40,9 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/admin/status", get(status))
         .route("/admin/services", get(list_services).post(add_service))
         .route("/admin/services/:code/rotate-key", post(rotate_key))
+        .route("/admin/smscs", get(list_smscs))
+        .route("/admin/smscs/:name/enable", post(enable_smsc))
+        .route("/admin/smscs/:name/disable", post(disable_smsc))
         .route("/admin/verify", post(verify_start))
         .route("/admin/verify/:id", get(verify_show))
         .route("/admin/verify/:id/check", post(verify_check))
@@ -93,20 +96,7 @@ async fn status(State(s): State<AdminState>, headers: HeaderMap) -> Response {
         Err(e) => return store_err(e),
     };
     let services = s.store.list_services().await.map(|v| v.len()).unwrap_or(0);
-    let smscs: Vec<_> = s
-        .router
-        .smscs()
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name(),
-                "host": format!("{}:{}", c.config().host, c.config().port),
-                "bound": c.bound_count(),
-                "binds": c.bind_statuses().iter().map(|b| format!("{b:?}")).collect::<Vec<_>>(),
-                "window": c.config().session.window,
-            })
-        })
-        .collect();
+    let smscs = smscs_json(&s.router);
     Json(json!({
         "uptime_seconds": (now_ms() - s.started_at) / 1000,
         "smscs": smscs,
@@ -114,6 +104,86 @@ async fn status(State(s): State<AdminState>, headers: HeaderMap) -> Response {
         "services": services,
     }))
     .into_response()
+}
+
+/// Every SMSC: where it is, whether it is enabled, its binds and routes.
+fn smscs_json(router: &Router) -> Vec<serde_json::Value> {
+    router
+        .with_prefixes()
+        .map(|(c, prefixes)| {
+            json!({
+                "name": c.name(),
+                "host": format!("{}:{}", c.config().host, c.config().port),
+                "enabled": c.is_enabled(),
+                "bound": c.bound_count(),
+                "binds": c.bind_statuses().iter().map(bind_status_text).collect::<Vec<_>>(),
+                "window": c.config().session.window,
+                "prefixes": prefixes,
+            })
+        })
+        .collect()
+}
+
+/// A bind's state in words an operator reads.
+fn bind_status_text(b: &crate::smpp::BindStatus) -> String {
+    use crate::smpp::BindStatus as B;
+    match b {
+        B::Connecting => "connecting".into(),
+        B::Bound => "bound".into(),
+        B::Down(why) => format!("down ({why})"),
+        B::Rejected(st) => format!("refused: {}", crate::smpp::describe_bind_status(*st)),
+        B::Disabled => "disabled".into(),
+        B::Stopped => "stopped".into(),
+    }
+}
+
+async fn list_smscs(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return *r;
+    }
+    Json(json!({"smscs": smscs_json(&s.router)})).into_response()
+}
+
+async fn enable_smsc(s: State<AdminState>, h: HeaderMap, name: Path<String>) -> Response {
+    switch_smsc(s, h, name, true).await
+}
+
+async fn disable_smsc(s: State<AdminState>, h: HeaderMap, name: Path<String>) -> Response {
+    switch_smsc(s, h, name, false).await
+}
+
+/// Enables or disables an SMSC at run time (not persisted: the config's
+/// `disabled` applies again at the next start).
+async fn switch_smsc(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    on: bool,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return *r;
+    }
+    let Some(c) = s.router.by_name(&name) else {
+        let known: Vec<&str> = s.router.smscs().iter().map(|c| c.name()).collect();
+        return problem(
+            StatusCode::NOT_FOUND,
+            format!("no SMSC named {name:?} (configured: {})", known.join(", ")),
+        );
+    };
+    let changed = c.set_enabled(on);
+    tracing::info!(smsc = %name, enabled = on, changed, "SMSC switched by operator");
+    if changed {
+        let ev = crate::store::AuditEvent {
+            at: now_ms(),
+            service: None,
+            kind: if on { "smsc.enabled" } else { "smsc.disabled" }.into(),
+            detail: json!({"smsc": name}),
+        };
+        if let Err(e) = s.store.audit(&ev).await {
+            tracing::warn!(error = %e, "cannot record the SMSC switch in the audit trail");
+        }
+    }
+    Json(json!({"name": name, "enabled": on, "changed": changed})).into_response()
 }
 
 async fn list_services(State(s): State<AdminState>, headers: HeaderMap) -> Response {

@@ -222,7 +222,7 @@ pub struct SmscEntry {
     /// Destination prefixes routed here (empty: default route).
     #[serde(default)]
     pub prefixes: Vec<String>,
-    /// Start disabled.
+    /// Start disabled (no binds, no traffic) until `verigate smsc enable`.
     #[serde(default)]
     pub disabled: bool,
 }

@@ -34,6 +34,8 @@ pub enum BindStatus {
     Down(String),
     /// The SMSC refused the bind (credentials or configuration at fault).
     Rejected(CommandStatus),
+    /// Disabled by an operator (or by config); not connecting.
+    Disabled,
     /// Stopped for good.
     Stopped,
 }
@@ -68,6 +70,7 @@ pub(crate) fn spawn(
     index: usize,
     bind_type: BindType,
     events: mpsc::Sender<SmppEvent>,
+    enabled: watch::Receiver<bool>,
 ) -> BindHandle {
     let (tx, rx) = mpsc::channel(4096);
     let (status_tx, status_rx) = watch::channel(BindStatus::Connecting);
@@ -78,6 +81,7 @@ pub(crate) fn spawn(
         bind_type,
         cmds: rx,
         events,
+        enabled,
         status: status_tx,
         bound: bound.clone(),
         load: load.clone(),
@@ -103,6 +107,8 @@ struct BindTask {
     bind_type: BindType,
     cmds: mpsc::Receiver<Command>,
     events: mpsc::Sender<SmppEvent>,
+    /// The operator's switch: false unbinds and keeps the bind idle.
+    enabled: watch::Receiver<bool>,
     status: watch::Sender<BindStatus>,
     bound: Arc<AtomicBool>,
     load: Arc<AtomicUsize>,
@@ -119,10 +125,30 @@ enum Exit {
     Stop,
 }
 
+/// Why an idle wait ended.
+enum Wake {
+    /// The deadline passed, or the operator flipped the switch.
+    Go,
+    /// Asked to stop.
+    Stop,
+}
+
 impl BindTask {
     async fn run(mut self) {
         let mut attempt: u32 = 0;
         loop {
+            if !*self.enabled.borrow() {
+                info!("disabled; not binding");
+                let _ = self.status.send(BindStatus::Disabled);
+                if let Wake::Stop = self.idle(None).await {
+                    break;
+                }
+                if !*self.enabled.borrow() {
+                    continue;
+                }
+                info!("enabled");
+                attempt = 0;
+            }
             let _ = self.status.send(BindStatus::Connecting);
             let exit = match self.connect().await {
                 Ok(sock) => self.session(sock).await,
@@ -135,13 +161,14 @@ impl BindTask {
             self.bound.store(false, Ordering::Relaxed);
             match exit {
                 Exit::Stop => break,
+                Exit::Reconnect { .. } if !*self.enabled.borrow() => {}
                 Exit::Reconnect { bound } => {
                     if bound {
                         attempt = 0;
                     }
                     let delay = backoff(self.cfg.reconnect_min, self.cfg.reconnect_max, attempt);
                     attempt = attempt.saturating_add(1);
-                    if self.wait_while_down(delay).await {
+                    if let Wake::Stop = self.idle(Some(Instant::now() + delay)).await {
                         break;
                     }
                 }
@@ -169,13 +196,19 @@ impl BindTask {
         }
     }
 
-    /// Sleeps before reconnecting while still taking commands. Returns true
-    /// when asked to stop.
-    async fn wait_while_down(&mut self, delay: Duration) -> bool {
-        let deadline = Instant::now() + delay;
+    /// Waits off-line until `until` (or, with `None`, until enabled) while
+    /// still taking commands; an operator's enable/disable also wakes it.
+    async fn idle(&mut self, until: Option<Instant>) -> Wake {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return false,
+                _ = sleep_opt(until) => return Wake::Go,
+                r = self.enabled.changed() => {
+                    if r.is_err() {
+                        // The client is gone: nothing will enable us again.
+                        return Wake::Stop;
+                    }
+                    return Wake::Go;
+                }
                 cmd = self.cmds.recv() => match cmd {
                     Some(Command::Submit { sm, reply }) => {
                         let id = self.take_id();
@@ -184,9 +217,9 @@ impl BindTask {
                     }
                     Some(Command::Shutdown(done)) => {
                         self.stopping = Some(done);
-                        return true;
+                        return Wake::Stop;
                     }
-                    None => return true,
+                    None => return Wake::Stop,
                 },
             }
         }
@@ -243,6 +276,7 @@ impl BindTask {
         let mut rbuf = vec![0u8; 64 * 1024];
         let mut was_bound = false;
         let mut shutdown_requested = false;
+        let mut disabling = false;
         loop {
             // Flush what the session wants to send before waiting again.
             while let Some(bytes) = session.poll_transmit() {
@@ -327,7 +361,7 @@ impl BindTask {
                                 }
                             }
                         }
-                        return self.closed(reason, was_bound, shutdown_requested);
+                        return self.closed(reason, was_bound, shutdown_requested, disabling);
                     }
                 }
             }
@@ -370,6 +404,16 @@ impl BindTask {
                         session.unbind(Instant::now().into_std());
                     }
                 },
+                r = self.enabled.changed(), if !shutdown_requested => {
+                    if r.is_err() || !*self.enabled.borrow() {
+                        // Disabled: unbind gracefully (in-flight submits get
+                        // their responses; queued ones are handed back).
+                        info!("disabled by operator; unbinding");
+                        shutdown_requested = true;
+                        disabling = true;
+                        session.unbind(Instant::now().into_std());
+                    }
+                }
                 Some(ack) = ack_rx.recv() => {
                     if ack.generation == generation {
                         for seq in ack.sequences {
@@ -393,7 +437,13 @@ impl BindTask {
         }
     }
 
-    fn closed(&mut self, reason: CloseReason, was_bound: bool, shutdown: bool) -> Exit {
+    fn closed(
+        &mut self,
+        reason: CloseReason,
+        was_bound: bool,
+        unbinding: bool,
+        disabling: bool,
+    ) -> Exit {
         self.bound.store(false, Ordering::Relaxed);
         if was_bound {
             crate::metrics::get()
@@ -407,7 +457,7 @@ impl BindTask {
                 let _ = self.status.send(BindStatus::Rejected(*st));
             }
             r => {
-                if shutdown {
+                if unbinding {
                     info!("unbound");
                 } else {
                     warn!(reason = ?r, "SMPP session closed");
@@ -415,7 +465,7 @@ impl BindTask {
                 let _ = self.status.send(BindStatus::Down(format!("{r:?}")));
             }
         }
-        if shutdown || self.stopping.is_some() {
+        if self.stopping.is_some() || (unbinding && !disabling) {
             Exit::Stop
         } else {
             Exit::Reconnect { bound: was_bound }

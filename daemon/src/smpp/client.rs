@@ -8,7 +8,7 @@ use super::{SubmitError, Submitted};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use verigate_codecs::smpp::message::text_to_parts;
 use verigate_codecs::smpp::session::BindType;
 use verigate_codecs::smpp::SubmitSm;
@@ -18,6 +18,8 @@ use verigate_codecs::smpp::SubmitSm;
 pub struct SmscClient {
     cfg: Arc<SmscConfig>,
     binds: Arc<Vec<BindHandle>>,
+    /// The operator's switch, watched by every bind.
+    enabled: Arc<watch::Sender<bool>>,
     rr: Arc<AtomicUsize>,
     reference: Arc<AtomicU16>,
 }
@@ -42,6 +44,7 @@ impl SmscClient {
     /// Starts all binds; events from every bind go to `events`.
     pub fn start(cfg: SmscConfig, events: mpsc::Sender<SmppEvent>) -> Self {
         let cfg = Arc::new(cfg);
+        let (enabled, _) = watch::channel(!cfg.start_disabled);
         let kinds: Vec<BindType> = match cfg.layout {
             BindLayout::Transceiver(n) => vec![BindType::Transceiver; n.max(1)],
             BindLayout::TxRx { tx, rx } => std::iter::repeat_n(BindType::Transmitter, tx.max(1))
@@ -51,11 +54,12 @@ impl SmscClient {
         let binds = kinds
             .into_iter()
             .enumerate()
-            .map(|(i, k)| bind::spawn(cfg.clone(), i, k, events.clone()))
+            .map(|(i, k)| bind::spawn(cfg.clone(), i, k, events.clone(), enabled.subscribe()))
             .collect();
         SmscClient {
             cfg,
             binds: Arc::new(binds),
+            enabled: Arc::new(enabled),
             rr: Arc::new(AtomicUsize::new(0)),
             reference: Arc::new(AtomicU16::new(rand::random())),
         }
@@ -69,6 +73,18 @@ impl SmscClient {
     /// The configuration.
     pub fn config(&self) -> &SmscConfig {
         &self.cfg
+    }
+
+    /// Whether the SMSC takes traffic (false: disabled by an operator or config).
+    pub fn is_enabled(&self) -> bool {
+        *self.enabled.borrow()
+    }
+
+    /// Enables (binds come up) or disables (binds unbind gracefully and stay
+    /// down; the router sends elsewhere). Returns whether anything changed.
+    pub fn set_enabled(&self, on: bool) -> bool {
+        self.enabled
+            .send_if_modified(|v| std::mem::replace(v, on) != on)
     }
 
     /// Status of every bind.

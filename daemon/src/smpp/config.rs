@@ -43,6 +43,8 @@ pub struct SmscConfig {
     pub split_mode: SplitMode,
     /// How long to hold parts of a long MO before giving up on it.
     pub reassembly_timeout: Duration,
+    /// Start disabled: no binds and no traffic until an operator enables it.
+    pub start_disabled: bool,
 }
 
 impl SmscConfig {
@@ -60,6 +62,7 @@ impl SmscConfig {
             connect_timeout: Duration::from_secs(5),
             split_mode: SplitMode::Udh8,
             reassembly_timeout: Duration::from_secs(60),
+            start_disabled: false,
         }
     }
 }

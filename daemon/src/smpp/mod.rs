@@ -8,10 +8,10 @@ mod events;
 mod router;
 
 pub use bind::BindStatus;
-pub use client::SmscClient;
+pub use client::{describe_bind_status, SmscClient};
 pub use config::{BindLayout, SmscConfig};
 pub use events::{DeliveryAck, SmppEvent};
-pub use router::Router;
+pub use router::{NoRoute, Router};
 
 use verigate_codecs::smpp::CommandStatus;
 

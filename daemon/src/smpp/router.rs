@@ -2,10 +2,23 @@
 
 use super::client::SmscClient;
 
+/// Why a destination has no SMSC now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoRoute {
+    /// No prefix matches and there is no default route (configuration).
+    #[error("no SMSC route for this destination")]
+    Unrouted,
+    /// Every SMSC that would take it is disabled (temporary).
+    #[error("every SMSC routing this destination is disabled")]
+    Disabled,
+}
+
 /// Chooses an SMSC for a destination number.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     smscs: Vec<SmscClient>,
+    /// Each SMSC's configured prefixes (parallel to `smscs`).
+    prefixes: Vec<Vec<String>>,
     /// (digits prefix, index into smscs), longest first.
     routes: Vec<(String, usize)>,
     default: Option<usize>,
@@ -22,6 +35,7 @@ impl Router {
     pub fn add(&mut self, smsc: SmscClient, prefixes: &[String]) {
         let idx = self.smscs.len();
         self.smscs.push(smsc);
+        self.prefixes.push(prefixes.to_vec());
         if prefixes.is_empty() {
             self.default.get_or_insert(idx);
         }
@@ -32,19 +46,83 @@ impl Router {
         self.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     }
 
-    /// The SMSC for `dest` (E.164 digits, with or without `+`).
-    pub fn route(&self, dest: &str) -> Option<&SmscClient> {
+    /// The SMSC for `dest` (E.164 digits, with or without `+`): the longest
+    /// matching prefix whose SMSC is enabled, then shorter ones, then the
+    /// default route — so disabling an SMSC moves its traffic to the next
+    /// route that would take it.
+    pub fn route(&self, dest: &str) -> Result<&SmscClient, NoRoute> {
         let d = dest.trim_start_matches('+');
-        self.routes
+        let mut candidates = self
+            .routes
             .iter()
-            .find(|(p, _)| d.starts_with(p.as_str()))
+            .filter(|(p, _)| d.starts_with(p.as_str()))
             .map(|(_, i)| *i)
-            .or(self.default)
+            .chain(self.default)
+            .peekable();
+        if candidates.peek().is_none() {
+            return Err(NoRoute::Unrouted);
+        }
+        candidates
             .map(|i| &self.smscs[i])
+            .find(|c| c.is_enabled())
+            .ok_or(NoRoute::Disabled)
+    }
+
+    /// The SMSC with this configured name.
+    pub fn by_name(&self, name: &str) -> Option<&SmscClient> {
+        self.smscs.iter().find(|c| c.name() == name)
+    }
+
+    /// Each SMSC with the prefixes routed to it (empty: default route).
+    pub fn with_prefixes(&self) -> impl Iterator<Item = (&SmscClient, &[String])> {
+        self.smscs
+            .iter()
+            .zip(self.prefixes.iter().map(Vec::as_slice))
     }
 
     /// All SMSCs.
     pub fn smscs(&self) -> &[SmscClient] {
         &self.smscs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smpp::SmscConfig;
+
+    fn client(name: &str) -> SmscClient {
+        // Port 9 on loopback refuses: the binds just retry in the background.
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        SmscClient::start(SmscConfig::new(name, "127.0.0.1", 9, "s", "p"), tx)
+    }
+
+    #[tokio::test]
+    async fn longest_enabled_prefix_then_default() {
+        let mut r = Router::new();
+        r.add(client("uk-mobile"), &["+447".into()]);
+        r.add(client("uk"), &["44".into()]);
+        r.add(client("world"), &[]);
+        let name = |d: &str| r.route(d).map(|c| c.name().to_string());
+        assert_eq!(name("+447400123456"), Ok("uk-mobile".into()));
+        assert_eq!(name("442071234567"), Ok("uk".into()));
+        assert_eq!(name("+8613800138000"), Ok("world".into()));
+        r.by_name("uk-mobile").unwrap().set_enabled(false);
+        assert_eq!(name("+447400123456"), Ok("uk".into()));
+        r.by_name("uk").unwrap().set_enabled(false);
+        assert_eq!(name("+447400123456"), Ok("world".into()));
+        r.by_name("world").unwrap().set_enabled(false);
+        assert_eq!(name("+447400123456"), Err(NoRoute::Disabled));
+        assert!(!r.by_name("world").unwrap().set_enabled(false), "no change");
+        assert!(r.by_name("uk-mobile").unwrap().set_enabled(true));
+        assert_eq!(name("+447400123456"), Ok("uk-mobile".into()));
+    }
+
+    #[tokio::test]
+    async fn no_default_route_is_unrouted() {
+        let mut r = Router::new();
+        r.add(client("cn"), &["86".into()]);
+        assert_eq!(r.route("+447400123456").err(), Some(NoRoute::Unrouted));
+        assert!(r.route("+8613800138000").is_ok());
     }
 }

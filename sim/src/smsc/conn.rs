@@ -64,6 +64,7 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
     let mut submits_here: u64 = 0;
     let mut next_req_id: u64 = 1;
     let mut bound_system_id = String::new();
+    let mut counted_bound = false;
     let mut closed = false;
     while !closed {
         while let Some(ev) = session.poll_event() {
@@ -83,7 +84,12 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
                     if status.is_ok() {
                         session.accept_bind(sequence, bind_type);
                         bound_system_id = bind.system_id.to_string();
-                        state.stats.lock().expect("stats").binds += 1;
+                        {
+                            let mut st = state.stats.lock().expect("stats");
+                            st.binds += 1;
+                            st.bound_now += 1;
+                            counted_bound = true;
+                        }
                         info!(conn, ?bind_type, "bind accepted");
                         if bind_type.can_receive() {
                             state.receivers.lock().expect("receivers").push(Receiver {
@@ -181,6 +187,9 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
         .lock()
         .expect("receivers")
         .retain(|r| r.conn != conn);
+    if counted_bound {
+        state.stats.lock().expect("stats").bound_now -= 1;
+    }
     let _ = sock.shutdown().await;
 }
 

@@ -113,6 +113,8 @@ pub(crate) struct Receiver {
 pub struct Stats {
     /// Binds accepted.
     pub binds: u64,
+    /// Sessions bound right now.
+    pub bound_now: u64,
     /// Binds refused.
     pub bind_failures: u64,
     /// submit_sm received.
