@@ -59,6 +59,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SmscCmd,
     },
+    /// A narrated walk through an SMS verification in lab mode (starts a
+    /// throw-away lab daemon if none answers at the config's API address).
+    Demo {
+        /// Configuration file (lab mode).
+        #[arg(long, short, default_value = "conf/verigate.toml")]
+        config: std::path::PathBuf,
+        /// Override a value: section.key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// SMPP tools for operators.
     Smpp {
         #[command(subcommand)]
@@ -333,6 +343,17 @@ fn main() -> ExitCode {
             )),
             SmscCmd::Enable { name } => rt.block_on(switch_smsc(&a, &name, "enable")),
             SmscCmd::Disable { name } => rt.block_on(switch_smsc(&a, &name, "disable")),
+        },
+        Cmd::Demo { config, set } => match rt.block_on(verigate::demo::run(&config, &set)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("verigate demo: {e}");
+                match e {
+                    verigate::demo::DemoError::Config(_) => ExitCode::from(EXIT_CONFIG),
+                    verigate::demo::DemoError::Environment(_) => ExitCode::from(71),
+                }
+            }
         },
         Cmd::Smpp {
             cmd: SmppCmd::Probe(a),

@@ -823,3 +823,79 @@ fn codes_not_sent_before_they_expire_are_recorded_as_expired() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(sim.inbox("447400123468").is_empty());
 }
+
+fn demo(dir: &std::path::Path, sets: &[String]) -> (i32, String, String) {
+    let mut cmd = Command::new(bin("verigate"));
+    cmd.current_dir(dir)
+        .arg("demo")
+        .arg("--config")
+        .arg(workspace().join("conf/verigate.toml"));
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn demo_walks_through_a_verification_against_a_running_lab_daemon() {
+    let d = Daemon::start(&[]);
+    let (code, out, err) = demo(
+        &d._dir,
+        &[
+            format!("api.listen={}", d.api),
+            format!("lab.smsc.control={}", d.control),
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("using the daemon at {}", d.api)),
+        "{out}"
+    );
+    for step in [
+        "✔ 201 and status pending",
+        "┃ Your Verigate Lab code is",
+        "✔ delivery state delivered",
+        "✔ approved: the user holds the number",
+        "✔ 400 invalid_phone_number",
+        "✔ max_attempts_reached",
+        "✔ status canceled",
+        "✔ 401 unauthorized",
+        "Every step behaved as described",
+    ] {
+        assert!(out.contains(step), "missing {step:?} in:\n{out}");
+    }
+    assert!(!out.contains('✘'), "{out}");
+}
+
+#[test]
+fn demo_starts_its_own_lab_daemon_when_none_answers() {
+    let dir = scratch_dir();
+    // Nothing listens on port 1: the demo starts a throw-away daemon.
+    let (code, out, err) = demo(&dir, &["api.listen=127.0.0.1:1".into()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("starting a lab daemon for the demo"), "{out}");
+    assert!(out.contains("Every step behaved as described"), "{out}");
+    // It cleans up after itself: nothing written where it was run.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_refuses_a_config_without_lab_mode() {
+    let dir = scratch_dir();
+    let out = Command::new(bin("verigate"))
+        .current_dir(&dir)
+        .args(["demo", "--config"])
+        .arg(workspace().join("conf/example.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs lab mode"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
