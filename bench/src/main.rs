@@ -5,14 +5,18 @@
 //! * `smpp`: submit_sm throughput of our ESME (`SmscClient`) and of rusmppc
 //!   0.4.0 against a `verigate-sim smsc` child process, per window, plus a
 //!   raw pipelined load generator that probes the simulator's own ceiling.
+//! * `verify`: the daemon and simulator as processes: end-to-end
+//!   verifications/s with durable SQLite, check latency, memory.
 //!
 //! Every subcommand prints human-readable figures and ends with one JSON line.
 
 mod codec;
+mod http;
 mod msg;
 mod proc_stat;
 mod sim;
 mod smpp;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,6 +38,9 @@ enum Cmd {
     Codec(codec::CodecArgs),
     /// submit_sm throughput against verigate-sim: ours vs rusmppc, per window.
     Smpp(smpp::SmppArgs),
+    /// The daemon end to end: verifications/s (HTTP start → stored →
+    /// submit_sm → receipt stored), check latency at a fixed rate, memory.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +48,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Codec(a) => codec::run(a),
         Cmd::Smpp(a) => smpp::run(a),
+        Cmd::Verify(a) => verify::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -276,16 +276,19 @@ pub async fn run_events(store: Arc<dyn Store>, mut events: mpsc::Receiver<SmppEv
     while let Some(ev) = events.recv().await {
         match ev {
             SmppEvent::Dlr { dlr, ack, .. } => {
-                crate::metrics::get()
-                    .dlrs
-                    .with_label_values(&[dlr.state.as_stat()])
-                    .inc();
                 let keys: Vec<String> = message_id_keys(&dlr.message_id).iter().cloned().collect();
                 match store
                     .record_dlr(&keys, message_state(dlr.state), now_ms())
                     .await
                 {
-                    Ok(_) => ack.accept(),
+                    Ok(_) => {
+                        // Counted once stored, so the figure means "receipts we hold".
+                        crate::metrics::get()
+                            .dlrs
+                            .with_label_values(&[dlr.state.as_stat()])
+                            .inc();
+                        ack.accept()
+                    }
                     Err(e) => {
                         warn!(error = %e, "cannot store receipt; SMSC will redeliver");
                         ack.retry_later();

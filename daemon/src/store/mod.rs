@@ -3,6 +3,7 @@
 //! [`conformance`]; SQLite (WAL) is the embedded default.
 
 pub mod conformance;
+mod group_sync;
 pub mod sqlite;
 mod types;
 

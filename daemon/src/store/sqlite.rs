@@ -1,22 +1,24 @@
 //! SQLite backend (embedded default): WAL mode, migrations in
 //! `daemon/migrations/sqlite/`.
 //!
-//! Durability: the database runs in WAL mode with `synchronous=FULL`, so a
-//! transaction is on disk (the WAL is fsynced) before its commit returns.
-//! `synchronous=NORMAL` would be faster but may lose the last transactions
-//! on power loss or an OS crash, and the product promises that a start is
-//! acknowledged only after it is stored. (`kill -9` of the process alone
-//! loses nothing in either mode; FULL also covers the machine going down.)
+//! Durability with group commit: every write commits with
+//! `synchronous=NORMAL` (no fsync of its own) and then waits for a shared
+//! fsync of the WAL (`group_sync`), so a write returns only once it is on
+//! disk — as with `synchronous=FULL` — while concurrent writes share one
+//! flush. A start is acknowledged only after it is stored, and that holds
+//! across `kill -9` and the machine going down.
 //!
-//! Concurrency: every multi-statement write runs in a `BEGIN IMMEDIATE`
-//! transaction, which takes SQLite's single write lock up front (waiting up
-//! to the 5 s busy timeout), so read-then-write sequences cannot interleave
-//! between tasks or between processes sharing the file. Claims are single
-//! `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …` statements, which
-//! are atomic on their own.
+//! Concurrency: one pooled connection writes, the others read. Writes queue
+//! for that connection instead of contending for SQLite's lock (whose busy
+//! handler sleeps) and invalidating each other's page caches. Every
+//! multi-statement write still runs in a `BEGIN IMMEDIATE` transaction, so
+//! read-then-write sequences cannot interleave with another process sharing
+//! the file. Claims are single `UPDATE … WHERE id IN (SELECT … LIMIT n)
+//! RETURNING …` statements, which are atomic on their own.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,6 +30,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use verigate_codecs::dlr::message_id_keys;
 
+use super::group_sync::GroupSync;
 use super::{
     Account, ApiKeyRecord, AuditEvent, DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState,
     Millis, OutboxDepth, OutboxMessage, RateDecision, Service, Session, Store, StoreError,
@@ -36,8 +39,8 @@ use super::{
 
 /// How long SQLite waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pool size for a database file (WAL: readers run in parallel, writers queue).
-const MAX_CONNECTIONS: u32 = 8;
+/// Reader connections for a database file (WAL: readers run in parallel).
+const READ_CONNECTIONS: u32 = 4;
 /// Parked receipts older than this (relative to a newly parked one) are
 /// dropped: a receipt precedes its submit_sm_resp by moments, so an old one
 /// belongs to a message whose id was never recorded (e.g. a sender died
@@ -67,7 +70,12 @@ macro_rules! api_key_cols {
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// Connections for reads.
+    reads: SqlitePool,
+    /// The one connection that writes.
+    writes: SqlitePool,
+    /// Shared WAL fsync (None for the in-memory database).
+    sync: Option<Arc<GroupSync>>,
 }
 
 impl SqliteStore {
@@ -84,15 +92,31 @@ impl SqliteStore {
             .filename(file)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+        let cannot = |e: sqlx::Error| StoreError::Database(format!("cannot open {path}: {e}"));
+        let writes = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(cannot)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writes)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
             .connect_with(options)
             .await
-            .map_err(|e| StoreError::Database(format!("cannot open {path}: {e}")))?;
-        Self::migrated(pool).await
+            .map_err(cannot)?;
+        // The WAL sits next to the database file SQLite resolved.
+        let db = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        Ok(Self {
+            reads,
+            writes,
+            sync: Some(GroupSync::start(&db)),
+        })
     }
 
     /// A private in-memory database, for tests. It lives on a single pooled
@@ -112,26 +136,39 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Database(format!("cannot open in-memory database: {e}")))?;
-        Self::migrated(pool).await
-    }
-
-    async fn migrated(pool: SqlitePool) -> StoreResult<Self> {
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            reads: pool.clone(),
+            writes: pool,
+            sync: None,
+        })
     }
 
-    /// Closes the pool (waits for connections to be returned). The WAL is
+    /// Closes the pools (waits for connections to be returned). The WAL is
     /// checkpointed when the last connection closes.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.reads.close().await;
+        self.writes.close().await;
+    }
+
+    /// Runs a write and, if it succeeded, waits until it is on disk.
+    async fn durable<T>(
+        &self,
+        write: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let out = write.await?;
+        if let Some(sync) = &self.sync {
+            sync.wait().await.map_err(StoreError::Database)?;
+        }
+        Ok(out)
     }
 
     /// Starts a transaction holding the write lock from its first statement.
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.pool
+        self.writes
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_err)
@@ -421,23 +458,26 @@ impl Store for SqliteStore {
     // ---- services and API keys
 
     async fn create_service(&self, s: &Service) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO services (code, name, settings, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(&s.code)
-        .bind(&s.name)
-        .bind(to_json(&s.settings)?)
-        .bind(s.created_at)
-        .execute(&self.pool)
+        self.durable(async {
+            sqlx::query(
+                "INSERT INTO services (code, name, settings, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(&s.code)
+            .bind(&s.name)
+            .bind(to_json(&s.settings)?)
+            .bind(s.created_at)
+            .execute(&self.writes)
+            .await
+            .map_err(|e| write_err(e, &format!("service {}", s.code)))?;
+            Ok(())
+        })
         .await
-        .map_err(|e| write_err(e, &format!("service {}", s.code)))?;
-        Ok(())
     }
 
     async fn get_service(&self, code: &str) -> StoreResult<Option<Service>> {
         sqlx::query("SELECT code, name, settings, created_at FROM services WHERE code = ?1")
             .bind(code)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await
             .map_err(db_err)?
             .as_ref()
@@ -447,7 +487,7 @@ impl Store for SqliteStore {
 
     async fn list_services(&self) -> StoreResult<Vec<Service>> {
         sqlx::query("SELECT code, name, settings, created_at FROM services ORDER BY code")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await
             .map_err(db_err)?
             .iter()
@@ -460,33 +500,39 @@ impl Store for SqliteStore {
         code: &str,
         settings: &serde_json::Value,
     ) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE services SET settings = ?2 WHERE code = ?1")
-            .bind(code)
-            .bind(to_json(settings)?)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("service {code}")));
-        }
-        Ok(())
+        self.durable(async {
+            let done = sqlx::query("UPDATE services SET settings = ?2 WHERE code = ?1")
+                .bind(code)
+                .bind(to_json(settings)?)
+                .execute(&self.writes)
+                .await
+                .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("service {code}")));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn add_api_key(&self, k: &ApiKeyRecord) -> StoreResult<()> {
-        sqlx::query(concat!(
-            "INSERT INTO api_keys (",
-            api_key_cols!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5)"
-        ))
-        .bind(&k.key_id)
-        .bind(&k.service)
-        .bind(&k.hash)
-        .bind(k.created_at)
-        .bind(k.revoked_at)
-        .execute(&self.pool)
+        self.durable(async {
+            sqlx::query(concat!(
+                "INSERT INTO api_keys (",
+                api_key_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))
+            .bind(&k.key_id)
+            .bind(&k.service)
+            .bind(&k.hash)
+            .bind(k.created_at)
+            .bind(k.revoked_at)
+            .execute(&self.writes)
+            .await
+            .map_err(|e| write_err(e, &format!("API key {} of service {}", k.key_id, k.service)))?;
+            Ok(())
+        })
         .await
-        .map_err(|e| write_err(e, &format!("API key {} of service {}", k.key_id, k.service)))?;
-        Ok(())
     }
 
     async fn find_api_key(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>> {
@@ -496,7 +542,7 @@ impl Store for SqliteStore {
             " FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL"
         ))
         .bind(hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await
         .map_err(db_err)?
         .as_ref()
@@ -511,7 +557,7 @@ impl Store for SqliteStore {
             " FROM api_keys WHERE service = ?1 ORDER BY created_at, rowid"
         ))
         .bind(service)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await
         .map_err(db_err)?
         .iter()
@@ -525,17 +571,20 @@ impl Store for SqliteStore {
         keep_key_id: &str,
         at: Millis,
     ) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = ?3
-             WHERE service = ?1 AND key_id <> ?2 AND revoked_at IS NULL",
-        )
-        .bind(service)
-        .bind(keep_key_id)
-        .bind(at)
-        .execute(&self.pool)
+        self.durable(async {
+            let done = sqlx::query(
+                "UPDATE api_keys SET revoked_at = ?3
+                 WHERE service = ?1 AND key_id <> ?2 AND revoked_at IS NULL",
+            )
+            .bind(service)
+            .bind(keep_key_id)
+            .bind(at)
+            .execute(&self.writes)
+            .await
+            .map_err(db_err)?;
+            Ok(done.rows_affected())
+        })
         .await
-        .map_err(db_err)?;
-        Ok(done.rows_affected())
     }
 
     // ---- verifications
@@ -546,89 +595,92 @@ impl Store for SqliteStore {
         first: &OutboxMessage,
         idem: Option<&IdempotencyRecord>,
     ) -> StoreResult<InsertOutcome> {
-        let mut tx = self.begin_write().await?;
-
-        // A replayed request wins over the pending check: the replay of a
-        // start would otherwise meet its own pending verification.
-        if let Some(idem) = idem {
-            let seen = sqlx::query(
-                "SELECT request_hash, verification_id FROM idempotency_keys
-                 WHERE service = ?1 AND key = ?2",
-            )
-            .bind(&idem.service)
-            .bind(&idem.key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if let Some(row) = seen {
-                let record = IdempotencyRecord {
-                    service: idem.service.clone(),
-                    key: idem.key.clone(),
-                    request_hash: col(&row, "idempotency_keys", "request_hash")?,
-                    verification_id: col(&row, "idempotency_keys", "verification_id")?,
-                };
-                tx.rollback().await.map_err(db_err)?;
-                return Ok(InsertOutcome::IdempotentReplay(record));
-            }
-        }
-
-        if let Some(pending) = fetch_pending(&mut tx, &v.service, &v.to).await? {
-            tx.rollback().await.map_err(db_err)?;
-            return Ok(InsertOutcome::PendingExists(pending));
-        }
-
-        let inserted = sqlx::query(concat!(
-            "INSERT INTO verifications (",
-            verification_cols!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-        ))
-        .bind(&v.id)
-        .bind(&v.service)
-        .bind(&v.to)
-        .bind(&v.channel)
-        .bind(&v.locale)
-        .bind(v.status.as_str())
-        .bind(&v.code_hash)
-        .bind(i64::from(v.attempts))
-        .bind(i64::from(v.max_attempts))
-        .bind(i64::from(v.sends))
-        .bind(v.created_at)
-        .bind(v.expires_at)
-        .bind(v.last_sent_at)
-        .bind(v.updated_at)
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = inserted {
-            // Cannot happen under the write lock taken above, but the index
-            // is the authority: report the winner if it fired anyway.
-            if is_pending_violation(&e) {
-                if let Some(pending) = fetch_pending(&mut tx, &v.service, &v.to).await? {
+        self.durable(async {
+            let mut tx = self.begin_write().await?;
+    
+            // A replayed request wins over the pending check: the replay of a
+            // start would otherwise meet its own pending verification.
+            if let Some(idem) = idem {
+                let seen = sqlx::query(
+                    "SELECT request_hash, verification_id FROM idempotency_keys
+                     WHERE service = ?1 AND key = ?2",
+                )
+                .bind(&idem.service)
+                .bind(&idem.key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if let Some(row) = seen {
+                    let record = IdempotencyRecord {
+                        service: idem.service.clone(),
+                        key: idem.key.clone(),
+                        request_hash: col(&row, "idempotency_keys", "request_hash")?,
+                        verification_id: col(&row, "idempotency_keys", "verification_id")?,
+                    };
                     tx.rollback().await.map_err(db_err)?;
-                    return Ok(InsertOutcome::PendingExists(pending));
+                    return Ok(InsertOutcome::IdempotentReplay(record));
                 }
             }
-            return Err(write_err(e, &format!("verification {}", v.id)));
-        }
-
-        insert_message(&mut tx, first).await?;
-
-        if let Some(idem) = idem {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (service, key, request_hash, verification_id, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .bind(&idem.service)
-            .bind(&idem.key)
-            .bind(&idem.request_hash)
-            .bind(&idem.verification_id)
+    
+            if let Some(pending) = fetch_pending(&mut tx, &v.service, &v.to).await? {
+                tx.rollback().await.map_err(db_err)?;
+                return Ok(InsertOutcome::PendingExists(pending));
+            }
+    
+            let inserted = sqlx::query(concat!(
+                "INSERT INTO verifications (",
+                verification_cols!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))
+            .bind(&v.id)
+            .bind(&v.service)
+            .bind(&v.to)
+            .bind(&v.channel)
+            .bind(&v.locale)
+            .bind(v.status.as_str())
+            .bind(&v.code_hash)
+            .bind(i64::from(v.attempts))
+            .bind(i64::from(v.max_attempts))
+            .bind(i64::from(v.sends))
             .bind(v.created_at)
+            .bind(v.expires_at)
+            .bind(v.last_sent_at)
+            .bind(v.updated_at)
             .execute(&mut *tx)
-            .await
-            .map_err(|e| write_err(e, &format!("idempotency key {} of service {}", idem.key, idem.service)))?;
-        }
-
-        tx.commit().await.map_err(db_err)?;
-        Ok(InsertOutcome::Created)
+            .await;
+            if let Err(e) = inserted {
+                // Cannot happen under the write lock taken above, but the index
+                // is the authority: report the winner if it fired anyway.
+                if is_pending_violation(&e) {
+                    if let Some(pending) = fetch_pending(&mut tx, &v.service, &v.to).await? {
+                        tx.rollback().await.map_err(db_err)?;
+                        return Ok(InsertOutcome::PendingExists(pending));
+                    }
+                }
+                return Err(write_err(e, &format!("verification {}", v.id)));
+            }
+    
+            insert_message(&mut tx, first).await?;
+    
+            if let Some(idem) = idem {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (service, key, request_hash, verification_id, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .bind(&idem.service)
+                .bind(&idem.key)
+                .bind(&idem.request_hash)
+                .bind(&idem.verification_id)
+                .bind(v.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| write_err(e, &format!("idempotency key {} of service {}", idem.key, idem.service)))?;
+            }
+    
+            tx.commit().await.map_err(db_err)?;
+            Ok(InsertOutcome::Created)
+        })
+        .await
     }
 
     async fn get_idempotency(
@@ -642,7 +694,7 @@ impl Store for SqliteStore {
         )
         .bind(service)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await
         .map_err(db_err)?;
         match row {
@@ -663,7 +715,7 @@ impl Store for SqliteStore {
             " FROM verifications WHERE id = ?1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await
         .map_err(db_err)?
         .as_ref()
@@ -679,7 +731,7 @@ impl Store for SqliteStore {
         ))
         .bind(service)
         .bind(to)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await
         .map_err(db_err)?
         .as_ref()
@@ -696,20 +748,23 @@ impl Store for SqliteStore {
         attempts: u32,
         at: Millis,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE verifications SET status = ?4, attempts = ?5, updated_at = ?6
-             WHERE id = ?1 AND status = ?2 AND attempts = ?3",
-        )
-        .bind(id)
-        .bind(expect_status.as_str())
-        .bind(i64::from(expect_attempts))
-        .bind(status.as_str())
-        .bind(i64::from(attempts))
-        .bind(at)
-        .execute(&self.pool)
+        self.durable(async {
+            let done = sqlx::query(
+                "UPDATE verifications SET status = ?4, attempts = ?5, updated_at = ?6
+                 WHERE id = ?1 AND status = ?2 AND attempts = ?3",
+            )
+            .bind(id)
+            .bind(expect_status.as_str())
+            .bind(i64::from(expect_attempts))
+            .bind(status.as_str())
+            .bind(i64::from(attempts))
+            .bind(at)
+            .execute(&self.writes)
+            .await
+            .map_err(|e| write_err(e, &format!("verification {id}")))?;
+            Ok(done.rows_affected() == 1)
+        })
         .await
-        .map_err(|e| write_err(e, &format!("verification {id}")))?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn record_resend(
@@ -719,23 +774,26 @@ impl Store for SqliteStore {
         msg: &OutboxMessage,
         at: Millis,
     ) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE verifications SET sends = sends + 1, last_sent_at = ?2, code_hash = ?3 WHERE id = ?1",
-        )
-        .bind(verification_id)
-        .bind(at)
-        .bind(code_hash)
-        .execute(&mut *tx)
+        self.durable(async {
+            let mut tx = self.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE verifications SET sends = sends + 1, last_sent_at = ?2, code_hash = ?3 WHERE id = ?1",
+            )
+            .bind(verification_id)
+            .bind(at)
+            .bind(code_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "verification {verification_id}"
+                )));
+            }
+            insert_message(&mut tx, msg).await?;
+            tx.commit().await.map_err(db_err)
+        })
         .await
-        .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "verification {verification_id}"
-            )));
-        }
-        insert_message(&mut tx, msg).await?;
-        tx.commit().await.map_err(db_err)
     }
 
     // ---- outbox and receipts
@@ -768,7 +826,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now.saturating_add(lease_ms.max(0)))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writes)
         .await
         .map_err(db_err)?;
         sorted_messages(rows)
@@ -781,100 +839,103 @@ impl Store for SqliteStore {
         message_ids: &[String],
         at: Millis,
     ) -> StoreResult<OutboxMessage> {
-        let mut tx = self.begin_write().await?;
-        let Some(msg) = fetch_message(&mut tx, id).await? else {
-            return Err(StoreError::NotFound(format!("outbox message {id}")));
-        };
-
-        // Ids accumulate: a message sent twice (a lease ran out while the
-        // first submit_sm was in flight) correlates receipts of both copies.
-        let mut ids = msg.message_ids.clone();
-        for mid in message_ids {
-            if !ids.contains(mid) {
-                ids.push(mid.clone());
-            }
-        }
-        let mut keys: Vec<String> = Vec::new();
-        for mid in message_ids {
-            for (rank, key) in message_id_keys(mid).iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO message_keys (key, outbox_id, is_primary, created_at)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (key, outbox_id) DO UPDATE
-                     SET is_primary = max(is_primary, excluded.is_primary)",
-                )
-                .bind(key)
-                .bind(id)
-                .bind(rank == 0)
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| write_err(e, &format!("message id {mid} of {id}")))?;
-                if !keys.contains(key) {
-                    keys.push(key.clone());
+        self.durable(async {
+            let mut tx = self.begin_write().await?;
+            let Some(msg) = fetch_message(&mut tx, id).await? else {
+                return Err(StoreError::NotFound(format!("outbox message {id}")));
+            };
+    
+            // Ids accumulate: a message sent twice (a lease ran out while the
+            // first submit_sm was in flight) correlates receipts of both copies.
+            let mut ids = msg.message_ids.clone();
+            for mid in message_ids {
+                if !ids.contains(mid) {
+                    ids.push(mid.clone());
                 }
             }
-        }
-
-        // An SMSC acceptance supersedes the sender-side verdicts (expired,
-        // rejected, still queued); receipt outcomes stay.
-        let mut state = match msg.state {
-            MessageState::Delivered | MessageState::Undeliverable => msg.state,
-            _ => MessageState::Submitted,
-        };
-
-        // Receipts that beat this call, oldest first, through the same rule
-        // as live receipts.
-        let parked = sqlx::query(
-            "SELECT DISTINCT p.id, p.state, p.at FROM parked_dlrs p
-             JOIN parked_dlr_keys k ON k.parked_id = p.id
-             WHERE k.key IN (SELECT value FROM json_each(?1))
-             ORDER BY p.at, p.id",
-        )
-        .bind(to_json(&keys)?)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let mut applied: Vec<i64> = Vec::with_capacity(parked.len());
-        for row in &parked {
-            let dlr_state: String = col(row, "parked_dlrs", "state")?;
-            state = merge_receipt(state, parse_state("parked_dlrs", "state", &dlr_state)?);
-            applied.push(col(row, "parked_dlrs", "id")?);
-        }
-        if !applied.is_empty() {
-            let applied = to_json(&applied)?;
-            sqlx::query(
-                "DELETE FROM parked_dlr_keys WHERE parked_id IN (SELECT value FROM json_each(?1))",
+            let mut keys: Vec<String> = Vec::new();
+            for mid in message_ids {
+                for (rank, key) in message_id_keys(mid).iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO message_keys (key, outbox_id, is_primary, created_at)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (key, outbox_id) DO UPDATE
+                         SET is_primary = max(is_primary, excluded.is_primary)",
+                    )
+                    .bind(key)
+                    .bind(id)
+                    .bind(rank == 0)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| write_err(e, &format!("message id {mid} of {id}")))?;
+                    if !keys.contains(key) {
+                        keys.push(key.clone());
+                    }
+                }
+            }
+    
+            // An SMSC acceptance supersedes the sender-side verdicts (expired,
+            // rejected, still queued); receipt outcomes stay.
+            let mut state = match msg.state {
+                MessageState::Delivered | MessageState::Undeliverable => msg.state,
+                _ => MessageState::Submitted,
+            };
+    
+            // Receipts that beat this call, oldest first, through the same rule
+            // as live receipts.
+            let parked = sqlx::query(
+                "SELECT DISTINCT p.id, p.state, p.at FROM parked_dlrs p
+                 JOIN parked_dlr_keys k ON k.parked_id = p.id
+                 WHERE k.key IN (SELECT value FROM json_each(?1))
+                 ORDER BY p.at, p.id",
             )
-            .bind(&applied)
-            .execute(&mut *tx)
+            .bind(to_json(&keys)?)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db_err)?;
-            sqlx::query("DELETE FROM parked_dlrs WHERE id IN (SELECT value FROM json_each(?1))")
+            let mut applied: Vec<i64> = Vec::with_capacity(parked.len());
+            for row in &parked {
+                let dlr_state: String = col(row, "parked_dlrs", "state")?;
+                state = merge_receipt(state, parse_state("parked_dlrs", "state", &dlr_state)?);
+                applied.push(col(row, "parked_dlrs", "id")?);
+            }
+            if !applied.is_empty() {
+                let applied = to_json(&applied)?;
+                sqlx::query(
+                    "DELETE FROM parked_dlr_keys WHERE parked_id IN (SELECT value FROM json_each(?1))",
+                )
                 .bind(&applied)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-        }
-
-        sqlx::query(
-            "UPDATE outbox SET state = ?2, smsc = ?3, message_ids = ?4, lease_until = NULL, updated_at = ?5
-             WHERE id = ?1",
-        )
-        .bind(id)
-        .bind(state.as_str())
-        .bind(smsc)
-        .bind(to_json(&ids)?)
-        .bind(at)
-        .execute(&mut *tx)
+                sqlx::query("DELETE FROM parked_dlrs WHERE id IN (SELECT value FROM json_each(?1))")
+                    .bind(&applied)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+    
+            sqlx::query(
+                "UPDATE outbox SET state = ?2, smsc = ?3, message_ids = ?4, lease_until = NULL, updated_at = ?5
+                 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(state.as_str())
+            .bind(smsc)
+            .bind(to_json(&ids)?)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    
+            let after = fetch_message(&mut tx, id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("outbox message {id}")))?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(after)
+        })
         .await
-        .map_err(db_err)?;
-
-        let after = fetch_message(&mut tx, id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("outbox message {id}")))?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(after)
     }
 
     async fn mark_failed(
@@ -884,41 +945,47 @@ impl Store for SqliteStore {
         retry_at: Option<Millis>,
         at: Millis,
     ) -> StoreResult<()> {
-        // Only an unfinished message changes: a late failure report from a
-        // sender whose lease ran out must not requeue (and so resend) a
-        // message another sender got accepted.
-        let done = sqlx::query(
-            "UPDATE outbox
-             SET state = CASE WHEN ?3 IS NULL THEN 'rejected' ELSE 'queued' END,
-                 next_attempt_at = COALESCE(?3, next_attempt_at),
-                 last_error = ?2, lease_until = NULL, updated_at = ?4
-             WHERE id = ?1 AND state IN ('queued', 'sending')",
-        )
-        .bind(id)
-        .bind(error)
-        .bind(retry_at)
-        .bind(at)
-        .execute(&self.pool)
+        self.durable(async {
+            // Only an unfinished message changes: a late failure report from a
+            // sender whose lease ran out must not requeue (and so resend) a
+            // message another sender got accepted.
+            let done = sqlx::query(
+                "UPDATE outbox
+                 SET state = CASE WHEN ?3 IS NULL THEN 'rejected' ELSE 'queued' END,
+                     next_attempt_at = COALESCE(?3, next_attempt_at),
+                     last_error = ?2, lease_until = NULL, updated_at = ?4
+                 WHERE id = ?1 AND state IN ('queued', 'sending')",
+            )
+            .bind(id)
+            .bind(error)
+            .bind(retry_at)
+            .bind(at)
+            .execute(&self.writes)
+            .await
+            .map_err(db_err)?;
+            if done.rows_affected() == 0 && self.get_message(id).await?.is_none() {
+                return Err(StoreError::NotFound(format!("outbox message {id}")));
+            }
+            Ok(())
+        })
         .await
-        .map_err(db_err)?;
-        if done.rows_affected() == 0 && self.get_message(id).await?.is_none() {
-            return Err(StoreError::NotFound(format!("outbox message {id}")));
-        }
-        Ok(())
     }
 
     async fn expire_outbox(&self, now: Millis) -> StoreResult<Vec<OutboxMessage>> {
-        let rows = sqlx::query(concat!(
-            "UPDATE outbox SET state = 'expired', lease_until = NULL, updated_at = ?1
-             WHERE state IN ('queued', 'sending') AND expires_at < ?1
-             RETURNING rowid AS seq, ",
-            outbox_cols!()
-        ))
-        .bind(now)
-        .fetch_all(&self.pool)
+        self.durable(async {
+            let rows = sqlx::query(concat!(
+                "UPDATE outbox SET state = 'expired', lease_until = NULL, updated_at = ?1
+                 WHERE state IN ('queued', 'sending') AND expires_at < ?1
+                 RETURNING rowid AS seq, ",
+                outbox_cols!()
+            ))
+            .bind(now)
+            .fetch_all(&self.writes)
+            .await
+            .map_err(db_err)?;
+            sorted_messages(rows)
+        })
         .await
-        .map_err(db_err)?;
-        sorted_messages(rows)
     }
 
     async fn record_dlr(
@@ -927,87 +994,90 @@ impl Store for SqliteStore {
         state: MessageState,
         at: Millis,
     ) -> StoreResult<DlrOutcome> {
-        let mut unique: Vec<&String> = Vec::with_capacity(keys.len());
-        for k in keys.iter().filter(|k| !k.is_empty()) {
-            if !unique.contains(&k) {
-                unique.push(k);
+        self.durable(async {
+            let mut unique: Vec<&String> = Vec::with_capacity(keys.len());
+            for k in keys.iter().filter(|k| !k.is_empty()) {
+                if !unique.contains(&k) {
+                    unique.push(k);
+                }
             }
-        }
-        let Some(primary) = unique.first().copied() else {
-            // An empty id correlates with nothing, now or later: there is
-            // nothing to keep.
-            return Ok(DlrOutcome::Parked);
-        };
-        let keys_json = to_json(&unique)?;
-
-        let mut tx = self.begin_write().await?;
-        // Prefer a message whose primary key is the receipt's primary key
-        // (same id format), then the most recently submitted.
-        let target: Option<String> = sqlx::query_scalar(
-            "SELECT outbox_id FROM message_keys
-             WHERE key IN (SELECT value FROM json_each(?1))
-             ORDER BY (key = ?2 AND is_primary) DESC, created_at DESC, rowid DESC
-             LIMIT 1",
-        )
-        .bind(&keys_json)
-        .bind(primary)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-
-        if let Some(id) = target {
-            let msg = fetch_message(&mut tx, &id).await?.ok_or_else(|| {
-                StoreError::Corrupt(format!("message_keys: outbox message {id} is missing"))
-            })?;
-            let next = merge_receipt(msg.state, state);
-            if next == msg.state {
-                tx.rollback().await.map_err(db_err)?;
-                return Ok(DlrOutcome::Applied(msg));
-            }
-            sqlx::query(
-                "UPDATE outbox SET state = ?2, lease_until = NULL, updated_at = ?3 WHERE id = ?1",
+            let Some(primary) = unique.first().copied() else {
+                // An empty id correlates with nothing, now or later: there is
+                // nothing to keep.
+                return Ok(DlrOutcome::Parked);
+            };
+            let keys_json = to_json(&unique)?;
+    
+            let mut tx = self.begin_write().await?;
+            // Prefer a message whose primary key is the receipt's primary key
+            // (same id format), then the most recently submitted.
+            let target: Option<String> = sqlx::query_scalar(
+                "SELECT outbox_id FROM message_keys
+                 WHERE key IN (SELECT value FROM json_each(?1))
+                 ORDER BY (key = ?2 AND is_primary) DESC, created_at DESC, rowid DESC
+                 LIMIT 1",
             )
-            .bind(&id)
-            .bind(next.as_str())
-            .bind(at)
-            .execute(&mut *tx)
+            .bind(&keys_json)
+            .bind(primary)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_err)?;
-            let after = fetch_message(&mut tx, &id)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(format!("outbox message {id}")))?;
-            tx.commit().await.map_err(db_err)?;
-            return Ok(DlrOutcome::Applied(after));
-        }
-
-        sqlx::query("DELETE FROM parked_dlr_keys WHERE parked_id IN (SELECT id FROM parked_dlrs WHERE at < ?1)")
-            .bind(at.saturating_sub(PARKED_DLR_TTL_MS))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        sqlx::query("DELETE FROM parked_dlrs WHERE at < ?1")
-            .bind(at.saturating_sub(PARKED_DLR_TTL_MS))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let parked_id: i64 =
-            sqlx::query_scalar("INSERT INTO parked_dlrs (state, at) VALUES (?1, ?2) RETURNING id")
-                .bind(state.as_str())
+    
+            if let Some(id) = target {
+                let msg = fetch_message(&mut tx, &id).await?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("message_keys: outbox message {id} is missing"))
+                })?;
+                let next = merge_receipt(msg.state, state);
+                if next == msg.state {
+                    tx.rollback().await.map_err(db_err)?;
+                    return Ok(DlrOutcome::Applied(msg));
+                }
+                sqlx::query(
+                    "UPDATE outbox SET state = ?2, lease_until = NULL, updated_at = ?3 WHERE id = ?1",
+                )
+                .bind(&id)
+                .bind(next.as_str())
                 .bind(at)
-                .fetch_one(&mut *tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-        sqlx::query(
-            "INSERT OR IGNORE INTO parked_dlr_keys (key, parked_id)
-             SELECT value, ?2 FROM json_each(?1)",
-        )
-        .bind(&keys_json)
-        .bind(parked_id)
-        .execute(&mut *tx)
+                let after = fetch_message(&mut tx, &id)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("outbox message {id}")))?;
+                tx.commit().await.map_err(db_err)?;
+                return Ok(DlrOutcome::Applied(after));
+            }
+    
+            sqlx::query("DELETE FROM parked_dlr_keys WHERE parked_id IN (SELECT id FROM parked_dlrs WHERE at < ?1)")
+                .bind(at.saturating_sub(PARKED_DLR_TTL_MS))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query("DELETE FROM parked_dlrs WHERE at < ?1")
+                .bind(at.saturating_sub(PARKED_DLR_TTL_MS))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let parked_id: i64 =
+                sqlx::query_scalar("INSERT INTO parked_dlrs (state, at) VALUES (?1, ?2) RETURNING id")
+                    .bind(state.as_str())
+                    .bind(at)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO parked_dlr_keys (key, parked_id)
+                 SELECT value, ?2 FROM json_each(?1)",
+            )
+            .bind(&keys_json)
+            .bind(parked_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(DlrOutcome::Parked)
+        })
         .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(DlrOutcome::Parked)
     }
 
     async fn get_message(&self, id: &str) -> StoreResult<Option<OutboxMessage>> {
@@ -1017,7 +1087,7 @@ impl Store for SqliteStore {
             " FROM outbox WHERE id = ?1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await
         .map_err(db_err)?
         .as_ref()
@@ -1035,7 +1105,7 @@ impl Store for SqliteStore {
             " FROM outbox WHERE verification_id = ?1 ORDER BY created_at, rowid"
         ))
         .bind(verification_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await
         .map_err(db_err)?
         .iter()
@@ -1048,7 +1118,7 @@ impl Store for SqliteStore {
             "SELECT state, COUNT(*) AS n FROM outbox
              WHERE state IN ('queued', 'sending', 'submitted') GROUP BY state",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await
         .map_err(db_err)?;
         let mut depth = OutboxDepth::default();
@@ -1075,76 +1145,82 @@ impl Store for SqliteStore {
         window_ms: i64,
         now: Millis,
     ) -> StoreResult<RateDecision> {
-        let window = window_ms.max(1);
-        let start = now - now.rem_euclid(window);
-        let reset_at = start.saturating_add(window);
-
-        let mut tx = self.begin_write().await?;
-        // Earlier windows of this key are over: keep the table small.
-        sqlx::query("DELETE FROM rate_windows WHERE key = ?1 AND window_start < ?2")
-            .bind(key)
-            .bind(start)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        // Counts the hit unless the limit is reached; RETURNING yields no
-        // row when the conflict update's WHERE refuses it.
-        let counted: Option<i64> = if limit == 0 {
-            None
-        } else {
-            sqlx::query_scalar(
-                "INSERT INTO rate_windows (key, window_start, count) VALUES (?1, ?2, 1)
-                 ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 WHERE count < ?3
-                 RETURNING count",
-            )
-            .bind(key)
-            .bind(start)
-            .bind(i64::from(limit))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-        };
-        let (allowed, count) = match counted {
-            Some(n) => (true, n),
-            None => {
-                let n: Option<i64> = sqlx::query_scalar(
-                    "SELECT count FROM rate_windows WHERE key = ?1 AND window_start = ?2",
+        self.durable(async {
+            let window = window_ms.max(1);
+            let start = now - now.rem_euclid(window);
+            let reset_at = start.saturating_add(window);
+    
+            let mut tx = self.begin_write().await?;
+            // Earlier windows of this key are over: keep the table small.
+            sqlx::query("DELETE FROM rate_windows WHERE key = ?1 AND window_start < ?2")
+                .bind(key)
+                .bind(start)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            // Counts the hit unless the limit is reached; RETURNING yields no
+            // row when the conflict update's WHERE refuses it.
+            let counted: Option<i64> = if limit == 0 {
+                None
+            } else {
+                sqlx::query_scalar(
+                    "INSERT INTO rate_windows (key, window_start, count) VALUES (?1, ?2, 1)
+                     ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 WHERE count < ?3
+                     RETURNING count",
                 )
                 .bind(key)
                 .bind(start)
+                .bind(i64::from(limit))
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(db_err)?;
-                (false, n.unwrap_or(0))
-            }
-        };
-        tx.commit().await.map_err(db_err)?;
-        let count = u32::try_from(count).map_err(|_| corrupt("rate_windows", "count", count))?;
-        Ok(RateDecision {
-            allowed,
-            count,
-            reset_at,
+                .map_err(db_err)?
+            };
+            let (allowed, count) = match counted {
+                Some(n) => (true, n),
+                None => {
+                    let n: Option<i64> = sqlx::query_scalar(
+                        "SELECT count FROM rate_windows WHERE key = ?1 AND window_start = ?2",
+                    )
+                    .bind(key)
+                    .bind(start)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    (false, n.unwrap_or(0))
+                }
+            };
+            tx.commit().await.map_err(db_err)?;
+            let count = u32::try_from(count).map_err(|_| corrupt("rate_windows", "count", count))?;
+            Ok(RateDecision {
+                allowed,
+                count,
+                reset_at,
+            })
         })
+        .await
     }
 
     // ---- webhooks
 
     async fn enqueue_webhook(&self, job: &WebhookJob) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO webhook_jobs (id, service, url, body, attempts, next_attempt_at, last_error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(&job.id)
-        .bind(&job.service)
-        .bind(&job.url)
-        .bind(&job.body)
-        .bind(i64::from(job.attempts))
-        .bind(job.next_attempt_at)
-        .bind(&job.last_error)
-        .execute(&self.pool)
+        self.durable(async {
+            sqlx::query(
+                "INSERT INTO webhook_jobs (id, service, url, body, attempts, next_attempt_at, last_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(&job.id)
+            .bind(&job.service)
+            .bind(&job.url)
+            .bind(&job.body)
+            .bind(i64::from(job.attempts))
+            .bind(job.next_attempt_at)
+            .bind(&job.last_error)
+            .execute(&self.writes)
+            .await
+            .map_err(|e| write_err(e, &format!("webhook job {}", job.id)))?;
+            Ok(())
+        })
         .await
-        .map_err(|e| write_err(e, &format!("webhook job {}", job.id)))?;
-        Ok(())
     }
 
     async fn claim_webhooks(
@@ -1168,7 +1244,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now.saturating_add(lease_ms.max(0)))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writes)
         .await
         .map_err(db_err)?;
         let mut jobs = Vec::with_capacity(rows.len());
@@ -1181,13 +1257,16 @@ impl Store for SqliteStore {
     }
 
     async fn complete_webhook(&self, id: &str) -> StoreResult<()> {
-        // Idempotent: a job another worker finished is gone already.
-        sqlx::query("DELETE FROM webhook_jobs WHERE id = ?1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+        self.durable(async {
+            // Idempotent: a job another worker finished is gone already.
+            sqlx::query("DELETE FROM webhook_jobs WHERE id = ?1")
+                .bind(id)
+                .execute(&self.writes)
+                .await
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn retry_webhook(
@@ -1196,51 +1275,57 @@ impl Store for SqliteStore {
         error: &str,
         retry_at: Option<Millis>,
     ) -> StoreResult<()> {
-        match retry_at {
-            Some(at) => {
-                sqlx::query(
-                    "UPDATE webhook_jobs SET next_attempt_at = ?2, last_error = ?3, lease_until = NULL
-                     WHERE id = ?1",
-                )
-                .bind(id)
-                .bind(at)
-                .bind(error)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
-            }
-            None => {
-                sqlx::query("DELETE FROM webhook_jobs WHERE id = ?1")
+        self.durable(async {
+            match retry_at {
+                Some(at) => {
+                    sqlx::query(
+                        "UPDATE webhook_jobs SET next_attempt_at = ?2, last_error = ?3, lease_until = NULL
+                         WHERE id = ?1",
+                    )
                     .bind(id)
-                    .execute(&self.pool)
+                    .bind(at)
+                    .bind(error)
+                    .execute(&self.writes)
                     .await
                     .map_err(db_err)?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM webhook_jobs WHERE id = ?1")
+                        .bind(id)
+                        .execute(&self.writes)
+                        .await
+                        .map_err(db_err)?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     // ---- accounts and sessions
 
     async fn create_account(&self, a: &Account) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO accounts (id, service, msisdn, password_hash, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(&a.id)
-        .bind(&a.service)
-        .bind(&a.msisdn)
-        .bind(&a.password_hash)
-        .bind(a.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            write_err(
-                e,
-                &format!("account {} ({} of service {})", a.id, a.msisdn, a.service),
+        self.durable(async {
+            sqlx::query(
+                "INSERT INTO accounts (id, service, msisdn, password_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )
-        })?;
-        Ok(())
+            .bind(&a.id)
+            .bind(&a.service)
+            .bind(&a.msisdn)
+            .bind(&a.password_hash)
+            .bind(a.created_at)
+            .execute(&self.writes)
+            .await
+            .map_err(|e| {
+                write_err(
+                    e,
+                    &format!("account {} ({} of service {})", a.id, a.msisdn, a.service),
+                )
+            })?;
+            Ok(())
+        })
+        .await
     }
 
     async fn get_account_by_msisdn(
@@ -1254,7 +1339,7 @@ impl Store for SqliteStore {
         )
         .bind(service)
         .bind(msisdn)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await
         .map_err(db_err)?
         .as_ref()
@@ -1263,19 +1348,22 @@ impl Store for SqliteStore {
     }
 
     async fn create_session(&self, s: &Session) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sessions (id, account_id, token_hash, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(&s.id)
-        .bind(&s.account_id)
-        .bind(&s.token_hash)
-        .bind(s.created_at)
-        .bind(s.expires_at)
-        .execute(&self.pool)
+        self.durable(async {
+            sqlx::query(
+                "INSERT INTO sessions (id, account_id, token_hash, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(&s.id)
+            .bind(&s.account_id)
+            .bind(&s.token_hash)
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .execute(&self.writes)
+            .await
+            .map_err(|e| write_err(e, &format!("session {} of account {}", s.id, s.account_id)))?;
+            Ok(())
+        })
         .await
-        .map_err(|e| write_err(e, &format!("session {} of account {}", s.id, s.account_id)))?;
-        Ok(())
     }
 
     async fn get_session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<Session>> {
@@ -1284,7 +1372,7 @@ impl Store for SqliteStore {
              WHERE token_hash = ?1",
         )
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await
         .map_err(db_err)?
         .as_ref()
@@ -1295,15 +1383,20 @@ impl Store for SqliteStore {
     // ---- audit
 
     async fn audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        sqlx::query("INSERT INTO audit_events (at, service, kind, detail) VALUES (?1, ?2, ?3, ?4)")
+        self.durable(async {
+            sqlx::query(
+                "INSERT INTO audit_events (at, service, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            )
             .bind(e.at)
             .bind(&e.service)
             .bind(&e.kind)
             .bind(to_json(&e.detail)?)
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await
             .map_err(|err| write_err(err, &format!("audit event {}", e.kind)))?;
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn recent_audit(&self, limit: u32) -> StoreResult<Vec<AuditEvent>> {
@@ -1312,7 +1405,7 @@ impl Store for SqliteStore {
              ORDER BY at DESC, seq DESC LIMIT ?1",
         )
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await
         .map_err(db_err)?
         .iter()
@@ -1435,21 +1528,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn open_sets_wal_full_sync_and_foreign_keys() {
+    async fn open_sets_wal_group_commit_and_foreign_keys() {
         let dir = TempDir::new("pragmas");
         let store = SqliteStore::open(&dir.db()).await.expect("open");
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&store.pool)
+            .fetch_one(&store.writes)
             .await
             .expect("pragma");
         assert_eq!(mode, "wal", "journal mode");
         let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&store.pool)
+            .fetch_one(&store.writes)
             .await
             .expect("pragma");
-        assert_eq!(sync, 2, "synchronous=FULL");
+        // NORMAL: commits do not fsync each; `durable` waits for the shared flush.
+        assert_eq!(sync, 1, "synchronous=NORMAL");
+        assert!(store.sync.is_some(), "a file database has group commit");
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-            .fetch_one(&store.pool)
+            .fetch_one(&store.writes)
             .await
             .expect("pragma");
         assert_eq!(fk, 1, "foreign keys on");
@@ -1596,7 +1691,7 @@ mod tests {
             "PendingExists returns the winner"
         );
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&a.pool)
+            .fetch_one(&a.writes)
             .await
             .expect("count");
         assert_eq!(n, 1, "only the winner's message was written");
@@ -1702,11 +1797,11 @@ mod tests {
             .await
             .expect("insert_verification");
         sqlx::query("UPDATE verifications SET status = 'bogus'")
-            .execute(&store.pool)
+            .execute(&store.writes)
             .await
             .expect("update");
         sqlx::query("UPDATE outbox SET state = 'lost'")
-            .execute(&store.pool)
+            .execute(&store.writes)
             .await
             .expect("update");
         let err = store.get_verification(&v.id).await;
