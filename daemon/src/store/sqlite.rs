@@ -597,7 +597,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<InsertOutcome> {
         self.durable(async {
             let mut tx = self.begin_write().await?;
-    
+
             // A replayed request wins over the pending check: the replay of a
             // start would otherwise meet its own pending verification.
             if let Some(idem) = idem {
@@ -621,12 +621,12 @@ impl Store for SqliteStore {
                     return Ok(InsertOutcome::IdempotentReplay(record));
                 }
             }
-    
+
             if let Some(pending) = fetch_pending(&mut tx, &v.service, &v.to).await? {
                 tx.rollback().await.map_err(db_err)?;
                 return Ok(InsertOutcome::PendingExists(pending));
             }
-    
+
             let inserted = sqlx::query(concat!(
                 "INSERT INTO verifications (",
                 verification_cols!(),
@@ -659,9 +659,9 @@ impl Store for SqliteStore {
                 }
                 return Err(write_err(e, &format!("verification {}", v.id)));
             }
-    
+
             insert_message(&mut tx, first).await?;
-    
+
             if let Some(idem) = idem {
                 sqlx::query(
                     "INSERT INTO idempotency_keys (service, key, request_hash, verification_id, created_at)
@@ -676,7 +676,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(|e| write_err(e, &format!("idempotency key {} of service {}", idem.key, idem.service)))?;
             }
-    
+
             tx.commit().await.map_err(db_err)?;
             Ok(InsertOutcome::Created)
         })
@@ -844,7 +844,7 @@ impl Store for SqliteStore {
             let Some(msg) = fetch_message(&mut tx, id).await? else {
                 return Err(StoreError::NotFound(format!("outbox message {id}")));
             };
-    
+
             // Ids accumulate: a message sent twice (a lease ran out while the
             // first submit_sm was in flight) correlates receipts of both copies.
             let mut ids = msg.message_ids.clone();
@@ -874,14 +874,14 @@ impl Store for SqliteStore {
                     }
                 }
             }
-    
+
             // An SMSC acceptance supersedes the sender-side verdicts (expired,
             // rejected, still queued); receipt outcomes stay.
             let mut state = match msg.state {
                 MessageState::Delivered | MessageState::Undeliverable => msg.state,
                 _ => MessageState::Submitted,
             };
-    
+
             // Receipts that beat this call, oldest first, through the same rule
             // as live receipts.
             let parked = sqlx::query(
@@ -915,7 +915,7 @@ impl Store for SqliteStore {
                     .await
                     .map_err(db_err)?;
             }
-    
+
             sqlx::query(
                 "UPDATE outbox SET state = ?2, smsc = ?3, message_ids = ?4, lease_until = NULL, updated_at = ?5
                  WHERE id = ?1",
@@ -928,7 +928,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-    
+
             let after = fetch_message(&mut tx, id)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("outbox message {id}")))?;
@@ -1007,7 +1007,7 @@ impl Store for SqliteStore {
                 return Ok(DlrOutcome::Parked);
             };
             let keys_json = to_json(&unique)?;
-    
+
             let mut tx = self.begin_write().await?;
             // Prefer a message whose primary key is the receipt's primary key
             // (same id format), then the most recently submitted.
@@ -1022,7 +1022,7 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(db_err)?;
-    
+
             if let Some(id) = target {
                 let msg = fetch_message(&mut tx, &id).await?.ok_or_else(|| {
                     StoreError::Corrupt(format!("message_keys: outbox message {id} is missing"))
@@ -1047,7 +1047,7 @@ impl Store for SqliteStore {
                 tx.commit().await.map_err(db_err)?;
                 return Ok(DlrOutcome::Applied(after));
             }
-    
+
             sqlx::query("DELETE FROM parked_dlr_keys WHERE parked_id IN (SELECT id FROM parked_dlrs WHERE at < ?1)")
                 .bind(at.saturating_sub(PARKED_DLR_TTL_MS))
                 .execute(&mut *tx)
@@ -1149,7 +1149,7 @@ impl Store for SqliteStore {
             let window = window_ms.max(1);
             let start = now - now.rem_euclid(window);
             let reset_at = start.saturating_add(window);
-    
+
             let mut tx = self.begin_write().await?;
             // Earlier windows of this key are over: keep the table small.
             sqlx::query("DELETE FROM rate_windows WHERE key = ?1 AND window_start < ?2")
