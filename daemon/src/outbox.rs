@@ -271,51 +271,71 @@ pub fn message_state(s: DlrState) -> MessageState {
     }
 }
 
+/// Receipts and MOs handled at once; each waits for the store's group
+/// commit, so handling them one by one would cap receipts at one flush each.
+const EVENTS_IN_FLIGHT: usize = 1024;
+
 /// Consumes receipts and MOs: each is stored before it is acknowledged.
+/// They are handled concurrently; the store merges receipts for the same
+/// message by state, so their order does not matter.
 pub async fn run_events(store: Arc<dyn Store>, mut events: mpsc::Receiver<SmppEvent>) {
+    let permits = Arc::new(Semaphore::new(EVENTS_IN_FLIGHT));
     while let Some(ev) = events.recv().await {
-        match ev {
-            SmppEvent::Dlr { dlr, ack, .. } => {
-                let keys: Vec<String> = message_id_keys(&dlr.message_id).iter().cloned().collect();
-                match store
-                    .record_dlr(&keys, message_state(dlr.state), now_ms())
-                    .await
-                {
-                    Ok(_) => {
-                        // Counted once stored, so the figure means "receipts we hold".
-                        crate::metrics::get()
-                            .dlrs
-                            .with_label_values(&[dlr.state.as_stat()])
-                            .inc();
-                        ack.accept()
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot store receipt; SMSC will redeliver");
-                        ack.retry_later();
-                    }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let store = store.clone();
+        tokio::spawn(async move {
+            handle_event(&*store, ev).await;
+            drop(permit);
+        });
+    }
+    // Let the last ones be stored (and acknowledged) before returning.
+    let _ = permits.acquire_many(EVENTS_IN_FLIGHT as u32).await;
+}
+
+async fn handle_event(store: &dyn Store, ev: SmppEvent) {
+    match ev {
+        SmppEvent::Dlr { dlr, ack, .. } => {
+            let keys: Vec<String> = message_id_keys(&dlr.message_id).iter().cloned().collect();
+            match store
+                .record_dlr(&keys, message_state(dlr.state), now_ms())
+                .await
+            {
+                Ok(_) => {
+                    // Counted once stored, so the figure means "receipts we hold".
+                    crate::metrics::get()
+                        .dlrs
+                        .with_label_values(&[dlr.state.as_stat()])
+                        .inc();
+                    ack.accept()
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot store receipt; SMSC will redeliver");
+                    ack.retry_later();
                 }
             }
-            SmppEvent::Mo {
-                smsc,
-                from,
-                to,
-                text,
-                ack,
-                ..
-            } => {
-                // MO login consumes these in a later service; until then the
-                // MO is kept in the audit trail (number masked, no text).
-                let masked = mask(&from);
-                let ev = AuditEvent {
-                    at: now_ms(),
-                    service: None,
-                    kind: "mo.received".into(),
-                    detail: serde_json::json!({"smsc": &*smsc, "from": masked, "to": to, "length": text.chars().count()}),
-                };
-                match store.audit(&ev).await {
-                    Ok(()) => ack.accept(),
-                    Err(_) => ack.retry_later(),
-                }
+        }
+        SmppEvent::Mo {
+            smsc,
+            from,
+            to,
+            text,
+            ack,
+            ..
+        } => {
+            // MO login consumes these in a later service; until then the
+            // MO is kept in the audit trail (number masked, no text).
+            let masked = mask(&from);
+            let ev = AuditEvent {
+                at: now_ms(),
+                service: None,
+                kind: "mo.received".into(),
+                detail: serde_json::json!({"smsc": &*smsc, "from": masked, "to": to, "length": text.chars().count()}),
+            };
+            match store.audit(&ev).await {
+                Ok(()) => ack.accept(),
+                Err(_) => ack.retry_later(),
             }
         }
     }

@@ -1145,59 +1145,61 @@ impl Store for SqliteStore {
         window_ms: i64,
         now: Millis,
     ) -> StoreResult<RateDecision> {
-        self.durable(async {
-            let window = window_ms.max(1);
-            let start = now - now.rem_euclid(window);
-            let reset_at = start.saturating_add(window);
-
-            let mut tx = self.begin_write().await?;
-            // Earlier windows of this key are over: keep the table small.
-            sqlx::query("DELETE FROM rate_windows WHERE key = ?1 AND window_start < ?2")
-                .bind(key)
-                .bind(start)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            // Counts the hit unless the limit is reached; RETURNING yields no
-            // row when the conflict update's WHERE refuses it.
-            let counted: Option<i64> = if limit == 0 {
-                None
-            } else {
-                sqlx::query_scalar(
-                    "INSERT INTO rate_windows (key, window_start, count) VALUES (?1, ?2, 1)
-                     ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 WHERE count < ?3
-                     RETURNING count",
+        // Not waited to disk: a counter lost with the machine undercounts
+        // by moments of traffic, and the next durable write covers it
+        // anyway. One statement in the common case (the upsert is atomic on
+        // its own); older windows are pruned when a new one starts.
+        let window = window_ms.max(1);
+        let start = now - now.rem_euclid(window);
+        let reset_at = start.saturating_add(window);
+        // Counts the hit unless the limit is reached; RETURNING yields no
+        // row when the conflict update's WHERE refuses it.
+        let counted: Option<i64> = if limit == 0 {
+            None
+        } else {
+            sqlx::query_scalar(
+                "INSERT INTO rate_windows (key, window_start, count) VALUES (?1, ?2, 1)
+                 ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 WHERE count < ?3
+                 RETURNING count",
+            )
+            .bind(key)
+            .bind(start)
+            .bind(i64::from(limit))
+            .fetch_optional(&self.writes)
+            .await
+            .map_err(db_err)?
+        };
+        let (allowed, count) = match counted {
+            Some(n) => {
+                if n == 1 {
+                    // A new window: earlier windows of this key are over.
+                    sqlx::query("DELETE FROM rate_windows WHERE key = ?1 AND window_start < ?2")
+                        .bind(key)
+                        .bind(start)
+                        .execute(&self.writes)
+                        .await
+                        .map_err(db_err)?;
+                }
+                (true, n)
+            }
+            None => {
+                let n: Option<i64> = sqlx::query_scalar(
+                    "SELECT count FROM rate_windows WHERE key = ?1 AND window_start = ?2",
                 )
                 .bind(key)
                 .bind(start)
-                .bind(i64::from(limit))
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.reads)
                 .await
-                .map_err(db_err)?
-            };
-            let (allowed, count) = match counted {
-                Some(n) => (true, n),
-                None => {
-                    let n: Option<i64> = sqlx::query_scalar(
-                        "SELECT count FROM rate_windows WHERE key = ?1 AND window_start = ?2",
-                    )
-                    .bind(key)
-                    .bind(start)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                    (false, n.unwrap_or(0))
-                }
-            };
-            tx.commit().await.map_err(db_err)?;
-            let count = u32::try_from(count).map_err(|_| corrupt("rate_windows", "count", count))?;
-            Ok(RateDecision {
-                allowed,
-                count,
-                reset_at,
-            })
+                .map_err(db_err)?;
+                (false, n.unwrap_or(0))
+            }
+        };
+        let count = u32::try_from(count).map_err(|_| corrupt("rate_windows", "count", count))?;
+        Ok(RateDecision {
+            allowed,
+            count,
+            reset_at,
         })
-        .await
     }
 
     // ---- webhooks
