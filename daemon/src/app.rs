@@ -1,9 +1,11 @@
 //! State shared by the HTTP API, the admin endpoint and the background tasks.
 
-use crate::store::{Millis, Store};
+use crate::store::{Millis, Service, Store};
 use crate::verify::code::ServerSecret;
 use crate::verify::service::VerifyService;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Unix milliseconds now (the one place the daemon reads the wall clock).
 pub fn now_ms() -> Millis {
@@ -24,6 +26,58 @@ pub struct AppState {
     pub secret: ServerSecret,
     /// Trust X-Forwarded-For for the client IP.
     pub trust_forwarded_for: bool,
+    /// Services by API-key hash, briefly.
+    pub callers: Arc<CallerCache>,
+}
+
+/// How long a looked-up API key is trusted without asking the store again.
+pub const CALLER_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Entries kept at most; a full cache is emptied rather than evicted
+/// piecemeal (it refills from the store in one request per key).
+const CALLER_CACHE_MAX: usize = 10_000;
+
+/// The service behind each recently used API key (by key hash), so a
+/// request does not read the key and its service from the store every
+/// time. Key changes made through this process's admin endpoint clear it at
+/// once; another instance sharing the database sees them within the TTL.
+/// Unknown keys are not cached.
+#[derive(Debug)]
+pub struct CallerCache {
+    ttl: Duration,
+    map: Mutex<HashMap<Vec<u8>, (Service, Instant)>>,
+}
+
+impl CallerCache {
+    /// An empty cache whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        CallerCache {
+            ttl,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cached service for this key hash, if still fresh.
+    pub fn get(&self, hash: &[u8]) -> Option<Service> {
+        let map = self.map.lock().expect("caller cache");
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(s, _)| s.clone())
+    }
+
+    /// Remembers the service for this key hash.
+    pub fn put(&self, hash: Vec<u8>, svc: Service) {
+        let mut map = self.map.lock().expect("caller cache");
+        if map.len() >= CALLER_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(hash, (svc, Instant::now()));
+    }
+
+    /// Forgets everything (after keys or services changed).
+    pub fn clear(&self) {
+        self.map.lock().expect("caller cache").clear();
+    }
 }
 
 impl AppState {
@@ -36,4 +90,31 @@ impl AppState {
 /// The stored hash of an API key (HMAC under the server secret).
 pub fn api_key_hash(secret: &ServerSecret, key: &str) -> Vec<u8> {
     secret.mac("verigate/api-key/v1", &[key.as_bytes()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(code: &str) -> Service {
+        Service {
+            code: code.into(),
+            name: code.into(),
+            settings: serde_json::json!({}),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn caller_cache_keeps_for_its_ttl_and_clears() {
+        let c = CallerCache::new(Duration::from_secs(60));
+        assert!(c.get(b"k").is_none());
+        c.put(b"k".to_vec(), svc("a"));
+        assert_eq!(c.get(b"k").map(|s| s.code), Some("a".into()));
+        c.clear();
+        assert!(c.get(b"k").is_none());
+        let stale = CallerCache::new(Duration::ZERO);
+        stale.put(b"k".to_vec(), svc("a"));
+        assert!(stale.get(b"k").is_none(), "an expired entry is not used");
+    }
 }

@@ -223,11 +223,13 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         cfg.verify.clone(),
     ));
     let state_secret = secret.clone();
+    let callers = Arc::new(crate::app::CallerCache::new(crate::app::CALLER_CACHE_TTL));
     let state = AppState {
         store: store.clone(),
         verify: verify.clone(),
         secret,
         trust_forwarded_for: cfg.api.trust_forwarded_for,
+        callers: callers.clone(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = tokio::spawn(outbox::run_sender(
@@ -267,6 +269,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         token: admin_token.into(),
         started_at: now_ms(),
         verify: verify.clone(),
+        callers,
     });
     let admin_addr = admin_listener.local_addr().unwrap_or(admin_addr);
     let mut stop_admin = stop_rx.clone();

@@ -32,6 +32,8 @@ pub struct AdminState {
     pub started_at: i64,
     /// The verification service (for `verigate verify …`).
     pub verify: Arc<crate::verify::service::VerifyService>,
+    /// The API's key cache, cleared when keys change here.
+    pub callers: Arc<crate::app::CallerCache>,
 }
 
 /// The admin routes.
@@ -307,7 +309,10 @@ async fn rotate_key(
         Ok(k) => k,
         Err(e) => return store_err(e),
     };
-    match s.store.revoke_api_keys(&code, &key_id, now_ms()).await {
+    let revoked = s.store.revoke_api_keys(&code, &key_id, now_ms()).await;
+    // The old keys stop working now, not when their cache entries expire.
+    s.callers.clear();
+    match revoked {
         Ok(n) => Json(json!({"code": code, "api_key": key, "key_id": key_id, "revoked": n}))
             .into_response(),
         Err(e) => store_err(e),

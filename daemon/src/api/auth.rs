@@ -27,16 +27,17 @@ impl FromRequestParts<AppState> for Caller {
         // One answer for unknown keys, revoked keys and keys of a removed
         // service: the caller learns nothing about which services exist.
         let invalid = || Problem::unauthorized("the API key is not valid");
-        let rec = state
-            .store
-            .find_api_key(&state.api_key_hash(key))
-            .await?
-            .ok_or_else(invalid)?;
+        let hash = state.api_key_hash(key);
+        if let Some(svc) = state.callers.get(&hash) {
+            return Ok(Caller(svc));
+        }
+        let rec = state.store.find_api_key(&hash).await?.ok_or_else(invalid)?;
         let svc = state
             .store
             .get_service(&rec.service)
             .await?
             .ok_or_else(invalid)?;
+        state.callers.put(hash, svc.clone());
         Ok(Caller(svc))
     }
 }

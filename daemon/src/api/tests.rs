@@ -63,6 +63,8 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
         verify: Arc::new(VerifyService::new(store.clone(), secret.clone(), cfg)),
         secret,
         trust_forwarded_for,
+        // No caching: these tests change keys behind the API's back.
+        callers: Arc::new(crate::app::CallerCache::new(std::time::Duration::ZERO)),
     };
     let app = router(state).layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))));
     Api { app, store }
