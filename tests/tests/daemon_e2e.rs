@@ -228,6 +228,15 @@ fn five_wrong_codes_end_in_max_attempts_reached() {
         Some(serde_json::json!({"code": code})),
     );
     assert_eq!(v["status"], "max_attempts_reached");
+    // The outcome is counted once; the check after it changed nothing.
+    let (_, m) = http(&d.api, "GET", "/metrics", None);
+    for line in [
+        "verigate_verifications_total{channel=\"sms\",outcome=\"wrong_code\"} 4",
+        "verigate_verifications_total{channel=\"sms\",outcome=\"max_attempts_reached\"} 1",
+        "verigate_verifications_total{channel=\"sms\",outcome=\"check_on_closed\"} 1",
+    ] {
+        assert!(m.contains(line), "missing {line} in\n{m}");
+    }
 }
 
 #[test]

@@ -306,14 +306,15 @@ pub async fn check(
         .check(&svc, &id, &body.value.code, now_ms())
         .await?;
     let v = c.verification;
+    // A check that found the code expired tells the app the user was late;
+    // other checks of a closed verification change nothing.
     let outcome = match v.status {
-        VerificationStatus::Approved if c.matched => "approved",
-        VerificationStatus::Pending => "wrong_code",
-        VerificationStatus::MaxAttemptsReached if v.attempts >= v.max_attempts => {
-            "max_attempts_reached"
-        }
         VerificationStatus::Expired => "expired",
-        _ => "check_on_closed",
+        _ if !c.counted => "check_on_closed",
+        VerificationStatus::Approved => "approved",
+        VerificationStatus::Pending => "wrong_code",
+        VerificationStatus::MaxAttemptsReached => "max_attempts_reached",
+        VerificationStatus::Canceled => "check_on_closed",
     };
     crate::metrics::verification(&v.channel, outcome);
     Ok(Json(CheckView {

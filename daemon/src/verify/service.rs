@@ -95,6 +95,9 @@ pub struct Checked {
     /// True only when this check's code was right and approved it; a check
     /// on an already closed verification compares nothing and is false.
     pub matched: bool,
+    /// False when the verification was already closed: this check changed
+    /// nothing (so it is not counted as a new outcome).
+    pub counted: bool,
 }
 
 /// Summary of a verification's delivery for status views.
@@ -478,6 +481,7 @@ impl VerifyService {
                 return Ok(Checked {
                     verification: v,
                     matched: false,
+                    counted: false,
                 });
             }
             let (status, attempts) = if code::matches(&self.secret, &v.id, submitted, &v.code_hash)
@@ -512,6 +516,7 @@ impl VerifyService {
                 return Ok(Checked {
                     verification: v,
                     matched,
+                    counted: true,
                 });
             }
         }
