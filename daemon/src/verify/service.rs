@@ -44,6 +44,17 @@ pub struct Started {
     pub sent: bool,
 }
 
+impl Started {
+    /// An existing verification answered again (`sent`: a fresh code went out).
+    fn existing(verification: Verification, sent: bool) -> Self {
+        Started {
+            verification,
+            created: false,
+            sent,
+        }
+    }
+}
+
 /// Why a request was refused; each variant says who is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -209,19 +220,7 @@ impl VerifyService {
         // before any limit or resend: a retry must not send another code.
         if let Some((key, hash)) = &req.idempotency {
             if let Some(rec) = self.store.get_idempotency(&svc.code, key).await? {
-                if rec.request_hash != *hash {
-                    return Err(VerifyError::IdempotencyMismatch);
-                }
-                let v = self
-                    .store
-                    .get_verification(&rec.verification_id)
-                    .await?
-                    .ok_or(VerifyError::NotFound)?;
-                return Ok(Started {
-                    verification: v,
-                    created: false,
-                    sent: false,
-                });
+                return self.replay(&rec, hash).await;
             }
         }
         // A repeated start returns the pending verification; it resends
@@ -229,11 +228,7 @@ impl VerifyService {
         if let Some(v) = self.store.find_pending(&svc.code, to.as_str()).await? {
             if now < v.expires_at {
                 if now - v.last_sent_at < cfg.resend_cooldown.0.as_millis() as i64 {
-                    return Ok(Started {
-                        verification: v,
-                        created: false,
-                        sent: false,
-                    });
+                    return Ok(Started::existing(v, false));
                 }
                 self.send_limits(&cfg, svc, to.digits(), now).await?;
                 let code = code::generate(len);
@@ -249,16 +244,7 @@ impl VerifyService {
                     now,
                 );
                 self.store.record_resend(&v.id, &hash, &msg, now).await?;
-                let v = self
-                    .store
-                    .get_verification(&v.id)
-                    .await?
-                    .ok_or(VerifyError::NotFound)?;
-                return Ok(Started {
-                    verification: v,
-                    created: false,
-                    sent: true,
-                });
+                return Ok(Started::existing(self.load(&v.id).await?, true));
             }
             // Past its expiry but never closed: close it, then start anew.
             self.close_pending(svc, &v, VerificationStatus::Expired, now)
@@ -311,31 +297,33 @@ impl VerifyService {
                 created: true,
                 sent: true,
             }),
-            InsertOutcome::PendingExists(existing) => Ok(Started {
-                verification: existing,
-                created: false,
-                sent: false,
-            }),
+            InsertOutcome::PendingExists(existing) => Ok(Started::existing(existing, false)),
+            // Another request with the same key won the race.
             InsertOutcome::IdempotentReplay(rec) => {
-                let same = req
-                    .idempotency
-                    .as_ref()
-                    .is_some_and(|(_, h)| *h == rec.request_hash);
-                if !same {
-                    return Err(VerifyError::IdempotencyMismatch);
-                }
-                let v = self
-                    .store
-                    .get_verification(&rec.verification_id)
-                    .await?
-                    .ok_or(VerifyError::NotFound)?;
-                Ok(Started {
-                    verification: v,
-                    created: false,
-                    sent: false,
-                })
+                let hash = req.idempotency.as_ref().map(|(_, h)| h.as_slice());
+                self.replay(&rec, hash.unwrap_or_default()).await
             }
         }
+    }
+
+    /// What a replayed Idempotency-Key answers: the first request's
+    /// verification, if this request is the same one.
+    async fn replay(&self, rec: &IdempotencyRecord, hash: &[u8]) -> Result<Started, VerifyError> {
+        if rec.request_hash != hash {
+            return Err(VerifyError::IdempotencyMismatch);
+        }
+        Ok(Started::existing(
+            self.load(&rec.verification_id).await?,
+            false,
+        ))
+    }
+
+    /// A verification by id (any service).
+    async fn load(&self, id: &str) -> Result<Verification, VerifyError> {
+        self.store
+            .get_verification(id)
+            .await?
+            .ok_or(VerifyError::NotFound)
     }
 
     async fn send_limits(
@@ -406,10 +394,8 @@ impl VerifyService {
         id: &str,
         now: Millis,
     ) -> Result<Verification, VerifyError> {
-        let v = self
-            .store
-            .get_verification(id)
-            .await?
+        // Another service's verification is not found, not forbidden.
+        let v = Some(self.load(id).await?)
             .filter(|v| v.service == svc.code)
             .ok_or(VerifyError::NotFound)?;
         if v.status == VerificationStatus::Pending && now >= v.expires_at {
@@ -441,11 +427,7 @@ impl VerifyService {
                 now,
             )
             .await?;
-        let after = self
-            .store
-            .get_verification(&v.id)
-            .await?
-            .ok_or(VerifyError::NotFound)?;
+        let after = self.load(&v.id).await?;
         if changed {
             notify(&*self.store, svc, &after, now).await;
         }
@@ -504,11 +486,7 @@ impl VerifyService {
                 )
                 .await?
             {
-                let v = self
-                    .store
-                    .get_verification(id)
-                    .await?
-                    .ok_or(VerifyError::NotFound)?;
+                let v = self.load(id).await?;
                 let matched = status == VerificationStatus::Approved;
                 if status != VerificationStatus::Pending {
                     notify(&*self.store, svc, &v, now).await;
