@@ -129,6 +129,13 @@ fn message(id: &str, verification_id: &str, service: &str, to: &str, at: Millis)
 
 /// Stores verification `n` of `svc` (number `+1555…n`) with its first
 /// message `msg_<svc>_<n>`, due at `at` and created at `at`; returns the message.
+/// A verification and its first message, ids `vf_conf_{tag}` / `msg_conf_{tag}`.
+fn pair(tag: &str, service: &str, to: &str, at: Millis) -> (Verification, OutboxMessage) {
+    let v = verification(&format!("vf_conf_{tag}"), service, to, at);
+    let m = message(&format!("msg_conf_{tag}"), &v.id, service, to, at);
+    (v, m)
+}
+
 async fn queued<S: Store>(
     store: &S,
     svc: &str,
@@ -376,8 +383,7 @@ pub async fn verification_insert_and_pending<S: Store>(store: &S) {
     let svc = "conf-verify";
     create_service(store, svc, t).await;
     let to = "+15550000001";
-    let v1 = verification("vf_conf_v1", svc, to, t);
-    let m1 = message("msg_conf_v1", &v1.id, svc, to, t);
+    let (v1, m1) = pair("v1", svc, to, t);
     let created = store
         .insert_verification(&v1, &m1, None)
         .await
@@ -439,8 +445,7 @@ pub async fn verification_insert_and_pending<S: Store>(store: &S) {
     );
 
     // A second pending verification for the number: nothing written.
-    let v2 = verification("vf_conf_v2", svc, to, t + 1);
-    let m2 = message("msg_conf_v2", &v2.id, svc, to, t + 1);
+    let (v2, m2) = pair("v2", svc, to, t + 1);
     let outcome = store
         .insert_verification(&v2, &m2, None)
         .await
@@ -511,8 +516,7 @@ pub async fn verification_insert_and_pending<S: Store>(store: &S) {
             .expect("insert"),
         InsertOutcome::Created
     );
-    let fresh = verification("vf_conf_v4_new", svc, to4, t + 5);
-    let m_fresh = message("msg_conf_v4_new", &fresh.id, svc, to4, t + 5);
+    let (fresh, m_fresh) = pair("v4_new", svc, to4, t + 5);
     let outcome = store
         .insert_verification(&fresh, &m_fresh, None)
         .await
@@ -606,8 +610,7 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
     };
 
     let to = "+15550001001";
-    let v1 = verification("vf_conf_idem_1", svc, to, t);
-    let m1 = message("msg_conf_idem_1", &v1.id, svc, to, t);
+    let (v1, m1) = pair("idem_1", svc, to, t);
     let first = idem(svc, "key-1", b"body-1", &v1.id);
     let outcome = store
         .insert_verification(&v1, &m1, Some(&first))
@@ -636,8 +639,7 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
     );
 
     // Same key, same number (the replay of the same start): the key wins.
-    let v2 = verification("vf_conf_idem_2", svc, to, t + 1);
-    let m2 = message("msg_conf_idem_2", &v2.id, svc, to, t + 1);
+    let (v2, m2) = pair("idem_2", svc, to, t + 1);
     let outcome = store
         .insert_verification(&v2, &m2, Some(&idem(svc, "key-1", b"body-1", &v2.id)))
         .await
@@ -651,8 +653,7 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
     // Same key, another body and number: still the first record (the caller
     // compares request hashes), nothing written.
     let to3 = "+15550001003";
-    let v3 = verification("vf_conf_idem_3", svc, to3, t + 2);
-    let m3 = message("msg_conf_idem_3", &v3.id, svc, to3, t + 2);
+    let (v3, m3) = pair("idem_3", svc, to3, t + 2);
     let outcome = store
         .insert_verification(&v3, &m3, Some(&idem(svc, "key-1", b"body-3", &v3.id)))
         .await
@@ -687,8 +688,7 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
         .await
         .expect("insert_verification");
     assert_eq!(outcome, InsertOutcome::Created, "a new key creates");
-    let v4 = verification("vf_conf_idem_4", other_svc, to, t + 3);
-    let m4 = message("msg_conf_idem_4", &v4.id, other_svc, to, t + 3);
+    let (v4, m4) = pair("idem_4", other_svc, to, t + 3);
     let outcome = store
         .insert_verification(&v4, &m4, Some(&idem(other_svc, "key-1", b"body-4", &v4.id)))
         .await
@@ -701,8 +701,7 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
 
     // A key whose first use hit a pending verification was not recorded.
     let to5 = "+15550001005";
-    let v5 = verification("vf_conf_idem_5", svc, to5, t + 4);
-    let m5 = message("msg_conf_idem_5", &v5.id, svc, to5, t + 4);
+    let (v5, m5) = pair("idem_5", svc, to5, t + 4);
     assert_eq!(
         store
             .insert_verification(&v5, &m5, None)
@@ -710,8 +709,7 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
             .expect("insert"),
         InsertOutcome::Created
     );
-    let v6 = verification("vf_conf_idem_6", svc, to5, t + 5);
-    let m6 = message("msg_conf_idem_6", &v6.id, svc, to5, t + 5);
+    let (v6, m6) = pair("idem_6", svc, to5, t + 5);
     let outcome = store
         .insert_verification(&v6, &m6, Some(&idem(svc, "key-6", b"body-6", &v6.id)))
         .await
@@ -722,8 +720,7 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
         "pending blocks"
     );
     let to7 = "+15550001007";
-    let v7 = verification("vf_conf_idem_7", svc, to7, t + 6);
-    let m7 = message("msg_conf_idem_7", &v7.id, svc, to7, t + 6);
+    let (v7, m7) = pair("idem_7", svc, to7, t + 6);
     let outcome = store
         .insert_verification(&v7, &m7, Some(&idem(svc, "key-6", b"body-7", &v7.id)))
         .await
@@ -742,8 +739,7 @@ pub async fn verification_cas_and_resend<S: Store>(store: &S) {
     let svc = "conf-cas";
     create_service(store, svc, t).await;
     let to = "+15550002001";
-    let v = verification("vf_conf_cas_1", svc, to, t);
-    let m1 = message("msg_conf_cas_1", &v.id, svc, to, t);
+    let (v, m1) = pair("cas_1", svc, to, t);
     assert_eq!(
         store
             .insert_verification(&v, &m1, None)
