@@ -202,8 +202,8 @@ async fn send_one(
         .observe(started.elapsed().as_secs_f64());
     let now = now_ms();
     let retry_at = Some(now + retry.as_millis() as i64);
-    let res = match outcome {
-        Err(e) => store.mark_failed(&msg.id, &e.to_string(), None, now).await,
+    let record = match outcome {
+        Err(e) => SendRecord::Failed(e.to_string(), None),
         Ok(parts) => {
             let mut ids = Vec::new();
             let mut failure: Option<SubmitError> = None;
@@ -225,35 +225,75 @@ async fn send_one(
                 .with_label_values(&[result])
                 .inc();
             match failure {
-                None => store
-                    .mark_submitted(&msg.id, client.name(), &ids, now)
-                    .await
-                    .map(|_| ()),
+                None => SendRecord::Submitted(ids),
                 Some(SubmitError::Rejected(st)) if !is_temporary(st) => {
-                    store
-                        .mark_failed(&msg.id, &format!("rejected by SMSC: {st}"), None, now)
-                        .await
+                    SendRecord::Failed(format!("rejected by SMSC: {st}"), None)
                 }
+                // Some parts were taken: resending would duplicate them.
+                Some(_) if !ids.is_empty() => SendRecord::Submitted(ids),
                 Some(e) => {
                     // Temporary or unknown outcome (timeout, connection lost):
                     // retry. A lost response may mean the SMSC took it, so the
                     // handset might get the code twice — better than never.
                     debug!(error = %e, "send failed; will retry");
-                    if !ids.is_empty() {
-                        let _ = store
-                            .mark_submitted(&msg.id, client.name(), &ids, now)
-                            .await;
-                        return;
-                    }
-                    store
-                        .mark_failed(&msg.id, &e.to_string(), retry_at, now)
-                        .await
+                    SendRecord::Failed(e.to_string(), retry_at)
                 }
             }
         }
     };
-    if let Err(e) = res {
-        error!(error = %e, "cannot record send result");
+    record_send(store, &msg.id, client.name(), &record, now, give_up).await;
+}
+
+/// What a send attempt left to record.
+enum SendRecord {
+    /// The SMSC took it, with these message ids.
+    Submitted(Vec<String>),
+    /// Not taken: the reason, and when to retry (None: never).
+    Failed(String, Option<i64>),
+}
+
+/// Records a send result, retrying a failing store until `give_up`: an
+/// acceptance that is not recorded would be sent again after the lease.
+async fn record_send(
+    store: &dyn Store,
+    id: &str,
+    smsc: &str,
+    record: &SendRecord,
+    at: i64,
+    give_up: Duration,
+) {
+    let done = retry_until(give_up, || async {
+        match record {
+            SendRecord::Submitted(ids) => store.mark_submitted(id, smsc, ids, at).await.map(|_| ()),
+            SendRecord::Failed(error, retry_at) => {
+                store.mark_failed(id, error, *retry_at, at).await
+            }
+        }
+    })
+    .await;
+    if let Err(e) = done {
+        error!(message = %id, error = %e, "cannot record the send result; the message will be claimed again after its lease");
+    }
+}
+
+/// Runs `op` until it succeeds, backing off from 50 ms to 2 s, for at most
+/// `give_up`; the last error if it never did.
+async fn retry_until<F, Fut, E>(give_up: Duration, mut op: F) -> Result<(), E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let deadline = tokio::time::Instant::now() + give_up;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let Err(e) = op().await else { return Ok(()) };
+        if tokio::time::Instant::now() + delay >= deadline {
+            return Err(e);
+        }
+        warn!(error = %e, "store write failed; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 
@@ -271,27 +311,50 @@ pub fn message_state(s: DlrState) -> MessageState {
     }
 }
 
-/// Receipts and MOs handled at once; each waits for the store's group
-/// commit, so handling them one by one would cap receipts at one flush each.
-const EVENTS_IN_FLIGHT: usize = 1024;
+/// Lanes receipts and MOs are spread over. Each lane stores its events in
+/// order; the lanes run at once so their writes share the store's group
+/// commit.
+const EVENT_LANES: usize = 64;
 
 /// Consumes receipts and MOs: each is stored before it is acknowledged.
-/// They are handled concurrently; the store merges receipts for the same
-/// message by state, so their order does not matter.
+/// Events for the same message id (or, for MOs, the same sender) go to the
+/// same lane, so they are stored in the order the SMSC sent them: which of
+/// two conflicting final receipts wins must not depend on scheduling.
 pub async fn run_events(store: Arc<dyn Store>, mut events: mpsc::Receiver<SmppEvent>) {
-    let permits = Arc::new(Semaphore::new(EVENTS_IN_FLIGHT));
-    while let Some(ev) = events.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
+    let mut lanes = Vec::with_capacity(EVENT_LANES);
+    let mut tasks = Vec::with_capacity(EVENT_LANES);
+    for _ in 0..EVENT_LANES {
+        let (tx, mut rx) = mpsc::channel::<SmppEvent>(256);
         let store = store.clone();
-        tokio::spawn(async move {
-            handle_event(&*store, ev).await;
-            drop(permit);
-        });
+        tasks.push(tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                handle_event(&*store, ev).await;
+            }
+        }));
+        lanes.push(tx);
+    }
+    while let Some(ev) = events.recv().await {
+        let lane = lane_of(&ev);
+        if lanes[lane].send(ev).await.is_err() {
+            break;
+        }
     }
     // Let the last ones be stored (and acknowledged) before returning.
-    let _ = permits.acquire_many(EVENTS_IN_FLIGHT as u32).await;
+    drop(lanes);
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// The lane for an event: by receipt id, or by MO sender.
+fn lane_of(ev: &SmppEvent) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match ev {
+        SmppEvent::Dlr { dlr, .. } => message_id_keys(&dlr.message_id).iter().next().hash(&mut h),
+        SmppEvent::Mo { from, .. } => from.hash(&mut h),
+    }
+    (h.finish() % EVENT_LANES as u64) as usize
 }
 
 async fn handle_event(store: &dyn Store, ev: SmppEvent) {
@@ -341,9 +404,48 @@ async fn handle_event(store: &dyn Store, ev: SmppEvent) {
     }
 }
 
-/// Marks messages that could not be sent in time as expired, every `every`.
-pub async fn run_expiry(store: Arc<dyn Store>, every: Duration, mut stop: watch::Receiver<bool>) {
+/// How often the sweep prunes housekeeping rows.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// What the sweep keeps of housekeeping rows.
+pub struct Prune {
+    /// Rate windows younger than this stay (the longest configured window;
+    /// read each time, as SIGHUP may change the limits).
+    pub windows_kept: Box<dyn Fn() -> Duration + Send + Sync>,
+    /// Idempotency keys are honoured this long.
+    pub keys_kept: Duration,
+}
+
+impl std::fmt::Debug for Prune {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prune")
+            .field("windows_kept", &(self.windows_kept)())
+            .field("keys_kept", &self.keys_kept)
+            .finish()
+    }
+}
+
+/// Marks messages that could not be sent in time as expired, every `every`,
+/// and prunes rate windows and idempotency keys that can no longer matter.
+pub async fn run_expiry(
+    store: Arc<dyn Store>,
+    every: Duration,
+    prune: Prune,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(tokio::time::Instant::now());
+            let now = now_ms();
+            let windows_before = now - (prune.windows_kept)().as_millis() as i64;
+            let keys_before = now - prune.keys_kept.as_millis() as i64;
+            match store.prune(windows_before, keys_before).await {
+                Ok(n) if n > 0 => debug!(rows = n, "pruned old rate windows and idempotency keys"),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "pruning old rate windows and idempotency keys failed"),
+            }
+        }
         match store.expire_outbox(now_ms()).await {
             Ok(expired) => {
                 for m in expired {
@@ -377,6 +479,32 @@ pub fn mask(n: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_record_is_retried_until_it_succeeds_or_gives_up() {
+        let calls = AtomicU32::new(0);
+        let r: Result<(), String> = retry_until(Duration::from_secs(30), || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+                Err("database is locked".to_string())
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        assert!(r.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+        let calls = AtomicU32::new(0);
+        let r: Result<(), String> = retry_until(Duration::from_secs(1), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err("disk gone".to_string())
+        })
+        .await;
+        assert_eq!(r.unwrap_err(), "disk gone");
+        // 50 + 100 + 200 + 400 ms fit in a second; the next 800 would not.
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+    }
 
     #[test]
     fn masks_all_but_two_digits() {

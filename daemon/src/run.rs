@@ -244,9 +244,21 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         stop_rx.clone(),
     ));
     let events = tokio::spawn(outbox::run_events(store.clone(), ev_rx));
+    let limits_of = verify.clone();
     let expiry = tokio::spawn(outbox::run_expiry(
         store.clone(),
         Duration::from_secs(1),
+        outbox::Prune {
+            windows_kept: Box::new(move || {
+                let l = &limits_of.config().limits;
+                [l.per_number, l.per_service, l.per_prefix, l.per_ip]
+                    .iter()
+                    .map(|r| r.window.0)
+                    .max()
+                    .unwrap_or_default()
+            }),
+            keys_kept: crate::verify::service::IDEMPOTENCY_KEY_TTL,
+        },
         stop_rx.clone(),
     ));
     // Status webhooks: signed, retried with backoff, never on the API's path.
@@ -308,7 +320,14 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     for c in router.smscs() {
         c.shutdown().await;
     }
-    events.abort();
+    // The binds are gone, so the event stream ends; let receipts already
+    // taken finish storing. (Any not acknowledged are redelivered anyway.)
+    if tokio::time::timeout(Duration::from_secs(5), events)
+        .await
+        .is_err()
+    {
+        warn!("receipts still being stored after 5 s; the SMSC will redeliver them");
+    }
     Ok(())
 }
 
@@ -385,6 +404,9 @@ fn readiness(store: Arc<dyn Store>, router: Arc<Router>) -> axum::Router {
             async move {
                 let mut problems = Vec::new();
                 if let Err(e) = store.outbox_depth().await {
+                    problems.push(format!("store: {e}"));
+                }
+                if let Some(e) = store.durability_problem() {
                     problems.push(format!("store: {e}"));
                 }
                 let bound: usize = router.smscs().iter().map(|c| c.bound_count()).sum();

@@ -65,6 +65,7 @@ pub async fn run_all<S: Store>(store: &S) {
     receipt_correlation(store).await;
     receipts_before_submit(store).await;
     rate_limits(store).await;
+    pruning(store).await;
     webhook_queue(store).await;
     accounts_and_sessions(store).await;
     audit_order(store).await;
@@ -72,7 +73,8 @@ pub async fn run_all<S: Store>(store: &S) {
 
 // ---- fixtures
 
-fn service(code: &str, at: Millis) -> Service {
+/// A service fixture (shared with the backends' own tests).
+pub(crate) fn service(code: &str, at: Millis) -> Service {
     Service {
         code: code.to_owned(),
         name: format!("Service {code}"),
@@ -88,7 +90,8 @@ async fn create_service<S: Store>(store: &S, code: &str, at: Millis) {
         .unwrap_or_else(|e| panic!("create_service {code}: {e}"));
 }
 
-fn verification(id: &str, service: &str, to: &str, at: Millis) -> Verification {
+/// A pending verification fixture.
+pub(crate) fn verification(id: &str, service: &str, to: &str, at: Millis) -> Verification {
     Verification {
         id: id.to_owned(),
         service: service.to_owned(),
@@ -107,7 +110,14 @@ fn verification(id: &str, service: &str, to: &str, at: Millis) -> Verification {
     }
 }
 
-fn message(id: &str, verification_id: &str, service: &str, to: &str, at: Millis) -> OutboxMessage {
+/// A queued message fixture.
+pub(crate) fn message(
+    id: &str,
+    verification_id: &str,
+    service: &str,
+    to: &str,
+    at: Millis,
+) -> OutboxMessage {
     OutboxMessage {
         id: id.to_owned(),
         verification_id: Some(verification_id.to_owned()),
@@ -127,8 +137,6 @@ fn message(id: &str, verification_id: &str, service: &str, to: &str, at: Millis)
     }
 }
 
-/// Stores verification `n` of `svc` (number `+1555…n`) with its first
-/// message `msg_<svc>_<n>`, due at `at` and created at `at`; returns the message.
 /// A verification and its first message, ids `vf_conf_{tag}` / `msg_conf_{tag}`.
 fn pair(tag: &str, service: &str, to: &str, at: Millis) -> (Verification, OutboxMessage) {
     let v = verification(&format!("vf_conf_{tag}"), service, to, at);
@@ -136,6 +144,8 @@ fn pair(tag: &str, service: &str, to: &str, at: Millis) -> (Verification, Outbox
     (v, m)
 }
 
+/// Stores verification `n` of `svc` (number `+1555…n`) with its first
+/// message `msg_<svc>_<n>`, due at `at` and created at `at`; returns the message.
 async fn queued<S: Store>(
     store: &S,
     svc: &str,
@@ -1518,6 +1528,64 @@ pub async fn rate_limits<S: Store>(store: &S) {
         .filter(|d| d.allowed)
         .count();
     assert_eq!(allowed, 4, "racing hits: exactly the limit is allowed");
+}
+
+/// Pruning drops rate windows and idempotency keys older than the cut-offs
+/// and keeps newer ones.
+pub async fn pruning<S: Store>(store: &S) {
+    let t = T_VERIFY + 900_000;
+    let svc = "conf-prune";
+    create_service(store, svc, t).await;
+    let hour = 3_600_000;
+    let old_t = t - 2 * hour;
+    for (key, at) in [("conf:prune:old", old_t), ("conf:prune:new", t)] {
+        let d = store.rate_hit(key, 1, hour, at).await.expect("rate_hit");
+        assert!(d.allowed);
+    }
+    for (tag, to, at) in [
+        ("prune_old", "+15550009001", old_t),
+        ("prune_new", "+15550009002", t),
+    ] {
+        let (v, m) = pair(tag, svc, to, at);
+        let rec = IdempotencyRecord {
+            service: svc.to_owned(),
+            key: tag.to_owned(),
+            request_hash: b"h".to_vec(),
+            verification_id: v.id.clone(),
+        };
+        store
+            .insert_verification(&v, &m, Some(&rec))
+            .await
+            .expect("insert");
+    }
+    let deleted = store.prune(t - hour, t - hour).await.expect("prune");
+    assert!(
+        deleted >= 2,
+        "the old window and the old key, got {deleted}"
+    );
+    let d = store
+        .rate_hit("conf:prune:old", 1, hour, old_t)
+        .await
+        .expect("rate_hit");
+    assert!(d.allowed && d.count == 1, "the old window is gone: {d:?}");
+    let d = store
+        .rate_hit("conf:prune:new", 1, hour, t)
+        .await
+        .expect("rate_hit");
+    assert!(!d.allowed, "the new window is kept");
+    assert_eq!(
+        store.get_idempotency(svc, "prune_old").await.expect("get"),
+        None,
+        "the old key is gone"
+    );
+    assert!(
+        store
+            .get_idempotency(svc, "prune_new")
+            .await
+            .expect("get")
+            .is_some(),
+        "the new key is kept"
+    );
 }
 
 // ---- webhooks

@@ -19,11 +19,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use tokio::sync::watch;
 
 /// What the flusher has made durable: the highest ticket covered, or the
-/// error of the last failed flush (every waiter up to then fails with it).
+/// error of a failed flush. A failure is permanent: after a failed fsync
+/// the kernel may have dropped the dirty WAL pages, and SQLite's recovery
+/// stops at the first missing frame, so no later commit can be promised
+/// either (PostgreSQL treats a failed fsync the same way). The operator
+/// restarts the daemon.
 #[derive(Debug, Clone, Default)]
 struct Flushed {
     upto: u64,
-    failed: Option<(u64, String)>,
+    failed: Option<String>,
 }
 
 /// Shared fsync of one database's WAL file.
@@ -33,7 +37,8 @@ pub struct GroupSync {
     issued: AtomicU64,
     wake: Mutex<bool>,
     cond: Condvar,
-    flushed: watch::Sender<Flushed>,
+    /// Closed when the flusher thread ends, so no waiter hangs on it.
+    flushed: watch::Receiver<Flushed>,
     flushes: AtomicU64,
 }
 
@@ -42,30 +47,37 @@ impl GroupSync {
     pub fn start(db: &std::path::Path) -> Arc<Self> {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
+        let (tx, rx) = watch::channel(Flushed::default());
         let gs = Arc::new(GroupSync {
             wal: PathBuf::from(wal),
             issued: AtomicU64::new(0),
             wake: Mutex::new(false),
             cond: Condvar::new(),
-            flushed: watch::channel(Flushed::default()).0,
+            flushed: rx,
             flushes: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&gs);
         std::thread::Builder::new()
             .name("verigate-wal-sync".into())
             .spawn(move || {
-                // Ends when the store is dropped.
+                // Ends when the store is dropped; dropping `tx` then wakes
+                // any waiter with an error instead of leaving it hanging.
                 while let Some(gs) = weak.upgrade() {
-                    gs.flush_round();
+                    gs.flush_round(&tx);
                 }
             })
             .expect("spawn WAL sync thread");
         gs
     }
 
+    /// The WAL file this flushes.
+    pub fn wal_path(&self) -> &std::path::Path {
+        &self.wal
+    }
+
     /// Waits for work (briefly, so a dropped store ends the thread), then
     /// flushes everything committed so far.
-    fn flush_round(&self) {
+    fn flush_round(&self, tx: &watch::Sender<Flushed>) {
         {
             let mut pending = self.wake.lock().expect("wake lock");
             if !*pending {
@@ -81,14 +93,19 @@ impl GroupSync {
             *pending = false;
         }
         let target = self.issued.load(Ordering::SeqCst);
-        if target <= self.flushed.borrow().upto {
+        let done = tx.borrow().clone();
+        if target <= done.upto {
             return;
         }
-        let result = self.fsync();
+        // Once poisoned, every later waiter fails without another fsync.
+        let result = match done.failed {
+            Some(e) => Err(e),
+            None => self.fsync(),
+        };
         self.flushes.fetch_add(1, Ordering::Relaxed);
-        self.flushed.send_modify(|f| {
+        tx.send_modify(|f| {
             if let Err(e) = result {
-                f.failed = Some((target, e));
+                f.failed = Some(e);
             }
             f.upto = target;
         });
@@ -113,16 +130,23 @@ impl GroupSync {
             *self.wake.lock().expect("wake lock") = true;
             self.cond.notify_one();
         }
-        let mut rx = self.flushed.subscribe();
+        let mut rx = self.flushed.clone();
         let f = rx
             .wait_for(|f| f.upto >= ticket)
             .await
-            .map_err(|_| "WAL sync thread stopped".to_string())?
+            .map_err(|_| "the WAL sync thread stopped".to_string())?
             .clone();
         match f.failed {
-            Some((upto, e)) if ticket <= upto => Err(e),
-            _ => Ok(()),
+            Some(e) => Err(format!(
+                "{e}; later writes cannot be made durable, restart verigate"
+            )),
+            None => Ok(()),
         }
+    }
+
+    /// Why writes can no longer be made durable, if a flush failed.
+    pub fn failure(&self) -> Option<String> {
+        self.flushed.borrow().failed.clone()
     }
 
     /// Flushes done so far (each covers every commit waiting at its start).
@@ -173,6 +197,11 @@ mod tests {
         let gs = GroupSync::start(&dir.join("t.db"));
         let e = gs.wait().await.unwrap_err();
         assert!(e.contains("t.db-wal"), "{e}");
+        // Permanent: the fault going away does not make later writes durable.
+        std::fs::remove_dir(dir.join("t.db-wal")).unwrap();
+        let e = gs.wait().await.unwrap_err();
+        assert!(e.contains("restart verigate"), "{e}");
+        assert!(gs.failure().is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

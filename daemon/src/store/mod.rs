@@ -100,6 +100,20 @@ pub struct OutboxDepth {
 /// tasks and between instances on one database (claims use leases).
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
+    // ---- durability
+    /// Returns once every write committed before the call is durable. An
+    /// answer built from rows another request wrote (a replayed or repeated
+    /// start) waits for this, so it never promises a row that could still
+    /// be lost.
+    async fn barrier(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Why the store can no longer make writes durable, if so (readiness
+    /// reports it; the operator restarts).
+    fn durability_problem(&self) -> Option<String> {
+        None
+    }
+
     // ---- services and API keys
     /// Adds a service; `Conflict` if the code exists.
     async fn create_service(&self, s: &Service) -> StoreResult<()>;
@@ -234,6 +248,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         window_ms: i64,
         now: Millis,
     ) -> StoreResult<RateDecision>;
+    /// Deletes rate-limit windows that started before `windows_before` and
+    /// idempotency keys recorded before `keys_before` (housekeeping, so keys
+    /// that never recur do not accumulate). Returns the rows deleted.
+    async fn prune(&self, windows_before: Millis, keys_before: Millis) -> StoreResult<u64>;
 
     // ---- webhooks
     /// Queues a webhook delivery.

@@ -39,6 +39,8 @@ use super::{
 
 /// How long SQLite waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the write connection before a write fails.
+const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reader connections for a database file (WAL: readers run in parallel).
 const READ_CONNECTIONS: u32 = 4;
 /// Parked receipts older than this (relative to a newly parked one) are
@@ -98,6 +100,9 @@ impl SqliteStore {
         let cannot = |e: sqlx::Error| StoreError::Database(format!("cannot open {path}: {e}"));
         let writes = SqlitePoolOptions::new()
             .max_connections(1)
+            // Writes queue here; a wait this long means the writer is stuck.
+            .acquire_timeout(WRITE_QUEUE_TIMEOUT)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(cannot)?;
@@ -110,12 +115,21 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(cannot)?;
-        // The WAL sits next to the database file SQLite resolved.
-        let db = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        // The WAL sits next to the database file SQLite resolved. If it is
+        // not where we look, flushing it would silently sync nothing.
+        let db = std::fs::canonicalize(file)
+            .map_err(|e| StoreError::Database(format!("cannot resolve {path}: {e}")))?;
+        let sync = GroupSync::start(&db);
+        if !sync.wal_path().exists() {
+            return Err(StoreError::Database(format!(
+                "{path}: no write-ahead log at {} after opening; cannot guarantee durable writes",
+                sync.wal_path().display()
+            )));
+        }
         Ok(Self {
             reads,
             writes,
-            sync: Some(GroupSync::start(&db)),
+            sync: Some(sync),
         })
     }
 
@@ -455,6 +469,14 @@ async fn insert_message(
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn barrier(&self) -> StoreResult<()> {
+        self.durable(async { Ok(()) }).await
+    }
+
+    fn durability_problem(&self) -> Option<String> {
+        self.sync.as_ref().and_then(|s| s.failure())
+    }
+
     // ---- services and API keys
 
     async fn create_service(&self, s: &Service) -> StoreResult<()> {
@@ -1173,12 +1195,16 @@ impl Store for SqliteStore {
             Some(n) => {
                 if n == 1 {
                     // A new window: earlier windows of this key are over.
-                    sqlx::query("DELETE FROM rate_windows WHERE key = ?1 AND window_start < ?2")
-                        .bind(key)
-                        .bind(start)
-                        .execute(&self.writes)
-                        .await
-                        .map_err(db_err)?;
+                    // Housekeeping only: the hit is counted either way.
+                    if let Err(e) =
+                        sqlx::query("DELETE FROM rate_windows WHERE key = ?1 AND window_start < ?2")
+                            .bind(key)
+                            .bind(start)
+                            .execute(&self.writes)
+                            .await
+                    {
+                        tracing::warn!(error = %e, "cannot prune old rate-limit windows");
+                    }
                 }
                 (true, n)
             }
@@ -1200,6 +1226,20 @@ impl Store for SqliteStore {
             count,
             reset_at,
         })
+    }
+
+    async fn prune(&self, windows_before: Millis, keys_before: Millis) -> StoreResult<u64> {
+        let windows = sqlx::query("DELETE FROM rate_windows WHERE window_start < ?1")
+            .bind(windows_before)
+            .execute(&self.writes)
+            .await
+            .map_err(db_err)?;
+        let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
+            .bind(keys_before)
+            .execute(&self.writes)
+            .await
+            .map_err(db_err)?;
+        Ok(windows.rows_affected() + keys.rows_affected())
     }
 
     // ---- webhooks
@@ -1467,52 +1507,10 @@ mod tests {
         }
     }
 
+    use crate::store::conformance::{message, verification};
+
     fn service(code: &str) -> Service {
-        Service {
-            code: code.to_owned(),
-            name: code.to_owned(),
-            settings: serde_json::json!({}),
-            created_at: 1,
-        }
-    }
-
-    fn verification(id: &str, service: &str, to: &str, at: Millis) -> Verification {
-        Verification {
-            id: id.to_owned(),
-            service: service.to_owned(),
-            to: to.to_owned(),
-            channel: "sms".to_owned(),
-            locale: "en".to_owned(),
-            status: VerificationStatus::Pending,
-            code_hash: vec![7; 32],
-            attempts: 0,
-            max_attempts: 5,
-            sends: 1,
-            created_at: at,
-            expires_at: at + 600_000,
-            last_sent_at: at,
-            updated_at: at,
-        }
-    }
-
-    fn message(id: &str, vid: &str, service: &str, to: &str, at: Millis) -> OutboxMessage {
-        OutboxMessage {
-            id: id.to_owned(),
-            verification_id: Some(vid.to_owned()),
-            service: service.to_owned(),
-            to: to.to_owned(),
-            from: "VERIGATE".to_owned(),
-            text: "Your code is 123456".to_owned(),
-            state: MessageState::Queued,
-            attempts: 0,
-            next_attempt_at: at,
-            expires_at: at + 600_000,
-            smsc: None,
-            message_ids: Vec::new(),
-            last_error: None,
-            created_at: at,
-            updated_at: at,
-        }
+        crate::store::conformance::service(code, 1)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1563,6 +1561,132 @@ mod tests {
             "a missing service is NotFound, got {err:?}"
         );
         store.close().await;
+    }
+
+    /// Every write that promises durability returns only after a WAL flush
+    /// that started after it committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_return_only_after_a_wal_flush() {
+        let dir = TempDir::new("durable");
+        let store = SqliteStore::open(&dir.db()).await.expect("open");
+        let sync = store.sync.clone().expect("group commit");
+        let mut flushes = sync.flushes();
+        let mut check = |what: &str| {
+            let now = sync.flushes();
+            assert!(now > flushes, "{what} returned before a flush");
+            flushes = now;
+        };
+        let svc = "svc-durable";
+        let to = "+15550000042";
+        store.create_service(&service(svc)).await.unwrap();
+        check("create_service");
+        store
+            .update_service_settings(svc, &serde_json::json!({"a": 1}))
+            .await
+            .unwrap();
+        check("update_service_settings");
+        let key = ApiKeyRecord {
+            key_id: "k1".into(),
+            service: svc.into(),
+            hash: vec![1; 32],
+            created_at: 1,
+            revoked_at: None,
+        };
+        store.add_api_key(&key).await.unwrap();
+        check("add_api_key");
+        store.revoke_api_keys(svc, "k2", 2).await.unwrap();
+        check("revoke_api_keys");
+        let v = verification("vf_durable", svc, to, 1_000);
+        let m = message("msg_durable", &v.id, svc, to, 1_000);
+        store.insert_verification(&v, &m, None).await.unwrap();
+        check("insert_verification");
+        store
+            .update_verification(
+                &v.id,
+                VerificationStatus::Pending,
+                0,
+                VerificationStatus::Pending,
+                1,
+                1_001,
+            )
+            .await
+            .unwrap();
+        check("update_verification");
+        let m2 = message("msg_durable_2", &v.id, svc, to, 1_002);
+        store
+            .record_resend(&v.id, &[9; 32], &m2, 1_002)
+            .await
+            .unwrap();
+        check("record_resend");
+        store
+            .mark_failed(&m2.id, "down", Some(1_003), 1_003)
+            .await
+            .unwrap();
+        check("mark_failed");
+        store
+            .mark_submitted(&m.id, "smsc", &["77".to_string()], 1_004)
+            .await
+            .unwrap();
+        check("mark_submitted");
+        store
+            .record_dlr(&message_id_keys("77"), MessageState::Delivered, 1_005)
+            .await
+            .unwrap();
+        check("record_dlr");
+        store.expire_outbox(10_000_000).await.unwrap();
+        check("expire_outbox");
+        store.barrier().await.unwrap();
+        check("barrier");
+        let job = WebhookJob {
+            id: "wh1".into(),
+            service: svc.into(),
+            url: "http://127.0.0.1:9/".into(),
+            body: "{}".into(),
+            attempts: 0,
+            next_attempt_at: 0,
+            last_error: None,
+        };
+        store.enqueue_webhook(&job).await.unwrap();
+        check("enqueue_webhook");
+        store
+            .retry_webhook("wh1", "refused", Some(5))
+            .await
+            .unwrap();
+        check("retry_webhook");
+        store.complete_webhook("wh1").await.unwrap();
+        check("complete_webhook");
+        store
+            .create_account(&Account {
+                id: "acct_d".into(),
+                service: svc.into(),
+                msisdn: to.into(),
+                password_hash: None,
+                created_at: 1,
+            })
+            .await
+            .unwrap();
+        check("create_account");
+        store
+            .create_session(&Session {
+                id: "ses_d".into(),
+                account_id: "acct_d".into(),
+                token_hash: vec![3; 32],
+                created_at: 1,
+                expires_at: 2,
+            })
+            .await
+            .unwrap();
+        check("create_session");
+        store
+            .audit(&AuditEvent {
+                at: 1,
+                service: None,
+                kind: "test".into(),
+                detail: serde_json::json!({}),
+            })
+            .await
+            .unwrap();
+        check("audit");
     }
 
     #[tokio::test]

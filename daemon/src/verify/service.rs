@@ -55,6 +55,9 @@ impl Started {
     }
 }
 
+/// How long an `Idempotency-Key` is honoured (then the sweep forgets it).
+pub const IDEMPOTENCY_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Why a request was refused; each variant says who is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -228,6 +231,8 @@ impl VerifyService {
         if let Some(v) = self.store.find_pending(&svc.code, to.as_str()).await? {
             if now < v.expires_at {
                 if now - v.last_sent_at < cfg.resend_cooldown.0.as_millis() as i64 {
+                    // The start that created it may still be waiting for its flush.
+                    self.store.barrier().await?;
                     return Ok(Started::existing(v, false));
                 }
                 self.send_limits(&cfg, svc, to.digits(), now).await?;
@@ -312,10 +317,10 @@ impl VerifyService {
         if rec.request_hash != hash {
             return Err(VerifyError::IdempotencyMismatch);
         }
-        Ok(Started::existing(
-            self.load(&rec.verification_id).await?,
-            false,
-        ))
+        let v = self.load(&rec.verification_id).await?;
+        // The first request may still be waiting for its flush.
+        self.store.barrier().await?;
+        Ok(Started::existing(v, false))
     }
 
     /// A verification by id (any service).
