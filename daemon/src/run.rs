@@ -82,22 +82,69 @@ pub async fn bootstrap_services(
                 .map_err(env)?,
         }
         if let Some(key) = &s.api_key {
-            let hash = api_key_hash(secret, key);
-            if store.find_api_key(&hash).await.map_err(env)?.is_none() {
-                store
-                    .add_api_key(&ApiKeyRecord {
-                        key_id: format!("cfg-{}-{}", s.code, hex::encode(&hash[..4])),
-                        service: s.code.clone(),
-                        hash,
-                        created_at: now_ms(),
-                        revoked_at: None,
-                    })
-                    .await
-                    .map_err(env)?;
-            }
+            bootstrap_key(store, secret, &s.code, key).await?;
         }
     }
     Ok(())
+}
+
+/// Makes a service's configured API key usable. A key revoked since (by
+/// `verigate services rotate-key`) stays revoked: the config must not bring
+/// it back. A new key in the config becomes the service's key and revokes
+/// the others, as a rotation does.
+async fn bootstrap_key(
+    store: &dyn Store,
+    secret: &ServerSecret,
+    service: &str,
+    key: &str,
+) -> Result<(), StartError> {
+    let env = |e: crate::store::StoreError| StartError::Environment(format!("store: {e}"));
+    let hash = api_key_hash(secret, key);
+    let known = store.list_api_keys(service).await.map_err(env)?;
+    match known.iter().find(|k| k.hash == hash) {
+        Some(k) if k.revoked_at.is_some() => {
+            warn!(
+                service,
+                key_id = %k.key_id,
+                "the api_key in the config was revoked (verigate services rotate-key) and stays revoked; remove it from the config"
+            );
+            Ok(())
+        }
+        Some(_) => Ok(()),
+        None => {
+            if let Some(other) = store.find_api_key(&hash).await.map_err(env)? {
+                return Err(StartError::Config(config::ConfigError::Invalid {
+                    path: "configuration".into(),
+                    problems: vec![format!(
+                        "service {service}: api_key is already the API key of service {:?}; give each service its own key",
+                        other.service
+                    )],
+                }));
+            }
+            let key_id = format!("cfg-{service}-{}", hex::encode(&hash[..4]));
+            store
+                .add_api_key(&ApiKeyRecord {
+                    key_id: key_id.clone(),
+                    service: service.to_string(),
+                    hash,
+                    created_at: now_ms(),
+                    revoked_at: None,
+                })
+                .await
+                .map_err(env)?;
+            let revoked = store
+                .revoke_api_keys(service, &key_id, now_ms())
+                .await
+                .map_err(env)?;
+            if revoked > 0 {
+                info!(
+                    service,
+                    revoked, "a new api_key in the config replaced the service's earlier keys"
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The lab SMSC simulator child process and where it listens.
@@ -437,5 +484,90 @@ async fn wait_for_signals(path: &Path, sets: &[String], verify: &VerifyService) 
                 Err(e) => warn!(error = %e, "reload refused; keeping the running configuration"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    fn config(key: &str) -> Config {
+        let text = format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[store]\nkind = \"sqlite\"\npath = \"./var/x.db\"\n[secrets]\nserver_secret_file = \"./var/s\"\n[[service]]\ncode = \"acme\"\nname = \"ACME\"\napi_key = \"{key}\"\n"
+        );
+        config::load_str(&text, "t.toml", &[]).expect("config")
+    }
+
+    async fn live_keys(store: &dyn Store) -> Vec<String> {
+        store
+            .list_api_keys("acme")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.revoked_at.is_none())
+            .map(|k| k.key_id)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn config_keys_survive_rotation_and_replacement() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let secret = ServerSecret::random();
+        bootstrap_services(&store, &secret, &config("key-one-0123456789"))
+            .await
+            .unwrap();
+        let first = live_keys(&store).await;
+        assert_eq!(first.len(), 1);
+        // Restarting with the same config changes nothing.
+        bootstrap_services(&store, &secret, &config("key-one-0123456789"))
+            .await
+            .unwrap();
+        assert_eq!(live_keys(&store).await, first);
+        // rotate-key: a new key, the config's revoked. The next start must
+        // neither fail nor bring the revoked key back.
+        store
+            .add_api_key(&ApiKeyRecord {
+                key_id: "key_rotated".into(),
+                service: "acme".into(),
+                hash: vec![5; 32],
+                created_at: 1,
+                revoked_at: None,
+            })
+            .await
+            .unwrap();
+        store
+            .revoke_api_keys("acme", "key_rotated", 2)
+            .await
+            .unwrap();
+        bootstrap_services(&store, &secret, &config("key-one-0123456789"))
+            .await
+            .unwrap();
+        assert_eq!(live_keys(&store).await, vec!["key_rotated".to_string()]);
+        // A new key in the config replaces the others.
+        bootstrap_services(&store, &secret, &config("key-two-0123456789"))
+            .await
+            .unwrap();
+        let live = live_keys(&store).await;
+        assert_eq!(live.len(), 1);
+        assert!(live[0].starts_with("cfg-acme-"), "{live:?}");
+        assert_ne!(live, first);
+    }
+
+    #[tokio::test]
+    async fn a_key_shared_by_two_services_is_a_config_error() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let secret = ServerSecret::random();
+        bootstrap_services(&store, &secret, &config("shared-key-0123456789"))
+            .await
+            .unwrap();
+        let text = "[api]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[store]\nkind = \"sqlite\"\npath = \"./var/x.db\"\n[secrets]\nserver_secret_file = \"./var/s\"\n[[service]]\ncode = \"other\"\nname = \"O\"\napi_key = \"shared-key-0123456789\"\n";
+        let cfg = config::load_str(text, "t.toml", &[]).unwrap();
+        let e = bootstrap_services(&store, &secret, &cfg).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("already the API key of service \"acme\""),
+            "{e}"
+        );
     }
 }
