@@ -73,14 +73,23 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-/// First entry of the first `X-Forwarded-For` header (`ip` or `ip:port`).
+/// The last `X-Forwarded-For` entry (`ip` or `ip:port`) over all such
+/// headers: the address our own proxy saw. Earlier entries come from the
+/// client and can be anything, so trusting them would let a caller pick
+/// its own rate-limit bucket. (One trusted proxy in front of verigate.)
 fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    let v = headers.get("x-forwarded-for")?.to_str().ok()?;
-    let first = v.split(',').next()?.trim();
-    first
-        .parse::<IpAddr>()
+    let last = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()?
+        .to_str()
+        .ok()?
+        .rsplit(',')
+        .next()?
+        .trim();
+    last.parse::<IpAddr>()
         .ok()
-        .or_else(|| first.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// The `Idempotency-Key` header, if sent (1–255 printable ASCII characters).
@@ -150,13 +159,16 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_takes_first_entry() {
+    fn forwarded_for_takes_the_entry_our_proxy_added() {
         let mut h = HeaderMap::new();
+        // A client-supplied entry first, our proxy's last.
         h.insert(
             "x-forwarded-for",
-            HeaderValue::from_static("198.51.100.9, 10.0.0.1"),
+            HeaderValue::from_static("198.51.100.9, 203.0.113.5"),
         );
-        assert_eq!(forwarded_for(&h), "198.51.100.9".parse().ok());
+        assert_eq!(forwarded_for(&h), "203.0.113.5".parse().ok());
+        h.append("x-forwarded-for", HeaderValue::from_static("192.0.2.7"));
+        assert_eq!(forwarded_for(&h), "192.0.2.7".parse().ok());
         h.insert(
             "x-forwarded-for",
             HeaderValue::from_static("[2001:db8::1]:443"),

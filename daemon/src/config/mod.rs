@@ -59,7 +59,8 @@ pub struct ApiConfig {
     /// Where the admin token is kept for the CLI.
     #[serde(default = "default_admin_token_file")]
     pub admin_token_file: String,
-    /// Trust `X-Forwarded-For` for the client IP (only behind a proxy you run).
+    /// Take the client IP from the last `X-Forwarded-For` entry (only behind
+    /// one proxy you run, which appends the address it saw).
     #[serde(default)]
     pub trust_forwarded_for: bool,
 }
