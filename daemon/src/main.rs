@@ -213,21 +213,45 @@ struct ProbeArgs {
     #[arg(long, default_value_t = 1)]
     count: usize,
     /// Wait this many seconds for delivery receipts.
-    #[arg(long, value_name = "SECS")]
-    wait_dlr: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    wait_dlr: Option<Duration>,
     /// Submit window (requests in flight).
     #[arg(long, default_value_t = 10)]
     window: usize,
     /// Seconds to wait for the bind.
-    #[arg(long, default_value_t = 10.0)]
-    bind_timeout: f64,
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    bind_timeout: Duration,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
 
+/// A number of seconds for a flag: finite, above zero, at most a day.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v > 0.0 && v <= 86_400.0) {
+        return Err(format!("{s:?}: give seconds above 0 and at most 86400"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            // Bad arguments exit 64 (EX_USAGE) like a bad config, so they
+            // cannot be mistaken for the probe's "no bind" (2).
+            return if usage {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     // The daemon logs at info by default; operator tools only errors.
     let default_filter = if matches!(cli.cmd, Cmd::Run { .. }) {
         "info"
@@ -450,9 +474,9 @@ async fn run_probe(a: ProbeArgs) -> ExitCode {
         from: a.from,
         text: a.text,
         count: a.count,
-        wait_dlr: a.wait_dlr.map(Duration::from_secs_f64),
+        wait_dlr: a.wait_dlr,
         window: a.window,
-        bind_timeout: Duration::from_secs_f64(a.bind_timeout),
+        bind_timeout: a.bind_timeout,
     };
     match probe::run(opts).await {
         Ok(report) => {

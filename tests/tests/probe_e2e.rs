@@ -42,6 +42,20 @@ fn unreachable_smsc_times_out_with_a_message() {
 }
 
 #[test]
+fn bad_flags_exit_64_not_the_no_bind_code() {
+    for bad in ["--bind-timeout=-1", "--wait-dlr=nan", "--bind-timeout=soon"] {
+        let out = std::process::Command::new(verigate_e2e::bin("verigate"))
+            .args(["smpp", "probe", "--host", "127.0.0.1", "--system-id", "s"])
+            .args(["--password", "p", "--to", "+447400123456", bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{bad}: {err}");
+        assert!(err.contains("seconds"), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn rejected_messages_are_reported_with_their_status() {
     let sim = Sim::start(&[
         "--faults",

@@ -398,7 +398,7 @@ server_secret_file = "./var/s"
     #[test]
     fn every_invalid_value_is_listed() {
         let text = format!(
-            "{MIN}\n[verify]\ncode_length = 12\nmax_attempts = 9\n[[service]]\ncode = \"Bad Code\"\nname = \"x\"\napi_key = \"short\"\n"
+            "{MIN}\n[verify]\ncode_length = 12\nmax_attempts = 9\nresend_cooldown = \"1h\"\n[outbox]\nretry_delay = \"2d\"\n[[service]]\ncode = \"Bad Code\"\nname = \"x\"\napi_key = \"short\"\n"
         );
         let e = load_str(&text, "t.toml", &[]).unwrap_err().to_string();
         assert!(
@@ -408,6 +408,14 @@ server_secret_file = "./var/s"
         assert!(e.contains("verify.max_attempts = 9"), "{e}");
         assert!(e.contains("service[0] (Bad Code).code"), "{e}");
         assert!(e.contains("api_key: must be at least 8"), "{e}");
+        assert!(
+            e.contains("verify.resend_cooldown = \"1h\": must not be longer than verify.ttl"),
+            "{e}"
+        );
+        assert!(
+            e.contains("outbox.retry_delay = \"2d\": must be between 100ms and 1h"),
+            "{e}"
+        );
     }
 
     #[test]

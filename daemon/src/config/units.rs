@@ -6,6 +6,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Longest duration a config accepts (ten years; more is surely a typo,
+/// and every span must fit the store's millisecond timestamps).
+const MAX_SPAN_MS: u64 = 3650 * 86_400_000;
+
 /// A duration written as `<number><unit>` with unit ms, s, m, h or d.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Span(pub Duration);
@@ -21,19 +25,22 @@ impl FromStr for Span {
         let n: u64 = num
             .parse()
             .map_err(|_| format!("duration {s:?} must start with a whole number, e.g. \"10m\""))?;
-        let ms = match unit {
-            "ms" => n,
-            "s" => n * 1000,
-            "m" => n * 60_000,
-            "h" => n * 3_600_000,
-            "d" => n * 86_400_000,
+        let per = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
             _ => {
                 return Err(format!(
                     "duration {s:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
                 ))
             }
         };
-        Ok(Span(Duration::from_millis(ms)))
+        match n.checked_mul(per) {
+            Some(ms) if ms <= MAX_SPAN_MS => Ok(Span(Duration::from_millis(ms))),
+            _ => Err(format!("duration {s:?} is too long (at most 3650d)")),
+        }
     }
 }
 
@@ -130,6 +137,16 @@ mod tests {
         assert_eq!("90s".parse::<Span>().unwrap().to_string(), "90s");
         assert!("10".parse::<Span>().unwrap_err().contains("no unit"));
         assert!("10y".parse::<Span>().unwrap_err().contains("unknown unit"));
+        // Overflowing or absurd values are refused, not wrapped.
+        assert!("300000000000000d"
+            .parse::<Span>()
+            .unwrap_err()
+            .contains("too long"));
+        assert!("213503982336d"
+            .parse::<Span>()
+            .unwrap_err()
+            .contains("too long"));
+        assert!("3650d".parse::<Span>().is_ok());
     }
 
     #[test]

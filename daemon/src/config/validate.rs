@@ -36,6 +36,12 @@ impl Config {
                 v.ttl
             ));
         }
+        if v.resend_cooldown.0 > v.ttl.0 {
+            p.push(format!(
+                "verify.resend_cooldown = \"{}\": must not be longer than verify.ttl (\"{}\")",
+                v.resend_cooldown, v.ttl
+            ));
+        }
         if !(1..=5).contains(&v.max_attempts) {
             p.push(format!(
                 "verify.max_attempts = {}: must be between 1 and 5",
@@ -164,6 +170,14 @@ impl Config {
             p.push(format!(
                 "outbox.lease = \"{}\": must be at least 1s",
                 self.outbox.lease
+            ));
+        }
+        if self.outbox.retry_delay.0 < Duration::from_millis(100)
+            || self.outbox.retry_delay.0 > Duration::from_secs(3600)
+        {
+            p.push(format!(
+                "outbox.retry_delay = \"{}\": must be between 100ms and 1h",
+                self.outbox.retry_delay
             ));
         }
         if !(1..=10_000).contains(&self.outbox.batch) {
