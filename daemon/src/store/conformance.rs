@@ -35,8 +35,8 @@ use verigate_codecs::dlr::message_id_keys;
 
 use super::{
     Account, ApiKeyRecord, AuditEvent, DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState,
-    Millis, OutboxMessage, Service, Session, Store, StoreError, Verification, VerificationStatus,
-    WebhookJob,
+    Millis, OutboxMessage, Resend, Service, Session, Store, StoreError, Verification,
+    VerificationStatus, WebhookJob,
 };
 
 /// Time ranges of the tests (Unix ms). Queue tests use ranges below the
@@ -819,26 +819,60 @@ pub async fn verification_cas_and_resend<S: Store>(store: &S) {
         "exactly one racing CAS applies, got {applied:?}"
     );
 
-    // Resend: sends + 1, last_sent_at, and the new message, together.
+    // Resend: sends + 1, last_sent_at, expiry, code, the new message and
+    // the idempotency key, together.
     let m2 = message("msg_conf_cas_2", &v.id, svc, to, t + 60_000);
-    store
-        .record_resend(&v.id, b"new-hash", &m2, t + 60_000)
+    let key = IdempotencyRecord {
+        service: svc.to_owned(),
+        key: "resend-key".to_owned(),
+        request_hash: b"resend-body".to_vec(),
+        verification_id: v.id.clone(),
+    };
+    fn resend(msg: &OutboxMessage, last_sent_at: Millis, expires_at: Millis) -> Resend<'_> {
+        Resend {
+            verification_id: "",
+            last_sent_at,
+            code_hash: b"new-hash",
+            expires_at,
+            message: msg,
+            idempotency: None,
+        }
+    }
+    let applied = store
+        .record_resend(
+            &Resend {
+                verification_id: &v.id,
+                idempotency: Some(&key),
+                ..resend(&m2, t, t + 60_000 + TTL)
+            },
+            t + 60_000,
+        )
         .await
         .expect("record_resend");
+    assert!(applied, "a resend on the read state applies");
     let got = store
         .get_verification(&v.id)
         .await
         .expect("get")
         .expect("exists");
     assert_eq!(
-        (got.sends, got.last_sent_at),
-        (2, t + 60_000),
-        "record_resend counts the send and its time"
+        (got.sends, got.last_sent_at, got.expires_at),
+        (2, t + 60_000, t + 60_000 + TTL),
+        "record_resend counts the send, its time and the fresh expiry"
     );
     assert_eq!(got.attempts, 2, "record_resend keeps attempts");
     assert_eq!(
         got.code_hash, b"new-hash",
         "record_resend replaces the code hash"
+    );
+    assert_eq!(
+        store
+            .get_idempotency(svc, "resend-key")
+            .await
+            .expect("get_idempotency")
+            .map(|r| r.verification_id),
+        Some(v.id.clone()),
+        "the resend's idempotency key is recorded"
     );
     assert_eq!(
         ids(&store
@@ -848,9 +882,33 @@ pub async fn verification_cas_and_resend<S: Store>(store: &S) {
         vec![m1.id.as_str(), m2.id.as_str()],
         "messages_for_verification: oldest first"
     );
+    // A second resend based on the state before the first: nothing happens.
+    let m_late = message("msg_conf_cas_late", &v.id, svc, to, t + 60_001);
+    let applied = store
+        .record_resend(
+            &Resend {
+                verification_id: &v.id,
+                ..resend(&m_late, t, t + 60_000 + TTL)
+            },
+            t + 60_001,
+        )
+        .await
+        .expect("record_resend");
+    assert!(!applied, "a resend that lost the race applies nothing");
+    assert_eq!(
+        store.get_message(&m_late.id).await.expect("get_message"),
+        None,
+        "a resend that lost the race queues no message"
+    );
     let m3 = message("msg_conf_cas_3", "vf_conf_cas_none", svc, to, t + 61_000);
     let missing = store
-        .record_resend("vf_conf_cas_none", b"h", &m3, t + 61_000)
+        .record_resend(
+            &Resend {
+                verification_id: "vf_conf_cas_none",
+                ..resend(&m3, t, t + 60_000 + TTL)
+            },
+            t + 61_000,
+        )
         .await;
     assert!(
         matches!(missing, Err(StoreError::NotFound(_))),
@@ -861,7 +919,15 @@ pub async fn verification_cas_and_resend<S: Store>(store: &S) {
         None,
         "a failed resend writes no message"
     );
-    let dup = store.record_resend(&v.id, b"h", &m2, t + 62_000).await;
+    let dup = store
+        .record_resend(
+            &Resend {
+                verification_id: &v.id,
+                ..resend(&m2, t + 60_000, t + 60_000 + TTL)
+            },
+            t + 62_000,
+        )
+        .await;
     assert!(
         matches!(dup, Err(StoreError::Conflict(_))),
         "a resend with an existing message id: Conflict, got {dup:?}"
@@ -872,6 +938,36 @@ pub async fn verification_cas_and_resend<S: Store>(store: &S) {
         .expect("get")
         .expect("exists");
     assert_eq!(got.sends, 2, "a failed resend does not count");
+
+    // An idempotency key recorded for an existing verification; a key
+    // already recorded is kept as it was.
+    let other = IdempotencyRecord {
+        key: "existing-key".to_owned(),
+        ..key.clone()
+    };
+    store
+        .record_idempotency(&other, t + 63_000)
+        .await
+        .expect("record_idempotency");
+    store
+        .record_idempotency(
+            &IdempotencyRecord {
+                request_hash: b"changed".to_vec(),
+                ..other.clone()
+            },
+            t + 63_001,
+        )
+        .await
+        .expect("record_idempotency again");
+    assert_eq!(
+        store
+            .get_idempotency(svc, "existing-key")
+            .await
+            .expect("get_idempotency")
+            .map(|r| r.request_hash),
+        Some(b"resend-body".to_vec()),
+        "the first record of a key stays"
+    );
 
     // Approval frees the number for a new verification.
     let ok = store

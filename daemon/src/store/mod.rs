@@ -98,6 +98,23 @@ pub struct OutboxDepth {
 
 /// Everything verigate keeps. Implementations must be safe to share between
 /// tasks and between instances on one database (claims use leases).
+/// A resend to record (see [`Store::record_resend`]).
+#[derive(Debug, Clone)]
+pub struct Resend<'a> {
+    /// The verification.
+    pub verification_id: &'a str,
+    /// Its `last_sent_at` as the caller read it.
+    pub last_sent_at: Millis,
+    /// Hash of the fresh code.
+    pub code_hash: &'a [u8],
+    /// The fresh code's expiry (the verification's new expiry).
+    pub expires_at: Millis,
+    /// The message carrying it.
+    pub message: &'a OutboxMessage,
+    /// The request's idempotency key, if it sent one.
+    pub idempotency: Option<&'a IdempotencyRecord>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     // ---- durability
@@ -176,16 +193,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         attempts: u32,
         at: Millis,
     ) -> StoreResult<bool>;
-    /// Records a resend with a fresh code: new code hash, sends+1,
-    /// last_sent_at, and the new outbox message, atomically (the old code
-    /// stops working: only its hash was kept, so it cannot be resent).
-    async fn record_resend(
-        &self,
-        verification_id: &str,
-        code_hash: &[u8],
-        msg: &OutboxMessage,
-        at: Millis,
-    ) -> StoreResult<()>;
+    /// Records a resend with a fresh code, atomically: new code hash and
+    /// expiry, sends+1, last_sent_at, the new outbox message and (if given)
+    /// the request's idempotency key. Applies only while the verification
+    /// is pending and its `last_sent_at` is still `r.last_sent_at`; returns
+    /// false (writing nothing) when another resend or a close came first,
+    /// `NotFound` for an unknown verification. The old code stops working:
+    /// only its hash was kept.
+    async fn record_resend(&self, r: &Resend<'_>, at: Millis) -> StoreResult<bool>;
+    /// Records an idempotency key for an existing verification (a start that
+    /// was answered with the pending one); a key already recorded is kept.
+    async fn record_idempotency(&self, rec: &IdempotencyRecord, at: Millis) -> StoreResult<()>;
 
     // ---- outbox and receipts
     /// Claims up to `limit` messages due at `now` (queued with

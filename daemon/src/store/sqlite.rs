@@ -33,7 +33,7 @@ use verigate_codecs::dlr::message_id_keys;
 use super::group_sync::GroupSync;
 use super::{
     Account, ApiKeyRecord, AuditEvent, DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState,
-    Millis, OutboxDepth, OutboxMessage, RateDecision, Service, Session, Store, StoreError,
+    Millis, OutboxDepth, OutboxMessage, RateDecision, Resend, Service, Session, Store, StoreError,
     StoreResult, Verification, VerificationStatus, WebhookJob,
 };
 
@@ -437,6 +437,31 @@ async fn fetch_pending(
     .transpose()
 }
 
+async fn insert_idempotency(
+    tx: &mut Transaction<'static, Sqlite>,
+    idem: &IdempotencyRecord,
+    at: Millis,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO idempotency_keys (service, key, request_hash, verification_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .bind(&idem.service)
+    .bind(&idem.key)
+    .bind(&idem.request_hash)
+    .bind(&idem.verification_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| {
+        write_err(
+            e,
+            &format!("idempotency key {} of service {}", idem.key, idem.service),
+        )
+    })?;
+    Ok(())
+}
+
 async fn insert_message(
     tx: &mut Transaction<'static, Sqlite>,
     m: &OutboxMessage,
@@ -685,18 +710,7 @@ impl Store for SqliteStore {
             insert_message(&mut tx, first).await?;
 
             if let Some(idem) = idem {
-                sqlx::query(
-                    "INSERT INTO idempotency_keys (service, key, request_hash, verification_id, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .bind(&idem.service)
-                .bind(&idem.key)
-                .bind(&idem.request_hash)
-                .bind(&idem.verification_id)
-                .bind(v.created_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| write_err(e, &format!("idempotency key {} of service {}", idem.key, idem.service)))?;
+                insert_idempotency(&mut tx, idem, v.created_at).await?;
             }
 
             tx.commit().await.map_err(db_err)?;
@@ -789,31 +803,63 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_resend(
-        &self,
-        verification_id: &str,
-        code_hash: &[u8],
-        msg: &OutboxMessage,
-        at: Millis,
-    ) -> StoreResult<()> {
+    async fn record_resend(&self, r: &Resend<'_>, at: Millis) -> StoreResult<bool> {
         self.durable(async {
             let mut tx = self.begin_write().await?;
             let done = sqlx::query(
-                "UPDATE verifications SET sends = sends + 1, last_sent_at = ?2, code_hash = ?3 WHERE id = ?1",
+                "UPDATE verifications
+                 SET sends = sends + 1, last_sent_at = ?2, code_hash = ?3, expires_at = ?4, updated_at = ?2
+                 WHERE id = ?1 AND status = 'pending' AND last_sent_at = ?5",
             )
-            .bind(verification_id)
+            .bind(r.verification_id)
             .bind(at)
-            .bind(code_hash)
+            .bind(r.code_hash)
+            .bind(r.expires_at)
+            .bind(r.last_sent_at)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
             if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound(format!(
-                    "verification {verification_id}"
-                )));
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM verifications WHERE id = ?1")
+                        .bind(r.verification_id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                tx.rollback().await.map_err(db_err)?;
+                return match exists {
+                    Some(_) => Ok(false),
+                    None => Err(StoreError::NotFound(format!(
+                        "verification {}",
+                        r.verification_id
+                    ))),
+                };
             }
-            insert_message(&mut tx, msg).await?;
-            tx.commit().await.map_err(db_err)
+            insert_message(&mut tx, r.message).await?;
+            if let Some(idem) = r.idempotency {
+                insert_idempotency(&mut tx, idem, at).await?;
+            }
+            tx.commit().await.map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn record_idempotency(&self, rec: &IdempotencyRecord, at: Millis) -> StoreResult<()> {
+        self.durable(async {
+            sqlx::query(
+                "INSERT OR IGNORE INTO idempotency_keys (service, key, request_hash, verification_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(&rec.service)
+            .bind(&rec.key)
+            .bind(&rec.request_hash)
+            .bind(&rec.verification_id)
+            .bind(at)
+            .execute(&self.writes)
+            .await
+            .map_err(|e| write_err(e, &format!("idempotency key {} of service {}", rec.key, rec.service)))?;
+            Ok(())
         })
         .await
     }
@@ -1614,10 +1660,28 @@ mod tests {
         check("update_verification");
         let m2 = message("msg_durable_2", &v.id, svc, to, 1_002);
         store
-            .record_resend(&v.id, &[9; 32], &m2, 1_002)
+            .record_resend(
+                &Resend {
+                    verification_id: &v.id,
+                    last_sent_at: 1_000,
+                    code_hash: &[9; 32],
+                    expires_at: 700_000,
+                    message: &m2,
+                    idempotency: None,
+                },
+                1_002,
+            )
             .await
             .unwrap();
         check("record_resend");
+        let rec = IdempotencyRecord {
+            service: svc.into(),
+            key: "k".into(),
+            request_hash: vec![1],
+            verification_id: v.id.clone(),
+        };
+        store.record_idempotency(&rec, 1_002).await.unwrap();
+        check("record_idempotency");
         store
             .mark_failed(&m2.id, "down", Some(1_003), 1_003)
             .await

@@ -5,7 +5,7 @@ use super::code::{self, ServerSecret};
 use super::phone::{self, PhoneError};
 use crate::config::VerifyConfig;
 use crate::store::{
-    IdempotencyRecord, InsertOutcome, MessageState, Millis, OutboxMessage, Service, Store,
+    IdempotencyRecord, InsertOutcome, MessageState, Millis, OutboxMessage, Resend, Service, Store,
     StoreError, Verification, VerificationStatus,
 };
 use rand::rngs::OsRng;
@@ -53,6 +53,18 @@ impl Started {
             sent,
         }
     }
+}
+
+/// The record of this request's Idempotency-Key for verification `vid`.
+fn idempotency_record(svc: &Service, req: &StartRequest, vid: &str) -> Option<IdempotencyRecord> {
+    req.idempotency
+        .as_ref()
+        .map(|(key, hash)| IdempotencyRecord {
+            service: svc.code.clone(),
+            key: key.clone(),
+            request_hash: hash.clone(),
+            verification_id: vid.to_string(),
+        })
 }
 
 /// How long an `Idempotency-Key` is honoured (then the sweep forgets it).
@@ -185,6 +197,13 @@ impl VerifyService {
         now: Millis,
     ) -> Result<Started, VerifyError> {
         let cfg = self.config();
+        // A replayed Idempotency-Key answers what the first request did,
+        // before any limit or resend: a retry must not send another code.
+        if let Some((key, hash)) = &req.idempotency {
+            if let Some(rec) = self.store.get_idempotency(&svc.code, key).await? {
+                return self.replay(&rec, hash).await;
+            }
+        }
         if let Some(ip) = req.client_ip {
             self.limit("per client IP", format!("ip:{ip}"), cfg.limits.per_ip, now)
                 .await?;
@@ -219,23 +238,25 @@ impl VerifyService {
         if !(4..=10).contains(&len) {
             return Err(VerifyError::BadCodeLength(len));
         }
-        // A replayed Idempotency-Key answers what the first request did,
-        // before any limit or resend: a retry must not send another code.
-        if let Some((key, hash)) = &req.idempotency {
-            if let Some(rec) = self.store.get_idempotency(&svc.code, key).await? {
-                return self.replay(&rec, hash).await;
-            }
-        }
         // A repeated start returns the pending verification; it resends
         // (with a fresh code) only after the cooldown.
         if let Some(v) = self.store.find_pending(&svc.code, to.as_str()).await? {
             if now < v.expires_at {
+                let idem = idempotency_record(svc, &req, &v.id);
                 if now - v.last_sent_at < cfg.resend_cooldown.0.as_millis() as i64 {
-                    // The start that created it may still be waiting for its flush.
-                    self.store.barrier().await?;
+                    // A replay of this request must answer the same. Either
+                    // write is durable, so it also covers the start that
+                    // created `v`, which may still be waiting for its flush.
+                    match &idem {
+                        Some(rec) => self.store.record_idempotency(rec, now).await?,
+                        None => self.store.barrier().await?,
+                    }
                     return Ok(Started::existing(v, false));
                 }
                 self.send_limits(&cfg, svc, to.digits(), now).await?;
+                // A fresh code gets a fresh lifetime, so the SMS never
+                // promises more time than the code has.
+                let expires_at = now + cfg.ttl.0.as_millis() as i64;
                 let code = code::generate(len);
                 let hash = code::hash(&self.secret, &v.id, &code);
                 let msg = self.message(
@@ -245,11 +266,27 @@ impl VerifyService {
                     to.as_str(),
                     &locale,
                     &code,
-                    v.expires_at,
+                    expires_at,
                     now,
                 );
-                self.store.record_resend(&v.id, &hash, &msg, now).await?;
-                return Ok(Started::existing(self.load(&v.id).await?, true));
+                // Applies only if no other resend, check or cancel came
+                // first; otherwise nothing is sent and the current state
+                // is answered.
+                let sent = self
+                    .store
+                    .record_resend(
+                        &Resend {
+                            verification_id: &v.id,
+                            last_sent_at: v.last_sent_at,
+                            code_hash: &hash,
+                            expires_at,
+                            message: &msg,
+                            idempotency: idem.as_ref(),
+                        },
+                        now,
+                    )
+                    .await?;
+                return Ok(Started::existing(self.load(&v.id).await?, sent));
             }
             // Past its expiry but never closed: close it, then start anew.
             self.close_pending(svc, &v, VerificationStatus::Expired, now)
@@ -283,15 +320,7 @@ impl VerifyService {
             updated_at: now,
         };
         let msg = self.message(&cfg, svc, &id, to.as_str(), &locale, &code, expires_at, now);
-        let idem = req
-            .idempotency
-            .as_ref()
-            .map(|(key, hash)| IdempotencyRecord {
-                service: svc.code.clone(),
-                key: key.clone(),
-                request_hash: hash.clone(),
-                verification_id: id.clone(),
-            });
+        let idem = idempotency_record(svc, &req, &id);
         match self
             .store
             .insert_verification(&v, &msg, idem.as_ref())

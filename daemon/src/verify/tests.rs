@@ -116,14 +116,81 @@ async fn repeated_start_returns_pending_and_resends_after_cooldown() {
     assert_eq!(c.verification.id, a.verification.id);
     assert!(c.sent);
     assert_eq!(c.verification.sends, 2);
+    // A fresh code has a fresh lifetime.
+    assert_eq!(c.verification.expires_at, T0 + 31_000 + 600_000);
     let new = code_of(&store, &a.verification.id).await;
-    // The resent code works (the old one may or may not equal it by chance).
+    if new != old {
+        // The old code stopped working (it costs an attempt).
+        let stale = s
+            .check(&svc, &a.verification.id, &old, T0 + 31_500)
+            .await
+            .unwrap();
+        assert!(!stale.matched);
+        assert_eq!(stale.verification.status, VerificationStatus::Pending);
+    }
     let ok = s
         .check(&svc, &a.verification.id, &new, T0 + 32_000)
         .await
         .unwrap();
     assert_eq!(ok.verification.status, VerificationStatus::Approved);
-    let _ = old;
+}
+
+#[tokio::test]
+async fn a_double_tap_after_the_cooldown_sends_one_code() {
+    let (s, svc, store) = setup(VerifyConfig::default()).await;
+    let a = s.start(&svc, req(TO), T0).await.unwrap();
+    let (x, y) = tokio::join!(
+        s.start(&svc, req(TO), T0 + 31_000),
+        s.start(&svc, req(TO), T0 + 31_000)
+    );
+    let sent = [x.unwrap().sent, y.unwrap().sent];
+    assert_eq!(sent.iter().filter(|s| **s).count(), 1, "{sent:?}");
+    let msgs = store
+        .messages_for_verification(&a.verification.id)
+        .await
+        .unwrap();
+    assert_eq!(msgs.len(), 2, "the first code and one resend");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_answered_with_the_pending_one_replays_without_sending() {
+    let (s, svc, store) = setup(VerifyConfig::default()).await;
+    let keyed = |hash: &[u8]| StartRequest {
+        idempotency: Some(("k-1".into(), hash.to_vec())),
+        ..req(TO)
+    };
+    let a = s.start(&svc, req(TO), T0).await.unwrap();
+    // After the cooldown, a keyed start resends once…
+    let b = s.start(&svc, keyed(b"body"), T0 + 31_000).await.unwrap();
+    assert!(b.sent);
+    // …and its retry, after another cooldown, replays instead of sending.
+    let c = s.start(&svc, keyed(b"body"), T0 + 62_000).await.unwrap();
+    assert!(!c.sent && !c.created);
+    assert_eq!(c.verification.id, a.verification.id);
+    assert_eq!(c.verification.sends, 2);
+    // The same key with another body is refused.
+    let e = s
+        .start(&svc, keyed(b"other"), T0 + 63_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, VerifyError::IdempotencyMismatch), "{e:?}");
+    // A key first answered with the pending one (inside the cooldown)
+    // replays too.
+    let d = StartRequest {
+        idempotency: Some(("k-2".into(), b"b2".to_vec())),
+        ..req(TO)
+    };
+    assert!(!s.start(&svc, d.clone(), T0 + 50_000).await.unwrap().sent);
+    let again = s.start(&svc, d, T0 + 200_000).await.unwrap();
+    assert!(!again.sent, "a replay never sends");
+    assert_eq!(
+        store
+            .messages_for_verification(&a.verification.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
