@@ -228,7 +228,23 @@ pub fn is_service_code(code: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-/// An ISO 3166 alpha-2 region code such as `GB`.
+/// An ISO 3166 alpha-2 region code that has a numbering plan, such as
+/// `GB` (`UK` is not one, and would silently refuse every GB number).
 pub fn is_region(s: &str) -> bool {
-    s.len() == 2 && s.chars().all(|c| c.is_ascii_uppercase())
+    s.len() == 2
+        && s.chars().all(|c| c.is_ascii_uppercase())
+        && s.parse::<phonenumber::country::Id>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn regions_are_real() {
+        for ok in ["GB", "CN", "US", "DE"] {
+            assert!(super::is_region(ok), "{ok}");
+        }
+        for bad in ["UK", "XX", "gb", "GBR", ""] {
+            assert!(!super::is_region(bad), "{bad}");
+        }
+    }
 }
