@@ -51,11 +51,32 @@ pub fn load_str(text: &str, path: &str, sets: &[String]) -> Result<Config, Confi
         path: path.into(),
         message: e.to_string(),
     })?;
+    let base = value.clone();
     for s in sets {
-        apply_set(&mut value, s)?;
+        apply_set(&mut value, s, None)?;
     }
-    let cfg: Config = Config::deserialize_value(value).map_err(|e| ConfigError::Parse {
-        path: path.into(),
+    let mut result = Config::deserialize_value(value);
+    if result.is_err() {
+        // A value such as `verify.sender=12345` reads as a number, but the
+        // key wants text: try each override taken literally as a string.
+        for (i, _) in sets.iter().enumerate() {
+            let mut v = base.clone();
+            for (j, s) in sets.iter().enumerate() {
+                apply_set(&mut v, s, Some(i == j))?;
+            }
+            if let Ok(cfg) = Config::deserialize_value(v) {
+                result = Ok(cfg);
+                break;
+            }
+        }
+    }
+    let cfg: Config = result.map_err(|e| ConfigError::Parse {
+        // With overrides the bad value may come from the command line.
+        path: if sets.is_empty() {
+            path.into()
+        } else {
+            format!("{path} with --set overrides")
+        },
         message: e,
     })?;
     let problems = cfg.problems();
@@ -87,7 +108,10 @@ impl Config {
 /// Applies `a.b.c=value`; `value` is read as TOML (number, bool, string,
 /// array) and taken as a plain string if it does not parse. Array elements
 /// are addressed by index: `smsc.0.port=2776`.
-fn apply_set(root: &mut toml::Value, set: &str) -> Result<(), ConfigError> {
+///
+/// `as_string`: `Some(true)` takes the value literally as a string,
+/// `Some(false)`/`None` parse it (a string in the file stays a string).
+fn apply_set(root: &mut toml::Value, set: &str, as_string: Option<bool>) -> Result<(), ConfigError> {
     let (key, raw) = set.split_once('=').ok_or_else(|| {
         ConfigError::Override(format!("{set:?} must look like section.key=value"))
     })?;
@@ -95,10 +119,18 @@ fn apply_set(root: &mut toml::Value, set: &str) -> Result<(), ConfigError> {
     if key.is_empty() {
         return Err(ConfigError::Override(format!("{set:?} names no key")));
     }
-    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parsed = || -> toml::Value {
+        toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+    };
+    // Where the file has a string, the override is that string as written:
+    // `verify.sender=12345` or a numeric password must not become a number.
+    let value_for = |old: Option<&toml::Value>| match (as_string, old) {
+        (Some(true), _) | (_, Some(toml::Value::String(_))) => toml::Value::String(raw.to_string()),
+        _ => parsed(),
+    };
     let parts: Vec<&str> = key.split('.').collect();
     let mut cur = root;
     for (i, part) in parts.iter().enumerate() {
@@ -106,8 +138,15 @@ fn apply_set(root: &mut toml::Value, set: &str) -> Result<(), ConfigError> {
         cur = match cur {
             toml::Value::Table(t) => {
                 if last {
-                    t.insert((*part).to_string(), value);
+                    let v = value_for(t.get(*part));
+                    t.insert((*part).to_string(), v);
                     return Ok(());
+                }
+                if !t.contains_key(*part) && parts[i + 1].parse::<usize>().is_ok() {
+                    return Err(ConfigError::Override(format!(
+                        "{set:?}: there is no list `{}` to index; add it to the file first",
+                        parts[..=i].join(".")
+                    )));
                 }
                 t.entry((*part).to_string())
                     .or_insert_with(|| toml::Value::Table(toml::Table::new()))
@@ -128,7 +167,7 @@ fn apply_set(root: &mut toml::Value, set: &str) -> Result<(), ConfigError> {
                     ))
                 })?;
                 if last {
-                    *el = value;
+                    *el = value_for(Some(el));
                     return Ok(());
                 }
                 el

@@ -450,6 +450,26 @@ server_secret_file = "./var/s"
             .unwrap_err()
             .to_string();
         assert!(e.contains("has 1 element(s), no index 3"), "{e}");
+        // Text keys keep digits as text, in the file or not.
+        let c = load_str(
+            &text,
+            "t.toml",
+            &[
+                "verify.sender=12345".into(),
+                "smsc.0.password=0042".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.verify.sender, "12345");
+        assert_eq!(c.smsc[0].password, "0042");
+        let e = load_str(MIN, "t.toml", &["smsc.0.port=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("there is no list `smsc` to index"), "{e}");
+        let e = load_str(MIN, "t.toml", &["verify.code_length=many".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("with --set overrides") && e.contains("code_length"), "{e}");
         let e = load_str(&text, "t.toml", &["noequals".into()])
             .unwrap_err()
             .to_string();
