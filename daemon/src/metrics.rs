@@ -11,9 +11,11 @@ use std::sync::OnceLock;
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Verification outcomes by channel (`started`, `existing`, `resent`,
-    /// `approved`, `wrong_code`, `max_attempts_reached`, `expired`,
-    /// `canceled`, `rate_limited`, `rejected_input`).
+    /// Verification outcomes by channel. Starts: `started`, `existing`,
+    /// `resent`, `rate_limited`, `rejected_input`, `error`. Closes, counted
+    /// once when they happen: `approved`, `max_attempts_reached`, `expired`,
+    /// `canceled`. Checks that close nothing: `wrong_code`,
+    /// `check_on_closed`.
     pub verifications: IntCounterVec,
     /// SMPP binds up, per SMSC.
     pub binds_up: IntGaugeVec,

@@ -237,6 +237,17 @@ fn five_wrong_codes_end_in_max_attempts_reached() {
     ] {
         assert!(m.contains(line), "missing {line} in\n{m}");
     }
+    // Cancelling or checking a closed one again does not count a close again.
+    d.call("POST", &format!("/v1/verifications/{id}/cancel"), None);
+    let (_, m) = http(&d.api, "GET", "/metrics", None);
+    assert!(
+        !m.contains("outcome=\"canceled\""),
+        "a cancel of a closed verification is not a close:\n{m}"
+    );
+    for line in ["verigate_verifications_total{channel=\"sms\",outcome=\"max_attempts_reached\"} 1"]
+    {
+        assert!(m.contains(line), "missing {line} in\n{m}");
+    }
 }
 
 #[test]

@@ -202,6 +202,11 @@ pub async fn start(
         })?),
     };
     let idempotency = key.map(|k| (k, Sha256::digest(&raw).to_vec()));
+    // For the error metric: the channel asked for, if it is one we have.
+    let channel = b
+        .channel
+        .clone()
+        .filter(|c| crate::verify::service::CHANNELS.contains(&c.as_str()));
     let req = StartRequest {
         to: b.to,
         channel: b.channel.unwrap_or_default(),
@@ -226,7 +231,7 @@ pub async fn start(
                 crate::verify::service::VerifyError::Store(_) => "error",
                 _ => "rejected_input",
             };
-            crate::metrics::verification("sms", outcome);
+            crate::metrics::verification(channel.as_deref().unwrap_or("sms"), outcome);
             return Err(e.into());
         }
     };
@@ -306,17 +311,13 @@ pub async fn check(
         .check(&svc, &id, &body.value.code, now_ms())
         .await?;
     let v = c.verification;
-    // A check that found the code expired tells the app the user was late;
-    // other checks of a closed verification change nothing.
-    let outcome = match v.status {
-        VerificationStatus::Expired => "expired",
-        _ if !c.counted => "check_on_closed",
-        VerificationStatus::Approved => "approved",
-        VerificationStatus::Pending => "wrong_code",
-        VerificationStatus::MaxAttemptsReached => "max_attempts_reached",
-        VerificationStatus::Canceled => "check_on_closed",
-    };
-    crate::metrics::verification(&v.channel, outcome);
+    // Closing outcomes (approved, expired, …) are counted where the
+    // verification changes (VerifyService); these say what checks found.
+    if !c.counted {
+        crate::metrics::verification(&v.channel, "check_on_closed");
+    } else if v.status == VerificationStatus::Pending {
+        crate::metrics::verification(&v.channel, "wrong_code");
+    }
     Ok(Json(CheckView {
         remaining_attempts: remaining(&v),
         valid: c.matched,
@@ -348,7 +349,6 @@ pub async fn cancel(
 ) -> Result<Json<VerificationView>, Problem> {
     let id = path_id(id)?;
     let v = state.verify.cancel(&svc, &id, now_ms()).await?;
-    crate::metrics::verification(&v.channel, "canceled");
     Ok(Json(view(&state, &v, None).await?))
 }
 

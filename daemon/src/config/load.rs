@@ -111,7 +111,11 @@ impl Config {
 ///
 /// `as_string`: `Some(true)` takes the value literally as a string,
 /// `Some(false)`/`None` parse it (a string in the file stays a string).
-fn apply_set(root: &mut toml::Value, set: &str, as_string: Option<bool>) -> Result<(), ConfigError> {
+fn apply_set(
+    root: &mut toml::Value,
+    set: &str,
+    as_string: Option<bool>,
+) -> Result<(), ConfigError> {
     let (key, raw) = set.split_once('=').ok_or_else(|| {
         ConfigError::Override(format!("{set:?} must look like section.key=value"))
     })?;

@@ -454,10 +454,7 @@ server_secret_file = "./var/s"
         let c = load_str(
             &text,
             "t.toml",
-            &[
-                "verify.sender=12345".into(),
-                "smsc.0.password=0042".into(),
-            ],
+            &["verify.sender=12345".into(), "smsc.0.password=0042".into()],
         )
         .unwrap();
         assert_eq!(c.verify.sender, "12345");
@@ -469,7 +466,10 @@ server_secret_file = "./var/s"
         let e = load_str(MIN, "t.toml", &["verify.code_length=many".into()])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("with --set overrides") && e.contains("code_length"), "{e}");
+        assert!(
+            e.contains("with --set overrides") && e.contains("code_length"),
+            "{e}"
+        );
         let e = load_str(&text, "t.toml", &["noequals".into()])
             .unwrap_err()
             .to_string();

@@ -463,6 +463,7 @@ impl VerifyService {
             .await?;
         let after = self.load(&v.id).await?;
         if changed {
+            crate::metrics::verification(&after.channel, after.status.as_str());
             notify(&*self.store, svc, &after, now).await;
         }
         Ok(after)
@@ -523,6 +524,7 @@ impl VerifyService {
                 let v = self.load(id).await?;
                 let matched = status == VerificationStatus::Approved;
                 if status != VerificationStatus::Pending {
+                    crate::metrics::verification(&v.channel, status.as_str());
                     notify(&*self.store, svc, &v, now).await;
                 }
                 return Ok(Checked {
