@@ -45,7 +45,9 @@ const CALLER_CACHE_MAX: usize = 10_000;
 #[derive(Debug)]
 pub struct CallerCache {
     ttl: Duration,
-    map: Mutex<HashMap<Vec<u8>, (Service, Instant)>>,
+    /// The map, and how many times it was cleared: a lookup that began
+    /// before a clear must not put back what the clear removed.
+    map: Mutex<(HashMap<Vec<u8>, (Service, Instant)>, u64)>,
 }
 
 impl CallerCache {
@@ -53,30 +55,39 @@ impl CallerCache {
     pub fn new(ttl: Duration) -> Self {
         CallerCache {
             ttl,
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new((HashMap::new(), 0)),
         }
     }
 
-    /// The cached service for this key hash, if still fresh.
-    pub fn get(&self, hash: &[u8]) -> Option<Service> {
+    /// The cached service for this key hash if still fresh; else the
+    /// generation to hand to [`CallerCache::put`] after the store lookup.
+    pub fn get(&self, hash: &[u8]) -> Result<Service, u64> {
         let map = self.map.lock().expect("caller cache");
-        map.get(hash)
+        map.0
+            .get(hash)
             .filter(|(_, at)| at.elapsed() < self.ttl)
             .map(|(s, _)| s.clone())
+            .ok_or(map.1)
     }
 
-    /// Remembers the service for this key hash.
-    pub fn put(&self, hash: Vec<u8>, svc: Service) {
+    /// Remembers the service for this key hash, unless the cache was cleared
+    /// since `generation` (the lookup may have read a key revoked since).
+    pub fn put(&self, generation: u64, hash: Vec<u8>, svc: Service) {
         let mut map = self.map.lock().expect("caller cache");
-        if map.len() >= CALLER_CACHE_MAX {
-            map.clear();
+        if map.1 != generation {
+            return;
         }
-        map.insert(hash, (svc, Instant::now()));
+        if map.0.len() >= CALLER_CACHE_MAX {
+            map.0.clear();
+        }
+        map.0.insert(hash, (svc, Instant::now()));
     }
 
     /// Forgets everything (after keys or services changed).
     pub fn clear(&self) {
-        self.map.lock().expect("caller cache").clear();
+        let mut map = self.map.lock().expect("caller cache");
+        map.0.clear();
+        map.1 += 1;
     }
 }
 
@@ -108,13 +119,24 @@ mod tests {
     #[test]
     fn caller_cache_keeps_for_its_ttl_and_clears() {
         let c = CallerCache::new(Duration::from_secs(60));
-        assert!(c.get(b"k").is_none());
-        c.put(b"k".to_vec(), svc("a"));
-        assert_eq!(c.get(b"k").map(|s| s.code), Some("a".into()));
+        let g = c.get(b"k").unwrap_err();
+        c.put(g, b"k".to_vec(), svc("a"));
+        assert_eq!(c.get(b"k").map(|s| s.code), Ok("a".into()));
         c.clear();
-        assert!(c.get(b"k").is_none());
+        assert!(c.get(b"k").is_err());
         let stale = CallerCache::new(Duration::ZERO);
-        stale.put(b"k".to_vec(), svc("a"));
-        assert!(stale.get(b"k").is_none(), "an expired entry is not used");
+        stale.put(0, b"k".to_vec(), svc("a"));
+        assert!(stale.get(b"k").is_err(), "an expired entry is not used");
+    }
+
+    #[test]
+    fn a_lookup_that_began_before_a_clear_is_not_cached() {
+        let c = CallerCache::new(Duration::from_secs(60));
+        let g = c.get(b"old-key").unwrap_err();
+        // rotate-key revokes the key and clears the cache meanwhile…
+        c.clear();
+        // …so what the lookup read must not be cached.
+        c.put(g, b"old-key".to_vec(), svc("a"));
+        assert!(c.get(b"old-key").is_err());
     }
 }

@@ -28,16 +28,17 @@ impl FromRequestParts<AppState> for Caller {
         // service: the caller learns nothing about which services exist.
         let invalid = || Problem::unauthorized("the API key is not valid");
         let hash = state.api_key_hash(key);
-        if let Some(svc) = state.callers.get(&hash) {
-            return Ok(Caller(svc));
-        }
+        let generation = match state.callers.get(&hash) {
+            Ok(svc) => return Ok(Caller(svc)),
+            Err(generation) => generation,
+        };
         let rec = state.store.find_api_key(&hash).await?.ok_or_else(invalid)?;
         let svc = state
             .store
             .get_service(&rec.service)
             .await?
             .ok_or_else(invalid)?;
-        state.callers.put(hash, svc.clone());
+        state.callers.put(generation, hash, svc.clone());
         Ok(Caller(svc))
     }
 }
