@@ -348,12 +348,16 @@ fn main() -> ExitCode {
                 &format!("/admin/services/{code}/rotate-key"),
                 None,
                 |v| {
-                    format!(
-                        "new API key for {} (shown once): {}\n{} old key(s) revoked\n",
+                    let mut out = format!(
+                        "new API key for {} (shown once): {}\n",
                         v["code"].as_str().unwrap_or(""),
-                        v["api_key"].as_str().unwrap_or(""),
-                        v["revoked"]
-                    )
+                        v["api_key"].as_str().unwrap_or("")
+                    );
+                    match v["warning"].as_str() {
+                        Some(w) => out.push_str(&format!("WARNING: {w}\n")),
+                        None => out.push_str(&format!("{} old key(s) revoked\n", v["revoked"])),
+                    }
+                    out
                 },
             )),
         },

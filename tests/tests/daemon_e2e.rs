@@ -525,6 +525,31 @@ fn operator_cli_shows_status_and_manages_services() {
     let (code, _, err) = run(&["services", "add", "Bad Code", "x"]);
     assert_eq!(code, 1);
     assert!(err.contains("code: use"), "{err}");
+    let (code, _, err) = run(&["services", "add", "acme", "Again"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("409") && err.contains("acme"), "{err}");
+    // The admin endpoint itself: no token, garbage, unknown fields.
+    let r = http_request(&d.admin, "GET", "/admin/status", None, Some("wrong"));
+    assert_eq!(r.status, 401);
+    assert!(
+        r.body.contains("admin token missing or wrong"),
+        "{}",
+        r.body
+    );
+    let token = std::fs::read_to_string(d._dir.join("var/admin.token")).unwrap();
+    let token = token.trim();
+    for (body, want) in [
+        ("{not json", "invalid_json"),
+        (r#"{"code":"x","name":"y","extra":1}"#, "unknown_field"),
+        (
+            r#"{"code":"x","name":"y","allowed_countries":["UK"]}"#,
+            "is not an ISO 3166 code",
+        ),
+    ] {
+        let r = http_request(&d.admin, "POST", "/admin/services", Some(body), Some(token));
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert!(r.body.contains(want), "{body}: {}", r.body);
+    }
     // verify start / show / check from the command line.
     let (code, out, err) = run(&["verify", "start", "+447400123469"]);
     assert_eq!(code, 0, "{err}");

@@ -1,19 +1,23 @@
 //! Admin endpoint (loopback only, bearer admin token) behind the operator
-//! CLI: status, services and API keys.
+//! CLI: status, services and API keys, verifications, SMSC switches.
+//! Errors are the API's problem+json: the CLI prints their `detail`.
 
+use crate::api::json::JsonBody;
+use crate::api::problem::{Problem, ProblemCode};
 use crate::app::{api_key_hash, now_ms};
 use crate::smpp::Router;
 use crate::store::{ApiKeyRecord, Service, Store, StoreError};
 use crate::verify::code::ServerSecret;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use rand::rngs::OsRng;
 use rand::Rng;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -36,7 +40,10 @@ pub struct AdminState {
     pub callers: Arc<crate::app::CallerCache>,
 }
 
-/// The admin routes.
+/// An admin answer: JSON, or a problem.
+type Answer = Result<Json<Value>, Problem>;
+
+/// The admin routes; every one needs the admin token.
 pub fn router(state: AdminState) -> axum::Router {
     axum::Router::new()
         .route("/admin/status", get(status))
@@ -48,68 +55,63 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/admin/verify", post(verify_start))
         .route("/admin/verify/:id", get(verify_show))
         .route("/admin/verify/:id/check", post(verify_check))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
 }
 
-fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"status": status.as_u16(), "detail": detail.into()})),
-    )
-        .into_response()
-}
-
-fn authorized(s: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
+/// Refuses a request without the admin token (compared in constant time).
+async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(s.token.as_bytes())) && !given.is_empty() {
-        Ok(())
+    if !given.is_empty() && bool::from(given.as_bytes().ct_eq(s.token.as_bytes())) {
+        next.run(req).await
     } else {
-        Err(Box::new(problem(
-            StatusCode::UNAUTHORIZED,
+        Problem::unauthorized(
             "admin token missing or wrong (the CLI reads it from api.admin_token_file)",
-        )))
+        )
+        .into_response()
     }
 }
 
-fn store_err(e: StoreError) -> Response {
+/// A store failure as the operator should see it: conflicts and missing
+/// records say what; anything else points at the log.
+fn store_problem(e: StoreError) -> Problem {
     match e {
-        StoreError::Conflict(m) => problem(StatusCode::CONFLICT, m),
-        StoreError::NotFound(m) => problem(StatusCode::NOT_FOUND, m),
-        other => {
-            tracing::error!(error = %other, "admin request failed");
-            problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "storage failure; see the daemon log",
-            )
-        }
+        StoreError::Conflict(m) => Problem::new(ProblemCode::Conflict, m),
+        StoreError::NotFound(m) => Problem::not_found(m),
+        other => Problem::internal(&other),
     }
 }
 
-async fn status(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
-    let depth = match s.store.outbox_depth().await {
-        Ok(d) => d,
-        Err(e) => return store_err(e),
-    };
-    let services = s.store.list_services().await.map(|v| v.len()).unwrap_or(0);
-    let smscs = smscs_json(&s.router);
-    Json(json!({
+/// A service by code, or 404.
+async fn service_named(s: &AdminState, code: &str) -> Result<Service, Problem> {
+    s.store
+        .get_service(code)
+        .await
+        .map_err(store_problem)?
+        .ok_or_else(|| Problem::not_found(format!("no service {code:?}")))
+}
+
+async fn status(State(s): State<AdminState>) -> Answer {
+    let depth = s.store.outbox_depth().await.map_err(store_problem)?;
+    let services = s.store.list_services().await.map_err(store_problem)?.len();
+    Ok(Json(json!({
         "uptime_seconds": (now_ms() - s.started_at) / 1000,
-        "smscs": smscs,
+        "smscs": smscs_json(&s.router),
         "outbox": {"queued": depth.queued, "sending": depth.sending, "submitted": depth.submitted},
         "services": services,
-    }))
-    .into_response()
+    })))
 }
 
 /// Every SMSC: where it is, whether it is enabled, its binds and routes.
-fn smscs_json(router: &Router) -> Vec<serde_json::Value> {
+fn smscs_json(router: &Router) -> Vec<Value> {
     router
         .with_prefixes()
         .map(|(c, prefixes)| {
@@ -139,38 +141,27 @@ fn bind_status_text(b: &crate::smpp::BindStatus) -> String {
     }
 }
 
-async fn list_smscs(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
-    Json(json!({"smscs": smscs_json(&s.router)})).into_response()
+async fn list_smscs(State(s): State<AdminState>) -> Answer {
+    Ok(Json(json!({"smscs": smscs_json(&s.router)})))
 }
 
-async fn enable_smsc(s: State<AdminState>, h: HeaderMap, name: Path<String>) -> Response {
-    switch_smsc(s, h, name, true).await
+async fn enable_smsc(s: State<AdminState>, name: Path<String>) -> Answer {
+    switch_smsc(s, name, true).await
 }
 
-async fn disable_smsc(s: State<AdminState>, h: HeaderMap, name: Path<String>) -> Response {
-    switch_smsc(s, h, name, false).await
+async fn disable_smsc(s: State<AdminState>, name: Path<String>) -> Answer {
+    switch_smsc(s, name, false).await
 }
 
 /// Enables or disables an SMSC at run time (not persisted: the config's
 /// `disabled` applies again at the next start).
-async fn switch_smsc(
-    State(s): State<AdminState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    on: bool,
-) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
+async fn switch_smsc(State(s): State<AdminState>, Path(name): Path<String>, on: bool) -> Answer {
     let Some(c) = s.router.by_name(&name) else {
         let known: Vec<&str> = s.router.smscs().iter().map(|c| c.name()).collect();
-        return problem(
-            StatusCode::NOT_FOUND,
-            format!("no SMSC named {name:?} (configured: {})", known.join(", ")),
-        );
+        return Err(Problem::not_found(format!(
+            "no SMSC named {name:?} (configured: {})",
+            known.join(", ")
+        )));
     };
     let changed = c.set_enabled(on);
     tracing::info!(smsc = %name, enabled = on, changed, "SMSC switched by operator");
@@ -185,20 +176,19 @@ async fn switch_smsc(
             tracing::warn!(error = %e, "cannot record the SMSC switch in the audit trail");
         }
     }
-    Json(json!({"name": name, "enabled": on, "changed": changed})).into_response()
+    Ok(Json(
+        json!({"name": name, "enabled": on, "changed": changed}),
+    ))
 }
 
-async fn list_services(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
-    let services = match s.store.list_services().await {
-        Ok(v) => v,
-        Err(e) => return store_err(e),
-    };
+async fn list_services(State(s): State<AdminState>) -> Answer {
     let mut out = Vec::new();
-    for svc in services {
-        let keys = s.store.list_api_keys(&svc.code).await.unwrap_or_default();
+    for svc in s.store.list_services().await.map_err(store_problem)? {
+        let keys = s
+            .store
+            .list_api_keys(&svc.code)
+            .await
+            .map_err(store_problem)?;
         out.push(json!({
             "code": svc.code,
             "name": svc.name,
@@ -207,7 +197,7 @@ async fn list_services(State(s): State<AdminState>, headers: HeaderMap) -> Respo
             "keys": keys.iter().map(|k| json!({"key_id": k.key_id, "revoked": k.revoked_at.is_some()})).collect::<Vec<_>>(),
         }));
     }
-    Json(json!({"services": out})).into_response()
+    Ok(Json(json!({"services": out})))
 }
 
 /// Body of `POST /admin/services`.
@@ -220,21 +210,17 @@ struct NewService {
     allowed_countries: Vec<String>,
 }
 
-/// A fresh API key: `vg_` and 32 random bytes in hex; shown once.
-fn new_api_key() -> (String, String) {
-    let b: [u8; 32] = OsRng.gen();
-    let key = format!("vg_{}", hex::encode(b));
-    let key_id = format!("key_{}", &hex::encode(b)[..8]);
-    (key, key_id)
-}
-
+/// Issues a fresh API key (`vg_` and 32 random bytes in hex, shown once);
+/// its id is derived from the key's hash, so it gives nothing of the key away.
 async fn issue_key(s: &AdminState, service: &str) -> Result<(String, String), StoreError> {
-    let (key, key_id) = new_api_key();
+    let key = format!("vg_{}", hex::encode(OsRng.gen::<[u8; 32]>()));
+    let hash = api_key_hash(&s.secret, &key);
+    let key_id = format!("key_{}", hex::encode(&hash[..4]));
     s.store
         .add_api_key(&ApiKeyRecord {
             key_id: key_id.clone(),
             service: service.to_string(),
-            hash: api_key_hash(&s.secret, &key),
+            hash,
             created_at: now_ms(),
             revoked_at: None,
         })
@@ -244,34 +230,24 @@ async fn issue_key(s: &AdminState, service: &str) -> Result<(String, String), St
 
 async fn add_service(
     State(s): State<AdminState>,
-    headers: HeaderMap,
-    body: Result<Json<NewService>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
-    let Json(n) = match body {
-        Ok(b) => b,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
-    };
+    body: JsonBody<NewService>,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let n = body.value;
+    let invalid = |m: String| Problem::new(ProblemCode::InvalidField, m);
     if !crate::config::is_service_code(&n.code) {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "code: use 1-64 of a-z, 0-9, '-', '_'",
-        );
+        return Err(invalid("code: use 1-64 of a-z, 0-9, '-', '_'".into()));
     }
     if n.name.trim().is_empty() {
-        return problem(StatusCode::BAD_REQUEST, "name must not be empty");
+        return Err(invalid("name must not be empty".into()));
     }
     if let Some(c) = n
         .allowed_countries
         .iter()
         .find(|c| !crate::config::is_region(c))
     {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            format!("allowed_countries: {c:?} is not an ISO 3166 code like \"GB\""),
-        );
+        return Err(invalid(format!(
+            "allowed_countries: {c:?} is not an ISO 3166 code like \"GB\""
+        )));
     }
     let svc = Service {
         code: n.code.clone(),
@@ -279,47 +255,41 @@ async fn add_service(
         settings: json!({"allowed_countries": n.allowed_countries}),
         created_at: now_ms(),
     };
-    if let Err(e) = s.store.create_service(&svc).await {
-        return store_err(e);
-    }
-    match issue_key(&s, &n.code).await {
-        Ok((key, key_id)) => (
-            StatusCode::CREATED,
-            Json(json!({"code": n.code, "api_key": key, "key_id": key_id})),
+    s.store.create_service(&svc).await.map_err(store_problem)?;
+    let (key, key_id) = issue_key(&s, &n.code).await.map_err(|e| {
+        tracing::error!(error = %e, service = %n.code, "service created without a key");
+        Problem::new(
+            ProblemCode::Internal,
+            format!(
+                "service {} was created but its API key could not be issued ({e}); run `verigate services rotate-key {}`",
+                n.code, n.code
+            ),
         )
-            .into_response(),
-        Err(e) => store_err(e),
-    }
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"code": n.code, "api_key": key, "key_id": key_id})),
+    ))
 }
 
-async fn rotate_key(
-    State(s): State<AdminState>,
-    headers: HeaderMap,
-    Path(code): Path<String>,
-) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
-    match s.store.get_service(&code).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return problem(StatusCode::NOT_FOUND, format!("no service {code:?}")),
-        Err(e) => return store_err(e),
-    }
-    let (key, key_id) = match issue_key(&s, &code).await {
-        Ok(k) => k,
-        Err(e) => return store_err(e),
-    };
+async fn rotate_key(State(s): State<AdminState>, Path(code): Path<String>) -> Answer {
+    service_named(&s, &code).await?;
+    let (key, key_id) = issue_key(&s, &code).await.map_err(store_problem)?;
     let revoked = s.store.revoke_api_keys(&code, &key_id, now_ms()).await;
     // The old keys stop working now, not when their cache entries expire.
     s.callers.clear();
-    match revoked {
-        Ok(n) => Json(json!({"code": code, "api_key": key, "key_id": key_id, "revoked": n}))
-            .into_response(),
-        Err(e) => store_err(e),
-    }
+    // The new key exists either way: it must be shown, or it is lost.
+    Ok(Json(match revoked {
+        Ok(n) => json!({"code": code, "api_key": key, "key_id": key_id, "revoked": n}),
+        Err(e) => {
+            tracing::error!(error = %e, service = %code, "old API keys not revoked");
+            json!({"code": code, "api_key": key, "key_id": key_id, "revoked": null,
+                   "warning": format!("the old keys could not be revoked ({e}) and still work; run rotate-key again")})
+        }
+    }))
 }
 
-fn verification_json(v: &crate::store::Verification) -> serde_json::Value {
+fn verification_json(v: &crate::store::Verification) -> Value {
     json!({
         "id": v.id,
         "service": v.service,
@@ -332,16 +302,6 @@ fn verification_json(v: &crate::store::Verification) -> serde_json::Value {
     })
 }
 
-fn verify_err(e: crate::verify::service::VerifyError) -> Response {
-    use crate::verify::service::VerifyError as E;
-    match e {
-        E::NotFound => problem(StatusCode::NOT_FOUND, "no such verification"),
-        E::RateLimited { .. } => problem(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
-        E::Store(se) => store_err(se),
-        other => problem(StatusCode::BAD_REQUEST, other.to_string()),
-    }
-}
-
 /// Body of `POST /admin/verify`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -352,78 +312,41 @@ struct AdminStart {
     locale: Option<String>,
 }
 
-async fn verify_start(
-    State(s): State<AdminState>,
-    headers: HeaderMap,
-    body: Result<Json<AdminStart>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
-    let Json(b) = match body {
-        Ok(b) => b,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    let svc = match s.store.get_service(&b.service).await {
-        Ok(Some(svc)) => svc,
-        Ok(None) => return problem(StatusCode::NOT_FOUND, format!("no service {:?}", b.service)),
-        Err(e) => return store_err(e),
-    };
+async fn verify_start(State(s): State<AdminState>, body: JsonBody<AdminStart>) -> Answer {
+    let b = body.value;
+    let svc = service_named(&s, &b.service).await?;
     let req = crate::verify::service::StartRequest {
         to: b.to,
         channel: "sms".into(),
         locale: b.locale,
         ..Default::default()
     };
-    match s.verify.start(&svc, req, now_ms()).await {
-        Ok(st) => {
-            let mut v = verification_json(&st.verification);
-            v["created"] = json!(st.created);
-            v["sent"] = json!(st.sent);
-            Json(v).into_response()
-        }
-        Err(e) => verify_err(e),
-    }
+    let st = s.verify.start(&svc, req, now_ms()).await?;
+    let mut v = verification_json(&st.verification);
+    v["created"] = json!(st.created);
+    v["sent"] = json!(st.sent);
+    Ok(Json(v))
 }
 
-async fn service_of(s: &AdminState, id: &str) -> Result<Service, Response> {
-    let v = match s.store.get_verification(id).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return Err(problem(StatusCode::NOT_FOUND, "no such verification")),
-        Err(e) => return Err(store_err(e)),
-    };
-    match s.store.get_service(&v.service).await {
-        Ok(Some(svc)) => Ok(svc),
-        Ok(None) => Err(problem(
-            StatusCode::NOT_FOUND,
-            "its service no longer exists",
-        )),
-        Err(e) => Err(store_err(e)),
-    }
+/// The service a verification belongs to.
+async fn service_of(s: &AdminState, id: &str) -> Result<Service, Problem> {
+    let v = s
+        .store
+        .get_verification(id)
+        .await
+        .map_err(store_problem)?
+        .ok_or_else(|| Problem::not_found("no such verification"))?;
+    service_named(s, &v.service).await
 }
 
-async fn verify_show(
-    State(s): State<AdminState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
+async fn verify_show(State(s): State<AdminState>, Path(id): Path<String>) -> Answer {
+    let svc = service_of(&s, &id).await?;
+    let v = s.verify.get(&svc, &id, now_ms()).await?;
+    let mut out = verification_json(&v);
+    if let Some(d) = s.verify.delivery(&id).await? {
+        out["delivery"] = json!(d.state.as_str());
     }
-    let svc = match service_of(&s, &id).await {
-        Ok(svc) => svc,
-        Err(r) => return r,
-    };
-    match s.verify.get(&svc, &id, now_ms()).await {
-        Ok(v) => {
-            let mut out = verification_json(&v);
-            if let Ok(Some(d)) = s.verify.delivery(&id).await {
-                out["delivery"] = json!(d.state.as_str());
-            }
-            Json(out).into_response()
-        }
-        Err(e) => verify_err(e),
-    }
+    Ok(Json(out))
 }
 
 /// Body of `POST /admin/verify/{id}/check`.
@@ -435,27 +358,15 @@ struct AdminCheck {
 
 async fn verify_check(
     State(s): State<AdminState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Json<AdminCheck>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
-    let Json(b) = match body {
-        Ok(b) => b,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    let svc = match service_of(&s, &id).await {
-        Ok(svc) => svc,
-        Err(r) => return r,
-    };
-    match s.verify.check(&svc, &id, &b.code, now_ms()).await {
-        Ok(c) => {
-            let mut out = verification_json(&c.verification);
-            out["valid"] = json!(c.matched);
-            Json(out).into_response()
-        }
-        Err(e) => verify_err(e),
-    }
+    body: JsonBody<AdminCheck>,
+) -> Answer {
+    let svc = service_of(&s, &id).await?;
+    let c = s
+        .verify
+        .check(&svc, &id, &body.value.code, now_ms())
+        .await?;
+    let mut out = verification_json(&c.verification);
+    out["valid"] = json!(c.matched);
+    Ok(Json(out))
 }

@@ -51,6 +51,8 @@ pub enum ProblemCode {
     PayloadTooLarge,
     /// A rate limit was hit; see `Retry-After` (429).
     RateLimited,
+    /// The request conflicts with what exists (admin endpoint).
+    Conflict,
     /// Our side failed (500).
     Internal,
 }
@@ -75,6 +77,7 @@ impl ProblemCode {
             ProblemCode::IdempotencyKeyReused => "idempotency_key_reused",
             ProblemCode::PayloadTooLarge => "payload_too_large",
             ProblemCode::RateLimited => "rate_limited",
+            ProblemCode::Conflict => "conflict",
             ProblemCode::Internal => "internal",
         }
     }
@@ -98,6 +101,7 @@ impl ProblemCode {
             ProblemCode::IdempotencyKeyReused => "Idempotency-Key reused with a different request",
             ProblemCode::PayloadTooLarge => "Request body too large",
             ProblemCode::RateLimited => "Too many requests",
+            ProblemCode::Conflict => "Conflicts with what exists",
             ProblemCode::Internal => "Internal server error",
         }
     }
@@ -121,6 +125,7 @@ impl ProblemCode {
             ProblemCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ProblemCode::Conflict => StatusCode::CONFLICT,
             ProblemCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
