@@ -47,8 +47,11 @@ pub struct CallerCache {
     ttl: Duration,
     /// The map, and how many times it was cleared: a lookup that began
     /// before a clear must not put back what the clear removed.
-    map: Mutex<(HashMap<Vec<u8>, (Service, Instant)>, u64)>,
+    map: Mutex<(CallerMap, u64)>,
 }
+
+/// Service and when it was looked up, by API-key hash.
+type CallerMap = HashMap<Vec<u8>, (Service, Instant)>;
 
 impl CallerCache {
     /// An empty cache whose entries live `ttl`.
