@@ -252,19 +252,31 @@ fn main() -> ExitCode {
             };
         }
     };
-    // The daemon logs at info by default; operator tools only errors.
-    let default_filter = if matches!(cli.cmd, Cmd::Run { .. }) {
-        "info"
-    } else {
-        "error"
+    // The daemon logs as its config's [log] says; operator tools only
+    // errors. VERIGATE_LOG overrides the filter either way.
+    let log = match &cli.cmd {
+        Cmd::Run { config, set } => match verigate::config::load(config, set) {
+            Ok(c) => c.log,
+            Err(e) => {
+                eprintln!("verigate: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        _ => verigate::config::LogConfig {
+            filter: "error".into(),
+            format: "text".into(),
+        },
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VERIGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VERIGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.filter));
+    let logger = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log.format == "json" {
+        logger.json().init();
+    } else {
+        logger.init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -448,7 +460,7 @@ fn check_config(path: &std::path::Path, set: &[String]) -> ExitCode {
     match verigate::config::load(path, set) {
         Ok(c) => {
             println!(
-                "{}: ok ({} SMSC, {} SIP trunk, {} service{})",
+                "{}: ok ({} SMSC, {} SIP trunk (not used yet: no call services), {} service{})",
                 path.display(),
                 c.smsc.len(),
                 c.sip_trunk.len(),

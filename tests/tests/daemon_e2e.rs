@@ -942,3 +942,45 @@ fn demo_refuses_a_config_without_lab_mode() {
     assert!(err.contains("needs lab mode"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_log_section_sets_format_and_filter() {
+    let dir = scratch_dir();
+    let mut child = Command::new(bin("verigate"))
+        .current_dir(&dir)
+        .env_remove("VERIGATE_LOG")
+        .args(["run", "--config"])
+        .arg(workspace().join("conf/verigate.toml"))
+        .args([
+            "--set",
+            "api.listen=127.0.0.1:0",
+            "--set",
+            "api.admin_listen=127.0.0.1:0",
+            "--set",
+            "lab.smsc.listen=127.0.0.1:0",
+            "--set",
+            "lab.smsc.control=127.0.0.1:0",
+            "--set",
+            "log.format=json",
+            "--set",
+            "log.filter=verigate=info",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+    assert_eq!(v["level"], "INFO", "{line}");
+    assert!(
+        v["target"].as_str().unwrap_or("").starts_with("verigate"),
+        "{line}"
+    );
+}

@@ -416,6 +416,10 @@ server_secret_file = "./var/s"
             e.contains("outbox.retry_delay = \"2d\": must be between 100ms and 1h"),
             "{e}"
         );
+        let e = load_str(MIN, "t.toml", &["log.filter=verigate=loud".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.filter = \"verigate=loud\""), "{e}");
     }
 
     #[test]

@@ -186,6 +186,12 @@ impl Config {
                 self.outbox.batch
             ));
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            p.push(format!(
+                "log.filter = {:?}: {e} (e.g. \"info\" or \"info,verigate::smpp=debug\")",
+                self.log.filter
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             p.push(format!(
                 "log.format = {:?}: must be \"text\" or \"json\"",
