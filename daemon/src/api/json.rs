@@ -55,7 +55,10 @@ where
                 "the request body must be a JSON object",
             ));
         }
-        let value = serde_path_to_error::deserialize(doc).map_err(field_problem)?;
+        // From the bytes, not from `doc`: a map would silently keep the last
+        // of two equal keys, the struct's own visitor refuses duplicates.
+        let mut de = serde_json::Deserializer::from_slice(&raw);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(field_problem)?;
         Ok(JsonBody { value, raw })
     }
 }

@@ -416,6 +416,28 @@ async fn body_errors_have_stable_codes() {
     let r = api.start(json!([TO])).await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
 
+    // Two values for one field: refused, not "the last one wins".
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/verifications",
+            Some(r#"{"to":"+447400123456","to":"+447400999999"}"#),
+        )
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert!(
+        r.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate field `to`"),
+        "{}",
+        r.json
+    );
+
+    // An empty channel is a mistake, not "the default".
+    let r = api.start(json!({ "to": TO, "channel": "" })).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "unsupported_channel");
+
     let r = api.check("vf_x", "12").await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_code");
     let r = api

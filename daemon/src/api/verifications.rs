@@ -209,7 +209,8 @@ pub async fn start(
         .filter(|c| crate::verify::service::CHANNELS.contains(&c.as_str()));
     let req = StartRequest {
         to: b.to,
-        channel: b.channel.unwrap_or_default(),
+        // Left out means SMS; an empty string is a mistake, not a default.
+        channel: b.channel.unwrap_or_else(|| "sms".into()),
         locale: b.locale,
         code_length,
         client_ip,

@@ -208,11 +208,7 @@ impl VerifyService {
             self.limit("per client IP", format!("ip:{ip}"), cfg.limits.per_ip, now)
                 .await?;
         }
-        let channel = if req.channel.is_empty() {
-            "sms".to_string()
-        } else {
-            req.channel.clone()
-        };
+        let channel = req.channel.clone();
         if !CHANNELS.contains(&channel.as_str()) {
             return Err(VerifyError::UnsupportedChannel(channel));
         }
