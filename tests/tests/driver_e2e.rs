@@ -160,6 +160,45 @@ async fn long_mo_is_reassembled_and_acknowledged_once_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mo_sent_as_data_sm_is_answered_with_data_sm_resp() {
+    let sim = Sim::start(&[]);
+    let (tx, mut rx) = mpsc::channel(16);
+    let client = SmscClient::start(cfg(&sim), tx);
+    client.wait_bound(Duration::from_secs(5)).await.unwrap();
+    for (i, answer) in ["accept", "retry"].into_iter().enumerate() {
+        let (status, body) = sim.send(
+            "POST",
+            "/mo",
+            &serde_json::json!({"from": "+447700900006", "to": "12345", "text": format!("LOGIN {i}"), "data_sm": true}),
+        );
+        assert_eq!(status, 202, "{body}");
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(SmppEvent::Mo { text, ack, .. })) => {
+                assert_eq!(text, format!("LOGIN {i}"));
+                if answer == "accept" {
+                    ack.accept();
+                } else {
+                    ack.retry_later();
+                }
+            }
+            other => panic!("expected an MO, got {other:?}"),
+        }
+    }
+    // Both answers (OK and the temporary error) are data_sm_resp.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = sim.get("/stats");
+        if st["data_sm_resps_received"].as_u64() == Some(2) {
+            assert_eq!(st["deliver_sm_resps_received"].as_u64(), Some(0), "{st}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{st}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_picks_the_smsc_by_longest_prefix() {
     let uk = Sim::start(&[]);
     let other = Sim::start(&[]);

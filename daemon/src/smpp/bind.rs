@@ -3,7 +3,7 @@
 //! jittered exponential backoff.
 
 use super::config::SmscConfig;
-use super::events::{AckMsg, DeliveryAck, SmppEvent};
+use super::events::{AckMsg, DeliveryAck, Owed, SmppEvent};
 use super::{SubmitError, Submitted};
 use rand::Rng;
 use std::collections::HashMap;
@@ -272,7 +272,7 @@ impl BindTask {
         }
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckMsg>();
         let mut reassembler = Reassembler::new(self.cfg.reassembly_timeout, 10_000);
-        let mut held_parts: HashMap<PartKey, Vec<u32>> = HashMap::new();
+        let mut held_parts: HashMap<PartKey, Vec<Owed>> = HashMap::new();
         let mut rbuf = vec![0u8; 64 * 1024];
         let mut was_bound = false;
         let mut shutdown_requested = false;
@@ -416,8 +416,8 @@ impl BindTask {
                 }
                 Some(ack) = ack_rx.recv() => {
                     if ack.generation == generation {
-                        for seq in ack.sequences {
-                            session.respond(seq, ack.status, Body::DeliverSmResp(MessageIdResp::default()));
+                        for owed in ack.sequences {
+                            session.respond(owed.sequence, ack.status, owed.response());
                         }
                     }
                 }
@@ -427,8 +427,8 @@ impl BindTask {
                     for exp in reassembler.handle_timeout(now) {
                         if let Some(seqs) = held_parts.remove(&exp.key) {
                             warn!(parts = exp.received, total = exp.key.total, "long MO incomplete; asking SMSC to redeliver");
-                            for seq in seqs {
-                                session.respond(seq, CommandStatus::ESME_RX_T_APPN, Body::DeliverSmResp(MessageIdResp::default()));
+                            for owed in seqs {
+                                session.respond(owed.sequence, CommandStatus::ESME_RX_T_APPN, owed.response());
                             }
                         }
                     }
@@ -479,10 +479,14 @@ impl BindTask {
         generation: u64,
         ack_tx: &mpsc::UnboundedSender<AckMsg>,
         reassembler: &mut Reassembler,
-        held: &mut HashMap<PartKey, Vec<u32>>,
+        held: &mut HashMap<PartKey, Vec<Owed>>,
     ) {
+        let owed = Owed {
+            sequence: pdu.sequence,
+            data_sm: matches!(pdu.body, Body::DataSm(_)),
+        };
         let seq = pdu.sequence;
-        let ack = |seqs: Vec<u32>| DeliveryAck {
+        let ack = |seqs: Vec<Owed>| DeliveryAck {
             generation,
             sequences: seqs,
             tx: ack_tx.clone(),
@@ -513,7 +517,7 @@ impl BindTask {
                     let ev = SmppEvent::Dlr {
                         smsc,
                         dlr,
-                        ack: ack(vec![seq]),
+                        ack: ack(vec![owed]),
                     };
                     self.emit(ev).await;
                 }
@@ -521,11 +525,7 @@ impl BindTask {
                     // Unusable receipt: accept it (a retry would not fix it)
                     // and say why.
                     warn!(error = %e, "undecodable delivery receipt");
-                    session.respond(
-                        seq,
-                        CommandStatus::ESME_ROK,
-                        Body::DeliverSmResp(MessageIdResp::default()),
-                    );
+                    session.respond(seq, CommandStatus::ESME_ROK, owed.response());
                 }
             }
             return;
@@ -541,7 +541,7 @@ impl BindTask {
                     reference: part.reference,
                     total: part.total,
                 };
-                held.entry(key.clone()).or_default().push(seq);
+                held.entry(key.clone()).or_default().push(owed);
                 let now = Instant::now().into_std();
                 if let Some(done) =
                     reassembler.push(now, key.clone(), part.seq, c.data_coding, c.payload)
@@ -565,7 +565,7 @@ impl BindTask {
                     to,
                     text: c.text(),
                     data_coding: c.data_coding,
-                    ack: ack(vec![seq]),
+                    ack: ack(vec![owed]),
                 };
                 self.emit(ev).await;
             }

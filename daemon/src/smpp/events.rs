@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use verigate_codecs::dlr::Dlr;
-use verigate_codecs::smpp::CommandStatus;
+use verigate_codecs::smpp::{Body, CommandStatus, MessageIdResp};
 
 /// An inbound event from an SMSC. Each carries a [`DeliveryAck`]: the
 /// deliver_sm_resp goes back only when it is used, so a consumer can store
@@ -46,11 +46,32 @@ impl SmppEvent {
     }
 }
 
-/// Answer owed to the SMSC for one or more deliver_sm (all parts of a long MO).
+/// A request from the SMSC still waiting for our response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owed {
+    /// Its sequence number.
+    pub(crate) sequence: u32,
+    /// It was a data_sm (answered with data_sm_resp), not a deliver_sm.
+    pub(crate) data_sm: bool,
+}
+
+impl Owed {
+    /// The response body the request needs.
+    pub(crate) fn response(self) -> Body {
+        if self.data_sm {
+            Body::DataSmResp(MessageIdResp::default())
+        } else {
+            Body::DeliverSmResp(MessageIdResp::default())
+        }
+    }
+}
+
+/// Answer owed to the SMSC for one or more deliver_sm/data_sm (all parts of
+/// a long MO).
 #[derive(Debug)]
 pub struct DeliveryAck {
     pub(crate) generation: u64,
-    pub(crate) sequences: Vec<u32>,
+    pub(crate) sequences: Vec<Owed>,
     pub(crate) tx: mpsc::UnboundedSender<AckMsg>,
     pub(crate) sent: bool,
 }
@@ -59,7 +80,7 @@ pub struct DeliveryAck {
 #[derive(Debug)]
 pub(crate) struct AckMsg {
     pub(crate) generation: u64,
-    pub(crate) sequences: Vec<u32>,
+    pub(crate) sequences: Vec<Owed>,
     pub(crate) status: CommandStatus,
 }
 

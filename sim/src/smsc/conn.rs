@@ -17,7 +17,7 @@ use verigate_codecs::smpp::message::content;
 use verigate_codecs::smpp::session::{Event, Role, Session, SessionConfig};
 use verigate_codecs::smpp::tlv::Tlv;
 use verigate_codecs::smpp::{
-    Address, Body, CommandId, CommandStatus, MessageIdResp, Pdu, QuerySmResp, SubmitSm,
+    Address, Body, CommandId, CommandStatus, DataSm, MessageIdResp, Pdu, QuerySmResp, SubmitSm,
 };
 use verigate_codecs::text;
 
@@ -117,8 +117,14 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
                     );
                 }
                 Event::Response { status, body, .. } => {
-                    if body == Body::GenericNack {
-                        state.stats.lock().expect("stats").generic_nacks_received += 1;
+                    {
+                        let mut st = state.stats.lock().expect("stats");
+                        match body {
+                            Body::GenericNack => st.generic_nacks_received += 1,
+                            Body::DeliverSmResp(_) => st.deliver_sm_resps_received += 1,
+                            Body::DataSmResp(_) => st.data_sm_resps_received += 1,
+                            _ => {}
+                        }
                     }
                     debug!(conn, %status, "response from ESME");
                 }
@@ -166,6 +172,11 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
                     let id = next_req_id;
                     next_req_id += 1;
                     let _ = session.send_request(Instant::now().into_std(), id, Body::DeliverSm(sm));
+                }
+                ToConn::DeliverData(d) => {
+                    let id = next_req_id;
+                    next_req_id += 1;
+                    let _ = session.send_request(Instant::now().into_std(), id, Body::DataSm(d));
                 }
             },
             _ = sleep_opt(next) => {
@@ -473,8 +484,15 @@ fn record_in_inbox(state: &SimState, sm: &SubmitSm, message_id: &str) {
     }
 }
 
-/// Builds deliver_sm parts for an MO and hands them to a bound receiver.
-pub fn inject_mo(state: &SimState, from: &str, to: &str, text: &str) -> Result<usize, String> {
+/// Builds deliver_sm parts (or, with `as_data_sm`, one data_sm carrying
+/// the text in message_payload) for an MO and hands them to a bound receiver.
+pub fn inject_mo(
+    state: &SimState,
+    from: &str,
+    to: &str,
+    text: &str,
+    as_data_sm: bool,
+) -> Result<usize, String> {
     let template = SubmitSm {
         source: if from.starts_with('+') {
             Address::international(from)
@@ -485,22 +503,40 @@ pub fn inject_mo(state: &SimState, from: &str, to: &str, text: &str) -> Result<u
         ..Default::default()
     };
     let reference: u16 = rand::random();
-    let parts = verigate_codecs::smpp::message::text_to_parts(
-        &template,
-        text,
-        None,
-        text::SplitMode::Udh8,
-        reference,
-    )
-    .map_err(|e| e.to_string())?;
+    let mode = if as_data_sm {
+        text::SplitMode::Payload
+    } else {
+        text::SplitMode::Udh8
+    };
+    let parts =
+        verigate_codecs::smpp::message::text_to_parts(&template, text, None, mode, reference)
+            .map_err(|e| e.to_string())?;
     let receiver = state
         .receiver_for(&state.system_id, None)
         .ok_or_else(|| "no ESME is bound as receiver or transceiver".to_string())?;
     let n = parts.len();
     for p in parts {
+        let msg = if as_data_sm {
+            // data_sm has no short_message: short text moves to message_payload.
+            let mut tlvs = p.tlvs;
+            if tlvs.message_payload().is_none() {
+                tlvs.push(verigate_codecs::smpp::Tlv::MESSAGE_PAYLOAD(p.short_message));
+            }
+            ToConn::DeliverData(DataSm {
+                service_type: p.service_type,
+                source: p.source,
+                dest: p.dest,
+                esm_class: p.esm_class,
+                registered_delivery: p.registered_delivery,
+                data_coding: p.data_coding,
+                tlvs,
+            })
+        } else {
+            ToConn::Deliver(p)
+        };
         receiver
             .tx
-            .try_send(ToConn::Deliver(p))
+            .try_send(msg)
             .map_err(|e| format!("receiver queue: {e}"))?;
     }
     state.stats.lock().expect("stats").mos += 1;

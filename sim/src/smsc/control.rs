@@ -18,6 +18,9 @@ struct MoRequest {
     from: String,
     to: String,
     text: String,
+    /// Send it as a data_sm instead of deliver_sm.
+    #[serde(default)]
+    data_sm: bool,
 }
 
 /// The control routes.
@@ -43,7 +46,7 @@ async fn mo(
         Ok(b) => b,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    match inject_mo(&s, &req.from, &req.to, &req.text) {
+    match inject_mo(&s, &req.from, &req.to, &req.text, req.data_sm) {
         Ok(parts) => (StatusCode::ACCEPTED, Json(json!({ "parts": parts }))).into_response(),
         Err(e) => problem(StatusCode::CONFLICT, e),
     }

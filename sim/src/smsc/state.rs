@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
-use verigate_codecs::smpp::SubmitSm;
+use verigate_codecs::smpp::{DataSm, SubmitSm};
 
 /// How message ids are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -98,6 +98,8 @@ pub(crate) struct PartialMessage {
 pub enum ToConn {
     /// Deliver this deliver_sm (MO or DLR).
     Deliver(SubmitSm),
+    /// Deliver this data_sm (an MO sent the SMPP 3.4 data_sm way).
+    DeliverData(DataSm),
 }
 
 /// A bound session able to receive deliver_sm.
@@ -131,6 +133,10 @@ pub struct Stats {
     pub malformed_sent: u64,
     /// generic_nack received from ESMEs.
     pub generic_nacks_received: u64,
+    /// deliver_sm_resp received from ESMEs.
+    pub deliver_sm_resps_received: u64,
+    /// data_sm_resp received from ESMEs.
+    pub data_sm_resps_received: u64,
     /// Malformed PDUs received.
     pub malformed_received: u64,
 }
