@@ -199,6 +199,35 @@ async fn an_mo_sent_as_data_sm_is_answered_with_data_sm_resp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_given_up_while_the_bind_is_pending_is_never_sent() {
+    // The SMSC accepts TCP at once but answers the bind only after 800 ms.
+    let sim = Sim::start(&["--faults", r#"{"bind_delay_ms":800}"#]);
+    let (tx, _rx) = mpsc::channel(16);
+    let client = SmscClient::start(cfg(&sim), tx);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The caller gives this one up (as the outbox does after its give-up
+    // time) before the bind succeeds…
+    let abandoned = client
+        .submit_sm(sm("447700900007", "given up", false))
+        .await;
+    drop(abandoned);
+    // …and keeps waiting for this one.
+    let kept = client.submit_sm(sm("447700900008", "kept", false)).await;
+    let r = tokio::time::timeout(Duration::from_secs(5), kept)
+        .await
+        .expect("kept submit answered")
+        .expect("reply");
+    assert!(r.is_ok(), "{r:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sim.inbox("447700900008").len(), 1);
+    assert!(
+        sim.inbox("447700900007").is_empty(),
+        "a submit nobody waits for any more was sent"
+    );
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_picks_the_smsc_by_longest_prefix() {
     let uk = Sim::start(&[]);
     let other = Sim::start(&[]);

@@ -211,9 +211,9 @@ impl BindTask {
                 }
                 cmd = self.cmds.recv() => match cmd {
                     Some(Command::Submit { sm, reply }) => {
-                        let id = self.take_id();
-                        self.pending.insert(id, Pending { reply });
-                        self.carry.push((id, sm));
+                        if let Some(id) = self.register(reply) {
+                            self.carry.push((id, sm));
+                        }
                     }
                     Some(Command::Shutdown(done)) => {
                         self.stopping = Some(done);
@@ -221,6 +221,53 @@ impl BindTask {
                     }
                     None => return Wake::Stop,
                 },
+            }
+        }
+    }
+
+    /// Registers a submit's reply; None when its submitter already gave up.
+    fn register(&mut self, reply: oneshot::Sender<Result<Submitted, SubmitError>>) -> Option<u64> {
+        if reply.is_closed() {
+            return None;
+        }
+        let id = self.take_id();
+        self.pending.insert(id, Pending { reply });
+        Some(id)
+    }
+
+    /// A submit from the client: to the session once bound, else carried
+    /// until the bind succeeds.
+    fn take_submit(
+        &mut self,
+        session: &mut Session,
+        bound: bool,
+        sm: SubmitSm,
+        reply: oneshot::Sender<Result<Submitted, SubmitError>>,
+    ) {
+        let Some(id) = self.register(reply) else {
+            return;
+        };
+        if !bound {
+            self.carry.push((id, sm));
+        } else if let Err(Body::SubmitSm(sm)) =
+            session.send_request(Instant::now().into_std(), id, Body::SubmitSm(sm))
+        {
+            self.carry.push((id, sm));
+        }
+    }
+
+    /// Hands carried submits to a session that just bound. A submitter that
+    /// stopped waiting (its receiver is gone) has given the message up,
+    /// e.g. to retry it elsewhere: sending our copy too would duplicate it.
+    fn flush_carry(&mut self, session: &mut Session) {
+        let now = Instant::now().into_std();
+        for (id, sm) in std::mem::take(&mut self.carry) {
+            if self.pending.get(&id).is_none_or(|p| p.reply.is_closed()) {
+                self.finish(id, Err(SubmitError::Shutdown));
+                continue;
+            }
+            if let Err(Body::SubmitSm(sm)) = session.send_request(now, id, Body::SubmitSm(sm)) {
+                self.carry.push((id, sm));
             }
         }
     }
@@ -260,16 +307,8 @@ impl BindTask {
             self.cfg.session.clone(),
             start.into_std(),
         );
-        for (id, sm) in std::mem::take(&mut self.carry) {
-            // A submitter that stopped waiting (its receiver is gone) has
-            // given the message up, e.g. to retry it elsewhere: sending our
-            // copy too would duplicate it.
-            if self.pending.get(&id).is_none_or(|p| p.reply.is_closed()) {
-                self.finish(id, Err(SubmitError::Shutdown));
-                continue;
-            }
-            let _ = session.send_request(start.into_std(), id, Body::SubmitSm(sm));
-        }
+        // Carried submits wait until the bind succeeds (flush_carry): one
+        // whose submitter gives up meanwhile must not go out after all.
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckMsg>();
         let mut reassembler = Reassembler::new(self.cfg.reassembly_timeout, 10_000);
         let mut held_parts: HashMap<PartKey, Vec<Owed>> = HashMap::new();
@@ -285,7 +324,9 @@ impl BindTask {
                     session.handle_transport_closed();
                 }
             }
+            let mut handled = false;
             while let Some(ev) = session.poll_event() {
+                handled = true;
                 match ev {
                     Event::Bound { system_id, .. } => {
                         info!(smsc_system_id = %system_id, "bound");
@@ -296,6 +337,7 @@ impl BindTask {
                             .with_label_values(&[&self.cfg.name])
                             .inc();
                         let _ = self.status.send(BindStatus::Bound);
+                        self.flush_carry(&mut session);
                     }
                     Event::Response { id, status, body } => {
                         let result = if status.is_ok() {
@@ -365,6 +407,11 @@ impl BindTask {
                     }
                 }
             }
+            if handled {
+                // Handling events may have queued more to send (carried
+                // submits on bind, responses): flush before waiting.
+                continue;
+            }
             let deadline = session.poll_timeout().map(Instant::from_std);
             let reassembly_deadline = reassembler.poll_timeout().map(Instant::from_std);
             let next = match (deadline, reassembly_deadline) {
@@ -378,19 +425,21 @@ impl BindTask {
                 },
                 cmd = self.cmds.recv(), if !shutdown_requested => match cmd {
                     Some(Command::Submit { sm, reply }) => {
-                        let id = self.take_id();
-                        self.pending.insert(id, Pending { reply });
-                        let now = Instant::now().into_std();
-                        if let Err(Body::SubmitSm(sm)) = session.send_request(now, id, Body::SubmitSm(sm)) {
-                            self.carry.push((id, sm));
-                        }
+                        self.take_submit(&mut session, was_bound, sm, reply);
                         // Take whatever else is queued without waiting, so the
-                        // window fills in one go.
-                        while let Ok(Command::Submit { sm, reply }) = self.cmds.try_recv() {
-                            let id = self.take_id();
-                            self.pending.insert(id, Pending { reply });
-                            if let Err(Body::SubmitSm(sm)) = session.send_request(now, id, Body::SubmitSm(sm)) {
-                                self.carry.push((id, sm));
+                        // window fills in one go (a Shutdown among them is
+                        // kept for the next turn, not lost).
+                        while let Ok(cmd) = self.cmds.try_recv() {
+                            match cmd {
+                                Command::Submit { sm, reply } => {
+                                    self.take_submit(&mut session, was_bound, sm, reply)
+                                }
+                                Command::Shutdown(done) => {
+                                    self.stopping = Some(done);
+                                    shutdown_requested = true;
+                                    session.unbind(Instant::now().into_std());
+                                    break;
+                                }
                             }
                         }
                     }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info};
 use verigate_codecs::smpp::message::content;
-use verigate_codecs::smpp::session::{Event, Role, Session, SessionConfig};
+use verigate_codecs::smpp::session::{BindType, Event, Role, Session, SessionConfig};
 use verigate_codecs::smpp::tlv::Tlv;
 use verigate_codecs::smpp::{
     Address, Body, CommandId, CommandStatus, DataSm, MessageIdResp, Pdu, QuerySmResp, SubmitSm,
@@ -65,6 +65,7 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
     let mut next_req_id: u64 = 1;
     let mut bound_system_id = String::new();
     let mut counted_bound = false;
+    let mut pending_bind: Option<(Instant, u32, BindType)> = None;
     let mut closed = false;
     while !closed {
         while let Some(ev) = session.poll_event() {
@@ -81,23 +82,18 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
                     } else {
                         CommandStatus::ESME_ROK
                     };
-                    if status.is_ok() {
-                        session.accept_bind(sequence, bind_type);
-                        bound_system_id = bind.system_id.to_string();
-                        {
-                            let mut st = state.stats.lock().expect("stats");
-                            st.binds += 1;
-                            st.bound_now += 1;
-                            counted_bound = true;
-                        }
-                        info!(conn, ?bind_type, "bind accepted");
-                        if bind_type.can_receive() {
-                            state.receivers.lock().expect("receivers").push(Receiver {
-                                conn,
-                                system_id: bound_system_id.clone(),
-                                tx: tx.clone(),
-                            });
-                        }
+                    let delay = state.faults.lock().expect("faults lock").bind_delay_ms;
+                    if status.is_ok() && delay > 0 {
+                        info!(conn, delay, "fault: answering the bind late");
+                        pending_bind = Some((
+                            Instant::now() + Duration::from_millis(delay),
+                            sequence,
+                            bind_type,
+                        ));
+                    } else if status.is_ok() {
+                        accept_bind(&state, &mut session, conn, &tx, sequence, bind_type);
+                        bound_system_id = state.system_id.to_string();
+                        counted_bound = true;
                     } else {
                         state.stats.lock().expect("stats").bind_failures += 1;
                         info!(conn, %status, "bind refused");
@@ -156,9 +152,13 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
             break;
         }
         let mut next = session.poll_timeout().map(Instant::from_std);
-        for t in [delayed.front().map(|d| d.due), dlrs.front().map(|d| d.due)]
-            .into_iter()
-            .flatten()
+        for t in [
+            delayed.front().map(|d| d.due),
+            dlrs.front().map(|d| d.due),
+            pending_bind.map(|b| b.0),
+        ]
+        .into_iter()
+        .flatten()
         {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
@@ -182,6 +182,14 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
             _ = sleep_opt(next) => {
                 let now = Instant::now();
                 session.handle_timeout(now.into_std());
+                if let Some((due, sequence, bind_type)) = pending_bind {
+                    if due <= now {
+                        pending_bind = None;
+                        accept_bind(&state, &mut session, conn, &tx, sequence, bind_type);
+                        bound_system_id = state.system_id.to_string();
+                        counted_bound = true;
+                    }
+                }
                 while delayed.front().is_some_and(|d| d.due <= now) {
                     let d = delayed.pop_front().expect("front");
                     respond_ok(&mut session, d.sequence, d.command, d.message_id);
@@ -202,6 +210,32 @@ pub async fn serve(state: Arc<SimState>, mut sock: TcpStream) {
         state.stats.lock().expect("stats").bound_now -= 1;
     }
     let _ = sock.shutdown().await;
+}
+
+/// Binds the session and makes it a receiver of MOs and receipts if its
+/// bind type allows.
+fn accept_bind(
+    state: &SimState,
+    session: &mut Session,
+    conn: u64,
+    tx: &mpsc::Sender<ToConn>,
+    sequence: u32,
+    bind_type: BindType,
+) {
+    session.accept_bind(sequence, bind_type);
+    {
+        let mut st = state.stats.lock().expect("stats");
+        st.binds += 1;
+        st.bound_now += 1;
+    }
+    info!(conn, ?bind_type, "bind accepted");
+    if bind_type.can_receive() {
+        state.receivers.lock().expect("receivers").push(Receiver {
+            conn,
+            system_id: state.system_id.to_string(),
+            tx: tx.clone(),
+        });
+    }
 }
 
 async fn sleep_opt(t: Option<Instant>) {

@@ -50,6 +50,9 @@ pub struct Faults {
     pub dlr_before_response: bool,
     /// Do not answer enquire_link.
     pub enquire_link_silence: bool,
+    /// Answer a good bind only after this many milliseconds (an SMSC that
+    /// is slow to come back after a restart).
+    pub bind_delay_ms: u64,
 }
 
 /// DLR behaviour.
