@@ -7,8 +7,9 @@
 # Installs, each only when missing:
 #   - tests/interop/npm/node_modules   via `npm ci` (npm smpp 0.5.1, from package-lock.json)
 #   - tests/interop/.venv              python venv with py/requirements.txt (smpplib 2.2.4)
-#   - sipp + tshark                    `apt-get install -y sip-tester tshark`
-#                                      (`apt-get update` first, only when an install is needed)
+#   - sipp, tshark, g++, python3-venv  `apt-get install -y …` (`apt-get update` first,
+#                                      only when an install is needed); dumpcap gets
+#                                      capture rights when a non-root capture fails
 set -u
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,6 +34,48 @@ as_root() {
         return 1
     fi
 }
+
+# ------------------------------------------------------------------ system tools
+# First, so the Python venv and the fuzz smoke find what they need.
+pkgs=()
+command -v sipp >/dev/null 2>&1 || pkgs+=(sip-tester)
+command -v tshark >/dev/null 2>&1 || pkgs+=(tshark)
+# The fuzz smoke builds libFuzzer, which is C++.
+command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || pkgs+=(g++)
+# Debian splits venv support (ensurepip) out of python3.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    pkgs+=(python3-venv)
+fi
+if [ ${#pkgs[@]} -eq 0 ]; then
+    note "system tools: ok (sipp, tshark, c++, python3 venv)"
+elif ! command -v apt-get >/dev/null 2>&1; then
+    fail "${pkgs[*]}" "no apt-get; install them by hand"
+else
+    note "system tools: apt-get install ${pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Wait for a concurrent apt/dpkg run instead of failing on its lock.
+    lock=(-o DPkg::Lock::Timeout=300)
+    if as_root apt-get "${lock[@]}" update -q >/dev/null &&
+        as_root apt-get "${lock[@]}" install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null; then
+        :
+    fi
+    command -v sipp >/dev/null 2>&1 || fail "sipp (Debian package sip-tester)" "apt-get update/install failed"
+    command -v tshark >/dev/null 2>&1 || fail "tshark (Debian package tshark)" "apt-get update/install failed"
+    command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || fail "a C++ compiler (Debian package g++)" "apt-get update/install failed"
+    [ ${#missing[@]} -eq 0 ] && note "system tools: installed"
+fi
+
+# A capture must really work, not just tshark exist: apt leaves dumpcap
+# without capture rights for non-root users.
+capture_ok() {
+    timeout 10 dumpcap -q -i lo -a duration:1 -w /dev/null >/dev/null 2>&1
+}
+if command -v dumpcap >/dev/null 2>&1 && ! capture_ok; then
+    note "packet capture: not permitted; granting dumpcap cap_net_raw,cap_net_admin"
+    command -v setcap >/dev/null 2>&1 || as_root apt-get install -y -q --no-install-recommends libcap2-bin >/dev/null 2>&1
+    as_root setcap cap_net_raw,cap_net_admin+eip "$(command -v dumpcap)" >/dev/null 2>&1
+    capture_ok || fail "packet capture on lo (dumpcap)" "run as root, or: sudo setcap cap_net_raw,cap_net_admin+eip $(command -v dumpcap)"
+fi
 
 # ------------------------------------------------------------------ npm peers
 npm_ok() {
@@ -82,28 +125,6 @@ else
             fail "python package smpplib==2.2.4 (tests/interop/.venv)" "pip install failed"
         fi
     fi
-fi
-
-# ------------------------------------------------------------------ system tools
-pkgs=()
-command -v sipp >/dev/null 2>&1 || pkgs+=(sip-tester)
-command -v tshark >/dev/null 2>&1 || pkgs+=(tshark)
-if [ ${#pkgs[@]} -eq 0 ]; then
-    note "system tools: ok (sipp, tshark)"
-elif ! command -v apt-get >/dev/null 2>&1; then
-    fail "${pkgs[*]}" "no apt-get; install sipp and tshark by hand"
-else
-    note "system tools: apt-get install ${pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    # Wait for a concurrent apt/dpkg run instead of failing on its lock.
-    lock=(-o DPkg::Lock::Timeout=300)
-    if as_root apt-get "${lock[@]}" update -q >/dev/null &&
-        as_root apt-get "${lock[@]}" install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null; then
-        :
-    fi
-    command -v sipp >/dev/null 2>&1 || fail "sipp (Debian package sip-tester)" "apt-get update/install failed"
-    command -v tshark >/dev/null 2>&1 || fail "tshark (Debian package tshark)" "apt-get update/install failed"
-    [ ${#missing[@]} -eq 0 ] && note "system tools: installed"
 fi
 
 # ------------------------------------------------------------------ verdict
