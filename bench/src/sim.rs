@@ -23,13 +23,15 @@ pub struct Sim {
     pub control: SocketAddr,
 }
 
-/// `verigate-sim` next to the running executable (same target directory).
-pub fn default_path() -> PathBuf {
+/// A binary next to the running executable (same target directory).
+pub fn sibling(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let name = format!("verigate-sim{}", std::env::consts::EXE_SUFFIX);
-    exe.parent()
-        .map(|d| d.join(&name))
-        .unwrap_or_else(|| PathBuf::from(name))
+    exe.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// `verigate-sim` next to the running executable.
+pub fn default_path() -> PathBuf {
+    sibling("verigate-sim")
 }
 
 impl Sim {

@@ -87,11 +87,6 @@ impl Drop for Daemon {
     }
 }
 
-fn sibling(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX))
-}
-
 fn start_daemon(a: &VerifyArgs, sim: &Sim) -> Result<Daemon, String> {
     let (dir, remove_dir) = match &a.dir {
         Some(d) => (d.clone(), false),
@@ -136,7 +131,10 @@ api_key = "{API_KEY}"
     );
     let cfg_path = dir.join("bench.toml");
     std::fs::write(&cfg_path, config).map_err(|e| e.to_string())?;
-    let exe = a.verigate.clone().unwrap_or_else(|| sibling("verigate"));
+    let exe = a
+        .verigate
+        .clone()
+        .unwrap_or_else(|| sim::sibling("verigate"));
     let mut cmd = Command::new(&exe);
     cmd.current_dir(&dir)
         .env("VERIGATE_LOG", &a.log)
@@ -356,7 +354,9 @@ async fn run_async(a: VerifyArgs) -> Result<(), String> {
     // Sustained: receipts stored per second over the second half of the run.
     let half = &per_second[per_second.len() / 2..];
     let sustained = half.iter().map(|r| r.1).sum::<f64>() / half.len().max(1) as f64;
-    let backlog = total.saturating_sub(last.1 as u64 - dlrs_before as u64);
+    // Accepted by the last sample minus receipts stored by then (the starts
+    // still in flight when the run ended are not backlog).
+    let backlog = last.0.saturating_sub((last.1 - dlrs_before) as u64);
     let mut steady: Vec<u64> = rss_samples[rss_samples.len() / 2..].to_vec();
     steady.sort_unstable();
     let steady_rss = steady.get(steady.len() / 2).copied().unwrap_or(0);
