@@ -55,7 +55,7 @@ pub async fn run_sender(
         }
         // With no SMSC bound, claiming would only age leases: leave the
         // messages queued (another instance may have a link).
-        if !router.smscs().iter().any(|c| c.bound_count() > 0) {
+        if !router.smscs().iter().any(|c| c.submit_bound_count() > 0) {
             tokio::select! {
                 _ = tokio::time::sleep(cfg.idle_poll) => {}
                 _ = stop.changed() => {}
@@ -68,7 +68,7 @@ pub async fn run_sender(
         let capacity: usize = router
             .smscs()
             .iter()
-            .map(|c| c.bound_count() * c.config().session.window * 2)
+            .map(|c| c.submit_bound_count() * c.config().session.window * 2)
             .sum();
         let in_flight = cfg.max_in_flight - permits.available_permits();
         let room = capacity.min(cfg.max_in_flight).saturating_sub(in_flight);
@@ -181,7 +181,7 @@ async fn send_one(
         tokio::select! {
             o = &mut submit => break o,
             _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                if client.bound_count() > 0 {
+                if client.submit_bound_count() > 0 {
                     down_since = None;
                 } else if !client.is_enabled()
                     || down_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= give_up
@@ -231,6 +231,10 @@ async fn send_one(
                 }
                 // Some parts were taken: resending would duplicate them.
                 Some(_) if !ids.is_empty() => SendRecord::Submitted(ids),
+                // Disabled meanwhile: nothing went out; another route may take it now.
+                Some(SubmitError::Disabled) => {
+                    SendRecord::Failed(SubmitError::Disabled.to_string(), Some(now))
+                }
                 Some(e) => {
                     // Temporary or unknown outcome (timeout, connection lost):
                     // retry. A lost response may mean the SMSC took it, so the

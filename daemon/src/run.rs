@@ -456,7 +456,7 @@ fn readiness(store: Arc<dyn Store>, router: Arc<Router>) -> axum::Router {
                 if let Some(e) = store.durability_problem() {
                     problems.push(format!("store: {e}"));
                 }
-                let bound: usize = router.smscs().iter().map(|c| c.bound_count()).sum();
+                let bound: usize = router.smscs().iter().map(|c| c.submit_bound_count()).sum();
                 if bound == 0 {
                     problems.push("no SMSC bind is up".to_string());
                 }

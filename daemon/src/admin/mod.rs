@@ -136,6 +136,7 @@ fn bind_status_text(b: &crate::smpp::BindStatus) -> String {
         B::Bound => "bound".into(),
         B::Down(why) => format!("down ({why})"),
         B::Rejected(st) => format!("refused: {}", crate::smpp::describe_bind_status(*st)),
+        B::Unbinding => "unbinding".into(),
         B::Disabled => "disabled".into(),
         B::Stopped => "stopped".into(),
     }

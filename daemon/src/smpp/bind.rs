@@ -34,6 +34,8 @@ pub enum BindStatus {
     Down(String),
     /// The SMSC refused the bind (credentials or configuration at fault).
     Rejected(CommandStatus),
+    /// Disabled by an operator; finishing in-flight submits, then unbinding.
+    Unbinding,
     /// Disabled by an operator (or by config); not connecting.
     Disabled,
     /// Stopped for good.
@@ -140,6 +142,11 @@ impl BindTask {
             if !*self.enabled.borrow() {
                 info!("disabled; not binding");
                 let _ = self.status.send(BindStatus::Disabled);
+                // Submits handed back by the unbind: their callers route
+                // them elsewhere rather than wait for re-enabling.
+                for (id, _) in std::mem::take(&mut self.carry) {
+                    self.finish(id, Err(SubmitError::Disabled));
+                }
                 if let Wake::Stop = self.idle(None).await {
                     break;
                 }
@@ -151,6 +158,8 @@ impl BindTask {
             }
             let _ = self.status.send(BindStatus::Connecting);
             let exit = match self.connect().await {
+                // Disabled while connecting: do not bind after all.
+                Ok(_) if !*self.enabled.borrow() => continue,
                 Ok(sock) => self.session(sock).await,
                 Err(e) => {
                     let _ = self.status.send(BindStatus::Down(e.clone()));
@@ -211,7 +220,9 @@ impl BindTask {
                 }
                 cmd = self.cmds.recv() => match cmd {
                     Some(Command::Submit { sm, reply }) => {
-                        if let Some(id) = self.register(reply) {
+                        if !*self.enabled.borrow() {
+                            let _ = reply.send(Err(SubmitError::Disabled));
+                        } else if let Some(id) = self.register(reply) {
                             self.carry.push((id, sm));
                         }
                     }
@@ -458,6 +469,7 @@ impl BindTask {
                         // Disabled: unbind gracefully (in-flight submits get
                         // their responses; queued ones are handed back).
                         info!("disabled by operator; unbinding");
+                        let _ = self.status.send(BindStatus::Unbinding);
                         shutdown_requested = true;
                         disabling = true;
                         session.unbind(Instant::now().into_std());

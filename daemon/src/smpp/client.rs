@@ -103,6 +103,14 @@ impl SmscClient {
             .count()
     }
 
+    /// Number of bound binds that can submit (receive-only binds cannot).
+    pub fn submit_bound_count(&self) -> usize {
+        self.binds
+            .iter()
+            .filter(|b| b.bind_type.can_submit() && b.bound.load(Ordering::Relaxed))
+            .count()
+    }
+
     /// Waits until at least one transmit-capable bind is up, or fails fast
     /// when every bind was refused.
     pub async fn wait_bound(&self, timeout: Duration) -> Result<(), BindError> {
@@ -165,6 +173,11 @@ impl SmscClient {
         sm: SubmitSm,
     ) -> oneshot::Receiver<Result<Submitted, SubmitError>> {
         let (reply, rx) = oneshot::channel();
+        if !self.is_enabled() {
+            // Disabled: say so now rather than hold it until re-enabled.
+            let _ = reply.send(Err(SubmitError::Disabled));
+            return rx;
+        }
         let b = self.pick();
         if let Err(mpsc::error::SendError(Command::Submit { reply, .. })) =
             b.tx.send(Command::Submit { sm, reply }).await

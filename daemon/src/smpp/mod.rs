@@ -42,6 +42,9 @@ pub enum SubmitError {
     /// The text could not be turned into short messages.
     #[error("cannot encode message: {0}")]
     Encode(String),
+    /// The SMSC is disabled by an operator (try another route, or later).
+    #[error("SMSC disabled by the operator")]
+    Disabled,
     /// No SMSC is configured for this destination.
     #[error("no SMSC route for destination {0}")]
     NoRoute(String),

@@ -113,6 +113,13 @@ mod tests {
         assert_eq!(name("+447400123456"), Ok("world".into()));
         r.by_name("world").unwrap().set_enabled(false);
         assert_eq!(name("+447400123456"), Err(NoRoute::Disabled));
+        // A submit handed to a disabled SMSC is refused at once.
+        let rx = r
+            .by_name("world")
+            .unwrap()
+            .submit_sm(verigate_codecs::smpp::SubmitSm::default())
+            .await;
+        assert_eq!(rx.await.unwrap(), Err(crate::smpp::SubmitError::Disabled));
         assert!(!r.by_name("world").unwrap().set_enabled(false), "no change");
         assert!(r.by_name("uk-mobile").unwrap().set_enabled(true));
         assert_eq!(name("+447400123456"), Ok("uk-mobile".into()));

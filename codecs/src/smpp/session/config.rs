@@ -77,7 +77,8 @@ pub struct SessionConfig {
     pub throttle_pause: Duration,
     /// Longest throttle pause.
     pub max_throttle_pause: Duration,
-    /// How long unbind waits for in-flight requests and the unbind_resp.
+    /// How long unbind waits for the unbind_resp (in-flight requests are
+    /// first given up to `response_timeout` to be answered).
     pub unbind_timeout: Duration,
     /// Largest PDU accepted from the peer.
     pub max_pdu_len: usize,

@@ -331,7 +331,9 @@ impl Session {
             State::Bound(_) => {}
         }
         self.state = State::Unbinding;
-        self.unbind_deadline = Some(now + self.cfg.unbind_timeout);
+        // In-flight requests keep their own response timeout: a slow but
+        // successful submit must end as a response, not "outcome unknown".
+        self.unbind_deadline = Some(now + self.cfg.response_timeout + self.cfg.unbind_timeout);
         for (id, body) in self.queue.drain(..) {
             self.events.push_back(Event::Returned {
                 id,

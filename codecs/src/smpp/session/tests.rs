@@ -491,6 +491,34 @@ fn unbind_drains_in_flight_and_returns_queued() {
 }
 
 #[test]
+fn unbind_waits_for_a_slow_in_flight_response_longer_than_the_unbind_timeout() {
+    // The SMSC answers after 7 s: longer than the 5 s unbind timeout, within
+    // the 10 s response timeout. The submit must end with its response.
+    let mut p = Pair::new(SessionConfig::default());
+    p.policy = Box::new(|_| None);
+    p.esme.send_request(p.now, 1, submit("slow")).unwrap();
+    p.run();
+    p.esme.unbind(p.now);
+    p.run();
+    let t = p.now + Duration::from_secs(7);
+    p.advance_to(t);
+    assert_eq!(p.esme.state(), State::Unbinding, "{:?}", p.esme_events);
+    let seq = p.smsc_requests[0].sequence;
+    p.smsc.respond(
+        seq,
+        CommandStatus::ESME_ROK,
+        Body::SubmitSmResp(MessageIdResp::default()),
+    );
+    p.run();
+    assert_eq!(p.responses().len(), 1, "{:?}", p.esme_events);
+    assert!(!p
+        .esme_events
+        .iter()
+        .any(|e| matches!(e, Event::Returned { .. } | Event::ResponseTimeout { .. })));
+    assert!(p.esme_events.contains(&Event::Closed(CloseReason::Unbound)));
+}
+
+#[test]
 fn sequence_numbers_wrap_and_skip_in_flight() {
     let mut p = Pair::new(SessionConfig::default());
     p.esme.window.set_next_sequence(MAX_SEQ - 1);
