@@ -300,21 +300,30 @@ api_key = "lab-key-change-me"
 
 #[test]
 fn kill_9_during_1000_accepted_starts_loses_nothing() {
-    // A slow SMSC (window 1, 3 ms per response) so most messages are still
-    // in the outbox when the daemon is killed.
-    let sim = verigate_e2e::Sim::start(&["--faults", r#"{"response_delay_ms":3}"#]);
+    // A slow SMSC (window 1, 10 ms per response: 10 s for all 1000) so
+    // most messages are still in the outbox when the daemon is killed.
+    let sim = verigate_e2e::Sim::start(&["--faults", r#"{"response_delay_ms":10}"#]);
     let dir = scratch_dir();
     let cfg = deployment_config(&dir, sim.port);
     let d = Daemon::start_in(dir.clone(), &cfg, &[], &sim.control);
     let numbers: Vec<String> = (0..1000).map(|i| format!("+4474001{i:05}")).collect();
-    for n in &numbers {
-        let (st, v) = d.call(
-            "POST",
-            "/v1/verifications",
-            Some(serde_json::json!({"to": n})),
-        );
-        assert_eq!(st, 201, "{n}: {v}");
-    }
+    // Accepted from 8 clients at once, so the kill lands long before the
+    // slow SMSC has taken them all, however fast this machine is.
+    std::thread::scope(|scope| {
+        for chunk in numbers.chunks(125) {
+            let d = &d;
+            scope.spawn(move || {
+                for n in chunk {
+                    let (st, v) = d.call(
+                        "POST",
+                        "/v1/verifications",
+                        Some(serde_json::json!({"to": n})),
+                    );
+                    assert_eq!(st, 201, "{n}: {v}");
+                }
+            });
+        }
+    });
     let dir = d.kill9();
     let before = sim.get("/stats")["submits"].as_u64().unwrap();
     assert!(
