@@ -354,8 +354,11 @@ fn kill_9_during_1000_accepted_starts_loses_nothing() {
         }
     }
     assert_eq!(missing, 0, "every accepted start reached the SMSC");
-    // Only a message on the wire at the kill (window 1) may go twice.
-    assert!(duplicated <= 1, "{duplicated} numbers got their code twice");
+    // Delivery is at least once: a message the SMSC took whose acceptance
+    // was not yet recorded goes again after the restart. The sender holds
+    // at most twice the bind's window (2) between claim and record, so no
+    // more than 2 may go twice.
+    assert!(duplicated <= 2, "{duplicated} numbers got their code twice");
     drop(d);
 }
 
