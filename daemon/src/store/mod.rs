@@ -3,7 +3,6 @@
 //! [`conformance`]; SQLite (WAL) is the embedded default.
 
 pub mod conformance;
-mod group_sync;
 pub mod sqlite;
 mod types;
 
@@ -12,7 +11,7 @@ pub use types::*;
 use async_trait::async_trait;
 
 /// Who is at fault when the store fails.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A record with this key exists already (the caller's request conflicts).
     #[error("already exists: {0}")]

@@ -329,7 +329,7 @@ fn handle_request(
     let n = submits_before + 1;
     let mut rng = rand::thread_rng();
     let every = faults.throttle_every_n;
-    if (every > 0 && n % every == 0)
+    if (every > 0 && n.is_multiple_of(every))
         || (faults.throttle_ratio > 0.0 && rng.gen_bool(faults.throttle_ratio.min(1.0)))
     {
         state.stats.lock().expect("stats").throttled += 1;
@@ -394,7 +394,7 @@ fn handle_request(
     } else {
         respond_ok(session, sequence, command, message_id);
     }
-    if faults.malformed_every_n > 0 && n % faults.malformed_every_n == 0 {
+    if faults.malformed_every_n > 0 && n.is_multiple_of(faults.malformed_every_n) {
         // Alternate an unknown command_id and a truncated deliver_sm.
         let garbage: &[u8] = if (n / faults.malformed_every_n) % 2 == 1 {
             &[0, 0, 0, 16, 0, 0, 0, 0xAA, 0, 0, 0, 0, 0x7F, 0, 0, 1]
