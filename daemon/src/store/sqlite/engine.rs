@@ -8,7 +8,10 @@
 //! - a few readers (WAL: reads run beside the writer and see every commit
 //!   made before they start);
 //! - the WAL flusher ([`super::wal_sync`]), which answers durable writes
-//!   after one shared fsync while the writer goes on.
+//!   after one shared fsync while the writer goes on;
+//! - the checkpointer, which copies the WAL into the database file on its
+//!   own connection (passive: it never blocks the writer), so the writer
+//!   does not stop for checkpoints.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +27,8 @@ use crate::store::{StoreError, StoreResult};
 
 /// At most this many writes share one transaction.
 const MAX_BATCH: usize = 512;
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A finished operation waiting for the fate of its transaction.
 pub(crate) trait Pending: Send {
@@ -93,6 +98,8 @@ pub(crate) struct Engine {
     /// None: reads go to the writer (an in-memory database has one connection).
     readers: RwLock<Option<chan::Sender<Op>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Dropped at close, which ends the checkpointer.
+    checkpoints: Mutex<Option<chan::Sender<()>>>,
     /// Shared with the WAL flusher (None: nothing to flush).
     sync: Option<Arc<SyncState>>,
     writer_gone: Arc<AtomicBool>,
@@ -119,21 +126,27 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> StoreResult<JoinHandl
 
 impl Engine {
     /// Starts the threads: `writer` writes; `readers` (may be empty) read;
-    /// with `wal_of` (the database file), durable writes wait for a flush
-    /// of its WAL.
+    /// with `wal` (the database file and a connection to checkpoint it),
+    /// durable writes wait for a flush of its WAL.
     pub fn start(
         writer: Connection,
         readers: Vec<Connection>,
-        wal_of: Option<&std::path::Path>,
+        wal: Option<(&std::path::Path, Connection)>,
     ) -> StoreResult<Self> {
         let mut threads = Vec::new();
-        let (sync, state) = match wal_of {
-            Some(db) => {
+        let mut checkpoints = None;
+        let (sync, state) = match wal {
+            Some((db, checkpointer)) => {
                 let state = Arc::new(SyncState::default());
                 let (sync, t) = WalSync::start(db, state.clone()).map_err(|e| {
                     StoreError::Database(format!("cannot start the WAL flusher: {e}"))
                 })?;
                 threads.push(t);
+                let (tx, rx) = chan::bounded::<()>(0);
+                threads.push(spawn("verigate-db-checkpoint", move || {
+                    run_checkpointer(&checkpointer, &rx)
+                })?);
+                checkpoints = Some(tx);
                 (Some(sync), Some(state))
             }
             None => (None, None),
@@ -164,6 +177,7 @@ impl Engine {
             writer: RwLock::new(Some(wtx)),
             readers: RwLock::new(rtx),
             threads: Mutex::new(threads),
+            checkpoints: Mutex::new(checkpoints),
             sync: state,
             writer_gone,
         })
@@ -222,6 +236,7 @@ impl Engine {
     pub async fn close(&self) {
         self.writer.write().expect("writer lock").take();
         self.readers.write().expect("readers lock").take();
+        self.checkpoints.lock().expect("checkpoints lock").take();
         let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
@@ -229,6 +244,18 @@ impl Engine {
             }
         })
         .await;
+    }
+}
+
+/// Copies the WAL into the database every [`CHECKPOINT_EVERY`] until the
+/// engine closes. Passive: it copies what no reader still needs and never
+/// waits for a lock, so the writer goes on meanwhile; once everything is
+/// copied, the writer starts the WAL over from its beginning.
+fn run_checkpointer(conn: &Connection, stop: &chan::Receiver<()>) {
+    while let Err(chan::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; the writer will checkpoint instead");
+        }
     }
 }
 

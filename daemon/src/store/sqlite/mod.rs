@@ -44,6 +44,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_CONNECTIONS: usize = 2;
 /// Prepared statements kept per connection (every statement we run fits).
 const STATEMENT_CACHE: usize = 128;
+/// Page cache of the writer and of each reader, in KiB: the hot indexes
+/// stay in memory instead of being read back from the OS for every write.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+const READER_CACHE_KIB: i64 = 8 * 1024;
+/// WAL pages after which the writer checkpoints by itself. The checkpointer
+/// thread normally keeps the WAL far below this; it is the bound if it
+/// cannot (readers holding old snapshots for a long time).
+const WAL_FALLBACK_CHECKPOINT_PAGES: i64 = 16_000;
 /// Parked receipts older than this (relative to a newly parked one) are
 /// dropped: a receipt precedes its submit_sm_resp by moments, so an old one
 /// belongs to a message whose id was never recorded (e.g. a sender died
@@ -77,13 +85,22 @@ pub struct SqliteStore {
 }
 
 /// Opens a connection with the settings every connection gets.
-fn connect(path: &str, flags: OpenFlags) -> StoreResult<Connection> {
+/// Savepoint journals stay in memory (`temp_store`); `cache_kib` sizes the page cache.
+fn connect(path: &str, cache_kib: i64) -> StoreResult<Connection> {
     let cannot = |e: rusqlite::Error| StoreError::Database(format!("cannot open {path}: {e}"));
-    let c = Connection::open_with_flags(path, flags).map_err(cannot)?;
+    let c = Connection::open_with_flags(path, OpenFlags::default()).map_err(cannot)?;
     c.busy_timeout(BUSY_TIMEOUT).map_err(cannot)?;
     c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+    // Plans must not depend on bound values: otherwise SQLite re-prepares a
+    // cached statement whenever a value it planned with changes (a LIMIT,
+    // a column of a partial index's WHERE), which costs more than the query.
+    c.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
         .map_err(cannot)?;
+    c.execute_batch(&format!(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+         PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{cache_kib};"
+    ))
+    .map_err(cannot)?;
     Ok(c)
 }
 
@@ -104,7 +121,7 @@ impl SqliteStore {
                 StoreError::Database(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
-        let mut writer = connect(path, OpenFlags::default())?;
+        let mut writer = connect(path, WRITER_CACHE_KIB)?;
         let mode: String = writer
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(|e| StoreError::Database(format!("cannot open {path}: {e}")))?;
@@ -115,12 +132,14 @@ impl SqliteStore {
             )));
         }
         migrate::run(&mut writer)?;
+        writer.pragma_update(None, "wal_autocheckpoint", WAL_FALLBACK_CHECKPOINT_PAGES)?;
         let mut readers = Vec::with_capacity(READ_CONNECTIONS);
         for _ in 0..READ_CONNECTIONS {
-            let r = connect(path, OpenFlags::default())?;
+            let r = connect(path, READER_CACHE_KIB)?;
             r.execute_batch("PRAGMA query_only = ON")?;
             readers.push(r);
         }
+        let checkpointer = connect(path, 1024)?;
         // The WAL sits next to the database file SQLite resolved. If it is
         // not where we look, flushing it would silently sync nothing.
         let db = std::fs::canonicalize(file)
@@ -134,14 +153,14 @@ impl SqliteStore {
             )));
         }
         Ok(Self {
-            engine: Arc::new(Engine::start(writer, readers, Some(&db))?),
+            engine: Arc::new(Engine::start(writer, readers, Some((&db, checkpointer)))?),
         })
     }
 
     /// A private in-memory database, for tests: one connection, so every
     /// operation runs on the writer thread, one at a time.
     pub async fn open_in_memory() -> StoreResult<Self> {
-        let mut c = connect(":memory:", OpenFlags::default())?;
+        let mut c = connect(":memory:", 2 * 1024)?;
         migrate::run(&mut c)?;
         Ok(Self {
             engine: Arc::new(Engine::start(c, Vec::new(), None)?),
