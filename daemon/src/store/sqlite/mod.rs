@@ -46,7 +46,7 @@ const READ_CONNECTIONS: usize = 2;
 const STATEMENT_CACHE: usize = 128;
 /// Page cache of the writer and of each reader, in KiB: the hot indexes
 /// stay in memory instead of being read back from the OS for every write.
-const WRITER_CACHE_KIB: i64 = 32 * 1024;
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
 const READER_CACHE_KIB: i64 = 8 * 1024;
 /// WAL pages after which the writer checkpoints by itself. The checkpointer
 /// thread normally keeps the WAL far below this; it is the bound if it
@@ -94,8 +94,11 @@ fn connect(path: &str, cache_kib: i64) -> StoreResult<Connection> {
     // Plans must not depend on bound values: otherwise SQLite re-prepares a
     // cached statement whenever a value it planned with changes (a LIMIT,
     // a column of a partial index's WHERE), which costs more than the query.
-    c.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map_err(cannot)?;
+    c.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(cannot)?;
     c.execute_batch(&format!(
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
          PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{cache_kib};"
