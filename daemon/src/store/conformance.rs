@@ -35,7 +35,7 @@ use verigate_codecs::dlr::message_id_keys;
 
 use super::{
     Account, ApiKeyRecord, AuditEvent, DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState,
-    Millis, OutboxMessage, Resend, Service, Session, Store, StoreError, Verification,
+    Millis, OutboxMessage, RateHit, Resend, Service, Session, Store, StoreError, Verification,
     VerificationStatus, WebhookJob,
 };
 
@@ -1624,6 +1624,46 @@ pub async fn rate_limits<S: Store>(store: &S) {
         .filter(|d| d.allowed)
         .count();
     assert_eq!(allowed, 4, "racing hits: exactly the limit is allowed");
+
+    // Several limits in one call: counted in order up to the first refusal.
+    let hit = |key, limit| RateHit {
+        key,
+        limit,
+        window_ms: 1_000,
+    };
+    let batch = [
+        hit("conf:rate:batch:a", 5),
+        hit("conf:rate:batch:b", 1),
+        hit("conf:rate:batch:c", 5),
+    ];
+    let first = store.rate_hits(&batch, 70_000).await.expect("rate_hits");
+    assert_eq!(
+        first
+            .iter()
+            .map(|d| (d.allowed, d.count))
+            .collect::<Vec<_>>(),
+        [(true, 1), (true, 1), (true, 1)],
+        "all three counted"
+    );
+    let second = store.rate_hits(&batch, 70_001).await.expect("rate_hits");
+    assert_eq!(
+        second
+            .iter()
+            .map(|d| (d.allowed, d.count))
+            .collect::<Vec<_>>(),
+        [(true, 2), (false, 1)],
+        "stops at the refused limit"
+    );
+    let c = store
+        .rate_hit("conf:rate:batch:c", 5, 1_000, 70_002)
+        .await
+        .expect("rate_hit");
+    assert_eq!(c.count, 2, "the limit after the refusal was not counted");
+    assert!(store
+        .rate_hits(&[], 70_000)
+        .await
+        .expect("empty")
+        .is_empty());
 }
 
 /// Pruning drops rate windows and idempotency keys older than the cut-offs

@@ -97,6 +97,17 @@ pub struct OutboxDepth {
 
 /// Everything verigate keeps. Implementations must be safe to share between
 /// tasks and between instances on one database (claims use leases).
+/// One hit on a fixed-window rate limit (see [`Store::rate_hits`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RateHit<'a> {
+    /// What is limited, e.g. `num:acme:447700900123`.
+    pub key: &'a str,
+    /// Hits allowed per window.
+    pub limit: u32,
+    /// Window length.
+    pub window_ms: i64,
+}
+
 /// A resend to record (see [`Store::record_resend`]).
 #[derive(Debug, Clone)]
 pub struct Resend<'a> {
@@ -264,7 +275,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: u32,
         window_ms: i64,
         now: Millis,
-    ) -> StoreResult<RateDecision>;
+    ) -> StoreResult<RateDecision> {
+        let d = self
+            .rate_hits(
+                &[RateHit {
+                    key,
+                    limit,
+                    window_ms,
+                }],
+                now,
+            )
+            .await?;
+        d.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Database("rate_hits answered nothing".into()))
+    }
+    /// Several hits in one go (a request passes several limits): each as
+    /// [`Store::rate_hit`], in order, stopping at the first refused one, so
+    /// a refused request counts only against the limits before it. Returns
+    /// the decisions made, the last one refused if any was.
+    async fn rate_hits(&self, hits: &[RateHit<'_>], now: Millis) -> StoreResult<Vec<RateDecision>>;
     /// Deletes rate-limit windows that started before `windows_before` and
     /// idempotency keys recorded before `keys_before` (housekeeping, so keys
     /// that never recur do not accumulate). Returns the rows deleted.

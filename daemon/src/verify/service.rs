@@ -5,8 +5,8 @@ use super::code::{self, ServerSecret};
 use super::phone::{self, PhoneError};
 use crate::config::VerifyConfig;
 use crate::store::{
-    IdempotencyRecord, InsertOutcome, MessageState, Millis, OutboxMessage, Resend, Service, Store,
-    StoreError, Verification, VerificationStatus,
+    IdempotencyRecord, InsertOutcome, MessageState, Millis, OutboxMessage, RateHit, Resend,
+    Service, Store, StoreError, Verification, VerificationStatus,
 };
 use rand::rngs::OsRng;
 use rand::Rng;
@@ -168,25 +168,31 @@ impl VerifyService {
         &self.store
     }
 
-    async fn limit(
+    /// Counts a hit on each limit in order (one store call); the first
+    /// refused one is the error, and the limits after it are not counted.
+    async fn limits(
         &self,
-        scope: &'static str,
-        key: String,
-        l: crate::config::RateLimit,
+        limits: &[(&'static str, String, crate::config::RateLimit)],
         now: Millis,
     ) -> Result<(), VerifyError> {
-        let d = self
-            .store
-            .rate_hit(&key, l.count, l.window.0.as_millis() as i64, now)
-            .await?;
-        if d.allowed {
-            Ok(())
-        } else {
-            Err(VerifyError::RateLimited {
-                scope,
-                retry_after_secs: ((d.reset_at - now).max(0) as u64).div_ceil(1000).max(1),
+        let hits: Vec<RateHit<'_>> = limits
+            .iter()
+            .map(|(_, key, l)| RateHit {
+                key,
+                limit: l.count,
+                window_ms: l.window.0.as_millis() as i64,
             })
+            .collect();
+        let decisions = self.store.rate_hits(&hits, now).await?;
+        for ((scope, _, _), d) in limits.iter().zip(decisions) {
+            if !d.allowed {
+                return Err(VerifyError::RateLimited {
+                    scope,
+                    retry_after_secs: ((d.reset_at - now).max(0) as u64).div_ceil(1000).max(1),
+                });
+            }
         }
+        Ok(())
     }
 
     /// Starts (or returns the pending) verification of `req.to` for `svc`.
@@ -205,8 +211,8 @@ impl VerifyService {
             }
         }
         if let Some(ip) = req.client_ip {
-            self.limit("per client IP", format!("ip:{ip}"), cfg.limits.per_ip, now)
-                .await?;
+            let per_ip = [("per client IP", format!("ip:{ip}"), cfg.limits.per_ip)];
+            self.limits(&per_ip, now).await?;
         }
         let channel = req.channel.clone();
         if !CHANNELS.contains(&channel.as_str()) {
@@ -249,7 +255,8 @@ impl VerifyService {
                     }
                     return Ok(Started::existing(v, false));
                 }
-                self.send_limits(&cfg, svc, to.digits(), now).await?;
+                self.limits(&send_limits(&cfg, svc, to.digits(), None), now)
+                    .await?;
                 // A fresh code gets a fresh lifetime, so the SMS never
                 // promises more time than the code has.
                 let expires_at = now + cfg.ttl.0.as_millis() as i64;
@@ -288,14 +295,13 @@ impl VerifyService {
             self.close_pending(svc, &v, VerificationStatus::Expired, now)
                 .await?;
         }
-        self.limit(
+        let per_service = (
             "per service",
             format!("svc:{}", svc.code),
             cfg.limits.per_service,
-            now,
-        )
-        .await?;
-        self.send_limits(&cfg, svc, to.digits(), now).await?;
+        );
+        self.limits(&send_limits(&cfg, svc, to.digits(), Some(per_service)), now)
+            .await?;
         let id = new_id("vf");
         let code = code::generate(len);
         let expires_at = now + cfg.ttl.0.as_millis() as i64;
@@ -354,30 +360,6 @@ impl VerifyService {
             .get_verification(id)
             .await?
             .ok_or(VerifyError::NotFound)
-    }
-
-    async fn send_limits(
-        &self,
-        cfg: &VerifyConfig,
-        svc: &Service,
-        digits: &str,
-        now: Millis,
-    ) -> Result<(), VerifyError> {
-        self.limit(
-            "per number",
-            format!("num:{}:{digits}", svc.code),
-            cfg.limits.per_number,
-            now,
-        )
-        .await?;
-        let n = usize::from(cfg.limits.prefix_digits).min(digits.len());
-        self.limit(
-            "per destination prefix",
-            format!("pre:{}", &digits[..n]),
-            cfg.limits.per_prefix,
-            now,
-        )
-        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -588,4 +570,30 @@ pub fn new_id(prefix: &str) -> String {
         ms & 0xffff_ffff_ffff,
         hex::encode(rand)
     )
+}
+
+/// The limits a send passes, in order: `first` (if any), per number, per
+/// destination prefix.
+fn send_limits(
+    cfg: &VerifyConfig,
+    svc: &Service,
+    digits: &str,
+    first: Option<(&'static str, String, crate::config::RateLimit)>,
+) -> Vec<(&'static str, String, crate::config::RateLimit)> {
+    let n = usize::from(cfg.limits.prefix_digits).min(digits.len());
+    first
+        .into_iter()
+        .chain([
+            (
+                "per number",
+                format!("num:{}:{digits}", svc.code),
+                cfg.limits.per_number,
+            ),
+            (
+                "per destination prefix",
+                format!("pre:{}", &digits[..n]),
+                cfg.limits.per_prefix,
+            ),
+        ])
+        .collect()
 }

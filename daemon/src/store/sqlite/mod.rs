@@ -34,8 +34,8 @@ use self::engine::Engine;
 use self::rows::{all, col, corrupt, exec, one, parse_state, to_json, write_err};
 use super::{
     Account, ApiKeyRecord, AuditEvent, DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState,
-    Millis, OutboxDepth, OutboxMessage, RateDecision, Resend, Service, Session, Store, StoreError,
-    StoreResult, Verification, VerificationStatus, WebhookJob,
+    Millis, OutboxDepth, OutboxMessage, RateDecision, RateHit, Resend, Service, Session, Store,
+    StoreError, StoreResult, Verification, VerificationStatus, WebhookJob,
 };
 
 /// How long SQLite waits for another process's write lock before giving up.
@@ -1054,28 +1054,40 @@ impl Store for SqliteStore {
 
     // ---- rate limits
 
-    async fn rate_hit(
-        &self,
-        key: &str,
-        limit: u32,
-        window_ms: i64,
-        now: Millis,
-    ) -> StoreResult<RateDecision> {
-        let window = window_ms.max(1);
-        let start = now - now.rem_euclid(window);
-        let reset_at = start.saturating_add(window);
-        let key = key.to_owned();
+    async fn rate_hits(&self, hits: &[RateHit<'_>], now: Millis) -> StoreResult<Vec<RateDecision>> {
+        let hits: Vec<(String, u32, Millis, Millis)> = hits
+            .iter()
+            .map(|h| {
+                let window = h.window_ms.max(1);
+                let start = now - now.rem_euclid(window);
+                (
+                    h.key.to_owned(),
+                    h.limit,
+                    start,
+                    start.saturating_add(window),
+                )
+            })
+            .collect();
         // Not waited to disk: a counter lost with the machine undercounts
         // by moments of traffic, and the next durable write covers it anyway.
-        let (allowed, count) = self
-            .write_volatile(move |c| rate_hit(c, &key, limit, start))
-            .await?;
-        let count = u32::try_from(count).map_err(|_| corrupt("rate_windows", "count", count))?;
-        Ok(RateDecision {
-            allowed,
-            count,
-            reset_at,
+        self.write_volatile(move |c| {
+            let mut out = Vec::with_capacity(hits.len());
+            for (key, limit, start, reset_at) in hits {
+                let (allowed, count) = rate_hit(c, &key, limit, start)?;
+                let count =
+                    u32::try_from(count).map_err(|_| corrupt("rate_windows", "count", count))?;
+                out.push(RateDecision {
+                    allowed,
+                    count,
+                    reset_at,
+                });
+                if !allowed {
+                    break;
+                }
+            }
+            Ok(out)
         })
+        .await
     }
 
     async fn prune(&self, windows_before: Millis, keys_before: Millis) -> StoreResult<u64> {
