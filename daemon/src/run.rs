@@ -241,11 +241,10 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         .map_err(StartError::Environment)?;
     let admin_token = admin_token(&cfg)?;
     let config::StoreConfig::Sqlite { path: db } = &cfg.store;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(db)
-            .await
-            .map_err(|e| StartError::Environment(format!("store {db}: {e}")))?,
-    );
+    let sqlite = SqliteStore::open(db)
+        .await
+        .map_err(|e| StartError::Environment(format!("store {db}: {e}")))?;
+    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
     bootstrap_services(&*store, &secret, &cfg).await?;
     let lab = match &cfg.lab.smsc {
         Some(l) => Some(start_lab_sim(l, cfg.smsc.first())?),
@@ -375,6 +374,8 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     {
         warn!("receipts still being stored after 5 s; the SMSC will redeliver them");
     }
+    // Queued writes finish, the WAL is checkpointed into the database file.
+    sqlite.close().await;
     Ok(())
 }
 
