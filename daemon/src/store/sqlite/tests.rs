@@ -8,10 +8,10 @@ use super::*;
 use crate::store::conformance;
 
 /// A directory removed when dropped.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(pub(super) PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> Self {
+    pub(super) fn new(tag: &str) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "verigate-store-{tag}-{}-{:016x}",
             std::process::id(),

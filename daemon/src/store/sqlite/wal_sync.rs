@@ -126,20 +126,12 @@ fn fsync(wal: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::store::sqlite::engine::reply;
-
-    fn scratch(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "vg-walsync-{tag}-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::store::sqlite::tests::TempDir;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn operations_handed_over_together_share_flushes() {
-        let dir = scratch("share");
+        let tmp = TempDir::new("walsync-share");
+        let dir = &tmp.0;
         let db = dir.join("t.db");
         std::fs::write(dir.join("t.db-wal"), b"frames").unwrap();
         let state = Arc::new(SyncState::default());
@@ -162,13 +154,13 @@ mod tests {
         assert_eq!(state.flushes(), n + 1);
         drop(sync);
         thread.join().unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
     async fn a_failed_flush_fails_its_operations_and_every_later_one() {
         // A directory where the WAL file should be: opening it for writing fails.
-        let dir = scratch("fail");
+        let tmp = TempDir::new("walsync-fail");
+        let dir = &tmp.0;
         std::fs::create_dir_all(dir.join("t.db-wal")).unwrap();
         let state = Arc::new(SyncState::default());
         let (sync, _thread) = WalSync::start(&dir.join("t.db"), state.clone()).unwrap();
@@ -186,6 +178,5 @@ mod tests {
         let e = rx.await.unwrap().unwrap_err().to_string();
         assert!(e.contains("restart verigate"), "{e}");
         assert!(state.failure().is_some());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
