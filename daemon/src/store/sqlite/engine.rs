@@ -13,10 +13,12 @@
 //!   own connection (passive: it never blocks the writer), so the writer
 //!   does not stop for checkpoints.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel as chan;
 use rusqlite::Connection;
@@ -28,7 +30,51 @@ use crate::store::{StoreError, StoreResult};
 /// At most this many writes share one transaction.
 const MAX_BATCH: usize = 512;
 /// How often the checkpointer copies the WAL into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// A write still queued after this is refused unrun (the writer is stuck or
+/// far behind): the caller gets a clear error instead of waiting on.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A transaction or flush running this long is reported by readiness.
+const STALL_REPORT: Duration = Duration::from_secs(10);
+
+/// When the current piece of blocking work (a transaction, an fsync)
+/// started, so readiness can report one that hangs.
+#[derive(Debug, Default)]
+pub(crate) struct StallClock(std::sync::atomic::AtomicU64);
+
+/// Clears its [`StallClock`] when dropped.
+pub(crate) struct Busy<'a>(&'a StallClock);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0 .0.store(0, Ordering::SeqCst);
+    }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64)
+}
+
+impl StallClock {
+    /// Marks work as running until the guard drops.
+    pub fn start(&self) -> Busy<'_> {
+        self.0.store(epoch_ms().max(1), Ordering::SeqCst);
+        Busy(self)
+    }
+
+    /// How long the running work has taken, if it has run at least `limit`.
+    pub fn stalled(&self, limit: Duration) -> Option<Duration> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            since => {
+                let took = Duration::from_millis(epoch_ms().saturating_sub(since));
+                (took >= limit).then_some(took)
+            }
+        }
+    }
+}
 
 /// A finished operation waiting for the fate of its transaction.
 pub(crate) trait Pending: Send {
@@ -90,6 +136,7 @@ struct WriteJob {
     /// Answer only once on disk (else at commit).
     durable: bool,
     op: Op,
+    queued: Instant,
 }
 
 /// The running threads of one store.
@@ -102,7 +149,19 @@ pub(crate) struct Engine {
     checkpoints: Mutex<Option<chan::Sender<()>>>,
     /// Shared with the WAL flusher (None: nothing to flush).
     sync: Option<Arc<SyncState>>,
-    writer_gone: Arc<AtomicBool>,
+    /// The writer's health, shared with its thread.
+    health: Arc<WriterHealth>,
+}
+
+/// What readiness needs to know about the writer thread.
+#[derive(Debug, Default)]
+struct WriterHealth {
+    /// Set when the thread ends (normally only at close).
+    gone: AtomicBool,
+    /// Why it stopped early, if it did.
+    broken: Mutex<Option<String>>,
+    /// Set while a transaction runs.
+    writing: StallClock,
 }
 
 impl std::fmt::Debug for Engine {
@@ -143,8 +202,9 @@ impl Engine {
                 })?;
                 threads.push(t);
                 let (tx, rx) = chan::bounded::<()>(0);
+                let st = state.clone();
                 threads.push(spawn("verigate-db-checkpoint", move || {
-                    run_checkpointer(&checkpointer, &rx)
+                    run_checkpointer(&checkpointer, &rx, &st)
                 })?);
                 checkpoints = Some(tx);
                 (Some(sync), Some(state))
@@ -152,11 +212,21 @@ impl Engine {
             None => (None, None),
         };
         let (wtx, wrx) = chan::unbounded::<WriteJob>();
-        let writer_gone = Arc::new(AtomicBool::new(false));
-        let gone = writer_gone.clone();
+        let health = Arc::new(WriterHealth::default());
+        let h = health.clone();
         threads.push(spawn("verigate-db-writer", move || {
-            run_writer(&writer, &wrx, sync.as_ref());
-            gone.store(true, Ordering::SeqCst);
+            // Marks the writer gone however the thread ends (a panic too).
+            struct Gone(Arc<WriterHealth>);
+            impl Drop for Gone {
+                fn drop(&mut self) {
+                    self.0.gone.store(true, Ordering::SeqCst);
+                }
+            }
+            let _gone = Gone(h.clone());
+            if let Err(why) = run_writer(&writer, &wrx, sync.as_ref(), &h.writing) {
+                tracing::error!(error = %why, "the store's writer stopped");
+                *h.broken.lock().expect("health lock") = Some(why);
+            }
         })?);
         let rtx = if readers.is_empty() {
             None
@@ -179,7 +249,7 @@ impl Engine {
             threads: Mutex::new(threads),
             checkpoints: Mutex::new(checkpoints),
             sync: state,
-            writer_gone,
+            health,
         })
     }
 
@@ -191,7 +261,11 @@ impl Engine {
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let (op, rx) = op(f);
-        self.send_write(WriteJob { durable, op })?;
+        self.send_write(WriteJob {
+            durable,
+            op,
+            queued: Instant::now(),
+        })?;
         rx.await.map_err(|_| stopped())?
     }
 
@@ -203,7 +277,11 @@ impl Engine {
         let (op, rx) = op(f);
         let sent = match &*self.readers.read().expect("readers lock") {
             Some(tx) => tx.send(op).map_err(|_| stopped()),
-            None => self.send_write(WriteJob { durable: false, op }),
+            None => self.send_write(WriteJob {
+                durable: false,
+                op,
+                queued: Instant::now(),
+            }),
         };
         sent?;
         rx.await.map_err(|_| stopped())?
@@ -216,13 +294,38 @@ impl Engine {
         }
     }
 
-    /// Why writes can no longer be made durable (or made at all), if so.
+    /// Why writes can no longer be made durable (or made at all, or not
+    /// soon), if so.
     pub fn problem(&self) -> Option<String> {
         if let Some(e) = self.sync.as_ref().and_then(|s| s.failure()) {
             return Some(e);
         }
-        (self.writer_gone.load(Ordering::SeqCst) && self.writer.read().expect("lock").is_some())
-            .then(|| "the store's writer thread stopped; restart verigate".to_string())
+        if let Some(why) = self.health.broken.lock().expect("health lock").clone() {
+            return Some(format!(
+                "the store's writer stopped: {why}; restart verigate"
+            ));
+        }
+        let open = self.writer.read().expect("writer lock").is_some();
+        if open && self.health.gone.load(Ordering::SeqCst) {
+            return Some("the store's writer thread stopped; restart verigate".into());
+        }
+        if let Some(t) = self.health.writing.stalled(STALL_REPORT) {
+            return Some(format!(
+                "a database transaction has been running for {} s (disk or lock stuck?)",
+                t.as_secs()
+            ));
+        }
+        if let Some(t) = self
+            .sync
+            .as_ref()
+            .and_then(|s| s.flushing.stalled(STALL_REPORT))
+        {
+            return Some(format!(
+                "a flush of the write-ahead log has been running for {} s (disk stuck?)",
+                t.as_secs()
+            ));
+        }
+        None
     }
 
     /// The flusher's counters (tests).
@@ -250,36 +353,91 @@ impl Engine {
 /// Copies the WAL into the database every [`CHECKPOINT_EVERY`] until the
 /// engine closes. Passive: it copies what no reader still needs and never
 /// waits for a lock, so the writer goes on meanwhile; once everything is
-/// copied, the writer starts the WAL over from its beginning.
-fn run_checkpointer(conn: &Connection, stop: &chan::Receiver<()>) {
+/// copied, the writer starts the WAL over from its beginning. An I/O error
+/// poisons the store like a failed flush: SQLite's fsync before the copy
+/// may be the one the kernel reported a lost write to.
+fn run_checkpointer(conn: &Connection, stop: &chan::Receiver<()>, sync: &SyncState) {
     while let Err(chan::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed; the writer will checkpoint instead");
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => {}
+            Err(rusqlite::Error::SqliteFailure(f, msg))
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::DiskFull
+                ) =>
+            {
+                let why = format!(
+                    "WAL checkpoint failed: {}",
+                    msg.unwrap_or_else(|| f.to_string())
+                );
+                tracing::error!(error = %why, "the store can no longer make writes durable");
+                sync.poison(why);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed; the writer will checkpoint instead");
+            }
         }
     }
 }
 
 /// The writer loop: takes what is queued, runs it as one transaction,
-/// commits, hands durable answers to the flusher.
-fn run_writer(conn: &Connection, rx: &chan::Receiver<WriteJob>, sync: Option<&WalSync>) {
-    let mut queue: std::collections::VecDeque<WriteJob> = std::collections::VecDeque::new();
+/// commits, hands durable answers to the flusher. Ends when every sender is
+/// gone, or (with the reason) when the connection is left inside a
+/// transaction it cannot roll back; what is queued then fails.
+fn run_writer(
+    conn: &Connection,
+    rx: &chan::Receiver<WriteJob>,
+    sync: Option<&WalSync>,
+    writing: &StallClock,
+) -> Result<(), String> {
+    let mut queue: VecDeque<WriteJob> = VecDeque::new();
     while let Ok(first) = rx.recv() {
         queue.push_back(first);
         queue.extend(rx.try_iter().take(MAX_BATCH - 1));
         while !queue.is_empty() {
+            let _busy = writing.start();
             run_transaction(conn, &mut queue, sync);
+            if !conn.is_autocommit() {
+                let why = "the connection is stuck inside a transaction that would not roll back";
+                let e = StoreError::Database(format!("{why}; restart verigate"));
+                for job in queue.drain(..).chain(rx.try_iter()) {
+                    let (_, answer) = (job.op)(Err(e.clone()));
+                    answer.finish(Ok(()));
+                }
+                return Err(why.into());
+            }
         }
     }
+    Ok(())
 }
 
 /// Runs jobs from the front of `queue` in one transaction. Normally all of
 /// them; if SQLite itself rolls the transaction back (a full disk, an I/O
 /// error), the jobs run so far fail and the rest wait for the next one.
-fn run_transaction(
-    conn: &Connection,
-    queue: &mut std::collections::VecDeque<WriteJob>,
-    sync: Option<&WalSync>,
-) {
+/// Jobs queued longer than [`QUEUE_TIMEOUT`] are refused unrun.
+fn run_transaction(conn: &Connection, queue: &mut VecDeque<WriteJob>, sync: Option<&WalSync>) {
+    let mut stale = 0;
+    while queue
+        .front()
+        .is_some_and(|j| j.queued.elapsed() >= QUEUE_TIMEOUT)
+    {
+        let job = queue.pop_front().expect("front");
+        let (_, answer) = (job.op)(Err(StoreError::Database(format!(
+            "the store is overloaded: this write waited more than {} s for the database and was not made",
+            QUEUE_TIMEOUT.as_secs()
+        ))));
+        answer.finish(Ok(()));
+        stale += 1;
+    }
+    if stale > 0 {
+        tracing::warn!(
+            refused = stale,
+            "writes waited too long for the database; refused"
+        );
+    }
+    if queue.is_empty() {
+        return;
+    }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = StoreError::Database(format!("cannot start a write transaction: {e}"));
         for job in queue.drain(..) {
@@ -417,6 +575,45 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1, "the panicking operation's insert was rolled back");
         assert_eq!(e.problem(), None);
+    }
+
+    #[tokio::test]
+    async fn a_write_queued_too_long_is_refused_unrun() {
+        let e = engine();
+        let (op, rx) = op(insert(1));
+        e.send_write(WriteJob {
+            durable: true,
+            op,
+            queued: Instant::now() - QUEUE_TIMEOUT,
+        })
+        .unwrap();
+        let err = rx.await.unwrap().unwrap_err().to_string();
+        assert!(
+            err.contains("overloaded") && err.contains("not made"),
+            "{err}"
+        );
+        let n: i64 = e
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "the refused write did not run");
+        e.write(true, insert(1)).await.expect("fresh writes go on");
+    }
+
+    #[test]
+    fn long_running_work_is_reported_as_stalled() {
+        let clock = StallClock::default();
+        assert_eq!(clock.stalled(Duration::ZERO), None, "idle");
+        let busy = clock.start();
+        assert!(clock.stalled(Duration::ZERO).is_some());
+        assert_eq!(clock.stalled(STALL_REPORT), None, "just started");
+        clock
+            .0
+            .store(epoch_ms() - 11_000, std::sync::atomic::Ordering::SeqCst);
+        let t = clock.stalled(STALL_REPORT).expect("stalled");
+        assert!(t >= Duration::from_secs(11));
+        drop(busy);
+        assert_eq!(clock.stalled(Duration::ZERO), None, "done");
     }
 
     #[tokio::test]

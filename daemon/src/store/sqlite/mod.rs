@@ -5,7 +5,7 @@
 //! ([`engine`]): writes on the one writer, which commits everything queued
 //! meanwhile as one transaction, reads on reader threads. A write is
 //! answered only once it is committed and, unless noted (rate-limit hits,
-//! claims), once a shared fsync of the WAL covers it ([`wal_sync`]), so a
+//! webhook claims, pruning), once a shared fsync of the WAL covers it ([`wal_sync`]), so a
 //! start is acknowledged only after it is stored, across `kill -9` and the
 //! machine going down.
 //!
@@ -625,11 +625,15 @@ fn rate_hit(c: &Connection, key: &str, limit: u32, start: Millis) -> StoreResult
         Some(n) => {
             if n == 1 {
                 // A new window: earlier windows of this key are over.
-                exec(
+                // Housekeeping only: the hit counts either way (the sweep
+                // prunes what is left).
+                if let Err(e) = exec(
                     c,
                     "DELETE FROM rate_windows WHERE key = ?1 AND window_start < ?2",
                     params![key, start],
-                )?;
+                ) {
+                    tracing::warn!(error = %e, "cannot prune old rate-limit windows");
+                }
             }
             Ok((true, n))
         }
@@ -903,11 +907,14 @@ impl Store for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Not waited to disk: a claim lost with the machine only lets the
-        // message be claimed again at once, as a lapsed lease would.
-        // Messages past their expiry are left to `expire_outbox`: sending
-        // them would deliver a code that no longer works.
-        self.write_volatile(move |c| {
+        // Waited to disk, though the claim itself could be lost harmlessly:
+        // the flush also covers the inserts of the claimed messages, so no
+        // code goes out for a start that is not yet on disk (and whose
+        // caller may never get its 201). Claims are batched, so this costs
+        // one shared flush per batch. Messages past their expiry are left to
+        // `expire_outbox`: sending them would deliver a code that no longer
+        // works.
+        self.write(move |c| {
             returned_messages(
                 c,
                 concat!(

@@ -144,6 +144,14 @@ async fn writes_return_only_after_a_wal_flush() {
     let m = message("msg_durable", &v.id, svc, to, 1_000);
     store.insert_verification(&v, &m, None).await.unwrap();
     check("insert_verification");
+    let claimed = store.claim_outbox(1_000, 10, 60_000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    check("claim_outbox");
+    store
+        .mark_failed(&m.id, "test", Some(1_000), 1_000)
+        .await
+        .unwrap();
+    check("mark_failed (requeue)");
     store
         .update_verification(
             &v.id,

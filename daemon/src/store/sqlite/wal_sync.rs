@@ -10,11 +10,18 @@
 //! their commit, so the flush that answers them started after their frames
 //! were written. fsync works on the file, not the descriptor, so flushing
 //! through our own descriptor covers frames SQLite wrote through its own.
-//! Frames that a checkpoint has already moved into the database file are
-//! covered by SQLite itself, which in NORMAL mode syncs the WAL before each
-//! checkpoint and the database after it, and syncs the WAL header before the
-//! WAL is reused.
+//! Frames that a checkpoint has copied into the database file stay in the
+//! WAL until the WAL is reused, and SQLite (in NORMAL mode) syncs the WAL
+//! before each checkpoint, syncs the database file once a checkpoint has
+//! copied the whole WAL, and syncs the new WAL header before reusing it.
+//!
+//! A failed fsync is found however it surfaces: through our descriptor,
+//! which stays open for the store's lifetime (Linux reports a lost write to
+//! every descriptor opened before it), through the checkpointer's I/O error,
+//! or as a WAL file removed or replaced under us.
 
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +29,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel as chan;
 
-use super::engine::Pending;
+use super::engine::{Pending, StallClock};
 use crate::store::StoreError;
 
 /// What the flusher shares with the store. A failure is permanent: after a
@@ -34,12 +41,19 @@ use crate::store::StoreError;
 pub struct SyncState {
     failed: Mutex<Option<String>>,
     flushes: AtomicU64,
+    /// Set while an fsync runs (readiness reports one that hangs).
+    pub flushing: StallClock,
 }
 
 impl SyncState {
     /// Why writes can no longer be made durable, if a flush failed.
     pub fn failure(&self) -> Option<String> {
         self.failed.lock().expect("sync state").clone()
+    }
+
+    /// Makes the failure permanent (the first one is kept).
+    pub fn poison(&self, why: String) {
+        self.failed.lock().expect("sync state").get_or_insert(why);
     }
 
     /// Flushes done so far (each covers every operation handed over before it).
@@ -56,12 +70,56 @@ pub struct WalSync {
     tx: chan::Sender<Vec<Box<dyn Pending>>>,
 }
 
+/// The WAL as the flusher holds it: one descriptor for the store's
+/// lifetime. Linux reports a writeback error to every descriptor opened
+/// before it happened, even if another descriptor (SQLite's, syncing for a
+/// checkpoint) has seen it already; a descriptor opened afresh would miss it.
+struct Wal {
+    path: PathBuf,
+    file: File,
+    ino: (u64, u64),
+}
+
+impl Wal {
+    fn open(path: PathBuf) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        let m = file.metadata()?;
+        Ok(Self {
+            path,
+            file,
+            ino: (m.dev(), m.ino()),
+        })
+    }
+
+    /// fsync, then check the path still names the file SQLite writes: while
+    /// the store has connections open SQLite neither removes nor replaces
+    /// its WAL, so a missing or different file means someone else did, and
+    /// commits since went to a file recovery will not read.
+    fn sync(&self) -> Result<(), String> {
+        self.file
+            .sync_data()
+            .map_err(|e| format!("cannot flush {} to disk: {e}", self.path.display()))?;
+        match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == self.ino => Ok(()),
+            Ok(_) => Err(format!(
+                "{} was replaced by another file while verigate had it open",
+                self.path.display()
+            )),
+            Err(e) => Err(format!(
+                "{} is gone while verigate had it open: {e}",
+                self.path.display()
+            )),
+        }
+    }
+}
+
 impl WalSync {
-    /// Starts the flusher for the WAL of the database at `db`.
+    /// Starts the flusher for the WAL of the database at `db` (the WAL must
+    /// exist: the store opens it in WAL mode first).
     pub fn start(db: &Path, state: Arc<SyncState>) -> std::io::Result<(Self, JoinHandle<()>)> {
-        let mut wal = db.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
+        let mut path = db.as_os_str().to_owned();
+        path.push("-wal");
+        let wal = Wal::open(PathBuf::from(path))?;
         let (tx, rx) = chan::unbounded::<Vec<Box<dyn Pending>>>();
         let thread = std::thread::Builder::new()
             .name("verigate-wal-sync".into())
@@ -92,33 +150,22 @@ impl WalSync {
     }
 }
 
-/// One fsync of the WAL, or the standing failure.
-fn flush(wal: &Path, state: &SyncState) -> Result<(), StoreError> {
-    let mut failed = state.failed.lock().expect("sync state");
-    if failed.is_none() {
-        if let Err(e) = fsync(wal) {
-            *failed = Some(e);
+/// One fsync of the WAL, or the standing failure. The lock is not held
+/// during the fsync, so readiness can report a flush that hangs.
+fn flush(wal: &Wal, state: &SyncState) -> Result<(), StoreError> {
+    if state.failure().is_none() {
+        let _busy = state.flushing.start();
+        if let Err(e) = wal.sync() {
+            state.poison(e);
         }
     }
     // Counted before anyone is answered: a test checks each answer follows a flush.
     state.flushes.fetch_add(1, Ordering::SeqCst);
-    match &*failed {
+    match state.failure() {
         Some(e) => Err(StoreError::Database(format!(
             "{e}; later writes cannot be made durable, restart verigate"
         ))),
         None => Ok(()),
-    }
-}
-
-fn fsync(wal: &Path) -> Result<(), String> {
-    match std::fs::OpenOptions::new().write(true).open(wal) {
-        Ok(f) => f
-            .sync_data()
-            .map_err(|e| format!("cannot flush {} to disk: {e}", wal.display())),
-        // No WAL file: nothing has been committed through one since the
-        // last checkpoint that removed it, which SQLite synced.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("cannot open {}: {e}", wal.display())),
     }
 }
 
@@ -158,25 +205,40 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_flush_fails_its_operations_and_every_later_one() {
-        // A directory where the WAL file should be: opening it for writing fails.
         let tmp = TempDir::new("walsync-fail");
-        let dir = &tmp.0;
-        std::fs::create_dir_all(dir.join("t.db-wal")).unwrap();
+        let wal = tmp.0.join("t.db-wal");
+        std::fs::write(&wal, b"frames").unwrap();
         let state = Arc::new(SyncState::default());
-        let (sync, _thread) = WalSync::start(&dir.join("t.db"), state.clone()).unwrap();
+        let (sync, _thread) = WalSync::start(&tmp.0.join("t.db"), state.clone()).unwrap();
+        // Someone removes the WAL under us: commits since are not where
+        // recovery looks.
+        std::fs::remove_file(&wal).unwrap();
         let (p, rx) = reply(Ok(()));
         sync.after_flush(vec![p]);
         let e = rx.await.unwrap().unwrap_err().to_string();
         assert!(
-            e.contains("t.db-wal") && e.contains("restart verigate"),
+            e.contains("t.db-wal is gone") && e.contains("restart verigate"),
             "{e}"
         );
         // Permanent: the fault going away does not make later writes durable.
-        std::fs::remove_dir(dir.join("t.db-wal")).unwrap();
+        std::fs::write(&wal, b"frames").unwrap();
         let (p, rx) = reply(Ok(()));
         sync.after_flush(vec![p]);
         let e = rx.await.unwrap().unwrap_err().to_string();
         assert!(e.contains("restart verigate"), "{e}");
         assert!(state.failure().is_some());
+    }
+
+    #[test]
+    fn a_replaced_wal_is_a_failure() {
+        let tmp = TempDir::new("walsync-replaced");
+        let path = tmp.0.join("t.db-wal");
+        std::fs::write(&path, b"frames").unwrap();
+        let wal = Wal::open(path.clone()).unwrap();
+        wal.sync().expect("the file we opened");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"other").unwrap();
+        let e = wal.sync().unwrap_err();
+        assert!(e.contains("replaced"), "{e}");
     }
 }
