@@ -23,7 +23,7 @@ runs="${SMOKE_RUNS:-20000}"
 # set SMOKE_SEED=0 for a random one when hunting.
 seed="${SMOKE_SEED:-1}"
 secs="${SMOKE_SECONDS:-20}"
-all_targets=(pdu_decode session_input text_decode dlr_parse)
+all_targets=(pdu_decode session_input text_decode dlr_parse media_decode)
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else

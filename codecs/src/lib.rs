@@ -5,6 +5,7 @@
 //! driven on virtual time in tests.
 
 pub mod dlr;
+pub mod media;
 pub mod smpp;
 pub mod text;
 pub mod time;
