@@ -6,6 +6,7 @@
 
 pub mod dlr;
 pub mod media;
+pub mod sdp;
 pub mod smpp;
 pub mod text;
 pub mod time;

@@ -13,7 +13,10 @@
 //! * the DTMF receiver reports at most two keys per packet, and nothing for
 //!   a packet repeated at once (ends are sent three times);
 //! * G.711: decoding a byte, encoding the sample and decoding again gives
-//!   the same sample, for both laws.
+//!   the same sample, for both laws;
+//! * SDP (lossy UTF-8): `negotiate` never panics; what it agrees on, written
+//!   back with `write_audio`, negotiates to the same address, law, payload
+//!   types.
 
 #![no_main]
 
@@ -21,15 +24,17 @@ use libfuzzer_sys::fuzz_target;
 use verigate_codecs::media::dtmf::{DtmfReceiver, TelephoneEvent};
 use verigate_codecs::media::g711::Law;
 use verigate_codecs::media::rtp::{write_packet, RtpPacket};
+use verigate_codecs::sdp;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    match pick % 3 {
+    match pick % 4 {
         0 => rtp(rest),
         1 => dtmf(rest),
-        _ => g711(rest),
+        2 => g711(rest),
+        _ => sdp(rest),
     }
 });
 
@@ -83,4 +88,21 @@ fn g711(buf: &[u8]) {
             assert_eq!(law.decode(law.encode(s)), s, "{law:?} {b:#04x}");
         }
     }
+}
+
+fn sdp(buf: &[u8]) {
+    let text = String::from_utf8_lossy(buf);
+    let Ok(n) = sdp::negotiate(&text) else {
+        return;
+    };
+    let mut formats = vec![(n.pt, n.law.name())];
+    if let Some(te) = n.telephone_event.filter(|te| *te != n.pt) {
+        formats.push((te, "telephone-event"));
+    }
+    let again = sdp::write_audio(1, 1, n.remote.0, n.remote.1, &formats);
+    let m = sdp::negotiate(&again).expect("what we write negotiates");
+    assert_eq!(
+        (m.remote, m.law, m.pt, m.telephone_event.filter(|te| *te != n.pt)),
+        (n.remote, n.law, n.pt, n.telephone_event.filter(|te| *te != n.pt))
+    );
 }
