@@ -1,0 +1,480 @@
+//! The prompts verigate speaks on voice calls, per locale (`en`, `zh`), and
+//! the code that turns a verification code into G.711 audio.
+//!
+//! A locale is a directory of 8 kHz mono 16-bit PCM WAV files: `0.wav` …
+//! `9.wav`, `code_is.wav`, `repeat.wav`, `press_1.wav`, `goodbye.wav`
+//! (`regenerate.sh` makes them with espeak-ng). A set is checked whole when
+//! it is loaded, so a missing or malformed file stops start-up with a clear
+//! error instead of a silent call; it is encoded to G.711 once, and every
+//! call reuses the bytes.
+//!
+//! [`recognise`] does the reverse for the simulated handset: it finds the
+//! prompts in the audio a call carried, so tests assert the code the phone
+//! heard.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use verigate_codecs::media::g711::{Law, FRAME_SAMPLES};
+
+/// The prompts every locale has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Prompt {
+    /// A digit, 0–9.
+    Digit(u8),
+    /// "Your verification code is".
+    CodeIs,
+    /// "I repeat".
+    Repeat,
+    /// "Press 1 to hear it again".
+    Press1,
+    /// "Goodbye".
+    Goodbye,
+}
+
+impl Prompt {
+    /// Every prompt, in file order.
+    pub const ALL: [Prompt; 14] = [
+        Prompt::Digit(0),
+        Prompt::Digit(1),
+        Prompt::Digit(2),
+        Prompt::Digit(3),
+        Prompt::Digit(4),
+        Prompt::Digit(5),
+        Prompt::Digit(6),
+        Prompt::Digit(7),
+        Prompt::Digit(8),
+        Prompt::Digit(9),
+        Prompt::CodeIs,
+        Prompt::Repeat,
+        Prompt::Press1,
+        Prompt::Goodbye,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            Prompt::Digit(d) => usize::from(d.min(9)),
+            Prompt::CodeIs => 10,
+            Prompt::Repeat => 11,
+            Prompt::Press1 => 12,
+            Prompt::Goodbye => 13,
+        }
+    }
+
+    /// The file name in a locale directory.
+    pub fn file_name(self) -> String {
+        match self {
+            Prompt::Digit(d) => format!("{d}.wav"),
+            Prompt::CodeIs => "code_is.wav".into(),
+            Prompt::Repeat => "repeat.wav".into(),
+            Prompt::Press1 => "press_1.wav".into(),
+            Prompt::Goodbye => "goodbye.wav".into(),
+        }
+    }
+}
+
+/// Why a prompt set cannot be used (all are the operator's to fix: the
+/// files or the configured directory).
+#[derive(Debug, Error)]
+pub enum PromptError {
+    /// No directory for the locale.
+    #[error("prompts: no directory {dir} for locale {locale:?}")]
+    UnknownLocale {
+        /// The locale.
+        locale: String,
+        /// Where it was looked for.
+        dir: PathBuf,
+    },
+    /// A prompt file is missing.
+    #[error("prompts: {path} is missing (each locale needs 0.wav–9.wav, code_is.wav, repeat.wav, press_1.wav, goodbye.wav)")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A prompt file is not a WAV we can read.
+    #[error("prompts: {path} is not a readable WAV file: {why}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What the WAV reader said.
+        why: String,
+    },
+    /// A WAV in the wrong format.
+    #[error("prompts: {path} is {found}; prompts must be 8000 Hz mono 16-bit PCM (tts-prompts/regenerate.sh makes them)")]
+    WrongFormat {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        found: String,
+    },
+    /// A WAV with no sound.
+    #[error("prompts: {path} holds no audio")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A code with something other than digits.
+    #[error("only digits can be read out, not {0:?}")]
+    NotDigits(String),
+}
+
+/// The prompts of one locale, as 16-bit samples.
+#[derive(Debug, Clone)]
+pub struct PromptSet {
+    locale: String,
+    clips: Vec<Vec<i16>>,
+}
+
+/// The prompts directory shipped in this repository.
+pub fn bundled_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl PromptSet {
+    /// Loads and checks every prompt of `locale` from `root/locale/`.
+    pub fn load(root: &Path, locale: &str) -> Result<Self, PromptError> {
+        let dir = root.join(locale);
+        if locale.is_empty() || locale.contains(['/', '\\', '.']) || !dir.is_dir() {
+            return Err(PromptError::UnknownLocale {
+                locale: locale.to_string(),
+                dir,
+            });
+        }
+        let mut clips = Vec::with_capacity(Prompt::ALL.len());
+        for p in Prompt::ALL {
+            clips.push(read_wav(&dir.join(p.file_name()))?);
+        }
+        Ok(Self {
+            locale: locale.to_string(),
+            clips,
+        })
+    }
+
+    /// The locale.
+    pub fn locale(&self) -> &str {
+        &self.locale
+    }
+
+    /// One prompt's samples.
+    pub fn samples(&self, p: Prompt) -> &[i16] {
+        &self.clips[p.index()]
+    }
+
+    /// The set encoded in `law` (done once; calls share the result).
+    pub fn encode(&self, law: Law) -> EncodedPrompts {
+        EncodedPrompts {
+            law,
+            clips: self
+                .clips
+                .iter()
+                .map(|c| {
+                    let mut out = Vec::with_capacity(c.len());
+                    law.encode_into(c, &mut out);
+                    out
+                })
+                .collect(),
+        }
+    }
+}
+
+fn read_wav(path: &Path) -> Result<Vec<i16>, PromptError> {
+    let reader = match hound::WavReader::open(path) {
+        Ok(r) => r,
+        Err(hound::Error::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PromptError::Missing {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => {
+            return Err(PromptError::Malformed {
+                path: path.to_path_buf(),
+                why: e.to_string(),
+            })
+        }
+    };
+    let spec = reader.spec();
+    if spec.sample_rate != 8000
+        || spec.channels != 1
+        || spec.bits_per_sample != 16
+        || spec.sample_format != hound::SampleFormat::Int
+    {
+        return Err(PromptError::WrongFormat {
+            path: path.to_path_buf(),
+            found: format!(
+                "{} Hz, {} channel(s), {}-bit {:?}",
+                spec.sample_rate, spec.channels, spec.bits_per_sample, spec.sample_format
+            ),
+        });
+    }
+    let samples: Result<Vec<i16>, _> = reader.into_samples::<i16>().collect();
+    let samples = samples.map_err(|e| PromptError::Malformed {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    if samples.is_empty() {
+        return Err(PromptError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(samples)
+}
+
+/// Pauses of a code reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// Between digits.
+    pub digit_gap_ms: u32,
+    /// After "your verification code is" and "I repeat".
+    pub phrase_gap_ms: u32,
+    /// Between the two readings, and before "press 1".
+    pub repeat_gap_ms: u32,
+}
+
+impl Default for Reading {
+    fn default() -> Self {
+        Self {
+            digit_gap_ms: 350,
+            phrase_gap_ms: 500,
+            repeat_gap_ms: 1000,
+        }
+    }
+}
+
+/// A prompt set in one G.711 law.
+#[derive(Debug, Clone)]
+pub struct EncodedPrompts {
+    law: Law,
+    clips: Vec<Vec<u8>>,
+}
+
+impl EncodedPrompts {
+    /// The law.
+    pub fn law(&self) -> Law {
+        self.law
+    }
+
+    /// One prompt's bytes.
+    pub fn clip(&self, p: Prompt) -> &[u8] {
+        &self.clips[p.index()]
+    }
+
+    fn silence(&self, out: &mut Vec<u8>, ms: u32) {
+        let n = (ms as usize) * 8;
+        out.resize(out.len() + n, self.law.silence());
+    }
+
+    fn digits(&self, out: &mut Vec<u8>, code: &[u8], r: &Reading) {
+        for (i, d) in code.iter().enumerate() {
+            if i > 0 {
+                self.silence(out, r.digit_gap_ms);
+            }
+            out.extend_from_slice(self.clip(Prompt::Digit(d - b'0')));
+        }
+    }
+
+    /// "Your verification code is 1 2 3 4 5 6. I repeat: 1 2 3 4 5 6.
+    /// Press 1 to hear it again." — the bytes of one reading, from the
+    /// first word to the last (callers pad to whole frames with [`frames`]).
+    pub fn code_message(&self, code: &str, r: &Reading) -> Result<Vec<u8>, PromptError> {
+        if code.is_empty() || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PromptError::NotDigits(code.to_string()));
+        }
+        let code = code.as_bytes();
+        let mut out = Vec::new();
+        out.extend_from_slice(self.clip(Prompt::CodeIs));
+        self.silence(&mut out, r.phrase_gap_ms);
+        self.digits(&mut out, code, r);
+        self.silence(&mut out, r.repeat_gap_ms);
+        out.extend_from_slice(self.clip(Prompt::Repeat));
+        self.silence(&mut out, r.phrase_gap_ms);
+        self.digits(&mut out, code, r);
+        self.silence(&mut out, r.repeat_gap_ms);
+        out.extend_from_slice(self.clip(Prompt::Press1));
+        Ok(out)
+    }
+}
+
+/// Cuts audio bytes into 20 ms frames, the last padded with silence.
+pub fn frames(bytes: &[u8], law: Law) -> Vec<[u8; FRAME_SAMPLES]> {
+    bytes
+        .chunks(FRAME_SAMPLES)
+        .map(|c| {
+            let mut f = [law.silence(); FRAME_SAMPLES];
+            f[..c.len()].copy_from_slice(c);
+            f
+        })
+        .collect()
+}
+
+/// The prompts found, in order, in audio a call carried (`heard`: the
+/// G.711 payloads in sequence order, in the prompts' law). Exact matching:
+/// the audio must be the bytes [`EncodedPrompts`] produced, as on a
+/// loss-free lab network.
+pub fn recognise(prompts: &EncodedPrompts, heard: &[u8]) -> Vec<Prompt> {
+    const KEY: usize = 8;
+    let mut found = Vec::new();
+    let mut i = 0;
+    'scan: while i + KEY <= heard.len() {
+        // Longest first, so a prompt that begins like a shorter one wins.
+        let mut candidates: Vec<Prompt> = Prompt::ALL
+            .into_iter()
+            .filter(|p| {
+                let c = prompts.clip(*p);
+                c.len() >= KEY && heard[i..].starts_with(&c[..KEY])
+            })
+            .collect();
+        candidates.sort_by_key(|p| std::cmp::Reverse(prompts.clip(*p).len()));
+        for p in candidates {
+            let c = prompts.clip(p);
+            if heard[i..].starts_with(c) {
+                found.push(p);
+                i += c.len();
+                continue 'scan;
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+/// The digits of a recognised reading: those after the first "code is", up
+/// to "I repeat" (or the end).
+pub fn digits_heard(prompts: &[Prompt]) -> String {
+    prompts
+        .iter()
+        .skip_while(|p| **p != Prompt::CodeIs)
+        .skip(1)
+        .take_while(|p| **p != Prompt::Repeat)
+        .filter_map(|p| match p {
+            Prompt::Digit(d) => Some(char::from(b'0' + d)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundled_locales_load() {
+        for locale in ["en", "zh"] {
+            let set = PromptSet::load(&bundled_dir(), locale).unwrap();
+            for p in Prompt::ALL {
+                // At least 0.15 s of sound each.
+                assert!(set.samples(p).len() > 1200, "{locale} {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_code_read_out_is_heard_back_in_both_laws_and_locales() {
+        for locale in ["en", "zh"] {
+            let set = PromptSet::load(&bundled_dir(), locale).unwrap();
+            for law in [Law::Ulaw, Law::Alaw] {
+                let enc = set.encode(law);
+                let audio = enc.code_message("365882", &Reading::default()).unwrap();
+                // As the handset gets it: whole frames, then some silence.
+                let mut heard: Vec<u8> = frames(&audio, law).concat();
+                heard.extend(std::iter::repeat_n(law.silence(), 800));
+                let prompts = recognise(&enc, &heard);
+                assert_eq!(digits_heard(&prompts), "365882", "{locale} {law:?}");
+                assert_eq!(
+                    prompts
+                        .iter()
+                        .filter(|p| matches!(p, Prompt::Digit(_)))
+                        .count(),
+                    12,
+                    "read twice"
+                );
+                assert_eq!(prompts.last(), Some(&Prompt::Press1));
+            }
+        }
+    }
+
+    #[test]
+    fn frames_are_whole_and_padded_with_silence() {
+        let f = frames(&[1u8; 170], Law::Alaw);
+        assert_eq!(f.len(), 2);
+        assert_eq!(&f[1][..10], &[1u8; 10]);
+        assert!(f[1][10..].iter().all(|b| *b == 0xD5));
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vg-prompts-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("xx")).unwrap();
+        for p in Prompt::ALL {
+            std::fs::copy(
+                bundled_dir().join("en").join(p.file_name()),
+                d.join("xx").join(p.file_name()),
+            )
+            .unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn broken_sets_are_refused_with_the_file_and_the_fault() {
+        let e = PromptSet::load(&bundled_dir(), "fr")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("locale \"fr\""), "{e}");
+        let e = PromptSet::load(&bundled_dir(), "../en")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("locale"), "{e}");
+
+        let d = scratch("missing");
+        std::fs::remove_file(d.join("xx/7.wav")).unwrap();
+        let e = PromptSet::load(&d, "xx").unwrap_err().to_string();
+        assert!(e.contains("7.wav is missing"), "{e}");
+
+        let d = scratch("garbage");
+        std::fs::write(d.join("xx/goodbye.wav"), b"not a wav").unwrap();
+        let e = PromptSet::load(&d, "xx").unwrap_err().to_string();
+        assert!(e.contains("goodbye.wav is not a readable WAV"), "{e}");
+
+        let d = scratch("format");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(d.join("xx/repeat.wav"), spec).unwrap();
+        w.write_sample(1i16).unwrap();
+        w.finalize().unwrap();
+        let e = PromptSet::load(&d, "xx").unwrap_err().to_string();
+        assert!(
+            e.contains("repeat.wav is 16000 Hz") && e.contains("8000 Hz mono"),
+            "{e}"
+        );
+
+        let d = scratch("empty");
+        let spec = hound::WavSpec {
+            sample_rate: 8000,
+            ..spec
+        };
+        hound::WavWriter::create(d.join("xx/code_is.wav"), spec)
+            .unwrap()
+            .finalize()
+            .unwrap();
+        let e = PromptSet::load(&d, "xx").unwrap_err().to_string();
+        assert!(e.contains("code_is.wav holds no audio"), "{e}");
+        for tag in ["missing", "garbage", "format", "empty"] {
+            let _ = std::fs::remove_dir_all(
+                std::env::temp_dir().join(format!("vg-prompts-{tag}-{}", std::process::id())),
+            );
+        }
+    }
+
+    #[test]
+    fn only_digits_are_read() {
+        let enc = PromptSet::load(&bundled_dir(), "en")
+            .unwrap()
+            .encode(Law::Ulaw);
+        assert!(enc.code_message("12a4", &Reading::default()).is_err());
+        assert!(enc.code_message("", &Reading::default()).is_err());
+    }
+}
