@@ -7,6 +7,8 @@
 //!   raw pipelined load generator that probes the simulator's own ceiling.
 //! * `verify`: the daemon and simulator as processes: end-to-end
 //!   verifications/s with durable SQLite, check latency, memory.
+//! * `rtp`: concurrent calls' RTP from one pacer worker: packet send
+//!   lateness, CPU and memory per call.
 //!
 //! Every subcommand prints human-readable figures and ends with one JSON line.
 
@@ -14,6 +16,7 @@ mod codec;
 mod http;
 mod msg;
 mod proc_stat;
+mod rtp;
 mod sim;
 mod smpp;
 mod verify;
@@ -41,6 +44,8 @@ enum Cmd {
     /// The daemon end to end: verifications/s (HTTP start → stored →
     /// submit_sm → receipt stored), check latency at a fixed rate, memory.
     Verify(verify::VerifyArgs),
+    /// Concurrent calls' RTP from one pacer worker: send lateness, CPU, memory.
+    Rtp(rtp::RtpArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Cmd::Codec(a) => codec::run(a),
         Cmd::Smpp(a) => smpp::run(a),
         Cmd::Verify(a) => verify::run(a),
+        Cmd::Rtp(a) => rtp::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
