@@ -1,6 +1,5 @@
 //! `verigate-bench rtp`: many concurrent calls' RTP from one pacer worker
-//! (one shared 20 ms tick, one UDP socket per call, as the call engine
-//! runs them), each playing a code reading from the English prompts again
+//! thread (one shared tick in 1 ms phases, one UDP socket per call), each playing a code reading from the English prompts again
 //! and again, to a loopback sink. Reports per-packet send lateness (from
 //! the tick's due time to the packet leaving), what the sink received, CPU
 //! and memory per call.
@@ -79,17 +78,15 @@ pub fn run(a: RtpArgs) -> Result<(), String> {
         })
     };
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let out = rt.block_on(async move {
+    // The media worker is a plain thread: std's sleep is precise to tens
+    // of µs, where tokio's timer rounds every deadline up to the next ms.
+    let out = {
         let rss_before = rss_kib();
         let mut sockets = Vec::with_capacity(a.streams);
         for _ in 0..a.streams {
-            let s = tokio::net::UdpSocket::bind("127.0.0.1:0")
-                .await
+            let s = StdUdp::bind("127.0.0.1:0")
                 .map_err(|e| format!("cannot open RTP socket {}: {e}", sockets.len() + 1))?;
+            s.set_nonblocking(true).map_err(|e| e.to_string())?;
             sockets.push(s);
         }
         let start = Instant::now();
@@ -117,15 +114,18 @@ pub fn run(a: RtpArgs) -> Result<(), String> {
             if due >= end {
                 break;
             }
-            tokio::time::sleep_until(due.into()).await;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
             let measuring = due >= warm;
             if measuring && cpu0.is_none() {
                 cpu0 = Some(cpu_now());
                 received0 = received.load(Ordering::Relaxed);
                 pacer.take_lateness();
             }
-            pacer.handle_timeout(Instant::now(), |k, pkt| {
-                match sockets[k].try_send_to(pkt, sink_addr) {
+            pacer.handle_timeout(Instant::now(), |k, pkt, due| {
+                match sockets[k].send_to(pkt, sink_addr) {
                     Ok(_) => {
                         if measuring {
                             sent += 1;
@@ -144,10 +144,10 @@ pub fn run(a: RtpArgs) -> Result<(), String> {
         let cpu = cpu_now() - cpu0.unwrap_or_default();
         let skipped = pacer.take_lateness().skipped;
         // Let the sink catch the last packets.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        std::thread::sleep(Duration::from_millis(200));
         let got = received.load(Ordering::Relaxed) - received0;
         lateness.sort_unstable();
-        Ok::<_, String>(json!({
+        json!({
             "bench": "rtp",
             "streams": a.streams,
             "seconds": a.seconds,
@@ -165,8 +165,8 @@ pub fn run(a: RtpArgs) -> Result<(), String> {
             "cpu_percent_of_one_core": 100.0 * cpu / a.seconds,
             "rss_kib_per_stream": (rss_streams.saturating_sub(rss_before)) as f64 / a.streams as f64,
             "rss_mib": rss_kib() as f64 / 1024.0,
-        }))
-    })?;
+        })
+    };
     stop.store(true, Ordering::Relaxed);
     let _ = sink_thread.join();
 

@@ -1,10 +1,14 @@
-//! Outgoing call audio for many calls off one shared 20 ms tick (a timer
-//! per call would cost a wake-up per call per packet). Sans-IO: the driver
-//! asks [`Pacer::poll_timeout`] when to wake, calls
+//! Outgoing call audio for many calls off one shared tick (a timer per call
+//! would cost a wake-up per call per packet). The 20 ms packet period is
+//! cut into [`SLOTS`] phases of 1 ms and each stream is placed in the
+//! least-used phase, so a worker sends 1/20 of its packets each
+//! millisecond instead of all of them at once (1 000 calls' packets take
+//! ~10 ms of sendto here, which would make the last ones 10 ms late).
+//! Sans-IO: the driver asks [`Pacer::poll_timeout`] when to wake, calls
 //! [`Pacer::handle_timeout`] with the time it woke, and sends the packets it
-//! is handed. Every stream sends a packet every tick, queued audio or G.711
-//! silence when there is none (a silent gap would look like a dead call to
-//! some switches), with continuous sequence numbers and timestamps.
+//! is handed. Every stream sends a packet every 20 ms, queued audio or
+//! G.711 silence when there is none (a silent gap would look like a dead
+//! call to some switches), with continuous sequence numbers and timestamps.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -16,6 +20,10 @@ use super::rtp::RtpSender;
 
 /// The packet interval.
 pub const PTIME: Duration = Duration::from_millis(20);
+/// Phases per packet interval.
+pub const SLOTS: u32 = 20;
+/// The interval between phases.
+const PHASE: Duration = Duration::from_millis(1);
 /// Ticks a late wake-up catches up by sending at once; beyond that the
 /// missed time is skipped (the timestamps jump, as after packet loss),
 /// rather than bursting seconds of audio into the network.
@@ -32,6 +40,7 @@ enum Segment {
 
 #[derive(Debug)]
 struct Stream {
+    slot: usize,
     rtp: RtpSender,
     pt: u8,
     law: Law,
@@ -47,21 +56,27 @@ pub enum PacerEvent<K> {
     Drained(K),
 }
 
-/// Lateness figures since the last [`Pacer::take_lateness`]: how long
-/// after its due time each tick ran.
+/// Lateness figures since the last [`Pacer::take_lateness`].
 #[derive(Debug, Clone, Default)]
 pub struct Lateness {
-    /// One entry per wake-up that ran ticks: how late it was, in µs.
+    /// One entry per phase that had packets to send: how long after its
+    /// due time it ran, in µs.
     pub micros: Vec<u32>,
-    /// Ticks skipped because the driver woke too late to catch up.
+    /// Packets not sent (their time skipped) because the driver woke too
+    /// late to catch up.
     pub skipped: u64,
 }
 
 /// The streams of one worker, paced by one tick.
 #[derive(Debug)]
 pub struct Pacer<K> {
+    /// Due time of phase number `cursor`.
     next: Instant,
+    /// Phases run so far (the next one's number).
+    cursor: u64,
     streams: HashMap<K, Stream>,
+    /// The streams of each phase.
+    slots: Vec<Vec<K>>,
     events: VecDeque<PacerEvent<K>>,
     lateness: Lateness,
     buf: Vec<u8>,
@@ -69,11 +84,13 @@ pub struct Pacer<K> {
 }
 
 impl<K: Copy + Eq + Hash> Pacer<K> {
-    /// A pacer whose first tick is at `now`.
+    /// A pacer whose first phase is due at `now`.
     pub fn new(now: Instant) -> Self {
         Self {
             next: now,
+            cursor: 0,
             streams: HashMap::new(),
+            slots: vec![Vec::new(); SLOTS as usize],
             events: VecDeque::new(),
             lateness: Lateness::default(),
             buf: Vec::with_capacity(12 + FRAME_SAMPLES),
@@ -82,12 +99,18 @@ impl<K: Copy + Eq + Hash> Pacer<K> {
     }
 
     /// Starts a stream: packets of payload type `pt` in `law`, numbered and
-    /// stamped by `rtp` (whose start values the caller drew at random).
-    /// It sends silence until audio is queued.
+    /// stamped by `rtp` (whose start values the caller drew at random), in
+    /// the least-used phase. It sends silence until audio is queued.
     pub fn add(&mut self, key: K, rtp: RtpSender, pt: u8, law: Law) {
+        self.remove(key);
+        let slot = (0..self.slots.len())
+            .min_by_key(|i| self.slots[*i].len())
+            .unwrap_or(0);
+        self.slots[slot].push(key);
         self.streams.insert(
             key,
             Stream {
+                slot,
                 rtp,
                 pt,
                 law,
@@ -99,7 +122,9 @@ impl<K: Copy + Eq + Hash> Pacer<K> {
 
     /// Stops a stream (the call ended).
     pub fn remove(&mut self, key: K) {
-        self.streams.remove(&key);
+        if let Some(s) = self.streams.remove(&key) {
+            self.slots[s.slot].retain(|k| *k != key);
+        }
     }
 
     /// Streams running.
@@ -140,43 +165,59 @@ impl<K: Copy + Eq + Hash> Pacer<K> {
         }
     }
 
-    /// When to call [`Pacer::handle_timeout`] next.
+    /// When to call [`Pacer::handle_timeout`] next: the next phase with
+    /// streams in it (a full period ahead if there are none).
     pub fn poll_timeout(&self) -> Instant {
-        self.next
+        (0..u64::from(SLOTS))
+            .find(|i| !self.slots[((self.cursor + i) % u64::from(SLOTS)) as usize].is_empty())
+            .map_or(self.next + PTIME, |i| self.next + PHASE * i as u32)
     }
 
-    /// Runs the ticks due by `now`; `send` gets each stream's packets.
-    pub fn handle_timeout(&mut self, now: Instant, mut send: impl FnMut(K, &[u8])) {
+    /// Runs the phases due by `now`; `send` gets each packet and the time
+    /// it was due.
+    pub fn handle_timeout(&mut self, now: Instant, mut send: impl FnMut(K, &[u8], Instant)) {
         if now < self.next {
             return;
         }
-        let late = now - self.next;
-        let due = (late.as_micros() / PTIME.as_micros()) as u32 + 1;
-        let run = due.min(MAX_CATCH_UP);
-        let skip = due - run;
-        self.lateness
-            .micros
-            .push(late.as_micros().min(u128::from(u32::MAX)) as u32);
-        self.lateness.skipped += u64::from(skip);
-        for _ in 0..run {
-            self.tick(&mut send);
-        }
-        if skip > 0 {
-            for s in self.streams.values_mut() {
-                s.rtp.skip(skip * FRAME_SAMPLES as u32);
+        let due = ((now - self.next).as_micros() / PHASE.as_micros()) as u64 + 1;
+        let skip = due.saturating_sub(u64::from(MAX_CATCH_UP * SLOTS));
+        // Too late to send everything: the oldest phases' time is skipped.
+        for _ in 0..skip {
+            let slot = (self.cursor % u64::from(SLOTS)) as usize;
+            for k in &self.slots[slot] {
+                if let Some(s) = self.streams.get_mut(k) {
+                    s.rtp.skip(FRAME_SAMPLES as u32);
+                    self.lateness.skipped += 1;
+                }
             }
+            self.cursor += 1;
         }
-        self.next += PTIME * due;
+        self.next += PHASE * skip as u32;
+        for _ in skip..due {
+            let slot = (self.cursor % u64::from(SLOTS)) as usize;
+            if !self.slots[slot].is_empty() {
+                let late = now - self.next;
+                self.lateness
+                    .micros
+                    .push(late.as_micros().min(u128::from(u32::MAX)) as u32);
+                self.phase(slot, &mut send);
+            }
+            self.cursor += 1;
+            self.next += PHASE;
+        }
     }
 
-    fn tick(&mut self, send: &mut impl FnMut(K, &[u8])) {
-        for (key, s) in self.streams.iter_mut() {
+    fn phase(&mut self, slot: usize, send: &mut impl FnMut(K, &[u8], Instant)) {
+        for key in &self.slots[slot] {
+            let Some(s) = self.streams.get_mut(key) else {
+                continue;
+            };
             self.frame.clear();
             fill(&mut s.queue, &mut self.frame, s.law);
             self.buf.clear();
             s.rtp
                 .audio(&mut self.buf, s.pt, &self.frame, FRAME_SAMPLES as u32);
-            send(*key, &self.buf);
+            send(*key, &self.buf, self.next);
             if s.queue.is_empty() && !s.drained {
                 s.drained = true;
                 self.events.push_back(PacerEvent::Drained(*key));
@@ -228,7 +269,7 @@ mod tests {
 
     fn collect(p: &mut Pacer<u32>, now: Instant) -> Vec<(u32, u16, u32, Vec<u8>)> {
         let mut out = Vec::new();
-        p.handle_timeout(now, |k, b| {
+        p.handle_timeout(now, |k, b, _due| {
             let r = RtpPacket::parse(b).unwrap();
             out.push((k, r.sequence, r.timestamp, r.payload.to_vec()));
         });
@@ -236,7 +277,7 @@ mod tests {
     }
 
     #[test]
-    fn every_stream_sends_one_packet_per_tick_audio_then_silence() {
+    fn every_stream_sends_one_packet_per_period_in_its_own_phase() {
         let t0 = Instant::now();
         let mut p = Pacer::new(t0);
         p.add(1, RtpSender::new(11, 100, 1000), 0, Law::Ulaw);
@@ -244,23 +285,58 @@ mod tests {
         let audio: Arc<[u8]> = vec![0x42u8; 200].into();
         p.play(1, audio);
         let first = collect(&mut p, t0);
-        assert_eq!(first.len(), 2, "both streams, one packet each");
-        let one = first.iter().find(|x| x.0 == 1).unwrap();
-        assert_eq!((one.1, one.2), (100, 1000));
-        assert_eq!(one.3, vec![0x42; 160]);
-        let two = first.iter().find(|x| x.0 == 2).unwrap();
-        assert_eq!(two.3, vec![0xD5; 160], "A-law silence before any audio");
-        assert_eq!(p.poll_timeout(), t0 + PTIME);
-        // Nothing before the next tick.
+        assert_eq!(first.len(), 1, "stream 1 in the first phase");
+        assert_eq!((first[0].0, first[0].1, first[0].2), (1, 100, 1000));
+        assert_eq!(first[0].3, vec![0x42; 160]);
+        assert_eq!(p.poll_timeout(), t0 + PHASE, "stream 2's phase");
+        let second = collect(&mut p, t0 + PHASE);
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].0, 2);
+        assert_eq!(
+            second[0].3,
+            vec![0xD5; 160],
+            "A-law silence before any audio"
+        );
+        assert_eq!(
+            p.poll_timeout(),
+            t0 + PTIME,
+            "empty phases are not woken for"
+        );
         assert!(collect(&mut p, t0 + PTIME / 2).is_empty());
-        let second = collect(&mut p, t0 + PTIME);
-        let one = second.iter().find(|x| x.0 == 1).unwrap();
-        assert_eq!((one.1, one.2), (101, 1160), "seq +1, timestamp +160");
+        let third = collect(&mut p, t0 + PTIME);
+        assert_eq!(third.len(), 1);
+        assert_eq!(
+            (third[0].1, third[0].2),
+            (101, 1160),
+            "seq +1, timestamp +160"
+        );
         let mut want = vec![0x42; 40];
         want.extend([0xFF; 120]);
-        assert_eq!(one.3, want, "the rest, then μ-law silence");
+        assert_eq!(third[0].3, want, "the rest, then μ-law silence");
         assert_eq!(p.poll_event(), Some(PacerEvent::Drained(1)));
         assert_eq!(p.poll_event(), None);
+    }
+
+    #[test]
+    fn streams_spread_evenly_over_the_phases() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        for k in 0..1000u32 {
+            p.add(k, RtpSender::new(k, 0, 0), 0, Law::Ulaw);
+        }
+        let mut per_phase = Vec::new();
+        for i in 0..SLOTS {
+            per_phase.push(collect(&mut p, t0 + PHASE * i).len());
+        }
+        assert!(per_phase.iter().all(|n| *n == 50), "{per_phase:?}");
+        p.remove(3);
+        assert_eq!(p.len(), 999);
+        // Phases 20 to 39: one more full period.
+        assert_eq!(
+            collect(&mut p, t0 + PTIME * 2 - PHASE).len(),
+            999,
+            "each stream once per period"
+        );
     }
 
     #[test]
@@ -286,25 +362,29 @@ mod tests {
         let mut p = Pacer::new(t0);
         p.add(1, RtpSender::new(1, 0, 0), 0, Law::Ulaw);
         collect(&mut p, t0);
-        // 45 ms late for the tick at 20 ms: ticks at 20, 40, 60 are due.
+        // 45 ms late for the packet due at 20 ms: those at 20, 40, 60 go now.
         let got = collect(&mut p, t0 + PTIME + Duration::from_millis(45));
-        assert_eq!(got.len(), 3);
         assert_eq!(
             got.iter().map(|x| x.2).collect::<Vec<_>>(),
             [160, 320, 480],
             "continuous timestamps"
         );
         assert_eq!(p.poll_timeout(), t0 + PTIME * 4);
-        // A second late: 5 ticks sent at once, the other 46 skipped, and
-        // the timestamp moves on by the skipped time.
+        // A second late: the last 5 periods go at once, the 46 before them
+        // are skipped, and the timestamp moves on by the skipped time.
         let got = collect(&mut p, t0 + PTIME * 4 + Duration::from_millis(1010));
         assert_eq!(got.len(), MAX_CATCH_UP as usize);
+        assert_eq!(got[0].2, 160 * (4 + 46), "time skipped, not lost");
         let l = p.take_lateness();
         assert_eq!(l.skipped, 46);
-        assert_eq!(l.micros, [0, 45_000, 1_010_000], "per wake-up");
+        assert_eq!(
+            l.micros,
+            [0, 45_000, 25_000, 5_000, 90_000, 70_000, 50_000, 30_000, 10_000],
+            "per phase sent"
+        );
         let at = p.poll_timeout();
         let next = collect(&mut p, at);
-        assert_eq!(next[0].2, 160 * (4 + 51), "time skipped, not lost");
+        assert_eq!(next[0].2, 160 * (4 + 46 + 5));
         assert_eq!(next[0].1, 4 + 5, "sequence numbers have no gap");
     }
 
