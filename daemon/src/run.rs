@@ -336,6 +336,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     });
     tokio::spawn(async move { admin_server.await });
     let api_addr = listener.local_addr().unwrap_or(api_addr);
+    let signals = Signals::register()?;
     info!(%api_addr, "verigate API listening");
     // One JSON line on stdout so scripts and tests learn the real ports.
     println!(
@@ -356,7 +357,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         let _ = stop_api.changed().await;
     });
     let server = tokio::spawn(async move { server.await });
-    wait_for_signals(path, sets, &verify).await;
+    wait_for_signals(signals, path, sets, &verify).await;
     info!("shutting down: API stops, in-flight submits drain, binds unbind");
     let _ = stop_tx.send(true);
     let _ = server.await;
@@ -469,15 +470,42 @@ fn readiness(store: Arc<dyn Store>, router: Arc<Router>) -> axum::Router {
     )
 }
 
-async fn wait_for_signals(path: &Path, sets: &[String], verify: &VerifyService) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+/// The signals verigate acts on, registered before it says it is ready:
+/// a SIGHUP or SIGTERM that arrives before its handler would otherwise
+/// kill the process (the default action) instead of reloading or draining.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Self, StartError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handler = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| {
+                StartError::Environment(format!("cannot install the {name} handler: {e}"))
+            })
+        };
+        Ok(Self {
+            term: handler(SignalKind::terminate(), "SIGTERM")?,
+            int: handler(SignalKind::interrupt(), "SIGINT")?,
+            hup: handler(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+}
+
+async fn wait_for_signals(
+    mut signals: Signals,
+    path: &Path,
+    sets: &[String],
+    verify: &VerifyService,
+) {
     loop {
         tokio::select! {
-            _ = term.recv() => return,
-            _ = tokio::signal::ctrl_c() => return,
-            _ = hup.recv() => match config::load(path, sets) {
+            _ = signals.term.recv() => return,
+            _ = signals.int.recv() => return,
+            _ = signals.hup.recv() => match config::load(path, sets) {
                 Ok(c) => {
                     verify.reload(c.verify);
                     info!("configuration reloaded (templates and limits)");
