@@ -7,6 +7,7 @@
 pub mod dlr;
 pub mod media;
 pub mod sdp;
+pub mod sip;
 pub mod smpp;
 pub mod text;
 pub mod time;
