@@ -37,7 +37,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work" "$build_log"' EXIT
 # The JSON messages name every built executable, wherever CARGO_TARGET_DIR
 # (or a cargo config) puts it; diagnostics are still rendered on stderr.
-cargo build --release --manifest-path "$here/Cargo.toml" --bins \
+cargo build --locked --release --manifest-path "$here/Cargo.toml" --bins \
     --message-format=json-render-diagnostics >"$build_log"
 
 failed=()

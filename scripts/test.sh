@@ -8,8 +8,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 case "${CI:-}" in
   true|TRUE|True|1|yes)
-    # Reuse a build cache outside the clone between CI runs on one machine.
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/verigate/target}"
+    # Reuse a build cache outside the clone between CI runs on one machine
+    # (without a HOME, cargo's default target/ in the clone).
+    if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -n "${HOME:-}" ]; then
+        export CARGO_TARGET_DIR="$HOME/.cache/verigate/target"
+    fi
+    export CARGO_INCREMENTAL=0
     ;;
 esac
 
@@ -18,19 +22,34 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing test peers (npm smpp 0.5.1, smpplib 2.2.4, sipp, tshark)"
 tests/interop/setup.sh
 
+# Minimal rustup profiles ship without rustfmt and clippy.
+for component in rustfmt clippy; do
+    sub=${component/rustfmt/fmt}
+    if ! cargo "$sub" --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null 2>&1; then
+            step "installing $component (rustup component add $component)"
+            rustup component add "$component"
+        else
+            echo "test.sh: cargo $sub is missing and there is no rustup to install $component" >&2
+            exit 1
+        fi
+    fi
+done
+
 step "rustfmt"
 cargo fmt --all -- --check
 
+# --locked: a lockfile out of date is an error here, not a silent re-resolve.
 step "clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "build"
-cargo build --workspace --bins
+cargo build --locked --workspace --bins
 
 step "tests (unit, end-to-end, interop)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --locked --no-fail-fast --workspace 2>&1 | tee "$log"
 read -r passed failed < <(awk '/^test result:/ {
     for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
 } END { print p + 0, f + 0 }' "$log")

@@ -25,10 +25,13 @@ fail() {
 }
 
 as_root() {
+    # apt must never ask (tshark's wireshark-common asks about non-root
+    # capture): sudo resets the environment, so pass DEBIAN_FRONTEND through
+    # `env`, and give nothing a terminal to read from.
     if [ "$(id -u)" -eq 0 ]; then
-        "$@"
+        env DEBIAN_FRONTEND=noninteractive "$@" </dev/null
     elif command -v sudo >/dev/null 2>&1; then
-        sudo -n "$@"
+        sudo -n env DEBIAN_FRONTEND=noninteractive "$@" </dev/null
     else
         echo "setup.sh: need root for: $*" >&2
         return 1
@@ -52,13 +55,25 @@ elif ! command -v apt-get >/dev/null 2>&1; then
     fail "${pkgs[*]}" "no apt-get; install them by hand"
 else
     note "system tools: apt-get install ${pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
+    # Answer wireshark-common's question ourselves: no setuid dumpcap (we
+    # grant capabilities below only when a capture fails).
+    if command -v debconf-set-selections >/dev/null 2>&1; then
+        seed="$(mktemp)"
+        echo 'wireshark-common wireshark-common/install-setuid boolean false' >"$seed"
+        chmod 644 "$seed"
+        as_root debconf-set-selections "$seed" >/dev/null 2>&1 || true
+        rm -f "$seed"
+    fi
     # Wait for a concurrent apt/dpkg run instead of failing on its lock.
     lock=(-o DPkg::Lock::Timeout=300)
-    if as_root apt-get "${lock[@]}" update -q >/dev/null &&
-        as_root apt-get "${lock[@]}" install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null; then
-        :
-    fi
+    apt_log="$(mktemp)"
+    # A failing update (one broken third-party repository) need not stop
+    # the install: the packages may still be in the lists we have.
+    as_root apt-get "${lock[@]}" update -q >"$apt_log" 2>&1 ||
+        note "apt-get update failed (trying the install anyway): $(tail -n 3 "$apt_log" | tr '\n' ' ')"
+    as_root apt-get "${lock[@]}" install -y -q --no-install-recommends "${pkgs[@]}" >"$apt_log" 2>&1 ||
+        note "apt-get install failed: $(tail -n 5 "$apt_log" | tr '\n' ' ')"
+    rm -f "$apt_log"
     command -v sipp >/dev/null 2>&1 || fail "sipp (Debian package sip-tester)" "apt-get update/install failed"
     command -v tshark >/dev/null 2>&1 || fail "tshark (Debian package tshark)" "apt-get update/install failed"
     command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || fail "a C++ compiler (Debian package g++)" "apt-get update/install failed"

@@ -241,3 +241,56 @@ fn smpplib_esme_against_simulator_decodes_cleanly_in_tshark() {
         );
     }
 }
+
+/// The tshark check is only worth something if it fails on bad SMPP: a
+/// submit_sm whose body ends inside its first C-Octet String is flagged, on
+/// the port under check; the same bytes on a port not under check are not.
+#[test]
+fn the_tshark_check_flags_malformed_smpp_on_the_ports_it_checks() {
+    if !require_peer("tshark", has_command("tshark")) {
+        return;
+    }
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let capture = Capture::start("bad-pdu");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf);
+    });
+    let mut pdu = Vec::new();
+    pdu.extend_from_slice(&24u32.to_be_bytes()); // command_length
+    pdu.extend_from_slice(&4u32.to_be_bytes()); // submit_sm
+    pdu.extend_from_slice(&0u32.to_be_bytes()); // command_status
+    pdu.extend_from_slice(&1u32.to_be_bytes()); // sequence_number
+    pdu.extend_from_slice(b"ABCDEFGH"); // service_type with no terminating NUL
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(&pdu).unwrap();
+    drop(c);
+    server.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    capture.stop();
+    let check = |ports: &[u16]| {
+        Command::new(interop_dir().join("tshark_check.sh"))
+            .arg(&capture.pcap)
+            .args(ports.iter().map(|p| p.to_string()))
+            .output()
+            .expect("tshark_check.sh")
+    };
+    let flagged = check(&[port]);
+    assert!(
+        flagged.status.code() == Some(1)
+            && String::from_utf8_lossy(&flagged.stdout).contains("malformed or with expert errors"),
+        "tshark_check passed a malformed submit_sm:\n{}\n{}",
+        String::from_utf8_lossy(&flagged.stdout),
+        String::from_utf8_lossy(&flagged.stderr)
+    );
+    let other = if port == 1 { 2 } else { port - 1 };
+    let ignored = check(&[other]);
+    let out = String::from_utf8_lossy(&ignored.stdout);
+    assert!(
+        out.contains("no SMPP PDUs decoded") && !out.contains("malformed or with expert errors"),
+        "frames on ports not under check must not count:\n{out}"
+    );
+}
