@@ -72,6 +72,9 @@ pub struct Format {
 impl Format {
     /// The G.711 law this format is, by rtpmap name or static payload type.
     pub fn law(&self) -> Option<Law> {
+        if self.clock.is_some_and(|c| c != 8000) {
+            return None;
+        }
         match (self.pt, self.name.as_deref()) {
             (_, Some("PCMU")) | (0, None) => Some(Law::Ulaw),
             (_, Some("PCMA")) | (8, None) => Some(Law::Alaw),
@@ -112,14 +115,26 @@ impl AudioStream {
     }
 }
 
-/// Parses the audio stream of a session description (the first `m=audio`).
+/// Which part of the description a line belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    /// Before the first `m=`: applies to every stream.
+    Session,
+    /// The first `m=audio` section.
+    Audio,
+    /// Any other media section (video, image, a second audio): ignored.
+    Other,
+}
+
+/// Parses the audio stream of a session description (the first `m=audio`;
+/// other media sections are skipped unread). Only plain RTP (`RTP/AVP`,
+/// `RTP/AVPF`) is accepted: we do not do SRTP.
 pub fn parse_audio(text: &str) -> Result<AudioStream, SdpError> {
+    let mut section = Section::Session;
     let mut session_addr: Option<IpAddr> = None;
-    let mut audio: Option<AudioStream> = None;
-    let mut in_audio = false;
-    let mut seen_audio = false;
     let mut session_direction = Direction::SendRecv;
     let mut media_addr: Option<IpAddr> = None;
+    let mut audio: Option<AudioStream> = None;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let l = raw.trim_end_matches('\r');
@@ -139,63 +154,66 @@ pub fn parse_audio(text: &str) -> Result<AudioStream, SdpError> {
         if kind.len() != 1 {
             return Err(bad_line());
         }
-        match kind {
-            "m" => {
-                in_audio = false;
-                let mut parts = value.split_ascii_whitespace();
-                let media = parts.next().ok_or_else(|| bad("media line"))?;
-                if media != "audio" || seen_audio {
-                    continue;
-                }
-                let port = parts
-                    .next()
-                    .and_then(|p| p.split('/').next())
-                    .and_then(|p| p.parse::<u16>().ok())
-                    .ok_or_else(|| bad("media port"))?;
-                let proto = parts.next().ok_or_else(|| bad("media protocol"))?;
-                if !proto.starts_with("RTP/") {
-                    return Err(bad("media protocol (want RTP/AVP)"));
-                }
-                let mut formats = Vec::new();
-                for f in parts {
-                    let pt = f
-                        .parse::<u8>()
-                        .ok()
-                        .filter(|pt| *pt < 128)
-                        .ok_or_else(|| bad("payload type"))?;
-                    formats.push(Format {
-                        pt,
-                        name: None,
-                        clock: None,
-                    });
-                }
-                seen_audio = true;
-                in_audio = true;
-                audio = Some(AudioStream {
-                    addr: IpAddr::from([0, 0, 0, 0]),
-                    port,
-                    formats,
-                    direction: session_direction,
-                    ptime: None,
+        if kind == "m" {
+            let mut parts = value.split_ascii_whitespace();
+            let media = parts.next().ok_or_else(|| bad("media line"))?;
+            if media != "audio" || audio.is_some() {
+                section = Section::Other;
+                continue;
+            }
+            section = Section::Audio;
+            let port = parts
+                .next()
+                .and_then(|p| p.split('/').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or_else(|| bad("media port"))?;
+            let proto = parts.next().ok_or_else(|| bad("media protocol"))?;
+            if !matches!(proto, "RTP/AVP" | "RTP/AVPF") {
+                return Err(bad("media protocol (want RTP/AVP; SRTP is not supported)"));
+            }
+            let mut formats = Vec::new();
+            for f in parts {
+                let pt = f
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|pt| *pt < 128)
+                    .ok_or_else(|| bad("payload type"))?;
+                formats.push(Format {
+                    pt,
+                    name: None,
+                    clock: None,
                 });
             }
+            audio = Some(AudioStream {
+                addr: IpAddr::from([0, 0, 0, 0]),
+                port,
+                formats,
+                direction: session_direction,
+                ptime: None,
+            });
+            continue;
+        }
+        if section == Section::Other {
+            continue;
+        }
+        match kind {
             "c" => {
                 let mut parts = value.split_ascii_whitespace();
                 let (net, ty, addr) = (parts.next(), parts.next(), parts.next());
-                if net != Some("IN") || !matches!(ty, Some("IP4") | Some("IP6")) {
-                    return Err(bad("connection (want IN IP4|IP6 address)"));
-                }
-                let addr: IpAddr = addr
+                let addr: Option<IpAddr> = addr
                     .and_then(|a| a.split('/').next())
-                    .and_then(|a| a.parse().ok())
-                    .ok_or_else(|| bad("connection address"))?;
-                if in_audio {
-                    media_addr = Some(addr);
-                } else if !seen_audio {
-                    session_addr = Some(addr);
+                    .and_then(|a| a.parse().ok());
+                let addr = match (net, ty, addr) {
+                    (Some("IN"), Some("IP4"), Some(a @ IpAddr::V4(_)))
+                    | (Some("IN"), Some("IP6"), Some(a @ IpAddr::V6(_))) => a,
+                    _ => return Err(bad("connection (want IN IP4 <IPv4> or IN IP6 <IPv6>)")),
+                };
+                match section {
+                    Section::Audio => media_addr = Some(addr),
+                    _ => session_addr = Some(addr),
                 }
             }
-            "a" if in_audio || !seen_audio => {
+            "a" => {
                 let (name, val) = value.split_once(':').unwrap_or((value, ""));
                 let direction = match name {
                     "sendrecv" => Some(Direction::SendRecv),
@@ -204,37 +222,41 @@ pub fn parse_audio(text: &str) -> Result<AudioStream, SdpError> {
                     "inactive" => Some(Direction::Inactive),
                     _ => None,
                 };
-                if let Some(d) = direction {
-                    match audio.as_mut().filter(|_| in_audio) {
-                        Some(a) => a.direction = d,
-                        None => session_direction = d,
-                    }
-                    continue;
-                }
-                let Some(a) = audio.as_mut().filter(|_| in_audio) else {
-                    continue;
-                };
-                match name {
-                    "rtpmap" => {
-                        let (pt, enc) = val
-                            .split_once(' ')
-                            .ok_or_else(|| bad("rtpmap (want <pt> <name>/<clock>)"))?;
-                        let pt: u8 = pt.trim().parse().map_err(|_| bad("rtpmap payload type"))?;
-                        let mut enc = enc.trim().split('/');
-                        let ename = enc.next().unwrap_or_default().to_ascii_uppercase();
-                        let clock = enc
-                            .next()
-                            .map(|c| c.parse::<u32>().map_err(|_| bad("rtpmap clock rate")))
-                            .transpose()?;
-                        if let Some(f) = a.formats.iter_mut().find(|f| f.pt == pt) {
-                            f.name = Some(ename);
-                            f.clock = clock;
+                match (section, audio.as_mut()) {
+                    (Section::Audio, Some(a)) => match (direction, name) {
+                        (Some(d), _) => a.direction = d,
+                        (None, "rtpmap") => {
+                            let (pt, enc) = val
+                                .split_once(' ')
+                                .ok_or_else(|| bad("rtpmap (want <pt> <name>/<clock>)"))?;
+                            let pt: u8 =
+                                pt.trim().parse().map_err(|_| bad("rtpmap payload type"))?;
+                            let mut enc = enc.trim().split('/');
+                            let ename = enc.next().unwrap_or_default().to_ascii_uppercase();
+                            let clock = enc
+                                .next()
+                                .map(|c| c.parse::<u32>().map_err(|_| bad("rtpmap clock rate")))
+                                .transpose()?;
+                            if let Some(f) = a.formats.iter_mut().find(|f| f.pt == pt) {
+                                f.name = Some(ename);
+                                f.clock = clock;
+                            }
+                        }
+                        (None, "ptime") => {
+                            // Some phones write "20.0".
+                            let ms: f64 = val.trim().parse().map_err(|_| bad("ptime"))?;
+                            if !(1.0..=1000.0).contains(&ms) {
+                                return Err(bad("ptime (1 to 1000 ms)"));
+                            }
+                            a.ptime = Some(ms.round() as u32);
+                        }
+                        _ => {}
+                    },
+                    _ => {
+                        if let Some(d) = direction {
+                            session_direction = d;
                         }
                     }
-                    "ptime" => {
-                        a.ptime = Some(val.trim().parse().map_err(|_| bad("ptime"))?);
-                    }
-                    _ => {}
                 }
             }
             _ => {}
@@ -242,6 +264,10 @@ pub fn parse_audio(text: &str) -> Result<AudioStream, SdpError> {
     }
     let mut audio = audio.ok_or(SdpError::NoAudio)?;
     audio.addr = media_addr.or(session_addr).ok_or(SdpError::NoConnection)?;
+    // RFC 3264 §8.4's old way to put a call on hold.
+    if audio.addr.is_unspecified() {
+        audio.direction = Direction::Inactive;
+    }
     Ok(audio)
 }
 
@@ -281,6 +307,27 @@ pub fn negotiate(answer: &str) -> Result<Negotiated, SdpError> {
 /// The payload type we offer telephone-event on.
 pub const OFFER_TELEPHONE_EVENT_PT: u8 = 101;
 
+impl Direction {
+    fn attribute(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// The direction an answer gives to an offer with this one (RFC 3264 §6.1).
+    pub fn answering(self) -> Direction {
+        match self {
+            Direction::SendRecv => Direction::SendRecv,
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            Direction::Inactive => Direction::Inactive,
+        }
+    }
+}
+
 /// Writes a session description for one audio stream at `addr:port`.
 /// `formats` are (payload type, rtpmap name) in preference order; the
 /// telephone-event format gets `fmtp 0-15`.
@@ -290,6 +337,7 @@ pub fn write_audio(
     addr: IpAddr,
     port: u16,
     formats: &[(u8, &str)],
+    direction: Direction,
 ) -> String {
     let ip = match addr {
         IpAddr::V4(_) => "IP4",
@@ -310,7 +358,7 @@ pub fn write_audio(
             let _ = write!(s, "a=fmtp:{pt} 0-15\r\n");
         }
     }
-    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    let _ = write!(s, "a=ptime:20\r\na={}\r\n", direction.attribute());
     s
 }
 
@@ -326,6 +374,7 @@ pub fn offer(session_id: u64, addr: IpAddr, port: u16) -> String {
             (8, "PCMA"),
             (OFFER_TELEPHONE_EVENT_PT, "telephone-event"),
         ],
+        Direction::SendRecv,
     )
 }
 
@@ -357,7 +406,14 @@ pub fn answer(
     if let Some(te) = te {
         formats.push((te, "telephone-event"));
     }
-    let text = write_audio(session_id, session_id, addr, port, &formats);
+    let text = write_audio(
+        session_id,
+        session_id,
+        addr,
+        port,
+        &formats,
+        o.direction.answering(),
+    );
     Ok((
         text,
         Negotiated {
@@ -463,5 +519,62 @@ mod tests {
         assert_eq!(negotiate(t).unwrap().direction, Direction::SendOnly);
         let t = "v=0\r\nc=IN IP4 198.51.100.1\r\na=sendonly\r\nm=audio 4000 RTP/AVP 0\r\na=inactive\r\n";
         assert_eq!(negotiate(t).unwrap().direction, Direction::Inactive);
+    }
+
+    #[test]
+    fn sections_before_the_audio_one_do_not_leak_into_it() {
+        // A video section's c= and direction are its own; even a c= we
+        // could not read there does not matter.
+        let t = "v=0\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                 m=video 5000 RTP/AVP 96\r\nc=IN IP4 203.0.113.9\r\na=inactive\r\n\
+                 m=image 6000 udptl t38\r\nc=IN IP4 bad.host\r\n\
+                 m=audio 4000 RTP/AVP 0\r\n";
+        let n = negotiate(t).unwrap();
+        assert_eq!(n.remote, ("192.0.2.1".parse().unwrap(), 4000));
+        assert_eq!(n.direction, Direction::SendRecv);
+    }
+
+    #[test]
+    fn srtp_mismatched_addresses_and_wideband_are_refused() {
+        let base = "v=0\r\nc=IN IP4 198.51.100.1\r\n";
+        assert!(matches!(
+            negotiate(&format!("{base}m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:x\r\n")),
+            Err(SdpError::BadField { what, .. }) if what.contains("SRTP")
+        ));
+        assert!(matches!(
+            negotiate("v=0\r\nc=IN IP4 2001:db8::1\r\nm=audio 4000 RTP/AVP 0\r\n"),
+            Err(SdpError::BadField { .. })
+        ));
+        assert_eq!(
+            negotiate(&format!(
+                "{base}m=audio 4000 RTP/AVP 96\r\na=rtpmap:96 PCMU/16000\r\n"
+            )),
+            Err(SdpError::NoCommonCodec(vec![96])),
+            "PCMU at 16 kHz is not G.711"
+        );
+        let v6 = negotiate("v=0\r\nc=IN IP6 2001:db8::1\r\nm=audio 4000 RTP/AVPF 8\r\n").unwrap();
+        assert_eq!(v6.remote.0, "2001:db8::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn a_hold_address_is_inactive_and_a_fractional_ptime_is_read() {
+        let t = "v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\na=ptime:20.0\r\n";
+        assert_eq!(negotiate(t).unwrap().direction, Direction::Inactive);
+        assert_eq!(parse_audio(t).unwrap().ptime, Some(20));
+    }
+
+    #[test]
+    fn an_answer_mirrors_the_offered_direction() {
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        for (offered, answered) in [
+            ("sendrecv", "a=sendrecv"),
+            ("sendonly", "a=recvonly"),
+            ("recvonly", "a=sendonly"),
+            ("inactive", "a=inactive"),
+        ] {
+            let o = offer(1, LOCAL, 4000).replace("a=sendrecv", &format!("a={offered}"));
+            let (text, _) = answer(&o, 2, peer, 5000, &[Law::Ulaw]).unwrap();
+            assert!(text.contains(answered), "{offered}: {text}");
+        }
     }
 }

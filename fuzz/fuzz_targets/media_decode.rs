@@ -99,10 +99,10 @@ fn sdp(buf: &[u8]) {
     if let Some(te) = n.telephone_event.filter(|te| *te != n.pt) {
         formats.push((te, "telephone-event"));
     }
-    let again = sdp::write_audio(1, 1, n.remote.0, n.remote.1, &formats);
+    let again = sdp::write_audio(1, 1, n.remote.0, n.remote.1, &formats, n.direction);
     let m = sdp::negotiate(&again).expect("what we write negotiates");
     assert_eq!(
-        (m.remote, m.law, m.pt, m.telephone_event.filter(|te| *te != n.pt)),
-        (n.remote, n.law, n.pt, n.telephone_event.filter(|te| *te != n.pt))
+        (m.remote, m.law, m.pt, m.telephone_event.filter(|te| *te != n.pt), m.direction),
+        (n.remote, n.law, n.pt, n.telephone_event.filter(|te| *te != n.pt), n.direction)
     );
 }
