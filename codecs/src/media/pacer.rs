@@ -56,15 +56,68 @@ pub enum PacerEvent<K> {
     Drained(K),
 }
 
-/// Lateness figures since the last [`Pacer::take_lateness`].
-#[derive(Debug, Clone, Default)]
+/// Width of a lateness bucket.
+const BUCKET_MICROS: u64 = 100;
+/// Buckets up to one second; later phases land in the last one.
+const BUCKETS: usize = 10_001;
+
+/// Lateness since the last [`Pacer::take_lateness`]: how long after its
+/// due time each phase that had packets ran, as a histogram of 100 µs
+/// buckets (bounded memory however long nobody takes it).
+#[derive(Debug, Clone)]
 pub struct Lateness {
-    /// One entry per phase that had packets to send: how long after its
-    /// due time it ran, in µs.
-    pub micros: Vec<u32>,
+    buckets: Vec<u64>,
+    count: u64,
+    max_micros: u64,
     /// Packets not sent (their time skipped) because the driver woke too
     /// late to catch up.
     pub skipped: u64,
+}
+
+impl Default for Lateness {
+    fn default() -> Self {
+        Self {
+            buckets: vec![0; BUCKETS],
+            count: 0,
+            max_micros: 0,
+            skipped: 0,
+        }
+    }
+}
+
+impl Lateness {
+    fn record(&mut self, micros: u64) {
+        let b = ((micros / BUCKET_MICROS) as usize).min(BUCKETS - 1);
+        self.buckets[b] += 1;
+        self.count += 1;
+        self.max_micros = self.max_micros.max(micros);
+    }
+
+    /// Phases recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The latest phase, in µs.
+    pub fn max_micros(&self) -> u64 {
+        self.max_micros
+    }
+
+    /// The `p` quantile (0–1) in µs, to the upper edge of its 100 µs bucket.
+    pub fn percentile_micros(&self, p: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((self.count as f64 * p).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return ((i as u64 + 1) * BUCKET_MICROS).min(self.max_micros);
+            }
+        }
+        self.max_micros
+    }
 }
 
 /// The streams of one worker, paced by one tick.
@@ -98,11 +151,21 @@ impl<K: Copy + Eq + Hash> Pacer<K> {
         }
     }
 
-    /// Starts a stream: packets of payload type `pt` in `law`, numbered and
-    /// stamped by `rtp` (whose start values the caller drew at random), in
-    /// the least-used phase. It sends silence until audio is queued.
-    pub fn add(&mut self, key: K, rtp: RtpSender, pt: u8, law: Law) {
+    /// Starts a stream at `now`: packets of payload type `pt` in `law`,
+    /// numbered and stamped by `rtp` (whose start values the caller drew at
+    /// random), in the least-used phase. It sends silence until audio is
+    /// queued.
+    pub fn add(&mut self, now: Instant, key: K, rtp: RtpSender, pt: u8, law: Law) {
         self.remove(key);
+        if self.streams.is_empty() && now > self.next {
+            // Idle until now (the driver need not tick an empty pacer):
+            // move the clock on, so the first stream is not handed the
+            // idle time as packets to catch up.
+            let idle = now - self.next;
+            let n = idle.as_nanos().div_ceil(PHASE.as_nanos()) as u64;
+            self.cursor += n;
+            self.next += phases(n);
+        }
         let slot = (0..self.slots.len())
             .min_by_key(|i| self.slots[*i].len())
             .unwrap_or(0);
@@ -150,7 +213,9 @@ impl<K: Copy + Eq + Hash> Pacer<K> {
     /// Queues a pause.
     pub fn pause(&mut self, key: K, d: Duration) {
         if let Some(s) = self.streams.get_mut(&key) {
-            let n = (d.as_millis() as usize) * 8;
+            let n = usize::try_from(d.as_millis())
+                .unwrap_or(usize::MAX)
+                .saturating_mul(8);
             if n > 0 {
                 s.queue.push_back(Segment::Silence(n));
                 s.drained = false;
@@ -158,10 +223,12 @@ impl<K: Copy + Eq + Hash> Pacer<K> {
         }
     }
 
-    /// Drops what is queued (e.g. the caller pressed 1: start over).
+    /// Drops what is queued (e.g. the caller pressed 1: start over). No
+    /// `Drained` event follows for the dropped audio.
     pub fn clear(&mut self, key: K) {
         if let Some(s) = self.streams.get_mut(&key) {
             s.queue.clear();
+            s.drained = true;
         }
     }
 
@@ -179,27 +246,35 @@ impl<K: Copy + Eq + Hash> Pacer<K> {
         if now < self.next {
             return;
         }
-        let due = ((now - self.next).as_micros() / PHASE.as_micros()) as u64 + 1;
+        let due = ((now - self.next).as_nanos() / PHASE.as_nanos()) as u64 + 1;
         let skip = due.saturating_sub(u64::from(MAX_CATCH_UP * SLOTS));
-        // Too late to send everything: the oldest phases' time is skipped.
-        for _ in 0..skip {
-            let slot = (self.cursor % u64::from(SLOTS)) as usize;
-            for k in &self.slots[slot] {
-                if let Some(s) = self.streams.get_mut(k) {
-                    s.rtp.skip(FRAME_SAMPLES as u32);
-                    self.lateness.skipped += 1;
+        if skip > 0 {
+            // Too late to send everything: the oldest phases' time is
+            // skipped, counted per stream without walking every phase.
+            let slots = u64::from(SLOTS);
+            let (full, rest) = (skip / slots, skip % slots);
+            let first = self.cursor % slots;
+            for (slot, keys) in self.slots.iter().enumerate() {
+                let offset = (slot as u64 + slots - first) % slots;
+                let times = full + u64::from(offset < rest);
+                for k in keys {
+                    if let Some(s) = self.streams.get_mut(k) {
+                        // Timestamps wrap: only the count modulo 2^32 matters.
+                        s.rtp
+                            .skip((times.wrapping_mul(FRAME_SAMPLES as u64)) as u32);
+                        self.lateness.skipped += times;
+                    }
                 }
             }
-            self.cursor += 1;
+            self.cursor += skip;
+            self.next += phases(skip);
         }
-        self.next += PHASE * skip as u32;
         for _ in skip..due {
             let slot = (self.cursor % u64::from(SLOTS)) as usize;
             if !self.slots[slot].is_empty() {
                 let late = now - self.next;
                 self.lateness
-                    .micros
-                    .push(late.as_micros().min(u128::from(u32::MAX)) as u32);
+                    .record(late.as_micros().min(u128::from(u64::MAX)) as u64);
                 self.phase(slot, &mut send);
             }
             self.cursor += 1;
@@ -234,6 +309,11 @@ impl<K: Copy + Eq + Hash> Pacer<K> {
     pub fn take_lateness(&mut self) -> Lateness {
         std::mem::take(&mut self.lateness)
     }
+}
+
+/// `n` phases as a duration (without overflowing a `u32` multiplier).
+fn phases(n: u64) -> Duration {
+    Duration::from_nanos((PHASE.as_nanos() as u64).saturating_mul(n))
 }
 
 /// Fills one frame from the queue, padding with silence.
@@ -280,8 +360,8 @@ mod tests {
     fn every_stream_sends_one_packet_per_period_in_its_own_phase() {
         let t0 = Instant::now();
         let mut p = Pacer::new(t0);
-        p.add(1, RtpSender::new(11, 100, 1000), 0, Law::Ulaw);
-        p.add(2, RtpSender::new(22, 7, 5), 8, Law::Alaw);
+        p.add(t0, 1, RtpSender::new(11, 100, 1000), 0, Law::Ulaw);
+        p.add(t0, 2, RtpSender::new(22, 7, 5), 8, Law::Alaw);
         let audio: Arc<[u8]> = vec![0x42u8; 200].into();
         p.play(1, audio);
         let first = collect(&mut p, t0);
@@ -322,7 +402,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pacer::new(t0);
         for k in 0..1000u32 {
-            p.add(k, RtpSender::new(k, 0, 0), 0, Law::Ulaw);
+            p.add(t0, k, RtpSender::new(k, 0, 0), 0, Law::Ulaw);
         }
         let mut per_phase = Vec::new();
         for i in 0..SLOTS {
@@ -343,7 +423,7 @@ mod tests {
     fn pauses_are_silence_and_clear_drops_the_queue() {
         let t0 = Instant::now();
         let mut p = Pacer::new(t0);
-        p.add(1, RtpSender::new(1, 0, 0), 0, Law::Ulaw);
+        p.add(t0, 1, RtpSender::new(1, 0, 0), 0, Law::Ulaw);
         p.pause(1, Duration::from_millis(30));
         p.play(1, vec![1u8; 160].into());
         let a = collect(&mut p, t0);
@@ -360,7 +440,7 @@ mod tests {
     fn a_late_wake_catches_up_a_little_and_skips_the_rest() {
         let t0 = Instant::now();
         let mut p = Pacer::new(t0);
-        p.add(1, RtpSender::new(1, 0, 0), 0, Law::Ulaw);
+        p.add(t0, 1, RtpSender::new(1, 0, 0), 0, Law::Ulaw);
         collect(&mut p, t0);
         // 45 ms late for the packet due at 20 ms: those at 20, 40, 60 go now.
         let got = collect(&mut p, t0 + PTIME + Duration::from_millis(45));
@@ -377,11 +457,14 @@ mod tests {
         assert_eq!(got[0].2, 160 * (4 + 46), "time skipped, not lost");
         let l = p.take_lateness();
         assert_eq!(l.skipped, 46);
+        // Phases sent 0, 45, 25, 5, 90, 70, 50, 30, 10 ms late.
+        assert_eq!((l.count(), l.max_micros()), (9, 90_000));
         assert_eq!(
-            l.micros,
-            [0, 45_000, 25_000, 5_000, 90_000, 70_000, 50_000, 30_000, 10_000],
-            "per phase sent"
+            l.percentile_micros(0.5),
+            30_100,
+            "median, to its 100 µs bucket"
         );
+        assert_eq!(l.percentile_micros(0.0), 100);
         let at = p.poll_timeout();
         let next = collect(&mut p, at);
         assert_eq!(next[0].2, 160 * (4 + 46 + 5));
@@ -392,10 +475,71 @@ mod tests {
     fn removed_streams_stop_and_unknown_keys_are_ignored() {
         let t0 = Instant::now();
         let mut p = Pacer::new(t0);
-        p.add(1, RtpSender::new(1, 0, 0), 0, Law::Ulaw);
+        p.add(t0, 1, RtpSender::new(1, 0, 0), 0, Law::Ulaw);
         p.play(9, vec![1u8; 10].into());
         p.remove(1);
         assert!(p.is_empty());
         assert!(collect(&mut p, t0).is_empty());
+    }
+
+    #[test]
+    fn a_stream_added_after_idle_time_gets_no_backlog() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        // Nothing ticked the empty pacer for 10 s.
+        let later = t0 + Duration::from_secs(10);
+        p.add(later, 1, RtpSender::new(1, 0, 0), 0, Law::Ulaw);
+        let at = p.poll_timeout();
+        assert!(
+            at >= later && at < later + PTIME,
+            "first packet within a period"
+        );
+        let got = collect(&mut p, at);
+        assert_eq!(got.len(), 1, "one packet, not a catch-up burst");
+        assert_eq!(p.take_lateness().skipped, 0);
+    }
+
+    #[test]
+    fn cleared_audio_reports_no_drained() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        p.add(t0, 1, RtpSender::new(1, 0, 0), 0, Law::Ulaw);
+        p.play(1, vec![1u8; 800].into());
+        collect(&mut p, t0);
+        p.clear(1);
+        collect(&mut p, t0 + PTIME);
+        assert_eq!(p.poll_event(), None, "the audio was dropped, not played");
+        p.play(1, vec![1u8; 100].into());
+        collect(&mut p, t0 + PTIME * 2);
+        assert_eq!(p.poll_event(), Some(PacerEvent::Drained(1)));
+    }
+
+    #[test]
+    fn an_hour_late_skips_arithmetically_and_keeps_the_clock() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        for k in 0..1000u32 {
+            p.add(t0, k, RtpSender::new(k, 0, 0), 0, Law::Ulaw);
+        }
+        collect(&mut p, t0 + PTIME - PHASE); // one period: every stream once
+        let hour = Duration::from_secs(3600);
+        let started = std::time::Instant::now();
+        let got = collect(&mut p, t0 + PTIME - PHASE + hour);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // The last 5 periods go out: 5 packets per stream.
+        assert_eq!(got.len(), 5 * 1000);
+        let l = p.take_lateness();
+        assert_eq!(
+            l.skipped + 5 * 1000,
+            1000 * (3600 * 50),
+            "every period accounted for"
+        );
+        // Stream 0's packets keep real time: the last one sent is an hour on.
+        let last0 = got.iter().filter(|x| x.0 == 0).map(|x| x.2).max().unwrap();
+        assert_eq!(last0, (160 * 3600 * 50) as u32);
     }
 }
