@@ -16,7 +16,10 @@
 //!   the same sample, for both laws;
 //! * SDP (lossy UTF-8): `negotiate` never panics; what it agrees on, written
 //!   back with `write_audio`, negotiates to the same address, law, payload
-//!   types.
+//!   types and direction;
+//! * digest challenges (lossy UTF-8): `parse` and `preferred` never panic,
+//!   and an answer to a parsed challenge is one line (no CR/LF can reach a
+//!   header).
 
 #![no_main]
 
@@ -25,16 +28,18 @@ use verigate_codecs::media::dtmf::{DtmfReceiver, TelephoneEvent};
 use verigate_codecs::media::g711::Law;
 use verigate_codecs::media::rtp::{write_packet, RtpPacket};
 use verigate_codecs::sdp;
+use verigate_codecs::sip::digest::Challenge;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    match pick % 4 {
+    match pick % 5 {
         0 => rtp(rest),
         1 => dtmf(rest),
         2 => g711(rest),
-        _ => sdp(rest),
+        3 => sdp(rest),
+        _ => digest(rest),
     }
 });
 
@@ -105,4 +110,14 @@ fn sdp(buf: &[u8]) {
         (m.remote, m.law, m.pt, m.telephone_event.filter(|te| *te != n.pt), m.direction),
         (n.remote, n.law, n.pt, n.telephone_event.filter(|te| *te != n.pt), n.direction)
     );
+}
+
+fn digest(buf: &[u8]) {
+    let text = String::from_utf8_lossy(buf);
+    let _ = Challenge::parse(&text);
+    if let Ok(c) = Challenge::preferred(&[&text]) {
+        if let Ok(a) = c.answer("user", "pw", "INVITE", "sip:+15550001@example.com", "cn", 1) {
+            assert!(!a.contains(['\r', '\n']), "{a:?}");
+        }
+    }
 }

@@ -28,6 +28,14 @@ pub enum DigestError {
     /// Unbalanced quotes or a malformed parameter.
     #[error("malformed Digest challenge: {0}")]
     Malformed(String),
+    /// `-sess` needs the client nonce, which is only sent with a qop.
+    #[error(
+        "Digest challenge asks for {0} without qop=\"auth\"; the server could not check the answer"
+    )]
+    SessWithoutQop(String),
+    /// A value that cannot go into a header (control characters).
+    #[error("{0} contains control characters and cannot be sent in a header")]
+    Unsendable(&'static str),
 }
 
 /// Hash function of a challenge.
@@ -60,15 +68,28 @@ pub struct Challenge {
     pub stale: bool,
 }
 
-/// Splits `k=v, k="v, w"` parameters.
-fn params(s: &str) -> Result<Vec<(String, String)>, DigestError> {
-    let mut out = Vec::new();
+/// Splits `k=v, k="v, w"` parameters, up to the start of the next
+/// challenge (`Scheme k=v`) if the header value holds several; returns the
+/// parameters and what follows.
+/// Parameters of one challenge, and the rest of the header value if
+/// another challenge follows.
+type Params<'a> = (Vec<(String, String)>, Option<&'a str>);
+
+fn params(s: &str) -> Result<Params<'_>, DigestError> {
+    let mut out: Vec<(String, String)> = Vec::new();
     let mut rest = s.trim();
     while !rest.is_empty() {
         let (k, after) = rest
             .split_once('=')
             .ok_or_else(|| DigestError::Malformed(format!("{rest:?} has no '='")))?;
+        if k.trim().contains(char::is_whitespace) {
+            // "Digest realm=…": the next challenge begins here.
+            return Ok((out, Some(rest)));
+        }
         let key = k.trim().to_ascii_lowercase();
+        if out.iter().any(|(k, _)| *k == key) {
+            return Err(DigestError::Malformed(format!("{key} is given twice")));
+        }
         let after = after.trim_start();
         let (value, tail) = if let Some(q) = after.strip_prefix('"') {
             let mut v = String::new();
@@ -99,24 +120,70 @@ fn params(s: &str) -> Result<Vec<(String, String)>, DigestError> {
         rest = tail.trim_start();
         rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
     }
-    Ok(out)
+    Ok((out, None))
 }
 
 impl Challenge {
-    /// Parses a challenge header value (`Digest realm="…", nonce="…", …`).
+    /// Parses a challenge header value holding one challenge
+    /// (`Digest realm="…", nonce="…", …`).
     pub fn parse(header: &str) -> Result<Self, DigestError> {
+        let (c, next) = Self::parse_one(header)?;
+        match next {
+            None => c,
+            Some(_) => Err(DigestError::Malformed(
+                "several challenges in one header value; use Challenge::preferred".into(),
+            )),
+        }
+    }
+
+    /// The challenge to answer among header values that may each hold
+    /// several (RFC 7616 §3.7: the client picks the strongest it supports):
+    /// SHA-256 before MD5. Errors only if none can be answered, with the
+    /// reason the first Digest challenge was refused.
+    pub fn preferred(headers: &[&str]) -> Result<Self, DigestError> {
+        let mut usable = Vec::new();
+        let mut first_error = None;
+        for h in headers {
+            let mut rest = Some(*h);
+            while let Some(r) = rest {
+                let (c, next) = Self::parse_one(r)?;
+                match c {
+                    Ok(c) => usable.push(c),
+                    Err(DigestError::NotDigest(_)) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                rest = next;
+            }
+        }
+        usable.sort_by_key(|c| c.algorithm != Algorithm::Sha256);
+        usable.into_iter().next().ok_or_else(|| {
+            first_error.unwrap_or_else(|| DigestError::NotDigest(headers.join(", ")))
+        })
+    }
+
+    /// The first challenge of `header` (or why it cannot be answered), and
+    /// where the next begins. Only broken syntax is an error of its own.
+    #[allow(clippy::type_complexity)]
+    fn parse_one(header: &str) -> Result<(Result<Self, DigestError>, Option<&str>), DigestError> {
         let h = header.trim();
         let (scheme, rest) = h.split_once(char::is_whitespace).unwrap_or((h, ""));
+        let (params, next) = params(rest)?;
         if !scheme.eq_ignore_ascii_case("digest") {
-            return Err(DigestError::NotDigest(header.to_string()));
+            return Ok((Err(DigestError::NotDigest(scheme.to_string())), next));
         }
+        Ok((Self::from_params(params), next))
+    }
+
+    fn from_params(params: Vec<(String, String)>) -> Result<Self, DigestError> {
         let mut realm = None;
         let mut nonce = None;
         let mut opaque = None;
         let mut algorithm_token = None;
         let mut qop = None;
         let mut stale = false;
-        for (k, v) in params(rest)? {
+        for (k, v) in params {
             match k.as_str() {
                 "realm" => realm = Some(v),
                 "nonce" => nonce = Some(v),
@@ -126,6 +193,12 @@ impl Challenge {
                 "stale" => stale = v.eq_ignore_ascii_case("true"),
                 _ => {}
             }
+        }
+        if algorithm_token
+            .as_deref()
+            .is_some_and(|a| !a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(DigestError::Algorithm(algorithm_token.unwrap_or_default()));
         }
         let (algorithm, sess) = match algorithm_token
             .as_deref()
@@ -149,6 +222,11 @@ impl Challenge {
                 }
             }
         };
+        if sess && !qop_auth {
+            return Err(DigestError::SessWithoutQop(
+                algorithm_token.unwrap_or_default(),
+            ));
+        }
         Ok(Self {
             realm: realm.ok_or(DigestError::Missing("realm"))?,
             nonce: nonce.ok_or(DigestError::Missing("nonce"))?,
@@ -170,6 +248,7 @@ impl Challenge {
 
     /// The `Authorization` / `Proxy-Authorization` value for a request of
     /// `method` to `uri`, with client nonce `cnonce` and nonce count `nc`.
+    /// Refuses values that would break the header (control characters).
     pub fn answer(
         &self,
         username: &str,
@@ -178,7 +257,24 @@ impl Challenge {
         uri: &str,
         cnonce: &str,
         nc: u32,
-    ) -> String {
+    ) -> Result<String, DigestError> {
+        for (what, v) in [
+            ("the username", username),
+            ("the request URI", uri),
+            ("the client nonce", cnonce),
+            ("the method", method),
+            ("the realm", self.realm.as_str()),
+            ("the nonce", self.nonce.as_str()),
+            ("the opaque value", self.opaque.as_deref().unwrap_or("")),
+            (
+                "the algorithm",
+                self.algorithm_token.as_deref().unwrap_or(""),
+            ),
+        ] {
+            if v.chars().any(char::is_control) {
+                return Err(DigestError::Unsendable(what));
+            }
+        }
         let mut ha1 = self.h(&format!("{username}:{}:{password}", self.realm));
         if self.sess {
             ha1 = self.h(&format!("{ha1}:{}:{cnonce}", self.nonce));
@@ -207,7 +303,7 @@ impl Challenge {
         if let Some(o) = &self.opaque {
             let _ = write!(out, ", opaque=\"{}\"", q(o));
         }
-        out
+        Ok(out)
     }
 }
 
@@ -238,14 +334,16 @@ mod tests {
             (sha.algorithm, sha.sess, sha.qop_auth),
             (Algorithm::Sha256, false, true)
         );
-        let a = sha.answer(
-            "Mufasa",
-            "Circle of Life",
-            "GET",
-            "/dir/index.html",
-            cnonce,
-            1,
-        );
+        let a = sha
+            .answer(
+                "Mufasa",
+                "Circle of Life",
+                "GET",
+                "/dir/index.html",
+                cnonce,
+                1,
+            )
+            .unwrap();
         assert_eq!(
             response_of(&a),
             "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
@@ -259,14 +357,16 @@ mod tests {
             "{a}"
         );
         let md5 = Challenge::parse(&format!("Digest {base}, algorithm=MD5")).unwrap();
-        let a = md5.answer(
-            "Mufasa",
-            "Circle of Life",
-            "GET",
-            "/dir/index.html",
-            cnonce,
-            1,
-        );
+        let a = md5
+            .answer(
+                "Mufasa",
+                "Circle of Life",
+                "GET",
+                "/dir/index.html",
+                cnonce,
+                1,
+            )
+            .unwrap();
         assert_eq!(response_of(&a), "8ca523f5e9506fed4657c9700eebdbec");
     }
 
@@ -277,14 +377,16 @@ mod tests {
             r#"Digest realm="testrealm@host.com", qop="auth,auth-int", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#,
         )
         .unwrap();
-        let a = c.answer(
-            "Mufasa",
-            "Circle Of Life",
-            "GET",
-            "/dir/index.html",
-            "0a4f113b",
-            1,
-        );
+        let a = c
+            .answer(
+                "Mufasa",
+                "Circle Of Life",
+                "GET",
+                "/dir/index.html",
+                "0a4f113b",
+                1,
+            )
+            .unwrap();
         assert_eq!(response_of(&a), "6629fae49393a05397450978507c4ef1");
         assert!(!a.contains("algorithm="), "not named in the challenge: {a}");
     }
@@ -294,14 +396,16 @@ mod tests {
         let c =
             Challenge::parse(r#"Digest realm="sip.example.com", nonce="abc", stale=TRUE"#).unwrap();
         assert!(c.stale && !c.qop_auth);
-        let a = c.answer(
-            "alice",
-            "secret",
-            "INVITE",
-            "sip:+15550001@sip.example.com",
-            "x",
-            1,
-        );
+        let a = c
+            .answer(
+                "alice",
+                "secret",
+                "INVITE",
+                "sip:+15550001@sip.example.com",
+                "x",
+                1,
+            )
+            .unwrap();
         // RFC 2069 form: H(HA1:nonce:HA2), no qop/nc/cnonce.
         let ha1 = hex(&Md5::digest(b"alice:sip.example.com:secret"));
         let ha2 = hex(&Md5::digest(b"INVITE:sip:+15550001@sip.example.com"));
@@ -310,13 +414,34 @@ mod tests {
         assert!(!a.contains("qop"), "{a}");
     }
 
+    /// MD5-sess against an independent implementation: python-requests
+    /// 2.34 `HTTPDigestAuth` answered this challenge with this cnonce.
+    #[test]
+    fn md5_sess_matches_an_independent_implementation() {
+        let c = Challenge::parse(
+            r#"Digest realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", qop="auth", algorithm=MD5-sess"#,
+        )
+        .unwrap();
+        let a = c
+            .answer(
+                "Mufasa",
+                "Circle of Life",
+                "GET",
+                "/dir/index.html",
+                "3dc668e0547feaf4",
+                1,
+            )
+            .unwrap();
+        assert_eq!(response_of(&a), "31ed23817bd75ff7d58c8d6130337a73");
+    }
+
     #[test]
     fn sess_variants_hash_the_nonces_into_ha1() {
         let c =
             Challenge::parse(r#"Digest realm="r", nonce="n", qop="auth", algorithm=SHA-256-sess"#)
                 .unwrap();
         assert!(c.sess);
-        let a = c.answer("u", "p", "INVITE", "sip:x@y", "cn", 2);
+        let a = c.answer("u", "p", "INVITE", "sip:x@y", "cn", 2).unwrap();
         let h = |s: String| hex(&Sha256::digest(s.as_bytes()));
         let ha1 = h(format!("{}:n:cn", h("u:r:p".into())));
         let ha2 = h("INVITE:sip:x@y".into());
@@ -324,6 +449,62 @@ mod tests {
             response_of(&a),
             h(format!("{ha1}:n:00000002:cn:auth:{ha2}"))
         );
+    }
+
+    #[test]
+    fn several_challenges_pick_the_strongest_and_parse_alone_refuses_them() {
+        let both = r#"Digest realm="a", nonce="n1", algorithm=MD5, Digest realm="b", nonce="n2", algorithm=SHA-256"#;
+        assert!(matches!(
+            Challenge::parse(both),
+            Err(DigestError::Malformed(_))
+        ));
+        let c = Challenge::preferred(&[both]).unwrap();
+        assert_eq!(
+            (c.realm.as_str(), c.nonce.as_str(), c.algorithm),
+            ("b", "n2", Algorithm::Sha256)
+        );
+        // Across header lines, skipping schemes we do not do.
+        let c = Challenge::preferred(&[
+            r#"Basic realm="x""#,
+            r#"Digest realm="r", nonce="n", algorithm=MD5"#,
+        ])
+        .unwrap();
+        assert_eq!(c.algorithm, Algorithm::Md5);
+        assert_eq!(
+            Challenge::preferred(&[r#"Digest realm="r", nonce="n", algorithm=SHA-512-256"#]),
+            Err(DigestError::Algorithm("SHA-512-256".into())),
+            "the reason the only Digest challenge was refused"
+        );
+        assert!(matches!(
+            Challenge::preferred(&[r#"Basic realm="x""#]),
+            Err(DigestError::NotDigest(_))
+        ));
+    }
+
+    #[test]
+    fn sess_without_qop_repeated_parameters_and_header_injection_are_refused() {
+        assert_eq!(
+            Challenge::parse(r#"Digest realm="r", nonce="n", algorithm=MD5-sess"#),
+            Err(DigestError::SessWithoutQop("MD5-sess".into()))
+        );
+        assert!(matches!(
+            Challenge::parse(r#"Digest realm="r", nonce="n", nonce="m""#),
+            Err(DigestError::Malformed(m)) if m.contains("nonce is given twice")
+        ));
+        let c = Challenge::parse(r#"Digest realm="r", nonce="n""#).unwrap();
+        assert_eq!(
+            c.answer("u\r\nVia: evil", "p", "INVITE", "sip:x@y", "c", 1),
+            Err(DigestError::Unsendable("the username"))
+        );
+        let c = Challenge::parse("Digest realm=\"r\", nonce=\"n\u{7}\"").unwrap();
+        assert_eq!(
+            c.answer("u", "p", "INVITE", "sip:x@y", "c", 1),
+            Err(DigestError::Unsendable("the nonce"))
+        );
+        assert!(matches!(
+            Challenge::parse(r#"Digest realm="r", nonce="n", algorithm="MD5, x=1""#),
+            Err(DigestError::Algorithm(_))
+        ));
     }
 
     #[test]
