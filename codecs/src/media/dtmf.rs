@@ -82,11 +82,16 @@ pub fn event_of(key: char) -> Option<u8> {
 /// Turns telephone-event packets into key presses. An event is known by the
 /// RTP timestamp all its packets share; it counts once, when its first end
 /// packet arrives (the end is sent three times). If every end packet is
-/// lost, the event counts when the next event starts.
+/// lost, the event counts when the next event starts, or at [`flush`]
+/// (the call's driver calls it when no event packet came for a while, and
+/// at hang-up). A press longer than 8 s comes as segments (RFC 4733
+/// §2.5.1.3: the next one stamped where the last ended) and counts once.
+///
+/// [`flush`]: DtmfReceiver::flush
 #[derive(Debug, Default, Clone)]
 pub struct DtmfReceiver {
-    /// The event in progress (timestamp, key), not yet reported.
-    open: Option<(u32, char)>,
+    /// The event in progress (timestamp, key, duration so far), not yet reported.
+    open: Option<(u32, char, u16)>,
     /// Timestamps of the last events reported, so repeats are ignored.
     done: [Option<u32>; 4],
     next: usize,
@@ -109,24 +114,39 @@ impl DtmfReceiver {
         let Some(key) = ev.key() else {
             return keys;
         };
-        if let Some((ts, k)) = self.open {
+        if let Some((ts, k, dur)) = self.open {
             if ts != timestamp {
-                // A new event began: the previous one ended unseen.
-                self.finish(ts);
-                keys.push(k);
+                let gap = timestamp.wrapping_sub(ts.wrapping_add(u32::from(dur)));
+                // Within 100 ms of where the open segment ended.
+                if k == key && (gap <= 800 || gap >= u32::MAX - 800) && dur >= 0xFF00 {
+                    // The next segment of a long press, not a new press.
+                    self.finish(ts);
+                } else {
+                    // A new event began: the previous one ended unseen.
+                    self.finish(ts);
+                    keys.push(k);
+                }
             }
         }
         if ev.end {
             self.finish(timestamp);
             keys.push(key);
         } else {
-            self.open = Some((timestamp, key));
+            self.open = Some((timestamp, key, ev.duration));
         }
         keys
     }
 
+    /// Reports the event in progress as ended (its end packets were lost,
+    /// or the call is over), if there is one.
+    pub fn flush(&mut self) -> Option<char> {
+        let (ts, k, _) = self.open?;
+        self.finish(ts);
+        Some(k)
+    }
+
     fn finish(&mut self, timestamp: u32) {
-        if self.open.is_some_and(|(ts, _)| ts == timestamp) {
+        if self.open.is_some_and(|(ts, _, _)| ts == timestamp) {
             self.open = None;
         }
         self.done[self.next] = Some(timestamp);
@@ -200,5 +220,30 @@ mod tests {
     fn non_dtmf_events_are_ignored() {
         let mut r = DtmfReceiver::new();
         assert!(r.on_packet(1, ev(32, true, 160)).is_empty());
+    }
+
+    #[test]
+    fn a_press_whose_end_never_came_is_reported_by_flush() {
+        let mut r = DtmfReceiver::new();
+        assert!(r.on_packet(500, ev(1, false, 160)).is_empty());
+        assert_eq!(r.flush(), Some('1'));
+        assert_eq!(r.flush(), None, "once");
+        assert!(
+            r.on_packet(500, ev(1, true, 800)).is_empty(),
+            "a late end is not counted again"
+        );
+    }
+
+    #[test]
+    fn a_long_press_in_segments_counts_once() {
+        let mut r = DtmfReceiver::new();
+        assert!(r.on_packet(1000, ev(5, false, 0xFFFF)).is_empty());
+        // RFC 4733 §2.5.1.3: the next segment starts where the first ended.
+        let next = 1000 + 0xFFFF;
+        assert!(r.on_packet(next, ev(5, false, 4000)).is_empty());
+        assert_eq!(r.on_packet(next, ev(5, true, 8000)), ['5']);
+        // A short press of the same key right after a short one is two presses.
+        assert!(r.on_packet(200_000, ev(5, false, 800)).is_empty());
+        assert_eq!(r.on_packet(200_800, ev(5, true, 800)), ['5', '5']);
     }
 }
