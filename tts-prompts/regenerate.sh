@@ -18,9 +18,11 @@ trap 'rm -rf "$tmp"' EXIT
 gen() {
     local out="$here/$1/$3.wav"
     espeak-ng -v "$2" -s 140 -w "$tmp/raw.wav" "$4"
-    # Resample to 8 kHz mono 16-bit; trim leading and trailing silence.
-    sox "$tmp/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$out" \
-        silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse
+    # Resample to 8 kHz mono 16-bit, peak at -1 dBFS (no clipping); trim
+    # leading and trailing silence. -R: repeatable (same dither every run),
+    # so regenerating changes only the files whose phrase changed.
+    sox -R "$tmp/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$out" \
+        gain -n -1 silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse
     echo "$out"
 }
 
@@ -31,7 +33,9 @@ gen en en-us repeat "I repeat"
 gen en en-us press_1 "Press 1 to hear it again"
 gen en en-us goodbye "Goodbye"
 
-zh_digits=(ling2 yi1 er4 san1 si4 wu3 liu4 qi1 ba1 jiu3)
+# 1 is "yao1", as telephone numbers and codes are read: "yi1" is easily
+# heard as "qi1" (7) on narrowband audio.
+zh_digits=(ling2 yao1 er4 san1 si4 wu3 liu4 qi1 ba1 jiu3)
 for d in 0 1 2 3 4 5 6 7 8 9; do gen zh cmn-latn-pinyin "$d" "${zh_digits[$d]}"; done
 gen zh cmn-latn-pinyin code_is "nin2 de5 yan4 zheng4 ma3 shi4"     # 您的验证码是
 gen zh cmn-latn-pinyin repeat "wo3 zai4 shuo1 yi2 bian4"          # 我再说一遍

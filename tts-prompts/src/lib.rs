@@ -20,7 +20,8 @@ use verigate_codecs::media::g711::{Law, FRAME_SAMPLES};
 /// The prompts every locale has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Prompt {
-    /// A digit, 0–9.
+    /// A digit, 0–9 (a larger value is a bug: debug builds panic, release
+    /// builds read 9).
     Digit(u8),
     /// "Your verification code is".
     CodeIs,
@@ -53,7 +54,10 @@ impl Prompt {
 
     fn index(self) -> usize {
         match self {
-            Prompt::Digit(d) => usize::from(d.min(9)),
+            Prompt::Digit(d) => {
+                debug_assert!(d <= 9, "Prompt::Digit({d})");
+                usize::from(d.min(9))
+            }
             Prompt::CodeIs => 10,
             Prompt::Repeat => 11,
             Prompt::Press1 => 12,
@@ -113,6 +117,22 @@ pub enum PromptError {
         /// The file.
         path: PathBuf,
     },
+    /// A WAV too short or too quiet to be a spoken prompt.
+    #[error("prompts: {path} is {why}; a prompt must be at least 0.1 s of audible speech")]
+    NotSpeech {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// Two prompts with the same audio: a listener could not tell them apart.
+    #[error("prompts: {a} and {b} are the same recording")]
+    Duplicate {
+        /// One file.
+        a: PathBuf,
+        /// The other.
+        b: PathBuf,
+    },
     /// A code with something other than digits.
     #[error("only digits can be read out, not {0:?}")]
     NotDigits(String),
@@ -140,9 +160,18 @@ impl PromptSet {
                 dir,
             });
         }
-        let mut clips = Vec::with_capacity(Prompt::ALL.len());
+        let mut clips: Vec<Vec<i16>> = Vec::with_capacity(Prompt::ALL.len());
         for p in Prompt::ALL {
-            clips.push(read_wav(&dir.join(p.file_name()))?);
+            let path = dir.join(p.file_name());
+            let clip = read_wav(&path)?;
+            check_speech(&path, &clip)?;
+            if let Some(i) = clips.iter().position(|c| *c == clip) {
+                return Err(PromptError::Duplicate {
+                    a: dir.join(Prompt::ALL[i].file_name()),
+                    b: path,
+                });
+            }
+            clips.push(clip);
         }
         Ok(Self {
             locale: locale.to_string(),
@@ -217,6 +246,29 @@ fn read_wav(path: &Path) -> Result<Vec<i16>, PromptError> {
         });
     }
     Ok(samples)
+}
+
+/// Shortest prompt: 0.1 s at 8 kHz.
+const MIN_SAMPLES: usize = 800;
+/// Quietest peak a spoken prompt may have (about -36 dBFS).
+const MIN_PEAK: i32 = 500;
+
+/// Refuses a clip that cannot be a spoken prompt (a file truncated to
+/// nothing, or digital silence), which would make calls silent and the
+/// simulated handset hear digits in the pauses.
+fn check_speech(path: &Path, clip: &[i16]) -> Result<(), PromptError> {
+    let peak = clip.iter().map(|s| i32::from(*s).abs()).max().unwrap_or(0);
+    let why = if clip.len() < MIN_SAMPLES {
+        format!("only {} ms long", clip.len() / 8)
+    } else if peak < MIN_PEAK {
+        format!("nearly silent (peak {peak} of 32767)")
+    } else {
+        return Ok(());
+    };
+    Err(PromptError::NotSpeech {
+        path: path.to_path_buf(),
+        why,
+    })
 }
 
 /// Pauses of a code reading.
@@ -393,6 +445,25 @@ mod tests {
     }
 
     #[test]
+    fn a_prompt_that_begins_like_a_shorter_one_is_heard_whole() {
+        // 14 distinct clips; "1" is "0" followed by more sound.
+        let mut clips: Vec<Vec<u8>> = (0..14u8).map(|i| vec![i + 1; 40]).collect();
+        clips[1] = [clips[0].clone(), vec![99; 40]].concat();
+        let enc = EncodedPrompts {
+            law: Law::Ulaw,
+            clips,
+        };
+        let mut heard = enc.clip(Prompt::CodeIs).to_vec();
+        heard.extend_from_slice(enc.clip(Prompt::Digit(1)));
+        heard.extend_from_slice(enc.clip(Prompt::Digit(0)));
+        assert_eq!(
+            recognise(&enc, &heard),
+            [Prompt::CodeIs, Prompt::Digit(1), Prompt::Digit(0)]
+        );
+        assert_eq!(digits_heard(&recognise(&enc, &heard)), "10");
+    }
+
+    #[test]
     fn frames_are_whole_and_padded_with_silence() {
         let f = frames(&[1u8; 170], Law::Alaw);
         assert_eq!(f.len(), 2);
@@ -451,6 +522,47 @@ mod tests {
             "{e}"
         );
 
+        let d = scratch("silent");
+        let mut w = hound::WavWriter::create(
+            d.join("xx/0.wav"),
+            hound::WavSpec {
+                sample_rate: 8000,
+                ..spec
+            },
+        )
+        .unwrap();
+        for _ in 0..1600 {
+            w.write_sample(3i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let e = PromptSet::load(&d, "xx").unwrap_err().to_string();
+        assert!(e.contains("0.wav is nearly silent"), "{e}");
+
+        let d = scratch("short");
+        let mut w = hound::WavWriter::create(
+            d.join("xx/5.wav"),
+            hound::WavSpec {
+                sample_rate: 8000,
+                ..spec
+            },
+        )
+        .unwrap();
+        for i in 0..400 {
+            w.write_sample(if i % 2 == 0 { 8000i16 } else { -8000 })
+                .unwrap();
+        }
+        w.finalize().unwrap();
+        let e = PromptSet::load(&d, "xx").unwrap_err().to_string();
+        assert!(e.contains("5.wav is only 50 ms long"), "{e}");
+
+        let d = scratch("duplicate");
+        std::fs::copy(d.join("xx/3.wav"), d.join("xx/8.wav")).unwrap();
+        let e = PromptSet::load(&d, "xx").unwrap_err().to_string();
+        assert!(
+            e.contains("3.wav and") && e.contains("8.wav are the same recording"),
+            "{e}"
+        );
+
         let d = scratch("empty");
         let spec = hound::WavSpec {
             sample_rate: 8000,
@@ -462,7 +574,15 @@ mod tests {
             .unwrap();
         let e = PromptSet::load(&d, "xx").unwrap_err().to_string();
         assert!(e.contains("code_is.wav holds no audio"), "{e}");
-        for tag in ["missing", "garbage", "format", "empty"] {
+        for tag in [
+            "missing",
+            "garbage",
+            "format",
+            "silent",
+            "short",
+            "duplicate",
+            "empty",
+        ] {
             let _ = std::fs::remove_dir_all(
                 std::env::temp_dir().join(format!("vg-prompts-{tag}-{}", std::process::id())),
             );
