@@ -37,11 +37,17 @@ pub struct CliPool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
     /// Not an E.164 number.
-    #[error("{0:?} is not an E.164 number (+ and 8 to 15 digits)")]
+    #[error("{0:?} is not an E.164 number (+, a country code not starting with 0, 8 to 15 digits in all)")]
     BadNumber(String),
     /// A range that is not `+first-+last` of equal length, first ≤ last.
     #[error("{0:?} is not a range: write +FIRST-+LAST, both the same length, FIRST ≤ LAST")]
     BadRange(String),
+    /// Numbers listed twice, or ranges that overlap (draws would favour them).
+    #[error("{0} and {1} overlap; list each number once")]
+    Overlap(String, String),
+    /// Numbers of different lengths in one pool.
+    #[error("the pool mixes numbers of {0} and {1} digits; apps are told one prefix and one number of digits to report, so a pool holds numbers of one length")]
+    MixedLengths(usize, usize),
     /// Fewer numbers than two.
     #[error("a flash-call pool needs at least two numbers, this one has {0}")]
     TooSmall(u64),
@@ -57,7 +63,8 @@ pub enum PoolError {
 
 fn e164_digits(s: &str) -> Option<(u64, usize)> {
     let d = s.strip_prefix('+')?;
-    if !(8..=15).contains(&d.len()) || !d.bytes().all(|b| b.is_ascii_digit()) {
+    if !(8..=15).contains(&d.len()) || !d.bytes().all(|b| b.is_ascii_digit()) || d.starts_with('0')
+    {
         return None;
     }
     Some((d.parse().ok()?, d.len()))
@@ -71,15 +78,19 @@ impl CliPool {
         ranges: &[String],
         report_digits: usize,
     ) -> Result<Self, PoolError> {
-        let mut runs = Vec::new();
+        // Each run with the entry it came from, for error messages.
+        let mut runs: Vec<(Run, &String)> = Vec::new();
         for n in numbers {
             let (first, width) =
                 e164_digits(n.trim()).ok_or_else(|| PoolError::BadNumber(n.clone()))?;
-            runs.push(Run {
-                first,
-                len: 1,
-                width,
-            });
+            runs.push((
+                Run {
+                    first,
+                    len: 1,
+                    width,
+                },
+                n,
+            ));
         }
         for r in ranges {
             let bad = || PoolError::BadRange(r.clone());
@@ -89,12 +100,26 @@ impl CliPool {
             if w1 != w2 || last < first {
                 return Err(bad());
             }
-            runs.push(Run {
-                first,
-                len: last - first + 1,
-                width: w1,
-            });
+            runs.push((
+                Run {
+                    first,
+                    len: last - first + 1,
+                    width: w1,
+                },
+                r,
+            ));
         }
+        runs.sort_by_key(|(r, _)| (r.width, r.first));
+        for pair in runs.windows(2) {
+            let ((a, an), (b, bn)) = (&pair[0], &pair[1]);
+            if a.width != b.width {
+                return Err(PoolError::MixedLengths(a.width, b.width));
+            }
+            if b.first < a.first + a.len {
+                return Err(PoolError::Overlap(an.to_string(), bn.to_string()));
+            }
+        }
+        let runs: Vec<Run> = runs.into_iter().map(|(r, _)| r).collect();
         let size = runs.iter().map(|r| r.len).sum::<u64>();
         if size < 2 {
             return Err(PoolError::TooSmall(size));
@@ -119,10 +144,8 @@ impl CliPool {
             .flat_map(|r| [r.number(0), r.number(r.len - 1)])
             .collect();
         let first = &all[0];
+        // All numbers have one length (checked when the pool was made).
         let shared = all.iter().fold(first.len(), |n, s| {
-            if s.len() != first.len() {
-                return 0;
-            }
             first
                 .bytes()
                 .zip(s.bytes())
@@ -254,6 +277,22 @@ mod tests {
                 report: 4,
                 differ: 5
             }
+        );
+        assert_eq!(
+            e(&["+447700900001", "+447700900001"], &[], 4),
+            PoolError::Overlap("+447700900001".into(), "+447700900001".into())
+        );
+        assert_eq!(
+            e(&["+447700900150"], &["+447700900100-+447700900199"], 4),
+            PoolError::Overlap("+447700900100-+447700900199".into(), "+447700900150".into())
+        );
+        assert_eq!(
+            e(&["+447700900001", "+4477009001"], &[], 4),
+            PoolError::MixedLengths(10, 12)
+        );
+        assert_eq!(
+            e(&["+0447700900001"], &[], 4),
+            PoolError::BadNumber("+0447700900001".into())
         );
         let msg = e(&[], &["+447700900000-+447700999999"], 4).to_string();
         assert!(msg.contains("last 4 digits"), "{msg}");
