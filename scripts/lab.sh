@@ -8,7 +8,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cargo build --bins -q
-bin="${CARGO_TARGET_DIR:-target}/debug"
+# Cargo names the binaries it built, wherever its target directory is
+# (CARGO_TARGET_DIR, build.target-dir); verigate finds verigate-sim next to it.
+exe="$(cargo build --bins -q --message-format=json |
+    grep -o '"executable":"[^"]*/verigate"' | head -n1 | cut -d'"' -f4)"
+[ -x "$exe" ] || { echo "lab.sh: cargo built no verigate binary" >&2; exit 1; }
 echo "verigate lab mode: API http://127.0.0.1:8080 (key lab-key-change-me), handset inbox http://127.0.0.1:8775/inbox/{msisdn}" >&2
-exec "$bin/verigate" run --config conf/verigate.toml "$@"
+exec "$exe" run --config conf/verigate.toml "$@"
