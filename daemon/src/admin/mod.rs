@@ -365,7 +365,12 @@ async fn verify_check(
     let svc = service_of(&s, &id).await?;
     let c = s
         .verify
-        .check(&svc, &id, &body.value.code, now_ms())
+        .check(
+            &svc,
+            &id,
+            crate::verify::service::Submission::Code(body.value.code.clone()),
+            now_ms(),
+        )
         .await?;
     let mut out = verification_json(&c.verification);
     out["valid"] = json!(c.matched);

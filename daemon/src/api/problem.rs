@@ -35,6 +35,12 @@ pub enum ProblemCode {
     UnsupportedChannel,
     /// `locale` has no message template (400).
     UnsupportedLocale,
+    /// The channel exists but this server is not set up for it (400).
+    ChannelUnavailable,
+    /// Every flash-call caller number for the destination is in use; see `Retry-After` (503).
+    CallerNumbersExhausted,
+    /// The request's credentials are valid but not for this (403).
+    Forbidden,
     /// `code_length` is outside 4–10 (400).
     InvalidCodeLength,
     /// The submitted code is not 4–10 digits (400).
@@ -69,6 +75,9 @@ impl ProblemCode {
             ProblemCode::CountryNotAllowed => "country_not_allowed",
             ProblemCode::UnsupportedChannel => "unsupported_channel",
             ProblemCode::UnsupportedLocale => "unsupported_locale",
+            ProblemCode::ChannelUnavailable => "channel_unavailable",
+            ProblemCode::CallerNumbersExhausted => "caller_numbers_exhausted",
+            ProblemCode::Forbidden => "forbidden",
             ProblemCode::InvalidCodeLength => "invalid_code_length",
             ProblemCode::InvalidCode => "invalid_code",
             ProblemCode::Unauthorized => "unauthorized",
@@ -93,6 +102,9 @@ impl ProblemCode {
             ProblemCode::CountryNotAllowed => "Destination country not allowed",
             ProblemCode::UnsupportedChannel => "Unsupported channel",
             ProblemCode::UnsupportedLocale => "Unsupported locale",
+            ProblemCode::ChannelUnavailable => "Channel not available on this server",
+            ProblemCode::CallerNumbersExhausted => "No caller number free for this destination",
+            ProblemCode::Forbidden => "Forbidden",
             ProblemCode::InvalidCodeLength => "Invalid code length",
             ProblemCode::InvalidCode => "Invalid code format",
             ProblemCode::Unauthorized => "Unauthorized",
@@ -117,9 +129,12 @@ impl ProblemCode {
             | ProblemCode::CountryNotAllowed
             | ProblemCode::UnsupportedChannel
             | ProblemCode::UnsupportedLocale
+            | ProblemCode::ChannelUnavailable
             | ProblemCode::InvalidCodeLength
             | ProblemCode::InvalidCode => StatusCode::BAD_REQUEST,
             ProblemCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ProblemCode::Forbidden => StatusCode::FORBIDDEN,
+            ProblemCode::CallerNumbersExhausted => StatusCode::SERVICE_UNAVAILABLE,
             ProblemCode::NotFound => StatusCode::NOT_FOUND,
             ProblemCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -275,7 +290,16 @@ impl From<VerifyError> for Problem {
             VerifyError::IdempotencyMismatch => {
                 Problem::new(ProblemCode::IdempotencyKeyReused, detail)
             }
-            VerifyError::BadCode => Problem::new(ProblemCode::InvalidCode, detail),
+            VerifyError::BadCode | VerifyError::BadReport(_) | VerifyError::NotAFlashCall(_) => {
+                Problem::new(ProblemCode::InvalidCode, detail)
+            }
+            VerifyError::ChannelUnavailable { .. } => {
+                Problem::new(ProblemCode::ChannelUnavailable, detail)
+            }
+            VerifyError::NoCallerNumber { retry_after_secs } => Problem {
+                retry_after_secs: Some(retry_after_secs.max(1)),
+                ..Problem::new(ProblemCode::CallerNumbersExhausted, detail)
+            },
             VerifyError::Store(err) => Problem::from(err),
         }
     }

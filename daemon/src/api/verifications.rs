@@ -4,8 +4,8 @@ use super::auth::{Caller, ClientIp, IdempotencyKey};
 use super::json::JsonBody;
 use super::problem::{Problem, ProblemBody, ProblemCode};
 use crate::app::{now_ms, AppState};
-use crate::store::{MessageState, Verification, VerificationStatus};
-use crate::verify::service::{StartRequest, VerifyError};
+use crate::store::{CallState, MessageState, Verification, VerificationStatus};
+use crate::verify::service::{StartRequest, Submission, VerifyError};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -24,11 +24,18 @@ pub struct StartBody {
     /// server's default region.
     #[schema(example = "+447400123456")]
     pub to: String,
-    /// Channel to send the code over (default `sms`).
+    /// `sms` (default), `voice` (a call reads the code aloud) or
+    /// `flash_call` (a call from a pool number; the app reports the caller
+    /// number it saw).
     #[schema(example = "sms")]
     #[serde(default)]
     pub channel: Option<String>,
-    /// Message template locale (default: the server's default locale).
+    /// `sms`: with channel `voice`, send the code by SMS if the call fails
+    /// (busy, no answer, refused).
+    #[schema(example = "sms")]
+    #[serde(default)]
+    pub fallback: Option<String>,
+    /// Message template or voice prompt locale (default: the server's default locale).
     #[schema(example = "en")]
     #[serde(default)]
     pub locale: Option<String>,
@@ -38,13 +45,63 @@ pub struct StartBody {
     pub code_length: Option<u32>,
 }
 
-/// Body of `POST /v1/verifications/{id}/check`.
+/// Body of `POST /v1/verifications/{id}/check`: exactly one of the fields.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
-    /// The code the user typed (4–10 digits).
-    #[schema(example = "123456", pattern = "^[0-9]{4,10}$")]
-    pub code: String,
+    /// The code the user typed (4–10 digits); for a flash call, the caller
+    /// number or its last `report_digits` digits.
+    #[schema(example = "123456")]
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Flash calls: the caller number the app saw (international or national form).
+    #[schema(example = "+447400100123")]
+    #[serde(default)]
+    pub caller: Option<String>,
+    /// Flash calls: the caller numbers of the calls the app saw (at most 20).
+    #[serde(default)]
+    pub callers: Option<Vec<String>>,
+}
+
+impl CheckBody {
+    fn submission(self) -> Result<Submission, Problem> {
+        match (self.code, self.caller, self.callers) {
+            (Some(c), None, None) => Ok(Submission::Code(c)),
+            (None, Some(c), None) => Ok(Submission::Callers(vec![c])),
+            (None, None, Some(list)) => Ok(Submission::Callers(list)),
+            _ => Err(Problem::new(
+                ProblemCode::InvalidField,
+                "send exactly one of `code`, `caller` or `callers`",
+            )),
+        }
+    }
+}
+
+/// A call placed for a verification.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallView {
+    /// `queued` and `calling` are unfinished; then `answered`, `rang`,
+    /// `busy`, `no_answer`, `failed` (see `sip_code`), `canceled` or `expired`.
+    pub state: CallState,
+    /// The final SIP status, when the network sent one (e.g. 486, 503).
+    #[schema(required = true)]
+    pub sip_code: Option<u16>,
+    /// Calls placed for the verification (first and repeats).
+    pub calls: usize,
+}
+
+/// What the app watches for during a flash call.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FlashCallView {
+    /// The calling number begins with this (E.164).
+    #[schema(example = "+4474001")]
+    pub cli_prefix: String,
+    /// Report the caller number's last this many digits (or the whole number).
+    #[schema(example = 4)]
+    pub report_digits: usize,
+    /// Report before this (RFC 3339, UTC); the verification's expiry.
+    #[schema(format = DateTime)]
+    pub report_deadline: String,
 }
 
 /// Delivery of a verification's messages.
@@ -80,9 +137,18 @@ pub struct VerificationView {
     pub send_count: u32,
     /// Checks left; 0 once the verification is no longer pending.
     pub remaining_attempts: u32,
-    /// Delivery of the code messages; null before any was queued.
+    /// Delivery of the code messages; null before any was queued (and for
+    /// call channels, unless a failed voice call fell back to SMS).
     #[schema(required = true)]
     pub delivery: Option<DeliveryView>,
+    /// Channels `voice` and `flash_call`: the latest call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub call: Option<CallView>,
+    /// Channel `flash_call`: what the app watches for and reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub flash_call: Option<FlashCallView>,
     /// Only on `200` answers to a start that found a pending verification
     /// for the number: whether a fresh code was sent (after the resend cooldown).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,6 +184,21 @@ async fn view(
     resent: Option<bool>,
 ) -> Result<VerificationView, Problem> {
     let delivery = state.verify.delivery(&v.id).await?;
+    let call = if v.channel == "sms" {
+        None
+    } else {
+        let calls = state.verify.calls(&v.id).await?;
+        calls.last().map(|c| CallView {
+            state: c.state,
+            sip_code: c.sip_code,
+            calls: calls.len(),
+        })
+    };
+    let flash_call = state.verify.flash_hint(v).map(|h| FlashCallView {
+        cli_prefix: h.cli_prefix,
+        report_digits: h.report_digits,
+        report_deadline: rfc3339(v.expires_at),
+    });
     Ok(VerificationView {
         id: v.id.clone(),
         status: v.status,
@@ -131,6 +212,8 @@ async fn view(
             state: d.state,
             messages: d.messages,
         }),
+        call,
+        flash_call,
         resent,
     })
 }
@@ -172,7 +255,7 @@ pub(crate) fn mask_number(n: &str) -> String {
     responses(
         (status = 201, description = "Verification created and its code queued", body = VerificationView),
         (status = 200, description = "A pending verification for this number exists (or an idempotent replay): returned, with `resent`", body = VerificationView),
-        (status = 400, description = "invalid_json, unknown_field, invalid_field, invalid_idempotency_key, invalid_phone_number, country_not_allowed, unsupported_channel, unsupported_locale, invalid_code_length", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "invalid_json, unknown_field, invalid_field, invalid_idempotency_key, invalid_phone_number, country_not_allowed, unsupported_channel, channel_unavailable, unsupported_locale, invalid_code_length", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "unauthorized", body = ProblemBody, content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 413, description = "payload_too_large", body = ProblemBody, content_type = "application/problem+json"),
@@ -181,6 +264,8 @@ pub(crate) fn mask_number(n: &str) -> String {
         (status = 429, description = "rate_limited", body = ProblemBody, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until the limit resets"))),
         (status = 500, description = "internal", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "caller_numbers_exhausted (flash_call)", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until a caller number frees up"))),
     ),
     security(("bearer" = []))
 )]
@@ -207,6 +292,22 @@ pub async fn start(
         .channel
         .clone()
         .filter(|c| crate::verify::service::CHANNELS.contains(&c.as_str()));
+    let fallback_sms = match b.fallback.as_deref() {
+        None => false,
+        Some("sms") => true,
+        Some(other) => {
+            return Err(Problem::new(
+                ProblemCode::InvalidField,
+                format!("fallback {other:?} is not supported (use \"sms\")"),
+            ))
+        }
+    };
+    if fallback_sms && b.channel.as_deref() != Some("voice") {
+        return Err(Problem::new(
+            ProblemCode::InvalidField,
+            "fallback applies to channel \"voice\" only",
+        ));
+    }
     let req = StartRequest {
         to: b.to,
         // Left out means SMS; an empty string is a mistake, not a default.
@@ -215,6 +316,7 @@ pub async fn start(
         code_length,
         client_ip,
         idempotency,
+        fallback_sms,
     };
     let st = match state.verify.start(&svc, req, now_ms()).await {
         Ok(st) => {
@@ -307,10 +409,8 @@ pub async fn check(
     body: JsonBody<CheckBody>,
 ) -> Result<Json<CheckView>, Problem> {
     let id = path_id(id)?;
-    let c = state
-        .verify
-        .check(&svc, &id, &body.value.code, now_ms())
-        .await?;
+    let submission = body.value.submission()?;
+    let c = state.verify.check(&svc, &id, submission, now_ms()).await?;
     let v = c.verification;
     // Closing outcomes (approved, expired, …) are counted where the
     // verification changes (VerifyService); these say what checks found.

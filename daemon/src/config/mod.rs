@@ -1,10 +1,15 @@
 //! Configuration: TOML with unknown keys refused, `--set section.key=value`
 //! overrides, and validation that runs before any port is bound.
 
+mod calls;
 mod load;
 mod units;
 mod validate;
 
+pub use calls::{
+    CallerIdStyle, CliPoolEntry, FlashCallConfig, K2Scheme, SipConfig, SipTransport, SipTrunkEntry,
+    VoiceConfig, VoiceGatewayEntry,
+};
 pub use load::{load, load_str, ConfigError};
 pub use units::{RateLimit, Span};
 pub use validate::{is_region, is_service_code};
@@ -31,6 +36,18 @@ pub struct Config {
     /// SIP trunks (used by the call services).
     #[serde(default)]
     pub sip_trunk: Vec<SipTrunkEntry>,
+    /// Our SIP/RTP endpoint.
+    #[serde(default)]
+    pub sip: SipConfig,
+    /// The voice channel.
+    #[serde(default)]
+    pub voice: VoiceConfig,
+    /// Voice-gateway clients (service number and key).
+    #[serde(default)]
+    pub voice_gateway: Vec<VoiceGatewayEntry>,
+    /// The flash-call channel.
+    #[serde(default)]
+    pub flash_call: FlashCallConfig,
     /// Services (apps) and their API keys.
     #[serde(default)]
     pub service: Vec<ServiceEntry>,
@@ -241,35 +258,6 @@ fn default_split() -> SplitKind {
     SplitKind::Udh8
 }
 
-/// `[[sip_trunk]]` (consumed by the call services).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SipTrunkEntry {
-    /// Name.
-    pub name: String,
-    /// Host.
-    pub host: String,
-    /// Port.
-    #[serde(default = "default_sip_port")]
-    pub port: u16,
-    /// Transport (`udp` or `tcp`).
-    #[serde(default = "default_transport")]
-    pub transport: String,
-    /// Calls per second.
-    #[serde(default = "default_cps")]
-    pub calls_per_second: f64,
-}
-
-fn default_sip_port() -> u16 {
-    5060
-}
-fn default_transport() -> String {
-    "udp".into()
-}
-fn default_cps() -> f64 {
-    10.0
-}
-
 /// `[[service]]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -322,6 +310,25 @@ pub struct LabConfig {
     /// Start `verigate-sim smsc` with the daemon.
     #[serde(default)]
     pub smsc: Option<LabSmsc>,
+    /// Start `verigate-sim switch` with the daemon.
+    #[serde(default)]
+    pub switch: Option<LabSwitch>,
+}
+
+/// `[lab.switch]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabSwitch {
+    /// SIP listen address.
+    pub listen: String,
+    /// Control API address.
+    pub control: String,
+    /// Digest user name the switch challenges for (none: no challenge).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Digest password.
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// `[lab.smsc]`

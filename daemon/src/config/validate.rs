@@ -110,17 +110,7 @@ impl Config {
                 }
             }
         }
-        for (i, t) in self.sip_trunk.iter().enumerate() {
-            if !matches!(t.transport.as_str(), "udp" | "tcp") {
-                p.push(format!(
-                    "sip_trunk[{i}].transport = {:?}: must be \"udp\" or \"tcp\"",
-                    t.transport
-                ));
-            }
-            if t.calls_per_second.is_nan() || t.calls_per_second <= 0.0 {
-                p.push(format!("sip_trunk[{i}].calls_per_second: must be positive"));
-            }
-        }
+        super::calls::problems(self, &mut p);
         let mut codes = HashSet::new();
         let mut keys = HashSet::new();
         for (i, s) in self.service.iter().enumerate() {
@@ -201,6 +191,13 @@ impl Config {
         if let Some(l) = &self.lab.smsc {
             addr(&mut p, "lab.smsc.listen", &l.listen);
             addr(&mut p, "lab.smsc.control", &l.control);
+        }
+        if let Some(l) = &self.lab.switch {
+            addr(&mut p, "lab.switch.listen", &l.listen);
+            addr(&mut p, "lab.switch.control", &l.control);
+            if l.username.is_some() != l.password.is_some() {
+                p.push("lab.switch: username and password go together".into());
+            }
         }
         let super::StoreConfig::Sqlite { path } = &self.store;
         if path.is_empty() {

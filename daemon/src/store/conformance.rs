@@ -158,7 +158,7 @@ async fn queued<S: Store>(
     let mut m = message(&format!("msg_{svc}_{n}"), &vid, svc, &to, at);
     m.expires_at = expires_at;
     let outcome = store
-        .insert_verification(&verification(&vid, svc, &to, at), &m, None)
+        .insert_verification(&verification(&vid, svc, &to, at), (&m).into(), None)
         .await
         .unwrap_or_else(|e| panic!("insert_verification {vid}: {e}"));
     assert_eq!(
@@ -395,7 +395,7 @@ pub async fn verification_insert_and_pending<S: Store>(store: &S) {
     let to = "+15550000001";
     let (v1, m1) = pair("v1", svc, to, t);
     let created = store
-        .insert_verification(&v1, &m1, None)
+        .insert_verification(&v1, (&m1).into(), None)
         .await
         .expect("insert_verification");
     assert_eq!(
@@ -457,7 +457,7 @@ pub async fn verification_insert_and_pending<S: Store>(store: &S) {
     // A second pending verification for the number: nothing written.
     let (v2, m2) = pair("v2", svc, to, t + 1);
     let outcome = store
-        .insert_verification(&v2, &m2, None)
+        .insert_verification(&v2, (&m2).into(), None)
         .await
         .expect("insert_verification");
     assert_eq!(
@@ -483,7 +483,9 @@ pub async fn verification_insert_and_pending<S: Store>(store: &S) {
     let to3 = "+15550000003";
     let v_dup = verification(&v1.id, svc, to3, t + 2);
     let m_new = message("msg_conf_v3", &v_dup.id, svc, to3, t + 2);
-    let dup = store.insert_verification(&v_dup, &m_new, None).await;
+    let dup = store
+        .insert_verification(&v_dup, (&m_new).into(), None)
+        .await;
     assert!(
         matches!(dup, Err(StoreError::Conflict(_))),
         "an existing verification id is a Conflict, got {dup:?}"
@@ -495,7 +497,7 @@ pub async fn verification_insert_and_pending<S: Store>(store: &S) {
     );
     let v3 = verification("vf_conf_v3", svc, to3, t + 3);
     let m_dup = message(&m1.id, &v3.id, svc, to3, t + 3);
-    let dup = store.insert_verification(&v3, &m_dup, None).await;
+    let dup = store.insert_verification(&v3, (&m_dup).into(), None).await;
     assert!(
         matches!(dup, Err(StoreError::Conflict(_))),
         "an existing message id is a Conflict, got {dup:?}"
@@ -521,14 +523,14 @@ pub async fn verification_insert_and_pending<S: Store>(store: &S) {
     let m_old = message("msg_conf_v4_old", &old.id, svc, to4, t + 4);
     assert_eq!(
         store
-            .insert_verification(&old, &m_old, None)
+            .insert_verification(&old, (&m_old).into(), None)
             .await
             .expect("insert"),
         InsertOutcome::Created
     );
     let (fresh, m_fresh) = pair("v4_new", svc, to4, t + 5);
     let outcome = store
-        .insert_verification(&fresh, &m_fresh, None)
+        .insert_verification(&fresh, (&m_fresh).into(), None)
         .await
         .expect("insert_verification");
     assert_eq!(
@@ -554,7 +556,7 @@ pub async fn verification_insert_and_pending<S: Store>(store: &S) {
         .expect("update_verification");
     assert!(closed, "closing the expired verification applies");
     let outcome = store
-        .insert_verification(&fresh, &m_fresh, None)
+        .insert_verification(&fresh, (&m_fresh).into(), None)
         .await
         .expect("insert_verification");
     assert_eq!(
@@ -575,7 +577,7 @@ pub async fn verification_insert_and_pending<S: Store>(store: &S) {
     let outcomes = futures::future::join_all(
         racers
             .iter()
-            .map(|(v, m)| store.insert_verification(v, m, None)),
+            .map(|(v, m)| store.insert_verification(v, m.into(), None)),
     )
     .await;
     let mut created = Vec::new();
@@ -623,7 +625,7 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
     let (v1, m1) = pair("idem_1", svc, to, t);
     let first = idem(svc, "key-1", b"body-1", &v1.id);
     let outcome = store
-        .insert_verification(&v1, &m1, Some(&first))
+        .insert_verification(&v1, (&m1).into(), Some(&first))
         .await
         .expect("insert_verification");
     assert_eq!(
@@ -651,7 +653,11 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
     // Same key, same number (the replay of the same start): the key wins.
     let (v2, m2) = pair("idem_2", svc, to, t + 1);
     let outcome = store
-        .insert_verification(&v2, &m2, Some(&idem(svc, "key-1", b"body-1", &v2.id)))
+        .insert_verification(
+            &v2,
+            (&m2).into(),
+            Some(&idem(svc, "key-1", b"body-1", &v2.id)),
+        )
         .await
         .expect("insert_verification");
     assert_eq!(
@@ -665,7 +671,11 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
     let to3 = "+15550001003";
     let (v3, m3) = pair("idem_3", svc, to3, t + 2);
     let outcome = store
-        .insert_verification(&v3, &m3, Some(&idem(svc, "key-1", b"body-3", &v3.id)))
+        .insert_verification(
+            &v3,
+            (&m3).into(),
+            Some(&idem(svc, "key-1", b"body-3", &v3.id)),
+        )
         .await
         .expect("insert_verification");
     assert_eq!(
@@ -694,13 +704,21 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
 
     // Another key: a normal insert. The same key in another service: independent.
     let outcome = store
-        .insert_verification(&v3, &m3, Some(&idem(svc, "key-3", b"body-3", &v3.id)))
+        .insert_verification(
+            &v3,
+            (&m3).into(),
+            Some(&idem(svc, "key-3", b"body-3", &v3.id)),
+        )
         .await
         .expect("insert_verification");
     assert_eq!(outcome, InsertOutcome::Created, "a new key creates");
     let (v4, m4) = pair("idem_4", other_svc, to, t + 3);
     let outcome = store
-        .insert_verification(&v4, &m4, Some(&idem(other_svc, "key-1", b"body-4", &v4.id)))
+        .insert_verification(
+            &v4,
+            (&m4).into(),
+            Some(&idem(other_svc, "key-1", b"body-4", &v4.id)),
+        )
         .await
         .expect("insert_verification");
     assert_eq!(
@@ -714,14 +732,18 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
     let (v5, m5) = pair("idem_5", svc, to5, t + 4);
     assert_eq!(
         store
-            .insert_verification(&v5, &m5, None)
+            .insert_verification(&v5, (&m5).into(), None)
             .await
             .expect("insert"),
         InsertOutcome::Created
     );
     let (v6, m6) = pair("idem_6", svc, to5, t + 5);
     let outcome = store
-        .insert_verification(&v6, &m6, Some(&idem(svc, "key-6", b"body-6", &v6.id)))
+        .insert_verification(
+            &v6,
+            (&m6).into(),
+            Some(&idem(svc, "key-6", b"body-6", &v6.id)),
+        )
         .await
         .expect("insert_verification");
     assert_eq!(
@@ -732,7 +754,11 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
     let to7 = "+15550001007";
     let (v7, m7) = pair("idem_7", svc, to7, t + 6);
     let outcome = store
-        .insert_verification(&v7, &m7, Some(&idem(svc, "key-6", b"body-7", &v7.id)))
+        .insert_verification(
+            &v7,
+            (&m7).into(),
+            Some(&idem(svc, "key-6", b"body-7", &v7.id)),
+        )
         .await
         .expect("insert_verification");
     assert_eq!(
@@ -752,7 +778,7 @@ pub async fn verification_cas_and_resend<S: Store>(store: &S) {
     let (v, m1) = pair("cas_1", svc, to, t);
     assert_eq!(
         store
-            .insert_verification(&v, &m1, None)
+            .insert_verification(&v, (&m1).into(), None)
             .await
             .expect("insert"),
         InsertOutcome::Created
@@ -834,7 +860,7 @@ pub async fn verification_cas_and_resend<S: Store>(store: &S) {
             last_sent_at,
             code_hash: b"new-hash",
             expires_at,
-            message: msg,
+            send: msg.into(),
             idempotency: None,
         }
     }
@@ -983,7 +1009,7 @@ pub async fn verification_cas_and_resend<S: Store>(store: &S) {
     let v2 = verification("vf_conf_cas_2", svc, to, t + 80_000);
     let m4 = message("msg_conf_cas_4", &v2.id, svc, to, t + 80_000);
     let outcome = store
-        .insert_verification(&v2, &m4, None)
+        .insert_verification(&v2, (&m4).into(), None)
         .await
         .expect("insert_verification");
     assert_eq!(
@@ -1690,7 +1716,7 @@ pub async fn pruning<S: Store>(store: &S) {
             verification_id: v.id.clone(),
         };
         store
-            .insert_verification(&v, &m, Some(&rec))
+            .insert_verification(&v, (&m).into(), Some(&rec))
             .await
             .expect("insert");
     }

@@ -119,8 +119,8 @@ pub struct Resend<'a> {
     pub code_hash: &'a [u8],
     /// The fresh code's expiry (the verification's new expiry).
     pub expires_at: Millis,
-    /// The message carrying it.
-    pub message: &'a OutboxMessage,
+    /// The SMS or call carrying it.
+    pub send: Dispatch<'a>,
     /// The request's idempotency key, if it sent one.
     pub idempotency: Option<&'a IdempotencyRecord>,
 }
@@ -169,15 +169,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<u64>;
 
     // ---- verifications
-    /// Stores a new pending verification and its first outbox message in one
-    /// transaction. At most one pending verification per (service, to): if one
+    /// Stores a new pending verification and its first send (an outbox
+    /// message or a queued call) in one transaction. At most one pending verification per (service, to): if one
     /// exists, nothing is written and it is returned. With an idempotency
     /// record whose (service, key) was seen before, nothing is written and
     /// the earlier record is returned.
     async fn insert_verification(
         &self,
         v: &Verification,
-        first: &OutboxMessage,
+        first: Dispatch<'_>,
         idem: Option<&IdempotencyRecord>,
     ) -> StoreResult<InsertOutcome>;
     /// The idempotency record of (service, key), if the key was used.
@@ -264,6 +264,42 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Vec<OutboxMessage>>;
     /// Counts per state.
     async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
+
+    // ---- calls
+    /// Queues a call that belongs to no verification (the voice gateway).
+    async fn enqueue_call(&self, call: &CallJob) -> StoreResult<()>;
+    /// Claims up to `limit` calls due at `now` (queued and due, or calling
+    /// with a lease that ran out: a worker that died, whose call is placed
+    /// again), like [`Store::claim_outbox`]. Calls past their expiry are
+    /// left to [`Store::finish_call`] by the caller's sweep. Oldest first.
+    async fn claim_calls(
+        &self,
+        now: Millis,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<CallJob>>;
+    /// Records a call's outcome (or a retry, `state == Queued`). Applies
+    /// only to an unfinished call; a final state forgets the code. Returns
+    /// the call after, `NotFound` for an unknown id.
+    async fn finish_call(&self, id: &str, r: &CallResult, at: Millis) -> StoreResult<CallJob>;
+    /// Cancels the unfinished calls of a verification that was closed
+    /// (approved, cancelled, expired); returns those that were `calling`,
+    /// whose worker should hang up.
+    async fn cancel_calls_for_verification(
+        &self,
+        verification_id: &str,
+        at: Millis,
+    ) -> StoreResult<Vec<CallJob>>;
+    /// Marks calls still queued past their expiry as expired and returns them.
+    async fn expire_calls(&self, now: Millis) -> StoreResult<Vec<CallJob>>;
+    /// A call by id.
+    async fn get_call(&self, id: &str) -> StoreResult<Option<CallJob>>;
+    /// Calls of a verification, oldest first.
+    async fn calls_for_verification(&self, verification_id: &str) -> StoreResult<Vec<CallJob>>;
+    /// The caller numbers of flash calls to `to` whose verification is
+    /// still pending and unexpired at `now` (a pool number is not reused for
+    /// the same destination while one is).
+    async fn flash_clis_in_use(&self, to: &str, now: Millis) -> StoreResult<Vec<String>>;
 
     // ---- rate limits
     /// Counts one hit on `key` in the fixed window of `window_ms` containing

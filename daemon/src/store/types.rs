@@ -244,3 +244,187 @@ pub struct RateDecision {
     /// When the current window ends.
     pub reset_at: Millis,
 }
+
+/// What a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    /// Reads a code aloud after answer.
+    Voice,
+    /// Rings from a pool number and hangs up; the caller ID is the proof.
+    FlashCall,
+}
+
+impl CallKind {
+    /// Storage/API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Voice => "voice",
+            CallKind::FlashCall => "flash_call",
+        }
+    }
+
+    /// Parses the storage spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "voice" => CallKind::Voice,
+            "flash_call" => CallKind::FlashCall,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a call is (also its API schema). `queued` and `calling` are
+/// unfinished; the rest are outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// Stored, waiting for a call worker.
+    Queued,
+    /// Taken by a worker; the call is being placed or is up.
+    Calling,
+    /// Answered (a voice call read its code; a flash call's 200 raced the CANCEL).
+    Answered,
+    /// The phone rang and the call was cancelled (a flash call's success).
+    Rang,
+    /// The callee was busy (486/600).
+    Busy,
+    /// Nobody answered in time (voice), or it never rang (flash).
+    NoAnswer,
+    /// The network refused or failed the call (SIP code recorded).
+    Failed,
+    /// Cancelled by us before it was placed or finished (verification closed).
+    Canceled,
+    /// Not placed before it expired.
+    Expired,
+}
+
+impl CallState {
+    /// Storage/API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Queued => "queued",
+            CallState::Calling => "calling",
+            CallState::Answered => "answered",
+            CallState::Rang => "rang",
+            CallState::Busy => "busy",
+            CallState::NoAnswer => "no_answer",
+            CallState::Failed => "failed",
+            CallState::Canceled => "canceled",
+            CallState::Expired => "expired",
+        }
+    }
+
+    /// Parses the storage spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => CallState::Queued,
+            "calling" => CallState::Calling,
+            "answered" => CallState::Answered,
+            "rang" => CallState::Rang,
+            "busy" => CallState::Busy,
+            "no_answer" => CallState::NoAnswer,
+            "failed" => CallState::Failed,
+            "canceled" => CallState::Canceled,
+            "expired" => CallState::Expired,
+            _ => return None,
+        })
+    }
+
+    /// True once the call has an outcome.
+    pub fn is_final(self) -> bool {
+        !matches!(self, CallState::Queued | CallState::Calling)
+    }
+}
+
+/// A call in the durable call queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallJob {
+    /// Opaque id (`call_…`).
+    pub id: String,
+    /// Verification it belongs to (none for voice-gateway calls).
+    pub verification_id: Option<String>,
+    /// Service code (or voice-gateway service number).
+    pub service: String,
+    /// Voice or flash call.
+    pub kind: CallKind,
+    /// Callee, E.164 with `+`.
+    pub to: String,
+    /// Caller number shown (a flash call's pool CLI; none: the trunk's).
+    pub caller: Option<String>,
+    /// Digits a voice call reads; forgotten once the call has an outcome.
+    pub code: Option<String>,
+    /// SMS text sent instead if a voice call fails; forgotten with the code.
+    pub fallback_text: Option<String>,
+    /// Prompt locale.
+    pub locale: String,
+    /// State.
+    pub state: CallState,
+    /// Final SIP status, if one came.
+    pub sip_code: Option<u16>,
+    /// Outcome details or the last error, for operators.
+    pub detail: Option<String>,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Not before this time.
+    pub next_attempt_at: Millis,
+    /// Give up placing it after this time.
+    pub expires_at: Millis,
+    /// When created.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// The first (or a repeated) send of a verification: an SMS or a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch<'a> {
+    /// An SMS through the outbox.
+    Sms(&'a OutboxMessage),
+    /// A call through the call queue.
+    Call(&'a CallJob),
+}
+
+impl<'a> From<&'a OutboxMessage> for Dispatch<'a> {
+    fn from(m: &'a OutboxMessage) -> Self {
+        Dispatch::Sms(m)
+    }
+}
+
+impl<'a> From<&'a CallJob> for Dispatch<'a> {
+    fn from(c: &'a CallJob) -> Self {
+        Dispatch::Call(c)
+    }
+}
+
+/// [`Dispatch`] owned, to move onto a store thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedDispatch {
+    /// An SMS.
+    Sms(OutboxMessage),
+    /// A call.
+    Call(CallJob),
+}
+
+impl Dispatch<'_> {
+    /// An owned copy.
+    pub fn to_owned(self) -> OwnedDispatch {
+        match self {
+            Dispatch::Sms(m) => OwnedDispatch::Sms(m.clone()),
+            Dispatch::Call(c) => OwnedDispatch::Call(c.clone()),
+        }
+    }
+}
+
+/// The outcome of a call, to record (see [`crate::store::Store::finish_call`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallResult {
+    /// Final state, or `Queued` to retry at `retry_at`.
+    pub state: CallState,
+    /// Final SIP status, if one came.
+    pub sip_code: Option<u16>,
+    /// Details for operators.
+    pub detail: Option<String>,
+    /// With `state == Queued`: when to try again.
+    pub retry_at: Option<Millis>,
+}

@@ -156,6 +156,13 @@ impl CliPool {
         first.len() - shared
     }
 
+    /// What every number of the pool begins with (E.164, `+` and the
+    /// digits they share): what the app watches incoming calls for.
+    pub fn prefix(&self) -> String {
+        let first = self.runs[0].number(0);
+        first[..first.len() - self.differing_tail()].to_string()
+    }
+
     /// How many numbers.
     pub fn size(&self) -> u64 {
         self.size

@@ -1,6 +1,8 @@
-//! The verification service (channel `sms` first): start, check, cancel,
-//! status — on top of the store and the durable outbox.
+//! The verification service (channels `sms`, `voice`, `flash_call`):
+//! start, check, cancel, status — on top of the store, the durable outbox
+//! and the durable call queue.
 
+pub mod channels;
 pub mod cli_pool;
 pub mod code;
 pub mod phone;

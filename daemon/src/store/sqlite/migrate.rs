@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "prune_indexes",
         include_str!("../../../migrations/sqlite/0002_prune_indexes.sql"),
     ),
+    (
+        3,
+        "calls",
+        include_str!("../../../migrations/sqlite/0003_calls.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -33,9 +33,10 @@ use verigate_codecs::dlr::message_id_keys;
 use self::engine::Engine;
 use self::rows::{all, col, corrupt, exec, one, parse_state, to_json, write_err};
 use super::{
-    Account, ApiKeyRecord, AuditEvent, DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState,
-    Millis, OutboxDepth, OutboxMessage, RateDecision, RateHit, Resend, Service, Session, Store,
-    StoreError, StoreResult, Verification, VerificationStatus, WebhookJob,
+    Account, ApiKeyRecord, AuditEvent, CallJob, CallResult, CallState, Dispatch, DlrOutcome,
+    IdempotencyRecord, InsertOutcome, MessageState, Millis, OutboxDepth, OutboxMessage,
+    OwnedDispatch, RateDecision, RateHit, Resend, Service, Session, Store, StoreError, StoreResult,
+    Verification, VerificationStatus, WebhookJob,
 };
 
 /// How long SQLite waits for another process's write lock before giving up.
@@ -69,6 +70,13 @@ macro_rules! outbox_cols {
     () => {
         r#"id, verification_id, service, "to", "from", text, state, attempts, next_attempt_at,
            expires_at, smsc, message_ids, last_error, created_at, updated_at"#
+    };
+}
+
+macro_rules! call_cols {
+    () => {
+        r#"id, verification_id, service, kind, "to", caller, code, fallback_text, locale, state,
+           sip_code, detail, attempts, next_attempt_at, expires_at, created_at, updated_at"#
     };
 }
 
@@ -338,6 +346,64 @@ fn insert_message(c: &Connection, m: &OutboxMessage) -> StoreResult<()> {
     Ok(())
 }
 
+fn insert_call(c: &Connection, j: &CallJob) -> StoreResult<()> {
+    c.prepare_cached(concat!(
+        "INSERT INTO calls (",
+        call_cols!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    ))?
+    .execute(params![
+        j.id,
+        j.verification_id,
+        j.service,
+        j.kind.as_str(),
+        j.to,
+        j.caller,
+        j.code,
+        j.fallback_text,
+        j.locale,
+        j.state.as_str(),
+        j.sip_code,
+        j.detail,
+        j.attempts,
+        j.next_attempt_at,
+        j.expires_at,
+        j.created_at,
+        j.updated_at,
+    ])
+    .map_err(|e| write_err(e, &format!("call {}", j.id)))?;
+    Ok(())
+}
+
+fn insert_dispatch(c: &Connection, d: &OwnedDispatch) -> StoreResult<()> {
+    match d {
+        OwnedDispatch::Sms(m) => insert_message(c, m),
+        OwnedDispatch::Call(j) => insert_call(c, j),
+    }
+}
+
+/// Calls from an `UPDATE … RETURNING rowid AS seq, …`, oldest first.
+fn returned_calls(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<CallJob>> {
+    let mut calls = all(c, sql, params, |row| {
+        Ok((col::<i64>(row, "calls", "seq")?, rows::call(row)?))
+    })?;
+    calls.sort_by_key(|(seq, j)| (j.created_at, *seq));
+    Ok(calls.into_iter().map(|(_, j)| j).collect())
+}
+
+fn get_call(c: &Connection, id: &str) -> StoreResult<Option<CallJob>> {
+    one(
+        c,
+        concat!("SELECT ", call_cols!(), " FROM calls WHERE id = ?1"),
+        [id],
+        rows::call,
+    )
+}
+
 /// Messages from an `UPDATE … RETURNING rowid AS seq, …` (whose row order
 /// SQLite leaves unspecified), oldest first.
 fn returned_messages(
@@ -357,7 +423,7 @@ fn returned_messages(
 fn insert_verification(
     c: &Connection,
     v: &Verification,
-    first: &OutboxMessage,
+    first: &OwnedDispatch,
     idem: Option<&IdempotencyRecord>,
 ) -> StoreResult<InsertOutcome> {
     // A replayed request wins over the pending check: the replay of a
@@ -392,7 +458,7 @@ fn insert_verification(
         v.updated_at,
     ])
     .map_err(|e| write_err(e, &format!("verification {}", v.id)))?;
-    insert_message(c, first)?;
+    insert_dispatch(c, first)?;
     if let Some(idem) = idem {
         insert_idempotency(c, idem, v.created_at)?;
     }
@@ -428,7 +494,7 @@ fn record_resend(c: &Connection, r: &OwnedResend, at: Millis) -> StoreResult<boo
             ))),
         };
     }
-    insert_message(c, &r.message)?;
+    insert_dispatch(c, &r.send)?;
     if let Some(idem) = &r.idempotency {
         insert_idempotency(c, idem, at)?;
     }
@@ -441,7 +507,7 @@ struct OwnedResend {
     last_sent_at: Millis,
     code_hash: Vec<u8>,
     expires_at: Millis,
-    message: OutboxMessage,
+    send: OwnedDispatch,
     idempotency: Option<IdempotencyRecord>,
 }
 
@@ -799,10 +865,10 @@ impl Store for SqliteStore {
     async fn insert_verification(
         &self,
         v: &Verification,
-        first: &OutboxMessage,
+        first: Dispatch<'_>,
         idem: Option<&IdempotencyRecord>,
     ) -> StoreResult<InsertOutcome> {
-        let (v, first, idem) = (v.clone(), first.clone(), idem.cloned());
+        let (v, first, idem) = (v.clone(), first.to_owned(), idem.cloned());
         self.write(move |c| insert_verification(c, &v, &first, idem.as_ref()))
             .await
     }
@@ -874,7 +940,7 @@ impl Store for SqliteStore {
             last_sent_at: r.last_sent_at,
             code_hash: r.code_hash.to_vec(),
             expires_at: r.expires_at,
-            message: r.message.clone(),
+            send: r.send.to_owned(),
             idempotency: r.idempotency.cloned(),
         };
         self.write(move |c| record_resend(c, &r, at)).await
@@ -892,6 +958,170 @@ impl Store for SqliteStore {
                 write_err(e, &format!("idempotency key {} of service {}", rec.key, rec.service))
             })?;
             Ok(())
+        })
+        .await
+    }
+
+    // ---- calls
+
+    async fn enqueue_call(&self, call: &CallJob) -> StoreResult<()> {
+        let call = call.clone();
+        self.write(move |c| insert_call(c, &call)).await
+    }
+
+    async fn claim_calls(
+        &self,
+        now: Millis,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<CallJob>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Durable like claim_outbox: no call goes out for a start whose
+        // insert could still be lost.
+        self.write(move |c| {
+            returned_calls(
+                c,
+                concat!(
+                    "UPDATE calls
+                     SET state = 'calling', attempts = attempts + 1, lease_until = ?2, updated_at = ?1
+                     WHERE id IN (
+                         SELECT id FROM calls
+                         WHERE state IN ('queued', 'calling')
+                           AND ((state = 'queued' AND next_attempt_at <= ?1)
+                                OR (state = 'calling' AND COALESCE(lease_until, 0) <= ?1))
+                           AND expires_at >= ?1
+                         ORDER BY created_at, rowid
+                         LIMIT ?3)
+                     RETURNING rowid AS seq, ",
+                    call_cols!()
+                ),
+                params![now, now.saturating_add(lease_ms.max(0)), limit],
+            )
+        })
+        .await
+    }
+
+    async fn finish_call(&self, id: &str, r: &CallResult, at: Millis) -> StoreResult<CallJob> {
+        let (id, r) = (id.to_owned(), r.clone());
+        self.write(move |c| {
+            let retry = r.state == CallState::Queued;
+            if r.state == CallState::Calling || (retry && r.retry_at.is_none()) {
+                return Err(StoreError::Database(format!(
+                    "call {id}: {} is not an outcome",
+                    r.state.as_str()
+                )));
+            }
+            // Only an unfinished call changes (a late report from a worker
+            // whose lease ran out does not overwrite an outcome).
+            exec(
+                c,
+                "UPDATE calls
+                 SET state = ?2, sip_code = ?3, detail = ?4,
+                     next_attempt_at = COALESCE(?5, next_attempt_at),
+                     code = CASE WHEN ?6 THEN code ELSE NULL END,
+                     fallback_text = CASE WHEN ?6 THEN fallback_text ELSE NULL END,
+                     lease_until = NULL, updated_at = ?7
+                 WHERE id = ?1 AND state IN ('queued', 'calling')",
+                params![
+                    id,
+                    r.state.as_str(),
+                    r.sip_code,
+                    r.detail,
+                    r.retry_at,
+                    retry,
+                    at
+                ],
+            )?;
+            get_call(c, &id)?.ok_or_else(|| StoreError::NotFound(format!("call {id}")))
+        })
+        .await
+    }
+
+    async fn cancel_calls_for_verification(
+        &self,
+        verification_id: &str,
+        at: Millis,
+    ) -> StoreResult<Vec<CallJob>> {
+        let vid = verification_id.to_owned();
+        self.write(move |c| {
+            // The worker of a `calling` call hangs up and records what the
+            // network said; a queued one is never placed.
+            let calling = all(
+                c,
+                concat!(
+                    "SELECT ",
+                    call_cols!(),
+                    " FROM calls WHERE verification_id = ?1 AND state = 'calling' ORDER BY created_at, rowid"
+                ),
+                [&vid],
+                rows::call,
+            )?;
+            exec(
+                c,
+                "UPDATE calls SET state = 'canceled', code = NULL, fallback_text = NULL, lease_until = NULL,
+                     detail = 'the verification was closed first', updated_at = ?2
+                 WHERE verification_id = ?1 AND state = 'queued'",
+                params![vid, at],
+            )?;
+            Ok(calling)
+        })
+        .await
+    }
+
+    async fn expire_calls(&self, now: Millis) -> StoreResult<Vec<CallJob>> {
+        self.write(move |c| {
+            returned_calls(
+                c,
+                concat!(
+                    "UPDATE calls SET state = 'expired', code = NULL, fallback_text = NULL,
+                         lease_until = NULL, updated_at = ?1
+                     WHERE state IN ('queued', 'calling') AND expires_at < ?1
+                       AND (state = 'queued' OR COALESCE(lease_until, 0) <= ?1)
+                     RETURNING rowid AS seq, ",
+                    call_cols!()
+                ),
+                [now],
+            )
+        })
+        .await
+    }
+
+    async fn get_call(&self, id: &str) -> StoreResult<Option<CallJob>> {
+        let id = id.to_owned();
+        self.read(move |c| get_call(c, &id)).await
+    }
+
+    async fn calls_for_verification(&self, verification_id: &str) -> StoreResult<Vec<CallJob>> {
+        let vid = verification_id.to_owned();
+        self.read(move |c| {
+            all(
+                c,
+                concat!(
+                    "SELECT ",
+                    call_cols!(),
+                    " FROM calls WHERE verification_id = ?1 ORDER BY created_at, rowid"
+                ),
+                [vid],
+                rows::call,
+            )
+        })
+        .await
+    }
+
+    async fn flash_clis_in_use(&self, to: &str, now: Millis) -> StoreResult<Vec<String>> {
+        let to = to.to_owned();
+        self.read(move |c| {
+            all(
+                c,
+                r#"SELECT DISTINCT calls.caller AS caller FROM calls
+                   JOIN verifications v ON v.id = calls.verification_id
+                   WHERE calls."to" = ?1 AND calls.kind = 'flash_call' AND calls.caller IS NOT NULL
+                     AND v.status = 'pending' AND v.expires_at > ?2"#,
+                params![to, now],
+                |row| col(row, "calls", "caller"),
+            )
         })
         .await
     }

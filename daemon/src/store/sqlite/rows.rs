@@ -4,8 +4,8 @@ use rusqlite::types::FromSql;
 use rusqlite::{Connection, ErrorCode, Params, Row};
 
 use crate::store::{
-    Account, ApiKeyRecord, AuditEvent, MessageState, OutboxMessage, Service, Session, StoreError,
-    StoreResult, Verification, VerificationStatus, WebhookJob,
+    Account, ApiKeyRecord, AuditEvent, CallJob, CallKind, CallState, MessageState, OutboxMessage,
+    Service, Session, StoreError, StoreResult, Verification, VerificationStatus, WebhookJob,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -205,5 +205,35 @@ pub fn audit(row: &Row<'_>) -> StoreResult<AuditEvent> {
         service: col(row, T, "service")?,
         kind: col(row, T, "kind")?,
         detail: col_json(row, T, "detail")?,
+    })
+}
+
+pub fn call(row: &Row<'_>) -> StoreResult<CallJob> {
+    const T: &str = "calls";
+    let kind: String = col(row, T, "kind")?;
+    let state: String = col(row, T, "state")?;
+    let sip_code: Option<i64> = col(row, T, "sip_code")?;
+    Ok(CallJob {
+        id: col(row, T, "id")?,
+        verification_id: col(row, T, "verification_id")?,
+        service: col(row, T, "service")?,
+        kind: CallKind::parse(&kind)
+            .ok_or_else(|| corrupt(T, "kind", format!("unknown kind {kind:?}")))?,
+        to: col(row, T, "to")?,
+        caller: col(row, T, "caller")?,
+        code: col(row, T, "code")?,
+        fallback_text: col(row, T, "fallback_text")?,
+        locale: col(row, T, "locale")?,
+        state: CallState::parse(&state)
+            .ok_or_else(|| corrupt(T, "state", format!("unknown state {state:?}")))?,
+        sip_code: sip_code
+            .map(|c| u16::try_from(c).map_err(|_| corrupt(T, "sip_code", c)))
+            .transpose()?,
+        detail: col(row, T, "detail")?,
+        attempts: col_u32(row, T, "attempts")?,
+        next_attempt_at: col(row, T, "next_attempt_at")?,
+        expires_at: col(row, T, "expires_at")?,
+        created_at: col(row, T, "created_at")?,
+        updated_at: col(row, T, "updated_at")?,
     })
 }

@@ -142,7 +142,10 @@ async fn writes_return_only_after_a_wal_flush() {
     check("revoke_api_keys");
     let v = verification("vf_durable", svc, to, 1_000);
     let m = message("msg_durable", &v.id, svc, to, 1_000);
-    store.insert_verification(&v, &m, None).await.unwrap();
+    store
+        .insert_verification(&v, (&m).into(), None)
+        .await
+        .unwrap();
     check("insert_verification");
     let claimed = store.claim_outbox(1_000, 10, 60_000).await.unwrap();
     assert_eq!(claimed.len(), 1);
@@ -172,7 +175,7 @@ async fn writes_return_only_after_a_wal_flush() {
                 last_sent_at: 1_000,
                 code_hash: &[9; 32],
                 expires_at: 700_000,
-                message: &m2,
+                send: (&m2).into(),
                 idempotency: None,
             },
             1_002,
@@ -272,7 +275,7 @@ async fn data_survives_reopening() {
             .await
             .expect("create_service");
         let outcome = store
-            .insert_verification(&v, &m, None)
+            .insert_verification(&v, (&m).into(), None)
             .await
             .expect("insert_verification");
         assert_eq!(outcome, InsertOutcome::Created);
@@ -357,7 +360,7 @@ async fn concurrent_starts_create_one_pending() {
                 "+15550000001",
                 1_000 + i,
             );
-            store.insert_verification(&v, &m, None).await
+            store.insert_verification(&v, (&m).into(), None).await
         }));
     }
     let mut created = 0;
@@ -408,7 +411,7 @@ async fn racing_claimers_never_share_a_message() {
         let to = format!("+1555{i:07}");
         let v = verification(&format!("vf_{i}"), "svc-claim", &to, 1_000 + i);
         let m = message(&format!("msg_{i}"), &v.id, "svc-claim", &to, 1_000 + i);
-        a.insert_verification(&v, &m, None)
+        a.insert_verification(&v, (&m).into(), None)
             .await
             .expect("insert_verification");
     }
@@ -488,7 +491,7 @@ async fn unknown_enum_text_is_corrupt() {
     let v = verification("vf_corrupt", "svc-corrupt", "+15550000001", 1_000);
     let m = message("msg_corrupt", &v.id, "svc-corrupt", "+15550000001", 1_000);
     store
-        .insert_verification(&v, &m, None)
+        .insert_verification(&v, (&m).into(), None)
         .await
         .expect("insert_verification");
     store
