@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod probe;
 pub mod run;
+pub mod sip;
 pub mod smpp;
 pub mod store;
 pub mod verify;

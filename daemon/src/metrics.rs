@@ -29,6 +29,8 @@ pub struct Metrics {
     pub throttles: IntCounter,
     /// Outbox messages by state (set at scrape time).
     pub queue_depth: IntGaugeVec,
+    /// Call outcomes by kind (`voice`, `flash_call`) and state.
+    pub calls: IntCounterVec,
 }
 
 impl Metrics {
@@ -62,8 +64,14 @@ impl Metrics {
             &["state"],
         )
         .expect("metric");
+        let calls = IntCounterVec::new(
+            Opts::new("calls_total", "Call outcomes by kind and state"),
+            &["kind", "state"],
+        )
+        .expect("metric");
         for c in [
-            Box::new(verifications.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(calls.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(verifications.clone()),
             Box::new(binds_up.clone()),
             Box::new(submit_latency.clone()),
             Box::new(sends.clone()),
@@ -82,6 +90,7 @@ impl Metrics {
             dlrs,
             throttles,
             queue_depth,
+            calls,
         }
     }
 
@@ -105,6 +114,11 @@ pub fn verification(channel: &str, outcome: &str) {
         .verifications
         .with_label_values(&[channel, outcome])
         .inc();
+}
+
+/// Counts a call outcome.
+pub fn call(kind: &str, state: &str) {
+    get().calls.with_label_values(&[kind, state]).inc();
 }
 
 #[cfg(test)]

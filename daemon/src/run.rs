@@ -147,10 +147,11 @@ async fn bootstrap_key(
     }
 }
 
-/// The lab SMSC simulator child process and where it listens.
+/// A lab simulator child process and where it listens.
 struct LabSim {
     child: Child,
-    smpp: SocketAddr,
+    /// SMPP or SIP address.
+    addr: SocketAddr,
     control: String,
 }
 
@@ -162,6 +163,37 @@ impl Drop for LabSim {
 }
 
 fn start_lab_sim(l: &config::LabSmsc, smsc: Option<&SmscEntry>) -> Result<LabSim, StartError> {
+    let mut args: Vec<String> = ["smsc", "--listen", &l.listen, "--control", &l.control]
+        .map(String::from)
+        .to_vec();
+    if let Some(s) = smsc {
+        args.extend(["--system-id".into(), s.system_id.clone()]);
+        args.extend(["--password".into(), s.password.clone()]);
+    }
+    if let Some(d) = l.dlr_delay {
+        args.extend(["--dlr-delay-ms".into(), d.0.as_millis().to_string()]);
+    }
+    spawn_sim(&args, "smpp", &l.listen, &l.control)
+}
+
+fn start_lab_switch(l: &config::LabSwitch) -> Result<LabSim, StartError> {
+    let mut args: Vec<String> = ["switch", "--listen", &l.listen, "--control", &l.control]
+        .map(String::from)
+        .to_vec();
+    if let (Some(u), Some(p)) = (&l.username, &l.password) {
+        args.extend(["--username".into(), u.clone(), "--password".into(), p.clone()]);
+    }
+    spawn_sim(&args, "sip", &l.listen, &l.control)
+}
+
+/// Starts `verigate-sim` (beside this binary) with `args`; it prints one
+/// JSON line naming its ports (`addr_key` and `control`).
+fn spawn_sim(
+    args: &[String],
+    addr_key: &str,
+    listen: &str,
+    control: &str,
+) -> Result<LabSim, StartError> {
     let exe = std::env::current_exe().map_err(|e| StartError::Environment(e.to_string()))?;
     let sim: PathBuf = exe.with_file_name("verigate-sim");
     if !sim.exists() {
@@ -170,22 +202,9 @@ fn start_lab_sim(l: &config::LabSmsc, smsc: Option<&SmscEntry>) -> Result<LabSim
             sim.display()
         )));
     }
-    let mut cmd = Command::new(&sim);
-    cmd.args([
-        "smsc",
-        "--listen",
-        &l.listen,
-        "--control",
-        &l.control,
-        "--exit-with-stdin",
-    ]);
-    if let Some(s) = smsc {
-        cmd.args(["--system-id", &s.system_id, "--password", &s.password]);
-    }
-    if let Some(d) = l.dlr_delay {
-        cmd.args(["--dlr-delay-ms", &d.0.as_millis().to_string()]);
-    }
-    let mut child = cmd
+    let mut child = Command::new(&sim)
+        .args(args)
+        .arg("--exit-with-stdin")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -200,25 +219,98 @@ fn start_lab_sim(l: &config::LabSmsc, smsc: Option<&SmscEntry>) -> Result<LabSim
         .ok()
         .and_then(|v| {
             Some((
-                v["smpp"].as_str()?.parse().ok()?,
+                v[addr_key].as_str()?.parse().ok()?,
                 v["control"].as_str()?.to_string(),
             ))
         });
     match banner {
-        Some((smpp, control)) => Ok(LabSim {
+        Some((addr, control)) => Ok(LabSim {
             child,
-            smpp,
+            addr,
             control,
         }),
         None => {
             let _ = child.kill();
             let _ = child.wait();
             Err(StartError::Environment(format!(
-                "lab simulator did not start (is {} or {} in use?)",
-                l.listen, l.control
+                "lab simulator `{}` did not start (is {listen} or {control} in use?)",
+                args[0]
             )))
         }
     }
+}
+
+/// Starts the call side: SIP engine, prompts, call worker. None when no
+/// trunk is configured (the call channels then refuse starts).
+async fn start_calls(
+    cfg: &Config,
+    lab: Option<&LabSim>,
+    store: Arc<dyn Store>,
+    verify: &Arc<VerifyService>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<Option<(crate::sip::engine::SipEngine, tokio::task::JoinHandle<()>)>, StartError> {
+    let channels = crate::verify::channels::CallChannels::from_config(cfg)
+        .map_err(|e| StartError::Environment(format!("flash_call.pool: {e}")))?;
+    verify.set_call_channels(channels);
+    if cfg.sip_trunk.is_empty() {
+        return Ok(None);
+    }
+    let dir = if cfg.voice.prompts_dir.is_empty() {
+        verigate_prompts::bundled_dir()
+    } else {
+        PathBuf::from(&cfg.voice.prompts_dir)
+    };
+    let prompts = crate::calls::Prompts::load(&dir, &cfg.voice.locales)
+        .map_err(|e| StartError::Environment(format!("voice prompts: {e}")))?;
+    let mut trunks = cfg.sip_trunk.clone();
+    for t in &mut trunks {
+        // In lab mode a trunk with port 0 means "the lab switch".
+        if let (Some(lab), 0) = (lab, t.port) {
+            t.host = lab.addr.ip().to_string();
+            t.port = lab.addr.port();
+        }
+    }
+    // The engine outlives the worker: calls ended at shutdown still need
+    // their CANCEL/BYE sent. Dropping the engine's last clone does not stop
+    // it; the token does, after the worker is done.
+    let engine_stop = tokio_util::sync::CancellationToken::new();
+    let engine = crate::sip::engine::SipEngine::start(&cfg.sip, &trunks, engine_stop.clone())
+        .await
+        .map_err(|e| StartError::Environment(e.to_string()))?;
+    let (hang_tx, hang_rx) = mpsc::unbounded_channel();
+    verify.set_hangups(hang_tx);
+    let v = &cfg.voice;
+    let settings = crate::calls::CallSettings {
+        voice: crate::sip::script::VoiceTiming {
+            ring_timeout: v.ring_timeout.0,
+            dtmf_wait: v.dtmf_wait.0,
+            max_duration: v.max_duration.0,
+            max_repeats: v.max_repeats,
+        },
+        flash: crate::sip::script::FlashTiming {
+            ring_timeout: cfg.flash_call.ring_timeout.0,
+            ring_hold: cfg.flash_call.ring_hold.0,
+        },
+        max_attempts: v.max_attempts,
+        retry_delay: cfg.outbox.retry_delay.0,
+        batch: 256,
+        idle_poll: Duration::from_millis(50),
+        reading: verigate_prompts::Reading::default(),
+        sms_sender: cfg.verify.sender.clone(),
+    };
+    let worker = tokio::spawn(crate::calls::run(
+        store,
+        Arc::new(engine.clone()),
+        Arc::new(prompts),
+        settings,
+        hang_rx,
+        shutdown,
+    ));
+    let worker = tokio::spawn(async move {
+        let _ = worker.await;
+        engine_stop.cancel();
+    });
+    Ok(Some((engine, worker)))
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -256,8 +348,8 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         let mut sc = smsc_config(e);
         // In lab mode an SMSC with port 0 means "the lab simulator".
         if let (Some(lab), 0) = (&lab, e.port) {
-            sc.host = lab.smpp.ip().to_string();
-            sc.port = lab.smpp.port();
+            sc.host = lab.addr.ip().to_string();
+            sc.port = lab.addr.port();
         }
         router.add(SmscClient::start(sc, ev_tx.clone()), &e.prefixes);
     }
@@ -268,6 +360,19 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         secret.clone(),
         cfg.verify.clone(),
     ));
+    let lab_switch = match &cfg.lab.switch {
+        Some(l) => Some(start_lab_switch(l)?),
+        None => None,
+    };
+    let calls_stop = tokio_util::sync::CancellationToken::new();
+    let calls = start_calls(
+        &cfg,
+        lab_switch.as_ref(),
+        store.clone(),
+        &verify,
+        calls_stop.clone(),
+    )
+    .await?;
     let state_secret = secret.clone();
     let callers = Arc::new(crate::app::CallerCache::new(crate::app::CALLER_CACHE_TTL));
     let state = AppState {
@@ -344,8 +449,11 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         serde_json::json!({
             "api": api_addr.to_string(),
             "admin": admin_addr.to_string(),
-            "lab_smsc": lab.as_ref().map(|l| l.smpp.to_string()),
+            "lab_smsc": lab.as_ref().map(|l| l.addr.to_string()),
             "lab_control": lab.as_ref().map(|l| l.control.clone()),
+            "sip": calls.as_ref().map(|(e, _)| e.local_addr().to_string()),
+            "lab_switch": lab_switch.as_ref().map(|l| l.addr.to_string()),
+            "lab_switch_control": lab_switch.as_ref().map(|l| l.control.clone()),
         })
     );
     let mut stop_api = stop_rx.clone();
@@ -361,6 +469,11 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     info!("shutting down: API stops, in-flight submits drain, binds unbind");
     let _ = stop_tx.send(true);
     let _ = server.await;
+    // Calls in progress get CANCEL or BYE; their outcomes are stored.
+    calls_stop.cancel();
+    if let Some((_, worker)) = calls {
+        let _ = worker.await;
+    }
     let _ = sender.await;
     let _ = webhooks.await;
     expiry.abort();

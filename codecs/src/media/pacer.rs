@@ -93,6 +93,16 @@ impl Lateness {
         self.max_micros = self.max_micros.max(micros);
     }
 
+    /// Adds another record's counts to this one.
+    pub fn merge(&mut self, other: &Lateness) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.max_micros = self.max_micros.max(other.max_micros);
+        self.skipped += other.skipped;
+    }
+
     /// Phases recorded.
     pub fn count(&self) -> u64 {
         self.count

@@ -427,4 +427,7 @@ pub struct CallResult {
     pub detail: Option<String>,
     /// With `state == Queued`: when to try again.
     pub retry_at: Option<Millis>,
+    /// An SMS to queue with the outcome (a failed voice call's fallback),
+    /// in the same transaction.
+    pub fallback: Option<OutboxMessage>,
 }

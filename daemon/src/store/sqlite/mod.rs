@@ -1015,7 +1015,7 @@ impl Store for SqliteStore {
             }
             // Only an unfinished call changes (a late report from a worker
             // whose lease ran out does not overwrite an outcome).
-            exec(
+            let changed = exec(
                 c,
                 "UPDATE calls
                  SET state = ?2, sip_code = ?3, detail = ?4,
@@ -1034,6 +1034,11 @@ impl Store for SqliteStore {
                     at
                 ],
             )?;
+            if changed == 1 && !retry {
+                if let Some(m) = &r.fallback {
+                    insert_message(c, m)?;
+                }
+            }
             get_call(c, &id)?.ok_or_else(|| StoreError::NotFound(format!("call {id}")))
         })
         .await

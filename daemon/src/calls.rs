@@ -1,0 +1,370 @@
+//! The call queue's worker: claims stored calls (with a lease, like the
+//! outbox), places them through a [`CallPlacer`], runs the voice or
+//! flash-call script on each, and stores the outcome (with a voice call's
+//! SMS fallback in the same transaction).
+
+use crate::app::now_ms;
+use crate::sip::script::{
+    Action, Clip, Ended, FlashScript, FlashTiming, Input, Outcome, VoiceScript, VoiceTiming,
+};
+use crate::sip::{CallEvent, CallPlacer, CallSpec, Command, PlaceError};
+use crate::store::{CallJob, CallKind, CallResult, CallState, MessageState, OutboxMessage, Store};
+use crate::verify::service::new_id;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use verigate_codecs::media::g711::Law;
+use verigate_prompts::{EncodedPrompts, Prompt, PromptError, PromptSet, Reading};
+
+/// Prompt sets of every voice locale, in both laws, encoded once.
+#[derive(Debug, Default)]
+pub struct Prompts {
+    sets: HashMap<(String, Law), EncodedPrompts>,
+}
+
+impl Prompts {
+    /// Loads `locales` from `dir` (one folder per locale); refuses a set
+    /// with a missing or malformed file, naming it.
+    pub fn load(dir: &Path, locales: &[String]) -> Result<Self, PromptError> {
+        let mut sets = HashMap::new();
+        for l in locales {
+            let set = PromptSet::load(dir, l)?;
+            for law in [Law::Ulaw, Law::Alaw] {
+                sets.insert((l.clone(), law), set.encode(law));
+            }
+        }
+        Ok(Self { sets })
+    }
+
+    fn get(&self, locale: &str, law: Law) -> Option<&EncodedPrompts> {
+        self.sets.get(&(locale.to_string(), law))
+    }
+}
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    /// Voice timing.
+    pub voice: VoiceTiming,
+    /// Flash-call timing.
+    pub flash: FlashTiming,
+    /// Placement attempts on a temporary failure.
+    pub max_attempts: u32,
+    /// Delay before a retry when the trunk named none.
+    pub retry_delay: Duration,
+    /// Calls claimed per round.
+    pub batch: u32,
+    /// Pause when nothing is due.
+    pub idle_poll: Duration,
+    /// Pauses of the reading.
+    pub reading: Reading,
+    /// Sender address of fallback SMS.
+    pub sms_sender: String,
+}
+
+impl CallSettings {
+    /// A claimed call is another worker's again after this: longer than
+    /// any call can last.
+    fn lease(&self) -> Duration {
+        self.voice.ring_timeout
+            + self.voice.max_duration
+            + self.flash.ring_timeout
+            + Duration::from_secs(120)
+    }
+}
+
+/// Calls being run, by call id, with their stop signal.
+type Running = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<()>>>>;
+
+/// Runs the call queue until `shutdown`, then ends the calls in progress
+/// (CANCEL or BYE) and waits for their outcomes to be stored.
+pub async fn run(
+    store: Arc<dyn Store>,
+    placer: Arc<dyn CallPlacer>,
+    prompts: Arc<Prompts>,
+    settings: CallSettings,
+    mut hangups: mpsc::UnboundedReceiver<String>,
+    shutdown: CancellationToken,
+) {
+    let running: Running = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let now = now_ms();
+        match store.expire_calls(now).await {
+            Ok(expired) => {
+                for c in expired {
+                    crate::metrics::call(c.kind.as_str(), CallState::Expired.as_str());
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot expire calls"),
+        }
+        let claimed = match store
+            .claim_calls(now, settings.batch, settings.lease().as_millis() as i64)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot claim calls");
+                Vec::new()
+            }
+        };
+        let idle = claimed.is_empty();
+        for job in claimed {
+            let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+            running
+                .lock()
+                .expect("running lock")
+                .insert(job.id.clone(), stop_tx);
+            let ctx = Ctx {
+                store: store.clone(),
+                placer: placer.clone(),
+                prompts: prompts.clone(),
+                settings: settings.clone(),
+                running: running.clone(),
+            };
+            tasks.spawn(ctx.run_one(job, stop_rx));
+        }
+        while tasks.try_join_next().is_some() {}
+        let pause = if idle {
+            settings.idle_poll
+        } else {
+            Duration::ZERO
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(pause) => {}
+            Some(id) = hangups.recv() => {
+                if let Some(tx) = running.lock().expect("running lock").get(&id) {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    }
+    for tx in running.lock().expect("running lock").values() {
+        let _ = tx.send(());
+    }
+    // CANCEL/BYE complete within 64·T1; past that the leases hand the
+    // calls' records back.
+    let _ = tokio::time::timeout(Duration::from_secs(35), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+struct Ctx {
+    store: Arc<dyn Store>,
+    placer: Arc<dyn CallPlacer>,
+    prompts: Arc<Prompts>,
+    settings: CallSettings,
+    running: Running,
+}
+
+enum Script {
+    Voice(VoiceScript),
+    Flash(FlashScript),
+}
+
+impl Script {
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Script::Voice(s) => s.poll_timeout(),
+            Script::Flash(s) => s.poll_timeout(),
+        }
+    }
+    fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+        match self {
+            Script::Voice(s) => s.handle_timeout(now),
+            Script::Flash(s) => s.handle_timeout(now),
+        }
+    }
+    fn handle(&mut self, now: Instant, i: Input) -> (Vec<Action>, Option<Outcome>) {
+        match self {
+            Script::Voice(s) => s.handle(now, i),
+            Script::Flash(s) => s.handle(now, i),
+        }
+    }
+}
+
+impl Ctx {
+    async fn run_one(self, job: CallJob, stop: mpsc::UnboundedReceiver<()>) {
+        let outcome = self.call(&job, stop).await;
+        self.running
+            .lock()
+            .expect("running lock")
+            .remove(&job.id);
+        let now = now_ms();
+        let result = match &outcome {
+            Placed::Later(d) => CallResult {
+                state: CallState::Queued,
+                sip_code: None,
+                detail: Some("every trunk for the number was busy; will retry".into()),
+                retry_at: Some(now + d.as_millis() as i64),
+                fallback: None,
+            },
+            Placed::Done(o) => match o
+                .retry
+                .filter(|_| job.attempts < self.settings.max_attempts)
+            {
+                Some(ra) => CallResult {
+                    state: CallState::Queued,
+                    sip_code: o.sip_code,
+                    detail: Some(format!("{}; will retry", o.detail)),
+                    retry_at: Some(
+                        now + ra.unwrap_or(self.settings.retry_delay).as_millis() as i64,
+                    ),
+                    fallback: None,
+                },
+                None => CallResult {
+                    state: o.state,
+                    sip_code: o.sip_code,
+                    detail: Some(o.detail.clone()),
+                    retry_at: None,
+                    fallback: self.fallback(&job, o.state, now),
+                },
+            },
+        };
+        match self.store.finish_call(&job.id, &result, now).await {
+            Ok(after) => {
+                if after.state.is_final() {
+                    crate::metrics::call(job.kind.as_str(), after.state.as_str());
+                    info!(
+                        call = %job.id,
+                        kind = job.kind.as_str(),
+                        state = after.state.as_str(),
+                        sip = ?after.sip_code,
+                        fallback = result.fallback.is_some(),
+                        "call ended"
+                    );
+                }
+            }
+            Err(e) => {
+                warn!(call = %job.id, error = %e, "cannot record the call's outcome; it will be claimed again after its lease")
+            }
+        }
+    }
+
+    /// The SMS a failed voice call falls back to, if the start asked for one.
+    fn fallback(&self, job: &CallJob, state: CallState, now: i64) -> Option<OutboxMessage> {
+        let failed = matches!(
+            state,
+            CallState::Busy | CallState::NoAnswer | CallState::Failed
+        );
+        let text = job.fallback_text.clone().filter(|_| failed)?;
+        Some(OutboxMessage {
+            id: new_id("msg"),
+            verification_id: job.verification_id.clone(),
+            service: job.service.clone(),
+            to: job.to.clone(),
+            from: self.settings.sms_sender.clone(),
+            text,
+            state: MessageState::Queued,
+            attempts: 0,
+            next_attempt_at: now,
+            expires_at: job.expires_at,
+            smsc: None,
+            message_ids: Vec::new(),
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    async fn call(&self, job: &CallJob, mut stop: mpsc::UnboundedReceiver<()>) -> Placed {
+        let spec = CallSpec {
+            to: job.to.clone(),
+            caller: job.caller.clone(),
+        };
+        let mut call = match self.placer.place(spec).await {
+            Ok(c) => c,
+            Err(PlaceError::Busy { retry_in }) => {
+                return Placed::Later(retry_in.unwrap_or(Duration::from_secs(1)));
+            }
+            Err(e) => {
+                return Placed::Done(Outcome {
+                    state: CallState::Failed,
+                    sip_code: None,
+                    detail: e.to_string(),
+                    retry: None,
+                })
+            }
+        };
+        let now = Instant::now();
+        let mut script = match job.kind {
+            CallKind::Voice => Script::Voice(VoiceScript::new(now, self.settings.voice)),
+            CallKind::FlashCall => Script::Flash(FlashScript::new(now, self.settings.flash)),
+        };
+        let mut law = None;
+        let mut stopped = false;
+        loop {
+            let deadline = script.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (actions, outcome) = tokio::select! {
+                ev = call.events.recv() => {
+                    let input = match ev {
+                        Some(CallEvent::Ringing) => Input::Ringing,
+                        Some(CallEvent::EarlyMedia) => Input::EarlyMedia,
+                        Some(CallEvent::Answered(l)) => {
+                            law = Some(l);
+                            Input::Answered
+                        }
+                        Some(CallEvent::Media(crate::sip::media::MediaEvent::Drained)) => Input::Drained,
+                        Some(CallEvent::Media(crate::sip::media::MediaEvent::Dtmf(k))) => Input::Dtmf(k),
+                        Some(CallEvent::Ended(e)) => Input::Ended(e),
+                        None => Input::Ended(Ended::NoResponse("the call's driver stopped".into())),
+                    };
+                    script.handle(Instant::now(), input)
+                }
+                _ = sleep => (script.handle_timeout(Instant::now()), None),
+                s = stop.recv(), if !stopped => {
+                    stopped = true;
+                    let _ = s;
+                    script.handle(Instant::now(), Input::Stop)
+                }
+            };
+            for a in actions {
+                let cmd = match a {
+                    Action::End => Command::End,
+                    Action::Clear => Command::Clear,
+                    Action::Play(clip) => match self.audio(job, law, clip) {
+                        Some(audio) => Command::Play(audio),
+                        None => {
+                            warn!(call = %job.id, locale = %job.locale, "no prompts or code for the call; hanging up");
+                            Command::End
+                        }
+                    },
+                };
+                let _ = call.commands.send(cmd);
+            }
+            if let Some(o) = outcome {
+                return Placed::Done(o);
+            }
+        }
+    }
+
+    fn audio(&self, job: &CallJob, law: Option<Law>, clip: Clip) -> Option<Arc<[u8]>> {
+        let p = self.prompts.get(&job.locale, law?)?;
+        match clip {
+            Clip::Code => p
+                .code_message(job.code.as_deref()?, &self.settings.reading)
+                .ok()
+                .map(Arc::from),
+            Clip::Goodbye => Some(Arc::from(p.clip(Prompt::Goodbye))),
+        }
+    }
+}
+
+enum Placed {
+    /// No trunk could take it now.
+    Later(Duration),
+    /// The call happened (or failed).
+    Done(Outcome),
+}

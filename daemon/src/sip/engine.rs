@@ -1,0 +1,735 @@
+//! Placing calls over SIP with rsipstack (pinned, `=0.7.14`), behind
+//! [`CallPlacer`]. rsipstack runs the transactions (Timers A/B/D, ACKs,
+//! CANCEL after a provisional, the 200/CANCEL race answered with ACK+BYE);
+//! we add what it lacks or gets wrong for a carrier trunk: digest answers
+//! with SHA-256 ([`verigate_codecs::sip::digest`]; its own parser refuses
+//! RFC 7616's `SHA-256`), per-trunk admission ([`super::gate`]), OPTIONS
+//! pings, dialog removal after termination (it keeps confirmed dialogs
+//! otherwise), and the media ([`super::media`]). docs/sip-rsipstack.md
+//! lists what was verified about it.
+
+use super::gate::{Gate, Refusal};
+use super::media::{Media, MediaEvent, Stream};
+use super::script::Ended;
+use super::{CallEvent, CallPlacer, CallSpec, Command, PlaceError, PlacedCall};
+use crate::config::{CallerIdStyle, SipConfig, SipTransport, SipTrunkEntry};
+use rand::rngs::OsRng;
+use rand::Rng;
+use rsipstack::dialog::dialog::{DialogState, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, StatusCode, Transport, Uri};
+use rsipstack::transaction::endpoint::{EndpointInnerRef, EndpointOption};
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::{udp::UdpConnection, SipAddr, TcpListenerConnection, TransportLayer};
+use rsipstack::EndpointBuilder;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use verigate_codecs::sdp;
+use verigate_codecs::sip::digest::Challenge;
+
+/// One configured trunk, resolved.
+#[derive(Debug)]
+struct Trunk {
+    cfg: SipTrunkEntry,
+    target: SocketAddr,
+    transport: Transport,
+    domain: String,
+    gate: Mutex<Gate>,
+}
+
+impl Trunk {
+    fn routes(&self, to: &str) -> bool {
+        let d = to.trim_start_matches('+');
+        self.cfg.prefixes.is_empty()
+            || self
+                .cfg
+                .prefixes
+                .iter()
+                .any(|p| d.starts_with(p.trim_start_matches('+')))
+    }
+
+    fn uri(&self, user: &str, host: &str) -> String {
+        match self.transport {
+            Transport::Tcp => format!("sip:{user}@{host};transport=tcp;user=phone"),
+            _ => format!("sip:{user}@{host};user=phone"),
+        }
+    }
+}
+
+struct Inner {
+    ep: EndpointInnerRef,
+    dl: Arc<DialogLayer>,
+    trunks: Vec<Trunk>,
+    media: Media,
+    /// Address in SDP and Contact.
+    public_ip: IpAddr,
+    /// Our SIP address, for Contact.
+    sip_addr: SocketAddr,
+    token: CancellationToken,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipEngine")
+            .field("sip_addr", &self.sip_addr)
+            .field("trunks", &self.trunks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SIP engine: one endpoint (UDP and TCP on `[sip] listen`) for every trunk.
+#[derive(Debug, Clone)]
+pub struct SipEngine {
+    inner: Arc<Inner>,
+}
+
+/// Why the engine could not start (the operator's configuration or the machine).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A socket could not be opened.
+    #[error("cannot listen for SIP on {addr}: {why}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        why: String,
+    },
+    /// A trunk host does not resolve.
+    #[error("sip_trunk {name}: cannot resolve {host}:{port}: {why}")]
+    Resolve {
+        /// Trunk name.
+        name: String,
+        /// Host.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Why.
+        why: String,
+    },
+    /// Media threads could not start.
+    #[error("cannot start media threads: {0}")]
+    Media(String),
+}
+
+impl SipEngine {
+    /// Opens the endpoint and starts serving; `trunks` are resolved now.
+    pub async fn start(
+        cfg: &SipConfig,
+        trunks: &[SipTrunkEntry],
+        token: CancellationToken,
+    ) -> Result<Self, StartError> {
+        let listen: SocketAddr = cfg.listen.parse().map_err(|e| StartError::Listen {
+            addr: cfg.listen.clone(),
+            why: format!("{e}"),
+        })?;
+        let listen_err = |e: rsipstack::Error| StartError::Listen {
+            addr: cfg.listen.clone(),
+            why: e.to_string(),
+        };
+        let tl = TransportLayer::new(token.child_token());
+        let udp = UdpConnection::create_connection(listen, None, Some(token.child_token()))
+            .await
+            .map_err(listen_err)?;
+        // Port 0: TCP listens on the port UDP got.
+        let bound = udp.get_addr().get_socketaddr().map_err(listen_err)?;
+        tl.add_transport(udp.into());
+        let tcp = TcpListenerConnection::new(bound.into(), None)
+            .await
+            .map_err(listen_err)?;
+        tl.add_transport(tcp.into());
+        let t1 = cfg.t1.0;
+        let ep = EndpointBuilder::new()
+            .with_user_agent(concat!("verigate/", env!("CARGO_PKG_VERSION")))
+            .with_cancel_token(token.clone())
+            .with_transport_layer(tl)
+            .with_option(EndpointOption {
+                t1,
+                t1x64: 64 * t1,
+                // Timer C above any ring timeout we allow (170 s), so a
+                // long ring is ended by our CANCEL, not a local 408.
+                timerc: Duration::from_secs(185),
+                ..Default::default()
+            })
+            .build();
+        let incoming = ep.incoming_transactions().map_err(listen_err)?;
+        let dl = Arc::new(DialogLayer::new(ep.inner.clone()));
+        let serve = ep.inner.clone();
+        tokio::spawn(async move { serve.serve().await });
+        tokio::spawn(serve_incoming(dl.clone(), incoming));
+        let public_ip = if cfg.public_ip.is_empty() {
+            bound.ip()
+        } else {
+            cfg.public_ip.parse().map_err(|_| StartError::Listen {
+                addr: cfg.public_ip.clone(),
+                why: "not an IP address".into(),
+            })?
+        };
+        let now = Instant::now();
+        let mut resolved = Vec::new();
+        for t in trunks {
+            let target = tokio::net::lookup_host((t.host.as_str(), t.port))
+                .await
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| StartError::Resolve {
+                    name: t.name.clone(),
+                    host: t.host.clone(),
+                    port: t.port,
+                    why: "no address".into(),
+                })?;
+            resolved.push(Trunk {
+                cfg: t.clone(),
+                target,
+                transport: match t.transport {
+                    SipTransport::Udp => Transport::Udp,
+                    SipTransport::Tcp => Transport::Tcp,
+                },
+                domain: if t.from_domain.is_empty() {
+                    t.host.clone()
+                } else {
+                    t.from_domain.clone()
+                },
+                gate: Mutex::new(Gate::new(now, t.calls_per_second, t.max_concurrent)),
+            });
+        }
+        let media =
+            Media::start(cfg.media_workers).map_err(|e| StartError::Media(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            ep: ep.inner.clone(),
+            dl,
+            trunks: resolved,
+            media,
+            public_ip,
+            sip_addr: SocketAddr::new(public_ip, bound.port()),
+            token,
+        });
+        for i in 0..inner.trunks.len() {
+            if !inner.trunks[i].cfg.options_interval.0.is_zero() {
+                tokio::spawn(ping(inner.clone(), i));
+            }
+        }
+        Ok(Self { inner })
+    }
+
+    /// Our SIP address (the port chosen when `[sip] listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.sip_addr
+    }
+
+    /// The media threads (for lateness figures).
+    pub fn media(&self) -> &Media {
+        &self.inner.media
+    }
+
+    /// Dialogs the stack holds (0 when no call is up: none leaks).
+    pub fn dialogs(&self) -> usize {
+        self.inner.dl.len()
+    }
+}
+
+/// Requests that are not ours to start: in-dialog ones (a BYE from the
+/// far end) go to their dialog; OPTIONS is answered; the rest get 481.
+async fn serve_incoming(
+    dl: Arc<DialogLayer>,
+    mut incoming: rsipstack::transaction::TransactionReceiver,
+) {
+    while let Some(mut tx) = incoming.recv().await {
+        if let Some(mut d) = dl.match_dialog(&tx) {
+            tokio::spawn(async move {
+                let _ = d.handle(&mut tx).await;
+            });
+            continue;
+        }
+        let reply = match tx.original.method {
+            Method::Options => StatusCode::OK,
+            Method::Invite => StatusCode::NotAcceptableHere,
+            Method::Ack => continue,
+            _ => StatusCode::CallTransactionDoesNotExist,
+        };
+        tokio::spawn(async move {
+            let _ = tx.reply(reply).await;
+        });
+    }
+}
+
+/// OPTIONS every `options_interval`; any response means the trunk is up,
+/// none (Timer F) means down. Ends with the engine.
+async fn ping(inner: Arc<Inner>, i: usize) {
+    let t = &inner.trunks[i];
+    let mut every = tokio::time::interval(t.cfg.options_interval.0);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = inner.token.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let up = options(&inner, t).await;
+        let mut g = t.gate.lock().expect("gate lock");
+        if g.is_up() != up {
+            if up {
+                tracing::info!(trunk = %t.cfg.name, "trunk answers OPTIONS again");
+            } else {
+                tracing::warn!(trunk = %t.cfg.name, "trunk does not answer OPTIONS; no new calls on it");
+            }
+        }
+        g.on_health(up);
+    }
+}
+
+async fn options(inner: &Inner, t: &Trunk) -> bool {
+    let build = || -> rsipstack::Result<Transaction> {
+        let uri: Uri = t.uri("ping", &t.target.to_string()).as_str().try_into()?;
+        let from = rsipstack::sip::typed::From {
+            display_name: None,
+            uri: format!("sip:verigate@{}", t.domain).as_str().try_into()?,
+            params: vec![],
+        }
+        .with_tag(rsipstack::transaction::make_tag());
+        let to = rsipstack::sip::typed::To {
+            display_name: None,
+            uri: uri.clone(),
+            params: vec![],
+        };
+        let dest = SipAddr::new(t.transport, t.target.into());
+        let via = inner.ep.get_via(Some(dest.clone()), None)?;
+        let req = inner
+            .ep
+            .make_request(Method::Options, uri, via, from, to, 1, None);
+        let key = TransactionKey::from_request(&req, TransactionRole::Client)?;
+        let mut tx = Transaction::new_client(key, req, inner.ep.clone(), None);
+        tx.destination = Some(dest);
+        Ok(tx)
+    };
+    let Ok(mut tx) = build() else { return false };
+    if tx.send().await.is_err() {
+        return false;
+    }
+    while let Some(msg) = tx.receive().await {
+        if let rsipstack::sip::SipMessage::Response(r) = msg {
+            if r.status_code.code() >= 200 {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[async_trait::async_trait]
+impl CallPlacer for SipEngine {
+    async fn place(&self, spec: CallSpec) -> Result<PlacedCall, PlaceError> {
+        let inner = &self.inner;
+        let now = Instant::now();
+        let mut soonest: Option<Instant> = None;
+        let mut any = false;
+        let mut chosen = None;
+        for (i, t) in inner.trunks.iter().enumerate() {
+            if !t.routes(&spec.to) {
+                continue;
+            }
+            any = true;
+            match t.gate.lock().expect("gate lock").admit(now) {
+                Ok(()) => {
+                    chosen = Some(i);
+                    break;
+                }
+                Err(Refusal::Until(at)) => soonest = Some(soonest.map_or(at, |s| s.min(at))),
+                Err(Refusal::Full) | Err(Refusal::Down) => {}
+            }
+        }
+        if !any {
+            return Err(PlaceError::NoRoute(spec.to));
+        }
+        let Some(i) = chosen else {
+            return Err(PlaceError::Busy {
+                retry_in: soonest.map(|s| s - now),
+            });
+        };
+        let t = &inner.trunks[i];
+        let release = || t.gate.lock().expect("gate lock").release();
+        let caller = match spec.caller.clone().or_else(|| {
+            (!t.cfg.caller_id.is_empty()).then(|| t.cfg.caller_id.clone())
+        }) {
+            Some(c) => c,
+            None => {
+                release();
+                return Err(PlaceError::Config(format!(
+                    "sip_trunk {}: caller_id is not set, and voice calls need a caller number",
+                    t.cfg.name
+                )));
+            }
+        };
+        let socket = match std::net::UdpSocket::bind((inner.public_ip, 0)) {
+            Ok(s) => s,
+            Err(e) => {
+                release();
+                return Err(PlaceError::Local(format!("cannot open an RTP socket: {e}")));
+            }
+        };
+        let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        let offer = sdp::offer(OsRng.gen::<u32>().into(), inner.public_ip, rtp_port);
+        let call_id = format!("{:032x}@verigate", OsRng.gen::<u128>());
+        let callee = t.uri(&spec.to, &t.target.to_string());
+        let opt = match invite_option(inner, t, &caller, &callee, &call_id, offer) {
+            Ok(o) => o,
+            Err(e) => {
+                release();
+                return Err(PlaceError::Local(format!("cannot build the INVITE: {e}")));
+            }
+        };
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            inner: self.inner.clone(),
+            trunk: i,
+            callee,
+            socket: Some(socket),
+            events: ev_tx,
+        };
+        tokio::spawn(driver.run(opt, cmd_rx));
+        Ok(PlacedCall {
+            events: ev_rx,
+            commands: cmd_tx,
+            trunk: t.cfg.name.clone(),
+            call_id,
+        })
+    }
+}
+
+fn invite_option(
+    inner: &Inner,
+    t: &Trunk,
+    caller: &str,
+    callee: &str,
+    call_id: &str,
+    offer: String,
+) -> rsipstack::Result<InviteOption> {
+    let from = format!("sip:{caller}@{};user=phone", t.domain);
+    let mut headers = Vec::new();
+    if t.cfg.caller_id_style == CallerIdStyle::Pai {
+        headers.push(Header::PAssertedIdentity(format!("<{from}>").into()));
+    }
+    Ok(InviteOption {
+        caller: from.as_str().try_into()?,
+        callee: callee.try_into()?,
+        destination: Some(SipAddr::new(t.transport, t.target.into())),
+        contact: format!("sip:{caller}@{}", inner.sip_addr)
+            .as_str()
+            .try_into()?,
+        content_type: Some("application/sdp".into()),
+        offer: Some(offer.into_bytes()),
+        headers: Some(headers),
+        call_id: Some(call_id.to_string()),
+        ..Default::default()
+    })
+}
+
+/// Runs one call: the INVITE (and one authenticated retry), the dialog's
+/// states, our commands, the media.
+struct Driver {
+    inner: Arc<Inner>,
+    trunk: usize,
+    callee: String,
+    socket: Option<std::net::UdpSocket>,
+    events: mpsc::UnboundedSender<CallEvent>,
+}
+
+/// Longest we wait for the stack to finish a call we ended (64·T1 at
+/// the largest T1 we allow, and then some).
+const END_GRACE: Duration = Duration::from_secs(40);
+
+impl Driver {
+    async fn run(mut self, mut opt: InviteOption, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let ended = self.attempts(&mut opt, &mut commands).await;
+        let t = &self.inner.trunks[self.trunk];
+        {
+            let mut g = t.gate.lock().expect("gate lock");
+            g.release();
+            if let Ended::Refused {
+                code: 503,
+                retry_after,
+            } = &ended
+            {
+                g.on_503(Instant::now(), *retry_after);
+            }
+        }
+        let _ = self.events.send(CallEvent::Ended(ended));
+    }
+
+    async fn attempts(
+        &mut self,
+        opt: &mut InviteOption,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Ended {
+        let mut authenticated = false;
+        loop {
+            match self.attempt(opt.clone(), commands).await {
+                Attempt::Done(e) => return e,
+                Attempt::Challenged(resp) => {
+                    let t = &self.inner.trunks[self.trunk];
+                    let code = resp.status_code.code();
+                    if authenticated || t.cfg.username.is_empty() {
+                        return Ended::Refused {
+                            code,
+                            retry_after: None,
+                        };
+                    }
+                    authenticated = true;
+                    let (name, reply) = if code == 407 {
+                        ("proxy-authenticate", true)
+                    } else {
+                        ("www-authenticate", false)
+                    };
+                    let challenges: Vec<String> = resp
+                        .headers
+                        .iter()
+                        .filter(|h| h.name().eq_ignore_ascii_case(name))
+                        .map(|h| h.value().to_string())
+                        .collect();
+                    let refs: Vec<&str> = challenges.iter().map(String::as_str).collect();
+                    let answer = Challenge::preferred(&refs).and_then(|c| {
+                        c.answer(
+                            &t.cfg.username,
+                            &t.cfg.password,
+                            "INVITE",
+                            &self.callee,
+                            &format!("{:016x}", OsRng.gen::<u64>()),
+                            1,
+                        )
+                    });
+                    let answer = match answer {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(trunk = %t.cfg.name, error = %e, "cannot answer the trunk's digest challenge");
+                            return Ended::Refused {
+                                code,
+                                retry_after: None,
+                            };
+                        }
+                    };
+                    let h = if reply {
+                        Header::ProxyAuthorization(answer.into())
+                    } else {
+                        Header::Authorization(answer.into())
+                    };
+                    opt.headers.get_or_insert_with(Vec::new).push(h);
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &mut self,
+        opt: InviteOption,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Attempt {
+        let dl = self.inner.dl.clone();
+        let (stx, mut states) = dl.new_dialog_state_channel();
+        let (dialog, mut join) = match dl.do_invite_async(opt, stx) {
+            Ok(x) => x,
+            Err(e) => return Attempt::Done(Ended::NoResponse(e.to_string())),
+        };
+        let (media_tx, mut media_rx) = mpsc::unbounded_channel::<MediaEvent>();
+        let stop = CancellationToken::new();
+        let _stop_media = stop.clone().drop_guard();
+        let mut stream: Option<Stream> = None;
+        let mut confirmed = false;
+        let mut join_done = false;
+        let mut ending_since: Option<tokio::time::Instant> = None;
+        let mut cancel_sent = false;
+        let mut final_code: Option<u16> = None;
+        loop {
+            let grace = async {
+                match ending_since {
+                    Some(t) => tokio::time::sleep_until(t + END_GRACE).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                s = states.recv() => match s {
+                    Some(DialogState::Early(_, resp)) => {
+                        let code = resp.status_code.code();
+                        let ev = if code == 183 && !resp.body.is_empty() {
+                            CallEvent::EarlyMedia
+                        } else {
+                            CallEvent::Ringing
+                        };
+                        let _ = self.events.send(ev);
+                    }
+                    Some(DialogState::Confirmed(_, resp)) => {
+                        if confirmed {
+                            continue;
+                        }
+                        confirmed = true;
+                        let body = String::from_utf8_lossy(&resp.body).into_owned();
+                        match self.open_media(&body, media_tx.clone(), stop.clone()) {
+                            Ok((s, law)) => {
+                                stream = Some(s);
+                                let _ = self.events.send(CallEvent::Answered(law));
+                            }
+                            Err(why) => {
+                                tracing::warn!(error = %why, "answered with unusable SDP; hanging up");
+                                let _ = dialog.bye().await;
+                                ending_since.get_or_insert_with(tokio::time::Instant::now);
+                                if !cancel_sent {
+                                    final_code.get_or_insert(488);
+                                }
+                            }
+                        }
+                    }
+                    Some(DialogState::Terminated(id, reason)) => {
+                        dl.remove_dialog(&id);
+                        if confirmed {
+                            return Attempt::Done(Ended::Hangup);
+                        }
+                        // An unanswered call ends when the INVITE does.
+                        if join_done {
+                            return Attempt::Done(self.unanswered(final_code, &reason));
+                        }
+                        if let Ok(r) = tokio::time::timeout(Duration::from_secs(2), &mut join).await {
+                            return self.final_of(r, cancel_sent, &reason);
+                        }
+                        return Attempt::Done(self.unanswered(final_code, &reason));
+                    }
+                    Some(_) => {}
+                    None => {
+                        return Attempt::Done(if confirmed { Ended::Hangup } else {
+                            Ended::NoResponse("the SIP stack stopped".into())
+                        });
+                    }
+                },
+                r = &mut join, if !join_done => {
+                    join_done = true;
+                    match &r {
+                        Ok(Ok((_, Some(resp)))) if resp.status_code.code() < 300 => {
+                            // Answered: the dialog states carry on.
+                            final_code = Some(resp.status_code.code());
+                        }
+                        _ => return self.final_of(r, cancel_sent, &TerminatedReason::Timeout),
+                    }
+                }
+                c = commands.recv() => match c {
+                    Some(Command::Play(a)) => if let Some(s) = &stream { s.play(a) },
+                    Some(Command::Pause(d)) => if let Some(s) = &stream { s.pause(d) },
+                    Some(Command::Clear) => if let Some(s) = &stream { s.clear() },
+                    Some(Command::End) | None => {
+                        if ending_since.is_some() && (confirmed || cancel_sent) {
+                            continue;
+                        }
+                        ending_since = Some(tokio::time::Instant::now());
+                        if confirmed {
+                            let _ = dialog.bye().await;
+                        } else {
+                            cancel_sent = true;
+                            // Deferred by the stack until a provisional
+                            // came (RFC 3261 §9.1).
+                            let _ = dialog.cancel().await;
+                        }
+                    }
+                },
+                m = media_rx.recv() => if let Some(m) = m {
+                    let _ = self.events.send(CallEvent::Media(m));
+                },
+                _ = grace => {
+                    return Attempt::Done(if confirmed { Ended::Hangup } else {
+                        Ended::NoResponse("the far end did not finish the call after we ended it".into())
+                    });
+                }
+            }
+        }
+    }
+
+    fn final_of(
+        &self,
+        r: Result<rsipstack::dialog::invitation::InviteAsyncResult, tokio::task::JoinError>,
+        cancel_sent: bool,
+        reason: &TerminatedReason,
+    ) -> Attempt {
+        match r {
+            Ok(Ok((_, Some(resp)))) => {
+                let code = resp.status_code.code();
+                if (code == 401 || code == 407) && !cancel_sent {
+                    return Attempt::Challenged(Box::new(resp));
+                }
+                if code == 487 && cancel_sent {
+                    return Attempt::Done(Ended::Canceled);
+                }
+                if code < 300 {
+                    // A 200 that raced our CANCEL: the stack sent ACK and BYE.
+                    return Attempt::Done(Ended::Hangup);
+                }
+                let retry_after = resp
+                    .header_value("Retry-After")
+                    .and_then(|v| v.split(';').next()?.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                Attempt::Done(Ended::Refused { code, retry_after })
+            }
+            Ok(Ok((_, None))) => Attempt::Done(self.unanswered(None, reason)),
+            Ok(Err(e)) => Attempt::Done(Ended::NoResponse(e.to_string())),
+            Err(e) => Attempt::Done(Ended::NoResponse(format!("call task failed: {e}"))),
+        }
+    }
+
+    fn unanswered(&self, code: Option<u16>, reason: &TerminatedReason) -> Ended {
+        if let Some(code) = code.filter(|c| *c >= 300) {
+            return Ended::Refused {
+                code,
+                retry_after: None,
+            };
+        }
+        match reason {
+            TerminatedReason::UacCancel => Ended::Canceled,
+            TerminatedReason::Timeout => Ended::NoResponse("no final response (Timer B)".into()),
+            TerminatedReason::UasBusy | TerminatedReason::UacBusy => Ended::Refused {
+                code: 486,
+                retry_after: None,
+            },
+            TerminatedReason::UasDecline => Ended::Refused {
+                code: 603,
+                retry_after: None,
+            },
+            TerminatedReason::ProxyError(c)
+            | TerminatedReason::UacOther(c)
+            | TerminatedReason::UasOther(c) => Ended::Refused {
+                code: c.code(),
+                retry_after: None,
+            },
+            TerminatedReason::ProxyAuthRequired => Ended::Refused {
+                code: 407,
+                retry_after: None,
+            },
+            TerminatedReason::UacBye | TerminatedReason::UasBye => Ended::Hangup,
+        }
+    }
+
+    /// Negotiates the answer and starts sending.
+    fn open_media(
+        &mut self,
+        answer: &str,
+        events: mpsc::UnboundedSender<MediaEvent>,
+        stop: CancellationToken,
+    ) -> Result<(Stream, verigate_codecs::media::g711::Law), String> {
+        let n = sdp::negotiate(answer).map_err(|e| e.to_string())?;
+        let socket = self
+            .socket
+            .take()
+            .ok_or_else(|| "media already open".to_string())?;
+        let remote = SocketAddr::new(n.remote.0, n.remote.1);
+        let s = self
+            .inner
+            .media
+            .open(socket, remote, n.pt, n.law, n.telephone_event, events, stop)
+            .map_err(|e| e.to_string())?;
+        Ok((s, n.law))
+    }
+}
+
+enum Attempt {
+    Done(Ended),
+    Challenged(Box<rsipstack::sip::Response>),
+}
