@@ -192,10 +192,7 @@ impl Script {
 impl Ctx {
     async fn run_one(self, job: CallJob, stop: mpsc::UnboundedReceiver<()>) {
         let outcome = self.call(&job, stop).await;
-        self.running
-            .lock()
-            .expect("running lock")
-            .remove(&job.id);
+        self.running.lock().expect("running lock").remove(&job.id);
         let now = now_ms();
         let result = match &outcome {
             Placed::Later(d) => CallResult {

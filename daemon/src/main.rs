@@ -267,7 +267,15 @@ fn main() -> ExitCode {
             format: "text".into(),
         },
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VERIGATE_LOG")
+    let spec = std::env::var("VERIGATE_LOG").unwrap_or_else(|_| log.filter.clone());
+    // rsipstack logs every SIP message at info (with the phone numbers in
+    // them): quiet unless the filter names it.
+    let spec = if spec.contains("rsipstack") {
+        spec
+    } else {
+        format!("{spec},rsipstack=warn")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.filter));
     let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)

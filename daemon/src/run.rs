@@ -181,7 +181,12 @@ fn start_lab_switch(l: &config::LabSwitch) -> Result<LabSim, StartError> {
         .map(String::from)
         .to_vec();
     if let (Some(u), Some(p)) = (&l.username, &l.password) {
-        args.extend(["--username".into(), u.clone(), "--password".into(), p.clone()]);
+        args.extend([
+            "--username".into(),
+            u.clone(),
+            "--password".into(),
+            p.clone(),
+        ]);
     }
     spawn_sim(&args, "sip", &l.listen, &l.control)
 }

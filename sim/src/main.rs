@@ -1,6 +1,7 @@
 //! `verigate-sim`: simulators for labs and tests.
 
 mod smsc;
+mod switch;
 
 use clap::{Parser, Subcommand};
 use smsc::{DlrSettings, Faults, IdFormat, SimState};
@@ -23,6 +24,34 @@ struct Cli {
 enum Cmd {
     /// A simulated SMSC with handset inboxes and fault injection.
     Smsc(SmscArgs),
+    /// A simulated SIP switch routing calls to handsets that ring, answer
+    /// and listen, press keys, are busy or unreachable.
+    Switch(SwitchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SwitchArgs {
+    /// SIP listen address, UDP and TCP (port 0 picks a free port; printed).
+    #[arg(long, default_value = "127.0.0.1:5080")]
+    listen: String,
+    /// Control API listen address (loopback).
+    #[arg(long, default_value = "127.0.0.1:8780")]
+    control: String,
+    /// Challenge every INVITE (407) for this digest user name.
+    #[arg(long, requires = "password")]
+    username: Option<String>,
+    /// Digest password.
+    #[arg(long, requires = "username")]
+    password: Option<String>,
+    /// Digest algorithm of the challenge: MD5 or SHA-256.
+    #[arg(long, default_value = "MD5")]
+    algorithm: String,
+    /// Behaviour of handsets without their own, as JSON (see PUT /default).
+    #[arg(long)]
+    default: Option<String>,
+    /// Exit when standard input closes.
+    #[arg(long)]
+    exit_with_stdin: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,7 +107,86 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match cli.cmd {
         Cmd::Smsc(a) => rt.block_on(run_smsc(a)),
+        Cmd::Switch(a) => rt.block_on(run_switch(a)),
     }
+}
+
+async fn run_switch(a: SwitchArgs) -> ExitCode {
+    if !matches!(a.algorithm.as_str(), "MD5" | "SHA-256") {
+        eprintln!("verigate-sim switch: --algorithm must be MD5 or SHA-256");
+        return ExitCode::from(64);
+    }
+    let listen: std::net::SocketAddr = match a.listen.parse() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("verigate-sim switch: --listen {:?}: {e}", a.listen);
+            return ExitCode::from(64);
+        }
+    };
+    let state = Arc::new(switch::state::SwitchState::new(a.username.zip(a.password)));
+    if let Some(d) = &a.default {
+        match serde_json::from_str::<switch::state::Behaviour>(d) {
+            Ok(b) if switch::state::MODES.contains(&b.mode.as_str()) => state.set_default(b),
+            Ok(b) => {
+                eprintln!(
+                    "verigate-sim switch: --default mode {:?} is not one of {}",
+                    b.mode,
+                    switch::state::MODES.join(", ")
+                );
+                return ExitCode::from(64);
+            }
+            Err(e) => {
+                eprintln!("verigate-sim switch: --default is not valid: {e}");
+                return ExitCode::from(64);
+            }
+        }
+    }
+    let control = match TcpListener::bind(&a.control).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("verigate-sim switch: cannot listen on {}: {e}", a.control);
+            return ExitCode::from(71);
+        }
+    };
+    let token = tokio_util::sync::CancellationToken::new();
+    let sw = match switch::start(listen, state.clone(), a.algorithm, token.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("verigate-sim switch: cannot start on {}: {e}", a.listen);
+            return ExitCode::from(71);
+        }
+    };
+    let control_addr = control
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!(
+        "{}",
+        serde_json::json!({"sip": sw.addr.to_string(), "control": control_addr})
+    );
+    let stdin_closed = async {
+        if a.exit_with_stdin {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 64];
+            let mut stdin = tokio::io::stdin();
+            while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+        } else {
+            std::future::pending::<()>().await
+        }
+    };
+    tokio::select! {
+        _ = stdin_closed => {}
+        r = axum::serve(control, switch::control::router(state)) => {
+            if let Err(e) = r {
+                eprintln!("verigate-sim switch: control API failed: {e}");
+                return ExitCode::from(70);
+            }
+        }
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm() => {}
+    }
+    token.cancel();
+    ExitCode::SUCCESS
 }
 
 async fn run_smsc(a: SmscArgs) -> ExitCode {

@@ -139,7 +139,7 @@ impl SipEngine {
         // Port 0: TCP listens on the port UDP got.
         let bound = udp.get_addr().get_socketaddr().map_err(listen_err)?;
         tl.add_transport(udp.into());
-        let tcp = TcpListenerConnection::new(bound.into(), None)
+        let tcp = TcpListenerConnection::new(bound, None)
             .await
             .map_err(listen_err)?;
         tl.add_transport(tcp.into());
@@ -154,6 +154,7 @@ impl SipEngine {
                 // Timer C above any ring timeout we allow (170 s), so a
                 // long ring is ended by our CANCEL, not a local 408.
                 timerc: Duration::from_secs(185),
+                callid_suffix: Some("verigate".into()),
                 ..Default::default()
             })
             .build();
@@ -282,6 +283,8 @@ async fn ping(inner: Arc<Inner>, i: usize) {
     }
 }
 
+// rsipstack's error type is large; these run once per call or ping.
+#[allow(clippy::result_large_err)]
 async fn options(inner: &Inner, t: &Trunk) -> bool {
     let build = || -> rsipstack::Result<Transaction> {
         let uri: Uri = t.uri("ping", &t.target.to_string()).as_str().try_into()?;
@@ -297,7 +300,13 @@ async fn options(inner: &Inner, t: &Trunk) -> bool {
             params: vec![],
         };
         let dest = SipAddr::new(t.transport, t.target.into());
-        let via = inner.ep.get_via(Some(dest.clone()), None)?;
+        // Via names our own address on the trunk's transport.
+        let ours = inner
+            .ep
+            .get_addrs()
+            .into_iter()
+            .find(|a| a.r#type == Some(t.transport));
+        let via = inner.ep.get_via(ours, None)?;
         let req = inner
             .ep
             .make_request(Method::Options, uri, via, from, to, 1, None);
@@ -352,9 +361,11 @@ impl CallPlacer for SipEngine {
         };
         let t = &inner.trunks[i];
         let release = || t.gate.lock().expect("gate lock").release();
-        let caller = match spec.caller.clone().or_else(|| {
-            (!t.cfg.caller_id.is_empty()).then(|| t.cfg.caller_id.clone())
-        }) {
+        let caller = match spec
+            .caller
+            .clone()
+            .or_else(|| (!t.cfg.caller_id.is_empty()).then(|| t.cfg.caller_id.clone()))
+        {
             Some(c) => c,
             None => {
                 release();
@@ -401,6 +412,7 @@ impl CallPlacer for SipEngine {
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn invite_option(
     inner: &Inner,
     t: &Trunk,

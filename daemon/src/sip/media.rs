@@ -95,6 +95,7 @@ impl Media {
     /// `pt` of `law`, telephone-events on `te_pt`), with random SSRC,
     /// sequence and timestamp. Events go to `events`; the receive task
     /// ends with `stop`.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         &self,
         socket: UdpSocket,
