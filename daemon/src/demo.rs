@@ -115,7 +115,19 @@ async fn connect(config_path: &Path, sets: &[String], cfg: &Config) -> Result<La
         "verigate demo — no daemon answers at {}; starting a lab daemon for the demo …",
         cfg.api.listen
     );
-    let (api, control, own) = start_own(config_path, sets).map_err(DemoError::Environment)?;
+    let mut sets = sets.to_vec();
+    if cfg.lab.switch.is_some() {
+        // The lab switch and our SIP side on free ports too.
+        sets.extend(
+            [
+                "lab.switch.listen=127.0.0.1:0",
+                "lab.switch.control=127.0.0.1:0",
+                "sip.listen=127.0.0.1:0",
+            ]
+            .map(String::from),
+        );
+    }
+    let (api, control, own) = start_own(config_path, &sets).map_err(DemoError::Environment)?;
     wait_ready(&probe, &api)
         .await
         .map_err(DemoError::Environment)?;

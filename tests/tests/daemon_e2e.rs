@@ -13,6 +13,8 @@ struct Daemon {
     api: String,
     admin: String,
     control: String,
+    /// The lab switch's control API, if it runs.
+    switch: String,
     _dir: PathBuf,
 }
 
@@ -34,6 +36,9 @@ impl Daemon {
             "api.admin_listen=127.0.0.1:0",
             "lab.smsc.listen=127.0.0.1:0",
             "lab.smsc.control=127.0.0.1:0",
+            "lab.switch.listen=127.0.0.1:0",
+            "lab.switch.control=127.0.0.1:0",
+            "sip.listen=127.0.0.1:0",
         ];
         all.extend_from_slice(sets);
         Daemon::start_in(
@@ -66,6 +71,10 @@ impl Daemon {
             api: v["api"].as_str().unwrap().to_string(),
             admin: v["admin"].as_str().unwrap().to_string(),
             control: v["lab_control"].as_str().unwrap_or(control).to_string(),
+            switch: v["lab_switch_control"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             child,
             _dir: dir,
         }
@@ -720,6 +729,9 @@ fn sighup_reloads_templates_and_sigterm_exits_cleanly() {
             "api.admin_listen=127.0.0.1:0",
             "lab.smsc.listen=127.0.0.1:0",
             "lab.smsc.control=127.0.0.1:0",
+            "lab.switch.listen=127.0.0.1:0",
+            "lab.switch.control=127.0.0.1:0",
+            "sip.listen=127.0.0.1:0",
         ],
         "",
     );
@@ -973,6 +985,12 @@ fn the_log_section_sets_format_and_filter() {
             "--set",
             "lab.smsc.control=127.0.0.1:0",
             "--set",
+            "lab.switch.listen=127.0.0.1:0",
+            "--set",
+            "lab.switch.control=127.0.0.1:0",
+            "--set",
+            "sip.listen=127.0.0.1:0",
+            "--set",
             "log.format=json",
             "--set",
             "log.filter=verigate=info",
@@ -995,4 +1013,374 @@ fn the_log_section_sets_format_and_filter() {
         v["target"].as_str().unwrap_or("").starts_with("verigate"),
         "{line}"
     );
+}
+
+// ---- calls: voice and flash call against the lab switch
+
+/// The calls handset `to` received, from the lab switch.
+fn handset_calls(d: &Daemon, to: &str) -> Vec<serde_json::Value> {
+    let (st, body) = http(&d.switch, "GET", &format!("/handsets/{to}/calls"), None);
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["calls"].as_array().cloned().unwrap_or_default()
+}
+
+fn set_handset(d: &Daemon, to: &str, behaviour: serde_json::Value) {
+    let (st, body) = http(
+        &d.switch,
+        "PUT",
+        &format!("/handsets/{to}"),
+        Some(&behaviour.to_string()),
+    );
+    assert_eq!(st, 200, "{body}");
+}
+
+/// Waits for the handset's `nth` call to reach a final outcome.
+fn finished_call(d: &Daemon, to: &str, nth: usize, within: Duration) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let calls = handset_calls(d, to);
+        if let Some(c) = calls.get(nth) {
+            let o = c["outcome"].as_str().unwrap_or_default();
+            if !matches!(o, "ringing" | "answered") {
+                return c.clone();
+            }
+        }
+        assert!(
+            start.elapsed() < within,
+            "call {nth} to {to} did not finish in {within:?}: {calls:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits for the verification's latest call to have an outcome.
+fn call_outcome(d: &Daemon, id: &str) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let (_, v) = d.call("GET", &format!("/v1/verifications/{id}"), None);
+        let state = v["call"]["state"].as_str().unwrap_or_default().to_string();
+        if !matches!(state.as_str(), "queued" | "calling" | "") {
+            return v["call"].clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The digits read after the last "your code is" the handset heard.
+fn last_reading(call: &serde_json::Value) -> String {
+    let prompts: Vec<&str> = call["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let last = prompts
+        .iter()
+        .rposition(|p| *p == "CodeIs")
+        .expect("a reading");
+    prompts[last + 1..]
+        .iter()
+        .take_while(|p| **p != "Repeat")
+        .filter_map(|p| {
+            p.strip_prefix("Digit(")?
+                .strip_suffix(')')
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+fn start_call(d: &Daemon, to: &str, body: serde_json::Value) -> serde_json::Value {
+    let mut b = body;
+    b["to"] = serde_json::json!(to);
+    let (st, v) = d.call("POST", "/v1/verifications", Some(b));
+    assert_eq!(st, 201, "{v}");
+    v
+}
+
+fn check(d: &Daemon, id: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    d.call("POST", &format!("/v1/verifications/{id}/check"), Some(body))
+}
+
+#[test]
+fn a_voice_call_reads_the_code_in_english_and_mandarin_and_the_code_approves() {
+    let d = Daemon::start(&[]);
+    for (to, locale) in [("+447400300001", "en"), ("+8613988888888", "zh")] {
+        let v = start_call(
+            &d,
+            to,
+            serde_json::json!({"channel": "voice", "locale": locale}),
+        );
+        let id = v["id"].as_str().unwrap();
+        assert_eq!(v["call"]["state"], "queued", "{v}");
+        let call = finished_call(&d, to, 0, Duration::from_secs(60));
+        assert_eq!(call["caller"], "+442071838750", "{call}");
+        assert_eq!(call["readings"], 1, "{call}");
+        let code = call["heard"].as_str().unwrap().to_string();
+        assert_eq!(code.len(), 6, "the handset heard the whole code: {call}");
+        // Read twice, then "press 1", then goodbye, then BYE from us.
+        let prompts = call["prompts"].to_string();
+        assert!(
+            prompts.contains("Repeat") && prompts.ends_with("\"Goodbye\"]"),
+            "{prompts}"
+        );
+        assert_eq!(last_reading(&call), code);
+        assert_eq!(call["hung_up_by"], "caller");
+        let c = call_outcome(&d, id);
+        assert_eq!(c["state"], "answered", "{c}");
+        assert_eq!(c["sip_code"], 200);
+        let (st, r) = check(&d, id, serde_json::json!({"code": code}));
+        assert_eq!((st, r["status"].as_str()), (200, Some("approved")), "{r}");
+    }
+}
+
+#[test]
+fn pressing_1_hears_the_code_again() {
+    let d = Daemon::start(&[]);
+    let to = "+447400300002";
+    set_handset(
+        &d,
+        to,
+        serde_json::json!({"mode": "answer", "keys": "1", "key_after_ms": 4000}),
+    );
+    // 4 s in, "your verification code is" has been heard whole (a press
+    // during it cuts it short, and a cut prompt is not recognised).
+    let v = start_call(&d, to, serde_json::json!({"channel": "voice"}));
+    let call = finished_call(&d, to, 0, Duration::from_secs(60));
+    assert_eq!(call["keys_sent"], "1");
+    assert_eq!(call["readings"], 2, "read again after the key: {call}");
+    let code = last_reading(&call);
+    let (_, r) = check(
+        &d,
+        v["id"].as_str().unwrap(),
+        serde_json::json!({"code": code}),
+    );
+    assert_eq!(r["status"], "approved", "{r}");
+    let c = call_outcome(&d, v["id"].as_str().unwrap());
+    assert_eq!(c["state"], "answered");
+}
+
+#[test]
+fn a_busy_voice_call_reports_486_and_falls_back_to_sms() {
+    let d = Daemon::start(&[]);
+    let to = "+447400300003";
+    set_handset(&d, to, serde_json::json!({"mode": "busy"}));
+    let v = start_call(
+        &d,
+        to,
+        serde_json::json!({"channel": "voice", "fallback": "sms"}),
+    );
+    let id = v["id"].as_str().unwrap();
+    let c = call_outcome(&d, id);
+    assert_eq!(
+        (c["state"].as_str(), c["sip_code"].as_u64()),
+        (Some("busy"), Some(486)),
+        "{c}"
+    );
+    // The fallback SMS carries the same code.
+    let text = handset_text(&d.control, "447400300003", 0);
+    let (_, r) = check(&d, id, serde_json::json!({"code": code_in(&text)}));
+    assert_eq!(r["status"], "approved", "{r}");
+    // Without fallback: the verification stays pending, no SMS.
+    let to = "+447400300004";
+    set_handset(&d, to, serde_json::json!({"mode": "unreachable"}));
+    let v = start_call(&d, to, serde_json::json!({"channel": "voice"}));
+    let c = call_outcome(&d, v["id"].as_str().unwrap());
+    assert_eq!(
+        (c["state"].as_str(), c["sip_code"].as_u64()),
+        (Some("no_answer"), Some(480)),
+        "{c}"
+    );
+}
+
+#[test]
+fn a_flash_call_rings_from_a_pool_number_is_cancelled_and_the_caller_approves() {
+    let d = Daemon::start(&[]);
+    let to = "+447400300005";
+    let v = start_call(&d, to, serde_json::json!({"channel": "flash_call"}));
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(v["flash_call"]["cli_prefix"], "+447400900", "{v}");
+    assert_eq!(v["flash_call"]["report_digits"], 4);
+    let call = finished_call(&d, to, 0, Duration::from_secs(30));
+    assert_eq!(
+        (call["outcome"].as_str(), call["status"].as_u64()),
+        (Some("canceled"), Some(487)),
+        "{call}"
+    );
+    let cli = call["caller"].as_str().unwrap().to_string();
+    assert!(cli.starts_with("+447400900") && cli.len() == 13, "{cli}");
+    assert_eq!(call["pai"], format!("<sip:{cli}@127.0.0.1;user=phone>"));
+    assert_eq!(call_outcome(&d, id)["state"], "rang");
+    // A wrong number is an attempt; the national form of the right one approves.
+    let (st, r) = check(&d, id, serde_json::json!({"caller": "+447400900000x"}));
+    assert_eq!((st, r["code"].as_str()), (400, Some("invalid_code")), "{r}");
+    let wrong = if cli.ends_with('0') {
+        "+447400900001"
+    } else {
+        "+447400900000"
+    };
+    let (_, r) = check(&d, id, serde_json::json!({"caller": wrong}));
+    assert_eq!(
+        (r["status"].as_str(), r["remaining_attempts"].as_u64()),
+        (Some("pending"), Some(4)),
+        "{r}"
+    );
+    let national = format!("0{}", &cli[3..]);
+    let (_, r) = check(
+        &d,
+        id,
+        serde_json::json!({"callers": ["Private", "+15550100", national]}),
+    );
+    assert_eq!(r["status"], "approved", "{r}");
+    // The last digits alone approve another.
+    let to = "+447400300006";
+    let v = start_call(&d, to, serde_json::json!({"channel": "flash_call"}));
+    let call = finished_call(&d, to, 0, Duration::from_secs(30));
+    let cli = call["caller"].as_str().unwrap();
+    let (_, r) = check(
+        &d,
+        v["id"].as_str().unwrap(),
+        serde_json::json!({"code": &cli[cli.len() - 4..]}),
+    );
+    assert_eq!(r["status"], "approved", "{r}");
+}
+
+#[test]
+fn a_held_ring_is_cancelled_as_soon_as_the_report_approves() {
+    let d = Daemon::start(&["flash_call.ring_hold=30s"]);
+    let to = "+447400300007";
+    set_handset(&d, to, serde_json::json!({"mode": "ring"}));
+    let v = start_call(&d, to, serde_json::json!({"channel": "flash_call"}));
+    let id = v["id"].as_str().unwrap();
+    let start = Instant::now();
+    let cli = loop {
+        if let Some(c) = handset_calls(&d, to).first() {
+            break c["caller"].as_str().unwrap().to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (_, r) = check(&d, id, serde_json::json!({"caller": cli}));
+    assert_eq!(r["status"], "approved", "{r}");
+    let call = finished_call(&d, to, 0, Duration::from_secs(10));
+    assert_eq!(call["outcome"], "canceled", "{call}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "cancelled long before the 30 s hold"
+    );
+    assert_eq!(call_outcome(&d, id)["state"], "rang");
+}
+
+#[test]
+fn a_200_racing_the_cancel_gets_ack_and_bye() {
+    let d = Daemon::start(&[]);
+    for (i, to) in ["+447400300010", "+447400300011", "+447400300012"]
+        .iter()
+        .enumerate()
+    {
+        // Answers right after ringing: our CANCEL and its 200 cross.
+        set_handset(&d, to, serde_json::json!({"mode": "answer", "ring_ms": 0}));
+        let v = start_call(&d, to, serde_json::json!({"channel": "flash_call"}));
+        let c = call_outcome(&d, v["id"].as_str().unwrap());
+        assert!(
+            matches!(c["state"].as_str(), Some("answered" | "rang")),
+            "call {i}: {c}"
+        );
+        let call = finished_call(&d, to, 0, Duration::from_secs(30));
+        // Whichever won, the call is over on the handset too (BYE or 487).
+        assert!(
+            matches!(call["outcome"].as_str(), Some("ended" | "canceled")),
+            "{call}"
+        );
+    }
+}
+
+#[test]
+fn a_trunk_that_challenges_gets_digest_answers_md5_and_sha256() {
+    for alg in ["MD5", "SHA-256"] {
+        let algorithm = format!("lab.switch.algorithm={alg}");
+        let d = Daemon::start(&[
+            "lab.switch.username=verigate",
+            "lab.switch.password=trunk-secret",
+            &algorithm,
+            "sip_trunk.0.username=verigate",
+            "sip_trunk.0.password=trunk-secret",
+        ]);
+        let to = "+447400300020";
+        let v = start_call(&d, to, serde_json::json!({"channel": "flash_call"}));
+        finished_call(&d, to, 1, Duration::from_secs(30));
+        let calls = handset_calls(&d, to);
+        assert_eq!(calls[0]["outcome"], "challenged", "{alg}: {calls:?}");
+        assert_eq!(calls[1]["authenticated"], true, "{alg}: {calls:?}");
+        assert_eq!(calls[1]["outcome"], "canceled");
+        assert_eq!(calls[0]["call_id"], calls[1]["call_id"], "same Call-ID");
+        assert_eq!(call_outcome(&d, v["id"].as_str().unwrap())["state"], "rang");
+    }
+    // A wrong password: the second challenge fails the call with 407.
+    let d = Daemon::start(&[
+        "lab.switch.username=verigate",
+        "lab.switch.password=trunk-secret",
+        "sip_trunk.0.username=verigate",
+        "sip_trunk.0.password=wrong-secret",
+    ]);
+    let v = start_call(
+        &d,
+        "+447400300021",
+        serde_json::json!({"channel": "flash_call"}),
+    );
+    let c = call_outcome(&d, v["id"].as_str().unwrap());
+    assert_eq!(
+        (c["state"].as_str(), c["sip_code"].as_u64()),
+        (Some("failed"), Some(407)),
+        "{c}"
+    );
+}
+
+#[test]
+fn call_channels_refuse_bad_input_clearly() {
+    let d = Daemon::start(&[]);
+    let (st, v) = d.call(
+        "POST",
+        "/v1/verifications",
+        Some(serde_json::json!({"to": "+447400300030", "channel": "voice", "locale": "fr"})),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("unsupported_locale")),
+        "{v}"
+    );
+    assert!(v["detail"].as_str().unwrap().contains("en, zh"), "{v}");
+    let (st, v) = d.call(
+        "POST",
+        "/v1/verifications",
+        Some(serde_json::json!({"to": "12", "channel": "flash_call"})),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("invalid_phone_number")),
+        "{v}"
+    );
+    let (st, v) = d.call(
+        "POST",
+        "/v1/verifications",
+        Some(serde_json::json!({"to": "+447400300031", "channel": "sms", "fallback": "sms"})),
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("invalid_field")),
+        "{v}"
+    );
+    // Caller numbers for an SMS verification.
+    let (_, v) = d.call(
+        "POST",
+        "/v1/verifications",
+        Some(serde_json::json!({"to": "+447400300032"})),
+    );
+    let (st, r) = check(
+        &d,
+        v["id"].as_str().unwrap(),
+        serde_json::json!({"callers": ["+447400900001"]}),
+    );
+    assert_eq!((st, r["code"].as_str()), (400, Some("invalid_code")), "{r}");
 }

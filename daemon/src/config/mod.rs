@@ -329,6 +329,9 @@ pub struct LabSwitch {
     /// Digest password.
     #[serde(default)]
     pub password: Option<String>,
+    /// Digest algorithm of its challenges: `MD5` or `SHA-256`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
 }
 
 /// `[lab.smsc]`

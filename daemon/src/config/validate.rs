@@ -198,6 +198,15 @@ impl Config {
             if l.username.is_some() != l.password.is_some() {
                 p.push("lab.switch: username and password go together".into());
             }
+            if let Some(a) = l
+                .algorithm
+                .as_deref()
+                .filter(|a| !matches!(*a, "MD5" | "SHA-256"))
+            {
+                p.push(format!(
+                    "lab.switch.algorithm = {a:?}: must be \"MD5\" or \"SHA-256\""
+                ));
+            }
         }
         let super::StoreConfig::Sqlite { path } = &self.store;
         if path.is_empty() {

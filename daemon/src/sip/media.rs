@@ -292,6 +292,7 @@ async fn receive(
         if !latched {
             // Symmetric RTP: send where the far end's media comes from.
             latched = true;
+            tracing::debug!(%from, %offered, pt = p.payload_type, "first RTP packet");
             if from != offered {
                 let _ = worker.send(Cmd::Remote(key, from));
             }
@@ -299,6 +300,12 @@ async fn receive(
         if Some(p.payload_type) == te_pt {
             if let Ok(ev) = TelephoneEvent::parse(p.payload) {
                 flush_at = (!ev.end).then(|| tokio::time::Instant::now() + DTMF_FLUSH);
+                tracing::debug!(
+                    event = ev.event,
+                    end = ev.end,
+                    ts = p.timestamp,
+                    "telephone-event"
+                );
                 for k in dtmf.on_packet(p.timestamp, ev) {
                     let _ = events.send(MediaEvent::Dtmf(k));
                 }
