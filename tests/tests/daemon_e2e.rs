@@ -1113,7 +1113,11 @@ fn a_voice_call_reads_the_code_in_english_and_mandarin_and_the_code_approves() {
             serde_json::json!({"channel": "voice", "locale": locale}),
         );
         let id = v["id"].as_str().unwrap();
-        assert_eq!(v["call"]["state"], "queued", "{v}");
+        // The worker may have claimed it before the answer was built.
+        assert!(
+            matches!(v["call"]["state"].as_str(), Some("queued" | "calling")),
+            "{v}"
+        );
         let call = finished_call(&d, to, 0, Duration::from_secs(60));
         assert_eq!(call["caller"], "+442071838750", "{call}");
         assert_eq!(call["readings"], 1, "{call}");
