@@ -322,11 +322,21 @@ async fn options(inner: &Inner, t: &Trunk) -> bool {
     while let Some(msg) = tx.receive().await {
         if let rsipstack::sip::SipMessage::Response(r) = msg {
             if r.status_code.code() >= 200 {
-                return true;
+                return from_peer(&r);
             }
         }
     }
     false
+}
+
+/// Whether a final response came from the network. rsipstack reports
+/// Timer B/F expiry as a 408 it makes itself, which carries no To tag; a
+/// UAS or proxy always tags its final responses (RFC 3261 §8.2.6.2).
+fn from_peer(r: &rsipstack::sip::Response) -> bool {
+    r.to_header()
+        .ok()
+        .and_then(|t| t.tag().ok().flatten())
+        .is_some()
 }
 
 #[async_trait::async_trait]
@@ -401,6 +411,7 @@ impl CallPlacer for SipEngine {
             callee,
             socket: Some(socket),
             events: ev_tx,
+            owner_gone: false,
         };
         tokio::spawn(driver.run(opt, cmd_rx));
         Ok(PlacedCall {
@@ -449,6 +460,8 @@ struct Driver {
     callee: String,
     socket: Option<std::net::UdpSocket>,
     events: mpsc::UnboundedSender<CallEvent>,
+    /// The call's owner dropped its command sender.
+    owner_gone: bool,
 }
 
 /// Longest we wait for the stack to finish a call we ended (64·T1 at
@@ -485,7 +498,7 @@ impl Driver {
                 Attempt::Challenged(resp) => {
                     let t = &self.inner.trunks[self.trunk];
                     let code = resp.status_code.code();
-                    if authenticated || t.cfg.username.is_empty() {
+                    if authenticated || t.cfg.username.is_empty() || self.owner_gone {
                         return Ended::Refused {
                             code,
                             retry_after: None,
@@ -625,11 +638,14 @@ impl Driver {
                         _ => return self.final_of(r, cancel_sent, &TerminatedReason::Timeout),
                     }
                 }
-                c = commands.recv() => match c {
+                c = commands.recv(), if !self.owner_gone => match c {
                     Some(Command::Play(a)) => if let Some(s) = &stream { s.play(a) },
                     Some(Command::Pause(d)) => if let Some(s) = &stream { s.pause(d) },
                     Some(Command::Clear) => if let Some(s) = &stream { s.clear() },
                     Some(Command::End) | None => {
+                        // The owner dropped the call: end it, and stop
+                        // polling a channel that answers None at once.
+                        self.owner_gone |= c.is_none();
                         if ending_since.is_some() && (confirmed || cancel_sent) {
                             continue;
                         }
@@ -665,6 +681,11 @@ impl Driver {
         match r {
             Ok(Ok((_, Some(resp)))) => {
                 let code = resp.status_code.code();
+                if code == 408 && !from_peer(&resp) {
+                    return Attempt::Done(Ended::NoResponse(
+                        "no response to the INVITE (Timer B)".into(),
+                    ));
+                }
                 if (code == 401 || code == 407) && !cancel_sent {
                     return Attempt::Challenged(Box::new(resp));
                 }

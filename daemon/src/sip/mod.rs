@@ -7,6 +7,9 @@ pub mod gate;
 pub mod media;
 pub mod script;
 
+#[cfg(test)]
+mod tests;
+
 use media::MediaEvent;
 use script::Ended;
 use std::sync::Arc;

@@ -1,0 +1,269 @@
+//! The engine against an in-process rsipstack UAS on loopback: owner
+//! drops, 503 with Retry-After pausing the trunk, dialogs removed after
+//! every kind of end, OPTIONS marking a silent trunk down.
+
+use super::engine::SipEngine;
+use super::script::Ended;
+use super::{CallEvent, CallPlacer, CallSpec, Command, PlaceError, PlacedCall};
+use crate::config::{CallerIdStyle, SipConfig, SipTransport, SipTrunkEntry, Span};
+use rsipstack::dialog::dialog::DialogState;
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::transport::{udp::UdpConnection, TransportLayer};
+use rsipstack::EndpointBuilder;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use verigate_codecs::media::g711::Law;
+use verigate_codecs::sdp;
+
+/// A UAS whose behaviour is the called user: `ring` (180, then wait),
+/// `overloaded` (503, Retry-After: 30), anything else answers.
+async fn uas(token: &CancellationToken) -> SocketAddr {
+    let tl = TransportLayer::new(token.child_token());
+    let udp = UdpConnection::create_connection(
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        Some(token.child_token()),
+    )
+    .await
+    .unwrap();
+    let addr = udp.get_addr().get_socketaddr().unwrap();
+    tl.add_transport(udp.into());
+    let ep = EndpointBuilder::new()
+        .with_cancel_token(token.clone())
+        .with_transport_layer(tl)
+        .build();
+    let mut incoming = ep.incoming_transactions().unwrap();
+    let dl = Arc::new(DialogLayer::new(ep.inner.clone()));
+    let serve = ep.inner.clone();
+    tokio::spawn(async move { serve.serve().await });
+    tokio::spawn(async move {
+        while let Some(mut tx) = incoming.recv().await {
+            if let Some(mut d) = dl.match_dialog(&tx) {
+                tokio::spawn(async move { d.handle(&mut tx).await });
+                continue;
+            }
+            if tx.original.method != Method::Invite {
+                tokio::spawn(async move { tx.reply(StatusCode::OK).await });
+                continue;
+            }
+            let user = tx.original.uri.auth.as_ref().map(|a| a.user.clone());
+            let dl = dl.clone();
+            tokio::spawn(async move {
+                if user.as_deref() == Some("+447400000503") {
+                    let ra = vec![Header::RetryAfter("30".into())];
+                    let _ = tx
+                        .reply_with(StatusCode::ServiceUnavailable, ra, None)
+                        .await;
+                    return;
+                }
+                let (stx, mut states) = dl.new_dialog_state_channel();
+                let d = dl
+                    .get_or_create_server_invite(&tx, stx, None, None)
+                    .unwrap();
+                let mut h = d.clone();
+                tokio::spawn(async move { h.handle(&mut tx).await });
+                let _ = d.ringing(None, None);
+                if user.as_deref() != Some("+447400000180") {
+                    let offer = String::from_utf8_lossy(&d.initial_request().body).into_owned();
+                    let (answer, _) = sdp::answer(
+                        &offer,
+                        1,
+                        "127.0.0.1".parse().unwrap(),
+                        40_000,
+                        &[Law::Alaw],
+                    )
+                    .unwrap();
+                    let ct = vec![Header::ContentType("application/sdp".into())];
+                    let _ = d.accept(Some(ct), Some(answer.into_bytes()));
+                }
+                while let Some(s) = states.recv().await {
+                    if let DialogState::Terminated(id, _) = s {
+                        dl.remove_dialog(&id);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn trunk(addr: SocketAddr, options: Duration) -> SipTrunkEntry {
+    SipTrunkEntry {
+        name: "t".into(),
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        transport: SipTransport::Udp,
+        username: String::new(),
+        password: String::new(),
+        from_domain: String::new(),
+        caller_id: "+442071838750".into(),
+        caller_id_style: CallerIdStyle::From,
+        calls_per_second: 100.0,
+        max_concurrent: 10,
+        options_interval: Span(options),
+        prefixes: Vec::new(),
+    }
+}
+
+async fn engine(t: SipTrunkEntry, token: &CancellationToken) -> SipEngine {
+    let cfg = SipConfig {
+        listen: "127.0.0.1:0".into(),
+        t1: Span(Duration::from_millis(50)),
+        ..SipConfig::default()
+    };
+    SipEngine::start(&cfg, &[t], token.child_token())
+        .await
+        .unwrap()
+}
+
+async fn next(call: &mut PlacedCall) -> CallEvent {
+    tokio::time::timeout(Duration::from_secs(10), call.events.recv())
+        .await
+        .expect("an event in time")
+        .expect("events until Ended")
+}
+
+fn spec(to: &str) -> CallSpec {
+    CallSpec {
+        to: to.into(),
+        caller: None,
+    }
+}
+
+#[tokio::test]
+async fn a_call_whose_owner_goes_away_is_cancelled_and_its_dialog_removed() {
+    let token = CancellationToken::new();
+    let e = engine(trunk(uas(&token).await, Duration::ZERO), &token).await;
+    let mut call = e.place(spec("+447400000180")).await.unwrap();
+    assert_eq!(next(&mut call).await, CallEvent::Ringing);
+    let PlacedCall {
+        mut events,
+        commands,
+        ..
+    } = call;
+    drop(commands);
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(CallEvent::Ended(e))) => break e,
+            Ok(Some(_)) => continue,
+            other => panic!("no end: {other:?}"),
+        }
+    };
+    assert_eq!(ended, Ended::Canceled);
+    assert_eq!(e.dialogs(), 0);
+    token.cancel();
+}
+
+#[tokio::test]
+async fn an_answered_call_plays_and_ends_with_bye_leaving_no_dialog() {
+    let token = CancellationToken::new();
+    let e = engine(trunk(uas(&token).await, Duration::ZERO), &token).await;
+    let mut call = e.place(spec("+447400000200")).await.unwrap();
+    assert_eq!(next(&mut call).await, CallEvent::Ringing);
+    // The handset prefers A-law: the answer's payload type is used.
+    assert_eq!(next(&mut call).await, CallEvent::Answered(Law::Alaw));
+    assert_eq!(e.dialogs(), 1);
+    call.commands
+        .send(Command::Play(Arc::from(vec![0xd5u8; 160])))
+        .unwrap();
+    assert_eq!(
+        next(&mut call).await,
+        CallEvent::Media(super::media::MediaEvent::Drained)
+    );
+    call.commands.send(Command::End).unwrap();
+    assert_eq!(next(&mut call).await, CallEvent::Ended(Ended::Hangup));
+    assert_eq!(e.dialogs(), 0);
+    token.cancel();
+}
+
+#[tokio::test]
+async fn a_503_pauses_the_trunk_for_its_retry_after() {
+    let token = CancellationToken::new();
+    let e = engine(trunk(uas(&token).await, Duration::ZERO), &token).await;
+    let mut call = e.place(spec("+447400000503")).await.unwrap();
+    assert_eq!(
+        next(&mut call).await,
+        CallEvent::Ended(Ended::Refused {
+            code: 503,
+            retry_after: Some(Duration::from_secs(30))
+        })
+    );
+    match e.place(spec("+447400000200")).await {
+        Err(PlaceError::Busy { retry_in: Some(d) }) => {
+            assert!(
+                d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+                "{d:?}"
+            )
+        }
+        other => panic!("the trunk should be paused: {other:?}"),
+    }
+    token.cancel();
+}
+
+#[tokio::test]
+async fn a_trunk_that_does_not_answer_options_is_marked_down() {
+    let token = CancellationToken::new();
+    // Nobody listens here: the OPTIONS times out (Timer F = 64 x 50 ms).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let e = engine(
+        trunk(silent.local_addr().unwrap(), Duration::from_secs(1)),
+        &token,
+    )
+    .await;
+    let start = std::time::Instant::now();
+    loop {
+        match e.place(spec("+447400000200")).await {
+            Err(PlaceError::Busy { retry_in: None }) => break,
+            Ok(mut call) => {
+                // Still considered up: let this call fail, then ask again.
+                drop(call.commands);
+                while let Some(ev) = call.events.recv().await {
+                    if matches!(ev, CallEvent::Ended(_)) {
+                        break;
+                    }
+                }
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the trunk was never marked down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(silent);
+    token.cancel();
+}
+
+#[tokio::test]
+async fn a_number_no_trunk_routes_is_refused() {
+    let token = CancellationToken::new();
+    let mut t = trunk(uas(&token).await, Duration::ZERO);
+    t.prefixes = vec!["+33".into()];
+    let e = engine(t, &token).await;
+    assert_eq!(
+        e.place(spec("+447400000200")).await.err(),
+        Some(PlaceError::NoRoute("+447400000200".into()))
+    );
+    token.cancel();
+}
+
+#[tokio::test]
+async fn an_invite_nobody_answers_ends_as_no_response_not_as_a_408() {
+    let token = CancellationToken::new();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let e = engine(trunk(silent.local_addr().unwrap(), Duration::ZERO), &token).await;
+    let mut call = e.place(spec("+447400000200")).await.unwrap();
+    // Timer B = 64 x T1 (50 ms here): retryable, unlike a trunk's own 408.
+    match next(&mut call).await {
+        CallEvent::Ended(Ended::NoResponse(why)) => assert!(why.contains("Timer B"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.dialogs(), 0);
+    drop(silent);
+    token.cancel();
+}
