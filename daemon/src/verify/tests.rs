@@ -362,3 +362,228 @@ fn ids_sort_by_creation_time_and_stay_unguessable() {
     let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_id("x")).collect();
     assert_eq!(ids.len(), 1000);
 }
+
+// ---- call channels
+
+use super::channels::{CallChannels, FlashPool, FlashSettings};
+use super::cli_pool::CliPool;
+use super::service::Submission;
+use crate::store::{CallKind, CallState};
+
+fn call_channels() -> CallChannels {
+    CallChannels {
+        voice_locales: vec!["en".into(), "zh".into()],
+        flash: Some(FlashSettings {
+            pools: vec![FlashPool {
+                countries: vec!["*".into()],
+                pool: CliPool::new(&[], &["+447400900000-+447400900001".into()], 4).unwrap(),
+                report_digits: 4,
+            }],
+            report_window: std::time::Duration::from_secs(120),
+        }),
+        unavailable: None,
+    }
+}
+
+fn call_req(to: &str, channel: &str) -> StartRequest {
+    StartRequest {
+        to: to.into(),
+        channel: channel.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn call_channels_without_a_trunk_say_why() {
+    let (s, svc, _) = setup(VerifyConfig::default()).await;
+    for ch in ["voice", "flash_call"] {
+        let e = s.start(&svc, call_req(TO, ch), T0).await.unwrap_err();
+        assert!(
+            matches!(&e, VerifyError::ChannelUnavailable { why, .. } if why.contains("sip_trunk")),
+            "{e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_voice_start_queues_a_call_whose_code_approves_and_whose_fallback_carries_it() {
+    let (s, svc, store) = setup(VerifyConfig::default()).await;
+    s.set_call_channels(call_channels());
+    let e = s
+        .start(
+            &svc,
+            StartRequest {
+                locale: Some("fr".into()),
+                ..call_req(TO, "voice")
+            },
+            T0,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, VerifyError::UnsupportedLocale(ref l, ref have) if l == "fr" && have == "en, zh"),
+        "{e}"
+    );
+    let st = s
+        .start(
+            &svc,
+            StartRequest {
+                locale: Some("zh".into()),
+                fallback_sms: true,
+                ..call_req(TO, "voice")
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let v = st.verification;
+    assert_eq!((v.channel.as_str(), v.locale.as_str()), ("voice", "zh"));
+    assert!(
+        store
+            .messages_for_verification(&v.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no SMS now"
+    );
+    let calls = store.calls_for_verification(&v.id).await.unwrap();
+    assert_eq!(calls.len(), 1);
+    let c = &calls[0];
+    assert_eq!(
+        (c.kind, c.state, c.caller.as_deref()),
+        (CallKind::Voice, CallState::Queued, None)
+    );
+    let code = c.code.clone().unwrap();
+    assert_eq!(code.len(), 6);
+    assert!(c.fallback_text.as_deref().unwrap().contains(&code), "{c:?}");
+    let r = s
+        .check(&svc, &v.id, code.as_str(), T0 + 1000)
+        .await
+        .unwrap();
+    assert_eq!(r.verification.status, VerificationStatus::Approved);
+}
+
+#[tokio::test]
+async fn flash_calls_draw_a_free_pool_number_and_approve_on_the_callers_report() {
+    let (s, svc, store) = setup(VerifyConfig::default()).await;
+    s.set_call_channels(call_channels());
+    let (hang_tx, mut hang_rx) = tokio::sync::mpsc::unbounded_channel();
+    s.set_hangups(hang_tx);
+    let st = s.start(&svc, call_req(TO, "flash_call"), T0).await.unwrap();
+    let v = st.verification;
+    assert_eq!(
+        v.expires_at,
+        T0 + 120_000,
+        "the report window, not the code TTL"
+    );
+    let hint = s.flash_hint(&v).unwrap();
+    assert_eq!(
+        (hint.cli_prefix.as_str(), hint.report_digits),
+        ("+44740090000", 4)
+    );
+    let cli = store.calls_for_verification(&v.id).await.unwrap()[0]
+        .caller
+        .clone()
+        .unwrap();
+    // Another service's verification of the same number gets the other number,
+    // and a third finds none free.
+    let mut other = svc.clone();
+    for code in ["acme2", "acme3"] {
+        other.code = code.into();
+        store.create_service(&other).await.unwrap();
+    }
+    other.code = "acme2".into();
+    let v2 = s
+        .start(&other, call_req(TO, "flash_call"), T0)
+        .await
+        .unwrap()
+        .verification;
+    let cli2 = store.calls_for_verification(&v2.id).await.unwrap()[0]
+        .caller
+        .clone()
+        .unwrap();
+    assert_ne!(
+        cli, cli2,
+        "a number in use for the destination is not drawn"
+    );
+    other.code = "acme3".into();
+    let e = s
+        .start(&other, call_req(TO, "flash_call"), T0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            VerifyError::NoCallerNumber {
+                retry_after_secs: 120
+            }
+        ),
+        "{e}"
+    );
+    // Reports: junk only is refused; the other pool number costs an attempt.
+    let e = s
+        .check(&svc, &v.id, Submission::Callers(vec!["Private".into()]), T0)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, VerifyError::BadReport(_)), "{e}");
+    let r = s
+        .check(&svc, &v.id, Submission::Callers(vec![cli2.clone()]), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.verification.status, r.verification.attempts),
+        (VerificationStatus::Pending, 1)
+    );
+    // The call is ringing (claimed) when the report approves: it is hung up.
+    let claimed = store.claim_calls(T0, 10, 60_000).await.unwrap();
+    let ringing = claimed
+        .iter()
+        .find(|c| c.verification_id.as_deref() == Some(v.id.as_str()))
+        .unwrap();
+    let national = format!("0{}", &cli[3..]);
+    let r = s
+        .check(
+            &svc,
+            &v.id,
+            Submission::Callers(vec!["Private".into(), national]),
+            T0 + 5,
+        )
+        .await
+        .unwrap();
+    assert!(r.matched && r.verification.status == VerificationStatus::Approved);
+    assert_eq!(hang_rx.try_recv().ok(), Some(ringing.id.clone()));
+    // The last digits alone approve too.
+    let r = s
+        .check(
+            &other_of(&svc, "acme2"),
+            &v2.id,
+            &cli2[cli2.len() - 4..],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.verification.status, VerificationStatus::Approved);
+}
+
+fn other_of(svc: &Service, code: &str) -> Service {
+    Service {
+        code: code.into(),
+        ..svc.clone()
+    }
+}
+
+#[tokio::test]
+async fn caller_reports_are_refused_for_a_code_verification() {
+    let (s, svc, _) = setup(VerifyConfig::default()).await;
+    let v = s.start(&svc, req(TO), T0).await.unwrap().verification;
+    let e = s
+        .check(
+            &svc,
+            &v.id,
+            Submission::Callers(vec!["+447400900000".into()]),
+            T0,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, VerifyError::NotAFlashCall(_)), "{e}");
+}
