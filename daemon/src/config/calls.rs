@@ -1,7 +1,7 @@
 //! Call settings: SIP trunks, the local SIP/RTP endpoint, the voice channel
-//! and voice gateway, and flash-call CLI pools.
+//! and flash-call CLI pools.
 
-use super::{RateLimit, Span};
+use super::Span;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -147,45 +147,6 @@ impl Default for VoiceConfig {
             max_attempts: 2,
         }
     }
-}
-
-/// How a voice-gateway client proves it may ask for a call (K2).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum K2Scheme {
-    /// K2 = hex HMAC-SHA256(K1, TN‖VN).
-    HmacSha256,
-    /// K2 = hex MD5(TN‖VN‖K1), the seed's form (legacy; avoid).
-    Md5Legacy,
-}
-
-/// `[[voice_gateway]]`: an operator with a service number and key.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct VoiceGatewayEntry {
-    /// Service number SN.
-    pub sn: String,
-    /// Service key K1.
-    pub k1: String,
-    /// K2 scheme.
-    #[serde(default = "default_k2")]
-    pub k2: K2Scheme,
-    /// Calls this SN may ask for.
-    #[serde(default = "default_gateway_limit")]
-    pub limit: RateLimit,
-    /// Locale when a request names none.
-    #[serde(default = "default_locale")]
-    pub default_locale: String,
-}
-
-fn default_k2() -> K2Scheme {
-    K2Scheme::HmacSha256
-}
-fn default_gateway_limit() -> RateLimit {
-    "60/1m".parse().expect("valid")
-}
-fn default_locale() -> String {
-    "en".into()
 }
 
 /// `[flash_call]`
@@ -340,27 +301,6 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
     if v.locales.is_empty() {
         p.push("voice.locales: name at least one locale, e.g. [\"en\"]".into());
     }
-    span_between(
-        p,
-        "voice.ring_timeout",
-        v.ring_timeout,
-        Duration::from_secs(5),
-        Duration::from_secs(170),
-    );
-    span_between(
-        p,
-        "voice.dtmf_wait",
-        v.dtmf_wait,
-        Duration::ZERO,
-        Duration::from_secs(30),
-    );
-    span_between(
-        p,
-        "voice.max_duration",
-        v.max_duration,
-        Duration::from_secs(20),
-        Duration::from_secs(900),
-    );
     if v.max_repeats > 5 {
         p.push(format!(
             "voice.max_repeats = {}: must be at most 5",
@@ -373,47 +313,33 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
             v.max_attempts
         ));
     }
-    let mut sns = HashSet::new();
-    for (i, g) in c.voice_gateway.iter().enumerate() {
-        let k = format!("voice_gateway[{i}] ({})", g.sn);
-        if g.sn.is_empty() || !g.sn.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            p.push(format!("{k}.sn: must be letters and digits"));
-        }
-        if !sns.insert(g.sn.clone()) {
-            p.push(format!("{k}.sn: duplicate service number"));
-        }
-        if g.k1.len() < 6 {
-            p.push(format!("{k}.k1: must be at least 6 characters"));
-        }
-        if !v.locales.contains(&g.default_locale) {
-            p.push(format!(
-                "{k}.default_locale = {:?}: not one of voice.locales",
-                g.default_locale
-            ));
-        }
-    }
     let f = &c.flash_call;
-    span_between(
-        p,
-        "flash_call.ring_timeout",
-        f.ring_timeout,
-        Duration::from_secs(2),
-        Duration::from_secs(120),
-    );
-    span_between(
-        p,
-        "flash_call.ring_hold",
-        f.ring_hold,
-        Duration::ZERO,
-        Duration::from_secs(60),
-    );
-    span_between(
-        p,
-        "flash_call.report_window",
-        f.report_window,
-        Duration::from_secs(10),
-        Duration::from_secs(600),
-    );
+    let secs = Duration::from_secs;
+    for (key, value, lo, hi) in [
+        ("voice.ring_timeout", v.ring_timeout, secs(5), secs(170)),
+        ("voice.dtmf_wait", v.dtmf_wait, Duration::ZERO, secs(30)),
+        ("voice.max_duration", v.max_duration, secs(20), secs(900)),
+        (
+            "flash_call.ring_timeout",
+            f.ring_timeout,
+            secs(2),
+            secs(120),
+        ),
+        (
+            "flash_call.ring_hold",
+            f.ring_hold,
+            Duration::ZERO,
+            secs(60),
+        ),
+        (
+            "flash_call.report_window",
+            f.report_window,
+            secs(10),
+            secs(600),
+        ),
+    ] {
+        span_between(p, key, value, lo, hi);
+    }
     let mut countries = HashSet::new();
     for (i, pool) in f.pool.iter().enumerate() {
         let k = format!("flash_call.pool[{i}]");

@@ -7,8 +7,8 @@ mod units;
 mod validate;
 
 pub use calls::{
-    CallerIdStyle, CliPoolEntry, FlashCallConfig, K2Scheme, SipConfig, SipTransport, SipTrunkEntry,
-    VoiceConfig, VoiceGatewayEntry,
+    CallerIdStyle, CliPoolEntry, FlashCallConfig, SipConfig, SipTransport, SipTrunkEntry,
+    VoiceConfig,
 };
 pub use load::{load, load_str, ConfigError};
 pub use units::{RateLimit, Span};
@@ -42,9 +42,6 @@ pub struct Config {
     /// The voice channel.
     #[serde(default)]
     pub voice: VoiceConfig,
-    /// Voice-gateway clients (service number and key).
-    #[serde(default)]
-    pub voice_gateway: Vec<VoiceGatewayEntry>,
     /// The flash-call channel.
     #[serde(default)]
     pub flash_call: FlashCallConfig,
@@ -430,6 +427,77 @@ server_secret_file = "./var/s"
             .unwrap_err()
             .to_string();
         assert!(e.contains("log.filter = \"verigate=loud\""), "{e}");
+    }
+
+    #[test]
+    fn call_settings_are_checked_and_each_problem_named() {
+        let text = format!(
+            r#"{MIN}
+[sip]
+listen = "0.0.0.0:5060"
+t1 = "10ms"
+[[sip_trunk]]
+name = "a"
+host = "switch.example"
+port = 0
+transport = "udp"
+username = "only-user"
+caller_id = "0207"
+calls_per_second = 0
+max_concurrent = 0
+options_interval = "500ms"
+prefixes = ["+4x"]
+[[sip_trunk]]
+name = "a"
+host = ""
+[voice]
+locales = []
+ring_timeout = "1s"
+max_attempts = 9
+[flash_call]
+ring_hold = "2m"
+[[flash_call.pool]]
+countries = ["GB", "XX"]
+ranges = ["+447400900000-+447400900999"]
+report_digits = 2
+[[flash_call.pool]]
+countries = ["GB"]
+numbers = ["+447400900000", "+447400900000"]
+"#
+        );
+        let e = load_str(&text, "t.toml", &[]).unwrap_err().to_string();
+        for want in [
+            "sip.listen = \"0.0.0.0:5060\": listening on all addresses needs sip.public_ip",
+            "sip.t1 = \"10ms\": must be between 50ms and 5s",
+            "sip_trunk[0] (a).port: must not be 0",
+            "sip_trunk[0] (a): username and password go together",
+            "sip_trunk[0] (a).caller_id = \"0207\": must be an E.164 number",
+            "sip_trunk[0] (a).calls_per_second = 0",
+            "sip_trunk[0] (a).max_concurrent = 0",
+            "sip_trunk[0] (a).options_interval = \"500ms\"",
+            "sip_trunk[0] (a).prefixes: \"+4x\" must be digits",
+            "sip_trunk[1] (a).name: must be non-empty and unique",
+            "sip_trunk[1] (a).host: must not be empty",
+            "voice.locales: name at least one locale",
+            "voice.ring_timeout = \"1s\": must be between 5s and 170s",
+            "voice.max_attempts = 9",
+            "flash_call.ring_hold = \"2m\": must be between 0ms and 1m",
+            "flash_call.pool[0].countries: \"XX\" is not an ISO 3166 code",
+            "flash_call.pool[0].report_digits = 2: must be between 4 and 8",
+            "flash_call.pool[1].countries: \"GB\" has two pools",
+            "flash_call.pool[1]: ",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+        // A transport that is neither is refused by name.
+        let e = load_str(
+            &format!("{MIN}\n[[sip_trunk]]\nname = \"b\"\nhost = \"h\"\ntransport = \"sctp\"\n"),
+            "t.toml",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sctp") && e.contains("udp"), "{e}");
     }
 
     #[test]
