@@ -116,7 +116,7 @@ async fn run_switch(a: SwitchArgs) -> ExitCode {
         eprintln!("verigate-sim switch: --algorithm must be MD5 or SHA-256");
         return ExitCode::from(64);
     }
-    let listen: std::net::SocketAddr = match a.listen.parse() {
+    let sip: std::net::SocketAddr = match a.listen.parse() {
         Ok(l) => l,
         Err(e) => {
             eprintln!("verigate-sim switch: --listen {:?}: {e}", a.listen);
@@ -141,15 +141,12 @@ async fn run_switch(a: SwitchArgs) -> ExitCode {
             }
         }
     }
-    let control = match TcpListener::bind(&a.control).await {
+    let control = match listen("switch", &a.control).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("verigate-sim switch: cannot listen on {}: {e}", a.control);
-            return ExitCode::from(71);
-        }
+        Err(code) => return code,
     };
     let token = tokio_util::sync::CancellationToken::new();
-    let sw = match switch::start(listen, state.clone(), a.algorithm, token.clone()).await {
+    let sw = match switch::start(sip, state.clone(), a.algorithm, token.clone()).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("verigate-sim switch: cannot start on {}: {e}", a.listen);
@@ -164,29 +161,14 @@ async fn run_switch(a: SwitchArgs) -> ExitCode {
         "{}",
         serde_json::json!({"sip": sw.addr.to_string(), "control": control_addr})
     );
-    let stdin_closed = async {
-        if a.exit_with_stdin {
-            use tokio::io::AsyncReadExt;
-            let mut buf = [0u8; 64];
-            let mut stdin = tokio::io::stdin();
-            while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
-        } else {
-            std::future::pending::<()>().await
-        }
-    };
-    tokio::select! {
-        _ = stdin_closed => {}
-        r = axum::serve(control, switch::control::router(state)) => {
-            if let Err(e) = r {
-                eprintln!("verigate-sim switch: control API failed: {e}");
-                return ExitCode::from(70);
-            }
-        }
-        _ = tokio::signal::ctrl_c() => {}
-        _ = sigterm() => {}
-    }
+    let code = serve_until_stopped(
+        "switch",
+        a.exit_with_stdin,
+        std::future::IntoFuture::into_future(axum::serve(control, switch::control::router(state))),
+    )
+    .await;
     token.cancel();
-    ExitCode::SUCCESS
+    code
 }
 
 async fn run_smsc(a: SmscArgs) -> ExitCode {
@@ -214,19 +196,13 @@ async fn run_smsc(a: SmscArgs) -> ExitCode {
         dlr,
         faults,
     ));
-    let smpp = match TcpListener::bind(&a.listen).await {
+    let smpp = match listen("smsc", &a.listen).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("verigate-sim smsc: cannot listen on {}: {e}", a.listen);
-            return ExitCode::from(71);
-        }
+        Err(code) => return code,
     };
-    let control = match TcpListener::bind(&a.control).await {
+    let control = match listen("smsc", &a.control).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("verigate-sim smsc: cannot listen on {}: {e}", a.control);
-            return ExitCode::from(71);
-        }
+        Err(code) => return code,
     };
     let smpp_addr = smpp.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let control_addr = control
@@ -238,8 +214,24 @@ async fn run_smsc(a: SmscArgs) -> ExitCode {
         serde_json::json!({"smpp": smpp_addr, "control": control_addr})
     );
     tokio::spawn(smsc::serve_smpp(smpp, state.clone()));
+    serve_until_stopped(
+        "smsc",
+        a.exit_with_stdin,
+        smsc::serve_control(control, state),
+    )
+    .await
+}
+
+/// Serves the control API until SIGINT/SIGTERM, or until standard input
+/// closes with `--exit-with-stdin` (a parent that starts the simulator
+/// keeps a pipe open, so the simulator dies with it even on kill -9).
+async fn serve_until_stopped(
+    what: &str,
+    exit_with_stdin: bool,
+    control: impl std::future::Future<Output = std::io::Result<()>>,
+) -> ExitCode {
     let stdin_closed = async {
-        if a.exit_with_stdin {
+        if exit_with_stdin {
             use tokio::io::AsyncReadExt;
             let mut buf = [0u8; 64];
             let mut stdin = tokio::io::stdin();
@@ -250,9 +242,9 @@ async fn run_smsc(a: SmscArgs) -> ExitCode {
     };
     tokio::select! {
         _ = stdin_closed => {}
-        r = smsc::serve_control(control, state) => {
+        r = control => {
             if let Err(e) = r {
-                eprintln!("verigate-sim smsc: control API failed: {e}");
+                eprintln!("verigate-sim {what}: control API failed: {e}");
                 return ExitCode::from(70);
             }
         }
@@ -260,6 +252,14 @@ async fn run_smsc(a: SmscArgs) -> ExitCode {
         _ = sigterm() => {}
     }
     ExitCode::SUCCESS
+}
+
+/// Binds a listener or says which flag's address is taken.
+async fn listen(what: &str, addr: &str) -> Result<TcpListener, ExitCode> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        eprintln!("verigate-sim {what}: cannot listen on {addr}: {e}");
+        ExitCode::from(71)
+    })
 }
 
 async fn sigterm() {
