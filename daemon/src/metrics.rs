@@ -31,6 +31,9 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// Call outcomes by kind (`voice`, `flash_call`) and state.
     pub calls: IntCounterVec,
+    /// SIP dialogs the stack holds (set at scrape time; 0 when no call is
+    /// up, so a leak shows).
+    pub sip_dialogs: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -69,8 +72,11 @@ impl Metrics {
             &["kind", "state"],
         )
         .expect("metric");
+        let sip_dialogs =
+            prometheus::IntGauge::new("sip_dialogs", "SIP dialogs held").expect("metric");
         for c in [
             Box::new(calls.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(sip_dialogs.clone()),
             Box::new(verifications.clone()),
             Box::new(binds_up.clone()),
             Box::new(submit_latency.clone()),
@@ -91,6 +97,7 @@ impl Metrics {
             throttles,
             queue_depth,
             calls,
+            sip_dialogs,
         }
     }
 

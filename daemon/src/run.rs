@@ -429,7 +429,10 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     ));
     let app = crate::api::router(state)
         .merge(readiness(store.clone(), router.clone()))
-        .merge(metrics_route(store.clone()));
+        .merge(metrics_route(
+            store.clone(),
+            calls.as_ref().map(|(e, _)| e.clone()),
+        ));
     let admin_app = crate::admin::router(crate::admin::AdminState {
         store: store.clone(),
         router: router.clone(),
@@ -529,13 +532,20 @@ fn admin_token(cfg: &Config) -> Result<String, StartError> {
 }
 
 /// `GET /metrics`: Prometheus text format; queue depth is read at scrape time.
-fn metrics_route(store: Arc<dyn Store>) -> axum::Router {
+fn metrics_route(
+    store: Arc<dyn Store>,
+    sip: Option<crate::sip::engine::SipEngine>,
+) -> axum::Router {
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let store = store.clone();
+            let sip = sip.clone();
             async move {
                 let m = crate::metrics::get();
+                if let Some(e) = &sip {
+                    m.sip_dialogs.set(e.dialogs() as i64);
+                }
                 if let Ok(d) = store.outbox_depth().await {
                     m.queue_depth
                         .with_label_values(&["queued"])

@@ -1198,6 +1198,66 @@ fn a_busy_voice_call_reports_486_and_falls_back_to_sms() {
     );
 }
 
+/// The SIP dialogs the daemon holds (its /metrics gauge).
+fn sip_dialogs(d: &Daemon) -> i64 {
+    let (st, body) = http(&d.api, "GET", "/metrics", None);
+    assert_eq!(st, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix("verigate_sip_dialogs "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sip_dialogs gauge in {body}"))
+}
+
+#[test]
+fn a_503_pauses_the_trunk_for_its_retry_after_and_the_call_is_retried() {
+    let d = Daemon::start(&[]);
+    let to = "+447400300040";
+    set_handset(
+        &d,
+        to,
+        serde_json::json!({"mode": "overloaded", "retry_after_s": 2}),
+    );
+    let v = start_call(&d, to, serde_json::json!({"channel": "voice"}));
+    let c = call_outcome(&d, v["id"].as_str().unwrap());
+    // voice.max_attempts = 2: placed again after the Retry-After, then given up.
+    assert_eq!(
+        (c["state"].as_str(), c["sip_code"].as_u64()),
+        (Some("failed"), Some(503)),
+        "{c}"
+    );
+    let calls = handset_calls(&d, to);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let gap = calls[1]["at"].as_i64().unwrap() - calls[0]["at"].as_i64().unwrap();
+    assert!(
+        gap >= 1900,
+        "the second INVITE waited for Retry-After: {gap} ms"
+    );
+}
+
+#[test]
+fn a_tcp_trunk_carries_the_calls_and_no_dialog_is_left() {
+    let d = Daemon::start(&["sip_trunk.0.transport=tcp"]);
+    let to = "+447400300041";
+    let v = start_call(&d, to, serde_json::json!({"channel": "flash_call"}));
+    let call = finished_call(&d, to, 0, Duration::from_secs(30));
+    assert_eq!(call["outcome"], "canceled", "{call}");
+    assert_eq!(call_outcome(&d, v["id"].as_str().unwrap())["state"], "rang");
+    let to = "+447400300042";
+    set_handset(
+        &d,
+        to,
+        serde_json::json!({"mode": "answer", "hangup_after_ms": 1500}),
+    );
+    let v = start_call(&d, to, serde_json::json!({"channel": "voice"}));
+    let call = finished_call(&d, to, 0, Duration::from_secs(30));
+    assert_eq!(call["hung_up_by"], "handset", "{call}");
+    assert_eq!(
+        call_outcome(&d, v["id"].as_str().unwrap())["state"],
+        "answered"
+    );
+    eventually("no SIP dialog left", || sip_dialogs(&d) == 0);
+}
+
 #[test]
 fn a_flash_call_rings_from_a_pool_number_is_cancelled_and_the_caller_approves() {
     let d = Daemon::start(&[]);

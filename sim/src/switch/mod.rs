@@ -188,6 +188,16 @@ impl Ctx {
             "reject" => Some((StatusCode::Decline, "rejected", 603)),
             _ => None,
         };
+        if b.mode == "overloaded" {
+            record.outcome = "overloaded".into();
+            record.status = Some(503);
+            self.state.add_call(&called, record);
+            let ra = vec![Header::RetryAfter(b.retry_after_s.to_string().into())];
+            let _ = tx
+                .reply_with(StatusCode::ServiceUnavailable, ra, None)
+                .await;
+            return;
+        }
         if let Some((code, outcome, n)) = refuse {
             record.outcome = outcome.into();
             record.status = Some(n);

@@ -12,9 +12,12 @@ pub struct Behaviour {
     /// `answer` (ring, answer, listen), `ring` (ring until cancelled),
     /// `busy` (486), `unreachable` (480), `early_media` (183 with SDP,
     /// then answer), `ring_183` (183 without SDP, then as `ring`),
-    /// `reject` (603).
+    /// `reject` (603), `overloaded` (503 with Retry-After: `retry_after_s`).
     #[serde(default = "answer")]
     pub mode: String,
+    /// Retry-After of `overloaded`, seconds.
+    #[serde(default = "one")]
+    pub retry_after_s: u32,
     /// Ring this long before answering (answer, early_media), ms.
     #[serde(default = "default_ring_ms")]
     pub ring_ms: u64,
@@ -35,6 +38,9 @@ pub struct Behaviour {
 fn answer() -> String {
     "answer".into()
 }
+fn one() -> u32 {
+    1
+}
 fn default_ring_ms() -> u64 {
     300
 }
@@ -46,6 +52,7 @@ impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {
             mode: answer(),
+            retry_after_s: one(),
             ring_ms: default_ring_ms(),
             keys: String::new(),
             key_after_ms: default_key_after(),
@@ -64,6 +71,7 @@ pub const MODES: &[&str] = &[
     "early_media",
     "ring_183",
     "reject",
+    "overloaded",
 ];
 
 /// One call a handset received.
@@ -76,7 +84,7 @@ pub struct CallRecord {
     /// P-Asserted-Identity, if sent.
     pub pai: Option<String>,
     /// How it went: `ringing`, `answered`, `canceled`, `busy`, `unreachable`,
-    /// `rejected`, `challenged`, `ended`.
+    /// `rejected`, `overloaded`, `challenged`, `ended`.
     pub outcome: String,
     /// The final status we sent, if any.
     pub status: Option<u16>,
