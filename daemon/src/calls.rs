@@ -200,6 +200,7 @@ impl Ctx {
                 sip_code: None,
                 detail: Some("every trunk for the number was busy; will retry".into()),
                 retry_at: Some(now + d.as_millis() as i64),
+                not_placed: true,
                 fallback: None,
             },
             Placed::Done(o) => match o
@@ -213,6 +214,7 @@ impl Ctx {
                     retry_at: Some(
                         now + ra.unwrap_or(self.settings.retry_delay).as_millis() as i64,
                     ),
+                    not_placed: false,
                     fallback: None,
                 },
                 None => CallResult {
@@ -220,6 +222,7 @@ impl Ctx {
                     sip_code: o.sip_code,
                     detail: Some(o.detail.clone()),
                     retry_at: None,
+                    not_placed: false,
                     fallback: self.fallback(&job, o.state, now),
                 },
             },

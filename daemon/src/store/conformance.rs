@@ -2050,6 +2050,7 @@ fn outcome(state: CallState, sip: Option<u16>) -> CallResult {
         sip_code: sip,
         detail: Some(format!("{} in the battery", state.as_str())),
         retry_at: None,
+        not_placed: false,
         fallback: None,
     }
 }

@@ -427,6 +427,9 @@ pub struct CallResult {
     pub detail: Option<String>,
     /// With `state == Queued`: when to try again.
     pub retry_at: Option<Millis>,
+    /// With `state == Queued`: the claim did not place the call (every
+    /// trunk was at its limit), so it does not count as an attempt.
+    pub not_placed: bool,
     /// An SMS to queue with the outcome (a failed voice call's fallback),
     /// in the same transaction.
     pub fallback: Option<OutboxMessage>,

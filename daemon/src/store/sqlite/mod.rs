@@ -1020,6 +1020,7 @@ impl Store for SqliteStore {
                 "UPDATE calls
                  SET state = ?2, sip_code = ?3, detail = ?4,
                      next_attempt_at = COALESCE(?5, next_attempt_at),
+                     attempts = CASE WHEN ?6 AND ?8 AND attempts > 0 THEN attempts - 1 ELSE attempts END,
                      code = CASE WHEN ?6 THEN code ELSE NULL END,
                      fallback_text = CASE WHEN ?6 THEN fallback_text ELSE NULL END,
                      lease_until = NULL, updated_at = ?7
@@ -1031,7 +1032,8 @@ impl Store for SqliteStore {
                     r.detail,
                     r.retry_at,
                     retry,
-                    at
+                    at,
+                    r.not_placed
                 ],
             )?;
             if changed == 1 && !retry {
