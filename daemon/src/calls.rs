@@ -77,8 +77,17 @@ impl CallSettings {
     }
 }
 
+/// Why a call is stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Its verification closed (approved, cancelled, expired).
+    Closed,
+    /// The daemon shuts down: an unanswered call goes back to the queue.
+    Shutdown,
+}
+
 /// Calls being run, by call id, with their stop signal.
-type Running = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<()>>>>;
+type Running = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Stop>>>>;
 
 /// Runs the call queue until `shutdown`, then ends the calls in progress
 /// (CANCEL or BYE) and waits for their outcomes to be stored.
@@ -139,13 +148,13 @@ pub async fn run(
             _ = tokio::time::sleep(pause) => {}
             Some(id) = hangups.recv() => {
                 if let Some(tx) = running.lock().expect("running lock").get(&id) {
-                    let _ = tx.send(());
+                    let _ = tx.send(Stop::Closed);
                 }
             }
         }
     }
     for tx in running.lock().expect("running lock").values() {
-        let _ = tx.send(());
+        let _ = tx.send(Stop::Shutdown);
     }
     // CANCEL/BYE complete within 64·T1; past that the leases hand the
     // calls' records back.
@@ -190,11 +199,29 @@ impl Script {
 }
 
 impl Ctx {
-    async fn run_one(self, job: CallJob, stop: mpsc::UnboundedReceiver<()>) {
-        let outcome = self.call(&job, stop).await;
+    async fn run_one(self, job: CallJob, stop: mpsc::UnboundedReceiver<Stop>) {
+        let (outcome, stopped) = self.call(&job, stop).await;
         self.running.lock().expect("running lock").remove(&job.id);
         let now = now_ms();
+        // A call cut short by shutdown before it was answered or rang is
+        // placed again after the restart, not recorded as cancelled.
+        let outcome = match outcome {
+            Placed::Done(o)
+                if stopped == Some(Stop::Shutdown) && o.state == CallState::Canceled =>
+            {
+                Placed::Interrupted
+            }
+            other => other,
+        };
         let result = match &outcome {
+            Placed::Interrupted => CallResult {
+                state: CallState::Queued,
+                sip_code: None,
+                detail: Some("cut short by a shutdown before it rang; will be placed again".into()),
+                retry_at: Some(now),
+                not_placed: true,
+                fallback: None,
+            },
             Placed::Later(d) => CallResult {
                 state: CallState::Queued,
                 sip_code: None,
@@ -273,7 +300,12 @@ impl Ctx {
         })
     }
 
-    async fn call(&self, job: &CallJob, mut stop: mpsc::UnboundedReceiver<()>) -> Placed {
+    /// Places and runs the call; also says why it was stopped, if it was.
+    async fn call(
+        &self,
+        job: &CallJob,
+        mut stop: mpsc::UnboundedReceiver<Stop>,
+    ) -> (Placed, Option<Stop>) {
         let spec = CallSpec {
             to: job.to.clone(),
             caller: job.caller.clone(),
@@ -281,15 +313,19 @@ impl Ctx {
         let mut call = match self.placer.place(spec).await {
             Ok(c) => c,
             Err(PlaceError::Busy { retry_in }) => {
-                return Placed::Later(retry_in.unwrap_or(Duration::from_secs(1)));
+                return (
+                    Placed::Later(retry_in.unwrap_or(Duration::from_secs(1))),
+                    None,
+                );
             }
             Err(e) => {
-                return Placed::Done(Outcome {
+                let failed = Outcome {
                     state: CallState::Failed,
                     sip_code: None,
                     detail: e.to_string(),
                     retry: None,
-                })
+                };
+                return (Placed::Done(failed), None);
             }
         };
         let now = Instant::now();
@@ -298,7 +334,7 @@ impl Ctx {
             CallKind::FlashCall => Script::Flash(FlashScript::new(now, self.settings.flash)),
         };
         let mut law = None;
-        let mut stopped = false;
+        let mut stopped: Option<Stop> = None;
         loop {
             let deadline = script.poll_timeout();
             let sleep = async {
@@ -324,9 +360,9 @@ impl Ctx {
                     script.handle(Instant::now(), input)
                 }
                 _ = sleep => (script.handle_timeout(Instant::now()), None),
-                s = stop.recv(), if !stopped => {
-                    stopped = true;
-                    let _ = s;
+                s = stop.recv(), if stopped.is_none() => {
+                    // A closed channel (never, while the call is listed) stops it too.
+                    stopped = Some(s.unwrap_or(Stop::Shutdown));
                     script.handle(Instant::now(), Input::Stop)
                 }
             };
@@ -345,7 +381,7 @@ impl Ctx {
                 let _ = call.commands.send(cmd);
             }
             if let Some(o) = outcome {
-                return Placed::Done(o);
+                return (Placed::Done(o), stopped);
             }
         }
     }
@@ -365,6 +401,8 @@ impl Ctx {
 enum Placed {
     /// No trunk could take it now.
     Later(Duration),
+    /// Shutdown ended it before it was answered or rang.
+    Interrupted,
     /// The call happened (or failed).
     Done(Outcome),
 }

@@ -18,6 +18,17 @@ struct Daemon {
     _dir: PathBuf,
 }
 
+/// Lab mode's listeners on free ports.
+const LAB_PORTS: &[&str] = &[
+    "api.listen=127.0.0.1:0",
+    "api.admin_listen=127.0.0.1:0",
+    "lab.smsc.listen=127.0.0.1:0",
+    "lab.smsc.control=127.0.0.1:0",
+    "lab.switch.listen=127.0.0.1:0",
+    "lab.switch.control=127.0.0.1:0",
+    "sip.listen=127.0.0.1:0",
+];
+
 fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "verigate-e2e-{}-{}",
@@ -31,15 +42,7 @@ fn scratch_dir() -> PathBuf {
 impl Daemon {
     /// Lab mode (conf/verigate.toml) on free ports.
     fn start(sets: &[&str]) -> Daemon {
-        let mut all = vec![
-            "api.listen=127.0.0.1:0",
-            "api.admin_listen=127.0.0.1:0",
-            "lab.smsc.listen=127.0.0.1:0",
-            "lab.smsc.control=127.0.0.1:0",
-            "lab.switch.listen=127.0.0.1:0",
-            "lab.switch.control=127.0.0.1:0",
-            "sip.listen=127.0.0.1:0",
-        ];
+        let mut all = LAB_PORTS.to_vec();
         all.extend_from_slice(sets);
         Daemon::start_in(
             scratch_dir(),
@@ -721,20 +724,7 @@ fn sighup_reloads_templates_and_sigterm_exits_cleanly() {
     let cfg = dir.join("verigate.toml");
     let base = std::fs::read_to_string(workspace().join("conf/verigate.toml")).unwrap();
     std::fs::write(&cfg, &base).unwrap();
-    let mut d = Daemon::start_in(
-        dir,
-        &cfg,
-        &[
-            "api.listen=127.0.0.1:0",
-            "api.admin_listen=127.0.0.1:0",
-            "lab.smsc.listen=127.0.0.1:0",
-            "lab.smsc.control=127.0.0.1:0",
-            "lab.switch.listen=127.0.0.1:0",
-            "lab.switch.control=127.0.0.1:0",
-            "sip.listen=127.0.0.1:0",
-        ],
-        "",
-    );
+    let mut d = Daemon::start_in(dir, &cfg, LAB_PORTS, "");
     std::fs::write(
         &cfg,
         format!("{base}\n[verify.templates]\nen = \"RELOADED {{service}} code {{code}}\"\n"),
@@ -751,7 +741,12 @@ fn sighup_reloads_templates_and_sigterm_exits_cleanly() {
     let text = handset_text(&d.control, "447400123460", 0);
     assert!(text.starts_with("RELOADED Verigate Lab code "), "{text}");
     // SIGTERM: drains and exits 0.
-    signal(&d, "-TERM");
+    sigterm_and_wait(&mut d);
+}
+
+/// SIGTERM, then the daemon must exit 0 within 15 s.
+fn sigterm_and_wait(d: &mut Daemon) {
+    signal(d, "-TERM");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(st) = d.child.try_wait().unwrap() {
@@ -1447,4 +1442,30 @@ fn call_channels_refuse_bad_input_clearly() {
         serde_json::json!({"callers": ["+447400900001"]}),
     );
     assert_eq!((st, r["code"].as_str()), (400, Some("invalid_code")), "{r}");
+}
+
+#[test]
+fn a_call_ringing_at_shutdown_is_cancelled_and_placed_again_after_restart() {
+    let dir = scratch_dir();
+    let cfg = workspace().join("conf/verigate.toml");
+    let mut d = Daemon::start_in(dir.clone(), &cfg, LAB_PORTS, "");
+    let to = "+447400300050";
+    set_handset(&d, to, serde_json::json!({"mode": "ring"}));
+    let v = start_call(&d, to, serde_json::json!({"channel": "voice"}));
+    let id = v["id"].as_str().unwrap().to_string();
+    eventually("the handset rings", || {
+        handset_calls(&d, to)
+            .first()
+            .is_some_and(|c| c["outcome"] == "ringing")
+    });
+    sigterm_and_wait(&mut d);
+    let dir = d.kill9();
+    // Restarted (with a fresh lab switch, whose handsets answer): the call
+    // is placed again and the code it reads approves.
+    let d = Daemon::start_in(dir, &cfg, LAB_PORTS, "");
+    let call = finished_call(&d, to, 0, Duration::from_secs(60));
+    let code = call["heard"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 6, "{call}");
+    let (_, r) = check(&d, &id, serde_json::json!({"code": code}));
+    assert_eq!(r["status"], "approved", "{r}");
 }
