@@ -567,6 +567,7 @@ impl Driver {
         let mut join_done = false;
         let mut ending_since: Option<tokio::time::Instant> = None;
         let mut cancel_sent = false;
+        let mut unusable_media = false;
         let mut final_code: Option<u16> = None;
         loop {
             let grace = async {
@@ -601,14 +602,16 @@ impl Driver {
                                 tracing::warn!(error = %why, "answered with unusable SDP; hanging up");
                                 let _ = dialog.bye().await;
                                 ending_since.get_or_insert_with(tokio::time::Instant::now);
-                                if !cancel_sent {
-                                    final_code.get_or_insert(488);
-                                }
+                                unusable_media = true;
                             }
                         }
                     }
                     Some(DialogState::Terminated(id, reason)) => {
                         dl.remove_dialog(&id);
+                        if unusable_media {
+                            // Reported like a refusal of the offer.
+                            return Attempt::Done(Ended::Refused { code: 488, retry_after: None });
+                        }
                         if confirmed {
                             return Attempt::Done(Ended::Hangup);
                         }

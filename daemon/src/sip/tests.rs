@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use verigate_codecs::media::g711::Law;
 use verigate_codecs::sdp;
 
-/// A UAS whose behaviour is the called user: `ring` (180, then wait),
-/// `overloaded` (503, Retry-After: 30), anything else answers.
+/// A UAS whose behaviour is the called user: …180 rings and waits, …503
+/// is overloaded (Retry-After: 30), …488 answers with G.729 only,
+/// anything else answers with PCMA.
 async fn uas(token: &CancellationToken) -> SocketAddr {
     let tl = TransportLayer::new(token.child_token());
     let udp = UdpConnection::create_connection(
@@ -68,7 +69,7 @@ async fn uas(token: &CancellationToken) -> SocketAddr {
                 let _ = d.ringing(None, None);
                 if user.as_deref() != Some("+447400000180") {
                     let offer = String::from_utf8_lossy(&d.initial_request().body).into_owned();
-                    let (answer, _) = sdp::answer(
+                    let (mut answer, _) = sdp::answer(
                         &offer,
                         1,
                         "127.0.0.1".parse().unwrap(),
@@ -76,6 +77,17 @@ async fn uas(token: &CancellationToken) -> SocketAddr {
                         &[Law::Alaw],
                     )
                     .unwrap();
+                    if user.as_deref() == Some("+447400000488") {
+                        // G.729 only: nothing we can send.
+                        answer = sdp::write_audio(
+                            1,
+                            1,
+                            "127.0.0.1".parse().unwrap(),
+                            40_000,
+                            &[(18, "G729")],
+                            sdp::Direction::SendRecv,
+                        );
+                    }
                     let ct = vec![Header::ContentType("application/sdp".into())];
                     let _ = d.accept(Some(ct), Some(answer.into_bytes()));
                 }
@@ -265,5 +277,22 @@ async fn an_invite_nobody_answers_ends_as_no_response_not_as_a_408() {
     }
     assert_eq!(e.dialogs(), 0);
     drop(silent);
+    token.cancel();
+}
+
+#[tokio::test]
+async fn an_answer_without_g711_is_hung_up_and_reported_as_488() {
+    let token = CancellationToken::new();
+    let e = engine(trunk(uas(&token).await, Duration::ZERO), &token).await;
+    let mut call = e.place(spec("+447400000488")).await.unwrap();
+    assert_eq!(next(&mut call).await, CallEvent::Ringing);
+    assert_eq!(
+        next(&mut call).await,
+        CallEvent::Ended(Ended::Refused {
+            code: 488,
+            retry_after: None
+        })
+    );
+    assert_eq!(e.dialogs(), 0);
     token.cancel();
 }
