@@ -245,18 +245,9 @@ fn spawn_sim(
     }
 }
 
-/// Starts the call side: SIP engine, prompts, call worker. None when no
-/// trunk is configured (the call channels then refuse starts).
-async fn start_calls(
-    cfg: &Config,
-    lab: Option<&LabSim>,
-    store: Arc<dyn Store>,
-    verify: &Arc<VerifyService>,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> Result<Option<(crate::sip::engine::SipEngine, tokio::task::JoinHandle<()>)>, StartError> {
-    let channels = crate::verify::channels::CallChannels::from_config(cfg)
-        .map_err(|e| StartError::Environment(format!("flash_call.pool: {e}")))?;
-    verify.set_call_channels(channels);
+/// The voice prompts, loaded (and checked) before any port is bound; None
+/// when no trunk is configured.
+fn load_prompts(cfg: &Config) -> Result<Option<crate::calls::Prompts>, StartError> {
     if cfg.sip_trunk.is_empty() {
         return Ok(None);
     }
@@ -265,8 +256,27 @@ async fn start_calls(
     } else {
         PathBuf::from(&cfg.voice.prompts_dir)
     };
-    let prompts = crate::calls::Prompts::load(&dir, &cfg.voice.locales)
-        .map_err(|e| StartError::Environment(format!("voice prompts: {e}")))?;
+    crate::calls::Prompts::load(&dir, &cfg.voice.locales)
+        .map(Some)
+        .map_err(|e| StartError::Environment(format!("voice.locales: {e}")))
+}
+
+/// Starts the call side: SIP engine, call worker. None when no trunk is
+/// configured (the call channels then refuse starts).
+async fn start_calls(
+    cfg: &Config,
+    prompts: Option<crate::calls::Prompts>,
+    lab: Option<&LabSim>,
+    store: Arc<dyn Store>,
+    verify: &Arc<VerifyService>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<Option<(crate::sip::engine::SipEngine, tokio::task::JoinHandle<()>)>, StartError> {
+    let channels = crate::verify::channels::CallChannels::from_config(cfg)
+        .map_err(|e| StartError::Environment(format!("flash_call.pool: {e}")))?;
+    verify.set_call_channels(channels);
+    let Some(prompts) = prompts else {
+        return Ok(None);
+    };
     let mut trunks = cfg.sip_trunk.clone();
     for t in &mut trunks {
         // In lab mode a trunk with port 0 means "the lab switch".
@@ -321,6 +331,7 @@ async fn start_calls(
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     let cfg = config::load(path, sets)?;
+    let prompts = load_prompts(&cfg)?;
     // Bind the listeners first so a busy port fails before anything else starts.
     let api_addr: SocketAddr = cfg.api.listen.parse().expect("validated");
     let listener = tokio::net::TcpListener::bind(api_addr).await.map_err(|e| {
@@ -372,6 +383,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     let calls_stop = tokio_util::sync::CancellationToken::new();
     let calls = start_calls(
         &cfg,
+        prompts,
         lab_switch.as_ref(),
         store.clone(),
         &verify,

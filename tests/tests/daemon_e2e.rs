@@ -1469,3 +1469,24 @@ fn a_call_ringing_at_shutdown_is_cancelled_and_placed_again_after_restart() {
     let (_, r) = check(&d, &id, serde_json::json!({"code": code}));
     assert_eq!(r["status"], "approved", "{r}");
 }
+
+#[test]
+fn a_voice_locale_without_prompts_stops_the_start_naming_it() {
+    let dir = scratch_dir();
+    let out = Command::new(bin("verigate"))
+        .current_dir(&dir)
+        .args(["run", "--config"])
+        .arg(workspace().join("conf/verigate.toml"))
+        .args(["--set", r#"voice.locales=["en","fr"]"#])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(71), "{err}");
+    assert!(
+        err.contains("voice.locales") && err.contains("\"fr\""),
+        "{err}"
+    );
+    // Nothing was started: the lab ports were never bound.
+    assert!(!err.contains("bound"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
