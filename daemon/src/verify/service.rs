@@ -156,7 +156,9 @@ pub enum VerifyError {
     #[error("Idempotency-Key was already used with a different request body")]
     IdempotencyMismatch,
     /// The code is empty or not digits.
-    #[error("code must be 4 to 10 digits")]
+    #[error(
+        "code must be 4 to 10 digits (for a flash call: the caller number or its last digits)"
+    )]
     BadCode,
     /// The store failed (our side).
     #[error("storage failure: {0}")]
