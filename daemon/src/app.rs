@@ -28,6 +28,8 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     /// Services by API-key hash, briefly.
     pub callers: Arc<CallerCache>,
+    /// The voice gateway (`/v1/voice-calls`).
+    pub voice_gateway: Arc<crate::voice_gateway::VoiceGateway>,
 }
 
 /// How long a looked-up API key is trusted without asking the store again.

@@ -468,11 +468,12 @@ fn check_config(path: &std::path::Path, set: &[String]) -> ExitCode {
     match verigate::config::load(path, set) {
         Ok(c) => {
             println!(
-                "{}: ok ({} SMSC, {} SIP trunk, {} flash-call pool, {} service{})",
+                "{}: ok ({} SMSC, {} SIP trunk, {} flash-call pool, {} voice-gateway service number, {} service{})",
                 path.display(),
                 c.smsc.len(),
                 c.sip_trunk.len(),
                 c.flash_call.pool.len(),
+                c.voice_gateway.len(),
                 c.service.len(),
                 if c.lab.smsc.is_some() {
                     ", lab mode"

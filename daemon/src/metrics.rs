@@ -34,6 +34,9 @@ pub struct Metrics {
     /// SIP dialogs the stack holds (set at scrape time; 0 when no call is
     /// up, so a leak shows).
     pub sip_dialogs: prometheus::IntGauge,
+    /// Voice-gateway requests by outcome (`queued`, `repeated`,
+    /// `forbidden`, `rejected_input`, `rate_limited`, `error`).
+    pub gateway_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -74,9 +77,18 @@ impl Metrics {
         .expect("metric");
         let sip_dialogs =
             prometheus::IntGauge::new("sip_dialogs", "SIP dialogs held").expect("metric");
+        let gateway_requests = IntCounterVec::new(
+            Opts::new(
+                "voice_gateway_requests_total",
+                "Voice-gateway requests by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("metric");
         for c in [
             Box::new(calls.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sip_dialogs.clone()),
+            Box::new(gateway_requests.clone()),
             Box::new(verifications.clone()),
             Box::new(binds_up.clone()),
             Box::new(submit_latency.clone()),
@@ -98,6 +110,7 @@ impl Metrics {
             queue_depth,
             calls,
             sip_dialogs,
+            gateway_requests,
         }
     }
 
@@ -126,6 +139,11 @@ pub fn verification(channel: &str, outcome: &str) {
 /// Counts a call outcome.
 pub fn call(kind: &str, state: &str) {
     get().calls.with_label_values(&[kind, state]).inc();
+}
+
+/// Counts a voice-gateway request outcome.
+pub fn gateway_request(outcome: &str) {
+    get().gateway_requests.with_label_values(&[outcome]).inc();
 }
 
 #[cfg(test)]

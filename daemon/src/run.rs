@@ -390,6 +390,11 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         calls_stop.clone(),
     )
     .await?;
+    for g in &cfg.voice_gateway {
+        if g.k2 == crate::config::K2Scheme::Md5Legacy {
+            warn!(sn = %g.sn, "voice_gateway uses k2 = \"md5-legacy\" (MD5 is broken); move the operator to hmac-sha256");
+        }
+    }
     let state_secret = secret.clone();
     let callers = Arc::new(crate::app::CallerCache::new(crate::app::CALLER_CACHE_TTL));
     let state = AppState {
@@ -398,6 +403,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         secret,
         trust_forwarded_for: cfg.api.trust_forwarded_for,
         callers: callers.clone(),
+        voice_gateway: Arc::new(crate::voice_gateway::VoiceGateway::new(store.clone(), &cfg)),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = tokio::spawn(outbox::run_sender(

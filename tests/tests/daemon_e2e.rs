@@ -1134,6 +1134,100 @@ fn a_voice_call_reads_the_code_in_english_and_mandarin_and_the_code_approves() {
     }
 }
 
+/// `POST /v1/voice-calls` (no API key: K2 proves the request).
+fn gateway_request(d: &Daemon, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let (st, text) = http(&d.api, "POST", "/v1/voice-calls", Some(&body.to_string()));
+    (st, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// Polls `GET /v1/voice-calls/{id}` until the call has an outcome.
+fn gateway_outcome(d: &Daemon, id: &str) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let (st, text) = http(&d.api, "GET", &format!("/v1/voice-calls/{id}"), None);
+        assert_eq!(st, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if !matches!(v["state"].as_str(), Some("queued" | "calling")) {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_voice_gateway_calls_only_for_a_right_k2_and_the_handset_hears_the_code() {
+    let d = Daemon::start(&[]);
+    // Service number 6258 is the seed's example: K1 "123321", legacy MD5.
+    let seed = serde_json::json!({"tn": "13988888888", "vn": "365882", "sn": "6258",
+                                  "k2": "241cf04a9dd186585ff23b9e7ae76493"});
+    let mut forged = seed.clone();
+    forged["k2"] = serde_json::json!("e588ad90b3c1aa7e78cdf221eac09efc");
+    let (st, r) = gateway_request(&d, forged);
+    assert_eq!((st, r["code"].as_str()), (403, Some("forbidden")), "{r}");
+    let (st, r) = gateway_request(&d, seed.clone());
+    assert_eq!(st, 202, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+    let to = "+8613988888888";
+    let call = finished_call(&d, to, 0, Duration::from_secs(60));
+    assert_eq!(call["heard"], "365882", "the handset heard VN: {call}");
+    assert_eq!(call["caller"], "+442071838750", "{call}");
+    assert_eq!(call["hung_up_by"], "caller");
+    let o = gateway_outcome(&d, &id);
+    assert_eq!(
+        (o["state"].as_str(), o["sip_code"].as_u64()),
+        (Some("answered"), Some(200)),
+        "{o}"
+    );
+    assert_eq!(o["locale"], "zh");
+    // The same request again is answered with that call, not a new one.
+    let (st, r) = gateway_request(&d, seed);
+    assert_eq!((st, r["id"].as_str()), (200, Some(id.as_str())), "{r}");
+    assert_eq!(r["state"], "answered");
+    assert_eq!(
+        handset_calls(&d, to).len(),
+        1,
+        "one call: the forged K2 placed none"
+    );
+
+    // 7001 is on HMAC-SHA256; a busy number shows as the call's outcome.
+    let to = "+447400300077";
+    set_handset(&d, to, serde_json::json!({"mode": "busy"}));
+    let k2 = verigate::voice_gateway::k2::compute(
+        verigate::config::K2Scheme::HmacSha256,
+        b"lab-k1-change-me-0123456789",
+        to,
+        "4711",
+    );
+    let body = serde_json::json!({"tn": to, "vn": "4711", "sn": "7001", "k2": hex(&k2)});
+    let (st, r) = gateway_request(&d, body);
+    assert_eq!(
+        (st, r["code"].as_str()),
+        (400, Some("invalid_code")),
+        "4 digits, not 6: {r}"
+    );
+    let k2 = verigate::voice_gateway::k2::compute(
+        verigate::config::K2Scheme::HmacSha256,
+        b"lab-k1-change-me-0123456789",
+        to,
+        "471147",
+    );
+    let body =
+        serde_json::json!({"tn": to, "vn": "471147", "sn": "7001", "k2": hex(&k2), "locale": "en"});
+    let (st, r) = gateway_request(&d, body);
+    assert_eq!(st, 202, "{r}");
+    let o = gateway_outcome(&d, r["id"].as_str().unwrap());
+    assert_eq!(
+        (o["state"].as_str(), o["sip_code"].as_u64()),
+        (Some("busy"), Some(486)),
+        "{o}"
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 #[test]
 fn pressing_1_hears_the_code_again() {
     let d = Daemon::start(&[]);

@@ -1,11 +1,13 @@
 //! Public HTTP API: `/v1/verifications` (Bearer API keys, problem+json
-//! errors), `/openapi.json` and `/healthz`.
+//! errors), `/v1/voice-calls` (the voice gateway, proven by K2),
+//! `/openapi.json` and `/healthz`.
 
 pub mod auth;
 pub mod json;
 pub mod openapi;
 pub mod problem;
 pub mod verifications;
+pub mod voice_calls;
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +27,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/verifications/:id", get(verifications::get))
         .route("/v1/verifications/:id/check", post(verifications::check))
         .route("/v1/verifications/:id/cancel", post(verifications::cancel))
+        .route("/v1/voice-calls", post(voice_calls::request))
+        .route("/v1/voice-calls/:id", get(voice_calls::get))
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(healthz))
         .method_not_allowed_fallback(method_not_allowed)

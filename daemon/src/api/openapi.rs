@@ -2,6 +2,7 @@
 
 use super::problem::{ProblemBody, ProblemCode};
 use super::verifications::{self, CheckBody, CheckView, DeliveryView, StartBody, VerificationView};
+use super::voice_calls;
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::OnceLock;
@@ -19,7 +20,9 @@ use utoipa::{Modify, OpenApi};
         verifications::start,
         verifications::get,
         verifications::check,
-        verifications::cancel
+        verifications::cancel,
+        voice_calls::request,
+        voice_calls::get
     ),
     components(schemas(
         StartBody,
@@ -32,12 +35,17 @@ use utoipa::{Modify, OpenApi};
         crate::store::CallState,
         crate::store::MessageState,
         crate::store::VerificationStatus,
+        voice_calls::VoiceCallBody,
+        voice_calls::VoiceCallView,
         ProblemBody,
         ProblemCode
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags((name = "verifications", description = "Verify phone numbers with one-time codes"))
+    tags(
+        (name = "verifications", description = "Verify phone numbers with one-time codes"),
+        (name = "voice-gateway", description = "Calls that read a third party's code aloud, proven by the service number's key (K2); no API key")
+    )
 )]
 pub struct ApiDoc;
 

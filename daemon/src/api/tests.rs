@@ -7,6 +7,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{ApiKeyRecord, Service, Store};
 use crate::verify::code::ServerSecret;
 use crate::verify::service::VerifyService;
+use crate::voice_gateway::VoiceGateway;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
@@ -65,6 +66,12 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
         trust_forwarded_for,
         // No caching: these tests change keys behind the API's back.
         callers: Arc::new(crate::app::CallerCache::new(std::time::Duration::ZERO)),
+        voice_gateway: Arc::new(VoiceGateway::with_entries(
+            store.clone(),
+            &gateway_entries(),
+            "GB",
+            &["en".into(), "zh".into()],
+        )),
     };
     let app = router(state).layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))));
     Api { app, store }
@@ -629,9 +636,14 @@ async fn openapi_and_healthz() {
             "/v1/verifications/{id}",
             "/v1/verifications/{id}/cancel",
             "/v1/verifications/{id}/check",
+            "/v1/voice-calls",
+            "/v1/voice-calls/{id}",
         ]
     );
     assert!(paths["/v1/verifications"]["post"]["responses"]["429"].is_object());
+    // The gateway is proven by K2, not by an API key.
+    assert_eq!(paths["/v1/voice-calls"]["post"]["security"], json!([{}]));
+    assert!(paths["/v1/voice-calls"]["post"]["responses"]["403"].is_object());
     assert_eq!(
         r.json["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
@@ -641,6 +653,8 @@ async fn openapi_and_healthz() {
         "CheckBody",
         "VerificationView",
         "CheckView",
+        "VoiceCallBody",
+        "VoiceCallView",
         "Problem",
     ] {
         assert!(r.json["components"]["schemas"][s].is_object(), "{s}");
@@ -656,4 +670,296 @@ async fn openapi_and_healthz() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json, Value::String("ok".into()));
+}
+
+// ---- /v1/voice-calls
+
+/// The seed's service number (legacy MD5, its key "123321") and one on HMAC.
+const HMAC_K1: &str = "0123456789abcdef";
+
+fn gateway_entries() -> Vec<crate::config::VoiceGatewayEntry> {
+    let entry = |toml: &str| toml::from_str::<crate::config::VoiceGatewayEntry>(toml).unwrap();
+    vec![
+        entry(
+            "sn = \"6258\"\nk1 = \"123321\"\nk2 = \"md5-legacy\"\nregion = \"CN\"\nlimit = \"5/1m\"\nper_number = \"2/1h\"\ndefault_locale = \"zh\"",
+        ),
+        entry(&format!(
+            "sn = \"7001\"\nk1 = \"{HMAC_K1}\"\ncountries = [\"GB\", \"CN\"]\ncaller_id = \"+442071838750\""
+        )),
+    ]
+}
+
+fn md5_k2(tn: &str, vn: &str) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(format!("{tn}{vn}123321")))
+}
+
+fn hmac_k2(tn: &str, vn: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(HMAC_K1.as_bytes()).unwrap();
+    m.update(format!("{tn}{vn}").as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
+impl Api {
+    async fn voice_call(&self, body: Value) -> Reply {
+        self.send(request(
+            Method::POST,
+            "/v1/voice-calls",
+            None,
+            Some(&body.to_string()),
+            &[],
+        ))
+        .await
+    }
+
+    /// Calls waiting to be placed (claims them, so call once per test step).
+    async fn queued_calls(&self) -> Vec<crate::store::CallJob> {
+        self.store
+            .claim_calls(crate::app::now_ms() + 1, 100, 60_000)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn voice_gateway_places_a_call_for_the_seeds_example_once() {
+    let api = setup().await;
+    // The seed's worked example, K2 = MD5("13988888888" + "365882" + "123321").
+    assert_eq!(
+        md5_k2("13988888888", "365882"),
+        "241cf04a9dd186585ff23b9e7ae76493"
+    );
+    let body = json!({ "tn": "13988888888", "vn": "365882", "sn": "6258",
+                       "k2": "241CF04A9DD186585FF23B9E7AE76493" });
+    let r = api.voice_call(body.clone()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    let id = r.json["id"].as_str().unwrap().to_string();
+    assert_eq!(r.json["sn"], "6258");
+    assert_eq!(r.json["tn"], "+***********88");
+    assert_eq!(
+        r.json["locale"], "zh",
+        "the service number's default locale"
+    );
+    assert_eq!(r.json["state"], "queued");
+    assert_eq!(r.json["sip_code"], Value::Null);
+    // The call is queued for the worker: the number in E.164, the code to read.
+    let queued = api.queued_calls().await;
+    assert_eq!(queued.len(), 1);
+    let c = &queued[0];
+    assert_eq!(
+        (c.id.as_str(), c.to.as_str()),
+        (id.as_str(), "+8613988888888")
+    );
+    assert_eq!(c.code.as_deref(), Some("365882"));
+    assert_eq!(
+        (c.verification_id.as_ref(), c.caller.as_ref()),
+        (None, None)
+    );
+    // The same request again (a retry, or someone replaying it) answers
+    // the first call and places no other.
+    let again = api.voice_call(body).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.json);
+    assert_eq!(again.json["id"], id.as_str());
+    assert_eq!(again.json["state"], "calling");
+    assert!(api.queued_calls().await.is_empty());
+    // Its outcome is polled by id.
+    let g = api
+        .send(request(
+            Method::GET,
+            &format!("/v1/voice-calls/{id}"),
+            None,
+            None,
+            &[],
+        ))
+        .await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(
+        (g.json["id"].as_str(), g.json["attempts"].as_u64()),
+        (Some(id.as_str()), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn voice_gateway_refuses_a_bad_k2_with_403_and_places_no_call() {
+    let api = setup().await;
+    let k2 = md5_k2("13988888888", "365882");
+    for (body, detail) in [
+        // Another code than the one K2 was made for.
+        (
+            json!({ "tn": "13988888888", "vn": "365883", "sn": "6258", "k2": k2 }),
+            "does not match",
+        ),
+        // Another number.
+        (
+            json!({ "tn": "13988888889", "vn": "365882", "sn": "6258", "k2": k2 }),
+            "does not match",
+        ),
+        // Made with another key.
+        (
+            json!({ "tn": "13988888888", "vn": "365882", "sn": "6258",
+                 "k2": hex::encode(<md5::Md5 as md5::Digest>::digest("13988888888365882999999")) }),
+            "does not match",
+        ),
+        // Not hex, or the MD5 form for an HMAC service number.
+        (
+            json!({ "tn": "13988888888", "vn": "365882", "sn": "6258", "k2": "xyz" }),
+            "32 hex digits",
+        ),
+        (
+            json!({ "tn": "+447400123456", "vn": "365882", "sn": "7001", "k2": md5_k2("+447400123456", "365882") }),
+            "64 hex digits (hmac-sha256",
+        ),
+        // An unknown service number.
+        (
+            json!({ "tn": "13988888888", "vn": "365882", "sn": "9999", "k2": k2 }),
+            "service number \"9999\" is not set up",
+        ),
+    ] {
+        let r = api.voice_call(body).await;
+        assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+        assert!(
+            r.json["detail"].as_str().unwrap().contains(detail),
+            "{}",
+            r.json
+        );
+    }
+    assert!(api.queued_calls().await.is_empty(), "no call for a bad K2");
+}
+
+#[tokio::test]
+async fn voice_gateway_input_errors_have_clear_codes() {
+    let api = setup().await;
+    let post = |tn: &str, vn: &str, sn: &str, locale: Option<&str>| {
+        let k2 = if sn == "6258" {
+            md5_k2(tn, vn)
+        } else {
+            hmac_k2(tn, vn)
+        };
+        let mut b = json!({ "tn": tn, "vn": vn, "sn": sn, "k2": k2 });
+        if let Some(l) = locale {
+            b["locale"] = json!(l);
+        }
+        b
+    };
+    // A code of another length than the service number's (K2 is right):
+    // a shorter code would let TN‖VN be split another way.
+    let r = api
+        .voice_call(post("1398888888", "8365882", "6258", None))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_code");
+    assert!(r.json["detail"]
+        .as_str()
+        .unwrap()
+        .contains("exactly 6 digits"));
+    let r = api.voice_call(post("139", "365882", "6258", None)).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_phone_number");
+    // 6258 calls China only (its region); 7001 names GB and CN.
+    let r = api
+        .voice_call(post("+447400123456", "365882", "6258", None))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "country_not_allowed");
+    let r = api
+        .voice_call(post("+12025550143", "365882", "7001", None))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "country_not_allowed");
+    let r = api
+        .voice_call(post("+447400123456", "365882", "7001", Some("fr")))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "unsupported_locale");
+    assert!(r.json["detail"].as_str().unwrap().contains("en, zh"));
+    let r = api
+        .voice_call(json!({ "tn": "1", "vn": "2", "sn": "6258", "k2": "00", "extra": 1 }))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "unknown_field");
+    let r = api
+        .voice_call(json!({ "tn": "1", "vn": "2", "sn": "6258" }))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert!(api.queued_calls().await.is_empty());
+    // The HMAC service number: E.164 input, the caller ID it names.
+    let r = api
+        .voice_call(post("+447400123456", "365882", "7001", Some("en")))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    let queued = api.queued_calls().await;
+    assert_eq!(queued[0].caller.as_deref(), Some("+442071838750"));
+    assert_eq!(queued[0].locale, "en");
+}
+
+#[tokio::test]
+async fn voice_gateway_limits_each_service_number() {
+    let api = setup().await;
+    // 6258 allows 2 calls per number per hour and 5 calls per minute.
+    let post =
+        |tn: &str, vn: &str| json!({ "tn": tn, "vn": vn, "sn": "6258", "k2": md5_k2(tn, vn) });
+    for vn in ["100001", "100002"] {
+        let r = api.voice_call(post("13988888888", vn)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    }
+    let r = api.voice_call(post("13988888888", "100003")).await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(r.json["detail"].as_str().unwrap().contains("per number"));
+    assert!(r.headers.get(header::RETRY_AFTER).is_some());
+    // A repeat of an accepted request is not a new call and is not counted.
+    let r = api.voice_call(post("13988888888", "100001")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for tn in ["13988888801", "13988888802"] {
+        let r = api.voice_call(post(tn, "100001")).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    }
+    // Five counted (the refused one included): the service number is at its limit.
+    let r = api.voice_call(post("13988888803", "100001")).await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(r.json["detail"]
+        .as_str()
+        .unwrap()
+        .contains("per service number"));
+    assert_eq!(api.queued_calls().await.len(), 4);
+}
+
+#[tokio::test]
+async fn voice_gateway_shows_only_its_own_calls() {
+    let api = setup().await;
+    let r = api
+        .send(request(
+            Method::GET,
+            "/v1/voice-calls/call_nope",
+            None,
+            None,
+            &[],
+        ))
+        .await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+    // Another service's call (a verification's) is not visible here.
+    let c = crate::store::CallJob {
+        id: "call_of_a_verification".into(),
+        verification_id: None,
+        service: "acme".into(),
+        kind: crate::store::CallKind::Voice,
+        to: TO.into(),
+        caller: None,
+        code: Some("123456".into()),
+        fallback_text: None,
+        locale: "en".into(),
+        state: crate::store::CallState::Queued,
+        sip_code: None,
+        detail: None,
+        attempts: 0,
+        next_attempt_at: 0,
+        expires_at: i64::MAX,
+        created_at: 0,
+        updated_at: 0,
+    };
+    api.store.enqueue_call(&c, None).await.unwrap();
+    let r = api
+        .send(request(
+            Method::GET,
+            "/v1/voice-calls/call_of_a_verification",
+            None,
+            None,
+            &[],
+        ))
+        .await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
 }

@@ -206,7 +206,8 @@ fn span_between(p: &mut Vec<String>, key: &str, v: Span, lo: Duration, hi: Durat
     }
 }
 
-fn e164(s: &str) -> bool {
+/// Whether `s` is `+` and 8–15 digits not starting with 0.
+pub(super) fn is_e164(s: &str) -> bool {
     let d = s.strip_prefix('+').unwrap_or("");
     (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
 }
@@ -244,7 +245,7 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
                 "{k}: username and password go together (set both or neither)"
             ));
         }
-        if !t.caller_id.is_empty() && !e164(&t.caller_id) {
+        if !t.caller_id.is_empty() && !is_e164(&t.caller_id) {
             p.push(format!(
                 "{k}.caller_id = {:?}: must be an E.164 number such as \"+442071234567\"",
                 t.caller_id

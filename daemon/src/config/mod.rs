@@ -5,6 +5,7 @@ mod calls;
 mod load;
 mod units;
 mod validate;
+mod voice_gateway;
 
 pub use calls::{
     CallerIdStyle, CliPoolEntry, FlashCallConfig, SipConfig, SipTransport, SipTrunkEntry,
@@ -13,6 +14,7 @@ pub use calls::{
 pub use load::{load, load_str, ConfigError};
 pub use units::{RateLimit, Span};
 pub use validate::{is_region, is_service_code};
+pub use voice_gateway::{K2Scheme, VoiceGatewayEntry, MIN_HMAC_KEY_LEN};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -45,6 +47,9 @@ pub struct Config {
     /// The flash-call channel.
     #[serde(default)]
     pub flash_call: FlashCallConfig,
+    /// Third parties that ask for calls reading their codes.
+    #[serde(default)]
+    pub voice_gateway: Vec<VoiceGatewayEntry>,
     /// Services (apps) and their API keys.
     #[serde(default)]
     pub service: Vec<ServiceEntry>,
@@ -498,6 +503,67 @@ numbers = ["+447400900000", "+447400900000"]
         .unwrap_err()
         .to_string();
         assert!(e.contains("sctp") && e.contains("udp"), "{e}");
+    }
+
+    #[test]
+    fn voice_gateway_settings_are_checked_and_each_problem_named() {
+        // Without a trunk, and with every field wrong.
+        let text = format!(
+            r#"{MIN}
+[[voice_gateway]]
+sn = "6 258"
+k1 = "short"
+code_digits = 3
+region = "XX"
+countries = ["CN", "YY"]
+default_locale = "fr"
+caller_id = "021"
+expires_after = "2h"
+[[voice_gateway]]
+sn = "6 258"
+k1 = ""
+k2 = "md5-legacy"
+"#
+        );
+        let e = load_str(&text, "t.toml", &[]).unwrap_err().to_string();
+        for want in [
+            "voice_gateway: calls need a [[sip_trunk]]",
+            "voice_gateway[0] (6 258).sn: use 1-32 of",
+            "voice_gateway[0] (6 258).k1: must be at least 16 characters for hmac-sha256",
+            "voice_gateway[0] (6 258).code_digits = 3: must be between 4 and 10",
+            "voice_gateway[0] (6 258).region = \"XX\"",
+            "voice_gateway[0] (6 258).countries: \"YY\" is not an ISO 3166 code",
+            "voice_gateway[0] (6 258).default_locale = \"fr\": not one of voice.locales (en, zh)",
+            "voice_gateway[0] (6 258).caller_id = \"021\"",
+            "voice_gateway[0] (6 258).expires_after = \"2h\": must be between 30s and 1h",
+            "voice_gateway[1] (6 258).sn: duplicate service number",
+            "voice_gateway[1] (6 258).k1: must not be empty",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+        let e = load_str(
+            &format!("{MIN}\n[[voice_gateway]]\nsn = \"1\"\nk1 = \"x\"\nk2 = \"sha1\"\n"),
+            "t.toml",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sha1") && e.contains("hmac-sha256"), "{e}");
+        // The seed's legacy example is accepted as it stands, with defaults.
+        let c = load_str(
+            &format!(
+                "{MIN}\n[[sip_trunk]]\nname = \"t\"\nhost = \"h\"\n[[voice_gateway]]\nsn = \"6258\"\nk1 = \"123321\"\nk2 = \"md5-legacy\"\nregion = \"CN\"\n"
+            ),
+            "t.toml",
+            &[],
+        )
+        .expect("valid");
+        let g = &c.voice_gateway[0];
+        assert_eq!(g.k2, K2Scheme::Md5Legacy);
+        assert_eq!(g.code_digits, 6);
+        assert_eq!(g.countries("GB"), vec!["CN"]);
+        assert_eq!(g.locale(&c.voice.locales), "en");
+        assert_eq!(g.limit.to_string(), "60/1m");
     }
 
     #[test]

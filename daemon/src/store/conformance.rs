@@ -2077,10 +2077,10 @@ pub async fn call_queue<S: Store>(store: &S) {
         "a verification's first call is stored with it"
     );
     let gateway = call("gateway", None, CallKind::Voice, "+447400500002", t + 1);
-    store.enqueue_call(&gateway).await.unwrap();
+    store.enqueue_call(&gateway, None).await.unwrap();
     let mut later = call("later", None, CallKind::Voice, "+447400500003", t);
     later.next_attempt_at = t + 60_000;
-    store.enqueue_call(&later).await.unwrap();
+    store.enqueue_call(&later, None).await.unwrap();
     let mut stale = call(
         "stale",
         None,
@@ -2089,7 +2089,7 @@ pub async fn call_queue<S: Store>(store: &S) {
         t - TTL - 10,
     );
     stale.expires_at = t - 1;
-    store.enqueue_call(&stale).await.unwrap();
+    store.enqueue_call(&stale, None).await.unwrap();
 
     // Claims: due ones, oldest first, counted; not again within the lease.
     let claimed = store.claim_calls(t + 10, 10, 5_000).await.unwrap();
@@ -2298,6 +2298,67 @@ pub async fn call_queue<S: Store>(store: &S) {
         .await
         .unwrap()
         .is_empty());
+    // Voice-gateway requests: a repeated request key returns the first
+    // call and writes nothing; the key is per service.
+    let mut first = call("req1", None, CallKind::Voice, "+447400500009", t + 10_000);
+    first.service = "vg:6258".into();
+    assert_eq!(
+        store
+            .enqueue_call(&first, Some(b"k2-digest"))
+            .await
+            .unwrap(),
+        None
+    );
+    let mut again = call("req2", None, CallKind::Voice, "+447400500009", t + 10_001);
+    again.service = "vg:6258".into();
+    assert_eq!(
+        store
+            .enqueue_call(&again, Some(b"k2-digest"))
+            .await
+            .unwrap(),
+        Some(first.clone()),
+        "a repeated request returns the call it made"
+    );
+    assert_eq!(store.get_call(&again.id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_call_by_request("vg:6258", b"k2-digest")
+            .await
+            .unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store
+            .find_call_by_request("vg:6258", b"other")
+            .await
+            .unwrap(),
+        None
+    );
+    again.service = "vg:6259".into();
+    assert_eq!(
+        store
+            .enqueue_call(&again, Some(b"k2-digest"))
+            .await
+            .unwrap(),
+        None
+    );
+    // The key outlives the call's code: a replay after the outcome still
+    // finds the call.
+    store.claim_calls(t + 10_002, 10, 60_000).await.unwrap();
+    store
+        .finish_call(
+            &first.id,
+            &outcome(CallState::Answered, Some(200)),
+            t + 10_003,
+        )
+        .await
+        .unwrap();
+    let found = store
+        .find_call_by_request("vg:6258", b"k2-digest")
+        .await
+        .unwrap()
+        .expect("found after its outcome");
+    assert_eq!((found.state, found.code), (CallState::Answered, None));
     // Leave the queue empty for other tests.
     store
         .finish_call(&fc.id, &outcome(CallState::Rang, Some(487)), t + 9_005)

@@ -267,7 +267,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // ---- calls
     /// Queues a call that belongs to no verification (the voice gateway).
-    async fn enqueue_call(&self, call: &CallJob) -> StoreResult<()>;
+    /// With a `request_key` that (service, key) already has, nothing is
+    /// written and that call is returned (a repeated or replayed request).
+    async fn enqueue_call(
+        &self,
+        call: &CallJob,
+        request_key: Option<&[u8]>,
+    ) -> StoreResult<Option<CallJob>>;
+    /// The call queued for (service, request_key), if any.
+    async fn find_call_by_request(
+        &self,
+        service: &str,
+        request_key: &[u8],
+    ) -> StoreResult<Option<CallJob>>;
     /// Claims up to `limit` calls due at `now` (queued and due, or calling
     /// with a lease that ran out: a worker that died, whose call is placed
     /// again), like [`Store::claim_outbox`]. Calls past their expiry are

@@ -5,9 +5,10 @@ use super::channels::{self, BadReport, CallChannels};
 use super::code::{self, ServerSecret};
 use super::phone::{self, PhoneError, E164};
 use crate::config::VerifyConfig;
+use crate::limits::Limit;
 use crate::store::{
     CallJob, CallKind, CallState, IdempotencyRecord, InsertOutcome, MessageState, Millis,
-    OutboxMessage, OwnedDispatch, RateHit, Resend, Service, Store, StoreError, Verification,
+    OutboxMessage, OwnedDispatch, Resend, Service, Store, StoreError, Verification,
     VerificationStatus,
 };
 use rand::rngs::OsRng;
@@ -278,31 +279,15 @@ impl VerifyService {
         &self.store
     }
 
-    /// Counts a hit on each limit in order (one store call); the first
-    /// refused one is the error, and the limits after it are not counted.
-    async fn limits(
-        &self,
-        limits: &[(&'static str, String, crate::config::RateLimit)],
-        now: Millis,
-    ) -> Result<(), VerifyError> {
-        let hits: Vec<RateHit<'_>> = limits
-            .iter()
-            .map(|(_, key, l)| RateHit {
-                key,
-                limit: l.count,
-                window_ms: l.window.0.as_millis() as i64,
+    /// Counts a hit on each limit in order; the first refused one is the
+    /// error.
+    async fn limits(&self, limits: &[Limit], now: Millis) -> Result<(), VerifyError> {
+        crate::limits::hit(&*self.store, limits, now)
+            .await?
+            .map_err(|r| VerifyError::RateLimited {
+                scope: r.scope,
+                retry_after_secs: r.retry_after_secs,
             })
-            .collect();
-        let decisions = self.store.rate_hits(&hits, now).await?;
-        for ((scope, _, _), d) in limits.iter().zip(decisions) {
-            if !d.allowed {
-                return Err(VerifyError::RateLimited {
-                    scope,
-                    retry_after_secs: ((d.reset_at - now).max(0) as u64).div_ceil(1000).max(1),
-                });
-            }
-        }
-        Ok(())
     }
 
     /// Starts (or returns the pending) verification of `req.to` for `svc`.
@@ -963,8 +948,8 @@ fn send_limits(
     cfg: &VerifyConfig,
     svc: &Service,
     digits: &str,
-    first: Option<(&'static str, String, crate::config::RateLimit)>,
-) -> Vec<(&'static str, String, crate::config::RateLimit)> {
+    first: Option<Limit>,
+) -> Vec<Limit> {
     let n = usize::from(cfg.limits.prefix_digits).min(digits.len());
     first
         .into_iter()

@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "calls",
         include_str!("../../../migrations/sqlite/0003_calls.sql"),
     ),
+    (
+        4,
+        "gateway_requests",
+        include_str!("../../../migrations/sqlite/0004_gateway_requests.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

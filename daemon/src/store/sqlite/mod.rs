@@ -404,6 +404,19 @@ fn get_call(c: &Connection, id: &str) -> StoreResult<Option<CallJob>> {
     )
 }
 
+fn call_by_request(c: &Connection, service: &str, key: &[u8]) -> StoreResult<Option<CallJob>> {
+    one(
+        c,
+        concat!(
+            "SELECT ",
+            call_cols!(),
+            " FROM calls WHERE service = ?1 AND request_key = ?2"
+        ),
+        params![service, key],
+        rows::call,
+    )
+}
+
 /// Messages from an `UPDATE … RETURNING rowid AS seq, …` (whose row order
 /// SQLite leaves unspecified), oldest first.
 fn returned_messages(
@@ -964,9 +977,35 @@ impl Store for SqliteStore {
 
     // ---- calls
 
-    async fn enqueue_call(&self, call: &CallJob) -> StoreResult<()> {
-        let call = call.clone();
-        self.write(move |c| insert_call(c, &call)).await
+    async fn enqueue_call(
+        &self,
+        call: &CallJob,
+        request_key: Option<&[u8]>,
+    ) -> StoreResult<Option<CallJob>> {
+        let (call, key) = (call.clone(), request_key.map(<[u8]>::to_vec));
+        self.write(move |c| {
+            let Some(key) = key else {
+                insert_call(c, &call)?;
+                return Ok(None);
+            };
+            if let Some(first) = call_by_request(c, &call.service, &key)? {
+                return Ok(Some(first));
+            }
+            insert_call(c, &call)?;
+            c.prepare_cached("UPDATE calls SET request_key = ?2 WHERE id = ?1")?
+                .execute(params![call.id, key])?;
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn find_call_by_request(
+        &self,
+        service: &str,
+        request_key: &[u8],
+    ) -> StoreResult<Option<CallJob>> {
+        let (service, key) = (service.to_owned(), request_key.to_vec());
+        self.read(move |c| call_by_request(c, &service, &key)).await
     }
 
     async fn claim_calls(

@@ -1,0 +1,252 @@
+//! The voice gateway (the seed's telephone gateway interface): an operator
+//! holding a service number SN and a key K1 asks verigate to call a number
+//! TN and read its code VN, proving the request with K2. Only a request
+//! whose K2 checks out becomes a call; a repeated (or replayed) request
+//! returns the call it made instead of placing another.
+
+pub mod k2;
+
+use crate::config::{Config, VoiceGatewayEntry};
+use crate::store::{CallJob, CallKind, CallState, Millis, Store, StoreError};
+use crate::verify::phone::{self, PhoneError};
+use crate::verify::service::new_id;
+use k2::K2Error;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Prefix of the store's `service` of gateway calls (then the SN).
+pub const SERVICE_PREFIX: &str = "vg:";
+
+/// What an operator asks for.
+#[derive(Debug, Clone)]
+pub struct GatewayRequest {
+    /// Number to call, as the operator sent it (K2 covers it as sent).
+    pub tn: String,
+    /// Code to read.
+    pub vn: String,
+    /// Service number.
+    pub sn: String,
+    /// Session key, hex.
+    pub k2: String,
+    /// Prompt locale (default: the service number's).
+    pub locale: Option<String>,
+}
+
+/// Why a request was refused; each says who is at fault (all the requester).
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No `[[voice_gateway]]` has this SN.
+    #[error("service number {0:?} is not set up on this gateway")]
+    UnknownServiceNumber(String),
+    /// K2 is malformed or wrong.
+    #[error(transparent)]
+    BadK2(#[from] K2Error),
+    /// VN is not the service number's count of digits.
+    #[error("vn must be exactly {digits} digits for service number {sn}")]
+    BadCode {
+        /// Digits the service number's codes have.
+        digits: usize,
+        /// The service number.
+        sn: String,
+    },
+    /// TN is not a usable number.
+    #[error(transparent)]
+    BadNumber(#[from] PhoneError),
+    /// TN is in a country the service number may not call.
+    #[error("numbers in {country} are not allowed for service number {sn}")]
+    CountryNotAllowed {
+        /// ISO 3166 region of TN (or "unknown").
+        country: String,
+        /// The service number.
+        sn: String,
+    },
+    /// No prompts in that locale.
+    #[error("locale {0:?} has no voice prompts (available: {1})")]
+    UnsupportedLocale(String, String),
+    /// A per-SN limit was hit.
+    #[error("too many calls ({scope}); retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Which limit.
+        scope: &'static str,
+        /// Seconds until the window resets.
+        retry_after_secs: u64,
+    },
+    /// No gateway call has this id.
+    #[error("voice call not found")]
+    NotFound,
+    /// The store failed (our side).
+    #[error("storage failure: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl GatewayError {
+    /// The outcome label of the request metric.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            GatewayError::UnknownServiceNumber(_) | GatewayError::BadK2(_) => "forbidden",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::Store(_) => "error",
+            _ => "rejected_input",
+        }
+    }
+}
+
+/// A request's call.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    /// The call (queued, or further along for a repeated request).
+    pub call: CallJob,
+    /// False when an earlier identical request made it.
+    pub created: bool,
+}
+
+/// The gateway: the service numbers it serves and the call queue.
+#[derive(Debug)]
+pub struct VoiceGateway {
+    store: Arc<dyn Store>,
+    entries: HashMap<String, VoiceGatewayEntry>,
+    default_region: String,
+    locales: Vec<String>,
+}
+
+impl VoiceGateway {
+    /// The gateway of `cfg`'s `[[voice_gateway]]` entries.
+    pub fn new(store: Arc<dyn Store>, cfg: &Config) -> Self {
+        Self::with_entries(
+            store,
+            &cfg.voice_gateway,
+            &cfg.verify.default_region,
+            &cfg.voice.locales,
+        )
+    }
+
+    /// A gateway serving `entries`; national TNs are read in
+    /// `default_region` unless an entry names its own; `locales` have prompts.
+    pub fn with_entries(
+        store: Arc<dyn Store>,
+        entries: &[VoiceGatewayEntry],
+        default_region: &str,
+        locales: &[String],
+    ) -> Self {
+        VoiceGateway {
+            store,
+            entries: entries.iter().map(|g| (g.sn.clone(), g.clone())).collect(),
+            default_region: default_region.to_string(),
+            locales: locales.to_vec(),
+        }
+    }
+
+    /// Checks the request and queues its call (or returns the call an
+    /// identical earlier request made).
+    pub async fn request(
+        &self,
+        req: GatewayRequest,
+        now: Millis,
+    ) -> Result<Requested, GatewayError> {
+        let g = self
+            .entries
+            .get(&req.sn)
+            .ok_or_else(|| GatewayError::UnknownServiceNumber(req.sn.clone()))?;
+        // K2 first: whoever cannot prove K1 learns nothing about the number.
+        let k2 = k2::verify(g.k2, g.k1.as_bytes(), &req.tn, &req.vn, &req.k2)?;
+        // A fixed length makes TN‖VN split one way only, so a K2 for one
+        // number cannot be reused for a number with a digit more.
+        if req.vn.len() != g.code_digits || !req.vn.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(GatewayError::BadCode {
+                digits: g.code_digits,
+                sn: g.sn.clone(),
+            });
+        }
+        let locale = req
+            .locale
+            .clone()
+            .unwrap_or_else(|| g.locale(&self.locales).to_string());
+        if !self.locales.contains(&locale) {
+            return Err(GatewayError::UnsupportedLocale(
+                locale,
+                self.locales.join(", "),
+            ));
+        }
+        let to = phone::normalize(&req.tn, g.region(&self.default_region))?;
+        let countries = g.countries(&self.default_region);
+        let country = to.region().unwrap_or("unknown");
+        if !countries.iter().any(|c| c == "*" || c == country) {
+            return Err(GatewayError::CountryNotAllowed {
+                country: country.to_string(),
+                sn: g.sn.clone(),
+            });
+        }
+        let service = format!("{SERVICE_PREFIX}{}", g.sn);
+        let key = Sha256::digest(&k2);
+        // A repeat answers what the first request did, before the limits:
+        // a retry or a replay never places a second call.
+        if let Some(first) = self.store.find_call_by_request(&service, &key).await? {
+            self.store.barrier().await?;
+            return Ok(Requested {
+                call: first,
+                created: false,
+            });
+        }
+        let limits = [
+            ("per service number", service.clone(), g.limit),
+            (
+                "per number for the service number",
+                format!("vgn:{}:{}", g.sn, to.digits()),
+                g.per_number,
+            ),
+        ];
+        if let Err(r) = crate::limits::hit(&*self.store, &limits, now).await? {
+            return Err(GatewayError::RateLimited {
+                scope: r.scope,
+                retry_after_secs: r.retry_after_secs,
+            });
+        }
+        let call = CallJob {
+            id: new_id("call"),
+            verification_id: None,
+            service,
+            kind: CallKind::Voice,
+            to: to.as_str().to_string(),
+            caller: Some(g.caller_id.clone()).filter(|c| !c.is_empty()),
+            code: Some(req.vn),
+            fallback_text: None,
+            locale,
+            state: CallState::Queued,
+            sip_code: None,
+            detail: None,
+            attempts: 0,
+            next_attempt_at: now,
+            expires_at: now + g.expires_after.0.as_millis() as i64,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.enqueue_call(&call, Some(&key)).await? {
+            // An identical request won the race.
+            Some(first) => Ok(Requested {
+                call: first,
+                created: false,
+            }),
+            None => Ok(Requested {
+                call,
+                created: true,
+            }),
+        }
+    }
+
+    /// A gateway call by id (calls of verifications are not shown here).
+    pub async fn get(&self, id: &str) -> Result<CallJob, GatewayError> {
+        self.store
+            .get_call(id)
+            .await?
+            .filter(|c| c.verification_id.is_none() && c.service.starts_with(SERVICE_PREFIX))
+            .ok_or(GatewayError::NotFound)
+    }
+
+    /// The service number of a gateway call.
+    pub fn service_number(call: &CallJob) -> &str {
+        call.service
+            .strip_prefix(SERVICE_PREFIX)
+            .unwrap_or(&call.service)
+    }
+}
