@@ -6,9 +6,10 @@
 #   tests/interop/capture.sh stop PCAP              # stops it and waits until PCAP is flushed
 #   tests/interop/tshark_check.sh PCAP PORT...
 #
-# Without PORTs the capture filter is plain 'tcp' (handy when the server port is
-# only known after the capture must already be running; tshark_check.sh decodes
-# only the ports you give it anyway). With PORTs: 'tcp port A or tcp port B ...'.
+# Without PORTs the capture filter is 'tcp or udp' (handy when the server port is
+# only known after the capture must already be running, and for SIP/RTP, whose
+# media ports are negotiated; the checks decode only the ports you give them
+# anyway). With PORTs: 'tcp port A or tcp port B ...'.
 # The tshark pid is kept in PCAP.pid and its log in PCAP.log.
 #
 # The equivalent by hand:
@@ -33,7 +34,7 @@ start)
     if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
         die "a capture for $pcap is already running (pid $(cat "$pidfile"))"
     fi
-    filter=tcp
+    filter="tcp or udp"
     if [ $# -gt 0 ]; then
         filter=""
         for port in "$@"; do

@@ -264,3 +264,197 @@ pub fn has_command(cmd: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// A running daemon in a scratch directory, killed on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The process.
+    pub child: Child,
+    /// Public API `host:port`.
+    pub api: String,
+    /// Admin endpoint `host:port`.
+    pub admin: String,
+    /// The lab SMSC's control API (or the one given to `start_in`).
+    pub control: String,
+    /// The lab switch's control API, if it runs.
+    pub switch: String,
+    /// Its scratch directory (removed on drop).
+    pub dir: PathBuf,
+}
+
+/// Lab mode's listeners on free ports.
+pub const LAB_PORTS: &[&str] = &[
+    "api.listen=127.0.0.1:0",
+    "api.admin_listen=127.0.0.1:0",
+    "lab.smsc.listen=127.0.0.1:0",
+    "lab.smsc.control=127.0.0.1:0",
+    "lab.switch.listen=127.0.0.1:0",
+    "lab.switch.control=127.0.0.1:0",
+    "sip.listen=127.0.0.1:0",
+];
+
+/// A fresh directory under the system temp dir.
+pub fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "verigate-e2e-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Daemon {
+    /// Lab mode (conf/verigate.toml) on free ports.
+    pub fn start(sets: &[&str]) -> Daemon {
+        let mut all = LAB_PORTS.to_vec();
+        all.extend_from_slice(sets);
+        Daemon::start_in(
+            scratch_dir(),
+            &workspace().join("conf/verigate.toml"),
+            &all,
+            "",
+        )
+    }
+
+    /// `verigate run` with a config file, in `dir`.
+    pub fn start_in(
+        dir: PathBuf,
+        config: &std::path::Path,
+        sets: &[&str],
+        control: &str,
+    ) -> Daemon {
+        let mut cmd = Command::new(bin("verigate"));
+        cmd.current_dir(&dir).arg("run").arg("--config").arg(config);
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start verigate run");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("banner {line:?}: {e}"));
+        Daemon {
+            api: v["api"].as_str().unwrap().to_string(),
+            admin: v["admin"].as_str().unwrap().to_string(),
+            control: v["lab_control"].as_str().unwrap_or(control).to_string(),
+            switch: v["lab_switch_control"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            child,
+            dir,
+        }
+    }
+
+    /// kill -9, leaving the directory (database) in place.
+    pub fn kill9(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, PathBuf::new())
+    }
+
+    /// An API request with the lab's API key: (status, JSON body or null).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let body = body.map(|b| b.to_string());
+        let (st, text) = http_auth(
+            &self.api,
+            method,
+            path,
+            body.as_deref(),
+            "lab-key-change-me",
+        );
+        (
+            st,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// [`http_request`] with a bearer token: (status, body).
+pub fn http_auth(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    key: &str,
+) -> (u16, String) {
+    let r = http_request(addr, method, path, body, Some(key));
+    (r.status, r.body)
+}
+
+/// `tests/interop/`: the third-party peers and capture scripts.
+pub fn interop_dir() -> PathBuf {
+    workspace().join("tests/interop")
+}
+
+/// A tshark capture on loopback, stopped on drop.
+#[derive(Debug)]
+pub struct Capture {
+    /// The capture file.
+    pub pcap: PathBuf,
+    stopped: std::cell::Cell<bool>,
+}
+
+impl Capture {
+    /// Starts capturing TCP and UDP on loopback (returns once tshark captures).
+    pub fn start(name: &str) -> Capture {
+        let pcap =
+            std::env::temp_dir().join(format!("verigate-{name}-{}.pcapng", std::process::id()));
+        let st = Command::new(interop_dir().join("capture.sh"))
+            .arg("start")
+            .arg(&pcap)
+            .status()
+            .expect("capture.sh");
+        assert!(st.success(), "capture did not start");
+        Capture {
+            pcap,
+            stopped: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Stops the capture and waits until the file is flushed.
+    pub fn stop(&self) {
+        if self.stopped.replace(true) {
+            return;
+        }
+        let _ = Command::new(interop_dir().join("capture.sh"))
+            .arg("stop")
+            .arg(&self.pcap)
+            .status();
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -3,135 +3,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use verigate_e2e::{bin, http, http_request, workspace, HttpResponse};
-
-/// A running daemon in a scratch directory, killed on drop.
-struct Daemon {
-    child: Child,
-    api: String,
-    admin: String,
-    control: String,
-    /// The lab switch's control API, if it runs.
-    switch: String,
-    _dir: PathBuf,
-}
-
-/// Lab mode's listeners on free ports.
-const LAB_PORTS: &[&str] = &[
-    "api.listen=127.0.0.1:0",
-    "api.admin_listen=127.0.0.1:0",
-    "lab.smsc.listen=127.0.0.1:0",
-    "lab.smsc.control=127.0.0.1:0",
-    "lab.switch.listen=127.0.0.1:0",
-    "lab.switch.control=127.0.0.1:0",
-    "sip.listen=127.0.0.1:0",
-];
-
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "verigate-e2e-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-impl Daemon {
-    /// Lab mode (conf/verigate.toml) on free ports.
-    fn start(sets: &[&str]) -> Daemon {
-        let mut all = LAB_PORTS.to_vec();
-        all.extend_from_slice(sets);
-        Daemon::start_in(
-            scratch_dir(),
-            &workspace().join("conf/verigate.toml"),
-            &all,
-            "",
-        )
-    }
-
-    /// `verigate run` with a config file, in `dir`.
-    fn start_in(dir: PathBuf, config: &std::path::Path, sets: &[&str], control: &str) -> Daemon {
-        let mut cmd = Command::new(bin("verigate"));
-        cmd.current_dir(&dir).arg("run").arg("--config").arg(config);
-        for s in sets {
-            cmd.args(["--set", s]);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start verigate run");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("banner {line:?}: {e}"));
-        Daemon {
-            api: v["api"].as_str().unwrap().to_string(),
-            admin: v["admin"].as_str().unwrap().to_string(),
-            control: v["lab_control"].as_str().unwrap_or(control).to_string(),
-            switch: v["lab_switch_control"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            child,
-            _dir: dir,
-        }
-    }
-
-    /// kill -9, leaving the directory (database) in place.
-    fn kill9(mut self) -> PathBuf {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::mem::replace(&mut self._dir, PathBuf::new())
-    }
-
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> (u16, serde_json::Value) {
-        let body = body.map(|b| b.to_string());
-        let (st, text) = http_auth(
-            &self.api,
-            method,
-            path,
-            body.as_deref(),
-            "lab-key-change-me",
-        );
-        (
-            st,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-        )
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !self._dir.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&self._dir);
-        }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-fn http_auth(addr: &str, method: &str, path: &str, body: Option<&str>, key: &str) -> (u16, String) {
-    let r = http_request(addr, method, path, body, Some(key));
-    (r.status, r.body)
-}
+use verigate_e2e::{
+    bin, http, http_auth, http_request, scratch_dir, workspace, Daemon, HttpResponse, LAB_PORTS,
+};
 
 /// Waits for the handset to receive a message and returns its text.
 fn handset_text(control: &str, msisdn: &str, nth: usize) -> String {
@@ -491,7 +367,7 @@ fn approval_is_sent_to_the_service_webhook_signed() {
 /// (exit code, stdout, stderr).
 fn cli(d: &Daemon, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin("verigate"))
-        .current_dir(&d._dir)
+        .current_dir(&d.dir)
         .args(args)
         .arg("--config")
         .arg(config)
@@ -560,7 +436,7 @@ fn operator_cli_shows_status_and_manages_services() {
         "{}",
         r.body
     );
-    let token = std::fs::read_to_string(d._dir.join("var/admin.token")).unwrap();
+    let token = std::fs::read_to_string(d.dir.join("var/admin.token")).unwrap();
     let token = token.trim();
     for (body, want) in [
         ("{not json", "invalid_json"),
@@ -907,7 +783,7 @@ fn demo(dir: &std::path::Path, sets: &[String]) -> (i32, String, String) {
 fn demo_walks_through_a_verification_against_a_running_lab_daemon() {
     let d = Daemon::start(&[]);
     let (code, out, err) = demo(
-        &d._dir,
+        &d.dir,
         &[
             format!("api.listen={}", d.api),
             format!("lab.smsc.control={}", d.control),

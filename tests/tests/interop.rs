@@ -6,11 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use verigate_e2e::{has_command, probe, require_peer, workspace, Sim};
-
-fn interop_dir() -> PathBuf {
-    workspace().join("tests/interop")
-}
+use verigate_e2e::{has_command, interop_dir, probe, require_peer, Capture, Sim};
 
 fn npm_ready() -> bool {
     require_peer(
@@ -153,45 +149,6 @@ fn npm_esme_against_simulator() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A tshark capture on loopback, stopped on drop.
-struct Capture {
-    pcap: PathBuf,
-    stopped: std::cell::Cell<bool>,
-}
-
-impl Capture {
-    fn start(name: &str) -> Capture {
-        let pcap =
-            std::env::temp_dir().join(format!("verigate-{name}-{}.pcapng", std::process::id()));
-        let st = Command::new(interop_dir().join("capture.sh"))
-            .arg("start")
-            .arg(&pcap)
-            .status()
-            .expect("capture.sh");
-        assert!(st.success(), "capture did not start");
-        Capture {
-            pcap,
-            stopped: std::cell::Cell::new(false),
-        }
-    }
-
-    fn stop(&self) {
-        if self.stopped.replace(true) {
-            return;
-        }
-        let _ = Command::new(interop_dir().join("capture.sh"))
-            .arg("stop")
-            .arg(&self.pcap)
-            .status();
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[test]
