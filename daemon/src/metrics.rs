@@ -146,6 +146,41 @@ pub fn gateway_request(outcome: &str) {
     get().gateway_requests.with_label_values(&[outcome]).inc();
 }
 
+/// Upper bounds (µs) of the RTP send-lateness histogram's buckets.
+const RTP_LATENESS_BUCKETS_MICROS: [u64; 9] = [
+    250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000,
+];
+
+/// The media workers' send lateness as a Prometheus histogram
+/// (`verigate_rtp_send_lateness_seconds`: due time to `sendto` returning,
+/// per packet, since start) and the packets skipped because a worker woke
+/// too late to catch up (`verigate_rtp_packets_skipped_total`).
+pub fn rtp_lateness_text(l: &verigate_codecs::media::pacer::Lateness) -> String {
+    let mut s = String::from(
+        "# HELP verigate_rtp_send_lateness_seconds RTP packets by time from their due time to being sent\n\
+         # TYPE verigate_rtp_send_lateness_seconds histogram\n",
+    );
+    for le in RTP_LATENESS_BUCKETS_MICROS {
+        s += &format!(
+            "verigate_rtp_send_lateness_seconds_bucket{{le=\"{}\"}} {}\n",
+            le as f64 / 1e6,
+            l.count_below_micros(le)
+        );
+    }
+    s += &format!(
+        "verigate_rtp_send_lateness_seconds_bucket{{le=\"+Inf\"}} {c}\n\
+         verigate_rtp_send_lateness_seconds_sum {}\n\
+         verigate_rtp_send_lateness_seconds_count {c}\n\
+         # HELP verigate_rtp_packets_skipped_total RTP packets not sent because a media worker woke too late\n\
+         # TYPE verigate_rtp_packets_skipped_total counter\n\
+         verigate_rtp_packets_skipped_total {}\n",
+        l.sum_micros() as f64 / 1e6,
+        l.skipped,
+        c = l.count(),
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -156,5 +191,27 @@ mod tests {
             text.contains("verigate_verifications_total{channel=\"sms\",outcome=\"approved\"}"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn rtp_lateness_renders_as_a_cumulative_histogram() {
+        let mut l = verigate_codecs::media::pacer::Lateness::default();
+        for micros in [100, 300, 1_500, 30_000] {
+            l.record(micros);
+        }
+        l.skipped = 2;
+        let t = super::rtp_lateness_text(&l);
+        for want in [
+            "verigate_rtp_send_lateness_seconds_bucket{le=\"0.00025\"} 1\n",
+            "verigate_rtp_send_lateness_seconds_bucket{le=\"0.002\"} 3\n",
+            "verigate_rtp_send_lateness_seconds_bucket{le=\"0.02\"} 3\n",
+            "verigate_rtp_send_lateness_seconds_bucket{le=\"0.05\"} 4\n",
+            "verigate_rtp_send_lateness_seconds_bucket{le=\"+Inf\"} 4\n",
+            "verigate_rtp_send_lateness_seconds_sum 0.0319\n",
+            "verigate_rtp_send_lateness_seconds_count 4\n",
+            "verigate_rtp_packets_skipped_total 2\n",
+        ] {
+            assert!(t.contains(want), "missing {want:?} in\n{t}");
+        }
     }
 }

@@ -575,12 +575,16 @@ fn metrics_route(
                         .with_label_values(&["submitted"])
                         .set(d.submitted as i64);
                 }
+                let mut body = m.render();
+                if let Some(e) = &sip {
+                    body += &crate::metrics::rtp_lateness_text(&e.media().lateness());
+                }
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4",
                     )],
-                    m.render(),
+                    body,
                 )
             }
         }),

@@ -1008,6 +1008,24 @@ fn a_voice_call_reads_the_code_in_english_and_mandarin_and_the_code_approves() {
         let (st, r) = check(&d, id, serde_json::json!({"code": code}));
         assert_eq!((st, r["status"].as_str()), (200, Some("approved")), "{r}");
     }
+    // Every packet's send lateness is in /metrics (the workers report each
+    // second, and at once when they fall idle).
+    let start = Instant::now();
+    let count = loop {
+        let (_, m) = http(&d.api, "GET", "/metrics", None);
+        let count: u64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("verigate_rtp_send_lateness_seconds_count "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if count > 1_000 || start.elapsed() > Duration::from_secs(5) {
+            assert!(m.contains("verigate_rtp_packets_skipped_total 0"), "{m}");
+            break count;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Two calls of ~20 s at 50 packets a second.
+    assert!(count > 1_000, "{count} packets counted");
 }
 
 /// `POST /v1/voice-calls` (no API key: K2 proves the request).

@@ -68,6 +68,7 @@ const BUCKETS: usize = 10_001;
 pub struct Lateness {
     buckets: Vec<u64>,
     count: u64,
+    sum_micros: u64,
     max_micros: u64,
     /// Packets not sent (their time skipped) because the driver woke too
     /// late to catch up.
@@ -79,6 +80,7 @@ impl Default for Lateness {
         Self {
             buckets: vec![0; BUCKETS],
             count: 0,
+            sum_micros: 0,
             max_micros: 0,
             skipped: 0,
         }
@@ -86,10 +88,13 @@ impl Default for Lateness {
 }
 
 impl Lateness {
-    fn record(&mut self, micros: u64) {
+    /// Records one event `micros` after its due time (the pacer records
+    /// phases; a driver may record each packet it sent instead).
+    pub fn record(&mut self, micros: u64) {
         let b = ((micros / BUCKET_MICROS) as usize).min(BUCKETS - 1);
         self.buckets[b] += 1;
         self.count += 1;
+        self.sum_micros = self.sum_micros.saturating_add(micros);
         self.max_micros = self.max_micros.max(micros);
     }
 
@@ -99,6 +104,7 @@ impl Lateness {
             *a += b;
         }
         self.count += other.count;
+        self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
         self.max_micros = self.max_micros.max(other.max_micros);
         self.skipped += other.skipped;
     }
@@ -111,6 +117,18 @@ impl Lateness {
     /// The latest phase, in µs.
     pub fn max_micros(&self) -> u64 {
         self.max_micros
+    }
+
+    /// Sum of all recorded lateness, in µs.
+    pub fn sum_micros(&self) -> u64 {
+        self.sum_micros
+    }
+
+    /// Records less than `micros` late, to the 100 µs bucket (exact for
+    /// multiples of 100 µs): a Prometheus bucket `le`.
+    pub fn count_below_micros(&self, micros: u64) -> u64 {
+        let n = ((micros / BUCKET_MICROS) as usize).min(BUCKETS);
+        self.buckets[..n].iter().sum()
     }
 
     /// The `p` quantile (0–1) in µs, to the upper edge of its 100 µs bucket.
@@ -355,6 +373,28 @@ fn fill(queue: &mut VecDeque<Segment>, frame: &mut Vec<u8>, law: Law) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lateness_buckets_answer_prometheus_style_questions() {
+        let mut l = Lateness::default();
+        for micros in [50, 150, 950, 1_000, 2_500, 2_000_000] {
+            l.record(micros);
+        }
+        assert_eq!(l.count(), 6);
+        assert_eq!(l.sum_micros(), 50 + 150 + 950 + 1_000 + 2_500 + 2_000_000);
+        assert_eq!(l.count_below_micros(100), 1);
+        assert_eq!(l.count_below_micros(1_000), 3, "1000 µs is not below 1 ms");
+        assert_eq!(l.count_below_micros(2_000), 4);
+        assert_eq!(l.count_below_micros(5_000), 5);
+        // Past a second everything lands in the last bucket.
+        assert_eq!(l.count_below_micros(u64::MAX), 6);
+        let mut m = Lateness::default();
+        m.merge(&l);
+        assert_eq!(
+            (m.count(), m.sum_micros(), m.max_micros()),
+            (6, l.sum_micros(), 2_000_000)
+        );
+    }
     use crate::media::rtp::RtpPacket;
 
     fn collect(p: &mut Pacer<u32>, now: Instant) -> Vec<(u32, u16, u32, Vec<u8>)> {

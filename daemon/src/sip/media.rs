@@ -86,9 +86,11 @@ impl Media {
         })
     }
 
-    /// Send lateness since the last call (for metrics and benchmarks).
-    pub fn take_lateness(&self) -> Lateness {
-        std::mem::take(&mut *self.lateness.lock().expect("lateness lock"))
+    /// Send lateness of every packet since start (each packet from its
+    /// due time to its `sendto` returning), and the packets skipped; the
+    /// workers add their figures once a second.
+    pub fn lateness(&self) -> Lateness {
+        self.lateness.lock().expect("lateness lock").clone()
     }
 
     /// Starts a call's stream on `socket` towards `remote` (payload type
@@ -167,8 +169,21 @@ fn worker(rx: Receiver<Cmd>, lateness: Arc<Mutex<Lateness>>) {
     let mut pacer: Pacer<u64> = Pacer::new(Instant::now());
     let mut outs: HashMap<u64, Out> = HashMap::new();
     let mut last_report = Instant::now();
+    let mut sent = Lateness::default();
+    let report = |sent: &mut Lateness, pacer: &mut Pacer<u64>| {
+        // The pacer's own figures are per phase; ours are per packet.
+        sent.skipped += pacer.take_lateness().skipped;
+        if let Ok(mut total) = lateness.lock() {
+            total.merge(sent);
+        }
+        *sent = Lateness::default();
+    };
     loop {
         let cmd = if pacer.is_empty() {
+            // Idle: hand in the last calls' figures before waiting.
+            if sent.count() > 0 {
+                report(&mut sent, &mut pacer);
+            }
             match rx.recv() {
                 Ok(c) => Some(c),
                 Err(_) => return,
@@ -188,10 +203,12 @@ fn worker(rx: Receiver<Cmd>, lateness: Arc<Mutex<Lateness>>) {
             }
         }
         let now = Instant::now();
-        pacer.handle_timeout(now, |k, pkt, _| {
+        pacer.handle_timeout(now, |k, pkt, due| {
             if let Some(o) = outs.get(&k) {
                 // A full socket buffer drops the packet, as the network would.
                 let _ = o.socket.send_to(pkt, o.remote);
+                let late = Instant::now().saturating_duration_since(due);
+                sent.record(late.as_micros().min(u128::from(u64::MAX)) as u64);
             }
         });
         while let Some(PacerEvent::Drained(k)) = pacer.poll_event() {
@@ -201,10 +218,7 @@ fn worker(rx: Receiver<Cmd>, lateness: Arc<Mutex<Lateness>>) {
         }
         if now.duration_since(last_report) >= Duration::from_secs(1) {
             last_report = now;
-            let l = pacer.take_lateness();
-            if let Ok(mut total) = lateness.lock() {
-                total.merge(&l);
-            }
+            report(&mut sent, &mut pacer);
         }
     }
 }
