@@ -1465,7 +1465,7 @@ fn a_voice_locale_without_prompts_stops_the_start_naming_it() {
         .current_dir(&dir)
         .args(["run", "--config"])
         .arg(workspace().join("conf/verigate.toml"))
-        .args(["--set", r#"voice.locales=["en","fr"]"#])
+        .args(["--set", r#"voice.locales=["en","zh","fr"]"#])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
