@@ -12,6 +12,7 @@
 //!
 //! Every subcommand prints human-readable figures and ends with one JSON line.
 
+mod calls;
 mod codec;
 mod http;
 mod msg;
@@ -46,6 +47,9 @@ enum Cmd {
     Verify(verify::VerifyArgs),
     /// Concurrent calls' RTP from one pacer worker: send lateness, CPU, memory.
     Rtp(rtp::RtpArgs),
+    /// The call engine end to end against a SIPp UAS: flash calls/s, and
+    /// concurrent voice calls with their RTP send lateness and memory.
+    Calls(calls::CallsArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Cmd::Smpp(a) => smpp::run(a),
         Cmd::Verify(a) => verify::run(a),
         Cmd::Rtp(a) => rtp::run(a),
+        Cmd::Calls(a) => calls::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

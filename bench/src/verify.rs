@@ -70,10 +70,10 @@ pub struct VerifyArgs {
 }
 
 /// `verigate run` as a child process.
-struct Daemon {
-    child: Child,
-    api: SocketAddr,
-    dir: PathBuf,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) api: SocketAddr,
+    pub(crate) dir: PathBuf,
     remove_dir: bool,
 }
 
@@ -129,19 +129,32 @@ api_key = "{API_KEY}"
         sid = sim::SYSTEM_ID,
         pw = sim::PASSWORD,
     );
-    let cfg_path = dir.join("bench.toml");
-    std::fs::write(&cfg_path, config).map_err(|e| e.to_string())?;
     let exe = a
         .verigate
         .clone()
         .unwrap_or_else(|| sim::sibling("verigate"));
-    let mut cmd = Command::new(&exe);
+    spawn_daemon(&exe, dir, remove_dir, &config, &a.set, &a.log)
+}
+
+/// Writes `config` to `dir/bench.toml` and starts `exe run` on it in `dir`
+/// (with `--set` overrides), returning once its banner names the API.
+pub(crate) fn spawn_daemon(
+    exe: &std::path::Path,
+    dir: PathBuf,
+    remove_dir: bool,
+    config: &str,
+    sets: &[String],
+    log: &str,
+) -> Result<Daemon, String> {
+    let cfg_path = dir.join("bench.toml");
+    std::fs::write(&cfg_path, config).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
     cmd.current_dir(&dir)
-        .env("VERIGATE_LOG", &a.log)
+        .env("VERIGATE_LOG", log)
         .arg("run")
         .arg("--config")
         .arg(&cfg_path);
-    for s in &a.set {
+    for s in sets {
         cmd.args(["--set", s]);
     }
     let mut child = cmd
@@ -169,7 +182,7 @@ api_key = "{API_KEY}"
 }
 
 /// Resident set and its peak (KiB) from /proc/<pid>/status.
-fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+pub(crate) fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<u64> {
         s.lines()
@@ -183,7 +196,7 @@ fn rss_kib(pid: u32) -> Option<(u64, u64)> {
 }
 
 /// Sum of a counter family on /metrics.
-async fn metric_sum(conn: &mut Conn, name: &str) -> Result<f64, String> {
+pub(crate) async fn metric_sum(conn: &mut Conn, name: &str) -> Result<f64, String> {
     let a = conn.request("GET", "/metrics", "", None).await?;
     let text = String::from_utf8_lossy(&a.body);
     Ok(text
@@ -216,7 +229,7 @@ fn number(i: u64) -> String {
     format!("+44740{:07}", i % 10_000_000)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

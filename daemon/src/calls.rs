@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use verigate_codecs::media::g711::Law;
-use verigate_prompts::{EncodedPrompts, Prompt, PromptError, PromptSet, Reading};
+use verigate_prompts::{EncodedPrompts, Part, Prompt, PromptError, PromptSet, Reading};
 
 /// Prompt sets of every voice locale, in both laws, encoded once.
 #[derive(Debug, Default)]
@@ -386,14 +386,14 @@ impl Ctx {
         }
     }
 
-    fn audio(&self, job: &CallJob, law: Option<Law>, clip: Clip) -> Option<Arc<[u8]>> {
+    /// The clip's audio as shared prompt clips and pauses (no copy per call).
+    fn audio(&self, job: &CallJob, law: Option<Law>, clip: Clip) -> Option<Vec<Part>> {
         let p = self.prompts.get(&job.locale, law?)?;
         match clip {
             Clip::Code => p
-                .code_message(job.code.as_deref()?, &self.settings.reading)
-                .ok()
-                .map(Arc::from),
-            Clip::Goodbye => Some(Arc::from(p.clip(Prompt::Goodbye))),
+                .code_parts(job.code.as_deref()?, &self.settings.reading)
+                .ok(),
+            Clip::Goodbye => Some(vec![Part::Clip(p.shared_clip(Prompt::Goodbye))]),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! heard.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use thiserror::Error;
 use verigate_codecs::media::g711::{Law, FRAME_SAMPLES};
@@ -199,7 +200,7 @@ impl PromptSet {
                 .map(|c| {
                     let mut out = Vec::with_capacity(c.len());
                     law.encode_into(c, &mut out);
-                    out
+                    Arc::from(out)
                 })
                 .collect(),
         }
@@ -292,11 +293,21 @@ impl Default for Reading {
     }
 }
 
-/// A prompt set in one G.711 law.
+/// A prompt set in one G.711 law. Clips are shared: a reading queued as
+/// [`Part`]s costs no audio copy per call.
 #[derive(Debug, Clone)]
 pub struct EncodedPrompts {
     law: Law,
-    clips: Vec<Vec<u8>>,
+    clips: Vec<Arc<[u8]>>,
+}
+
+/// One piece of a reading: a shared clip or a pause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// A prompt's encoded bytes.
+    Clip(Arc<[u8]>),
+    /// Silence of this many milliseconds.
+    Silence(u32),
 }
 
 impl EncodedPrompts {
@@ -310,38 +321,52 @@ impl EncodedPrompts {
         &self.clips[p.index()]
     }
 
-    fn silence(&self, out: &mut Vec<u8>, ms: u32) {
-        let n = (ms as usize) * 8;
-        out.resize(out.len() + n, self.law.silence());
+    /// One prompt's bytes, shared.
+    pub fn shared_clip(&self, p: Prompt) -> Arc<[u8]> {
+        self.clips[p.index()].clone()
     }
 
-    fn digits(&self, out: &mut Vec<u8>, code: &[u8], r: &Reading) {
+    fn digits(&self, out: &mut Vec<Part>, code: &[u8], r: &Reading) {
         for (i, d) in code.iter().enumerate() {
             if i > 0 {
-                self.silence(out, r.digit_gap_ms);
+                out.push(Part::Silence(r.digit_gap_ms));
             }
-            out.extend_from_slice(self.clip(Prompt::Digit(d - b'0')));
+            out.push(Part::Clip(self.shared_clip(Prompt::Digit(d - b'0'))));
         }
     }
 
     /// "Your verification code is 1 2 3 4 5 6. I repeat: 1 2 3 4 5 6.
-    /// Press 1 to hear it again." — the bytes of one reading, from the
-    /// first word to the last (callers pad to whole frames with [`frames`]).
-    pub fn code_message(&self, code: &str, r: &Reading) -> Result<Vec<u8>, PromptError> {
+    /// Press 1 to hear it again." as shared clips and pauses, from the
+    /// first word to the last.
+    pub fn code_parts(&self, code: &str, r: &Reading) -> Result<Vec<Part>, PromptError> {
         if code.is_empty() || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(PromptError::NotDigits(code.to_string()));
         }
         let code = code.as_bytes();
+        let mut out = vec![
+            Part::Clip(self.shared_clip(Prompt::CodeIs)),
+            Part::Silence(r.phrase_gap_ms),
+        ];
+        self.digits(&mut out, code, r);
+        out.push(Part::Silence(r.repeat_gap_ms));
+        out.push(Part::Clip(self.shared_clip(Prompt::Repeat)));
+        out.push(Part::Silence(r.phrase_gap_ms));
+        self.digits(&mut out, code, r);
+        out.push(Part::Silence(r.repeat_gap_ms));
+        out.push(Part::Clip(self.shared_clip(Prompt::Press1)));
+        Ok(out)
+    }
+
+    /// [`EncodedPrompts::code_parts`] as one buffer of bytes (callers pad
+    /// to whole frames with [`frames`]).
+    pub fn code_message(&self, code: &str, r: &Reading) -> Result<Vec<u8>, PromptError> {
         let mut out = Vec::new();
-        out.extend_from_slice(self.clip(Prompt::CodeIs));
-        self.silence(&mut out, r.phrase_gap_ms);
-        self.digits(&mut out, code, r);
-        self.silence(&mut out, r.repeat_gap_ms);
-        out.extend_from_slice(self.clip(Prompt::Repeat));
-        self.silence(&mut out, r.phrase_gap_ms);
-        self.digits(&mut out, code, r);
-        self.silence(&mut out, r.repeat_gap_ms);
-        out.extend_from_slice(self.clip(Prompt::Press1));
+        for part in self.code_parts(code, r)? {
+            match part {
+                Part::Clip(c) => out.extend_from_slice(&c),
+                Part::Silence(ms) => out.resize(out.len() + ms as usize * 8, self.law.silence()),
+            }
+        }
         Ok(out)
     }
 }
@@ -445,13 +470,58 @@ mod tests {
     }
 
     #[test]
+    fn a_reading_as_parts_shares_the_clips_and_sounds_like_the_message() {
+        let enc = PromptSet::load(&bundled_dir(), "en")
+            .unwrap()
+            .encode(Law::Alaw);
+        let r = Reading::default();
+        let a = enc.code_parts("365882", &r).unwrap();
+        let b = enc.code_parts("365882", &r).unwrap();
+        // Two calls' readings point at the same clip bytes: no copy per call.
+        let clips = |parts: &[Part]| -> Vec<Arc<[u8]>> {
+            parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Clip(c) => Some(c.clone()),
+                    Part::Silence(_) => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            clips(&a).len(),
+            15,
+            "code is, 6 digits, I repeat, 6 digits, press 1"
+        );
+        assert!(clips(&a)
+            .iter()
+            .zip(clips(&b))
+            .all(|(x, y)| Arc::ptr_eq(x, &y)));
+        assert!(Arc::ptr_eq(
+            &clips(&a)[1],
+            &enc.shared_clip(Prompt::Digit(3))
+        ));
+        assert!(a.contains(&Part::Silence(r.digit_gap_ms)));
+        // Played out, the parts are the message the handset recognises.
+        let heard = enc.code_message("365882", &r).unwrap();
+        let total: usize = a
+            .iter()
+            .map(|p| match p {
+                Part::Clip(c) => c.len(),
+                Part::Silence(ms) => *ms as usize * 8,
+            })
+            .sum();
+        assert_eq!(total, heard.len());
+        assert!(enc.code_parts("36x", &r).is_err());
+    }
+
+    #[test]
     fn a_prompt_that_begins_like_a_shorter_one_is_heard_whole() {
         // 14 distinct clips; "1" is "0" followed by more sound.
         let mut clips: Vec<Vec<u8>> = (0..14u8).map(|i| vec![i + 1; 40]).collect();
         clips[1] = [clips[0].clone(), vec![99; 40]].concat();
         let enc = EncodedPrompts {
             law: Law::Ulaw,
-            clips,
+            clips: clips.into_iter().map(Arc::from).collect(),
         };
         let mut heard = enc.clip(Prompt::CodeIs).to_vec();
         heard.extend_from_slice(enc.clip(Prompt::Digit(1)));

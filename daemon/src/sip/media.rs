@@ -20,6 +20,7 @@ use verigate_codecs::media::dtmf::{DtmfReceiver, TelephoneEvent};
 use verigate_codecs::media::g711::Law;
 use verigate_codecs::media::pacer::{Lateness, Pacer, PacerEvent};
 use verigate_codecs::media::rtp::{is_rtcp, RtpPacket, RtpSender};
+use verigate_prompts::Part;
 
 /// What the media side tells a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,7 @@ enum Cmd {
         events: UnboundedSender<MediaEvent>,
     },
     Remote(u64, SocketAddr),
-    Play(u64, Arc<[u8]>),
+    Play(u64, Vec<Part>),
     Pause(u64, Duration),
     Clear(u64),
     Remove(u64),
@@ -143,9 +144,9 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// Queues audio (in the stream's law).
-    pub fn play(&self, audio: Arc<[u8]>) {
-        let _ = self.worker.send(Cmd::Play(self.key, audio));
+    /// Queues audio: shared clips (in the stream's law) and pauses.
+    pub fn play(&self, parts: Vec<Part>) {
+        let _ = self.worker.send(Cmd::Play(self.key, parts));
     }
 
     /// Queues silence.
@@ -249,7 +250,14 @@ fn apply(c: Cmd, pacer: &mut Pacer<u64>, outs: &mut HashMap<u64, Out>) {
                 o.remote = addr;
             }
         }
-        Cmd::Play(key, audio) => pacer.play(key, audio),
+        Cmd::Play(key, parts) => {
+            for part in parts {
+                match part {
+                    Part::Clip(audio) => pacer.play(key, audio),
+                    Part::Silence(ms) => pacer.pause(key, Duration::from_millis(u64::from(ms))),
+                }
+            }
+        }
         Cmd::Pause(key, d) => pacer.pause(key, d),
         Cmd::Clear(key) => pacer.clear(key),
         Cmd::Remove(key) => {

@@ -12,10 +12,10 @@ mod tests;
 
 use media::MediaEvent;
 use script::Ended;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use verigate_codecs::media::g711::Law;
+use verigate_prompts::Part;
 
 /// A call to place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +44,8 @@ pub enum CallEvent {
 /// What the call's owner asks of it.
 #[derive(Debug, Clone)]
 pub enum Command {
-    /// Queue audio (in the law `Answered` named).
-    Play(Arc<[u8]>),
+    /// Queue audio (clips in the law `Answered` named, and pauses).
+    Play(Vec<Part>),
     /// Queue silence.
     Pause(Duration),
     /// Drop queued audio.

@@ -180,7 +180,9 @@ async fn an_answered_call_plays_and_ends_with_bye_leaving_no_dialog() {
     assert_eq!(next(&mut call).await, CallEvent::Answered(Law::Alaw));
     assert_eq!(e.dialogs(), 1);
     call.commands
-        .send(Command::Play(Arc::from(vec![0xd5u8; 160])))
+        .send(Command::Play(vec![verigate_prompts::Part::Clip(
+            Arc::from(vec![0xd5u8; 160]),
+        )]))
         .unwrap();
     assert_eq!(
         next(&mut call).await,
