@@ -133,6 +133,21 @@ impl Sipp {
         })
     }
 
+    /// The first lines of SIPp's error log (why it failed calls).
+    fn errors(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().ends_with("_errors.log") {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                for l in text.lines().take(lines) {
+                    out += l;
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
     /// SIPp's cumulative (successful, failed) calls from its last statistics line.
     fn calls(&self) -> Option<(u64, u64)> {
         let text = std::fs::read_to_string(self.dir.join("stats.csv")).ok()?;
@@ -410,6 +425,9 @@ async fn flash_phase(a: &CallsArgs, dir: &Path) -> Result<serde_json::Value, Str
         "sustained: {sustained:.0} flash calls/s (INVITE → 180 → CANCEL → 487 → ACK); \
          SIPp: {sipp_ok} successful, {sipp_failed} failed calls"
     );
+    if sipp_failed > 0 {
+        println!("SIPp's error log begins:\n{}", sipp.errors(40));
+    }
     println!(
         "CPU per call: daemon {:.0} µs, SIPp {:.0} µs",
         cpu / accepted.max(1) as f64 * 1e6,
