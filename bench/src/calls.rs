@@ -25,7 +25,7 @@
 
 use crate::http::Conn;
 use crate::proc_stat;
-use crate::verify::{rss_kib, spawn_daemon, Daemon};
+use crate::verify::{rss_kib, spawn_daemon, Daemon, BASE_CONFIG};
 use serde_json::json;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -175,20 +175,7 @@ fn start_daemon(a: &CallsArgs, dir: &Path, sipp: &Sipp) -> Result<Daemon, String
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let config = format!(
         r#"# written by verigate-bench calls
-[api]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[store]
-kind = "sqlite"
-path = "./var/verigate.db"
-[secrets]
-server_secret_file = "./var/server.secret"
-[verify.limits]
-per_number = "5/10m"
-per_service = "100000000/1m"
-per_prefix = "100000000/1m"
-per_ip = "100000000/1m"
-[sip]
+{BASE_CONFIG}[sip]
 listen = "127.0.0.1:0"
 media_workers = {workers}
 [[sip_trunk]]

@@ -99,20 +99,7 @@ fn start_daemon(a: &VerifyArgs, sim: &Sim) -> Result<Daemon, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = format!(
         r#"# written by verigate-bench verify
-[api]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[store]
-kind = "sqlite"
-path = "./var/verigate.db"
-[secrets]
-server_secret_file = "./var/server.secret"
-[verify.limits]
-per_number = "5/10m"
-per_service = "100000000/1m"
-per_prefix = "100000000/1m"
-per_ip = "100000000/1m"
-[[smsc]]
+{BASE_CONFIG}[[smsc]]
 name = "sim"
 host = "{host}"
 port = {port}
@@ -135,6 +122,23 @@ api_key = "{API_KEY}"
         .unwrap_or_else(|| sim::sibling("verigate"));
     spawn_daemon(&exe, dir, remove_dir, &config, &a.set, &a.log)
 }
+
+/// The part of a bench daemon's config every bench shares: loopback
+/// listeners on free ports, durable SQLite in `./var`, limits out of the way.
+pub(crate) const BASE_CONFIG: &str = r#"[api]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[store]
+kind = "sqlite"
+path = "./var/verigate.db"
+[secrets]
+server_secret_file = "./var/server.secret"
+[verify.limits]
+per_number = "5/10m"
+per_service = "100000000/1m"
+per_prefix = "100000000/1m"
+per_ip = "100000000/1m"
+"#;
 
 /// Writes `config` to `dir/bench.toml` and starts `exe run` on it in `dir`
 /// (with `--set` overrides), returning once its banner names the API.
