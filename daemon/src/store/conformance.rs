@@ -39,9 +39,10 @@ use std::collections::HashSet;
 use verigate_codecs::dlr::message_id_keys;
 
 use super::{
-    Account, ApiKeyRecord, AuditEvent, CallJob, CallKind, CallResult, CallState, DlrOutcome,
-    IdempotencyRecord, InsertOutcome, MessageState, Millis, OutboxMessage, RateHit, Resend,
-    Service, Session, Store, StoreError, Verification, VerificationStatus, WebhookJob,
+    Account, ApiKeyRecord, AuditEvent, CallJob, CallKind, CallResult, CallState, CompleteMoLogin,
+    DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState, Millis, MoIntent, MoLogin,
+    MoLoginOutcome, MoLoginState, MoMessage, OutboxMessage, RateHit, Resend, Service, Session,
+    Store, StoreError, Verification, VerificationStatus, WebhookJob,
 };
 
 /// Time ranges of the tests (Unix ms). Queue tests use ranges below the
@@ -54,6 +55,7 @@ const T_PARKED: Millis = 2_300_000_000_000;
 const T_WEBHOOKS: Millis = 2_400_000_000_000;
 const T_ACCOUNTS: Millis = 2_500_000_000_000;
 const T_CALLS: Millis = 2_600_000_000_000;
+const T_MO: Millis = 2_700_000_000_000;
 const T_VERIFY: Millis = 9_000_000_000_000;
 const T_AUDIT: Millis = 9_500_000_000_000;
 
@@ -75,6 +77,7 @@ pub async fn run_all<S: Store>(store: &S) {
     webhook_queue(store).await;
     accounts_and_sessions(store).await;
     call_queue(store).await;
+    mo_login(store).await;
     audit_order(store).await;
 }
 
@@ -2367,6 +2370,285 @@ pub async fn call_queue<S: Store>(store: &S) {
     for c in store.claim_calls(t + 100_000, 100, 60_000).await.unwrap() {
         store
             .finish_call(&c.id, &outcome(CallState::Failed, None), t + 100_000)
+            .await
+            .unwrap();
+    }
+}
+
+fn mo(id: &str, from: &str, text: &str, at: Millis) -> MoMessage {
+    MoMessage {
+        id: id.into(),
+        smsc: "conf".into(),
+        source: from.into(),
+        dest: "7799".into(),
+        text: text.into(),
+        received_at: at,
+    }
+}
+
+fn pending_login(token: &str, svc: &str, at: Millis) -> MoLogin {
+    MoLogin {
+        token: token.into(),
+        service: svc.into(),
+        intent: MoIntent::Login,
+        state: MoLoginState::Pending,
+        msisdn: None,
+        account_id: None,
+        created_account: false,
+        session_token: None,
+        created_at: at,
+        expires_at: at + TTL,
+        completed_at: None,
+    }
+}
+
+/// MO storage (redeliveries kept out), claims with leases, and a login
+/// completed in one transaction: account found or made, session, webhook,
+/// password SMS only for a new account, the session handed out once.
+pub async fn mo_login<S: Store>(store: &S) {
+    let t = T_MO;
+    let svc = "conf-mo";
+    create_service(store, svc, t).await;
+    // An MO is stored once; the same one again within the window is a
+    // redelivery; after the window it is a new message.
+    let m1 = mo("mo_conf_1", "+447400600001", "LOGIN ABCD2345", t);
+    assert!(store.insert_mo(&m1, b"key-1", 600_000).await.unwrap());
+    let again = mo("mo_conf_1b", "+447400600001", "LOGIN ABCD2345", t + 1_000);
+    assert!(
+        !store.insert_mo(&again, b"key-1", 600_000).await.unwrap(),
+        "redelivery"
+    );
+    let later = mo("mo_conf_1c", "+447400600001", "LOGIN ABCD2345", t + 700_000);
+    assert!(
+        store.insert_mo(&later, b"key-1", 600_000).await.unwrap(),
+        "outside the window"
+    );
+    let claimed = store.claim_mos(t + 1, 10, 5_000).await.unwrap();
+    assert_eq!(claimed, vec![m1.clone(), later.clone()], "oldest first");
+    assert!(
+        store.claim_mos(t + 2, 10, 5_000).await.unwrap().is_empty(),
+        "leased"
+    );
+    assert_eq!(
+        store.claim_mos(t + 5_001, 10, 5_000).await.unwrap(),
+        vec![m1.clone(), later.clone()],
+        "a dead processor's MOs come back after the lease"
+    );
+    store
+        .finish_mo(&later.id, "no_token", None, t + 5_002)
+        .await
+        .unwrap();
+
+    // A login completed by the MO: the account is created with it.
+    store
+        .create_mo_login(&pending_login("ABCD2345", svc, t))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_mo_login(&pending_login("ABCD2345", svc, t))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let account = Account {
+        id: "acc_conf_mo".into(),
+        service: svc.into(),
+        msisdn: "+447400600001".into(),
+        password_hash: Some("$argon2id$fixture".into()),
+        created_at: t,
+    };
+    let session = Session {
+        id: "ses_conf_mo_1".into(),
+        account_id: String::new(),
+        token_hash: b"session-hash-1".to_vec(),
+        created_at: t,
+        expires_at: t + TTL,
+    };
+    let mut sms = message("msg_conf_mo_pw", "", svc, "+447400600001", t);
+    sms.verification_id = None;
+    let hook = WebhookJob {
+        id: "wh_conf_mo".into(),
+        service: svc.into(),
+        url: "https://app.example/hook".into(),
+        body: "{}".into(),
+        attempts: 0,
+        next_attempt_at: t,
+        last_error: None,
+    };
+    let complete = |token, mo_id, session, password_sms| CompleteMoLogin {
+        token,
+        msisdn: "+447400600001",
+        mo_id,
+        new_account: &account,
+        session,
+        session_token: "st_secret",
+        password_sms,
+        webhook: Some(&hook),
+    };
+    let out = store
+        .complete_mo_login(
+            &complete("ABCD2345", "mo_conf_1", &session, Some(&sms)),
+            t + 10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        MoLoginOutcome::Completed {
+            account: account.clone(),
+            created: true
+        }
+    );
+    let got = store.get_mo_login("ABCD2345").await.unwrap().unwrap();
+    assert_eq!(got.state, MoLoginState::Completed);
+    assert_eq!(got.msisdn.as_deref(), Some("+447400600001"));
+    assert_eq!(got.account_id.as_deref(), Some("acc_conf_mo"));
+    assert!(got.created_account);
+    assert_eq!(got.session_token.as_deref(), Some("st_secret"));
+    let ses = store
+        .get_session_by_token_hash(b"session-hash-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ses.account_id, "acc_conf_mo");
+    assert!(
+        store
+            .claim_mos(t + 100_000, 10, 5_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.id != "mo_conf_1"),
+        "processed"
+    );
+    let queued = store.claim_outbox(t + 20, 100, 60_000).await.unwrap();
+    assert!(
+        queued.iter().any(|m| m.id == "msg_conf_mo_pw"),
+        "password SMS for a new account"
+    );
+    let hooks = store.claim_webhooks(t + 20, 100, 60_000).await.unwrap();
+    assert!(hooks.iter().any(|w| w.id == "wh_conf_mo"));
+
+    // The token again: used; nothing written.
+    let m2 = mo("mo_conf_2", "+447400600001", "LOGIN ABCD2345", t + 20);
+    assert!(store.insert_mo(&m2, b"key-2", 600_000).await.unwrap());
+    let s2 = Session {
+        id: "ses_conf_mo_2".into(),
+        token_hash: b"session-hash-2".to_vec(),
+        ..session.clone()
+    };
+    assert_eq!(
+        store
+            .complete_mo_login(&complete("ABCD2345", "mo_conf_2", &s2, Some(&sms)), t + 30)
+            .await
+            .unwrap(),
+        MoLoginOutcome::Used
+    );
+    assert_eq!(
+        store
+            .get_session_by_token_hash(b"session-hash-2")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .complete_mo_login(&complete("ZZZZ9999", "mo_conf_2", &s2, Some(&sms)), t + 30)
+            .await
+            .unwrap(),
+        MoLoginOutcome::Unknown
+    );
+    // An error reply is queued with the MO's outcome, once.
+    let mut reply = message("msg_conf_mo_reply", "", svc, "+447400600001", t + 30);
+    reply.verification_id = None;
+    store
+        .finish_mo("mo_conf_2", "used", Some(&reply), t + 31)
+        .await
+        .unwrap();
+    let mut reply2 = reply.clone();
+    reply2.id = "msg_conf_mo_reply2".into();
+    store
+        .finish_mo("mo_conf_2", "used", Some(&reply2), t + 32)
+        .await
+        .unwrap();
+    let queued = store.claim_outbox(t + 40, 100, 60_000).await.unwrap();
+    assert!(queued.iter().any(|m| m.id == "msg_conf_mo_reply"));
+    assert!(
+        !queued.iter().any(|m| m.id == "msg_conf_mo_reply2"),
+        "an MO is answered once"
+    );
+
+    // A second login for the same number reaches the same account; no
+    // password SMS (the account exists); expired tokens are refused.
+    store
+        .create_mo_login(&pending_login("EFGH6789", svc, t + 50))
+        .await
+        .unwrap();
+    let m3 = mo("mo_conf_3", "+447400600001", "EFGH6789", t + 50);
+    assert!(store.insert_mo(&m3, b"key-3", 600_000).await.unwrap());
+    let s3 = Session {
+        id: "ses_conf_mo_3".into(),
+        token_hash: b"session-hash-3".to_vec(),
+        ..session.clone()
+    };
+    let fresh = Account {
+        id: "acc_conf_mo_unused".into(),
+        ..account.clone()
+    };
+    let mut pw = sms.clone();
+    pw.id = "msg_conf_mo_pw2".into();
+    let hook2 = WebhookJob {
+        id: "wh_conf_mo_2".into(),
+        ..hook.clone()
+    };
+    let mut other = complete("EFGH6789", "mo_conf_3", &s3, Some(&pw));
+    other.new_account = &fresh;
+    other.webhook = Some(&hook2);
+    assert_eq!(
+        store.complete_mo_login(&other, t + 60).await.unwrap(),
+        MoLoginOutcome::Completed {
+            account: account.clone(),
+            created: false
+        }
+    );
+    let queued = store.claim_outbox(t + 70, 100, 60_000).await.unwrap();
+    assert!(
+        !queued.iter().any(|m| m.id == "msg_conf_mo_pw2"),
+        "no password for an existing account"
+    );
+    store
+        .create_mo_login(&pending_login("JKMN2345", svc, t))
+        .await
+        .unwrap();
+    let s4 = Session {
+        id: "ses_conf_mo_4".into(),
+        token_hash: b"session-hash-4".to_vec(),
+        ..session.clone()
+    };
+    assert_eq!(
+        store
+            .complete_mo_login(&complete("JKMN2345", "mo_conf_3", &s4, None), t + TTL + 1)
+            .await
+            .unwrap(),
+        MoLoginOutcome::Expired
+    );
+
+    // The session is handed out once.
+    let first = store.collect_mo_login("ABCD2345").await.unwrap().unwrap();
+    assert_eq!(first.session_token.as_deref(), Some("st_secret"));
+    let second = store.collect_mo_login("ABCD2345").await.unwrap().unwrap();
+    assert_eq!(
+        (second.state, second.session_token),
+        (MoLoginState::Collected, None)
+    );
+    assert_eq!(store.collect_mo_login("NOPE2345").await.unwrap(), None);
+    // Leave the queues empty for other tests.
+    for m in store
+        .claim_outbox(t + 100_000_000, 1000, 60_000)
+        .await
+        .unwrap()
+    {
+        store
+            .mark_failed(&m.id, "battery", None, t + 100_000_000)
             .await
             .unwrap();
     }

@@ -108,6 +108,27 @@ pub struct RateHit<'a> {
     pub window_ms: i64,
 }
 
+/// An MO that carries a pending login's token (see [`Store::complete_mo_login`]).
+#[derive(Debug, Clone)]
+pub struct CompleteMoLogin<'a> {
+    /// The token the MO carried.
+    pub token: &'a str,
+    /// The sender's number (E.164 with `+`).
+    pub msisdn: &'a str,
+    /// The MO, marked processed in the same transaction.
+    pub mo_id: &'a str,
+    /// The account to create if the service has none for the number.
+    pub new_account: &'a Account,
+    /// The session to create (its `account_id` is set to the account used).
+    pub session: &'a Session,
+    /// The session token in clear, kept until the app collects it.
+    pub session_token: &'a str,
+    /// SMS with the new account's password, queued only if the account is created.
+    pub password_sms: Option<&'a OutboxMessage>,
+    /// Webhook to the service, queued on completion.
+    pub webhook: Option<&'a WebhookJob>,
+}
+
 /// A resend to record (see [`Store::record_resend`]).
 #[derive(Debug, Clone)]
 pub struct Resend<'a> {
@@ -367,6 +388,49 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         error: &str,
         retry_at: Option<Millis>,
     ) -> StoreResult<()>;
+
+    // ---- MO login
+    /// Stores a new MO login; `Conflict` if its token exists.
+    async fn create_mo_login(&self, l: &MoLogin) -> StoreResult<()>;
+    /// An MO login by token.
+    async fn get_mo_login(&self, token: &str) -> StoreResult<Option<MoLogin>>;
+    /// Stores an MO, unless one with the same `dedup_key` was stored within
+    /// `window_ms` before `m.received_at` (the SMSC delivering it again).
+    /// Returns whether it was stored. Durable on return: only then may the
+    /// deliver_sm_resp go out.
+    async fn insert_mo(&self, m: &MoMessage, dedup_key: &[u8], window_ms: i64)
+        -> StoreResult<bool>;
+    /// Claims up to `limit` stored MOs not yet processed, oldest first, for
+    /// `lease_ms` (a processor that died leaves them to the next after that).
+    async fn claim_mos(
+        &self,
+        now: Millis,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<MoMessage>>;
+    /// In one transaction: checks the login `c.token` is pending and
+    /// unexpired at `at`; finds the service's account for `c.msisdn` or
+    /// creates `c.new_account` (queueing `c.password_sms`); creates the
+    /// session; completes the login; queues the webhook; marks the MO
+    /// processed. Writes nothing when the token is unknown, expired or used.
+    async fn complete_mo_login(
+        &self,
+        c: &CompleteMoLogin<'_>,
+        at: Millis,
+    ) -> StoreResult<MoLoginOutcome>;
+    /// Marks an MO processed with `outcome`, queueing `reply` in the same
+    /// transaction.
+    async fn finish_mo(
+        &self,
+        id: &str,
+        outcome: &str,
+        reply: Option<&OutboxMessage>,
+        at: Millis,
+    ) -> StoreResult<()>;
+    /// Hands a completed login's session token out once: returns the login
+    /// as it was (with the token) and marks it collected, forgetting the
+    /// token. Other states are returned unchanged.
+    async fn collect_mo_login(&self, token: &str) -> StoreResult<Option<MoLogin>>;
 
     // ---- accounts and sessions (MO login)
     /// Adds an account; `Conflict` if (service, msisdn) exists.

@@ -434,3 +434,128 @@ pub struct CallResult {
     /// in the same transaction.
     pub fallback: Option<OutboxMessage>,
 }
+
+/// What an MO login is for.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum MoIntent {
+    /// Log into the number's account (made if missing).
+    Login,
+    /// Register: the same, said by an app that expects a new account.
+    Register,
+}
+
+impl MoIntent {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoIntent::Login => "login",
+            MoIntent::Register => "register",
+        }
+    }
+
+    /// From the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "login" => Some(MoIntent::Login),
+            "register" => Some(MoIntent::Register),
+            _ => None,
+        }
+    }
+}
+
+/// Where an MO login stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoLoginState {
+    /// Waiting for the phone's SMS.
+    Pending,
+    /// The SMS came: a session waits to be collected.
+    Completed,
+    /// The app collected the session (the token is used up).
+    Collected,
+}
+
+impl MoLoginState {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoLoginState::Pending => "pending",
+            MoLoginState::Completed => "completed",
+            MoLoginState::Collected => "collected",
+        }
+    }
+
+    /// From the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(MoLoginState::Pending),
+            "completed" => Some(MoLoginState::Completed),
+            "collected" => Some(MoLoginState::Collected),
+            _ => None,
+        }
+    }
+}
+
+/// A login an app asked for: the phone proves its number by texting the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoLogin {
+    /// The token the phone sends (canonical: upper case, no separators).
+    pub token: String,
+    /// Service code.
+    pub service: String,
+    /// Login or register.
+    pub intent: MoIntent,
+    /// State.
+    pub state: MoLoginState,
+    /// The sender's number, once the SMS came.
+    pub msisdn: Option<String>,
+    /// The account logged into.
+    pub account_id: Option<String>,
+    /// Whether the SMS created the account.
+    pub created_account: bool,
+    /// The session token, until collected.
+    pub session_token: Option<String>,
+    /// When asked for.
+    pub created_at: Millis,
+    /// The token stops working after this.
+    pub expires_at: Millis,
+    /// When the SMS completed it.
+    pub completed_at: Option<Millis>,
+}
+
+/// A mobile-originated SMS as stored (before its deliver_sm_resp).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoMessage {
+    /// Opaque id.
+    pub id: String,
+    /// SMSC it came from.
+    pub smsc: String,
+    /// Sender (E.164 with `+` when it could be read so; else as sent).
+    pub source: String,
+    /// Our short code it was sent to.
+    pub dest: String,
+    /// Text (long MOs reassembled).
+    pub text: String,
+    /// When stored.
+    pub received_at: Millis,
+}
+
+/// What became of an MO login attempt (see [`crate::store::Store::complete_mo_login`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoLoginOutcome {
+    /// Logged in: the account (made now if `created`).
+    Completed {
+        /// The account.
+        account: Account,
+        /// Whether this SMS created it.
+        created: bool,
+    },
+    /// No login has this token.
+    Unknown,
+    /// The token's time ran out.
+    Expired,
+    /// The token was already used.
+    Used,
+}

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "gateway_requests",
         include_str!("../../../migrations/sqlite/0004_gateway_requests.sql"),
     ),
+    (
+        5,
+        "mo_login",
+        include_str!("../../../migrations/sqlite/0005_mo_login.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -33,10 +33,11 @@ use verigate_codecs::dlr::message_id_keys;
 use self::engine::Engine;
 use self::rows::{all, col, corrupt, exec, one, parse_state, to_json, write_err};
 use super::{
-    Account, ApiKeyRecord, AuditEvent, CallJob, CallResult, CallState, Dispatch, DlrOutcome,
-    IdempotencyRecord, InsertOutcome, MessageState, Millis, OutboxDepth, OutboxMessage,
-    OwnedDispatch, RateDecision, RateHit, Resend, Service, Session, Store, StoreError, StoreResult,
-    Verification, VerificationStatus, WebhookJob,
+    Account, ApiKeyRecord, AuditEvent, CallJob, CallResult, CallState, CompleteMoLogin, Dispatch,
+    DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState, Millis, MoLogin, MoLoginOutcome,
+    MoLoginState, MoMessage, OutboxDepth, OutboxMessage, OwnedDispatch, RateDecision, RateHit,
+    Resend, Service, Session, Store, StoreError, StoreResult, Verification, VerificationStatus,
+    WebhookJob,
 };
 
 /// How long SQLite waits for another process's write lock before giving up.
@@ -415,6 +416,27 @@ fn call_by_request(c: &Connection, service: &str, key: &[u8]) -> StoreResult<Opt
         params![service, key],
         rows::call,
     )
+}
+
+fn get_mo_login(c: &Connection, token: &str) -> StoreResult<Option<MoLogin>> {
+    one(
+        c,
+        "SELECT token, service, intent, state, msisdn, account_id, created_account, session_token,
+                created_at, expires_at, completed_at
+         FROM mo_logins WHERE token = ?1",
+        [token],
+        rows::mo_login,
+    )
+}
+
+/// Marks an MO processed; false if it already was (a second processor).
+fn finish_mo(c: &Connection, id: &str, outcome: &str, at: Millis) -> StoreResult<bool> {
+    Ok(exec(
+        c,
+        "UPDATE mo_messages SET state = 'processed', outcome = ?2, processed_at = ?3, lease_until = NULL
+         WHERE id = ?1 AND state = 'received'",
+        params![id, outcome, at],
+    )? > 0)
 }
 
 /// Messages from an `UPDATE … RETURNING rowid AS seq, …` (whose row order
@@ -1477,6 +1499,202 @@ impl Store for SqliteStore {
     }
 
     // ---- accounts and sessions
+
+    // ---- MO login
+
+    async fn create_mo_login(&self, l: &MoLogin) -> StoreResult<()> {
+        let l = l.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO mo_logins (token, service, intent, state, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                l.token,
+                l.service,
+                l.intent.as_str(),
+                l.state.as_str(),
+                l.created_at,
+                l.expires_at
+            ])
+            .map_err(|e| write_err(e, &format!("MO login of service {}", l.service)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_mo_login(&self, token: &str) -> StoreResult<Option<MoLogin>> {
+        let token = token.to_owned();
+        self.read(move |c| get_mo_login(c, &token)).await
+    }
+
+    async fn insert_mo(
+        &self,
+        m: &MoMessage,
+        dedup_key: &[u8],
+        window_ms: i64,
+    ) -> StoreResult<bool> {
+        let (m, key) = (m.clone(), dedup_key.to_vec());
+        self.write(move |c| {
+            let seen = one(
+                c,
+                "SELECT 1 FROM mo_messages WHERE dedup_key = ?1 AND received_at >= ?2",
+                params![key, m.received_at.saturating_sub(window_ms)],
+                |_| Ok(()),
+            )?;
+            if seen.is_some() {
+                return Ok(false);
+            }
+            c.prepare_cached(
+                "INSERT INTO mo_messages (id, smsc, source, dest, text, dedup_key, state, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7)",
+            )?
+            .execute(params![m.id, m.smsc, m.source, m.dest, m.text, key, m.received_at])
+            .map_err(|e| write_err(e, &format!("MO {}", m.id)))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn claim_mos(
+        &self,
+        now: Millis,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<MoMessage>> {
+        self.write(move |c| {
+            let mut mos = all(
+                c,
+                "UPDATE mo_messages SET lease_until = ?2
+                 WHERE id IN (
+                     SELECT id FROM mo_messages
+                     WHERE state = 'received' AND COALESCE(lease_until, 0) <= ?1
+                     ORDER BY received_at, rowid LIMIT ?3)
+                 RETURNING id, smsc, source, dest, text, received_at",
+                params![now, now.saturating_add(lease_ms.max(0)), limit],
+                rows::mo_message,
+            )?;
+            mos.sort_by(|a, b| a.received_at.cmp(&b.received_at).then(a.id.cmp(&b.id)));
+            Ok(mos)
+        })
+        .await
+    }
+
+    async fn complete_mo_login(
+        &self,
+        x: &CompleteMoLogin<'_>,
+        at: Millis,
+    ) -> StoreResult<MoLoginOutcome> {
+        let token = x.token.to_owned();
+        let msisdn = x.msisdn.to_owned();
+        let mo_id = x.mo_id.to_owned();
+        let new_account = x.new_account.clone();
+        let session = x.session.clone();
+        let session_token = x.session_token.to_owned();
+        let password_sms = x.password_sms.cloned();
+        let webhook = x.webhook.cloned();
+        self.write(move |c| {
+            let Some(login) = get_mo_login(c, &token)? else {
+                return Ok(MoLoginOutcome::Unknown);
+            };
+            if login.state != MoLoginState::Pending {
+                return Ok(MoLoginOutcome::Used);
+            }
+            if at > login.expires_at {
+                return Ok(MoLoginOutcome::Expired);
+            }
+            let existing = one(
+                c,
+                "SELECT id, service, msisdn, password_hash, created_at FROM accounts
+                 WHERE service = ?1 AND msisdn = ?2",
+                params![login.service, msisdn],
+                rows::account,
+            )?;
+            let (account, created) = match existing {
+                Some(a) => (a, false),
+                None => {
+                    let a = Account {
+                        service: login.service.clone(),
+                        msisdn: msisdn.clone(),
+                        ..new_account
+                    };
+                    exec(
+                        c,
+                        "INSERT INTO accounts (id, service, msisdn, password_hash, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![a.id, a.service, a.msisdn, a.password_hash, a.created_at],
+                    )?;
+                    if let Some(m) = &password_sms {
+                        insert_message(c, m)?;
+                    }
+                    (a, true)
+                }
+            };
+            exec(
+                c,
+                "INSERT INTO sessions (id, account_id, token_hash, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![session.id, account.id, session.token_hash, session.created_at, session.expires_at],
+            )?;
+            exec(
+                c,
+                "UPDATE mo_logins SET state = 'completed', msisdn = ?2, account_id = ?3,
+                     created_account = ?4, session_token = ?5, completed_at = ?6
+                 WHERE token = ?1 AND state = 'pending'",
+                params![token, msisdn, account.id, created, session_token, at],
+            )?;
+            if let Some(w) = &webhook {
+                exec(
+                    c,
+                    "INSERT INTO webhook_jobs (id, service, url, body, attempts, next_attempt_at, last_error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![w.id, w.service, w.url, w.body, w.attempts, w.next_attempt_at, w.last_error],
+                )?;
+            }
+            finish_mo(c, &mo_id, "login_completed", at)?;
+            Ok(MoLoginOutcome::Completed { account, created })
+        })
+        .await
+    }
+
+    async fn finish_mo(
+        &self,
+        id: &str,
+        outcome: &str,
+        reply: Option<&OutboxMessage>,
+        at: Millis,
+    ) -> StoreResult<()> {
+        let (id, outcome, reply) = (id.to_owned(), outcome.to_owned(), reply.cloned());
+        self.write(move |c| {
+            if finish_mo(c, &id, &outcome, at)? {
+                if let Some(m) = &reply {
+                    insert_message(c, m)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn collect_mo_login(&self, token: &str) -> StoreResult<Option<MoLogin>> {
+        let token = token.to_owned();
+        self.write(move |c| {
+            let login = get_mo_login(c, &token)?;
+            if login
+                .as_ref()
+                .is_some_and(|l| l.state == MoLoginState::Completed)
+            {
+                exec(
+                    c,
+                    "UPDATE mo_logins SET state = 'collected', session_token = NULL
+                     WHERE token = ?1 AND state = 'completed'",
+                    [&token],
+                )?;
+            }
+            Ok(login)
+        })
+        .await
+    }
 
     async fn create_account(&self, a: &Account) -> StoreResult<()> {
         let a = a.clone();

@@ -4,8 +4,9 @@ use rusqlite::types::FromSql;
 use rusqlite::{Connection, ErrorCode, Params, Row};
 
 use crate::store::{
-    Account, ApiKeyRecord, AuditEvent, CallJob, CallKind, CallState, MessageState, OutboxMessage,
-    Service, Session, StoreError, StoreResult, Verification, VerificationStatus, WebhookJob,
+    Account, ApiKeyRecord, AuditEvent, CallJob, CallKind, CallState, MessageState, MoIntent,
+    MoLogin, MoLoginState, MoMessage, OutboxMessage, Service, Session, StoreError, StoreResult,
+    Verification, VerificationStatus, WebhookJob,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -235,5 +236,39 @@ pub fn call(row: &Row<'_>) -> StoreResult<CallJob> {
         expires_at: col(row, T, "expires_at")?,
         created_at: col(row, T, "created_at")?,
         updated_at: col(row, T, "updated_at")?,
+    })
+}
+
+pub fn mo_login(row: &Row<'_>) -> StoreResult<MoLogin> {
+    const T: &str = "mo_logins";
+    let intent: String = col(row, T, "intent")?;
+    let state: String = col(row, T, "state")?;
+    let created: i64 = col(row, T, "created_account")?;
+    Ok(MoLogin {
+        token: col(row, T, "token")?,
+        service: col(row, T, "service")?,
+        intent: MoIntent::parse(&intent)
+            .ok_or_else(|| corrupt(T, "intent", format!("unknown intent {intent:?}")))?,
+        state: MoLoginState::parse(&state)
+            .ok_or_else(|| corrupt(T, "state", format!("unknown state {state:?}")))?,
+        msisdn: col(row, T, "msisdn")?,
+        account_id: col(row, T, "account_id")?,
+        created_account: created != 0,
+        session_token: col(row, T, "session_token")?,
+        created_at: col(row, T, "created_at")?,
+        expires_at: col(row, T, "expires_at")?,
+        completed_at: col(row, T, "completed_at")?,
+    })
+}
+
+pub fn mo_message(row: &Row<'_>) -> StoreResult<MoMessage> {
+    const T: &str = "mo_messages";
+    Ok(MoMessage {
+        id: col(row, T, "id")?,
+        smsc: col(row, T, "smsc")?,
+        source: col(row, T, "source")?,
+        dest: col(row, T, "dest")?,
+        text: col(row, T, "text")?,
+        received_at: col(row, T, "received_at")?,
     })
 }
