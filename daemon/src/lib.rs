@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod limits;
 pub mod metrics;
+pub mod mologin;
 pub mod outbox;
 pub mod probe;
 pub mod run;

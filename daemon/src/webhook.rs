@@ -126,6 +126,20 @@ fn setting<'a>(service: &'a Service, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The job delivering `body` to the service's webhook, if it has a
+/// `webhook_url` (for callers that queue it in their own transaction).
+pub fn job(service: &Service, body: &Value, now: Millis) -> Option<WebhookJob> {
+    Some(WebhookJob {
+        id: crate::verify::service::new_id("wh"),
+        service: service.code.clone(),
+        url: webhook_url(service)?.to_string(),
+        body: body.to_string(),
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+    })
+}
+
 /// Queues `body` for the service's webhook, if it has a `webhook_url`;
 /// returns whether a job was queued. Only writes to the store (no network).
 pub async fn enqueue(
@@ -134,17 +148,8 @@ pub async fn enqueue(
     body: &Value,
     now: Millis,
 ) -> StoreResult<bool> {
-    let Some(url) = webhook_url(service) else {
+    let Some(job) = job(service, body, now) else {
         return Ok(false);
-    };
-    let job = WebhookJob {
-        id: crate::verify::service::new_id("wh"),
-        service: service.code.clone(),
-        url: url.to_string(),
-        body: body.to_string(),
-        attempts: 0,
-        next_attempt_at: now,
-        last_error: None,
     };
     store.enqueue_webhook(&job).await?;
     Ok(true)

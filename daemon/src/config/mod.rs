@@ -3,6 +3,7 @@
 
 mod calls;
 mod load;
+mod mo_login;
 mod units;
 mod validate;
 mod voice_gateway;
@@ -12,6 +13,7 @@ pub use calls::{
     VoiceConfig,
 };
 pub use load::{load, load_str, ConfigError};
+pub use mo_login::{MoLoginConfig, MoTemplates, NoTokenAction};
 pub use units::{RateLimit, Span};
 pub use validate::{is_region, is_service_code};
 pub use voice_gateway::{K2Scheme, VoiceGatewayEntry, MIN_HMAC_KEY_LEN};
@@ -50,6 +52,9 @@ pub struct Config {
     /// Third parties that ask for calls reading their codes.
     #[serde(default)]
     pub voice_gateway: Vec<VoiceGatewayEntry>,
+    /// Log in or register by sending one SMS.
+    #[serde(default)]
+    pub mo_login: MoLoginConfig,
     /// Services (apps) and their API keys.
     #[serde(default)]
     pub service: Vec<ServiceEntry>,

@@ -1,0 +1,386 @@
+//! MO-SMS login and registration (CN103152331A): the app asks for a login
+//! and gets a token; the phone texts it to our short code; the network
+//! stamps the sender's number on the MO, so the SMS itself proves the
+//! number. The MO completes the login (account found or made, session
+//! created) and the app collects the session by polling with the token.
+
+pub mod route;
+pub mod token;
+
+use crate::config::{MoLoginConfig, NoTokenAction};
+use crate::store::{
+    Account, CompleteMoLogin, MessageState, Millis, MoIntent, MoLogin, MoLoginOutcome,
+    MoLoginState, MoMessage, OutboxMessage, Service, Session, Store, StoreError,
+};
+use crate::verify::code::ServerSecret;
+use crate::verify::service::new_id;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use route::{Handler, MoRouter};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tracing::info;
+
+/// The service that MO replies without a login (an unknown token, no token)
+/// are sent for; made at start when MO login is on.
+pub const SYSTEM_SERVICE: &str = "mo-login";
+
+/// What the app gets when it asks for a login.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The login (pending).
+    pub login: MoLogin,
+    /// Where the phone sends the SMS.
+    pub short_code: String,
+    /// What the SMS says.
+    pub sms_body: String,
+}
+
+/// What a poll finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Polled {
+    /// Waiting for the SMS.
+    Pending(MoLogin),
+    /// Logged in: the session token, handed out this once.
+    Completed {
+        /// The login (its number and account).
+        login: MoLogin,
+        /// The session token.
+        session_token: String,
+    },
+    /// The token's time ran out before the SMS came.
+    Expired(MoLogin),
+    /// The session was collected already.
+    Used(MoLogin),
+    /// No login of this service has the token.
+    Unknown,
+}
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MoLoginError {
+    /// `[mo_login]` has no short code.
+    #[error("MO login is not available on this server: mo_login.short_code is not set")]
+    Unavailable,
+    /// The store failed (our side).
+    #[error("storage failure: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What became of one MO, for logs and the MO's stored outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// A login completed.
+    Completed,
+    /// The token is unknown, expired or used (answered by SMS).
+    Refused(&'static str),
+    /// No token in the text.
+    NoToken,
+    /// No route takes it.
+    Unrouted,
+}
+
+/// The MO-login service.
+#[derive(Debug)]
+pub struct MoLoginService {
+    store: Arc<dyn Store>,
+    secret: ServerSecret,
+    cfg: MoLoginConfig,
+    router: MoRouter,
+    /// Wakes long polls when a login completes in this process.
+    completed: Notify,
+}
+
+impl MoLoginService {
+    /// The service of `cfg` (off when it has no short code).
+    pub fn new(store: Arc<dyn Store>, secret: ServerSecret, cfg: MoLoginConfig) -> Self {
+        let mut router = MoRouter::default();
+        if !cfg.short_code.is_empty() {
+            router.add(&cfg.short_code, None, Handler::MoLogin);
+        }
+        MoLoginService {
+            store,
+            secret,
+            cfg,
+            router,
+            completed: Notify::new(),
+        }
+    }
+
+    /// The longest long poll.
+    pub fn max_wait(&self) -> Duration {
+        self.cfg.max_wait.0
+    }
+
+    /// Issues a login token for `svc`.
+    pub async fn create(
+        &self,
+        svc: &Service,
+        intent: MoIntent,
+        now: Millis,
+    ) -> Result<Created, MoLoginError> {
+        if self.cfg.short_code.is_empty() {
+            return Err(MoLoginError::Unavailable);
+        }
+        // 40 random bits: a clash is rare; try again on one.
+        let mut tries = 0;
+        loop {
+            let login = MoLogin {
+                token: token::generate(),
+                service: svc.code.clone(),
+                intent,
+                state: MoLoginState::Pending,
+                msisdn: None,
+                account_id: None,
+                created_account: false,
+                session_token: None,
+                created_at: now,
+                expires_at: now + self.cfg.token_ttl.0.as_millis() as i64,
+                completed_at: None,
+            };
+            match self.store.create_mo_login(&login).await {
+                Ok(()) => {
+                    let keyword = self.cfg.keywords.first().cloned().unwrap_or_default();
+                    let sms_body = format!("{keyword} {}", login.token).trim().to_string();
+                    return Ok(Created {
+                        login,
+                        short_code: self.cfg.short_code.clone(),
+                        sms_body,
+                    });
+                }
+                Err(StoreError::Conflict(_)) if tries < 5 => tries += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The login `token` of `svc` now, waiting up to `wait` while it is
+    /// pending. A completed login hands its session out once.
+    pub async fn poll(
+        &self,
+        svc: &Service,
+        token: &str,
+        wait: Duration,
+        now: Millis,
+    ) -> Result<Polled, MoLoginError> {
+        let token = token.trim().to_ascii_uppercase();
+        let deadline = tokio::time::Instant::now() + wait.min(self.cfg.max_wait.0);
+        loop {
+            // Registered before the read, so a completion in between wakes us.
+            let woken = self.completed.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let polled = self.look(svc, &token, now).await?;
+            if !matches!(polled, Polled::Pending(_)) || tokio::time::Instant::now() >= deadline {
+                return Ok(polled);
+            }
+            // Another instance may complete it: look again within a second.
+            let recheck = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = tokio::time::sleep_until(recheck) => {}
+            }
+        }
+    }
+
+    async fn look(&self, svc: &Service, token: &str, now: Millis) -> Result<Polled, MoLoginError> {
+        if !token::is_token(token) {
+            return Ok(Polled::Unknown);
+        }
+        let Some(login) = self.store.get_mo_login(token).await? else {
+            return Ok(Polled::Unknown);
+        };
+        if login.service != svc.code {
+            return Ok(Polled::Unknown);
+        }
+        Ok(match login.state {
+            MoLoginState::Pending if now > login.expires_at => Polled::Expired(login),
+            MoLoginState::Pending => Polled::Pending(login),
+            MoLoginState::Collected => Polled::Used(login),
+            MoLoginState::Completed => match self.store.collect_mo_login(token).await? {
+                Some(l) if l.state == MoLoginState::Completed => Polled::Completed {
+                    session_token: l.session_token.clone().unwrap_or_default(),
+                    login: MoLogin {
+                        state: MoLoginState::Collected,
+                        session_token: None,
+                        ..l
+                    },
+                },
+                // Another poll collected it first.
+                Some(l) => Polled::Used(l),
+                None => Polled::Unknown,
+            },
+        })
+    }
+
+    /// Handles one stored MO: routes it, completes the login its token
+    /// names, or answers by SMS why not; marks it processed.
+    pub async fn handle(&self, mo: &MoMessage, now: Millis) -> Result<Handled, MoLoginError> {
+        if self.router.route(&mo.dest, &mo.text) != Some(Handler::MoLogin) {
+            self.store.finish_mo(&mo.id, "unrouted", None, now).await?;
+            return Ok(Handled::Unrouted);
+        }
+        let texts = self.cfg.texts();
+        let Some(tok) = token::extract(&mo.text, &self.cfg.keywords) else {
+            let reply = (self.cfg.no_token == NoTokenAction::Reply)
+                .then(|| self.reply(mo, SYSTEM_SERVICE, &texts.no_token, now));
+            self.store
+                .finish_mo(&mo.id, "no_token", reply.as_ref(), now)
+                .await?;
+            return Ok(Handled::NoToken);
+        };
+        let msisdn = sender_number(&mo.source);
+        let password = token::generate() + &token::generate()[..4];
+        let account = Account {
+            id: new_id("acc"),
+            service: String::new(),
+            msisdn: msisdn.clone(),
+            password_hash: Some(self.password_hash(&password)),
+            created_at: now,
+        };
+        let session_token = format!("vgs_{}", random_hex(32));
+        let session = Session {
+            id: new_id("ses"),
+            account_id: String::new(),
+            token_hash: self.session_hash(&session_token),
+            created_at: now,
+            expires_at: now + self.cfg.session_ttl.0.as_millis() as i64,
+        };
+        // Read before the write, for the texts and the webhook: the MOs of
+        // one sender are handled in order (one lane), so the account seen
+        // here is the one the write finds.
+        let login = self.store.get_mo_login(&tok).await?;
+        let service = login
+            .as_ref()
+            .map_or(SYSTEM_SERVICE.to_string(), |l| l.service.clone());
+        let password_sms = self.cfg.send_password.then(|| {
+            let text = texts
+                .password
+                .replace("{password}", &password)
+                .replace("{msisdn}", &msisdn);
+            self.reply(mo, &service, &text, now)
+        });
+        let mut webhook = None;
+        if let Some(l) = &login {
+            if let Some(svc) = self.store.get_service(&l.service).await? {
+                let existing = self
+                    .store
+                    .get_account_by_msisdn(&l.service, &msisdn)
+                    .await?;
+                let (account_id, created) = match &existing {
+                    Some(a) => (a.id.as_str(), false),
+                    None => (account.id.as_str(), true),
+                };
+                let event = completed_event(l, &msisdn, account_id, created, now);
+                webhook = crate::webhook::job(&svc, &event, now);
+            }
+        }
+        let c = CompleteMoLogin {
+            token: &tok,
+            msisdn: &msisdn,
+            mo_id: &mo.id,
+            new_account: &account,
+            session: &session,
+            session_token: &session_token,
+            password_sms: password_sms.as_ref(),
+            webhook: webhook.as_ref(),
+        };
+        let (outcome, text) = match self.store.complete_mo_login(&c, now).await? {
+            MoLoginOutcome::Completed { account, created } => {
+                info!(
+                    login = %tok,
+                    account = %account.id,
+                    created,
+                    from = %crate::outbox::mask(&msisdn),
+                    "MO login completed"
+                );
+                self.completed.notify_waiters();
+                return Ok(Handled::Completed);
+            }
+            MoLoginOutcome::Unknown => ("unknown", &texts.unknown),
+            MoLoginOutcome::Expired => ("expired", &texts.expired),
+            MoLoginOutcome::Used => ("used", &texts.used),
+        };
+        let reply = self.reply(mo, &service, text, now);
+        self.store
+            .finish_mo(&mo.id, outcome, Some(&reply), now)
+            .await?;
+        Ok(Handled::Refused(outcome))
+    }
+
+    /// An SMS back to the MO's sender, from the short code.
+    fn reply(&self, mo: &MoMessage, service: &str, text: &str, now: Millis) -> OutboxMessage {
+        OutboxMessage {
+            id: new_id("msg"),
+            verification_id: None,
+            service: service.to_string(),
+            to: sender_number(&mo.source),
+            from: self.cfg.short_code.clone(),
+            text: text.to_string(),
+            state: MessageState::Queued,
+            attempts: 0,
+            next_attempt_at: now,
+            expires_at: now + 3_600_000,
+            smsc: None,
+            message_ids: Vec::new(),
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The stored form of a machine-made password (60 random bits, so a
+    /// keyed hash is enough: there is nothing to guess from a dictionary).
+    fn password_hash(&self, password: &str) -> String {
+        let mac = self
+            .secret
+            .mac("verigate/account-password/v1", &[password.as_bytes()]);
+        format!("$hmac-sha256$v1${}", hex::encode(mac))
+    }
+
+    /// The stored form of a session token.
+    pub fn session_hash(&self, session_token: &str) -> Vec<u8> {
+        self.secret
+            .mac("verigate/session/v1", &[session_token.as_bytes()])
+    }
+}
+
+/// The sender as E.164 with `+` when it reads as an international number
+/// (SMSCs send it without the `+`); otherwise as sent.
+pub fn sender_number(source: &str) -> String {
+    let digits: String = source.chars().filter(char::is_ascii_digit).collect();
+    match crate::verify::phone::normalize(&format!("+{digits}"), "ZZ") {
+        Ok(n) => n.as_str().to_string(),
+        Err(_) => source.to_string(),
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// The webhook event of a completed login (no session token in it).
+fn completed_event(
+    l: &MoLogin,
+    msisdn: &str,
+    account_id: &str,
+    created: bool,
+    now: Millis,
+) -> serde_json::Value {
+    serde_json::json!({
+        "type": "mo_login.completed",
+        "id": new_id("evt"),
+        "created_at": verigate_codecs::time::rfc3339(now),
+        "data": {
+            "token": l.token,
+            "service": l.service,
+            "intent": l.intent.as_str(),
+            "msisdn": msisdn,
+            "account_id": account_id,
+            "created": created,
+        },
+    })
+}
