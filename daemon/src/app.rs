@@ -30,6 +30,8 @@ pub struct AppState {
     pub callers: Arc<CallerCache>,
     /// The voice gateway (`/v1/voice-calls`).
     pub voice_gateway: Arc<crate::voice_gateway::VoiceGateway>,
+    /// MO-SMS login (`/v1/mo-logins`).
+    pub mo_login: Arc<crate::mologin::MoLoginService>,
 }
 
 /// How long a looked-up API key is trusted without asking the store again.

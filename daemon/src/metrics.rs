@@ -37,6 +37,9 @@ pub struct Metrics {
     /// Voice-gateway requests by outcome (`queued`, `repeated`,
     /// `forbidden`, `rejected_input`, `rate_limited`, `error`).
     pub gateway_requests: IntCounterVec,
+    /// Mobile-originated SMS by outcome (`stored`, `redelivered`, then
+    /// `login_completed`, `unknown`, `expired`, `used`, `no_token`, `unrouted`).
+    pub mos: IntCounterVec,
 }
 
 impl Metrics {
@@ -77,6 +80,11 @@ impl Metrics {
         .expect("metric");
         let sip_dialogs =
             prometheus::IntGauge::new("sip_dialogs", "SIP dialogs held").expect("metric");
+        let mos = IntCounterVec::new(
+            Opts::new("mo_total", "Mobile-originated SMS by outcome"),
+            &["outcome"],
+        )
+        .expect("metric");
         let gateway_requests = IntCounterVec::new(
             Opts::new(
                 "voice_gateway_requests_total",
@@ -89,6 +97,7 @@ impl Metrics {
             Box::new(calls.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sip_dialogs.clone()),
             Box::new(gateway_requests.clone()),
+            Box::new(mos.clone()),
             Box::new(verifications.clone()),
             Box::new(binds_up.clone()),
             Box::new(submit_latency.clone()),
@@ -111,6 +120,7 @@ impl Metrics {
             calls,
             sip_dialogs,
             gateway_requests,
+            mos,
         }
     }
 
@@ -139,6 +149,11 @@ pub fn verification(channel: &str, outcome: &str) {
 /// Counts a call outcome.
 pub fn call(kind: &str, state: &str) {
     get().calls.with_label_values(&[kind, state]).inc();
+}
+
+/// Counts an MO outcome.
+pub fn mo(outcome: &str) {
+    get().mos.with_label_values(&[outcome]).inc();
 }
 
 /// Counts a voice-gateway request outcome.

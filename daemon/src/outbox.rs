@@ -5,8 +5,11 @@
 //! again.
 
 use crate::app::now_ms;
+use crate::mologin::MoLoginService;
 use crate::smpp::{NoRoute, Router, SmppEvent, SubmitError};
-use crate::store::{AuditEvent, MessageState, OutboxMessage, Store};
+use crate::store::{MessageState, MoMessage, OutboxMessage, Store};
+use crate::verify::service::new_id;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -324,15 +327,20 @@ const EVENT_LANES: usize = 64;
 /// Events for the same message id (or, for MOs, the same sender) go to the
 /// same lane, so they are stored in the order the SMSC sent them: which of
 /// two conflicting final receipts wins must not depend on scheduling.
-pub async fn run_events(store: Arc<dyn Store>, mut events: mpsc::Receiver<SmppEvent>) {
+pub async fn run_events(
+    store: Arc<dyn Store>,
+    mo_login: Option<Arc<MoLoginService>>,
+    mut events: mpsc::Receiver<SmppEvent>,
+) {
     let mut lanes = Vec::with_capacity(EVENT_LANES);
     let mut tasks = Vec::with_capacity(EVENT_LANES);
     for _ in 0..EVENT_LANES {
         let (tx, mut rx) = mpsc::channel::<SmppEvent>(256);
         let store = store.clone();
+        let mo_login = mo_login.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                handle_event(&*store, ev).await;
+                handle_event(&*store, mo_login.as_deref(), ev).await;
             }
         }));
         lanes.push(tx);
@@ -361,7 +369,7 @@ fn lane_of(ev: &SmppEvent) -> usize {
     (h.finish() % EVENT_LANES as u64) as usize
 }
 
-async fn handle_event(store: &dyn Store, ev: SmppEvent) {
+async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: SmppEvent) {
     match ev {
         SmppEvent::Dlr { dlr, ack, .. } => {
             let keys: Vec<String> = message_id_keys(&dlr.message_id).iter().cloned().collect();
@@ -391,22 +399,59 @@ async fn handle_event(store: &dyn Store, ev: SmppEvent) {
             ack,
             ..
         } => {
-            // MO login consumes these in a later service; until then the
-            // MO is kept in the audit trail (number masked, no text).
-            let masked = mask(&from);
-            let ev = AuditEvent {
-                at: now_ms(),
-                service: None,
-                kind: "mo.received".into(),
-                detail: serde_json::json!({"smsc": &*smsc, "from": masked, "to": to, "length": text.chars().count()}),
+            let now = now_ms();
+            let mo = MoMessage {
+                id: new_id("mo"),
+                smsc: smsc.to_string(),
+                source: from,
+                dest: to,
+                text,
+                received_at: now,
             };
-            match store.audit(&ev).await {
-                Ok(()) => ack.accept(),
-                Err(_) => ack.retry_later(),
+            // An SMSC that got no deliver_sm_resp in time delivers the same
+            // MO again: the same sender, destination and text from the same
+            // SMSC within the window is that, not a new message.
+            let key = Sha256::digest(
+                [
+                    mo.smsc.as_bytes(),
+                    mo.source.as_bytes(),
+                    mo.dest.as_bytes(),
+                    mo.text.as_bytes(),
+                ]
+                .join(&0u8),
+            );
+            match store
+                .insert_mo(&mo, &key, MO_REDELIVERY_WINDOW_MS, MO_LEASE_MS)
+                .await
+            {
+                Ok(stored) => {
+                    // Durable now: the SMSC may forget it.
+                    ack.accept();
+                    crate::metrics::mo(if stored { "stored" } else { "redelivered" });
+                    if let (true, Some(svc)) = (stored, mo_login) {
+                        match svc.handle(&mo, now_ms()).await {
+                            Ok(h) => crate::metrics::mo(h.as_str()),
+                            // Left leased: the sweep handles it after the lease.
+                            Err(e) => {
+                                warn!(mo = %mo.id, error = %e, "cannot handle MO now; will retry")
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot store MO; SMSC will redeliver");
+                    ack.retry_later();
+                }
             }
         }
     }
 }
+
+/// An MO equal to one stored this recently is a redelivery.
+pub const MO_REDELIVERY_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// How long the lane that stored an MO has to handle it before the MO
+/// sweep may.
+pub const MO_LEASE_MS: i64 = 30_000;
 
 /// How often the sweep prunes housekeeping rows.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);

@@ -85,6 +85,25 @@ pub async fn bootstrap_services(
             bootstrap_key(store, secret, &s.code, key).await?;
         }
     }
+    // MO replies that belong to no app (an unknown token, no token) are
+    // sent for this service; it has no API key.
+    if !cfg.mo_login.short_code.is_empty()
+        && store
+            .get_service(crate::mologin::SYSTEM_SERVICE)
+            .await
+            .map_err(env)?
+            .is_none()
+    {
+        store
+            .create_service(&Service {
+                code: crate::mologin::SYSTEM_SERVICE.into(),
+                name: "MO login replies".into(),
+                settings: serde_json::json!({}),
+                created_at: now_ms(),
+            })
+            .await
+            .map_err(env)?;
+    }
     Ok(())
 }
 
@@ -395,6 +414,11 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             warn!(sn = %g.sn, "voice_gateway uses k2 = \"md5-legacy\" (MD5 is broken); move the operator to hmac-sha256");
         }
     }
+    let mo_login = Arc::new(crate::mologin::MoLoginService::new(
+        store.clone(),
+        secret.clone(),
+        cfg.mo_login.clone(),
+    ));
     let state_secret = secret.clone();
     let callers = Arc::new(crate::app::CallerCache::new(crate::app::CALLER_CACHE_TTL));
     let state = AppState {
@@ -404,6 +428,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         trust_forwarded_for: cfg.api.trust_forwarded_for,
         callers: callers.clone(),
         voice_gateway: Arc::new(crate::voice_gateway::VoiceGateway::new(store.clone(), &cfg)),
+        mo_login: mo_login.clone(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = tokio::spawn(outbox::run_sender(
@@ -417,7 +442,19 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         },
         stop_rx.clone(),
     ));
-    let events = tokio::spawn(outbox::run_events(store.clone(), ev_rx));
+    let mo_on = !cfg.mo_login.short_code.is_empty();
+    let events = tokio::spawn(outbox::run_events(
+        store.clone(),
+        mo_on.then(|| mo_login.clone()),
+        ev_rx,
+    ));
+    let mo_sweep = mo_on.then(|| {
+        tokio::spawn(crate::mologin::run_sweep(
+            store.clone(),
+            mo_login.clone(),
+            calls_stop.clone(),
+        ))
+    });
     let limits_of = verify.clone();
     let expiry = tokio::spawn(outbox::run_expiry(
         store.clone(),
@@ -499,6 +536,9 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     calls_stop.cancel();
     if let Some((_, worker)) = calls {
         let _ = worker.await;
+    }
+    if let Some(sweep) = mo_sweep {
+        let _ = sweep.await;
     }
     let _ = sender.await;
     let _ = webhooks.await;

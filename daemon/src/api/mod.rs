@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod json;
+pub mod mo_logins;
 pub mod openapi;
 pub mod problem;
 pub mod verifications;
@@ -27,6 +28,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/verifications/:id", get(verifications::get))
         .route("/v1/verifications/:id/check", post(verifications::check))
         .route("/v1/verifications/:id/cancel", post(verifications::cancel))
+        .route("/v1/mo-logins", post(mo_logins::create))
+        .route("/v1/mo-logins/:token", get(mo_logins::get))
         .route("/v1/voice-calls", post(voice_calls::request))
         .route("/v1/voice-calls/:id", get(voice_calls::get))
         .route("/openapi.json", get(openapi::serve))

@@ -2,7 +2,7 @@
 
 use super::problem::{ProblemBody, ProblemCode};
 use super::verifications::{self, CheckBody, CheckView, DeliveryView, StartBody, VerificationView};
-use super::voice_calls;
+use super::{mo_logins, voice_calls};
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::OnceLock;
@@ -22,7 +22,9 @@ use utoipa::{Modify, OpenApi};
         verifications::check,
         verifications::cancel,
         voice_calls::request,
-        voice_calls::get
+        voice_calls::get,
+        mo_logins::create,
+        mo_logins::get
     ),
     components(schemas(
         StartBody,
@@ -37,6 +39,10 @@ use utoipa::{Modify, OpenApi};
         crate::store::VerificationStatus,
         voice_calls::VoiceCallBody,
         voice_calls::VoiceCallView,
+        mo_logins::CreateBody,
+        mo_logins::CreatedView,
+        mo_logins::LoginView,
+        crate::store::MoIntent,
         ProblemBody,
         ProblemCode
     )),
@@ -44,6 +50,7 @@ use utoipa::{Modify, OpenApi};
     security(("bearer" = [])),
     tags(
         (name = "verifications", description = "Verify phone numbers with one-time codes"),
+        (name = "mo-login", description = "Log in or register by sending one SMS: the network vouches for the sender's number"),
         (name = "voice-gateway", description = "Calls that read a third party's code aloud, proven by the service number's key (K2); no API key")
     )
 )]

@@ -25,6 +25,7 @@ const TO: &str = "+447400123456";
 struct Api {
     app: Router,
     store: Arc<dyn Store>,
+    mo: Arc<crate::mologin::MoLoginService>,
 }
 
 struct Reply {
@@ -36,7 +37,7 @@ struct Reply {
 async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
     let secret = ServerSecret::random();
-    for code in ["acme", "other"] {
+    for code in ["acme", "other", crate::mologin::SYSTEM_SERVICE] {
         store
             .create_service(&Service {
                 code: code.into(),
@@ -59,6 +60,14 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
             .await
             .unwrap();
     }
+    let mo = Arc::new(crate::mologin::MoLoginService::new(
+        store.clone(),
+        ServerSecret::random(),
+        crate::config::MoLoginConfig {
+            short_code: "7799".into(),
+            ..Default::default()
+        },
+    ));
     let state = AppState {
         store: store.clone(),
         verify: Arc::new(VerifyService::new(store.clone(), secret.clone(), cfg)),
@@ -72,9 +81,10 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
             "GB",
             &["en".into(), "zh".into()],
         )),
+        mo_login: mo.clone(),
     };
     let app = router(state).layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))));
-    Api { app, store }
+    Api { app, store, mo }
 }
 
 async fn setup() -> Api {
@@ -632,6 +642,8 @@ async fn openapi_and_healthz() {
     assert_eq!(
         names,
         [
+            "/v1/mo-logins",
+            "/v1/mo-logins/{token}",
             "/v1/verifications",
             "/v1/verifications/{id}",
             "/v1/verifications/{id}/cancel",
@@ -962,4 +974,164 @@ async fn voice_gateway_shows_only_its_own_calls() {
         ))
         .await;
     assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+// ---- /v1/mo-logins
+
+impl Api {
+    /// The phone's SMS: stored as the SMSC handler stores it, then handled.
+    async fn phone_sends(&self, from: &str, text: &str) -> crate::mologin::Handled {
+        let now = crate::app::now_ms();
+        let mo = crate::store::MoMessage {
+            id: crate::verify::service::new_id("mo"),
+            smsc: "test".into(),
+            source: from.into(),
+            dest: "7799".into(),
+            text: text.into(),
+            received_at: now,
+        };
+        assert!(self
+            .store
+            .insert_mo(&mo, mo.id.as_bytes(), 600_000, 30_000)
+            .await
+            .unwrap());
+        self.mo.handle(&mo, now).await.unwrap()
+    }
+
+    async fn poll(&self, token: &str, key: &str) -> Reply {
+        self.send(request(
+            Method::GET,
+            &format!("/v1/mo-logins/{token}"),
+            Some(key),
+            None,
+            &[],
+        ))
+        .await
+    }
+}
+
+#[tokio::test]
+async fn mo_login_completes_from_the_phones_sms_and_hands_the_session_out_once() {
+    use crate::mologin::Handled;
+    let api = setup().await;
+    let r = api.call(Method::POST, "/v1/mo-logins", Some("{}")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let token = r.json["token"].as_str().unwrap().to_string();
+    assert_eq!(r.json["short_code"], "7799");
+    assert_eq!(r.json["sms_body"], format!("LOGIN {token}"));
+    assert_eq!(r.json["sms_uri"], format!("sms:7799?body=LOGIN%20{token}"));
+    assert_eq!(r.json["intent"], "login");
+    assert_eq!(api.poll(&token, KEY).await.json["status"], "pending");
+    // Typed by hand: lower case, split, after the keyword.
+    let typed = format!("login {}-{}", &token[..4].to_lowercase(), &token[4..]);
+    assert_eq!(
+        api.phone_sends("447400123456", &typed).await,
+        Handled::Completed
+    );
+    let r = api.poll(&token.to_lowercase(), KEY).await;
+    assert_eq!(r.json["status"], "completed", "{}", r.json);
+    assert!(r.json["session"].as_str().unwrap().starts_with("vgs_"));
+    assert_eq!(r.json["msisdn"], "+447400123456");
+    assert_eq!(r.json["created"], true);
+    let account = r.json["account_id"].as_str().unwrap().to_string();
+    // The session is handed out once; another service never sees the login.
+    let again = api.poll(&token, KEY).await;
+    assert_eq!(again.json["status"], "used");
+    assert!(again.json.get("session").is_none());
+    assert_eq!(api.poll(&token, OTHER_KEY).await.json["status"], "unknown");
+    // The same token again from the phone: used, answered by SMS.
+    assert_eq!(
+        api.phone_sends("447400123456", &token).await,
+        Handled::Refused("used")
+    );
+    // A second login from the same number reaches the same account.
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/mo-logins",
+            Some(r#"{"intent":"register"}"#),
+        )
+        .await;
+    let second = r.json["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        api.phone_sends("+447400123456", &second).await,
+        Handled::Completed
+    );
+    let r = api.poll(&second, KEY).await;
+    assert_eq!(
+        (r.json["account_id"].as_str(), r.json["created"].as_bool()),
+        (Some(account.as_str()), Some(false))
+    );
+    // Unknown tokens and texts without one.
+    assert_eq!(
+        api.phone_sends("447400123457", "LOGIN ZZZZ9999").await,
+        Handled::Refused("unknown")
+    );
+    assert_eq!(
+        api.phone_sends("447400123457", "hello?").await,
+        Handled::NoToken
+    );
+    assert_eq!(api.poll("ZZZZ9999", KEY).await.json["status"], "unknown");
+    // The replies went to the senders: the password, then the refusals.
+    let queued = api
+        .store
+        .claim_outbox(crate::app::now_ms() + 1, 100, 60_000)
+        .await
+        .unwrap();
+    let to_first: Vec<&str> = queued
+        .iter()
+        .filter(|m| m.to == "+447400123456")
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(to_first.len(), 2, "{to_first:?}");
+    assert!(to_first.iter().any(|t| t.contains("Password:")));
+    assert!(to_first.iter().any(|t| t.contains("already used")));
+    assert!(queued
+        .iter()
+        .any(|m| m.to == "+447400123457" && m.text.contains("not valid")));
+    // A bad wait.
+    let r = api
+        .send(request(
+            Method::GET,
+            &format!("/v1/mo-logins/{token}?wait=soon"),
+            Some(KEY),
+            None,
+            &[],
+        ))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+}
+
+#[tokio::test]
+async fn a_long_poll_returns_as_soon_as_the_sms_completes_the_login() {
+    let api = setup().await;
+    let r = api.call(Method::POST, "/v1/mo-logins", Some("{}")).await;
+    let token = r.json["token"].as_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let poll = {
+        let app = api.app.clone();
+        let t = token.clone();
+        tokio::spawn(async move {
+            let resp = app
+                .oneshot(request(
+                    Method::GET,
+                    &format!("/v1/mo-logins/{t}?wait=20"),
+                    Some(KEY),
+                    None,
+                    &[],
+                ))
+                .await
+                .unwrap();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    api.phone_sends("447400123458", &token).await;
+    let v = poll.await.unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "woken by the completion, not the 20 s wait"
+    );
 }

@@ -81,6 +81,49 @@ pub enum Handled {
     Unrouted,
 }
 
+impl Handled {
+    /// Label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handled::Completed => "login_completed",
+            Handled::Refused(why) => why,
+            Handled::NoToken => "no_token",
+            Handled::Unrouted => "unrouted",
+        }
+    }
+}
+
+/// Handles MOs whose handler died before finishing (their lease ran out),
+/// until `shutdown`.
+pub async fn run_sweep(
+    store: Arc<dyn Store>,
+    svc: Arc<MoLoginService>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        match store
+            .claim_mos(crate::app::now_ms(), 100, crate::outbox::MO_LEASE_MS)
+            .await
+        {
+            Ok(mos) => {
+                for mo in mos {
+                    match svc.handle(&mo, crate::app::now_ms()).await {
+                        Ok(h) => crate::metrics::mo(h.as_str()),
+                        Err(e) => {
+                            tracing::warn!(mo = %mo.id, error = %e, "cannot handle MO; will retry")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot claim MOs"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 /// The MO-login service.
 #[derive(Debug)]
 pub struct MoLoginService {
@@ -165,8 +208,10 @@ impl MoLoginService {
         now: Millis,
     ) -> Result<Polled, MoLoginError> {
         let token = token.trim().to_ascii_uppercase();
-        let deadline = tokio::time::Instant::now() + wait.min(self.cfg.max_wait.0);
+        let start = tokio::time::Instant::now();
+        let deadline = start + wait.min(self.cfg.max_wait.0);
         loop {
+            let now = now + start.elapsed().as_millis() as i64;
             // Registered before the read, so a completion in between wakes us.
             let woken = self.completed.notified();
             tokio::pin!(woken);

@@ -2412,27 +2412,37 @@ pub async fn mo_login<S: Store>(store: &S) {
     // An MO is stored once; the same one again within the window is a
     // redelivery; after the window it is a new message.
     let m1 = mo("mo_conf_1", "+447400600001", "LOGIN ABCD2345", t);
-    assert!(store.insert_mo(&m1, b"key-1", 600_000).await.unwrap());
+    assert!(store.insert_mo(&m1, b"key-1", 600_000, 0).await.unwrap());
     let again = mo("mo_conf_1b", "+447400600001", "LOGIN ABCD2345", t + 1_000);
     assert!(
-        !store.insert_mo(&again, b"key-1", 600_000).await.unwrap(),
+        !store.insert_mo(&again, b"key-1", 600_000, 0).await.unwrap(),
         "redelivery"
     );
     let later = mo("mo_conf_1c", "+447400600001", "LOGIN ABCD2345", t + 700_000);
     assert!(
-        store.insert_mo(&later, b"key-1", 600_000).await.unwrap(),
+        store.insert_mo(&later, b"key-1", 600_000, 0).await.unwrap(),
         "outside the window"
     );
+    // Leased to whoever stored it: not claimable until the lease runs out.
+    let leased = mo("mo_conf_0", "+447400600009", "HELLO", t);
+    assert!(store
+        .insert_mo(&leased, b"key-0", 600_000, 30_000)
+        .await
+        .unwrap());
     let claimed = store.claim_mos(t + 1, 10, 5_000).await.unwrap();
-    assert_eq!(claimed, vec![m1.clone(), later.clone()], "oldest first");
+    assert_eq!(
+        claimed,
+        vec![m1.clone()],
+        "oldest first, not one stored later"
+    );
     assert!(
         store.claim_mos(t + 2, 10, 5_000).await.unwrap().is_empty(),
         "leased"
     );
     assert_eq!(
         store.claim_mos(t + 5_001, 10, 5_000).await.unwrap(),
-        vec![m1.clone(), later.clone()],
-        "a dead processor's MOs come back after the lease"
+        vec![m1.clone()],
+        "a dead processor's MO comes back after the lease"
     );
     store
         .finish_mo(&later.id, "no_token", None, t + 5_002)
@@ -2530,7 +2540,7 @@ pub async fn mo_login<S: Store>(store: &S) {
 
     // The token again: used; nothing written.
     let m2 = mo("mo_conf_2", "+447400600001", "LOGIN ABCD2345", t + 20);
-    assert!(store.insert_mo(&m2, b"key-2", 600_000).await.unwrap());
+    assert!(store.insert_mo(&m2, b"key-2", 600_000, 0).await.unwrap());
     let s2 = Session {
         id: "ses_conf_mo_2".into(),
         token_hash: b"session-hash-2".to_vec(),
@@ -2584,7 +2594,7 @@ pub async fn mo_login<S: Store>(store: &S) {
         .await
         .unwrap();
     let m3 = mo("mo_conf_3", "+447400600001", "EFGH6789", t + 50);
-    assert!(store.insert_mo(&m3, b"key-3", 600_000).await.unwrap());
+    assert!(store.insert_mo(&m3, b"key-3", 600_000, 0).await.unwrap());
     let s3 = Session {
         id: "ses_conf_mo_3".into(),
         token_hash: b"session-hash-3".to_vec(),

@@ -397,9 +397,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores an MO, unless one with the same `dedup_key` was stored within
     /// `window_ms` before `m.received_at` (the SMSC delivering it again).
     /// Returns whether it was stored. Durable on return: only then may the
-    /// deliver_sm_resp go out.
-    async fn insert_mo(&self, m: &MoMessage, dedup_key: &[u8], window_ms: i64)
-        -> StoreResult<bool>;
+    /// deliver_sm_resp go out. The MO is leased for `lease_ms` to the
+    /// caller, who handles it at once; [`Store::claim_mos`] gets it only
+    /// if that lease runs out (the caller died).
+    async fn insert_mo(
+        &self,
+        m: &MoMessage,
+        dedup_key: &[u8],
+        window_ms: i64,
+        lease_ms: i64,
+    ) -> StoreResult<bool>;
     /// Claims up to `limit` stored MOs not yet processed, oldest first, for
     /// `lease_ms` (a processor that died leaves them to the next after that).
     async fn claim_mos(

@@ -1533,6 +1533,7 @@ impl Store for SqliteStore {
         m: &MoMessage,
         dedup_key: &[u8],
         window_ms: i64,
+        lease_ms: i64,
     ) -> StoreResult<bool> {
         let (m, key) = (m.clone(), dedup_key.to_vec());
         self.write(move |c| {
@@ -1546,10 +1547,19 @@ impl Store for SqliteStore {
                 return Ok(false);
             }
             c.prepare_cached(
-                "INSERT INTO mo_messages (id, smsc, source, dest, text, dedup_key, state, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7)",
+                "INSERT INTO mo_messages (id, smsc, source, dest, text, dedup_key, state, received_at, lease_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7, ?8)",
             )?
-            .execute(params![m.id, m.smsc, m.source, m.dest, m.text, key, m.received_at])
+            .execute(params![
+                m.id,
+                m.smsc,
+                m.source,
+                m.dest,
+                m.text,
+                key,
+                m.received_at,
+                m.received_at.saturating_add(lease_ms.max(0))
+            ])
             .map_err(|e| write_err(e, &format!("MO {}", m.id)))?;
             Ok(true)
         })
