@@ -1478,3 +1478,48 @@ fn a_voice_locale_without_prompts_stops_the_start_naming_it() {
     assert!(!err.contains("bound"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---- MO-SMS login
+
+#[test]
+fn an_mo_sms_logs_the_phone_in_and_the_app_collects_the_session() {
+    let d = Daemon::start(&[]);
+    let (st, v) = d.call("POST", "/v1/mo-logins", Some(serde_json::json!({})));
+    assert_eq!(st, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    assert_eq!(v["short_code"], "7799");
+    let phone = "447400100200";
+    // The phone sends the SMS; the simulated SMSC delivers it as deliver_sm.
+    let send = |text: &str| {
+        let body = serde_json::json!({"from": phone, "to": "7799", "text": text}).to_string();
+        let (st, r) = http(&d.control, "POST", "/mo", Some(&body));
+        assert_eq!(st, 202, "{r}");
+    };
+    send(v["sms_body"].as_str().unwrap());
+    let (st, v) = d.call("GET", &format!("/v1/mo-logins/{token}?wait=15"), None);
+    assert_eq!((st, v["status"].as_str()), (200, Some("completed")), "{v}");
+    assert!(v["session"].as_str().unwrap().starts_with("vgs_"));
+    assert_eq!(v["msisdn"], "+447400100200");
+    assert_eq!(v["created"], true);
+    // The new account's password reached the phone by SMS.
+    assert!(handset_text(&d.control, phone, 0).contains("Password:"));
+    // Collected once; the token sent again is answered by SMS.
+    let (_, v) = d.call("GET", &format!("/v1/mo-logins/{token}"), None);
+    assert_eq!(v["status"], "used");
+    send(&format!("login {}", token.to_lowercase()));
+    assert!(handset_text(&d.control, phone, 1).contains("already used"));
+    // An unknown token and an SMS without one are answered too.
+    send("LOGIN ZZZZ9999");
+    assert!(handset_text(&d.control, phone, 2).contains("not valid"));
+    send("what is this?");
+    assert!(handset_text(&d.control, phone, 3).contains("send the code"));
+    let (_, m) = http(&d.api, "GET", "/metrics", None);
+    for want in [
+        "verigate_mo_total{outcome=\"login_completed\"} 1",
+        "verigate_mo_total{outcome=\"used\"} 1",
+        "verigate_mo_total{outcome=\"unknown\"} 1",
+        "verigate_mo_total{outcome=\"no_token\"} 1",
+    ] {
+        assert!(m.contains(want), "missing {want} in metrics");
+    }
+}
