@@ -425,6 +425,11 @@ async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: 
                 .await
             {
                 Ok(stored) => {
+                    // Test hook: die between storing and answering, as a
+                    // crash would (the e2e test shows no login is lost).
+                    if stored && std::env::var_os(CRASH_AFTER_MO_STORED).is_some() {
+                        std::process::abort();
+                    }
                     // Durable now: the SMSC may forget it.
                     ack.accept();
                     crate::metrics::mo(if stored { "stored" } else { "redelivered" });
@@ -451,7 +456,11 @@ async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: 
 pub const MO_REDELIVERY_WINDOW_MS: i64 = 10 * 60 * 1000;
 /// How long the lane that stored an MO has to handle it before the MO
 /// sweep may.
-pub const MO_LEASE_MS: i64 = 30_000;
+pub const MO_LEASE_MS: i64 = 10_000;
+
+/// Environment variable that makes the daemon abort right after storing an
+/// MO, before its deliver_sm_resp (for the crash test only).
+pub const CRASH_AFTER_MO_STORED: &str = "VERIGATE_TEST_CRASH_AFTER_MO_STORED";
 
 /// How often the sweep prunes housekeeping rows.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);

@@ -324,8 +324,20 @@ impl Daemon {
         sets: &[&str],
         control: &str,
     ) -> Daemon {
+        Daemon::start_in_env(dir, config, sets, control, &[])
+    }
+
+    /// [`Daemon::start_in`] with extra environment variables.
+    pub fn start_in_env(
+        dir: PathBuf,
+        config: &std::path::Path,
+        sets: &[&str],
+        control: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut cmd = Command::new(bin("verigate"));
         cmd.current_dir(&dir).arg("run").arg("--config").arg(config);
+        cmd.envs(env.iter().copied());
         for s in sets {
             cmd.args(["--set", s]);
         }

@@ -1523,3 +1523,82 @@ fn an_mo_sms_logs_the_phone_in_and_the_app_collects_the_session() {
         assert!(m.contains(want), "missing {want} in metrics");
     }
 }
+
+/// The MO the phone sends to the lab's short code (the simulator delivers it).
+fn phone_sends(d: &Daemon, from: &str, text: &str) -> serde_json::Value {
+    let body = serde_json::json!({"from": from, "to": "7799", "text": text}).to_string();
+    let (st, r) = http(&d.control, "POST", "/mo", Some(&body));
+    assert_eq!(st, 202, "{r}");
+    serde_json::from_str(&r).unwrap()
+}
+
+fn new_login(d: &Daemon) -> String {
+    let (st, v) = d.call("POST", "/v1/mo-logins", Some(serde_json::json!({})));
+    assert_eq!(st, 201, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_long_mo_is_reassembled_and_a_redelivered_one_is_handled_once() {
+    let d = Daemon::start(&[]);
+    let phone = "447400100300";
+    // A 215-character MO arrives in two parts; the token is found in the whole.
+    let token = new_login(&d);
+    let long = format!("LOGIN {token}{}", " ".repeat(200));
+    assert_eq!(phone_sends(&d, phone, &long)["parts"], 2);
+    let (_, v) = d.call("GET", &format!("/v1/mo-logins/{token}?wait=15"), None);
+    assert_eq!(v["status"], "completed", "{v}");
+    // The SMSC delivers an MO again (same sender, destination and text):
+    // it is acknowledged and stored once, answered once.
+    let unknown = "LOGIN ZZZZ8888";
+    phone_sends(&d, phone, unknown);
+    phone_sends(&d, phone, unknown);
+    assert!(handset_text(&d.control, phone, 1).contains("not valid"));
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, inbox) = http(&d.control, "GET", &format!("/inbox/{phone}"), None);
+    let inbox: serde_json::Value = serde_json::from_str(&inbox).unwrap();
+    assert_eq!(
+        inbox["messages"].as_array().unwrap().len(),
+        2,
+        "password + one answer: {inbox}"
+    );
+    let (_, m) = http(&d.api, "GET", "/metrics", None);
+    assert!(
+        m.contains("verigate_mo_total{outcome=\"redelivered\"} 1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_crash_between_storing_an_mo_and_answering_it_loses_no_login() {
+    let dir = scratch_dir();
+    let cfg = workspace().join("conf/verigate.toml");
+    let mut d = Daemon::start_in_env(
+        dir,
+        &cfg,
+        LAB_PORTS,
+        "",
+        &[("VERIGATE_TEST_CRASH_AFTER_MO_STORED", "1")],
+    );
+    let token = new_login(&d);
+    phone_sends(&d, "447400100400", &format!("LOGIN {token}"));
+    // The daemon dies after the MO is stored, before its deliver_sm_resp.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the crash hook did not fire");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dir = d.kill9();
+    // Restarted: the stored MO is handled once its lease runs out, and the
+    // app's poll gets the session.
+    let d = Daemon::start_in(dir, &cfg, LAB_PORTS, "");
+    let start = Instant::now();
+    let v = loop {
+        let (_, v) = d.call("GET", &format!("/v1/mo-logins/{token}?wait=5"), None);
+        if v["status"] != "pending" || start.elapsed() > Duration::from_secs(40) {
+            break v;
+        }
+    };
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["msisdn"], "+447400100400");
+}
