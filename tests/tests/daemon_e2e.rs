@@ -300,28 +300,9 @@ fn messages_wait_while_the_smsc_is_down_and_drain_when_it_returns() {
     }
 }
 
-#[test]
-fn approval_is_sent_to_the_service_webhook_signed() {
+/// Accepts one webhook delivery on `hook`, answers 204: (request head, body).
+fn accept_webhook(hook: &std::net::TcpListener) -> (String, String) {
     use std::io::{Read, Write};
-    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hook_url = format!("http://{}/events", hook.local_addr().unwrap());
-    let d = Daemon::start(&[
-        &format!("service.0.webhook_url={hook_url}"),
-        "service.0.webhook_secret=0123456789abcdef-secret",
-    ]);
-    let (_, v) = d.call(
-        "POST",
-        "/v1/verifications",
-        Some(serde_json::json!({"to": "+447400123458"})),
-    );
-    let id = v["id"].as_str().unwrap().to_string();
-    let code = code_in(&handset_text(&d.control, "447400123458", 0));
-    let (_, v) = d.call(
-        "POST",
-        &format!("/v1/verifications/{id}/check"),
-        Some(serde_json::json!({"code": code})),
-    );
-    assert_eq!(v["status"], "approved");
     hook.set_nonblocking(false).unwrap();
     let (mut conn, _) = hook.accept().unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10)))
@@ -352,6 +333,32 @@ fn approval_is_sent_to_the_service_webhook_signed() {
         .unwrap();
     let text = String::from_utf8_lossy(&req).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn approval_is_sent_to_the_service_webhook_signed() {
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_url = format!("http://{}/events", hook.local_addr().unwrap());
+    let d = Daemon::start(&[
+        &format!("service.0.webhook_url={hook_url}"),
+        "service.0.webhook_secret=0123456789abcdef-secret",
+    ]);
+    let (_, v) = d.call(
+        "POST",
+        "/v1/verifications",
+        Some(serde_json::json!({"to": "+447400123458"})),
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+    let code = code_in(&handset_text(&d.control, "447400123458", 0));
+    let (_, v) = d.call(
+        "POST",
+        &format!("/v1/verifications/{id}/check"),
+        Some(serde_json::json!({"code": code})),
+    );
+    assert_eq!(v["status"], "approved");
+    let (head, body) = accept_webhook(&hook);
+    let body = body.as_str();
     assert!(head.starts_with("POST /events"), "{head}");
     assert!(
         head.to_ascii_lowercase().contains("verigate-signature: t="),
@@ -1601,4 +1608,46 @@ fn a_crash_between_storing_an_mo_and_answering_it_loses_no_login() {
     };
     assert_eq!(v["status"], "completed", "{v}");
     assert_eq!(v["msisdn"], "+447400100400");
+}
+
+#[test]
+fn a_completed_mo_login_is_sent_to_the_service_webhook_signed() {
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let secret = "0123456789abcdef-secret";
+    let d = Daemon::start(&[
+        &format!(
+            "service.0.webhook_url=http://{}/events",
+            hook.local_addr().unwrap()
+        ),
+        &format!("service.0.webhook_secret={secret}"),
+    ]);
+    let token = new_login(&d);
+    phone_sends(&d, "447400100500", &format!("LOGIN {token}"));
+    let (head, body) = accept_webhook(&hook);
+    let sig = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("verigate-signature")
+                .then(|| v.trim())
+        })
+        .unwrap_or_else(|| panic!("no signature in {head}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    verigate::webhook::verify_signature(secret.as_bytes(), sig, &body, now, 300)
+        .unwrap_or_else(|e| panic!("bad signature {sig}: {e:?}"));
+    assert!(
+        verigate::webhook::verify_signature(b"another-secret-0000", sig, &body, now, 300).is_err()
+    );
+    let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["type"], "mo_login.completed", "{event}");
+    assert_eq!(event["data"]["token"], token.as_str());
+    assert_eq!(event["data"]["msisdn"], "+447400100500");
+    assert_eq!(event["data"]["created"], true);
+    assert!(
+        !body.contains("vgs_"),
+        "the session never leaves in a webhook"
+    );
 }

@@ -1135,3 +1135,38 @@ async fn a_long_poll_returns_as_soon_as_the_sms_completes_the_login() {
         "woken by the completion, not the 20 s wait"
     );
 }
+
+#[tokio::test]
+async fn an_mo_after_the_token_expired_is_answered_and_logs_nobody_in() {
+    let api = setup().await;
+    let r = api.call(Method::POST, "/v1/mo-logins", Some("{}")).await;
+    let token = r.json["token"].as_str().unwrap().to_string();
+    let now = crate::app::now_ms();
+    let mo = crate::store::MoMessage {
+        id: "mo_late".into(),
+        smsc: "test".into(),
+        source: "447400123459".into(),
+        dest: "7799".into(),
+        text: token.clone(),
+        received_at: now,
+    };
+    api.store
+        .insert_mo(&mo, b"late", 600_000, 30_000)
+        .await
+        .unwrap();
+    // Five minutes (the default token_ttl) and a second later.
+    let late = now + 301_000;
+    assert_eq!(
+        api.mo.handle(&mo, late).await.unwrap(),
+        crate::mologin::Handled::Refused("expired")
+    );
+    let queued = api.store.claim_outbox(late, 100, 60_000).await.unwrap();
+    assert!(queued
+        .iter()
+        .any(|m| m.to == "+447400123459" && m.text.contains("expired")));
+    assert_eq!(
+        api.poll(&token, KEY).await.json["status"],
+        "pending",
+        "still pending: nobody logged in"
+    );
+}
