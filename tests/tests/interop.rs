@@ -42,6 +42,7 @@ impl NpmSmsc {
                 "--mode",
                 mode,
             ])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -55,6 +56,15 @@ impl NpmSmsc {
             port: v["port"].as_u64().expect("port") as u16,
             child,
         }
+    }
+
+    /// Has it deliver a mobile-originated SMS to the bound ESME.
+    fn send_mo(&mut self, from: &str, to: &str, text: &str) {
+        use std::io::Write;
+        let line = serde_json::json!({"mo": {"from": from, "to": to, "text": text}});
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write to npm smsc");
+        stdin.flush().expect("flush");
     }
 
     /// Stops it and returns its last summary line.
@@ -250,4 +260,50 @@ fn the_tshark_check_flags_malformed_smpp_on_the_ports_it_checks() {
         out.contains("no SMPP PDUs decoded") && !out.contains("malformed or with expert errors"),
         "frames on ports not under check must not count:\n{out}"
     );
+}
+
+/// MO-SMS login through an SMSC we did not write: npm `smpp` 0.5.1 delivers
+/// the phone's SMS as a deliver_sm; verigate stores it, answers it with
+/// deliver_sm_resp status 0, and the app's poll gets the session.
+#[test]
+fn an_mo_from_the_npm_smsc_logs_the_phone_in() {
+    if !npm_ready() {
+        return;
+    }
+    let mut smsc = NpmSmsc::start("plain");
+    let port = format!("smsc.0.port={}", smsc.port);
+    let d = verigate_e2e::Daemon::start(&[&port]);
+    // Wait for the bind (the daemon's readiness says so).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while verigate_e2e::http(&d.api, "GET", "/readyz", None).0 != 200 {
+        assert!(Instant::now() < deadline, "no bind to the npm SMSC");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (st, v) = d.call("POST", "/v1/mo-logins", Some(serde_json::json!({})));
+    assert_eq!(st, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    smsc.send_mo("447400100600", "7799", v["sms_body"].as_str().unwrap());
+    let (_, v) = d.call("GET", &format!("/v1/mo-logins/{token}?wait=8"), None);
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["msisdn"], "+447400100600");
+    // The new account's password goes back through the npm SMSC.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, m) = verigate_e2e::http(&d.api, "GET", "/metrics", None);
+        if m.contains("verigate_sends_total{result=\"submitted\"} 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the password SMS was not submitted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let summary = smsc.stop();
+    assert_eq!(
+        (summary["mos_sent"].as_u64(), summary["mos_acked"].as_u64()),
+        (Some(1), Some(1)),
+        "{summary}"
+    );
+    assert_eq!(summary["accepted"], 1, "{summary}");
 }

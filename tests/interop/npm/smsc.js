@@ -28,6 +28,11 @@
  *                  0x000000AA is written raw; a generic_nack (0x80000000,
  *                  status 0x03, same sequence) is expected back.
  *
+ * MOs: a line on stdin {"mo":{"from":"447400100600","to":"7799","text":"LOGIN ABCD2345"}}
+ * makes it deliver that mobile-originated SMS (deliver_sm, esm_class 0, source TON 1)
+ * to a bound receiver; the summary counts mos_sent and mos_acked (deliver_sm_resp
+ * status 0), and a summary line is printed when the resp arrives.
+ *
  * Optional flags: --host H (default 127.0.0.1), --dlr-delay-ms N (plain,
  * default 100), --resp-delay-ms N (hostile: gap between DLR and resp, default 20),
  * --throttle-every N (default 3, 0 disables), --dlr requested|always
@@ -108,6 +113,8 @@ const stats = {
   nack_probes_answered: 0,   // generic_nack with the right sequence AND status 0x03
   nack_probes_bad: 0,        // generic_nack with the right sequence but wrong status
 };
+stats.mos_sent = 0;
+stats.mos_acked = 0;
 let nextMessageId = 0x1A2B3C;
 let sessionCounter = 0;
 const sessions = new Set();
@@ -126,6 +133,8 @@ function summary() {
     binds_failed: stats.binds_failed,
     nack_probes_sent: stats.nack_probes_sent,
     nack_probes_answered: stats.nack_probes_answered,
+    mos_sent: stats.mos_sent,
+    mos_acked: stats.mos_acked,
     mode: cfg.mode,
   };
 }
@@ -216,6 +225,47 @@ function sendDlr(session, submit, idInText, submitDate, withTlvs, text) {
   log(`DLR sent for id ${idInText}: ${body}`);
   return true;
 }
+
+// ---------------------------------------------------------------- MOs (stdin)
+function sendMo(mo) {
+  const target = [...sessions].find((x) => x.state.bound === 'rx' || x.state.bound === 'trx');
+  if (!target) {
+    log('no receiver bound for the MO; dropped');
+    return;
+  }
+  target.deliver_sm({
+    source_addr_ton: 1,
+    source_addr_npi: 1,
+    source_addr: mo.from,
+    dest_addr_ton: 0,
+    dest_addr_npi: 1,
+    destination_addr: mo.to,
+    esm_class: 0x00,
+    data_coding: 0x00,
+    short_message: Buffer.from(mo.text, 'ascii'),
+  }, (resp) => {
+    if (resp.command_status === ESME_ROK) stats.mos_acked++;
+    log(`deliver_sm_resp for the MO: status 0x${resp.command_status.toString(16)}`);
+    printSummary('mo');
+  });
+  stats.mos_sent++;
+  log(`MO sent from ${mo.from} to ${mo.to}`);
+}
+
+let stdinBuf = '';
+process.stdin.on('data', (chunk) => {
+  stdinBuf += chunk.toString();
+  let nl;
+  while ((nl = stdinBuf.indexOf('\n')) >= 0) {
+    const line = stdinBuf.slice(0, nl).trim();
+    stdinBuf = stdinBuf.slice(nl + 1);
+    if (!line) continue;
+    let cmd;
+    try { cmd = JSON.parse(line); } catch (e) { log(`bad stdin line: ${line}`); continue; }
+    if (cmd.mo) sendMo(cmd.mo);
+  }
+});
+process.stdin.on('error', () => {});
 
 // Raw header-only PDU (used for the unknown command probe).
 function rawHeader(commandId, status, seq) {
