@@ -15,6 +15,7 @@
 mod calls;
 mod codec;
 mod http;
+mod mo;
 mod msg;
 mod proc_stat;
 mod rtp;
@@ -50,6 +51,9 @@ enum Cmd {
     /// The call engine end to end against a SIPp UAS: flash calls/s, and
     /// concurrent voice calls with their RTP send lateness and memory.
     Calls(calls::CallsArgs),
+    /// MO-SMS logins end to end: MOs turned into sessions per second, and
+    /// MO → session latency.
+    Mo(mo::MoArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Cmd::Verify(a) => verify::run(a),
         Cmd::Rtp(a) => rtp::run(a),
         Cmd::Calls(a) => calls::run(a),
+        Cmd::Mo(a) => mo::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

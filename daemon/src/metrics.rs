@@ -40,6 +40,9 @@ pub struct Metrics {
     /// Mobile-originated SMS by outcome (`stored`, `redelivered`, then
     /// `login_completed`, `unknown`, `expired`, `used`, `no_token`, `unrouted`).
     pub mos: IntCounterVec,
+    /// Seconds from an MO's deliver_sm being taken to its login's session
+    /// being stored (MO stored, acknowledged, login completed).
+    pub mo_login_latency: Histogram,
 }
 
 impl Metrics {
@@ -85,6 +88,13 @@ impl Metrics {
             &["outcome"],
         )
         .expect("metric");
+        let mo_login_latency = Histogram::with_opts(
+            HistogramOpts::new("mo_login_seconds", "MO taken to its login's session stored")
+                .buckets(vec![
+                    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]),
+        )
+        .expect("metric");
         let gateway_requests = IntCounterVec::new(
             Opts::new(
                 "voice_gateway_requests_total",
@@ -98,6 +108,7 @@ impl Metrics {
             Box::new(sip_dialogs.clone()),
             Box::new(gateway_requests.clone()),
             Box::new(mos.clone()),
+            Box::new(mo_login_latency.clone()),
             Box::new(verifications.clone()),
             Box::new(binds_up.clone()),
             Box::new(submit_latency.clone()),
@@ -121,6 +132,7 @@ impl Metrics {
             sip_dialogs,
             gateway_requests,
             mos,
+            mo_login_latency,
         }
     }
 

@@ -399,6 +399,7 @@ async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: 
             ack,
             ..
         } => {
+            let taken = std::time::Instant::now();
             let now = now_ms();
             let mo = MoMessage {
                 id: new_id("mo"),
@@ -435,7 +436,14 @@ async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: 
                     crate::metrics::mo(if stored { "stored" } else { "redelivered" });
                     if let (true, Some(svc)) = (stored, mo_login) {
                         match svc.handle(&mo, now_ms()).await {
-                            Ok(h) => crate::metrics::mo(h.as_str()),
+                            Ok(h) => {
+                                crate::metrics::mo(h.as_str());
+                                if h == crate::mologin::Handled::Completed {
+                                    crate::metrics::get()
+                                        .mo_login_latency
+                                        .observe(taken.elapsed().as_secs_f64());
+                                }
+                            }
                             // Left leased: the sweep handles it after the lease.
                             Err(e) => {
                                 warn!(mo = %mo.id, error = %e, "cannot handle MO now; will retry")
