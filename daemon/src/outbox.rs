@@ -421,32 +421,46 @@ async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: 
                 ]
                 .join(&0u8),
             );
-            match store
-                .insert_mo(&mo, &key, MO_REDELIVERY_WINDOW_MS, MO_LEASE_MS)
-                .await
-            {
-                Ok(stored) => {
+            // With MO login on, the MO is stored together with its outcome
+            // (one durable write); otherwise it is only stored.
+            let stored = match mo_login {
+                Some(svc) => svc
+                    .receive(&mo, &key, MO_REDELIVERY_WINDOW_MS, now)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .map(|h| h.map(Some)),
+                None => match store.insert_mo(&mo, &key, MO_REDELIVERY_WINDOW_MS, 0).await {
+                    // Kept for the record, and closed: a later start with MO
+                    // login on must not answer it then.
+                    Ok(true) => store
+                        .finish_mo(&mo.id, "mo_login_off", None, now)
+                        .await
+                        .map(|()| Some(None))
+                        .map_err(|e| e.to_string()),
+                    Ok(false) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            match stored {
+                Ok(handled) => {
                     // Test hook: die between storing and answering, as a
                     // crash would (the e2e test shows no login is lost).
-                    if stored && std::env::var_os(CRASH_AFTER_MO_STORED).is_some() {
+                    if handled.is_some() && std::env::var_os(CRASH_AFTER_MO_STORED).is_some() {
                         std::process::abort();
                     }
                     // Durable now: the SMSC may forget it.
                     ack.accept();
-                    crate::metrics::mo(if stored { "stored" } else { "redelivered" });
-                    if let (true, Some(svc)) = (stored, mo_login) {
-                        match svc.handle(&mo, now_ms()).await {
-                            Ok(h) => {
+                    match handled {
+                        None => crate::metrics::mo("redelivered"),
+                        Some(h) => {
+                            crate::metrics::mo("stored");
+                            if let Some(h) = h {
                                 crate::metrics::mo(h.as_str());
                                 if h == crate::mologin::Handled::Completed {
                                     crate::metrics::get()
                                         .mo_login_latency
                                         .observe(taken.elapsed().as_secs_f64());
                                 }
-                            }
-                            // Left leased: the sweep handles it after the lease.
-                            Err(e) => {
-                                warn!(mo = %mo.id, error = %e, "cannot handle MO now; will retry")
                             }
                         }
                     }
@@ -462,8 +476,7 @@ async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: 
 
 /// An MO equal to one stored this recently is a redelivery.
 pub const MO_REDELIVERY_WINDOW_MS: i64 = 10 * 60 * 1000;
-/// How long the lane that stored an MO has to handle it before the MO
-/// sweep may.
+/// How long a claimed MO stays with the sweep that claimed it.
 pub const MO_LEASE_MS: i64 = 10_000;
 
 /// Environment variable that makes the daemon abort right after storing an

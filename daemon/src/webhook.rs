@@ -126,6 +126,11 @@ fn setting<'a>(service: &'a Service, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// Whether the service has a webhook URL.
+pub fn has_url(service: &Service) -> bool {
+    webhook_url(service).is_some()
+}
+
 /// The job delivering `body` to the service's webhook, if it has a
 /// `webhook_url` (for callers that queue it in their own transaction).
 pub fn job(service: &Service, body: &Value, now: Millis) -> Option<WebhookJob> {

@@ -1601,8 +1601,8 @@ fn a_crash_between_storing_an_mo_and_answering_it_loses_no_login() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let dir = d.kill9();
-    // Restarted: the stored MO is handled once its lease runs out, and the
-    // app's poll gets the session.
+    // The MO was stored together with its completion (one transaction,
+    // before the resp): after the restart the app's poll gets the session.
     let d = Daemon::start_in(dir, &cfg, LAB_PORTS, "");
     let start = Instant::now();
     let v = loop {

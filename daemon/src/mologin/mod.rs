@@ -10,7 +10,8 @@ pub mod token;
 use crate::config::{MoLoginConfig, NoTokenAction};
 use crate::store::{
     Account, CompleteMoLogin, MessageState, Millis, MoIntent, MoLogin, MoLoginOutcome,
-    MoLoginState, MoMessage, OutboxMessage, Service, Session, Store, StoreError,
+    MoLoginState, MoMessage, MoPlan, OutboxMessage, Service, Session, Store, StoreError,
+    WebhookJob,
 };
 use crate::verify::code::ServerSecret;
 use crate::verify::service::new_id;
@@ -122,6 +123,48 @@ pub async fn run_sweep(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// A login attempt made ready to write.
+struct LoginPlan {
+    token: String,
+    msisdn: String,
+    account: Account,
+    session: Session,
+    session_token: String,
+    password_sms: Option<OutboxMessage>,
+    webhook: Option<WebhookJob>,
+    unknown: OutboxMessage,
+    expired: OutboxMessage,
+    used: OutboxMessage,
+}
+
+impl LoginPlan {
+    fn completion<'a>(&'a self, mo: &'a MoMessage) -> CompleteMoLogin<'a> {
+        CompleteMoLogin {
+            token: &self.token,
+            msisdn: &self.msisdn,
+            mo_id: &mo.id,
+            new_account: &self.account,
+            session: &self.session,
+            session_token: &self.session_token,
+            password_sms: self.password_sms.as_ref(),
+            webhook: self.webhook.as_ref(),
+        }
+    }
+}
+
+/// What handling an MO will write.
+#[allow(clippy::large_enum_variant)] // one per MO, not stored anywhere
+enum Prepared {
+    /// No login to attempt: record the outcome and send the reply.
+    Finish {
+        outcome: &'static str,
+        reply: Option<OutboxMessage>,
+        handled: Handled,
+    },
+    /// A login attempt.
+    Login(LoginPlan),
 }
 
 /// The MO-login service.
@@ -259,21 +302,119 @@ impl MoLoginService {
         })
     }
 
-    /// Handles one stored MO: routes it, completes the login its token
-    /// names, or answers by SMS why not; marks it processed.
+    /// Handles one MO already stored (the sweep's path): routes it,
+    /// completes the login its token names, or answers by SMS why not;
+    /// marks it processed.
     pub async fn handle(&self, mo: &MoMessage, now: Millis) -> Result<Handled, MoLoginError> {
+        match self.prepare(mo, now).await? {
+            Prepared::Finish {
+                outcome,
+                reply,
+                handled,
+            } => {
+                self.store
+                    .finish_mo(&mo.id, outcome, reply.as_ref(), now)
+                    .await?;
+                Ok(handled)
+            }
+            Prepared::Login(p) => {
+                let out = self.store.complete_mo_login(&p.completion(mo), now).await?;
+                let refusal = match &out {
+                    MoLoginOutcome::Completed { .. } => None,
+                    MoLoginOutcome::Unknown => Some(("unknown", &p.unknown)),
+                    MoLoginOutcome::Expired => Some(("expired", &p.expired)),
+                    MoLoginOutcome::Used => Some(("used", &p.used)),
+                };
+                if let Some((outcome, reply)) = refusal {
+                    self.store
+                        .finish_mo(&mo.id, outcome, Some(reply), now)
+                        .await?;
+                }
+                Ok(self.done(&p, out))
+            }
+        }
+    }
+
+    /// Stores a new MO and handles it in the same transaction (the path of
+    /// every MO as it arrives: one durable write before its deliver_sm_resp).
+    /// `None` for a redelivery, which writes nothing.
+    pub async fn receive(
+        &self,
+        mo: &MoMessage,
+        dedup_key: &[u8],
+        window_ms: i64,
+        now: Millis,
+    ) -> Result<Option<Handled>, MoLoginError> {
+        match self.prepare(mo, now).await? {
+            Prepared::Finish {
+                outcome,
+                reply,
+                handled,
+            } => {
+                let plan = MoPlan::Finish {
+                    outcome,
+                    reply: reply.as_ref(),
+                };
+                let stored = self
+                    .store
+                    .receive_mo(mo, dedup_key, window_ms, &plan, now)
+                    .await?;
+                Ok(stored.map(|_| handled))
+            }
+            Prepared::Login(p) => {
+                let plan = MoPlan::Login {
+                    complete: p.completion(mo),
+                    unknown: &p.unknown,
+                    expired: &p.expired,
+                    used: &p.used,
+                };
+                let out = self
+                    .store
+                    .receive_mo(mo, dedup_key, window_ms, &plan, now)
+                    .await?;
+                Ok(out.map(|o| self.done(&p, o)))
+            }
+        }
+    }
+
+    /// Logs and wakes long polls after a login attempt.
+    fn done(&self, p: &LoginPlan, out: MoLoginOutcome) -> Handled {
+        match out {
+            MoLoginOutcome::Completed { account, created } => {
+                info!(
+                    login = %p.token,
+                    account = %account.id,
+                    created,
+                    from = %crate::outbox::mask(&p.msisdn),
+                    "MO login completed"
+                );
+                self.completed.notify_waiters();
+                Handled::Completed
+            }
+            MoLoginOutcome::Unknown => Handled::Refused("unknown"),
+            MoLoginOutcome::Expired => Handled::Refused("expired"),
+            MoLoginOutcome::Used => Handled::Refused("used"),
+        }
+    }
+
+    /// Everything an MO's handling writes, made before the write.
+    async fn prepare(&self, mo: &MoMessage, now: Millis) -> Result<Prepared, MoLoginError> {
         if self.router.route(&mo.dest, &mo.text) != Some(Handler::MoLogin) {
-            self.store.finish_mo(&mo.id, "unrouted", None, now).await?;
-            return Ok(Handled::Unrouted);
+            return Ok(Prepared::Finish {
+                outcome: "unrouted",
+                reply: None,
+                handled: Handled::Unrouted,
+            });
         }
         let texts = self.cfg.texts();
         let Some(tok) = token::extract(&mo.text, &self.cfg.keywords) else {
             let reply = (self.cfg.no_token == NoTokenAction::Reply)
                 .then(|| self.reply(mo, SYSTEM_SERVICE, &texts.no_token, now));
-            self.store
-                .finish_mo(&mo.id, "no_token", reply.as_ref(), now)
-                .await?;
-            return Ok(Handled::NoToken);
+            return Ok(Prepared::Finish {
+                outcome: "no_token",
+                reply,
+                handled: Handled::NoToken,
+            });
         };
         let msisdn = sender_number(&mo.source);
         let password = token::generate() + &token::generate()[..4];
@@ -308,7 +449,9 @@ impl MoLoginService {
         });
         let mut webhook = None;
         if let Some(l) = &login {
-            if let Some(svc) = self.store.get_service(&l.service).await? {
+            // Only a service with a webhook needs the account read first.
+            let svc = self.store.get_service(&l.service).await?;
+            if let Some(svc) = svc.filter(crate::webhook::has_url) {
                 let existing = self
                     .store
                     .get_account_by_msisdn(&l.service, &msisdn)
@@ -321,37 +464,18 @@ impl MoLoginService {
                 webhook = crate::webhook::job(&svc, &event, now);
             }
         }
-        let c = CompleteMoLogin {
-            token: &tok,
-            msisdn: &msisdn,
-            mo_id: &mo.id,
-            new_account: &account,
-            session: &session,
-            session_token: &session_token,
-            password_sms: password_sms.as_ref(),
-            webhook: webhook.as_ref(),
-        };
-        let (outcome, text) = match self.store.complete_mo_login(&c, now).await? {
-            MoLoginOutcome::Completed { account, created } => {
-                info!(
-                    login = %tok,
-                    account = %account.id,
-                    created,
-                    from = %crate::outbox::mask(&msisdn),
-                    "MO login completed"
-                );
-                self.completed.notify_waiters();
-                return Ok(Handled::Completed);
-            }
-            MoLoginOutcome::Unknown => ("unknown", &texts.unknown),
-            MoLoginOutcome::Expired => ("expired", &texts.expired),
-            MoLoginOutcome::Used => ("used", &texts.used),
-        };
-        let reply = self.reply(mo, &service, text, now);
-        self.store
-            .finish_mo(&mo.id, outcome, Some(&reply), now)
-            .await?;
-        Ok(Handled::Refused(outcome))
+        Ok(Prepared::Login(LoginPlan {
+            unknown: self.reply(mo, &service, &texts.unknown, now),
+            expired: self.reply(mo, &service, &texts.expired, now),
+            used: self.reply(mo, &service, &texts.used, now),
+            token: tok,
+            msisdn,
+            account,
+            session,
+            session_token,
+            password_sms,
+            webhook,
+        }))
     }
 
     /// An SMS back to the MO's sender, from the short code.

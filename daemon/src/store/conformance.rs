@@ -41,8 +41,8 @@ use verigate_codecs::dlr::message_id_keys;
 use super::{
     Account, ApiKeyRecord, AuditEvent, CallJob, CallKind, CallResult, CallState, CompleteMoLogin,
     DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState, Millis, MoIntent, MoLogin,
-    MoLoginOutcome, MoLoginState, MoMessage, OutboxMessage, RateHit, Resend, Service, Session,
-    Store, StoreError, Verification, VerificationStatus, WebhookJob,
+    MoLoginOutcome, MoLoginState, MoMessage, MoPlan, OutboxMessage, RateHit, Resend, Service,
+    Session, Store, StoreError, Verification, VerificationStatus, WebhookJob,
 };
 
 /// Time ranges of the tests (Unix ms). Queue tests use ranges below the
@@ -2640,6 +2640,112 @@ pub async fn mo_login<S: Store>(store: &S) {
             .await
             .unwrap(),
         MoLoginOutcome::Expired
+    );
+
+    // An MO stored together with its outcome: a completion, in one write.
+    store
+        .create_mo_login(&pending_login("PQRS2345", svc, t + 80))
+        .await
+        .unwrap();
+    let m5 = mo("mo_conf_5", "+447400600005", "PQRS2345", t + 80);
+    let s5 = Session {
+        id: "ses_conf_mo_5".into(),
+        token_hash: b"session-hash-5".to_vec(),
+        ..session.clone()
+    };
+    let acc5 = Account {
+        id: "acc_conf_mo_5".into(),
+        msisdn: "+447400600005".into(),
+        ..account.clone()
+    };
+    let mut refusals = Vec::new();
+    for (i, why) in ["unknown", "expired", "used"].iter().enumerate() {
+        let mut r = message(
+            &format!("msg_conf_mo_r{i}"),
+            "",
+            svc,
+            "+447400600005",
+            t + 80,
+        );
+        r.verification_id = None;
+        r.text = (*why).into();
+        refusals.push(r);
+    }
+    let mut c5 = complete("PQRS2345", "mo_conf_5", &s5, None);
+    c5.msisdn = "+447400600005";
+    c5.new_account = &acc5;
+    c5.webhook = None;
+    let plan = MoPlan::Login {
+        complete: c5.clone(),
+        unknown: &refusals[0],
+        expired: &refusals[1],
+        used: &refusals[2],
+    };
+    assert!(matches!(
+        store
+            .receive_mo(&m5, b"key-5", 600_000, &plan, t + 81)
+            .await
+            .unwrap(),
+        Some(MoLoginOutcome::Completed { created: true, .. })
+    ));
+    assert_eq!(
+        store.get_mo_login("PQRS2345").await.unwrap().unwrap().state,
+        MoLoginState::Completed
+    );
+    assert!(
+        store
+            .claim_mos(t + 1_000_000, 10, 5_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.id != "mo_conf_5"),
+        "stored already processed"
+    );
+    // Its redelivery writes nothing; the same token in a new MO is refused
+    // with the matching reply, stored with it.
+    let again5 = mo("mo_conf_5b", "+447400600005", "PQRS2345", t + 82);
+    assert_eq!(
+        store
+            .receive_mo(&again5, b"key-5", 600_000, &plan, t + 82)
+            .await
+            .unwrap(),
+        None
+    );
+    let mut c6 = c5.clone();
+    c6.mo_id = "mo_conf_6";
+    let s6 = Session {
+        id: "ses_conf_mo_6".into(),
+        token_hash: b"session-hash-6".to_vec(),
+        ..session.clone()
+    };
+    c6.session = &s6;
+    let plan6 = MoPlan::Login {
+        complete: c6,
+        unknown: &refusals[0],
+        expired: &refusals[1],
+        used: &refusals[2],
+    };
+    let m6 = mo("mo_conf_6", "+447400600005", "LOGIN PQRS2345", t + 83);
+    assert_eq!(
+        store
+            .receive_mo(&m6, b"key-6", 600_000, &plan6, t + 83)
+            .await
+            .unwrap(),
+        Some(MoLoginOutcome::Used)
+    );
+    let queued = store.claim_outbox(t + 90, 100, 60_000).await.unwrap();
+    let sent: Vec<&str> = queued
+        .iter()
+        .filter(|m| m.id.starts_with("msg_conf_mo_r"))
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(sent, vec!["used"], "only the matching refusal");
+    assert_eq!(
+        store
+            .get_session_by_token_hash(b"session-hash-6")
+            .await
+            .unwrap(),
+        None
     );
 
     // The session is handed out once.

@@ -129,6 +129,31 @@ pub struct CompleteMoLogin<'a> {
     pub webhook: Option<&'a WebhookJob>,
 }
 
+/// What to do with an MO in the transaction that stores it (see
+/// [`Store::receive_mo`]).
+#[derive(Debug, Clone)]
+pub enum MoPlan<'a> {
+    /// Complete the login its token names; if that cannot be done, queue
+    /// the matching refusal instead.
+    Login {
+        /// The completion.
+        complete: CompleteMoLogin<'a>,
+        /// Reply when no login has the token.
+        unknown: &'a OutboxMessage,
+        /// Reply when the token expired.
+        expired: &'a OutboxMessage,
+        /// Reply when the token was used.
+        used: &'a OutboxMessage,
+    },
+    /// Record `outcome` and queue `reply`, if any.
+    Finish {
+        /// The MO's outcome.
+        outcome: &'a str,
+        /// The SMS back.
+        reply: Option<&'a OutboxMessage>,
+    },
+}
+
 /// A resend to record (see [`Store::record_resend`]).
 #[derive(Debug, Clone)]
 pub struct Resend<'a> {
@@ -407,6 +432,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         window_ms: i64,
         lease_ms: i64,
     ) -> StoreResult<bool>;
+    /// Stores an MO and carries out `plan` on it in one transaction, so an
+    /// MO is never stored without its outcome (one durable write; the
+    /// deliver_sm_resp goes out after it). A redelivery (see
+    /// [`Store::insert_mo`]) writes nothing and returns `None`; otherwise
+    /// the login's outcome (`Unknown` for a `Finish` plan).
+    async fn receive_mo(
+        &self,
+        m: &MoMessage,
+        dedup_key: &[u8],
+        window_ms: i64,
+        plan: &MoPlan<'_>,
+        at: Millis,
+    ) -> StoreResult<Option<MoLoginOutcome>>;
     /// Claims up to `limit` stored MOs not yet processed, oldest first, for
     /// `lease_ms` (a processor that died leaves them to the next after that).
     async fn claim_mos(

@@ -35,9 +35,9 @@ use self::rows::{all, col, corrupt, exec, one, parse_state, to_json, write_err};
 use super::{
     Account, ApiKeyRecord, AuditEvent, CallJob, CallResult, CallState, CompleteMoLogin, Dispatch,
     DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState, Millis, MoLogin, MoLoginOutcome,
-    MoLoginState, MoMessage, OutboxDepth, OutboxMessage, OwnedDispatch, RateDecision, RateHit,
-    Resend, Service, Session, Store, StoreError, StoreResult, Verification, VerificationStatus,
-    WebhookJob,
+    MoLoginState, MoMessage, MoPlan, OutboxDepth, OutboxMessage, OwnedDispatch, RateDecision,
+    RateHit, Resend, Service, Session, Store, StoreError, StoreResult, Verification,
+    VerificationStatus, WebhookJob,
 };
 
 /// How long SQLite waits for another process's write lock before giving up.
@@ -416,6 +416,126 @@ fn call_by_request(c: &Connection, service: &str, key: &[u8]) -> StoreResult<Opt
         params![service, key],
         rows::call,
     )
+}
+
+/// Whether an MO with `key` was stored at or after `since`.
+fn seen_mo(c: &Connection, key: &[u8], since: Millis) -> StoreResult<bool> {
+    Ok(one(
+        c,
+        "SELECT 1 FROM mo_messages WHERE dedup_key = ?1 AND received_at >= ?2",
+        params![key, since],
+        |_| Ok(()),
+    )?
+    .is_some())
+}
+
+fn insert_mo(c: &Connection, m: &MoMessage, key: &[u8], lease_until: Millis) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO mo_messages (id, smsc, source, dest, text, dedup_key, state, received_at, lease_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7, ?8)",
+    )?
+    .execute(params![m.id, m.smsc, m.source, m.dest, m.text, key, m.received_at, lease_until])
+    .map_err(|e| write_err(e, &format!("MO {}", m.id)))?;
+    Ok(())
+}
+
+/// [`CompleteMoLogin`] owned, to move onto the writer thread.
+struct OwnedCompletion {
+    token: String,
+    msisdn: String,
+    mo_id: String,
+    new_account: Account,
+    session: Session,
+    session_token: String,
+    password_sms: Option<OutboxMessage>,
+    webhook: Option<WebhookJob>,
+}
+
+impl From<&CompleteMoLogin<'_>> for OwnedCompletion {
+    fn from(x: &CompleteMoLogin<'_>) -> Self {
+        OwnedCompletion {
+            token: x.token.to_owned(),
+            msisdn: x.msisdn.to_owned(),
+            mo_id: x.mo_id.to_owned(),
+            new_account: x.new_account.clone(),
+            session: x.session.clone(),
+            session_token: x.session_token.to_owned(),
+            password_sms: x.password_sms.cloned(),
+            webhook: x.webhook.cloned(),
+        }
+    }
+}
+
+/// [`MoPlan`] owned.
+#[allow(clippy::large_enum_variant)] // one per MO, moved once onto the writer
+enum OwnedPlan {
+    /// The completion and the replies for unknown, expired, used.
+    Login(OwnedCompletion, [OutboxMessage; 3]),
+    Finish(String, Option<OutboxMessage>),
+}
+
+/// The body of [`Store::complete_mo_login`], inside the caller's transaction.
+fn complete_login(c: &Connection, x: &OwnedCompletion, at: Millis) -> StoreResult<MoLoginOutcome> {
+    let Some(login) = get_mo_login(c, &x.token)? else {
+        return Ok(MoLoginOutcome::Unknown);
+    };
+    if login.state != MoLoginState::Pending {
+        return Ok(MoLoginOutcome::Used);
+    }
+    if at > login.expires_at {
+        return Ok(MoLoginOutcome::Expired);
+    }
+    let existing = one(
+        c,
+        "SELECT id, service, msisdn, password_hash, created_at FROM accounts
+         WHERE service = ?1 AND msisdn = ?2",
+        params![login.service, x.msisdn],
+        rows::account,
+    )?;
+    let (account, created) = match existing {
+        Some(a) => (a, false),
+        None => {
+            let a = Account {
+                service: login.service.clone(),
+                msisdn: x.msisdn.clone(),
+                ..x.new_account.clone()
+            };
+            exec(
+                c,
+                "INSERT INTO accounts (id, service, msisdn, password_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![a.id, a.service, a.msisdn, a.password_hash, a.created_at],
+            )?;
+            if let Some(m) = &x.password_sms {
+                insert_message(c, m)?;
+            }
+            (a, true)
+        }
+    };
+    let s = &x.session;
+    exec(
+        c,
+        "INSERT INTO sessions (id, account_id, token_hash, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![s.id, account.id, s.token_hash, s.created_at, s.expires_at],
+    )?;
+    exec(
+        c,
+        "UPDATE mo_logins SET state = 'completed', msisdn = ?2, account_id = ?3,
+             created_account = ?4, session_token = ?5, completed_at = ?6
+         WHERE token = ?1 AND state = 'pending'",
+        params![x.token, x.msisdn, account.id, created, x.session_token, at],
+    )?;
+    if let Some(w) = &x.webhook {
+        exec(
+            c,
+            "INSERT INTO webhook_jobs (id, service, url, body, attempts, next_attempt_at, last_error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![w.id, w.service, w.url, w.body, w.attempts, w.next_attempt_at, w.last_error],
+        )?;
+    }
+    finish_mo(c, &x.mo_id, "login_completed", at)?;
+    Ok(MoLoginOutcome::Completed { account, created })
 }
 
 fn get_mo_login(c: &Connection, token: &str) -> StoreResult<Option<MoLogin>> {
@@ -1537,30 +1657,10 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let (m, key) = (m.clone(), dedup_key.to_vec());
         self.write(move |c| {
-            let seen = one(
-                c,
-                "SELECT 1 FROM mo_messages WHERE dedup_key = ?1 AND received_at >= ?2",
-                params![key, m.received_at.saturating_sub(window_ms)],
-                |_| Ok(()),
-            )?;
-            if seen.is_some() {
+            if seen_mo(c, &key, m.received_at.saturating_sub(window_ms))? {
                 return Ok(false);
             }
-            c.prepare_cached(
-                "INSERT INTO mo_messages (id, smsc, source, dest, text, dedup_key, state, received_at, lease_until)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7, ?8)",
-            )?
-            .execute(params![
-                m.id,
-                m.smsc,
-                m.source,
-                m.dest,
-                m.text,
-                key,
-                m.received_at,
-                m.received_at.saturating_add(lease_ms.max(0))
-            ])
-            .map_err(|e| write_err(e, &format!("MO {}", m.id)))?;
+            insert_mo(c, &m, &key, m.received_at.saturating_add(lease_ms.max(0)))?;
             Ok(true)
         })
         .await
@@ -1595,74 +1695,61 @@ impl Store for SqliteStore {
         x: &CompleteMoLogin<'_>,
         at: Millis,
     ) -> StoreResult<MoLoginOutcome> {
-        let token = x.token.to_owned();
-        let msisdn = x.msisdn.to_owned();
-        let mo_id = x.mo_id.to_owned();
-        let new_account = x.new_account.clone();
-        let session = x.session.clone();
-        let session_token = x.session_token.to_owned();
-        let password_sms = x.password_sms.cloned();
-        let webhook = x.webhook.cloned();
+        let x = OwnedCompletion::from(x);
+        self.write(move |c| complete_login(c, &x, at)).await
+    }
+
+    async fn receive_mo(
+        &self,
+        m: &MoMessage,
+        dedup_key: &[u8],
+        window_ms: i64,
+        plan: &MoPlan<'_>,
+        at: Millis,
+    ) -> StoreResult<Option<MoLoginOutcome>> {
+        let (m, key) = (m.clone(), dedup_key.to_vec());
+        let plan = match plan {
+            MoPlan::Login {
+                complete,
+                unknown,
+                expired,
+                used,
+            } => OwnedPlan::Login(
+                OwnedCompletion::from(complete),
+                [(*unknown).clone(), (*expired).clone(), (*used).clone()],
+            ),
+            MoPlan::Finish { outcome, reply } => {
+                OwnedPlan::Finish((*outcome).to_owned(), reply.cloned())
+            }
+        };
         self.write(move |c| {
-            let Some(login) = get_mo_login(c, &token)? else {
-                return Ok(MoLoginOutcome::Unknown);
-            };
-            if login.state != MoLoginState::Pending {
-                return Ok(MoLoginOutcome::Used);
+            if seen_mo(c, &key, m.received_at.saturating_sub(window_ms))? {
+                return Ok(None);
             }
-            if at > login.expires_at {
-                return Ok(MoLoginOutcome::Expired);
-            }
-            let existing = one(
-                c,
-                "SELECT id, service, msisdn, password_hash, created_at FROM accounts
-                 WHERE service = ?1 AND msisdn = ?2",
-                params![login.service, msisdn],
-                rows::account,
-            )?;
-            let (account, created) = match existing {
-                Some(a) => (a, false),
-                None => {
-                    let a = Account {
-                        service: login.service.clone(),
-                        msisdn: msisdn.clone(),
-                        ..new_account
+            insert_mo(c, &m, &key, m.received_at)?;
+            match plan {
+                OwnedPlan::Login(x, replies) => {
+                    let out = complete_login(c, &x, at)?;
+                    let refusal = match out {
+                        MoLoginOutcome::Completed { .. } => None,
+                        MoLoginOutcome::Unknown => Some(("unknown", &replies[0])),
+                        MoLoginOutcome::Expired => Some(("expired", &replies[1])),
+                        MoLoginOutcome::Used => Some(("used", &replies[2])),
                     };
-                    exec(
-                        c,
-                        "INSERT INTO accounts (id, service, msisdn, password_hash, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![a.id, a.service, a.msisdn, a.password_hash, a.created_at],
-                    )?;
-                    if let Some(m) = &password_sms {
-                        insert_message(c, m)?;
+                    if let Some((outcome, reply)) = refusal {
+                        finish_mo(c, &m.id, outcome, at)?;
+                        insert_message(c, reply)?;
                     }
-                    (a, true)
+                    Ok(Some(out))
                 }
-            };
-            exec(
-                c,
-                "INSERT INTO sessions (id, account_id, token_hash, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![session.id, account.id, session.token_hash, session.created_at, session.expires_at],
-            )?;
-            exec(
-                c,
-                "UPDATE mo_logins SET state = 'completed', msisdn = ?2, account_id = ?3,
-                     created_account = ?4, session_token = ?5, completed_at = ?6
-                 WHERE token = ?1 AND state = 'pending'",
-                params![token, msisdn, account.id, created, session_token, at],
-            )?;
-            if let Some(w) = &webhook {
-                exec(
-                    c,
-                    "INSERT INTO webhook_jobs (id, service, url, body, attempts, next_attempt_at, last_error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![w.id, w.service, w.url, w.body, w.attempts, w.next_attempt_at, w.last_error],
-                )?;
+                OwnedPlan::Finish(outcome, reply) => {
+                    finish_mo(c, &m.id, &outcome, at)?;
+                    if let Some(r) = &reply {
+                        insert_message(c, r)?;
+                    }
+                    Ok(Some(MoLoginOutcome::Unknown))
+                }
             }
-            finish_mo(c, &mo_id, "login_completed", at)?;
-            Ok(MoLoginOutcome::Completed { account, created })
         })
         .await
     }
