@@ -408,8 +408,14 @@ impl MoLoginService {
         }
         let texts = self.cfg.texts();
         let Some(tok) = token::extract(&mo.text, &self.cfg.keywords) else {
-            let reply = (self.cfg.no_token == NoTokenAction::Reply)
-                .then(|| self.reply(mo, SYSTEM_SERVICE, &texts.no_token, now));
+            let reply = (self.cfg.no_token == NoTokenAction::Reply).then(|| {
+                self.reply(
+                    &sender_number(&mo.source),
+                    SYSTEM_SERVICE,
+                    &texts.no_token,
+                    now,
+                )
+            });
             return Ok(Prepared::Finish {
                 outcome: "no_token",
                 reply,
@@ -445,7 +451,7 @@ impl MoLoginService {
                 .password
                 .replace("{password}", &password)
                 .replace("{msisdn}", &msisdn);
-            self.reply(mo, &service, &text, now)
+            self.reply(&msisdn, &service, &text, now)
         });
         let mut webhook = None;
         if let Some(l) = &login {
@@ -465,9 +471,9 @@ impl MoLoginService {
             }
         }
         Ok(Prepared::Login(LoginPlan {
-            unknown: self.reply(mo, &service, &texts.unknown, now),
-            expired: self.reply(mo, &service, &texts.expired, now),
-            used: self.reply(mo, &service, &texts.used, now),
+            unknown: self.reply(&msisdn, &service, &texts.unknown, now),
+            expired: self.reply(&msisdn, &service, &texts.expired, now),
+            used: self.reply(&msisdn, &service, &texts.used, now),
             token: tok,
             msisdn,
             account,
@@ -479,12 +485,14 @@ impl MoLoginService {
     }
 
     /// An SMS back to the MO's sender, from the short code.
-    fn reply(&self, mo: &MoMessage, service: &str, text: &str, now: Millis) -> OutboxMessage {
+    /// (`to` is the sender as [`sender_number`] read it: parsing a number
+    /// costs, so it is read once per MO.)
+    fn reply(&self, to: &str, service: &str, text: &str, now: Millis) -> OutboxMessage {
         OutboxMessage {
             id: new_id("msg"),
             verification_id: None,
             service: service.to_string(),
-            to: sender_number(&mo.source),
+            to: to.to_string(),
             from: self.cfg.short_code.clone(),
             text: text.to_string(),
             state: MessageState::Queued,
@@ -516,12 +524,19 @@ impl MoLoginService {
 }
 
 /// The sender as E.164 with `+` when it reads as an international number
-/// (SMSCs send it without the `+`); otherwise as sent.
+/// (SMSCs send it without the `+`); otherwise as sent. The network set the
+/// number, so it is not checked against numbering plans: 8 to 15 digits not
+/// starting with 0 is an international number.
 pub fn sender_number(source: &str) -> String {
-    let digits: String = source.chars().filter(char::is_ascii_digit).collect();
-    match crate::verify::phone::normalize(&format!("+{digits}"), "ZZ") {
-        Ok(n) => n.as_str().to_string(),
-        Err(_) => source.to_string(),
+    let s = source.trim();
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    if (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+    {
+        format!("+{digits}")
+    } else {
+        source.to_string()
     }
 }
 
@@ -552,4 +567,19 @@ fn completed_event(
             "created": created,
         },
     })
+}
+
+#[cfg(test)]
+mod sender_tests {
+    use super::sender_number;
+
+    #[test]
+    fn senders_read_as_international_numbers() {
+        assert_eq!(sender_number("447400100200"), "+447400100200");
+        assert_eq!(sender_number("+8613988888888"), "+8613988888888");
+        // Not an international number: kept as sent.
+        assert_eq!(sender_number("07400100200"), "07400100200");
+        assert_eq!(sender_number("VODAFONE"), "VODAFONE");
+        assert_eq!(sender_number("1234"), "1234");
+    }
 }
