@@ -65,6 +65,7 @@ pub async fn bootstrap_services(
             "allowed_countries": s.allowed_countries,
             "webhook_url": s.webhook_url,
             "webhook_secret": s.webhook_secret,
+            "mo_send_password": s.mo_send_password,
         });
         match store.get_service(&s.code).await.map_err(env)? {
             None => store

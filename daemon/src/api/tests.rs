@@ -1170,3 +1170,32 @@ async fn an_mo_after_the_token_expired_is_answered_and_logs_nobody_in() {
         "still pending: nobody logged in"
     );
 }
+
+#[tokio::test]
+async fn a_service_can_turn_the_password_sms_off() {
+    let api = setup().await;
+    api.store
+        .update_service_settings("acme", &json!({ "mo_send_password": false }))
+        .await
+        .unwrap();
+    let r = api.call(Method::POST, "/v1/mo-logins", Some("{}")).await;
+    let token = r.json["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        api.phone_sends("447400123460", &token).await,
+        crate::mologin::Handled::Completed
+    );
+    let r = api.poll(&token, KEY).await;
+    assert_eq!(
+        (r.json["status"].as_str(), r.json["created"].as_bool()),
+        (Some("completed"), Some(true))
+    );
+    let queued = api
+        .store
+        .claim_outbox(crate::app::now_ms() + 1, 100, 60_000)
+        .await
+        .unwrap();
+    assert!(
+        !queued.iter().any(|m| m.to == "+447400123460"),
+        "no password SMS: {queued:?}"
+    );
+}

@@ -285,6 +285,10 @@ pub struct ServiceEntry {
     /// Webhook signing secret.
     #[serde(default)]
     pub webhook_secret: Option<String>,
+    /// MO login: send a new account's password by SMS (default:
+    /// `mo_login.send_password`).
+    #[serde(default)]
+    pub mo_send_password: Option<bool>,
 }
 
 /// `[outbox]`

@@ -446,7 +446,17 @@ impl MoLoginService {
         let service = login
             .as_ref()
             .map_or(SYSTEM_SERVICE.to_string(), |l| l.service.clone());
-        let password_sms = self.cfg.send_password.then(|| {
+        let svc = match &login {
+            Some(l) => self.store.get_service(&l.service).await?,
+            None => None,
+        };
+        // The service may turn the password SMS on or off for itself.
+        let send_password = svc
+            .as_ref()
+            .and_then(|s| s.settings.get("mo_send_password"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(self.cfg.send_password);
+        let password_sms = send_password.then(|| {
             let text = texts
                 .password
                 .replace("{password}", &password)
@@ -454,21 +464,18 @@ impl MoLoginService {
             self.reply(&msisdn, &service, &text, now)
         });
         let mut webhook = None;
-        if let Some(l) = &login {
-            // Only a service with a webhook needs the account read first.
-            let svc = self.store.get_service(&l.service).await?;
-            if let Some(svc) = svc.filter(crate::webhook::has_url) {
-                let existing = self
-                    .store
-                    .get_account_by_msisdn(&l.service, &msisdn)
-                    .await?;
-                let (account_id, created) = match &existing {
-                    Some(a) => (a.id.as_str(), false),
-                    None => (account.id.as_str(), true),
-                };
-                let event = completed_event(l, &msisdn, account_id, created, now);
-                webhook = crate::webhook::job(&svc, &event, now);
-            }
+        // Only a service with a webhook needs the account read first.
+        if let (Some(l), Some(svc)) = (&login, svc.filter(crate::webhook::has_url)) {
+            let existing = self
+                .store
+                .get_account_by_msisdn(&l.service, &msisdn)
+                .await?;
+            let (account_id, created) = match &existing {
+                Some(a) => (a.id.as_str(), false),
+                None => (account.id.as_str(), true),
+            };
+            let event = completed_event(l, &msisdn, account_id, created, now);
+            webhook = crate::webhook::job(&svc, &event, now);
         }
         Ok(Prepared::Login(LoginPlan {
             unknown: self.reply(&msisdn, &service, &texts.unknown, now),
