@@ -307,11 +307,7 @@ fn scenarios(a: &CallsArgs) -> PathBuf {
 
 /// Runs the benchmark.
 pub fn run(a: CallsArgs) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(run_async(a))
+    crate::block_on(run_async(a))
 }
 
 async fn run_async(a: CallsArgs) -> Result<(), String> {

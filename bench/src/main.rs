@@ -56,6 +56,15 @@ enum Cmd {
     Mo(mo::MoArgs),
 }
 
+/// Runs a benchmark's async body on a multi-threaded tokio runtime.
+fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(f)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {

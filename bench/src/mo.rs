@@ -73,11 +73,7 @@ fn counter(text: &str, line_prefix: &str) -> f64 {
 
 /// Runs the benchmark.
 pub fn run(a: MoArgs) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(run_async(a))
+    crate::block_on(run_async(a))
 }
 
 async fn run_async(a: MoArgs) -> Result<(), String> {

@@ -243,11 +243,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs the benchmark.
 pub fn run(a: VerifyArgs) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(run_async(a))
+    crate::block_on(run_async(a))
 }
 
 async fn run_async(a: VerifyArgs) -> Result<(), String> {
