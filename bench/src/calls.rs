@@ -25,7 +25,7 @@
 
 use crate::http::Conn;
 use crate::proc_stat;
-use crate::verify::{rss_kib, spawn_daemon, Daemon, BASE_CONFIG};
+use crate::verify::{rss_kib, spawn_daemon, Daemon, API_KEY, BASE_CONFIG, BENCH_SERVICE};
 use serde_json::json;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -40,8 +40,6 @@ pub const TARGET_FLASH_PER_SEC: f64 = 500.0;
 pub const TARGET_VOICE_CALLS: usize = 1_000;
 /// p99 RTP send lateness target, milliseconds.
 pub const TARGET_P99_MS: f64 = 2.0;
-
-const API_KEY: &str = "bench-key-not-secret";
 
 /// Options.
 #[derive(Debug, clap::Args)]
@@ -197,11 +195,7 @@ report_window = "10m"
 [[flash_call.pool]]
 countries = ["*"]
 ranges = ["+447400900000-+447400900999"]
-[[service]]
-code = "bench"
-name = "Bench"
-api_key = "{API_KEY}"
-"#,
+{BENCH_SERVICE}"#,
         workers = a.media_workers,
         port = sipp.port,
     );

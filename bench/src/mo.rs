@@ -13,7 +13,7 @@
 use crate::http::Conn;
 use crate::proc_stat;
 use crate::sim::{self, Sim};
-use crate::verify::{spawn_daemon, BASE_CONFIG};
+use crate::verify::{sim_smsc, spawn_daemon, wait_ready, API_KEY, BASE_CONFIG, BENCH_SERVICE};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 pub const TARGET_PER_SEC: f64 = 5_000.0;
 /// p99 MO → session ready target, milliseconds.
 pub const TARGET_P99_MS: f64 = 20.0;
-
-const API_KEY: &str = "bench-key-not-secret";
 
 /// Options.
 #[derive(Debug, clap::Args)]
@@ -83,42 +81,17 @@ async fn run_async(a: MoArgs) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let config = format!(
         r#"# written by verigate-bench mo
-{BASE_CONFIG}[[smsc]]
-name = "sim"
-host = "{host}"
-port = {port}
-system_id = "{sid}"
-password = "{pw}"
-window = 256
-[mo_login]
+{BASE_CONFIG}{smsc}[mo_login]
 short_code = "7799"
 send_password = {send_password}
 token_ttl = "1h"
-[[service]]
-code = "bench"
-name = "Bench"
-api_key = "{API_KEY}"
-"#,
-        host = sim.smpp.ip(),
-        port = sim.smpp.port(),
-        sid = sim::SYSTEM_ID,
-        pw = sim::PASSWORD,
+{BENCH_SERVICE}"#,
+        smsc = sim_smsc(&sim),
         send_password = a.send_password,
     );
     let daemon = spawn_daemon(&sim::sibling("verigate"), dir, true, &config, &[], &a.log)?;
+    wait_ready(daemon.api).await?;
     let mut m = Conn::new(daemon.api);
-    let ready_by = Instant::now() + Duration::from_secs(20);
-    while m
-        .request("GET", "/readyz", "", None)
-        .await
-        .map(|r| r.status)
-        != Ok(200)
-    {
-        if Instant::now() > ready_by {
-            return Err("daemon not ready (no SMSC bind) within 20 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let n = (a.rate * a.seconds).round() as usize;
     println!("creating {n} logins…");
     let tokens = Arc::new(Mutex::new(Vec::with_capacity(n)));

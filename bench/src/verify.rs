@@ -34,7 +34,26 @@ pub const TARGET_CHECK_RATE: f64 = 2_000.0;
 /// p99 check latency target, milliseconds.
 pub const TARGET_CHECK_P99_MS: f64 = 10.0;
 
-const API_KEY: &str = "bench-key-not-secret";
+/// The bench service's API key.
+pub(crate) const API_KEY: &str = "bench-key-not-secret";
+
+/// The `[[service]]` every bench drives.
+pub(crate) const BENCH_SERVICE: &str = r#"[[service]]
+code = "bench"
+name = "Bench"
+api_key = "bench-key-not-secret"
+"#;
+
+/// The `[[smsc]]` of a daemon bound to the simulator.
+pub(crate) fn sim_smsc(sim: &Sim) -> String {
+    format!(
+        "[[smsc]]\nname = \"sim\"\nhost = \"{}\"\nport = {}\nsystem_id = \"{}\"\npassword = \"{}\"\nwindow = 256\n",
+        sim.smpp.ip(),
+        sim.smpp.port(),
+        sim::SYSTEM_ID,
+        sim::PASSWORD
+    )
+}
 
 /// Options.
 #[derive(Debug, clap::Args)]
@@ -99,22 +118,8 @@ fn start_daemon(a: &VerifyArgs, sim: &Sim) -> Result<Daemon, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = format!(
         r#"# written by verigate-bench verify
-{BASE_CONFIG}[[smsc]]
-name = "sim"
-host = "{host}"
-port = {port}
-system_id = "{sid}"
-password = "{pw}"
-window = 256
-[[service]]
-code = "bench"
-name = "Bench"
-api_key = "{API_KEY}"
-"#,
-        host = sim.smpp.ip(),
-        port = sim.smpp.port(),
-        sid = sim::SYSTEM_ID,
-        pw = sim::PASSWORD,
+{BASE_CONFIG}{smsc}{BENCH_SERVICE}"#,
+        smsc = sim_smsc(sim),
     );
     let exe = a
         .verigate
@@ -212,7 +217,7 @@ pub(crate) async fn metric_sum(conn: &mut Conn, name: &str) -> Result<f64, Strin
         .sum())
 }
 
-async fn wait_ready(api: SocketAddr) -> Result<(), String> {
+pub(crate) async fn wait_ready(api: SocketAddr) -> Result<(), String> {
     let mut c = Conn::new(api);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
