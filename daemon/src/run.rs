@@ -410,6 +410,20 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         calls_stop.clone(),
     )
     .await?;
+    for (i, p) in cfg.flash_call.pool.iter().enumerate() {
+        let size = crate::verify::cli_pool::CliPool::new(&p.numbers, &p.ranges, p.report_digits)
+            .map_or(0, |c| c.size());
+        // With A attempts, guessing passes A times in N for a pool of N.
+        let attempts = u64::from(cfg.verify.max_attempts);
+        if size < 1_000 {
+            warn!(
+                pool = i,
+                numbers = size,
+                "flash_call.pool has fewer than 1000 numbers: guessing callers pass about {} in 1000 verifications",
+                (attempts * 1_000 / size.max(1)).min(1_000)
+            );
+        }
+    }
     for g in &cfg.voice_gateway {
         if g.k2 == crate::config::K2Scheme::Md5Legacy {
             warn!(sn = %g.sn, "voice_gateway uses k2 = \"md5-legacy\" (MD5 is broken); move the operator to hmac-sha256");

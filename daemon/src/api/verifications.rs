@@ -58,7 +58,10 @@ pub struct CheckBody {
     #[schema(example = "+447400100123")]
     #[serde(default)]
     pub caller: Option<String>,
-    /// Flash calls: the caller numbers of the calls the app saw (at most 20).
+    /// Flash calls: the caller numbers of the calls the app saw since the
+    /// start (at most 20). Each distinct number that could be one of ours
+    /// (under `cli_prefix`, or last digits) counts as one attempt, so a
+    /// list of guesses costs as many guesses.
     #[serde(default)]
     pub callers: Option<Vec<String>>,
 }

@@ -82,7 +82,7 @@ impl CallChannels {
 }
 
 /// A caller number as an app reported it, normalised for comparison.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reported {
     /// Only the last digits (as many as the pool asks for).
     Suffix(String),

@@ -193,7 +193,13 @@ pub const MAX_REPORTED: usize = 20;
 
 enum Expected {
     Code(String),
-    Caller(bool),
+    /// Whether a reported caller is the call's CLI, and how many attempts
+    /// the report costs: one per distinct number that could be a pool
+    /// number, so listing many guesses costs as many guesses.
+    Caller {
+        matched: bool,
+        cost: u32,
+    },
 }
 
 /// Outcome of a check.
@@ -820,11 +826,25 @@ impl VerifyService {
                 .into_iter()
                 .rev()
                 .find_map(|c| c.caller);
-            Expected::Caller(cli.is_some_and(|cli| {
-                reports
-                    .iter()
-                    .fold(false, |m, r| m | channels::report_matches(r, &cli, suffix))
-            }))
+            // Every distinct report that could be one of our numbers (any
+            // last digits; a whole number under the pool's prefix) is a guess.
+            let mut guesses: Vec<&channels::Reported> = reports
+                .iter()
+                .filter(|r| match (r, &hint) {
+                    (channels::Reported::Full(n), Some(h)) => n.starts_with(&h.cli_prefix),
+                    _ => true,
+                })
+                .collect();
+            guesses.sort_unstable();
+            guesses.dedup();
+            Expected::Caller {
+                matched: cli.is_some_and(|cli| {
+                    reports
+                        .iter()
+                        .fold(false, |m, r| m | channels::report_matches(r, &cli, suffix))
+                }),
+                cost: (guesses.len() as u32).max(1),
+            }
         } else {
             let Submission::Code(code) = submitted else {
                 return Err(VerifyError::NotAFlashCall(first.id));
@@ -845,16 +865,18 @@ impl VerifyService {
                     counted: false,
                 });
             }
-            let right = match &expected {
-                Expected::Code(c) => code::matches(&self.secret, &v.id, c, &v.code_hash),
-                Expected::Caller(m) => *m,
+            let left = v.max_attempts.saturating_sub(v.attempts);
+            let (right, cost) = match &expected {
+                Expected::Code(c) => (code::matches(&self.secret, &v.id, c, &v.code_hash), 1),
+                // More guesses than attempts left approve nothing.
+                Expected::Caller { matched, cost } => (*matched && *cost <= left, *cost),
             };
             let (status, attempts) = if right {
                 (VerificationStatus::Approved, v.attempts)
-            } else if v.attempts + 1 >= v.max_attempts {
-                (VerificationStatus::MaxAttemptsReached, v.attempts + 1)
+            } else if cost >= left {
+                (VerificationStatus::MaxAttemptsReached, v.max_attempts)
             } else {
-                (VerificationStatus::Pending, v.attempts + 1)
+                (VerificationStatus::Pending, v.attempts + cost)
             };
             if self
                 .store

@@ -565,6 +565,78 @@ async fn flash_calls_draw_a_free_pool_number_and_approve_on_the_callers_report()
     assert_eq!(r.verification.status, VerificationStatus::Approved);
 }
 
+#[tokio::test]
+async fn listing_many_pool_numbers_costs_as_many_guesses() {
+    let (s, svc, _) = setup(VerifyConfig::default()).await;
+    s.set_call_channels(call_channels());
+    let both = vec!["+447400900000".to_string(), "+447400900001".to_string()];
+    // Naming every number of the pool at once is not a way round the attempts.
+    let v = s
+        .start(&svc, call_req(TO, "flash_call"), T0)
+        .await
+        .unwrap()
+        .verification;
+    for _ in 0..3 {
+        let r = s
+            .check(&svc, &v.id, Submission::Callers(vec!["9999".into()]), T0)
+            .await
+            .unwrap();
+        assert!(!r.matched);
+    }
+    // Two attempts left, two guesses: allowed (and right).
+    let r = s
+        .check(&svc, &v.id, Submission::Callers(both.clone()), T0)
+        .await
+        .unwrap();
+    assert_eq!(r.verification.status, VerificationStatus::Approved);
+    // With one attempt left, the same two-guess list approves nothing and
+    // uses the verification up.
+    let v = s
+        .start(&svc, call_req("+447400123499", "flash_call"), T0)
+        .await
+        .unwrap()
+        .verification;
+    for _ in 0..4 {
+        s.check(&svc, &v.id, Submission::Callers(vec!["9999".into()]), T0)
+            .await
+            .unwrap();
+    }
+    let r = s
+        .check(&svc, &v.id, Submission::Callers(both.clone()), T0)
+        .await
+        .unwrap();
+    assert!(!r.matched);
+    assert_eq!(
+        (r.verification.status, r.verification.attempts),
+        (VerificationStatus::MaxAttemptsReached, 5)
+    );
+    // Numbers that cannot be ours (a friend's call) cost nothing extra, and
+    // the same number twice is one guess.
+    let v = s
+        .start(&svc, call_req("+447400123498", "flash_call"), T0)
+        .await
+        .unwrap()
+        .verification;
+    let r = s
+        .check(
+            &svc,
+            &v.id,
+            Submission::Callers(vec![
+                "+447700900123".into(),
+                "+447700900124".into(),
+                "+447400900009".into(),
+                "+447400900009".into(),
+            ]),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.verification.attempts, 1,
+        "one guess from the pool's range"
+    );
+}
+
 fn other_of(svc: &Service, code: &str) -> Service {
     Service {
         code: code.into(),
