@@ -335,6 +335,9 @@ impl Ctx {
         };
         let mut law = None;
         let mut stopped: Option<Stop> = None;
+        // No audio to play (no prompts in the locale and law, or no code):
+        // the call is hung up and recorded as failed, not as read.
+        let mut no_audio = false;
         loop {
             let deadline = script.poll_timeout();
             let sleep = async {
@@ -374,13 +377,21 @@ impl Ctx {
                         Some(audio) => Command::Play(audio),
                         None => {
                             warn!(call = %job.id, locale = %job.locale, "no prompts or code for the call; hanging up");
+                            no_audio = true;
                             Command::End
                         }
                     },
                 };
                 let _ = call.commands.send(cmd);
             }
-            if let Some(o) = outcome {
+            if let Some(mut o) = outcome {
+                if no_audio && o.state == CallState::Answered {
+                    o.state = CallState::Failed;
+                    o.detail = format!(
+                        "answered, but there was nothing to play (no prompts for locale {:?} or no code)",
+                        job.locale
+                    );
+                }
                 return (Placed::Done(o), stopped);
             }
         }
@@ -405,4 +416,138 @@ enum Placed {
     Interrupted,
     /// The call happened (or failed).
     Done(Outcome),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::script::Ended;
+    use crate::sip::{PlaceError, PlacedCall};
+    use crate::store::sqlite::SqliteStore;
+
+    /// A phone that answers in A-law, then hangs up when told to end (and
+    /// reports what it was asked to play).
+    #[derive(Debug, Default)]
+    struct Answering {
+        played: Arc<Mutex<Vec<usize>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl CallPlacer for Answering {
+        async fn place(&self, _: CallSpec) -> Result<PlacedCall, PlaceError> {
+            let (ev_tx, events) = mpsc::unbounded_channel();
+            let (commands, mut cmd_rx) = mpsc::unbounded_channel();
+            let played = self.played.clone();
+            ev_tx.send(CallEvent::Answered(Law::Alaw)).unwrap();
+            tokio::spawn(async move {
+                while let Some(c) = cmd_rx.recv().await {
+                    match c {
+                        Command::Play(parts) => {
+                            played.lock().unwrap().push(parts.len());
+                            let _ = ev_tx
+                                .send(CallEvent::Media(crate::sip::media::MediaEvent::Drained));
+                        }
+                        Command::End => {
+                            let _ = ev_tx.send(CallEvent::Ended(Ended::Hangup));
+                            return;
+                        }
+                        _ => {}
+                    }
+                }
+            });
+            Ok(PlacedCall {
+                events,
+                commands,
+                trunk: "fake".into(),
+                call_id: "fake-call".into(),
+            })
+        }
+    }
+
+    fn settings() -> CallSettings {
+        CallSettings {
+            voice: VoiceTiming {
+                ring_timeout: Duration::from_secs(30),
+                dtmf_wait: Duration::from_millis(10),
+                max_duration: Duration::from_secs(60),
+                max_repeats: 0,
+            },
+            flash: FlashTiming {
+                ring_timeout: Duration::from_secs(10),
+                ring_hold: Duration::ZERO,
+            },
+            max_attempts: 1,
+            retry_delay: Duration::from_secs(1),
+            batch: 10,
+            idle_poll: Duration::from_millis(10),
+            reading: Reading::default(),
+            sms_sender: "VERIGATE".into(),
+        }
+    }
+
+    fn job(locale: &str) -> CallJob {
+        let now = now_ms();
+        CallJob {
+            id: new_id("call"),
+            verification_id: None,
+            service: "vg:test".into(),
+            kind: CallKind::Voice,
+            to: "+447400100999".into(),
+            caller: None,
+            code: Some("365882".into()),
+            fallback_text: None,
+            locale: locale.into(),
+            state: CallState::Queued,
+            sip_code: None,
+            detail: None,
+            attempts: 0,
+            next_attempt_at: now,
+            expires_at: now + 60_000,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    async fn run_one(prompts: Prompts, locale: &str) -> (CallJob, Vec<usize>) {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let placer = Arc::new(Answering::default());
+        let played = placer.played.clone();
+        let j = job(locale);
+        store.enqueue_call(&j, None).await.unwrap();
+        let claimed = store.claim_calls(now_ms(), 1, 60_000).await.unwrap();
+        let ctx = Ctx {
+            store: store.clone(),
+            placer,
+            prompts: Arc::new(prompts),
+            settings: settings(),
+            running: Arc::default(),
+        };
+        let (_tx, rx) = mpsc::unbounded_channel();
+        ctx.run_one(claimed[0].clone(), rx).await;
+        let after = store.get_call(&j.id).await.unwrap().unwrap();
+        let played = played.lock().unwrap().clone();
+        (after, played)
+    }
+
+    #[tokio::test]
+    async fn an_answered_call_reads_the_code_then_says_goodbye() {
+        let prompts = Prompts::load(&verigate_prompts::bundled_dir(), &["en".into()]).unwrap();
+        let (c, played) = run_one(prompts, "en").await;
+        assert_eq!((c.state, c.sip_code), (CallState::Answered, Some(200)));
+        assert_eq!(
+            c.code, None,
+            "the code is forgotten once the call has an outcome"
+        );
+        assert_eq!(played.len(), 2, "the reading, then goodbye: {played:?}");
+    }
+
+    #[tokio::test]
+    async fn an_answered_call_with_nothing_to_play_is_failed_not_read() {
+        // No prompt set for the call's locale: it is hung up, and the
+        // record must not claim the code was read.
+        let (c, played) = run_one(Prompts::default(), "fr").await;
+        assert!(played.is_empty());
+        assert_eq!(c.state, CallState::Failed, "{:?}", c.detail);
+        assert!(c.detail.unwrap().contains("nothing to play"));
+    }
 }

@@ -161,7 +161,10 @@ enum VoiceState {
 pub struct VoiceScript {
     t: VoiceTiming,
     state: VoiceState,
+    /// The state's own timer (ringing, waiting for a key, goodbye).
     deadline: Option<Instant>,
+    /// The call's hard cap, set at answer: ends it whatever the state.
+    cap: Option<Instant>,
     answered: bool,
     timed_out: bool,
     repeats: u32,
@@ -175,6 +178,7 @@ impl VoiceScript {
             t,
             state: VoiceState::Dialing,
             deadline: Some(now + t.ring_timeout),
+            cap: None,
             answered: false,
             timed_out: false,
             repeats: 0,
@@ -184,7 +188,10 @@ impl VoiceScript {
 
     /// When to call [`VoiceScript::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline
+        match (self.deadline, self.cap) {
+            (Some(d), Some(c)) => Some(d.min(c)),
+            (d, c) => d.or(c),
+        }
     }
 
     /// Keys pressed (for the call record).
@@ -194,6 +201,14 @@ impl VoiceScript {
 
     /// A deadline passed.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+        if self.cap.is_some_and(|c| now >= c)
+            && !matches!(self.state, VoiceState::Ending | VoiceState::Done)
+        {
+            self.state = VoiceState::Ending;
+            self.deadline = None;
+            self.cap = None;
+            return vec![Action::End];
+        }
         if self.deadline.is_none_or(|d| now < d) {
             return Vec::new();
         }
@@ -206,7 +221,7 @@ impl VoiceScript {
             }
             VoiceState::WaitingForKey => {
                 self.state = VoiceState::Goodbye;
-                // The call's own cap still holds while goodbye plays.
+                // Goodbye is short; a peer that never drains it is hung up.
                 self.deadline = Some(now + Duration::from_secs(10));
                 vec![Action::Play(Clip::Goodbye)]
             }
@@ -225,6 +240,7 @@ impl VoiceScript {
             (_, Input::Ended(e)) => {
                 self.state = VoiceState::Done;
                 self.deadline = None;
+                self.cap = None;
                 let outcome = if self.answered {
                     Outcome {
                         state: CallState::Answered,
@@ -245,12 +261,15 @@ impl VoiceScript {
             (_, Input::Stop) => {
                 self.state = VoiceState::Ending;
                 self.deadline = None;
+                self.cap = None;
                 (vec![Action::End], None)
             }
             (VoiceState::Dialing, Input::Answered) => {
                 self.answered = true;
                 self.state = VoiceState::Reading;
-                self.deadline = Some(now + self.t.max_duration);
+                // Reading has no timer of its own: the cap bounds it.
+                self.deadline = None;
+                self.cap = Some(now + self.t.max_duration);
                 (vec![Action::Play(Clip::Code)], None)
             }
             (VoiceState::Reading, Input::Drained) => {
@@ -263,10 +282,8 @@ impl VoiceScript {
                 if k == '1' && self.repeats < self.t.max_repeats {
                     self.repeats += 1;
                     self.state = VoiceState::Reading;
-                    // The hard cap stays where answer put it.
-                    if self.deadline.is_none() {
-                        self.deadline = Some(now + self.t.max_duration);
-                    }
+                    // The key wait is over; the cap stays where answer put it.
+                    self.deadline = None;
                     (vec![Action::Clear, Action::Play(Clip::Code)], None)
                 } else {
                     (Vec::new(), None)
@@ -275,6 +292,7 @@ impl VoiceScript {
             (VoiceState::Goodbye, Input::Drained) => {
                 self.state = VoiceState::Ending;
                 self.deadline = None;
+                self.cap = None;
                 (vec![Action::End], None)
             }
             _ => (Vec::new(), None),
@@ -478,10 +496,45 @@ mod tests {
         let t0 = Instant::now();
         let mut s = VoiceScript::new(t0, voice());
         s.handle(t0, Input::Answered);
-        // A caller pressing 1 forever does not keep the call up.
         let cap = t0 + Duration::from_secs(120);
         assert_eq!(s.poll_timeout(), Some(cap));
+        // A caller pressing 1 again and again (each press after the reading
+        // ends) does not keep the call up past the cap.
+        let mut t = t0;
+        for _ in 0..2 {
+            t += Duration::from_secs(20);
+            s.handle(t, Input::Drained);
+            assert_eq!(s.poll_timeout(), Some(t + Duration::from_secs(4)));
+            t += Duration::from_secs(1);
+            s.handle(t, Input::Dtmf('1'));
+            assert_eq!(
+                s.poll_timeout(),
+                Some(cap),
+                "the replay runs to the cap, not the key wait"
+            );
+        }
+        assert_eq!(s.handle_timeout(t + Duration::from_secs(4)), vec![]);
         assert_eq!(s.handle_timeout(cap), vec![Action::End]);
+    }
+
+    #[test]
+    fn a_key_pressed_while_waiting_replays_the_whole_code() {
+        let t0 = Instant::now();
+        let mut s = VoiceScript::new(t0, voice());
+        s.handle(t0, Input::Answered);
+        let t1 = t0 + Duration::from_secs(20);
+        s.handle(t1, Input::Drained);
+        let t2 = t1 + Duration::from_secs(1);
+        s.handle(t2, Input::Dtmf('1'));
+        // The key wait (4 s) passes during the replay: nothing happens.
+        assert_eq!(s.handle_timeout(t1 + Duration::from_secs(5)), vec![]);
+        // The replay ends; then the wait, then goodbye.
+        let t3 = t2 + Duration::from_secs(20);
+        s.handle(t3, Input::Drained);
+        assert_eq!(
+            s.handle_timeout(t3 + Duration::from_secs(4)),
+            vec![Action::Play(Clip::Goodbye)]
+        );
     }
 
     #[test]
