@@ -239,7 +239,10 @@ impl Ctx {
                     sip_code: o.sip_code,
                     detail: Some(format!("{}; will retry", o.detail)),
                     retry_at: Some(
-                        now + ra.unwrap_or(self.settings.retry_delay).as_millis() as i64,
+                        now.saturating_add(
+                            i64::try_from(ra.unwrap_or(self.settings.retry_delay).as_millis())
+                                .unwrap_or(i64::MAX),
+                        ),
                     ),
                     not_placed: false,
                     fallback: None,

@@ -69,6 +69,9 @@ struct Inner {
     media: Media,
     /// Address in SDP and Contact.
     public_ip: IpAddr,
+    /// Address RTP sockets bind to: the SIP listen address (`public_ip`
+    /// may be a NAT's, not on this host).
+    media_ip: IpAddr,
     /// Our SIP address, for Contact.
     sip_addr: SocketAddr,
     token: CancellationToken,
@@ -207,6 +210,7 @@ impl SipEngine {
             trunks: resolved,
             media,
             public_ip,
+            media_ip: bound.ip(),
             sip_addr: SocketAddr::new(public_ip, bound.port()),
             token,
         });
@@ -385,7 +389,7 @@ impl CallPlacer for SipEngine {
                 )));
             }
         };
-        let socket = match std::net::UdpSocket::bind((inner.public_ip, 0)) {
+        let socket = match std::net::UdpSocket::bind((inner.media_ip, 0)) {
             Ok(s) => s,
             Err(e) => {
                 release();
@@ -699,10 +703,7 @@ impl Driver {
                     // A 200 that raced our CANCEL: the stack sent ACK and BYE.
                     return Attempt::Done(Ended::Hangup);
                 }
-                let retry_after = resp
-                    .header_value("Retry-After")
-                    .and_then(|v| v.split(';').next()?.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                let retry_after = retry_after(resp.header_value("Retry-After").as_deref());
                 Attempt::Done(Ended::Refused { code, retry_after })
             }
             Ok(Ok((_, None))) => Attempt::Done(self.unanswered(None, reason)),
@@ -768,4 +769,17 @@ impl Driver {
 enum Attempt {
     Done(Ended),
     Challenged(Box<rsipstack::sip::Response>),
+}
+
+/// A response's `Retry-After` (seconds, comments ignored), capped at the
+/// longest pause we honour: a peer's huge or garbage value neither
+/// overflows a deadline nor parks a call for years.
+pub(crate) fn retry_after(value: Option<&str>) -> Option<Duration> {
+    let secs = value?
+        .split(['(', ';'])
+        .next()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(super::gate::MAX_503_PAUSE))
 }

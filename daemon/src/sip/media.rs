@@ -126,6 +126,7 @@ impl Media {
         tokio::spawn(receive(
             rx_socket,
             remote,
+            pt,
             te_pt,
             key,
             worker.clone(),
@@ -271,9 +272,32 @@ fn apply(c: Cmd, pacer: &mut Pacer<u64>, outs: &mut HashMap<u64, Out>) {
 /// packets were all lost counts as ended.
 const DTMF_FLUSH: Duration = Duration::from_millis(300);
 
+/// Whether a packet from `from` with payload type `pt` is this call's
+/// media: a negotiated payload type, from the IP the answer's SDP named
+/// (any port, so symmetric RTP can follow a NAT's port) until the first
+/// such packet latches the stream, then from that address only. Anyone
+/// else spraying RTP at the port can neither redirect the audio (the code)
+/// nor press keys.
+fn is_ours(
+    from: SocketAddr,
+    offered: SocketAddr,
+    latched: Option<SocketAddr>,
+    pt: u8,
+    audio_pt: u8,
+    te_pt: Option<u8>,
+) -> bool {
+    (pt == audio_pt || Some(pt) == te_pt)
+        && match latched {
+            Some(l) => from == l,
+            None => from.ip() == offered.ip(),
+        }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn receive(
     socket: tokio::net::UdpSocket,
     offered: SocketAddr,
+    audio_pt: u8,
     te_pt: Option<u8>,
     key: u64,
     worker: Sender<Cmd>,
@@ -282,7 +306,7 @@ async fn receive(
 ) {
     let mut buf = [0u8; 2048];
     let mut dtmf = DtmfReceiver::new();
-    let mut latched = false;
+    let mut latched: Option<SocketAddr> = None;
     // When an event in progress counts as ended if no packet of it comes.
     let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
@@ -311,9 +335,12 @@ async fn receive(
         let Ok(p) = RtpPacket::parse(pkt) else {
             continue;
         };
-        if !latched {
+        if !is_ours(from, offered, latched, p.payload_type, audio_pt, te_pt) {
+            continue;
+        }
+        if latched.is_none() {
             // Symmetric RTP: send where the far end's media comes from.
-            latched = true;
+            latched = Some(from);
             tracing::debug!(%from, %offered, pt = p.payload_type, "first RTP packet");
             if from != offered {
                 let _ = worker.send(Cmd::Remote(key, from));
@@ -336,5 +363,37 @@ async fn receive(
     }
     if let Some(k) = dtmf.flush() {
         let _ = events.send(MediaEvent::Dtmf(k));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ours;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn only_the_far_ends_media_is_taken() {
+        let offered: SocketAddr = "192.0.2.10:40000".parse().unwrap();
+        let nat: SocketAddr = "192.0.2.10:51234".parse().unwrap();
+        let stranger: SocketAddr = "198.51.100.7:40000".parse().unwrap();
+        // Before latching: the SDP's IP on any port, negotiated types only.
+        assert!(is_ours(offered, offered, None, 8, 8, Some(101)));
+        assert!(is_ours(nat, offered, None, 101, 8, Some(101)));
+        assert!(
+            !is_ours(stranger, offered, None, 8, 8, Some(101)),
+            "another host"
+        );
+        assert!(
+            !is_ours(offered, offered, None, 0, 8, Some(101)),
+            "a type not agreed"
+        );
+        assert!(
+            !is_ours(offered, offered, None, 101, 8, None),
+            "no telephone-event agreed"
+        );
+        // After latching: that address only, even from the SDP's IP.
+        assert!(is_ours(nat, offered, Some(nat), 8, 8, Some(101)));
+        assert!(!is_ours(offered, offered, Some(nat), 8, 8, Some(101)));
+        assert!(!is_ours(stranger, offered, Some(nat), 101, 8, Some(101)));
     }
 }

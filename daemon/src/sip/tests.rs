@@ -122,8 +122,13 @@ fn trunk(addr: SocketAddr, options: Duration) -> SipTrunkEntry {
 }
 
 async fn engine(t: SipTrunkEntry, token: &CancellationToken) -> SipEngine {
+    engine_with(t, "", token).await
+}
+
+async fn engine_with(t: SipTrunkEntry, public_ip: &str, token: &CancellationToken) -> SipEngine {
     let cfg = SipConfig {
         listen: "127.0.0.1:0".into(),
+        public_ip: public_ip.into(),
         t1: Span(Duration::from_millis(50)),
         ..SipConfig::default()
     };
@@ -191,6 +196,23 @@ async fn an_answered_call_plays_and_ends_with_bye_leaving_no_dialog() {
     call.commands.send(Command::End).unwrap();
     assert_eq!(next(&mut call).await, CallEvent::Ended(Ended::Hangup));
     assert_eq!(e.dialogs(), 0);
+    token.cancel();
+}
+
+#[tokio::test]
+async fn a_public_ip_that_is_not_on_this_host_is_only_advertised() {
+    // Behind a 1:1 NAT the public address is not a local one: RTP sockets
+    // bind to the listen address, and the call goes out.
+    let token = CancellationToken::new();
+    let e = engine_with(
+        trunk(uas(&token).await, Duration::ZERO),
+        "192.0.2.44",
+        &token,
+    )
+    .await;
+    let mut call = e.place(spec("+447400000180")).await.unwrap();
+    assert_eq!(next(&mut call).await, CallEvent::Ringing);
+    call.commands.send(Command::End).unwrap();
     token.cancel();
 }
 
@@ -297,4 +319,26 @@ async fn an_answer_without_g711_is_hung_up_and_reported_as_488() {
     );
     assert_eq!(e.dialogs(), 0);
     token.cancel();
+}
+
+#[test]
+fn retry_after_is_read_and_capped() {
+    use super::engine::retry_after;
+    assert_eq!(retry_after(Some("30")), Some(Duration::from_secs(30)));
+    assert_eq!(
+        retry_after(Some("120 (maintenance);duration=60")),
+        Some(Duration::from_secs(120))
+    );
+    // A peer's huge value is capped, not overflowed or wrapped.
+    assert_eq!(
+        retry_after(Some("9223372036854775")),
+        Some(super::gate::MAX_503_PAUSE)
+    );
+    assert_eq!(
+        retry_after(Some("18446744073709551615")),
+        Some(super::gate::MAX_503_PAUSE)
+    );
+    assert_eq!(retry_after(Some("soon")), None);
+    assert_eq!(retry_after(Some("-5")), None);
+    assert_eq!(retry_after(None), None);
 }
