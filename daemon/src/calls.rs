@@ -257,7 +257,7 @@ impl Ctx {
                 },
             },
         };
-        match self.store.finish_call(&job.id, &result, now).await {
+        match self.store.finish_call(&job, &result, now).await {
             Ok(after) => {
                 if after.state.is_final() {
                     crate::metrics::call(job.kind.as_str(), after.state.as_str());

@@ -2047,6 +2047,11 @@ fn call(tag: &str, vid: Option<&str>, kind: CallKind, to: &str, at: Millis) -> C
     }
 }
 
+/// A call as stored now (what a worker holding its claim has).
+async fn current<S: Store>(store: &S, id: &str) -> CallJob {
+    store.get_call(id).await.unwrap().expect("call exists")
+}
+
 fn outcome(state: CallState, sip: Option<u16>) -> CallResult {
     CallResult {
         state,
@@ -2133,7 +2138,7 @@ pub async fn call_queue<S: Store>(store: &S) {
         ..outcome(CallState::Queued, Some(503))
     };
     let c = store
-        .finish_call(&gateway.id, &retry, t + 6_000)
+        .finish_call(&current(store, &gateway.id).await, &retry, t + 6_000)
         .await
         .unwrap();
     assert_eq!(
@@ -2142,7 +2147,7 @@ pub async fn call_queue<S: Store>(store: &S) {
     );
     let c = store
         .finish_call(
-            &voice.id,
+            &current(store, &voice.id).await,
             &outcome(CallState::Answered, Some(200)),
             t + 6_000,
         )
@@ -2159,7 +2164,7 @@ pub async fn call_queue<S: Store>(store: &S) {
         ..outcome(CallState::Busy, Some(486))
     };
     let c = store
-        .finish_call(&voice.id, &late, t + 7_000)
+        .finish_call(&current(store, &voice.id).await, &late, t + 7_000)
         .await
         .unwrap();
     assert_eq!(c.state, CallState::Answered, "the first outcome sticks");
@@ -2173,13 +2178,21 @@ pub async fn call_queue<S: Store>(store: &S) {
     );
     assert!(matches!(
         store
-            .finish_call(&voice.id, &outcome(CallState::Calling, None), t)
+            .finish_call(
+                &current(store, &voice.id).await,
+                &outcome(CallState::Calling, None),
+                t
+            )
             .await,
         Err(StoreError::Database(_))
     ));
     assert!(matches!(
         store
-            .finish_call("call_conf_nope", &outcome(CallState::Failed, None), t)
+            .finish_call(
+                &call("nope", None, CallKind::Voice, "+447400500099", t),
+                &outcome(CallState::Failed, None),
+                t
+            )
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -2197,7 +2210,10 @@ pub async fn call_queue<S: Store>(store: &S) {
         fallback: Some(sms.clone()),
         ..outcome(CallState::Busy, Some(486))
     };
-    let c = store.finish_call(&c2.id, &busy, t + 8_000).await.unwrap();
+    let c = store
+        .finish_call(&current(store, &c2.id).await, &busy, t + 8_000)
+        .await
+        .unwrap();
     assert_eq!((c.state, c.sip_code), (CallState::Busy, Some(486)));
     assert_eq!(
         store.messages_for_verification(&v2.id).await.unwrap(),
@@ -2263,7 +2279,7 @@ pub async fn call_queue<S: Store>(store: &S) {
     assert!(claimed.iter().any(|c| c.id == fc.id) && claimed.iter().any(|c| c.id == fc2.id));
     let c = store
         .finish_call(
-            &fc2.id,
+            &current(store, &fc2.id).await,
             &CallResult {
                 retry_at: Some(t + 20_000),
                 ..outcome(CallState::Queued, None)
@@ -2301,6 +2317,76 @@ pub async fn call_queue<S: Store>(store: &S) {
         .await
         .unwrap()
         .is_empty());
+    // A worker whose lease ran out reports after the call was claimed again:
+    // its report does not overwrite the new attempt's.
+    let mut fenced = call("fenced", None, CallKind::Voice, "+447400500010", t + 9_500);
+    fenced.service = "vg:fence".into();
+    store.enqueue_call(&fenced, None).await.unwrap();
+    let first_claim = store
+        .claim_calls(t + 9_500, 100, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == fenced.id)
+        .expect("claimed");
+    let second_claim = store
+        .claim_calls(t + 10_600, 100, 60_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == fenced.id)
+        .expect("claimed again after the lease");
+    assert_eq!((first_claim.attempts, second_claim.attempts), (1, 2));
+    let c = store
+        .finish_call(
+            &first_claim,
+            &outcome(CallState::Busy, Some(486)),
+            t + 10_700,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        c.state,
+        CallState::Calling,
+        "the stale worker's report is ignored"
+    );
+    let c = store
+        .finish_call(
+            &second_claim,
+            &outcome(CallState::Answered, Some(200)),
+            t + 10_800,
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.state, CallState::Answered);
+    // A due call of a closed verification is cancelled, never placed.
+    let mut cv = verification("vf_conf_call_closed", svc, "+447400500011", t);
+    cv.channel = "voice".into();
+    let cc = call("closed", Some(&cv.id), CallKind::Voice, &cv.to, t + 10_900);
+    store
+        .insert_verification(&cv, (&cc).into(), None)
+        .await
+        .unwrap();
+    assert!(store
+        .update_verification(
+            &cv.id,
+            VerificationStatus::Pending,
+            0,
+            VerificationStatus::Canceled,
+            0,
+            t + 10_900
+        )
+        .await
+        .unwrap());
+    assert!(store
+        .claim_calls(t + 10_901, 100, 60_000)
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| c.id != cc.id));
+    let c = current(store, &cc.id).await;
+    assert_eq!((c.state, c.code), (CallState::Canceled, None));
+
     // Voice-gateway requests: a repeated request key returns the first
     // call and writes nothing; the key is per service.
     let mut first = call("req1", None, CallKind::Voice, "+447400500009", t + 10_000);
@@ -2350,7 +2436,7 @@ pub async fn call_queue<S: Store>(store: &S) {
     store.claim_calls(t + 10_002, 10, 60_000).await.unwrap();
     store
         .finish_call(
-            &first.id,
+            &current(store, &first.id).await,
             &outcome(CallState::Answered, Some(200)),
             t + 10_003,
         )
@@ -2364,12 +2450,20 @@ pub async fn call_queue<S: Store>(store: &S) {
     assert_eq!((found.state, found.code), (CallState::Answered, None));
     // Leave the queue empty for other tests.
     store
-        .finish_call(&fc.id, &outcome(CallState::Rang, Some(487)), t + 9_005)
+        .finish_call(
+            &current(store, &fc.id).await,
+            &outcome(CallState::Rang, Some(487)),
+            t + 9_005,
+        )
         .await
         .unwrap();
     for c in store.claim_calls(t + 100_000, 100, 60_000).await.unwrap() {
         store
-            .finish_call(&c.id, &outcome(CallState::Failed, None), t + 100_000)
+            .finish_call(
+                &current(store, &c.id).await,
+                &outcome(CallState::Failed, None),
+                t + 100_000,
+            )
             .await
             .unwrap();
     }

@@ -336,10 +336,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: u32,
         lease_ms: i64,
     ) -> StoreResult<Vec<CallJob>>;
-    /// Records a call's outcome (or a retry, `state == Queued`). Applies
-    /// only to an unfinished call; a final state forgets the code. Returns
-    /// the call after, `NotFound` for an unknown id.
-    async fn finish_call(&self, id: &str, r: &CallResult, at: Millis) -> StoreResult<CallJob>;
+    /// Records the outcome of the call as `claimed` (or a retry, `state ==
+    /// Queued`). Applies only if the call is unfinished and still at the
+    /// claim's attempt: a worker whose lease ran out and whose call was
+    /// claimed again cannot overwrite the new attempt. A final state forgets
+    /// the code. Returns the call after, `NotFound` for an unknown id.
+    async fn finish_call(
+        &self,
+        claimed: &CallJob,
+        r: &CallResult,
+        at: Millis,
+    ) -> StoreResult<CallJob>;
     /// Cancels the unfinished calls of a verification that was closed
     /// (approved, cancelled, expired); returns those that were `calling`,
     /// whose worker should hang up.

@@ -1162,6 +1162,21 @@ impl Store for SqliteStore {
         // Durable like claim_outbox: no call goes out for a start whose
         // insert could still be lost.
         self.write(move |c| {
+            // A due call whose verification closed meanwhile (a retry that
+            // landed after the cancel, or a call whose worker died) is
+            // never placed: cancelled here, code forgotten.
+            exec(
+                c,
+                "UPDATE calls SET state = 'canceled', code = NULL, fallback_text = NULL, lease_until = NULL,
+                     detail = 'the verification was closed first', updated_at = ?1
+                 WHERE state IN ('queued', 'calling')
+                   AND ((state = 'queued' AND next_attempt_at <= ?1)
+                        OR (state = 'calling' AND COALESCE(lease_until, 0) <= ?1))
+                   AND verification_id IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM verifications v
+                                   WHERE v.id = calls.verification_id AND v.status = 'pending')",
+                [now],
+            )?;
             returned_calls(
                 c,
                 concat!(
@@ -1184,8 +1199,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish_call(&self, id: &str, r: &CallResult, at: Millis) -> StoreResult<CallJob> {
-        let (id, r) = (id.to_owned(), r.clone());
+    async fn finish_call(
+        &self,
+        claimed: &CallJob,
+        r: &CallResult,
+        at: Millis,
+    ) -> StoreResult<CallJob> {
+        let (id, attempt, r) = (claimed.id.clone(), claimed.attempts, r.clone());
         self.write(move |c| {
             let retry = r.state == CallState::Queued;
             if r.state == CallState::Calling || (retry && r.retry_at.is_none()) {
@@ -1205,7 +1225,7 @@ impl Store for SqliteStore {
                      code = CASE WHEN ?6 THEN code ELSE NULL END,
                      fallback_text = CASE WHEN ?6 THEN fallback_text ELSE NULL END,
                      lease_until = NULL, updated_at = ?7
-                 WHERE id = ?1 AND state IN ('queued', 'calling')",
+                 WHERE id = ?1 AND state IN ('queued', 'calling') AND attempts = ?9",
                 params![
                     id,
                     r.state.as_str(),
@@ -1214,7 +1234,8 @@ impl Store for SqliteStore {
                     r.retry_at,
                     retry,
                     at,
-                    r.not_placed
+                    r.not_placed,
+                    attempt
                 ],
             )?;
             if changed == 1 && !retry {
