@@ -796,44 +796,46 @@ async fn voice_gateway_places_a_call_for_the_seeds_example_once() {
 async fn voice_gateway_refuses_a_bad_k2_with_403_and_places_no_call() {
     let api = setup().await;
     let k2 = md5_k2("13988888888", "365882");
-    for (body, detail) in [
+    for (body, case) in [
         // Another code than the one K2 was made for.
         (
             json!({ "tn": "13988888888", "vn": "365883", "sn": "6258", "k2": k2 }),
-            "does not match",
+            "another code",
         ),
         // Another number.
         (
             json!({ "tn": "13988888889", "vn": "365882", "sn": "6258", "k2": k2 }),
-            "does not match",
+            "another number",
         ),
         // Made with another key.
         (
             json!({ "tn": "13988888888", "vn": "365882", "sn": "6258",
                  "k2": hex::encode(<md5::Md5 as md5::Digest>::digest("13988888888365882999999")) }),
-            "does not match",
+            "another key",
         ),
         // Not hex, or the MD5 form for an HMAC service number.
         (
             json!({ "tn": "13988888888", "vn": "365882", "sn": "6258", "k2": "xyz" }),
-            "32 hex digits",
+            "not hex",
         ),
         (
             json!({ "tn": "+447400123456", "vn": "365882", "sn": "7001", "k2": md5_k2("+447400123456", "365882") }),
-            "64 hex digits (hmac-sha256",
+            "the MD5 form for an HMAC service number",
         ),
         // An unknown service number.
         (
             json!({ "tn": "13988888888", "vn": "365882", "sn": "9999", "k2": k2 }),
-            "service number \"9999\" is not set up",
+            "an unknown service number",
         ),
     ] {
         let r = api.voice_call(body).await;
         assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
-        assert!(
-            r.json["detail"].as_str().unwrap().contains(detail),
-            "{}",
-            r.json
+        // Every refusal reads the same, so none tells which service
+        // numbers exist or which scheme one uses.
+        assert_eq!(
+            r.json["detail"],
+            super::voice_calls::FORBIDDEN_DETAIL,
+            "{case}"
         );
     }
     assert!(api.queued_calls().await.is_empty(), "no call for a bad K2");

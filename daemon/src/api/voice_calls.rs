@@ -90,12 +90,18 @@ fn view(c: &CallJob) -> VoiceCallView {
     }
 }
 
+/// The detail of every 403.
+pub const FORBIDDEN_DETAIL: &str = "sn and k2 do not verify: k2 must be the hex HMAC-SHA256 of tn followed by vn, keyed with the service number's K1 (or the MD5 of tn, vn and K1 for a service number on the legacy scheme)";
+
 impl From<GatewayError> for Problem {
     fn from(e: GatewayError) -> Self {
         let detail = e.to_string();
         match e {
+            // One answer for an unknown service number, a malformed k2 and
+            // a wrong one: the caller learns neither which service numbers
+            // exist nor which use the legacy scheme (the log says which).
             GatewayError::UnknownServiceNumber(_) | GatewayError::BadK2(_) => {
-                Problem::new(ProblemCode::Forbidden, detail)
+                Problem::new(ProblemCode::Forbidden, FORBIDDEN_DETAIL)
             }
             GatewayError::BadCode { .. } => Problem::new(ProblemCode::InvalidCode, detail),
             GatewayError::BadNumber(_) => Problem::new(ProblemCode::InvalidPhoneNumber, detail),

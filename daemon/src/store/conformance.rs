@@ -41,8 +41,8 @@ use verigate_codecs::dlr::message_id_keys;
 use super::{
     Account, ApiKeyRecord, AuditEvent, CallJob, CallKind, CallResult, CallState, CompleteMoLogin,
     DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState, Millis, MoIntent, MoLogin,
-    MoLoginOutcome, MoLoginState, MoMessage, MoPlan, OutboxMessage, RateHit, Resend, Service,
-    Session, Store, StoreError, Verification, VerificationStatus, WebhookJob,
+    MoLoginOutcome, MoLoginState, MoMessage, MoPlan, OutboxMessage, RateHit, RequestKey, Resend,
+    Service, Session, Store, StoreError, Verification, VerificationStatus, WebhookJob,
 };
 
 /// Time ranges of the tests (Unix ms). Queue tests use ranges below the
@@ -2047,6 +2047,10 @@ fn call(tag: &str, vid: Option<&str>, kind: CallKind, to: &str, at: Millis) -> C
     }
 }
 
+fn key(k: &[u8], since: Millis) -> RequestKey<'_> {
+    RequestKey { key: k, since }
+}
+
 /// A call as stored now (what a worker holding its claim has).
 async fn current<S: Store>(store: &S, id: &str) -> CallJob {
     store.get_call(id).await.unwrap().expect("call exists")
@@ -2393,7 +2397,7 @@ pub async fn call_queue<S: Store>(store: &S) {
     first.service = "vg:6258".into();
     assert_eq!(
         store
-            .enqueue_call(&first, Some(b"k2-digest"))
+            .enqueue_call(&first, Some(key(b"k2-digest", t)))
             .await
             .unwrap(),
         None
@@ -2402,7 +2406,7 @@ pub async fn call_queue<S: Store>(store: &S) {
     again.service = "vg:6258".into();
     assert_eq!(
         store
-            .enqueue_call(&again, Some(b"k2-digest"))
+            .enqueue_call(&again, Some(key(b"k2-digest", t)))
             .await
             .unwrap(),
         Some(first.clone()),
@@ -2411,14 +2415,14 @@ pub async fn call_queue<S: Store>(store: &S) {
     assert_eq!(store.get_call(&again.id).await.unwrap(), None);
     assert_eq!(
         store
-            .find_call_by_request("vg:6258", b"k2-digest")
+            .find_call_by_request("vg:6258", key(b"k2-digest", t))
             .await
             .unwrap(),
         Some(first.clone())
     );
     assert_eq!(
         store
-            .find_call_by_request("vg:6258", b"other")
+            .find_call_by_request("vg:6258", key(b"other", t))
             .await
             .unwrap(),
         None
@@ -2426,7 +2430,7 @@ pub async fn call_queue<S: Store>(store: &S) {
     again.service = "vg:6259".into();
     assert_eq!(
         store
-            .enqueue_call(&again, Some(b"k2-digest"))
+            .enqueue_call(&again, Some(key(b"k2-digest", t)))
             .await
             .unwrap(),
         None
@@ -2443,11 +2447,36 @@ pub async fn call_queue<S: Store>(store: &S) {
         .await
         .unwrap();
     let found = store
-        .find_call_by_request("vg:6258", b"k2-digest")
+        .find_call_by_request("vg:6258", key(b"k2-digest", t))
         .await
         .unwrap()
         .expect("found after its outcome");
     assert_eq!((found.state, found.code), (CallState::Answered, None));
+    // Past the window the same request is a new call, and takes the key.
+    let mut later = call("req3", None, CallKind::Voice, "+447400500009", t + 400_000);
+    later.service = "vg:6258".into();
+    assert_eq!(
+        store
+            .find_call_by_request("vg:6258", key(b"k2-digest", t + 100_000))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .enqueue_call(&later, Some(key(b"k2-digest", t + 100_000)))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_call_by_request("vg:6258", key(b"k2-digest", t + 100_000))
+            .await
+            .unwrap()
+            .map(|c| c.id),
+        Some(later.id.clone())
+    );
     // Leave the queue empty for other tests.
     store
         .finish_call(

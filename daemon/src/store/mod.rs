@@ -108,6 +108,15 @@ pub struct RateHit<'a> {
     pub window_ms: i64,
 }
 
+/// A voice-gateway request's key and how far back a repeat of it counts.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKey<'a> {
+    /// The key (a digest of the request's K2).
+    pub key: &'a [u8],
+    /// Calls made before this do not count.
+    pub since: Millis,
+}
+
 /// An MO that carries a pending login's token (see [`Store::complete_mo_login`]).
 #[derive(Debug, Clone)]
 pub struct CompleteMoLogin<'a> {
@@ -313,18 +322,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // ---- calls
     /// Queues a call that belongs to no verification (the voice gateway).
-    /// With a `request_key` that (service, key) already has, nothing is
-    /// written and that call is returned (a repeated or replayed request).
+    /// With a request key that (service, key) already has on a call made
+    /// since `request.since`, nothing is written and that call is returned
+    /// (a repeated or replayed request); an older call gives the key up.
     async fn enqueue_call(
         &self,
         call: &CallJob,
-        request_key: Option<&[u8]>,
+        request: Option<RequestKey<'_>>,
     ) -> StoreResult<Option<CallJob>>;
-    /// The call queued for (service, request_key), if any.
+    /// The call made since `request.since` for (service, key), if any.
     async fn find_call_by_request(
         &self,
         service: &str,
-        request_key: &[u8],
+        request: RequestKey<'_>,
     ) -> StoreResult<Option<CallJob>>;
     /// Claims up to `limit` calls due at `now` (queued and due, or calling
     /// with a lease that ran out: a worker that died, whose call is placed

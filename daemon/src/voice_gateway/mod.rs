@@ -7,7 +7,7 @@
 pub mod k2;
 
 use crate::config::{Config, VoiceGatewayEntry};
-use crate::store::{CallJob, CallKind, CallState, Millis, Store, StoreError};
+use crate::store::{CallJob, CallKind, CallState, Millis, RequestKey, Store, StoreError};
 use crate::verify::phone::{self, PhoneError};
 use crate::verify::service::new_id;
 use k2::K2Error;
@@ -181,7 +181,13 @@ impl VoiceGateway {
         let key = Sha256::digest(&k2);
         // A repeat answers what the first request did, before the limits:
         // a retry or a replay never places a second call.
-        if let Some(first) = self.store.find_call_by_request(&service, &key).await? {
+        // A repeat counts while the first call could still be placed: the
+        // same number and code asked for again later is a new call.
+        let request = RequestKey {
+            key: &key,
+            since: now - g.expires_after.0.as_millis() as i64,
+        };
+        if let Some(first) = self.store.find_call_by_request(&service, request).await? {
             self.store.barrier().await?;
             return Ok(Requested {
                 call: first,
@@ -221,7 +227,7 @@ impl VoiceGateway {
             created_at: now,
             updated_at: now,
         };
-        match self.store.enqueue_call(&call, Some(&key)).await? {
+        match self.store.enqueue_call(&call, Some(request)).await? {
             // An identical request won the race.
             Some(first) => Ok(Requested {
                 call: first,

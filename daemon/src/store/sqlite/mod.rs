@@ -36,7 +36,7 @@ use super::{
     Account, ApiKeyRecord, AuditEvent, CallJob, CallResult, CallState, CompleteMoLogin, Dispatch,
     DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState, Millis, MoLogin, MoLoginOutcome,
     MoLoginState, MoMessage, MoPlan, OutboxDepth, OutboxMessage, OwnedDispatch, RateDecision,
-    RateHit, Resend, Service, Session, Store, StoreError, StoreResult, Verification,
+    RateHit, RequestKey, Resend, Service, Session, Store, StoreError, StoreResult, Verification,
     VerificationStatus, WebhookJob,
 };
 
@@ -405,15 +405,20 @@ fn get_call(c: &Connection, id: &str) -> StoreResult<Option<CallJob>> {
     )
 }
 
-fn call_by_request(c: &Connection, service: &str, key: &[u8]) -> StoreResult<Option<CallJob>> {
+fn call_by_request(
+    c: &Connection,
+    service: &str,
+    key: &[u8],
+    since: Millis,
+) -> StoreResult<Option<CallJob>> {
     one(
         c,
         concat!(
             "SELECT ",
             call_cols!(),
-            " FROM calls WHERE service = ?1 AND request_key = ?2"
+            " FROM calls WHERE service = ?1 AND request_key = ?2 AND created_at >= ?3"
         ),
-        params![service, key],
+        params![service, key, since],
         rows::call,
     )
 }
@@ -1122,17 +1127,25 @@ impl Store for SqliteStore {
     async fn enqueue_call(
         &self,
         call: &CallJob,
-        request_key: Option<&[u8]>,
+        request: Option<RequestKey<'_>>,
     ) -> StoreResult<Option<CallJob>> {
-        let (call, key) = (call.clone(), request_key.map(<[u8]>::to_vec));
+        let call = call.clone();
+        let request = request.map(|r| (r.key.to_vec(), r.since));
         self.write(move |c| {
-            let Some(key) = key else {
+            let Some((key, since)) = request else {
                 insert_call(c, &call)?;
                 return Ok(None);
             };
-            if let Some(first) = call_by_request(c, &call.service, &key)? {
+            if let Some(first) = call_by_request(c, &call.service, &key, since)? {
                 return Ok(Some(first));
             }
+            // An older call with the key gives it up (the key is unique).
+            exec(
+                c,
+                "UPDATE calls SET request_key = NULL
+                 WHERE service = ?1 AND request_key = ?2 AND created_at < ?3",
+                params![call.service, key, since],
+            )?;
             insert_call(c, &call)?;
             c.prepare_cached("UPDATE calls SET request_key = ?2 WHERE id = ?1")?
                 .execute(params![call.id, key])?;
@@ -1144,10 +1157,11 @@ impl Store for SqliteStore {
     async fn find_call_by_request(
         &self,
         service: &str,
-        request_key: &[u8],
+        request: RequestKey<'_>,
     ) -> StoreResult<Option<CallJob>> {
-        let (service, key) = (service.to_owned(), request_key.to_vec());
-        self.read(move |c| call_by_request(c, &service, &key)).await
+        let (service, key, since) = (service.to_owned(), request.key.to_vec(), request.since);
+        self.read(move |c| call_by_request(c, &service, &key, since))
+            .await
     }
 
     async fn claim_calls(
