@@ -7,9 +7,7 @@
 use crate::app::now_ms;
 use crate::mologin::MoLoginService;
 use crate::smpp::{NoRoute, Router, SmppEvent, SubmitError};
-use crate::store::{MessageState, MoMessage, OutboxMessage, Store};
-use crate::verify::service::new_id;
-use sha2::{Digest, Sha256};
+use crate::store::{MessageState, MoPlan, OutboxMessage, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -364,7 +362,13 @@ fn lane_of(ev: &SmppEvent) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     match ev {
         SmppEvent::Dlr { dlr, .. } => message_id_keys(&dlr.message_id).iter().next().hash(&mut h),
-        SmppEvent::Mo { from, .. } => from.hash(&mut h),
+        // By the sender's digits, so "+447…" and "447…" share a lane and
+        // one number's MOs are handled in order.
+        SmppEvent::Mo { from, .. } => from
+            .bytes()
+            .filter(u8::is_ascii_digit)
+            .collect::<Vec<u8>>()
+            .hash(&mut h),
     }
     (h.finish() % EVENT_LANES as u64) as usize
 }
@@ -394,6 +398,7 @@ async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: 
         SmppEvent::Mo {
             smsc,
             from,
+            from_ton,
             to,
             text,
             ack,
@@ -401,45 +406,29 @@ async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: 
         } => {
             let taken = std::time::Instant::now();
             let now = now_ms();
-            let mo = MoMessage {
-                id: new_id("mo"),
-                smsc: smsc.to_string(),
-                source: from,
-                dest: to,
-                text,
-                received_at: now,
-            };
-            // An SMSC that got no deliver_sm_resp in time delivers the same
-            // MO again: the same sender, destination and text from the same
-            // SMSC within the window is that, not a new message.
-            let key = Sha256::digest(
-                [
-                    mo.smsc.as_bytes(),
-                    mo.source.as_bytes(),
-                    mo.dest.as_bytes(),
-                    mo.text.as_bytes(),
-                ]
-                .join(&0u8),
-            );
-            // With MO login on, the MO is stored together with its outcome
-            // (one durable write); otherwise it is only stored.
+            let region = mo_login.map_or("", |svc| svc.region());
+            let mo = crate::mologin::incoming(&smsc, &from, from_ton, to, text, region, now);
+            let key = crate::mologin::redelivery_key(&mo);
+            // The MO is stored together with its outcome: one durable write,
+            // then the deliver_sm_resp. With MO login off it is stored closed
+            // (a later start with MO login on must not answer it then).
             let stored = match mo_login {
                 Some(svc) => svc
                     .receive(&mo, &key, MO_REDELIVERY_WINDOW_MS, now)
                     .await
                     .map_err(|e| e.to_string())
                     .map(|h| h.map(Some)),
-                None => match store.insert_mo(&mo, &key, MO_REDELIVERY_WINDOW_MS, 0).await {
-                    // Kept for the record, and closed: a later start with MO
-                    // login on must not answer it then.
-                    Ok(true) => store
-                        .finish_mo(&mo.id, "mo_login_off", None, now)
+                None => {
+                    let plan = MoPlan::Finish {
+                        outcome: "mo_login_off",
+                        reply: None,
+                    };
+                    store
+                        .receive_mo(&mo, &key, MO_REDELIVERY_WINDOW_MS, &plan, now)
                         .await
-                        .map(|()| Some(None))
-                        .map_err(|e| e.to_string()),
-                    Ok(false) => Ok(None),
-                    Err(e) => Err(e.to_string()),
-                },
+                        .map_err(|e| e.to_string())
+                        .map(|o| o.map(|_| None))
+                }
             };
             match stored {
                 Ok(handled) => {

@@ -429,10 +429,14 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             warn!(sn = %g.sn, "voice_gateway uses k2 = \"md5-legacy\" (MD5 is broken); move the operator to hmac-sha256");
         }
     }
+    let mut mo_cfg = cfg.mo_login.clone();
+    if mo_cfg.region.is_empty() {
+        mo_cfg.region = cfg.verify.default_region.clone();
+    }
     let mo_login = Arc::new(crate::mologin::MoLoginService::new(
         store.clone(),
         secret.clone(),
-        cfg.mo_login.clone(),
+        mo_cfg,
     ));
     let state_secret = secret.clone();
     let callers = Arc::new(crate::app::CallerCache::new(crate::app::CALLER_CACHE_TTL));

@@ -1656,3 +1656,20 @@ fn a_completed_mo_login_is_sent_to_the_service_webhook_signed() {
         "the session never leaves in a webhook"
     );
 }
+
+#[test]
+fn a_national_sender_is_read_in_the_region_not_as_an_international_number() {
+    let d = Daemon::start(&[]);
+    let token = new_login(&d);
+    // The SMSC sends the sender as a national number (TON 2).
+    let body = serde_json::json!({"from": "07400100700", "ton": 2, "to": "7799",
+                                  "text": format!("LOGIN {token}")})
+    .to_string();
+    let (st, r) = http(&d.control, "POST", "/mo", Some(&body));
+    assert_eq!(st, 202, "{r}");
+    let (_, v) = d.call("GET", &format!("/v1/mo-logins/{token}?wait=8"), None);
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["msisdn"], "+447400100700", "read in GB, the lab's region");
+    // And the password SMS went to that number.
+    assert!(handset_text(&d.control, "447400100700", 0).contains("Password:"));
+}

@@ -981,23 +981,17 @@ async fn voice_gateway_shows_only_its_own_calls() {
 // ---- /v1/mo-logins
 
 impl Api {
-    /// The phone's SMS: stored as the SMSC handler stores it, then handled.
+    /// The phone's SMS (an international sender, as SMSCs send it): taken
+    /// the way the SMPP event handler takes it, stored with its outcome.
     async fn phone_sends(&self, from: &str, text: &str) -> crate::mologin::Handled {
         let now = crate::app::now_ms();
-        let mo = crate::store::MoMessage {
-            id: crate::verify::service::new_id("mo"),
-            smsc: "test".into(),
-            source: from.into(),
-            dest: "7799".into(),
-            text: text.into(),
-            received_at: now,
-        };
-        assert!(self
-            .store
-            .insert_mo(&mo, mo.id.as_bytes(), 600_000, 30_000)
+        let mo = crate::mologin::incoming("test", from, 1, "7799".into(), text.into(), "GB", now);
+        let key = crate::mologin::redelivery_key(&mo);
+        self.mo
+            .receive(&mo, &key, 600_000, now)
             .await
-            .unwrap());
-        self.mo.handle(&mo, now).await.unwrap()
+            .unwrap()
+            .expect("a new MO, not a redelivery")
     }
 
     async fn poll(&self, token: &str, key: &str) -> Reply {
@@ -1144,23 +1138,21 @@ async fn an_mo_after_the_token_expired_is_answered_and_logs_nobody_in() {
     let r = api.call(Method::POST, "/v1/mo-logins", Some("{}")).await;
     let token = r.json["token"].as_str().unwrap().to_string();
     let now = crate::app::now_ms();
-    let mo = crate::store::MoMessage {
-        id: "mo_late".into(),
-        smsc: "test".into(),
-        source: "447400123459".into(),
-        dest: "7799".into(),
-        text: token.clone(),
-        received_at: now,
-    };
-    api.store
-        .insert_mo(&mo, b"late", 600_000, 30_000)
-        .await
-        .unwrap();
+    let mo = crate::mologin::incoming(
+        "test",
+        "447400123459",
+        1,
+        "7799".into(),
+        token.clone(),
+        "GB",
+        now,
+    );
     // Five minutes (the default token_ttl) and a second later.
     let late = now + 301_000;
+    let key = crate::mologin::redelivery_key(&mo);
     assert_eq!(
-        api.mo.handle(&mo, late).await.unwrap(),
-        crate::mologin::Handled::Refused("expired")
+        api.mo.receive(&mo, &key, 600_000, late).await.unwrap(),
+        Some(crate::mologin::Handled::Refused("expired"))
     );
     let queued = api.store.claim_outbox(late, 100, 60_000).await.unwrap();
     assert!(queued

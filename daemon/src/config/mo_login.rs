@@ -47,6 +47,8 @@ pub struct MoLoginConfig {
     pub send_password: bool,
     /// MOs without a token.
     pub no_token: NoTokenAction,
+    /// Region national senders (SMPP TON 2) are read in (empty: verify.default_region).
+    pub region: String,
     /// Locale of SMS replies.
     pub locale: String,
     /// Longest long poll (`?wait=`).
@@ -85,6 +87,7 @@ impl Default for MoLoginConfig {
             session_ttl: Span(Duration::from_secs(30 * 24 * 3600)),
             send_password: true,
             no_token: NoTokenAction::Reply,
+            region: String::new(),
             locale: "en".into(),
             max_wait: Span(Duration::from_secs(30)),
             templates,
@@ -141,6 +144,12 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
                 Span(hi)
             ));
         }
+    }
+    if !m.region.is_empty() && !super::is_region(&m.region) {
+        p.push(format!(
+            "mo_login.region = {:?}: must be an ISO 3166 country code such as \"CN\"",
+            m.region
+        ));
     }
     if !m.templates.contains_key(&m.locale) {
         p.push(format!(

@@ -194,6 +194,11 @@ impl MoLoginService {
         }
     }
 
+    /// The region national senders are read in.
+    pub fn region(&self) -> &str {
+        &self.cfg.region
+    }
+
     /// The longest long poll.
     pub fn max_wait(&self) -> Duration {
         self.cfg.max_wait.0
@@ -408,21 +413,16 @@ impl MoLoginService {
         }
         let texts = self.cfg.texts();
         let Some(tok) = token::extract(&mo.text, &self.cfg.keywords) else {
-            let reply = (self.cfg.no_token == NoTokenAction::Reply).then(|| {
-                self.reply(
-                    &sender_number(&mo.source),
-                    SYSTEM_SERVICE,
-                    &texts.no_token,
-                    now,
-                )
-            });
+            let reply = (self.cfg.no_token == NoTokenAction::Reply)
+                .then(|| self.reply(&mo.source, SYSTEM_SERVICE, &texts.no_token, now));
             return Ok(Prepared::Finish {
                 outcome: "no_token",
                 reply,
                 handled: Handled::NoToken,
             });
         };
-        let msisdn = sender_number(&mo.source);
+        // Read by the SMPP driver's type of number when the MO was stored.
+        let msisdn = mo.source.clone();
         let password = token::generate() + &token::generate()[..4];
         let account = Account {
             id: new_id("acc"),
@@ -530,21 +530,79 @@ impl MoLoginService {
     }
 }
 
-/// The sender as E.164 with `+` when it reads as an international number
-/// (SMSCs send it without the `+`); otherwise as sent. The network set the
-/// number, so it is not checked against numbering plans: 8 to 15 digits not
-/// starting with 0 is an international number.
-pub fn sender_number(source: &str) -> String {
+/// An MO as the SMPP driver hands it over, ready to store: the sender read
+/// as a number by its type (national ones in `region`).
+pub fn incoming(
+    smsc: &str,
+    from: &str,
+    from_ton: u8,
+    to: String,
+    text: String,
+    region: &str,
+    now: Millis,
+) -> MoMessage {
+    MoMessage {
+        id: new_id("mo"),
+        smsc: smsc.to_string(),
+        source: sender_number(from, from_ton, region),
+        dest: to,
+        text,
+        received_at: now,
+    }
+}
+
+/// What recognises an SMSC delivering the same MO again (it got no
+/// deliver_sm_resp in time): the same SMSC, sender, destination and text.
+pub fn redelivery_key(m: &MoMessage) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(
+        [
+            m.smsc.as_bytes(),
+            m.source.as_bytes(),
+            m.dest.as_bytes(),
+            m.text.as_bytes(),
+        ]
+        .join(&0u8),
+    )
+    .to_vec()
+}
+
+/// SMPP type of number: international.
+const TON_INTERNATIONAL: u8 = 1;
+/// SMPP type of number: national.
+const TON_NATIONAL: u8 = 2;
+
+/// The sender of an MO as E.164 with `+`, read by its type of number: an
+/// international one is `+` and its digits (the network set it, so it is
+/// not checked against numbering plans); a national one is read in
+/// `region`; one of unknown type is read as international, else national.
+/// Anything else (an alphanumeric sender, a short code) is kept as sent.
+pub fn sender_number(source: &str, ton: u8, region: &str) -> String {
     let s = source.trim();
     let digits = s.strip_prefix('+').unwrap_or(s);
-    if (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
-    {
-        format!("+{digits}")
+    let all_digits = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    let international = || {
+        ((8..=15).contains(&digits.len()) && all_digits && !digits.starts_with('0'))
+            .then(|| format!("+{digits}"))
+    };
+    let national = || {
+        all_digits
+            .then(|| crate::verify::phone::normalize(digits, region).ok())
+            .flatten()
+            .map(|n| n.as_str().to_string())
+    };
+    let read = if s.starts_with('+') || ton == TON_INTERNATIONAL {
+        international()
+    } else if ton == TON_NATIONAL {
+        national()
     } else {
-        source.to_string()
-    }
+        crate::verify::phone::normalize(&format!("+{digits}"), "ZZ")
+            .ok()
+            .filter(|_| all_digits)
+            .map(|n| n.as_str().to_string())
+            .or_else(national)
+    };
+    read.unwrap_or_else(|| source.to_string())
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -581,12 +639,19 @@ mod sender_tests {
     use super::sender_number;
 
     #[test]
-    fn senders_read_as_international_numbers() {
-        assert_eq!(sender_number("447400100200"), "+447400100200");
-        assert_eq!(sender_number("+8613988888888"), "+8613988888888");
-        // Not an international number: kept as sent.
-        assert_eq!(sender_number("07400100200"), "07400100200");
-        assert_eq!(sender_number("VODAFONE"), "VODAFONE");
-        assert_eq!(sender_number("1234"), "1234");
+    fn senders_are_read_by_their_type_of_number() {
+        // International (TON 1), with or without `+`.
+        assert_eq!(sender_number("447400100200", 1, "GB"), "+447400100200");
+        assert_eq!(sender_number("+8613988888888", 0, "CN"), "+8613988888888");
+        // National (TON 2) in the region: a Chinese SMSC's 139… is not +1 39….
+        assert_eq!(sender_number("13988888888", 2, "CN"), "+8613988888888");
+        assert_eq!(sender_number("07400100200", 2, "GB"), "+447400100200");
+        // Unknown type (TON 0): a valid international number, else national.
+        assert_eq!(sender_number("447400100200", 0, "GB"), "+447400100200");
+        assert_eq!(sender_number("07400100200", 0, "GB"), "+447400100200");
+        // Not a number we can read: kept as sent.
+        assert_eq!(sender_number("VODAFONE", 5, "GB"), "VODAFONE");
+        assert_eq!(sender_number("1234", 2, "GB"), "1234");
+        assert_eq!(sender_number("0740", 1, "GB"), "0740");
     }
 }

@@ -593,6 +593,7 @@ impl BindTask {
         }
         let c = content(&sm);
         let from = sm.source.addr.to_str_lossy().into_owned();
+        let from_ton = sm.source.ton;
         let to = sm.dest.addr.to_str_lossy().into_owned();
         match c.part {
             Some(part) if part.total > 1 => {
@@ -611,6 +612,7 @@ impl BindTask {
                     let ev = SmppEvent::Mo {
                         smsc,
                         from,
+                        from_ton,
                         to,
                         text: done.text,
                         data_coding: done.data_coding,
@@ -623,6 +625,7 @@ impl BindTask {
                 let ev = SmppEvent::Mo {
                     smsc,
                     from,
+                    from_ton,
                     to,
                     text: c.text(),
                     data_coding: c.data_coding,

@@ -26,6 +26,9 @@ pub enum SmppEvent {
         smsc: Arc<str>,
         /// Sender address (the network vouches for it).
         from: String,
+        /// The sender's type of number (1 international, 2 national, …):
+        /// the same digits mean another number in another type.
+        from_ton: u8,
         /// Destination (our short code).
         to: String,
         /// Decoded text.

@@ -520,18 +520,19 @@ fn record_in_inbox(state: &SimState, sm: &SubmitSm, message_id: &str) {
 
 /// Builds deliver_sm parts (or, with `as_data_sm`, one data_sm carrying
 /// the text in message_payload) for an MO and hands them to a bound receiver.
+/// `ton` is the sender's type of number (default 1, international).
 pub fn inject_mo(
     state: &SimState,
     from: &str,
+    ton: Option<u8>,
     to: &str,
     text: &str,
     as_data_sm: bool,
 ) -> Result<usize, String> {
     let template = SubmitSm {
-        source: if from.starts_with('+') {
-            Address::international(from)
-        } else {
-            Address::new(1, 1, from)
+        source: match ton {
+            None | Some(1) => Address::new(1, 1, from.trim_start_matches('+')),
+            Some(t) => Address::new(t, 1, from),
         },
         dest: Address::new(0, 1, to.trim_start_matches('+')),
         ..Default::default()

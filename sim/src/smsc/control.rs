@@ -16,6 +16,9 @@ use std::sync::Arc;
 #[serde(deny_unknown_fields)]
 struct MoRequest {
     from: String,
+    /// The sender's SMPP type of number (default 1, international; 2 national).
+    #[serde(default)]
+    ton: Option<u8>,
     to: String,
     text: String,
     /// Send it as a data_sm instead of deliver_sm.
@@ -46,7 +49,7 @@ async fn mo(
         Ok(b) => b,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    match inject_mo(&s, &req.from, &req.to, &req.text, req.data_sm) {
+    match inject_mo(&s, &req.from, req.ton, &req.to, &req.text, req.data_sm) {
         Ok(parts) => (StatusCode::ACCEPTED, Json(json!({ "parts": parts }))).into_response(),
         Err(e) => problem(StatusCode::CONFLICT, e),
     }
