@@ -465,9 +465,6 @@ async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: 
 
 /// An MO equal to one stored this recently is a redelivery.
 pub const MO_REDELIVERY_WINDOW_MS: i64 = 10 * 60 * 1000;
-/// How long a claimed MO stays with the sweep that claimed it.
-pub const MO_LEASE_MS: i64 = 10_000;
-
 /// Environment variable that makes the daemon abort right after storing an
 /// MO, before its deliver_sm_resp (for the crash test only).
 pub const CRASH_AFTER_MO_STORED: &str = "VERIGATE_TEST_CRASH_AFTER_MO_STORED";

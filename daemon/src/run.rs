@@ -467,13 +467,6 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         mo_on.then(|| mo_login.clone()),
         ev_rx,
     ));
-    let mo_sweep = mo_on.then(|| {
-        tokio::spawn(crate::mologin::run_sweep(
-            store.clone(),
-            mo_login.clone(),
-            calls_stop.clone(),
-        ))
-    });
     let limits_of = verify.clone();
     let expiry = tokio::spawn(outbox::run_expiry(
         store.clone(),
@@ -555,9 +548,6 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     calls_stop.cancel();
     if let Some((_, worker)) = calls {
         let _ = worker.await;
-    }
-    if let Some(sweep) = mo_sweep {
-        let _ = sweep.await;
     }
     let _ = sender.await;
     let _ = webhooks.await;

@@ -1,5 +1,5 @@
 -- MO-SMS login: the logins apps asked for, and every mobile-originated
--- message, stored before its deliver_sm_resp goes out.
+-- message, stored with its outcome before its deliver_sm_resp goes out.
 CREATE TABLE mo_logins (
     token         TEXT    NOT NULL PRIMARY KEY,
     service       TEXT    NOT NULL REFERENCES services (code),
@@ -25,9 +25,7 @@ CREATE TABLE mo_messages (
     dedup_key    BLOB    NOT NULL,
     state        TEXT    NOT NULL,
     outcome      TEXT,
-    lease_until  INTEGER,
     received_at  INTEGER NOT NULL,
     processed_at INTEGER
 );
 CREATE INDEX mo_messages_by_key ON mo_messages (dedup_key, received_at);
-CREATE INDEX mo_messages_unprocessed ON mo_messages (received_at) WHERE state = 'received';

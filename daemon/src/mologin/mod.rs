@@ -94,37 +94,6 @@ impl Handled {
     }
 }
 
-/// Handles MOs whose handler died before finishing (their lease ran out),
-/// until `shutdown`.
-pub async fn run_sweep(
-    store: Arc<dyn Store>,
-    svc: Arc<MoLoginService>,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        match store
-            .claim_mos(crate::app::now_ms(), 100, crate::outbox::MO_LEASE_MS)
-            .await
-        {
-            Ok(mos) => {
-                for mo in mos {
-                    match svc.handle(&mo, crate::app::now_ms()).await {
-                        Ok(h) => crate::metrics::mo(h.as_str()),
-                        Err(e) => {
-                            tracing::warn!(mo = %mo.id, error = %e, "cannot handle MO; will retry")
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot claim MOs"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-}
-
 /// A login attempt made ready to write.
 struct LoginPlan {
     token: String,
@@ -305,39 +274,6 @@ impl MoLoginService {
                 None => Polled::Unknown,
             },
         })
-    }
-
-    /// Handles one MO already stored (the sweep's path): routes it,
-    /// completes the login its token names, or answers by SMS why not;
-    /// marks it processed.
-    pub async fn handle(&self, mo: &MoMessage, now: Millis) -> Result<Handled, MoLoginError> {
-        match self.prepare(mo, now).await? {
-            Prepared::Finish {
-                outcome,
-                reply,
-                handled,
-            } => {
-                self.store
-                    .finish_mo(&mo.id, outcome, reply.as_ref(), now)
-                    .await?;
-                Ok(handled)
-            }
-            Prepared::Login(p) => {
-                let out = self.store.complete_mo_login(&p.completion(mo), now).await?;
-                let refusal = match &out {
-                    MoLoginOutcome::Completed { .. } => None,
-                    MoLoginOutcome::Unknown => Some(("unknown", &p.unknown)),
-                    MoLoginOutcome::Expired => Some(("expired", &p.expired)),
-                    MoLoginOutcome::Used => Some(("used", &p.used)),
-                };
-                if let Some((outcome, reply)) = refusal {
-                    self.store
-                        .finish_mo(&mo.id, outcome, Some(reply), now)
-                        .await?;
-                }
-                Ok(self.done(&p, out))
-            }
-        }
     }
 
     /// Stores a new MO and handles it in the same transaction (the path of

@@ -2525,54 +2525,78 @@ fn pending_login(token: &str, svc: &str, at: Millis) -> MoLogin {
     }
 }
 
-/// MO storage (redeliveries kept out), claims with leases, and a login
-/// completed in one transaction: account found or made, session, webhook,
-/// password SMS only for a new account, the session handed out once.
+/// MOs stored with their outcome in one write: a login completed (account
+/// found or made with its password SMS, session, webhook), a refusal with
+/// its reply, a redelivery that writes nothing; the session handed out once.
 pub async fn mo_login<S: Store>(store: &S) {
     let t = T_MO;
     let svc = "conf-mo";
     create_service(store, svc, t).await;
-    // An MO is stored once; the same one again within the window is a
-    // redelivery; after the window it is a new message.
-    let m1 = mo("mo_conf_1", "+447400600001", "LOGIN ABCD2345", t);
-    assert!(store.insert_mo(&m1, b"key-1", 600_000, 0).await.unwrap());
-    let again = mo("mo_conf_1b", "+447400600001", "LOGIN ABCD2345", t + 1_000);
-    assert!(
-        !store.insert_mo(&again, b"key-1", 600_000, 0).await.unwrap(),
-        "redelivery"
+    let account = Account {
+        id: "acc_conf_mo".into(),
+        service: svc.into(),
+        msisdn: "+447400600001".into(),
+        password_hash: Some("$hmac-sha256$v1$fixture".into()),
+        created_at: t,
+    };
+    let session = |n: u8| Session {
+        id: format!("ses_conf_mo_{n}"),
+        account_id: String::new(),
+        token_hash: format!("session-hash-{n}").into_bytes(),
+        created_at: t,
+        expires_at: t + TTL,
+    };
+    let sms = |id: &str, text: &str| OutboxMessage {
+        verification_id: None,
+        text: text.into(),
+        expires_at: t + 100 * TTL,
+        ..message(id, "", svc, "+447400600001", t)
+    };
+    let hook = |id: &str| WebhookJob {
+        id: id.into(),
+        service: svc.into(),
+        url: "https://app.example/hook".into(),
+        body: "{}".into(),
+        attempts: 0,
+        next_attempt_at: t,
+        last_error: None,
+    };
+    let (unknown, expired, used) = (
+        sms("msg_conf_mo_unknown", "unknown"),
+        sms("msg_conf_mo_expired", "expired"),
+        sms("msg_conf_mo_used", "used"),
     );
-    let later = mo("mo_conf_1c", "+447400600001", "LOGIN ABCD2345", t + 700_000);
-    assert!(
-        store.insert_mo(&later, b"key-1", 600_000, 0).await.unwrap(),
-        "outside the window"
-    );
-    // Leased to whoever stored it: not claimable until the lease runs out.
-    let leased = mo("mo_conf_0", "+447400600009", "HELLO", t);
-    assert!(store
-        .insert_mo(&leased, b"key-0", 600_000, 30_000)
-        .await
-        .unwrap());
-    let claimed = store.claim_mos(t + 1, 10, 5_000).await.unwrap();
-    assert_eq!(
-        claimed,
-        vec![m1.clone()],
-        "oldest first, not one stored later"
-    );
-    assert!(
-        store.claim_mos(t + 2, 10, 5_000).await.unwrap().is_empty(),
-        "leased"
-    );
-    assert_eq!(
-        store.claim_mos(t + 5_001, 10, 5_000).await.unwrap(),
-        vec![m1.clone()],
-        "a dead processor's MO comes back after the lease"
-    );
-    store
-        .finish_mo(&later.id, "no_token", None, t + 5_002)
-        .await
-        .unwrap();
+    let plan = |c: CompleteMoLogin<'static>| MoPlan::Login {
+        complete: c,
+        unknown: Box::leak(Box::new(unknown.clone())),
+        expired: Box::leak(Box::new(expired.clone())),
+        used: Box::leak(Box::new(used.clone())),
+    };
+    let complete =
+        |token: &'static str, mo_id: &'static str, n: u8, pw: Option<&str>, wh: Option<&str>| {
+            CompleteMoLogin {
+                token,
+                msisdn: "+447400600001",
+                mo_id,
+                new_account: Box::leak(Box::new(account.clone())),
+                session: Box::leak(Box::new(session(n))),
+                session_token: "st_secret",
+                password_sms: pw.map(|id| &*Box::leak(Box::new(sms(id, "password")))),
+                webhook: wh.map(|id| &*Box::leak(Box::new(hook(id)))),
+            }
+        };
+    // What was queued since the last look (each is then closed).
+    let queued_ids = |at: Millis| async move {
+        let mut ids = Vec::new();
+        for m in store.claim_outbox(at, 100, 60_000).await.unwrap() {
+            store.mark_failed(&m.id, "battery", None, at).await.unwrap();
+            ids.push(m.id);
+        }
+        ids
+    };
 
-    // A login completed by the MO: the account is created with it.
+    // A login completed by its MO: the account is made with it, its
+    // password SMS and the webhook queued, all in the MO's write.
     store
         .create_mo_login(&pending_login("ABCD2345", svc, t))
         .await
@@ -2583,54 +2607,29 @@ pub async fn mo_login<S: Store>(store: &S) {
             .await,
         Err(StoreError::Conflict(_))
     ));
-    let account = Account {
-        id: "acc_conf_mo".into(),
-        service: svc.into(),
-        msisdn: "+447400600001".into(),
-        password_hash: Some("$argon2id$fixture".into()),
-        created_at: t,
-    };
-    let session = Session {
-        id: "ses_conf_mo_1".into(),
-        account_id: String::new(),
-        token_hash: b"session-hash-1".to_vec(),
-        created_at: t,
-        expires_at: t + TTL,
-    };
-    let mut sms = message("msg_conf_mo_pw", "", svc, "+447400600001", t);
-    sms.verification_id = None;
-    let hook = WebhookJob {
-        id: "wh_conf_mo".into(),
-        service: svc.into(),
-        url: "https://app.example/hook".into(),
-        body: "{}".into(),
-        attempts: 0,
-        next_attempt_at: t,
-        last_error: None,
-    };
-    let complete = |token, mo_id, session, password_sms| CompleteMoLogin {
-        token,
-        msisdn: "+447400600001",
-        mo_id,
-        new_account: &account,
-        session,
-        session_token: "st_secret",
-        password_sms,
-        webhook: Some(&hook),
-    };
+    let m1 = mo("mo_conf_1", "+447400600001", "LOGIN ABCD2345", t);
     let out = store
-        .complete_mo_login(
-            &complete("ABCD2345", "mo_conf_1", &session, Some(&sms)),
+        .receive_mo(
+            &m1,
+            b"key-1",
+            600_000,
+            &plan(complete(
+                "ABCD2345",
+                "mo_conf_1",
+                1,
+                Some("msg_conf_mo_pw"),
+                Some("wh_conf_mo"),
+            )),
             t + 10,
         )
         .await
         .unwrap();
     assert_eq!(
         out,
-        MoLoginOutcome::Completed {
+        Some(MoLoginOutcome::Completed {
             account: account.clone(),
             created: true
-        }
+        })
     );
     let got = store.get_mo_login("ABCD2345").await.unwrap().unwrap();
     assert_eq!(got.state, MoLoginState::Completed);
@@ -2644,38 +2643,60 @@ pub async fn mo_login<S: Store>(store: &S) {
         .unwrap()
         .unwrap();
     assert_eq!(ses.account_id, "acc_conf_mo");
-    assert!(
-        store
-            .claim_mos(t + 100_000, 10, 5_000)
-            .await
-            .unwrap()
-            .iter()
-            .all(|m| m.id != "mo_conf_1"),
-        "processed"
-    );
-    let queued = store.claim_outbox(t + 20, 100, 60_000).await.unwrap();
-    assert!(
-        queued.iter().any(|m| m.id == "msg_conf_mo_pw"),
-        "password SMS for a new account"
+    assert_eq!(
+        queued_ids(t + 20).await,
+        vec!["msg_conf_mo_pw"],
+        "password only, no refusal"
     );
     let hooks = store.claim_webhooks(t + 20, 100, 60_000).await.unwrap();
     assert!(hooks.iter().any(|w| w.id == "wh_conf_mo"));
 
-    // The token again: used; nothing written.
-    let m2 = mo("mo_conf_2", "+447400600001", "LOGIN ABCD2345", t + 20);
-    assert!(store.insert_mo(&m2, b"key-2", 600_000, 0).await.unwrap());
-    let s2 = Session {
-        id: "ses_conf_mo_2".into(),
-        token_hash: b"session-hash-2".to_vec(),
-        ..session.clone()
-    };
+    // The SMSC delivers it again: nothing is written, not even a reply.
+    let again = mo("mo_conf_1b", "+447400600001", "LOGIN ABCD2345", t + 1_000);
     assert_eq!(
         store
-            .complete_mo_login(&complete("ABCD2345", "mo_conf_2", &s2, Some(&sms)), t + 30)
+            .receive_mo(
+                &again,
+                b"key-1",
+                600_000,
+                &plan(complete("ABCD2345", "mo_conf_1b", 9, None, None)),
+                t + 1_000
+            )
             .await
             .unwrap(),
-        MoLoginOutcome::Used
+        None
     );
+    assert!(queued_ids(t + 1_001).await.is_empty());
+    assert_eq!(
+        store
+            .get_session_by_token_hash(b"session-hash-9")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // The token in a new MO: used; only that refusal is queued, no session.
+    let m2 = mo("mo_conf_2", "+447400600001", "ABCD2345", t + 2_000);
+    assert_eq!(
+        store
+            .receive_mo(
+                &m2,
+                b"key-2",
+                600_000,
+                &plan(complete(
+                    "ABCD2345",
+                    "mo_conf_2",
+                    2,
+                    Some("msg_conf_mo_pw2"),
+                    None
+                )),
+                t + 2_000
+            )
+            .await
+            .unwrap(),
+        Some(MoLoginOutcome::Used)
+    );
+    assert_eq!(queued_ids(t + 2_001).await, vec!["msg_conf_mo_used"]);
     assert_eq!(
         store
             .get_session_by_token_hash(b"session-hash-2")
@@ -2683,193 +2704,102 @@ pub async fn mo_login<S: Store>(store: &S) {
             .unwrap(),
         None
     );
+    // An unknown token.
+    let m3 = mo("mo_conf_3", "+447400600001", "ZZZZ9999", t + 3_000);
     assert_eq!(
         store
-            .complete_mo_login(&complete("ZZZZ9999", "mo_conf_2", &s2, Some(&sms)), t + 30)
+            .receive_mo(
+                &m3,
+                b"key-3",
+                600_000,
+                &plan(complete("ZZZZ9999", "mo_conf_3", 3, None, None)),
+                t + 3_000
+            )
             .await
             .unwrap(),
-        MoLoginOutcome::Unknown
+        Some(MoLoginOutcome::Unknown)
     );
-    // An error reply is queued with the MO's outcome, once.
-    let mut reply = message("msg_conf_mo_reply", "", svc, "+447400600001", t + 30);
-    reply.verification_id = None;
-    store
-        .finish_mo("mo_conf_2", "used", Some(&reply), t + 31)
-        .await
-        .unwrap();
-    let mut reply2 = reply.clone();
-    reply2.id = "msg_conf_mo_reply2".into();
-    store
-        .finish_mo("mo_conf_2", "used", Some(&reply2), t + 32)
-        .await
-        .unwrap();
-    let queued = store.claim_outbox(t + 40, 100, 60_000).await.unwrap();
-    assert!(queued.iter().any(|m| m.id == "msg_conf_mo_reply"));
-    assert!(
-        !queued.iter().any(|m| m.id == "msg_conf_mo_reply2"),
-        "an MO is answered once"
-    );
-
-    // A second login for the same number reaches the same account; no
-    // password SMS (the account exists); expired tokens are refused.
-    store
-        .create_mo_login(&pending_login("EFGH6789", svc, t + 50))
-        .await
-        .unwrap();
-    let m3 = mo("mo_conf_3", "+447400600001", "EFGH6789", t + 50);
-    assert!(store.insert_mo(&m3, b"key-3", 600_000, 0).await.unwrap());
-    let s3 = Session {
-        id: "ses_conf_mo_3".into(),
-        token_hash: b"session-hash-3".to_vec(),
-        ..session.clone()
-    };
-    let fresh = Account {
-        id: "acc_conf_mo_unused".into(),
-        ..account.clone()
-    };
-    let mut pw = sms.clone();
-    pw.id = "msg_conf_mo_pw2".into();
-    let hook2 = WebhookJob {
-        id: "wh_conf_mo_2".into(),
-        ..hook.clone()
-    };
-    let mut other = complete("EFGH6789", "mo_conf_3", &s3, Some(&pw));
-    other.new_account = &fresh;
-    other.webhook = Some(&hook2);
-    assert_eq!(
-        store.complete_mo_login(&other, t + 60).await.unwrap(),
-        MoLoginOutcome::Completed {
-            account: account.clone(),
-            created: false
-        }
-    );
-    let queued = store.claim_outbox(t + 70, 100, 60_000).await.unwrap();
-    assert!(
-        !queued.iter().any(|m| m.id == "msg_conf_mo_pw2"),
-        "no password for an existing account"
-    );
+    assert_eq!(queued_ids(t + 3_001).await, vec!["msg_conf_mo_unknown"]);
+    // An expired one.
     store
         .create_mo_login(&pending_login("JKMN2345", svc, t))
         .await
         .unwrap();
-    let s4 = Session {
-        id: "ses_conf_mo_4".into(),
-        token_hash: b"session-hash-4".to_vec(),
-        ..session.clone()
-    };
+    let m4 = mo("mo_conf_4", "+447400600001", "JKMN2345", t + TTL + 1);
     assert_eq!(
         store
-            .complete_mo_login(&complete("JKMN2345", "mo_conf_3", &s4, None), t + TTL + 1)
+            .receive_mo(
+                &m4,
+                b"key-4",
+                600_000,
+                &plan(complete("JKMN2345", "mo_conf_4", 4, None, None)),
+                t + TTL + 1
+            )
             .await
             .unwrap(),
-        MoLoginOutcome::Expired
+        Some(MoLoginOutcome::Expired)
     );
-
-    // An MO stored together with its outcome: a completion, in one write.
+    assert_eq!(queued_ids(t + TTL + 2).await, vec!["msg_conf_mo_expired"]);
+    // A second login from the number reaches the same account; no password
+    // SMS (the account exists), though one was offered.
     store
-        .create_mo_login(&pending_login("PQRS2345", svc, t + 80))
+        .create_mo_login(&pending_login("EFGH6789", svc, t + 50))
         .await
         .unwrap();
-    let m5 = mo("mo_conf_5", "+447400600005", "PQRS2345", t + 80);
-    let s5 = Session {
-        id: "ses_conf_mo_5".into(),
-        token_hash: b"session-hash-5".to_vec(),
-        ..session.clone()
-    };
-    let acc5 = Account {
-        id: "acc_conf_mo_5".into(),
-        msisdn: "+447400600005".into(),
+    let m5 = mo("mo_conf_5", "+447400600001", "EFGH6789", t + 5_000);
+    let mut c5 = complete("EFGH6789", "mo_conf_5", 5, Some("msg_conf_mo_pw5"), None);
+    c5.new_account = Box::leak(Box::new(Account {
+        id: "acc_conf_mo_unused".into(),
         ..account.clone()
-    };
-    let mut refusals = Vec::new();
-    for (i, why) in ["unknown", "expired", "used"].iter().enumerate() {
-        let mut r = message(
-            &format!("msg_conf_mo_r{i}"),
-            "",
-            svc,
-            "+447400600005",
-            t + 80,
-        );
-        r.verification_id = None;
-        r.text = (*why).into();
-        refusals.push(r);
-    }
-    let mut c5 = complete("PQRS2345", "mo_conf_5", &s5, None);
-    c5.msisdn = "+447400600005";
-    c5.new_account = &acc5;
-    c5.webhook = None;
-    let plan = MoPlan::Login {
-        complete: c5.clone(),
-        unknown: &refusals[0],
-        expired: &refusals[1],
-        used: &refusals[2],
-    };
-    assert!(matches!(
+    }));
+    assert_eq!(
         store
-            .receive_mo(&m5, b"key-5", 600_000, &plan, t + 81)
+            .receive_mo(&m5, b"key-5", 600_000, &plan(c5), t + 5_000)
             .await
             .unwrap(),
-        Some(MoLoginOutcome::Completed { created: true, .. })
-    ));
-    assert_eq!(
-        store.get_mo_login("PQRS2345").await.unwrap().unwrap().state,
-        MoLoginState::Completed
+        Some(MoLoginOutcome::Completed {
+            account: account.clone(),
+            created: false
+        })
     );
     assert!(
-        store
-            .claim_mos(t + 1_000_000, 10, 5_000)
-            .await
-            .unwrap()
-            .iter()
-            .all(|m| m.id != "mo_conf_5"),
-        "stored already processed"
+        queued_ids(t + 5_001).await.is_empty(),
+        "no password for an existing account"
     );
-    // Its redelivery writes nothing; the same token in a new MO is refused
-    // with the matching reply, stored with it.
-    let again5 = mo("mo_conf_5b", "+447400600005", "PQRS2345", t + 82);
-    assert_eq!(
-        store
-            .receive_mo(&again5, b"key-5", 600_000, &plan, t + 82)
-            .await
-            .unwrap(),
-        None
-    );
-    let mut c6 = c5.clone();
-    c6.mo_id = "mo_conf_6";
-    let s6 = Session {
-        id: "ses_conf_mo_6".into(),
-        token_hash: b"session-hash-6".to_vec(),
-        ..session.clone()
-    };
-    c6.session = &s6;
-    let plan6 = MoPlan::Login {
-        complete: c6,
-        unknown: &refusals[0],
-        expired: &refusals[1],
-        used: &refusals[2],
-    };
-    let m6 = mo("mo_conf_6", "+447400600005", "LOGIN PQRS2345", t + 83);
-    assert_eq!(
-        store
-            .receive_mo(&m6, b"key-6", 600_000, &plan6, t + 83)
-            .await
-            .unwrap(),
-        Some(MoLoginOutcome::Used)
-    );
-    let queued = store.claim_outbox(t + 90, 100, 60_000).await.unwrap();
-    let sent: Vec<&str> = queued
-        .iter()
-        .filter(|m| m.id.starts_with("msg_conf_mo_r"))
-        .map(|m| m.text.as_str())
-        .collect();
-    assert_eq!(sent, vec!["used"], "only the matching refusal");
-    assert_eq!(
-        store
-            .get_session_by_token_hash(b"session-hash-6")
-            .await
-            .unwrap(),
-        None
-    );
+    // A plain Finish: recorded, its reply queued.
+    let m6 = mo("mo_conf_6", "+447400600001", "hello", t + 6_000);
+    let no_token = sms("msg_conf_mo_notoken", "no token");
+    assert!(store
+        .receive_mo(
+            &m6,
+            b"key-6",
+            600_000,
+            &MoPlan::Finish {
+                outcome: "no_token",
+                reply: Some(&no_token)
+            },
+            t + 6_000
+        )
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(queued_ids(t + 6_001).await, vec!["msg_conf_mo_notoken"]);
+    // Outside the redelivery window the same MO is a new one.
+    let m7 = mo("mo_conf_7", "+447400600001", "hello", t + 700_000);
+    assert!(store
+        .receive_mo(
+            &m7,
+            b"key-6",
+            600_000,
+            &MoPlan::Finish {
+                outcome: "no_token",
+                reply: None
+            },
+            t + 700_000
+        )
+        .await
+        .unwrap()
+        .is_some());
 
     // The session is handed out once.
     let first = store.collect_mo_login("ABCD2345").await.unwrap().unwrap();

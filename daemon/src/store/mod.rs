@@ -117,7 +117,7 @@ pub struct RequestKey<'a> {
     pub since: Millis,
 }
 
-/// An MO that carries a pending login's token (see [`Store::complete_mo_login`]).
+/// An MO that carries a pending login's token (see [`Store::receive_mo`]).
 #[derive(Debug, Clone)]
 pub struct CompleteMoLogin<'a> {
     /// The token the MO carried.
@@ -436,24 +436,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn create_mo_login(&self, l: &MoLogin) -> StoreResult<()>;
     /// An MO login by token.
     async fn get_mo_login(&self, token: &str) -> StoreResult<Option<MoLogin>>;
-    /// Stores an MO, unless one with the same `dedup_key` was stored within
-    /// `window_ms` before `m.received_at` (the SMSC delivering it again).
-    /// Returns whether it was stored. Durable on return: only then may the
-    /// deliver_sm_resp go out. The MO is leased for `lease_ms` to the
-    /// caller, who handles it at once; [`Store::claim_mos`] gets it only
-    /// if that lease runs out (the caller died).
-    async fn insert_mo(
-        &self,
-        m: &MoMessage,
-        dedup_key: &[u8],
-        window_ms: i64,
-        lease_ms: i64,
-    ) -> StoreResult<bool>;
     /// Stores an MO and carries out `plan` on it in one transaction, so an
     /// MO is never stored without its outcome (one durable write; the
-    /// deliver_sm_resp goes out after it). A redelivery (see
-    /// [`Store::insert_mo`]) writes nothing and returns `None`; otherwise
-    /// the login's outcome (`Unknown` for a `Finish` plan).
+    /// deliver_sm_resp goes out after it). An MO with the same `dedup_key`
+    /// as one stored within `window_ms` before `m.received_at` is the SMSC
+    /// delivering it again: nothing is written and `None` returned.
+    /// Otherwise the login's outcome (`Unknown` for a `Finish` plan). A
+    /// login plan checks the token is pending and unexpired at `at`; finds
+    /// the service's account for the sender or creates `new_account`
+    /// (queueing `password_sms`); creates the session; completes the login;
+    /// queues the webhook. When the token is unknown, expired or used it
+    /// queues the matching refusal instead.
     async fn receive_mo(
         &self,
         m: &MoMessage,
@@ -462,33 +455,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         plan: &MoPlan<'_>,
         at: Millis,
     ) -> StoreResult<Option<MoLoginOutcome>>;
-    /// Claims up to `limit` stored MOs not yet processed, oldest first, for
-    /// `lease_ms` (a processor that died leaves them to the next after that).
-    async fn claim_mos(
-        &self,
-        now: Millis,
-        limit: u32,
-        lease_ms: i64,
-    ) -> StoreResult<Vec<MoMessage>>;
-    /// In one transaction: checks the login `c.token` is pending and
-    /// unexpired at `at`; finds the service's account for `c.msisdn` or
-    /// creates `c.new_account` (queueing `c.password_sms`); creates the
-    /// session; completes the login; queues the webhook; marks the MO
-    /// processed. Writes nothing when the token is unknown, expired or used.
-    async fn complete_mo_login(
-        &self,
-        c: &CompleteMoLogin<'_>,
-        at: Millis,
-    ) -> StoreResult<MoLoginOutcome>;
-    /// Marks an MO processed with `outcome`, queueing `reply` in the same
-    /// transaction.
-    async fn finish_mo(
-        &self,
-        id: &str,
-        outcome: &str,
-        reply: Option<&OutboxMessage>,
-        at: Millis,
-    ) -> StoreResult<()>;
     /// Hands a completed login's session token out once: returns the login
     /// as it was (with the token) and marks it collected, forgetting the
     /// token. Other states are returned unchanged.

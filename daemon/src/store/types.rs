@@ -542,7 +542,7 @@ pub struct MoMessage {
     pub received_at: Millis,
 }
 
-/// What became of an MO login attempt (see [`crate::store::Store::complete_mo_login`]).
+/// What became of an MO login attempt (see [`crate::store::Store::receive_mo`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MoLoginOutcome {
     /// Logged in: the account (made now if `created`).

@@ -434,12 +434,20 @@ fn seen_mo(c: &Connection, key: &[u8], since: Millis) -> StoreResult<bool> {
     .is_some())
 }
 
-fn insert_mo(c: &Connection, m: &MoMessage, key: &[u8], lease_until: Millis) -> StoreResult<()> {
+fn insert_mo(c: &Connection, m: &MoMessage, key: &[u8]) -> StoreResult<()> {
     c.prepare_cached(
-        "INSERT INTO mo_messages (id, smsc, source, dest, text, dedup_key, state, received_at, lease_until)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7, ?8)",
+        "INSERT INTO mo_messages (id, smsc, source, dest, text, dedup_key, state, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7)",
     )?
-    .execute(params![m.id, m.smsc, m.source, m.dest, m.text, key, m.received_at, lease_until])
+    .execute(params![
+        m.id,
+        m.smsc,
+        m.source,
+        m.dest,
+        m.text,
+        key,
+        m.received_at
+    ])
     .map_err(|e| write_err(e, &format!("MO {}", m.id)))?;
     Ok(())
 }
@@ -479,7 +487,7 @@ enum OwnedPlan {
     Finish(String, Option<OutboxMessage>),
 }
 
-/// The body of [`Store::complete_mo_login`], inside the caller's transaction.
+/// A login completed by its MO, inside [`Store::receive_mo`]'s transaction.
 fn complete_login(c: &Connection, x: &OwnedCompletion, at: Millis) -> StoreResult<MoLoginOutcome> {
     let Some(login) = get_mo_login(c, &x.token)? else {
         return Ok(MoLoginOutcome::Unknown);
@@ -558,7 +566,7 @@ fn get_mo_login(c: &Connection, token: &str) -> StoreResult<Option<MoLogin>> {
 fn finish_mo(c: &Connection, id: &str, outcome: &str, at: Millis) -> StoreResult<bool> {
     Ok(exec(
         c,
-        "UPDATE mo_messages SET state = 'processed', outcome = ?2, processed_at = ?3, lease_until = NULL
+        "UPDATE mo_messages SET state = 'processed', outcome = ?2, processed_at = ?3
          WHERE id = ?1 AND state = 'received'",
         params![id, outcome, at],
     )? > 0)
@@ -1683,57 +1691,6 @@ impl Store for SqliteStore {
         self.read(move |c| get_mo_login(c, &token)).await
     }
 
-    async fn insert_mo(
-        &self,
-        m: &MoMessage,
-        dedup_key: &[u8],
-        window_ms: i64,
-        lease_ms: i64,
-    ) -> StoreResult<bool> {
-        let (m, key) = (m.clone(), dedup_key.to_vec());
-        self.write(move |c| {
-            if seen_mo(c, &key, m.received_at.saturating_sub(window_ms))? {
-                return Ok(false);
-            }
-            insert_mo(c, &m, &key, m.received_at.saturating_add(lease_ms.max(0)))?;
-            Ok(true)
-        })
-        .await
-    }
-
-    async fn claim_mos(
-        &self,
-        now: Millis,
-        limit: u32,
-        lease_ms: i64,
-    ) -> StoreResult<Vec<MoMessage>> {
-        self.write(move |c| {
-            let mut mos = all(
-                c,
-                "UPDATE mo_messages SET lease_until = ?2
-                 WHERE id IN (
-                     SELECT id FROM mo_messages
-                     WHERE state = 'received' AND COALESCE(lease_until, 0) <= ?1
-                     ORDER BY received_at, rowid LIMIT ?3)
-                 RETURNING id, smsc, source, dest, text, received_at",
-                params![now, now.saturating_add(lease_ms.max(0)), limit],
-                rows::mo_message,
-            )?;
-            mos.sort_by(|a, b| a.received_at.cmp(&b.received_at).then(a.id.cmp(&b.id)));
-            Ok(mos)
-        })
-        .await
-    }
-
-    async fn complete_mo_login(
-        &self,
-        x: &CompleteMoLogin<'_>,
-        at: Millis,
-    ) -> StoreResult<MoLoginOutcome> {
-        let x = OwnedCompletion::from(x);
-        self.write(move |c| complete_login(c, &x, at)).await
-    }
-
     async fn receive_mo(
         &self,
         m: &MoMessage,
@@ -1761,7 +1718,7 @@ impl Store for SqliteStore {
             if seen_mo(c, &key, m.received_at.saturating_sub(window_ms))? {
                 return Ok(None);
             }
-            insert_mo(c, &m, &key, m.received_at)?;
+            insert_mo(c, &m, &key)?;
             match plan {
                 OwnedPlan::Login(x, replies) => {
                     let out = complete_login(c, &x, at)?;
@@ -1785,25 +1742,6 @@ impl Store for SqliteStore {
                     Ok(Some(MoLoginOutcome::Unknown))
                 }
             }
-        })
-        .await
-    }
-
-    async fn finish_mo(
-        &self,
-        id: &str,
-        outcome: &str,
-        reply: Option<&OutboxMessage>,
-        at: Millis,
-    ) -> StoreResult<()> {
-        let (id, outcome, reply) = (id.to_owned(), outcome.to_owned(), reply.cloned());
-        self.write(move |c| {
-            if finish_mo(c, &id, &outcome, at)? {
-                if let Some(m) = &reply {
-                    insert_message(c, m)?;
-                }
-            }
-            Ok(())
         })
         .await
     }

@@ -5,8 +5,8 @@ use rusqlite::{Connection, ErrorCode, Params, Row};
 
 use crate::store::{
     Account, ApiKeyRecord, AuditEvent, CallJob, CallKind, CallState, MessageState, MoIntent,
-    MoLogin, MoLoginState, MoMessage, OutboxMessage, Service, Session, StoreError, StoreResult,
-    Verification, VerificationStatus, WebhookJob,
+    MoLogin, MoLoginState, OutboxMessage, Service, Session, StoreError, StoreResult, Verification,
+    VerificationStatus, WebhookJob,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -258,17 +258,5 @@ pub fn mo_login(row: &Row<'_>) -> StoreResult<MoLogin> {
         created_at: col(row, T, "created_at")?,
         expires_at: col(row, T, "expires_at")?,
         completed_at: col(row, T, "completed_at")?,
-    })
-}
-
-pub fn mo_message(row: &Row<'_>) -> StoreResult<MoMessage> {
-    const T: &str = "mo_messages";
-    Ok(MoMessage {
-        id: col(row, T, "id")?,
-        smsc: col(row, T, "smsc")?,
-        source: col(row, T, "source")?,
-        dest: col(row, T, "dest")?,
-        text: col(row, T, "text")?,
-        received_at: col(row, T, "received_at")?,
     })
 }
