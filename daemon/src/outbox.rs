@@ -463,6 +463,26 @@ async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: 
     }
 }
 
+/// How long an MO (its text and sender) is kept: well past the redelivery
+/// window, for operators looking into a complaint.
+pub const MO_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// How long a login is kept after its token expired (then its token reads
+/// `unknown`, and a session never collected is gone with it).
+pub const LOGIN_KEPT_AFTER_EXPIRY: Duration = Duration::from_secs(3600);
+/// How long an SMS's text (a code, a password) is kept after its final state.
+pub const TEXT_KEPT: Duration = Duration::from_secs(3600);
+
+/// What the sweep forgets at `now`.
+pub fn forget(now: crate::store::Millis) -> crate::store::Forget {
+    let ago = |d: Duration| now - d.as_millis() as i64;
+    crate::store::Forget {
+        mos_before: ago(MO_KEPT),
+        logins_expired_before: ago(LOGIN_KEPT_AFTER_EXPIRY),
+        sessions_expired_before: now,
+        texts_before: ago(TEXT_KEPT),
+    }
+}
+
 /// An MO equal to one stored this recently is a redelivery.
 pub const MO_REDELIVERY_WINDOW_MS: i64 = 10 * 60 * 1000;
 /// Environment variable that makes the daemon abort right after storing an
@@ -509,6 +529,15 @@ pub async fn run_expiry(
                 Ok(n) if n > 0 => debug!(rows = n, "pruned old rate windows and idempotency keys"),
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "pruning old rate windows and idempotency keys failed"),
+            }
+            match store.forget_old(&forget(now)).await {
+                Ok(n) if n > 0 => {
+                    debug!(rows = n, "forgot old MOs, logins, sessions and SMS texts")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "forgetting old MOs, logins, sessions and SMS texts failed")
+                }
             }
         }
         match store.expire_outbox(now_ms()).await {

@@ -14,7 +14,7 @@ CREATE TABLE mo_logins (
     expires_at    INTEGER NOT NULL,
     completed_at  INTEGER
 );
-CREATE INDEX mo_logins_by_age ON mo_logins (created_at);
+CREATE INDEX mo_logins_by_expiry ON mo_logins (expires_at);
 
 CREATE TABLE mo_messages (
     id           TEXT    NOT NULL PRIMARY KEY,
@@ -29,3 +29,9 @@ CREATE TABLE mo_messages (
     processed_at INTEGER
 );
 CREATE INDEX mo_messages_by_key ON mo_messages (dedup_key, received_at);
+CREATE INDEX mo_messages_by_age ON mo_messages (received_at);
+
+-- Housekeeping (Store::forget_old): expired sessions, and the texts (codes,
+-- passwords) of SMS that reached a final state.
+CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+CREATE INDEX outbox_texts_kept ON outbox (updated_at) WHERE text <> '';

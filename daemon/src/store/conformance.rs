@@ -40,7 +40,7 @@ use verigate_codecs::dlr::message_id_keys;
 
 use super::{
     Account, ApiKeyRecord, AuditEvent, CallJob, CallKind, CallResult, CallState, CompleteMoLogin,
-    DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState, Millis, MoIntent, MoLogin,
+    DlrOutcome, Forget, IdempotencyRecord, InsertOutcome, MessageState, Millis, MoIntent, MoLogin,
     MoLoginOutcome, MoLoginState, MoMessage, MoPlan, OutboxMessage, RateHit, RequestKey, Resend,
     Service, Session, Store, StoreError, Verification, VerificationStatus, WebhookJob,
 };
@@ -2810,6 +2810,46 @@ pub async fn mo_login<S: Store>(store: &S) {
         (MoLoginState::Collected, None)
     );
     assert_eq!(store.collect_mo_login("NOPE2345").await.unwrap(), None);
+    // Housekeeping: old MOs, logins long expired (with a session token never
+    // collected), expired sessions and the texts of finished SMS go.
+    let uncollected = store.get_mo_login("EFGH6789").await.unwrap().unwrap();
+    assert_eq!(uncollected.session_token.as_deref(), Some("st_secret"));
+    let forgotten = store
+        .forget_old(&Forget {
+            mos_before: t + 5_500,
+            logins_expired_before: t + 50 + TTL + 1,
+            sessions_expired_before: t + TTL + 1,
+            texts_before: t + 100_000_000,
+        })
+        .await
+        .unwrap();
+    assert!(forgotten >= 5, "{forgotten}");
+    assert_eq!(store.get_mo_login("EFGH6789").await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_session_by_token_hash(b"session-hash-1")
+            .await
+            .unwrap(),
+        None
+    );
+    // The MOs before the cut are gone: the first one is new again.
+    assert!(store
+        .receive_mo(
+            &mo("mo_conf_1c", "+447400600001", "LOGIN ABCD2345", t + 5_600),
+            b"key-1",
+            600_000,
+            &MoPlan::Finish {
+                outcome: "no_token",
+                reply: None
+            },
+            t + 5_600
+        )
+        .await
+        .unwrap()
+        .is_some());
+    // A finished SMS keeps no text (the password is not kept).
+    let pw = store.get_message("msg_conf_mo_pw").await.unwrap().unwrap();
+    assert_eq!(pw.text, "");
     // Leave the queues empty for other tests.
     for m in store
         .claim_outbox(t + 100_000_000, 1000, 60_000)

@@ -108,6 +108,19 @@ pub struct RateHit<'a> {
     pub window_ms: i64,
 }
 
+/// What [`Store::forget_old`] forgets: everything before these times.
+#[derive(Debug, Clone, Copy)]
+pub struct Forget {
+    /// MOs stored before this.
+    pub mos_before: Millis,
+    /// Logins whose token expired before this.
+    pub logins_expired_before: Millis,
+    /// Sessions that expired before this.
+    pub sessions_expired_before: Millis,
+    /// Texts of SMS whose final state came before this.
+    pub texts_before: Millis,
+}
+
 /// A voice-gateway request's key and how far back a repeat of it counts.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestKey<'a> {
@@ -410,6 +423,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// idempotency keys recorded before `keys_before` (housekeeping, so keys
     /// that never recur do not accumulate). Returns the rows deleted.
     async fn prune(&self, windows_before: Millis, keys_before: Millis) -> StoreResult<u64>;
+    /// Forgets what no longer needs keeping (housekeeping): MOs stored
+    /// before `f.mos_before`; logins whose token expired before
+    /// `f.logins_expired_before` (with any session token never collected);
+    /// sessions that expired before `f.sessions_expired_before`; the text of
+    /// SMS that reached a final state before `f.texts_before` (codes and
+    /// passwords are not kept). Returns the rows changed.
+    async fn forget_old(&self, f: &Forget) -> StoreResult<u64>;
 
     // ---- webhooks
     /// Queues a webhook delivery.

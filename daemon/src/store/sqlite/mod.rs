@@ -34,10 +34,10 @@ use self::engine::Engine;
 use self::rows::{all, col, corrupt, exec, one, parse_state, to_json, write_err};
 use super::{
     Account, ApiKeyRecord, AuditEvent, CallJob, CallResult, CallState, CompleteMoLogin, Dispatch,
-    DlrOutcome, IdempotencyRecord, InsertOutcome, MessageState, Millis, MoLogin, MoLoginOutcome,
-    MoLoginState, MoMessage, MoPlan, OutboxDepth, OutboxMessage, OwnedDispatch, RateDecision,
-    RateHit, RequestKey, Resend, Service, Session, Store, StoreError, StoreResult, Verification,
-    VerificationStatus, WebhookJob,
+    DlrOutcome, Forget, IdempotencyRecord, InsertOutcome, MessageState, Millis, MoLogin,
+    MoLoginOutcome, MoLoginState, MoMessage, MoPlan, OutboxDepth, OutboxMessage, OwnedDispatch,
+    RateDecision, RateHit, RequestKey, Resend, Service, Session, Store, StoreError, StoreResult,
+    Verification, VerificationStatus, WebhookJob,
 };
 
 /// How long SQLite waits for another process's write lock before giving up.
@@ -1572,6 +1572,37 @@ impl Store for SqliteStore {
                 [keys_before],
             )?;
             Ok((windows + keys) as u64)
+        })
+        .await
+    }
+
+    async fn forget_old(&self, f: &Forget) -> StoreResult<u64> {
+        let f = *f;
+        // Not waited to disk: a lost run is done again at the next sweep.
+        self.write_volatile(move |c| {
+            let mos = exec(
+                c,
+                "DELETE FROM mo_messages WHERE received_at < ?1",
+                [f.mos_before],
+            )?;
+            let logins = exec(
+                c,
+                "DELETE FROM mo_logins WHERE expires_at < ?1",
+                [f.logins_expired_before],
+            )?;
+            let sessions = exec(
+                c,
+                "DELETE FROM sessions WHERE expires_at < ?1",
+                [f.sessions_expired_before],
+            )?;
+            let texts = exec(
+                c,
+                "UPDATE outbox SET text = ''
+                 WHERE text <> '' AND updated_at < ?1
+                   AND state IN ('delivered', 'undeliverable', 'rejected', 'expired')",
+                [f.texts_before],
+            )?;
+            Ok((mos + logins + sessions + texts) as u64)
         })
         .await
     }
