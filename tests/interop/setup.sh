@@ -41,7 +41,9 @@ as_root() {
 # ------------------------------------------------------------------ system tools
 # First, so the Python venv and the fuzz smoke find what they need.
 pkgs=()
-command -v sipp >/dev/null 2>&1 || pkgs+=(sip-tester)
+# The SIP interop streams SIPp's own g711a.pcap, which the package ships.
+SIPP_PCAP=/usr/share/sip-tester/g711a.pcap
+{ command -v sipp >/dev/null 2>&1 && [ -r "$SIPP_PCAP" ]; } || pkgs+=(sip-tester)
 command -v tshark >/dev/null 2>&1 || pkgs+=(tshark)
 # The fuzz smoke builds libFuzzer, which is C++.
 command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || pkgs+=(g++)
@@ -74,7 +76,7 @@ else
     as_root apt-get "${lock[@]}" install -y -q --no-install-recommends "${pkgs[@]}" >"$apt_log" 2>&1 ||
         note "apt-get install failed: $(tail -n 5 "$apt_log" | tr '\n' ' ')"
     rm -f "$apt_log"
-    command -v sipp >/dev/null 2>&1 || fail "sipp (Debian package sip-tester)" "apt-get update/install failed"
+    { command -v sipp >/dev/null 2>&1 && [ -r "$SIPP_PCAP" ]; } || fail "sipp with $SIPP_PCAP (Debian package sip-tester)" "apt-get update/install failed"
     command -v tshark >/dev/null 2>&1 || fail "tshark (Debian package tshark)" "apt-get update/install failed"
     command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || fail "a C++ compiler (Debian package g++)" "apt-get update/install failed"
     [ ${#missing[@]} -eq 0 ] && note "system tools: installed"
@@ -90,6 +92,19 @@ if command -v dumpcap >/dev/null 2>&1 && ! capture_ok; then
     command -v setcap >/dev/null 2>&1 || as_root apt-get install -y -q --no-install-recommends libcap2-bin >/dev/null 2>&1
     as_root setcap cap_net_raw,cap_net_admin+eip "$(command -v dumpcap)" >/dev/null 2>&1
     capture_ok || fail "packet capture on lo (dumpcap)" "run as root, or: sudo setcap cap_net_raw,cap_net_admin+eip $(command -v dumpcap)"
+fi
+
+# SIPp plays a pcap's RTP through a raw socket: without root it needs
+# CAP_NET_RAW, or the voice interop test fails every time.
+if command -v sipp >/dev/null 2>&1 && [ "$(id -u)" -ne 0 ]; then
+    sipp_bin="$(readlink -f "$(command -v sipp)")"
+    if ! getcap "$sipp_bin" 2>/dev/null | grep -q cap_net_raw; then
+        note "sipp: granting cap_net_raw (it plays pcap audio through a raw socket)"
+        command -v setcap >/dev/null 2>&1 || as_root apt-get install -y -q --no-install-recommends libcap2-bin >/dev/null 2>&1
+        as_root setcap cap_net_raw+eip "$sipp_bin" >/dev/null 2>&1
+        getcap "$sipp_bin" 2>/dev/null | grep -q cap_net_raw ||
+            fail "sipp pcap playback (raw socket)" "run as root, or: sudo setcap cap_net_raw+eip $sipp_bin"
+    fi
 fi
 
 # ------------------------------------------------------------------ npm peers

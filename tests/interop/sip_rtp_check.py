@@ -11,11 +11,13 @@ Frames on the SIP port are decoded as SIP, frames on the media port as RTP
   - with --media-port: the RTP sent *to* the media port (the stream verigate
     sends to the peer) is missing or shorter than --min-packets, has more
     than one SSRC, a payload type other than --pt, a sequence number that
-    does not go up by exactly 1, a timestamp that does not go up by exactly
-    160 (20 ms of 8 kHz audio) per packet, or packets whose spacing is not
-    20 ms: the mean over the stream must be within 0.5 ms of 20 ms and the
-    median within 1 ms (single late packets on a loaded machine are shown,
-    not failed).
+    does not go up by exactly 1, a timestamp that does not go up by a
+    whole number of 160-sample frames (20 ms of 8 kHz audio), more than 2%
+    of the stream's time skipped (a sender that woke too late skips frames:
+    seq continues, the timestamp jumps), or packets not paced at 20 ms: the
+    time they took must be within 2.5% of the audio they carry (20 ms per
+    160 samples) and the median spacing within 1 ms of 20 ms (single late
+    packets on a loaded machine are shown, not failed).
 Prints what it decoded. Exit 2 = usage or tshark problem.
 """
 import argparse
@@ -85,19 +87,25 @@ def main():
                 problems.append(f"payload types {pts}, negotiated {a.pt}")
             seq_breaks = [(i, p[1], q[1]) for i, (p, q) in enumerate(zip(pkts, pkts[1:]))
                           if (q[1] - p[1]) % 65536 != 1]
-            ts_breaks = [(i, p[2], q[2]) for i, (p, q) in enumerate(zip(pkts, pkts[1:]))
-                         if (q[2] - p[2]) % (1 << 32) != 160]
+            steps = [(q[2] - p[2]) % (1 << 32) for p, q in zip(pkts, pkts[1:])]
+            ts_breaks = [(i, st) for i, st in enumerate(steps) if st == 0 or st % 160 != 0]
+            skipped = sum(st // 160 - 1 for st in steps if st % 160 == 0 and st > 160)
             if seq_breaks:
                 problems.append(f"{len(seq_breaks)} sequence breaks, first at packet {seq_breaks[0]}")
             if ts_breaks:
-                problems.append(f"{len(ts_breaks)} timestamp steps other than 160, first at packet {ts_breaks[0]}")
+                problems.append(f"{len(ts_breaks)} timestamp steps that are not whole 160-sample frames, first at packet {ts_breaks[0]}")
+            frames = sum(steps) / 160 if steps else 0
+            if skipped > 0.02 * max(frames, 1):
+                problems.append(f"{skipped} frames skipped of {frames:.0f} (more than 2%)")
             deltas = [(q[4] - p[4]) * 1000 for p, q in zip(pkts, pkts[1:])]
-            mean = (pkts[-1][4] - pkts[0][4]) * 1000 / (len(pkts) - 1)
+            elapsed = (pkts[-1][4] - pkts[0][4]) * 1000
+            per_frame = elapsed / max(frames, 1)
             median = statistics.median(deltas)
             print(f"sip_rtp_check: {len(pkts)} RTP packets to port {a.media_port}, SSRC {ssrcs[0]}, PT {pts}, "
-                  f"spacing mean {mean:.3f} ms, median {median:.3f} ms, min {min(deltas):.3f} ms, max {max(deltas):.3f} ms")
-            if abs(mean - 20) > 0.5:
-                problems.append(f"mean packet spacing {mean:.3f} ms, not 20 ms")
+                  f"{per_frame:.3f} ms per 20 ms frame sent, median spacing {median:.3f} ms, "
+                  f"min {min(deltas):.3f} ms, max {max(deltas):.3f} ms, {skipped} frames skipped")
+            if abs(per_frame - 20) > 0.5:
+                problems.append(f"packets took {per_frame:.3f} ms per 20 ms frame, not 20 ms")
             if abs(median - 20) > 1:
                 problems.append(f"median packet spacing {median:.3f} ms, not 20 ms")
 

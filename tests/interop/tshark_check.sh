@@ -55,7 +55,7 @@ run_tshark() {
 
 # Only the SMPP ports under test: the capture holds all loopback TCP, and
 # other tests (some deliberately hostile) run at the same time.
-ports_set="${*}"
+ports_set=$(IFS=,; echo "$*")
 bad_filter="tcp.port in {${ports_set}} && (_ws.malformed || _ws.expert.severity >= error)"
 
 bad_frames=$(run_tshark -Y "$bad_filter" -T fields -e frame.number) || exit 2
