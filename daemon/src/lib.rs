@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod mologin;
 pub mod outbox;
 pub mod probe;
+pub mod routing;
 pub mod run;
 pub mod sip;
 pub mod smpp;

@@ -44,16 +44,6 @@ struct Trunk {
 }
 
 impl Trunk {
-    fn routes(&self, to: &str) -> bool {
-        let d = to.trim_start_matches('+');
-        self.cfg.prefixes.is_empty()
-            || self
-                .cfg
-                .prefixes
-                .iter()
-                .any(|p| d.starts_with(p.trim_start_matches('+')))
-    }
-
     fn uri(&self, user: &str, host: &str) -> String {
         match self.transport {
             Transport::Tcp => format!("sip:{user}@{host};transport=tcp;user=phone"),
@@ -66,6 +56,7 @@ struct Inner {
     ep: EndpointInnerRef,
     dl: Arc<DialogLayer>,
     trunks: Vec<Trunk>,
+    routes: crate::routing::PrefixRoutes,
     media: Media,
     /// Address in SDP and Contact.
     public_ip: IpAddr,
@@ -204,10 +195,15 @@ impl SipEngine {
         }
         let media =
             Media::start(cfg.media_workers).map_err(|e| StartError::Media(e.to_string()))?;
+        let mut routes = crate::routing::PrefixRoutes::default();
+        for (i, t) in resolved.iter().enumerate() {
+            routes.add(i, &t.cfg.prefixes);
+        }
         let inner = Arc::new(Inner {
             ep: ep.inner.clone(),
             dl,
             trunks: resolved,
+            routes,
             media,
             public_ip,
             media_ip: bound.ip(),
@@ -351,10 +347,9 @@ impl CallPlacer for SipEngine {
         let mut soonest: Option<Instant> = None;
         let mut any = false;
         let mut chosen = None;
-        for (i, t) in inner.trunks.iter().enumerate() {
-            if !t.routes(&spec.to) {
-                continue;
-            }
+        // Longest prefix first, then shorter ones, then default trunks.
+        for i in inner.routes.candidates(&spec.to) {
+            let t = &inner.trunks[i];
             any = true;
             match t.gate.lock().expect("gate lock").admit(now) {
                 Ok(()) => {

@@ -217,6 +217,35 @@ async fn a_public_ip_that_is_not_on_this_host_is_only_advertised() {
 }
 
 #[tokio::test]
+async fn a_trunk_for_the_numbers_prefix_is_chosen_before_a_default_listed_first() {
+    let token = CancellationToken::new();
+    // The default trunk goes nowhere; the +44 trunk has the handset.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let default = SipTrunkEntry {
+        name: "default".into(),
+        ..trunk(silent.local_addr().unwrap(), Duration::ZERO)
+    };
+    let uk = SipTrunkEntry {
+        name: "uk".into(),
+        prefixes: vec!["+44".into()],
+        ..trunk(uas(&token).await, Duration::ZERO)
+    };
+    let cfg = SipConfig {
+        listen: "127.0.0.1:0".into(),
+        t1: Span(Duration::from_millis(50)),
+        ..SipConfig::default()
+    };
+    let e = SipEngine::start(&cfg, &[default, uk], token.child_token())
+        .await
+        .unwrap();
+    let mut call = e.place(spec("+447400000180")).await.unwrap();
+    assert_eq!(call.trunk, "uk");
+    assert_eq!(next(&mut call).await, CallEvent::Ringing);
+    call.commands.send(Command::End).unwrap();
+    token.cancel();
+}
+
+#[tokio::test]
 async fn a_503_pauses_the_trunk_for_its_retry_after() {
     let token = CancellationToken::new();
     let e = engine(trunk(uas(&token).await, Duration::ZERO), &token).await;

@@ -19,9 +19,7 @@ pub struct Router {
     smscs: Vec<SmscClient>,
     /// Each SMSC's configured prefixes (parallel to `smscs`).
     prefixes: Vec<Vec<String>>,
-    /// (digits prefix, index into smscs), longest first.
-    routes: Vec<(String, usize)>,
-    default: Option<usize>,
+    routes: crate::routing::PrefixRoutes,
 }
 
 impl Router {
@@ -31,19 +29,11 @@ impl Router {
     }
 
     /// Adds an SMSC serving these prefixes (digits, `+` ignored); an empty
-    /// list makes it the default route (the first such SMSC wins).
+    /// list makes it a default route (several are tried in order).
     pub fn add(&mut self, smsc: SmscClient, prefixes: &[String]) {
-        let idx = self.smscs.len();
+        self.routes.add(self.smscs.len(), prefixes);
         self.smscs.push(smsc);
         self.prefixes.push(prefixes.to_vec());
-        if prefixes.is_empty() {
-            self.default.get_or_insert(idx);
-        }
-        for p in prefixes {
-            self.routes
-                .push((p.trim_start_matches('+').to_string(), idx));
-        }
-        self.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
     }
 
     /// The SMSC for `dest` (E.164 digits, with or without `+`): the longest
@@ -51,14 +41,7 @@ impl Router {
     /// default route — so disabling an SMSC moves its traffic to the next
     /// route that would take it.
     pub fn route(&self, dest: &str) -> Result<&SmscClient, NoRoute> {
-        let d = dest.trim_start_matches('+');
-        let mut candidates = self
-            .routes
-            .iter()
-            .filter(|(p, _)| d.starts_with(p.as_str()))
-            .map(|(_, i)| *i)
-            .chain(self.default)
-            .peekable();
+        let mut candidates = self.routes.candidates(dest).peekable();
         if candidates.peek().is_none() {
             return Err(NoRoute::Unrouted);
         }
