@@ -64,6 +64,8 @@ pub struct CallSettings {
     pub reading: Reading,
     /// Sender address of fallback SMS.
     pub sms_sender: String,
+    /// How long shutdown waits for CANCEL/BYE of the calls in progress.
+    pub end_grace: Duration,
 }
 
 impl CallSettings {
@@ -158,7 +160,7 @@ pub async fn run(
     }
     // CANCEL/BYE complete within 64·T1; past that the leases hand the
     // calls' records back.
-    let _ = tokio::time::timeout(Duration::from_secs(35), async {
+    let _ = tokio::time::timeout(settings.end_grace, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
@@ -485,6 +487,7 @@ mod tests {
             idle_poll: Duration::from_millis(10),
             reading: Reading::default(),
             sms_sender: "VERIGATE".into(),
+            end_grace: Duration::from_secs(5),
         }
     }
 

@@ -332,6 +332,7 @@ async fn start_calls(
         idle_poll: Duration::from_millis(50),
         reading: verigate_prompts::Reading::default(),
         sms_sender: cfg.verify.sender.clone(),
+        end_grace: crate::sip::engine::end_grace(cfg.sip.t1.0),
     };
     let worker = tokio::spawn(crate::calls::run(
         store,

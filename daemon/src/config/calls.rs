@@ -290,7 +290,8 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
         "sip.t1",
         s.t1,
         Duration::from_millis(50),
-        Duration::from_secs(5),
+        // 64·T1 bounds how long shutdown waits for CANCEL/BYE.
+        Duration::from_secs(2),
     );
     if !(1..=64).contains(&s.media_workers) {
         p.push(format!(

@@ -482,7 +482,7 @@ numbers = ["+447400900000", "+447400900000"]
         let e = load_str(&text, "t.toml", &[]).unwrap_err().to_string();
         for want in [
             "sip.listen = \"0.0.0.0:5060\": listening on all addresses needs sip.public_ip",
-            "sip.t1 = \"10ms\": must be between 50ms and 5s",
+            "sip.t1 = \"10ms\": must be between 50ms and 2s",
             "sip_trunk[0] (a).port: must not be 0",
             "sip_trunk[0] (a): username and password go together",
             "sip_trunk[0] (a).caller_id = \"0207\": must be an E.164 number",

@@ -57,6 +57,8 @@ struct Inner {
     dl: Arc<DialogLayer>,
     trunks: Vec<Trunk>,
     routes: crate::routing::PrefixRoutes,
+    /// See [`end_grace`].
+    end_grace: Duration,
     media: Media,
     /// Address in SDP and Contact.
     public_ip: IpAddr,
@@ -204,6 +206,7 @@ impl SipEngine {
             dl,
             trunks: resolved,
             routes,
+            end_grace: end_grace(cfg.t1.0),
             media,
             public_ip,
             media_ip: bound.ip(),
@@ -463,9 +466,11 @@ struct Driver {
     owner_gone: bool,
 }
 
-/// Longest we wait for the stack to finish a call we ended (64·T1 at
-/// the largest T1 we allow, and then some).
-const END_GRACE: Duration = Duration::from_secs(40);
+/// Longest we wait for the stack to finish a call we ended: a CANCEL or
+/// BYE transaction lasts 64·T1 at most; then some.
+pub fn end_grace(t1: Duration) -> Duration {
+    64 * t1 + Duration::from_secs(8)
+}
 
 impl Driver {
     async fn run(mut self, mut opt: InviteOption, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -571,7 +576,7 @@ impl Driver {
         loop {
             let grace = async {
                 match ending_since {
-                    Some(t) => tokio::time::sleep_until(t + END_GRACE).await,
+                    Some(t) => tokio::time::sleep_until(t + self.inner.end_grace).await,
                     None => std::future::pending().await,
                 }
             };
