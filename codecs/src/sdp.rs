@@ -40,6 +40,9 @@ pub enum SdpError {
     /// No connection address for the audio stream.
     #[error("SDP has no connection address (c=) for the audio stream")]
     NoConnection,
+    /// The answer will not receive our audio (`a=sendonly` or `inactive`).
+    #[error("SDP answer will not receive audio (a={0})")]
+    NotReceiving(&'static str),
     /// None of the offered audio codecs was accepted.
     #[error("SDP answer accepts none of our codecs (PCMU, PCMA); it offers payload types {0:?}")]
     NoCommonCodec(Vec<u8>),
@@ -124,6 +127,20 @@ enum Section {
     Audio,
     /// Any other media section (video, image, a second audio): ignored.
     Other,
+}
+
+/// `<pt> <name>/<clock>[/<channels>]`: the payload type, the upper-case
+/// encoding name and the clock rate, if the attribute reads so.
+fn rtpmap(val: &str) -> Option<(u8, String, Option<u32>)> {
+    let (pt, enc) = val.split_once(' ')?;
+    let pt: u8 = pt.trim().parse().ok().filter(|pt| *pt < 128)?;
+    let mut enc = enc.trim().split('/');
+    let name = enc.next().filter(|n| !n.is_empty())?.to_ascii_uppercase();
+    let clock = match enc.next() {
+        Some(c) => Some(c.parse::<u32>().ok()?),
+        None => None,
+    };
+    Some((pt, name, clock))
 }
 
 /// Parses the audio stream of a session description (the first `m=audio`;
@@ -226,20 +243,14 @@ pub fn parse_audio(text: &str) -> Result<AudioStream, SdpError> {
                     (Section::Audio, Some(a)) => match (direction, name) {
                         (Some(d), _) => a.direction = d,
                         (None, "rtpmap") => {
-                            let (pt, enc) = val
-                                .split_once(' ')
-                                .ok_or_else(|| bad("rtpmap (want <pt> <name>/<clock>)"))?;
-                            let pt: u8 =
-                                pt.trim().parse().map_err(|_| bad("rtpmap payload type"))?;
-                            let mut enc = enc.trim().split('/');
-                            let ename = enc.next().unwrap_or_default().to_ascii_uppercase();
-                            let clock = enc
-                                .next()
-                                .map(|c| c.parse::<u32>().map_err(|_| bad("rtpmap clock rate")))
-                                .transpose()?;
-                            if let Some(f) = a.formats.iter_mut().find(|f| f.pt == pt) {
-                                f.name = Some(ename);
-                                f.clock = clock;
+                            // A malformed rtpmap is skipped: it may be for a
+                            // codec we do not use, and static payload types
+                            // (0, 8) need none.
+                            if let Some((pt, name, clock)) = rtpmap(val) {
+                                if let Some(f) = a.formats.iter_mut().find(|f| f.pt == pt) {
+                                    f.name = Some(name);
+                                    f.clock = clock;
+                                }
                             }
                         }
                         (None, "ptime") => {
@@ -292,6 +303,15 @@ pub fn negotiate(answer: &str) -> Result<Negotiated, SdpError> {
     if a.port == 0 {
         return Err(SdpError::AudioRefused);
     }
+    // Reading a code to someone who will not hear it is not a call (a hold
+    // address, 0.0.0.0, reads as inactive).
+    match a.direction {
+        Direction::SendOnly | Direction::Inactive => {
+            return Err(SdpError::NotReceiving(a.direction.attribute()))
+        }
+        Direction::SendRecv | Direction::RecvOnly => {}
+    }
+
     let (law, pt) = a
         .g711()
         .ok_or_else(|| SdpError::NoCommonCodec(a.formats.iter().map(|f| f.pt).collect()))?;
@@ -473,6 +493,28 @@ mod tests {
             negotiate("v=0\r\nc=IN IP4 198.51.100.1\r\n"),
             Err(SdpError::NoAudio)
         );
+        // An answer that will not hear us, or puts the call on hold.
+        for (dir, attr) in [
+            ("a=sendonly\r\n", "sendonly"),
+            ("a=inactive\r\n", "inactive"),
+        ] {
+            assert_eq!(
+                negotiate(&format!("{base}m=audio 4000 RTP/AVP 0\r\n{dir}")),
+                Err(SdpError::NotReceiving(attr))
+            );
+        }
+        assert_eq!(
+            negotiate("v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\n"),
+            Err(SdpError::NotReceiving("inactive"))
+        );
+        // A broken rtpmap for a codec we do not use does not spoil the answer.
+        assert_eq!(
+            negotiate(&format!(
+                "{base}m=audio 4000 RTP/AVP 8 99\r\na=rtpmap:99 opus\r\na=rtpmap:x y\r\n"
+            ))
+            .map(|n| (n.law, n.pt)),
+            Ok((Law::Alaw, 8))
+        );
         assert_eq!(
             negotiate("v=0\r\nm=audio 4000 RTP/AVP 0\r\n"),
             Err(SdpError::NoConnection)
@@ -516,9 +558,11 @@ mod tests {
     #[test]
     fn session_level_direction_applies_unless_the_stream_overrides() {
         let t = "v=0\r\nc=IN IP4 198.51.100.1\r\na=sendonly\r\nm=audio 4000 RTP/AVP 0\r\n";
-        assert_eq!(negotiate(t).unwrap().direction, Direction::SendOnly);
+        assert_eq!(parse_audio(t).unwrap().direction, Direction::SendOnly);
         let t = "v=0\r\nc=IN IP4 198.51.100.1\r\na=sendonly\r\nm=audio 4000 RTP/AVP 0\r\na=inactive\r\n";
-        assert_eq!(negotiate(t).unwrap().direction, Direction::Inactive);
+        assert_eq!(parse_audio(t).unwrap().direction, Direction::Inactive);
+        let t = "v=0\r\nc=IN IP4 198.51.100.1\r\na=recvonly\r\nm=audio 4000 RTP/AVP 0\r\n";
+        assert_eq!(negotiate(t).unwrap().direction, Direction::RecvOnly);
     }
 
     #[test]
@@ -559,7 +603,7 @@ mod tests {
     #[test]
     fn a_hold_address_is_inactive_and_a_fractional_ptime_is_read() {
         let t = "v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 4000 RTP/AVP 0\r\na=ptime:20.0\r\n";
-        assert_eq!(negotiate(t).unwrap().direction, Direction::Inactive);
+        assert_eq!(parse_audio(t).unwrap().direction, Direction::Inactive);
         assert_eq!(parse_audio(t).unwrap().ptime, Some(20));
     }
 
