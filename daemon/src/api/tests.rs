@@ -60,14 +60,18 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
             .await
             .unwrap();
     }
-    let mo = Arc::new(crate::mologin::MoLoginService::new(
+    let mut mo = crate::mologin::MoLoginService::new(
         store.clone(),
         ServerSecret::random(),
         crate::config::MoLoginConfig {
             short_code: "7799".into(),
             ..Default::default()
         },
-    ));
+    );
+    // Long polls here are woken by completions only (no periodic look), so
+    // a test of the wake-up fails if it is broken.
+    mo.set_recheck(std::time::Duration::from_secs(600));
+    let mo = Arc::new(mo);
     let state = AppState {
         store: store.clone(),
         verify: Arc::new(VerifyService::new(store.clone(), secret.clone(), cfg)),

@@ -18,6 +18,7 @@ use crate::verify::service::new_id;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use route::{Handler, MoRouter};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -143,8 +144,11 @@ pub struct MoLoginService {
     secret: ServerSecret,
     cfg: MoLoginConfig,
     router: MoRouter,
-    /// Wakes long polls when a login completes in this process.
-    completed: Notify,
+    /// Long polls waiting in this process, by token: a completion wakes
+    /// only the polls of its own token.
+    waiting: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
+    /// How often a long poll looks again (another instance may complete it).
+    recheck: Duration,
 }
 
 impl MoLoginService {
@@ -159,7 +163,8 @@ impl MoLoginService {
             secret,
             cfg,
             router,
-            completed: Notify::new(),
+            waiting: std::sync::Mutex::default(),
+            recheck: Duration::from_secs(1),
         }
     }
 
@@ -227,23 +232,48 @@ impl MoLoginService {
         let token = token.trim().to_ascii_uppercase();
         let start = tokio::time::Instant::now();
         let deadline = start + wait.min(self.cfg.max_wait.0);
-        loop {
-            let now = now + start.elapsed().as_millis() as i64;
-            // Registered before the read, so a completion in between wakes us.
-            let woken = self.completed.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            let polled = self.look(svc, &token, now).await?;
-            if !matches!(polled, Polled::Pending(_)) || tokio::time::Instant::now() >= deadline {
-                return Ok(polled);
-            }
-            // Another instance may complete it: look again within a second.
-            let recheck = (tokio::time::Instant::now() + Duration::from_secs(1)).min(deadline);
-            tokio::select! {
-                _ = &mut woken => {}
-                _ = tokio::time::sleep_until(recheck) => {}
+        let notify = self
+            .waiting
+            .lock()
+            .expect("waiting lock")
+            .entry(token.clone())
+            .or_default()
+            .clone();
+        let polled = async {
+            loop {
+                let now = now + start.elapsed().as_millis() as i64;
+                // Registered before the read, so a completion in between wakes us.
+                let woken = notify.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                let polled = self.look(svc, &token, now).await?;
+                if !matches!(polled, Polled::Pending(_)) || tokio::time::Instant::now() >= deadline
+                {
+                    return Ok(polled);
+                }
+                let recheck = (tokio::time::Instant::now() + self.recheck).min(deadline);
+                tokio::select! {
+                    _ = &mut woken => {}
+                    _ = tokio::time::sleep_until(recheck) => {}
+                }
             }
         }
+        .await;
+        // The last poll of a token takes its entry away (count and drop
+        // under the lock, so two polls ending together agree who is last).
+        let mut waiting = self.waiting.lock().expect("waiting lock");
+        let last = Arc::strong_count(&notify) == 2;
+        drop(notify);
+        if last {
+            waiting.remove(&token);
+        }
+        polled
+    }
+
+    /// Test hook: how often a long poll looks again.
+    #[cfg(test)]
+    pub(crate) fn set_recheck(&mut self, d: Duration) {
+        self.recheck = d;
     }
 
     async fn look(&self, svc: &Service, token: &str, now: Millis) -> Result<Polled, MoLoginError> {
@@ -329,7 +359,9 @@ impl MoLoginService {
                     from = %crate::outbox::mask(&p.msisdn),
                     "MO login completed"
                 );
-                self.completed.notify_waiters();
+                if let Some(n) = self.waiting.lock().expect("waiting lock").get(&p.token) {
+                    n.notify_waiters();
+                }
                 Handled::Completed
             }
             MoLoginOutcome::Unknown => Handled::Refused("unknown"),

@@ -39,20 +39,25 @@ fn fold(c: char) -> char {
 /// exactly one token.
 pub fn extract(text: &str, keywords: &[String]) -> Option<String> {
     let folded: String = text.chars().map(fold).collect();
-    let mut rest = folded.trim();
-    for k in keywords {
-        let k = k.to_ascii_uppercase();
-        if let Some(r) = rest.strip_prefix(k.as_str()) {
-            rest = r.trim_start_matches(|c: char| c.is_whitespace() || c == ':' || c == '-');
-            break;
-        }
-    }
     // The token may be typed in groups ("ABCD 2345", "ABCD-2345").
-    let squeezed: String = rest
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .collect();
-    is_token(&squeezed).then_some(squeezed)
+    let squeeze = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && *c != '-' && *c != ':')
+            .collect()
+    };
+    // The whole text first: a bare token may begin like a keyword ("REG…").
+    let whole = squeeze(&folded);
+    if is_token(&whole) {
+        return Some(whole);
+    }
+    // Then after a keyword, longest first ("REGISTER" before "REG").
+    let mut keywords: Vec<String> = keywords.iter().map(|k| k.to_ascii_uppercase()).collect();
+    keywords.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    let rest = folded.trim();
+    keywords.iter().find_map(|k| {
+        let after = squeeze(rest.strip_prefix(k.as_str())?);
+        is_token(&after).then_some(after)
+    })
 }
 
 #[cfg(test)]
