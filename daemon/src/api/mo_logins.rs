@@ -8,8 +8,8 @@ use super::problem::{Problem, ProblemBody, ProblemCode};
 use crate::app::{now_ms, AppState};
 use crate::mologin::{MoLoginError, Polled};
 use crate::store::{MoIntent, MoLogin};
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -93,18 +93,6 @@ impl From<MoLoginError> for Problem {
     }
 }
 
-/// RFC 3986 unreserved characters pass; the rest is %-encoded.
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Ask for a login by SMS.
 #[utoipa::path(
     post,
@@ -131,7 +119,11 @@ pub async fn create(
     let view = CreatedView {
         token: c.login.token.clone(),
         intent,
-        sms_uri: format!("sms:{}?body={}", c.short_code, percent_encode(&c.sms_body)),
+        sms_uri: format!(
+            "sms:{}?body={}",
+            c.short_code,
+            percent_encoding::utf8_percent_encode(&c.sms_body, percent_encoding::NON_ALPHANUMERIC)
+        ),
         short_code: c.short_code,
         sms_body: c.sms_body,
         expires_at: rfc3339(c.login.expires_at),
@@ -157,29 +149,13 @@ fn view(
     }
 }
 
-/// The `wait` query parameter: whole seconds.
-fn wait_param(q: Option<&str>) -> Result<Duration, Problem> {
-    let Some(q) = q else {
-        return Ok(Duration::ZERO);
-    };
-    let mut wait = Duration::ZERO;
-    for pair in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k != "wait" {
-            return Err(Problem::new(
-                ProblemCode::InvalidField,
-                format!("unknown query parameter {k:?} (only `wait` is accepted)"),
-            ));
-        }
-        let secs: u64 = v.parse().map_err(|_| {
-            Problem::new(
-                ProblemCode::InvalidField,
-                format!("wait={v:?} is not a whole number of seconds"),
-            )
-        })?;
-        wait = Duration::from_secs(secs);
-    }
-    Ok(wait)
+/// The query of `GET /v1/mo-logins/{token}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollQuery {
+    /// Seconds to wait while pending.
+    #[serde(default)]
+    wait: Option<u64>,
 }
 
 /// The login's status; with `?wait=SECONDS` (capped by the server) the
@@ -206,9 +182,18 @@ pub async fn get(
     State(state): State<AppState>,
     Caller(svc): Caller,
     token: Result<Path<String>, PathRejection>,
-    RawQuery(query): RawQuery,
+    query: Result<Query<PollQuery>, QueryRejection>,
 ) -> Result<Json<LoginView>, Problem> {
-    let wait = wait_param(query.as_deref())?;
+    let Query(q) = query.map_err(|e| {
+        Problem::new(
+            ProblemCode::InvalidField,
+            format!(
+                "{} (the query takes only `wait`, whole seconds)",
+                e.body_text()
+            ),
+        )
+    })?;
+    let wait = Duration::from_secs(q.wait.unwrap_or(0));
     let Ok(Path(token)) = token else {
         return Ok(Json(view("", "unknown", None, None)));
     };
@@ -224,21 +209,4 @@ pub async fn get(
         Polled::Used(l) => view(&t, "used", Some(&l), None),
         Polled::Unknown => view(&t, "unknown", None, None),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sms_links_and_wait_parameters() {
-        assert_eq!(percent_encode("LOGIN K7QX"), "LOGIN%20K7QX");
-        assert_eq!(wait_param(None).unwrap(), Duration::ZERO);
-        assert_eq!(
-            wait_param(Some("wait=20")).unwrap(),
-            Duration::from_secs(20)
-        );
-        assert!(wait_param(Some("wait=x")).is_err());
-        assert!(wait_param(Some("timeout=1")).is_err());
-    }
 }

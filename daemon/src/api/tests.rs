@@ -1100,6 +1100,30 @@ async fn mo_login_completes_from_the_phones_sms_and_hands_the_session_out_once()
         ))
         .await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    // Other bad queries: an unknown parameter, a negative or huge wait; an
+    // encoded number is read.
+    for q in ["timeout=1", "wait=-1", "wait=99999999999999999999"] {
+        let r = api
+            .send(request(
+                Method::GET,
+                &format!("/v1/mo-logins/{token}?{q}"),
+                Some(KEY),
+                None,
+                &[],
+            ))
+            .await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    }
+    let r = api
+        .send(request(
+            Method::GET,
+            &format!("/v1/mo-logins/{token}?wait=%30"),
+            Some(KEY),
+            None,
+            &[],
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
 }
 
 #[tokio::test]

@@ -227,23 +227,6 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
         .map_err(|_| Problem::from(VerifyError::NotFound))
 }
 
-/// All digits but the last two masked, for logs.
-pub(crate) fn mask_number(n: &str) -> String {
-    let digits = n.chars().filter(char::is_ascii_digit).count();
-    let mut seen = 0;
-    n.chars()
-        .map(|c| {
-            if c.is_ascii_digit() {
-                seen += 1;
-                if seen + 2 <= digits {
-                    return '*';
-                }
-            }
-            c
-        })
-        .collect()
-}
-
 /// Start a verification (or return the pending one for the number).
 #[utoipa::path(
     post,
@@ -345,7 +328,7 @@ pub async fn start(
     tracing::info!(
         service = %svc.code,
         verification = %v.id,
-        to = %mask_number(&v.to),
+        to = %crate::verify::phone::mask(&v.to),
         created = st.created,
         sent = st.sent,
         "verification start"
@@ -454,15 +437,4 @@ pub async fn cancel(
     let id = path_id(id)?;
     let v = state.verify.cancel(&svc, &id, now_ms()).await?;
     Ok(Json(view(&state, &v, None).await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mask_number;
-
-    #[test]
-    fn masks_all_but_last_two_digits() {
-        assert_eq!(mask_number("+447400123456"), "+**********56");
-        assert_eq!(mask_number("12"), "12");
-    }
 }

@@ -3,7 +3,6 @@
 
 use super::json::JsonBody;
 use super::problem::{Problem, ProblemBody, ProblemCode};
-use super::verifications::mask_number;
 use crate::app::{now_ms, AppState};
 use crate::store::{CallJob, CallState};
 use crate::voice_gateway::{GatewayError, GatewayRequest, VoiceGateway};
@@ -79,7 +78,7 @@ fn view(c: &CallJob) -> VoiceCallView {
     VoiceCallView {
         id: c.id.clone(),
         sn: VoiceGateway::service_number(c).to_string(),
-        tn: mask_number(&c.to),
+        tn: crate::verify::phone::mask(&c.to),
         locale: c.locale.clone(),
         state: c.state,
         sip_code: c.sip_code,
@@ -159,7 +158,7 @@ pub async fn request(
             tracing::info!(
                 sn = %sn,
                 call = %r.call.id,
-                to = %mask_number(&r.call.to),
+                to = %crate::verify::phone::mask(&r.call.to),
                 created = r.created,
                 "voice gateway request"
             );

@@ -353,10 +353,9 @@ impl MoLoginService {
         match out {
             MoLoginOutcome::Completed { account, created } => {
                 info!(
-                    login = %p.token,
                     account = %account.id,
                     created,
-                    from = %crate::outbox::mask(&p.msisdn),
+                    from = %crate::verify::phone::mask(&p.msisdn),
                     "MO login completed"
                 );
                 if let Some(n) = self.waiting.lock().expect("waiting lock").get(&p.token) {

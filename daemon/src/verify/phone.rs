@@ -48,6 +48,24 @@ pub enum PhoneError {
     },
 }
 
+/// A number with all its digits but the last two hidden, for logs and
+/// answers that must not give the number away.
+pub fn mask(n: &str) -> String {
+    let digits = n.chars().filter(char::is_ascii_digit).count();
+    let mut seen = 0;
+    n.chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                seen += 1;
+                if seen + 2 <= digits {
+                    return '*';
+                }
+            }
+            c
+        })
+        .collect()
+}
+
 /// Parses `input` (E.164 with `+`, or national with `default_region`) into E.164.
 pub fn normalize(input: &str, default_region: &str) -> Result<E164, PhoneError> {
     let trimmed = input.trim();
@@ -82,6 +100,13 @@ pub fn normalize(input: &str, default_region: &str) -> Result<E164, PhoneError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_all_but_the_last_two_digits() {
+        assert_eq!(mask("+447400123456"), "+**********56");
+        assert_eq!(mask("+44 7400 123456"), "+** **** ****56");
+        assert_eq!(mask("12"), "12");
+    }
 
     #[test]
     fn international_and_national_forms_normalise() {
