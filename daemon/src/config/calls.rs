@@ -268,6 +268,24 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
         }
     }
     let s = &c.sip;
+    // A trunk that is our own SIP address sends every INVITE to ourselves.
+    if let Ok(listen) = s.listen.parse::<SocketAddr>() {
+        let public: Option<IpAddr> = s.public_ip.parse().ok();
+        for (i, t) in c.sip_trunk.iter().enumerate() {
+            let Ok(host) = t.host.parse::<IpAddr>() else {
+                continue;
+            };
+            let ours = host == listen.ip()
+                || Some(host) == public
+                || (listen.ip().is_unspecified() && host.is_loopback());
+            if t.port == listen.port() && ours {
+                p.push(format!(
+                    "sip_trunk[{i}] ({}): {}:{} is our own sip.listen ({}): calls would go to ourselves",
+                    t.name, t.host, t.port, s.listen
+                ));
+            }
+        }
+    }
     match s.listen.parse::<SocketAddr>() {
         Ok(a) if a.ip().is_unspecified() && s.public_ip.is_empty() => p.push(format!(
             "sip.listen = {:?}: listening on all addresses needs sip.public_ip (the address peers send RTP and requests to)",

@@ -503,6 +503,18 @@ numbers = ["+447400900000", "+447400900000"]
         ] {
             assert!(e.contains(want), "missing {want:?} in:\n{e}");
         }
+        // A trunk pointing at our own listen address.
+        let e = load_str(
+            &format!("{MIN}\n[sip]\nlisten = \"0.0.0.0:5060\"\npublic_ip = \"192.0.2.1\"\n[[sip_trunk]]\nname = \"me\"\nhost = \"127.0.0.1\"\nport = 5060\n"),
+            "t.toml",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("sip_trunk[0] (me): 127.0.0.1:5060 is our own sip.listen"),
+            "{e}"
+        );
         // A transport that is neither is refused by name.
         let e = load_str(
             &format!("{MIN}\n[[sip_trunk]]\nname = \"b\"\nhost = \"h\"\ntransport = \"sctp\"\n"),
