@@ -495,20 +495,15 @@ impl Driver {
         opt: &mut InviteOption,
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Ended {
-        let mut authenticated = false;
+        // Digest answers sent: one, and one more if the server says the
+        // nonce we answered went stale (RFC 7616: same credentials, new nonce).
+        let mut answers = 0u8;
         loop {
             match self.attempt(opt.clone(), commands).await {
                 Attempt::Done(e) => return e,
                 Attempt::Challenged(resp) => {
                     let t = &self.inner.trunks[self.trunk];
                     let code = resp.status_code.code();
-                    if authenticated || t.cfg.username.is_empty() || self.owner_gone {
-                        return Ended::Refused {
-                            code,
-                            retry_after: None,
-                        };
-                    }
-                    authenticated = true;
                     let (name, reply) = if code == 407 {
                         ("proxy-authenticate", true)
                     } else {
@@ -521,7 +516,17 @@ impl Driver {
                         .map(|h| h.value().to_string())
                         .collect();
                     let refs: Vec<&str> = challenges.iter().map(String::as_str).collect();
-                    let answer = Challenge::preferred(&refs).and_then(|c| {
+                    let chosen = Challenge::preferred(&refs);
+                    let stale = chosen.as_ref().is_ok_and(|c| c.stale);
+                    let allowed = answers == 0 || (answers == 1 && stale);
+                    if !allowed || t.cfg.username.is_empty() || self.owner_gone {
+                        return Ended::Refused {
+                            code,
+                            retry_after: None,
+                        };
+                    }
+                    answers += 1;
+                    let answer = chosen.and_then(|c| {
                         c.answer(
                             &t.cfg.username,
                             &t.cfg.password,
@@ -546,7 +551,12 @@ impl Driver {
                     } else {
                         Header::Authorization(answer.into())
                     };
-                    opt.headers.get_or_insert_with(Vec::new).push(h);
+                    // The new answer replaces the one for the stale nonce.
+                    let headers = opt.headers.get_or_insert_with(Vec::new);
+                    headers.retain(|h| {
+                        !matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_))
+                    });
+                    headers.push(h);
                 }
             }
         }

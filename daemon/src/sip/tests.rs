@@ -19,8 +19,9 @@ use verigate_codecs::media::g711::Law;
 use verigate_codecs::sdp;
 
 /// A UAS whose behaviour is the called user: …180 rings and waits, …503
-/// is overloaded (Retry-After: 30), …488 answers with G.729 only,
-/// anything else answers with PCMA.
+/// is overloaded (Retry-After: 30), …488 answers with G.729 only, …401
+/// challenges (nonce n1), says n1 went stale (nonce n2), then rings for an
+/// INVITE with one answer for n2; anything else answers with PCMA.
 async fn uas(token: &CancellationToken) -> SocketAddr {
     let tl = TransportLayer::new(token.child_token());
     let udp = UdpConnection::create_connection(
@@ -53,6 +54,50 @@ async fn uas(token: &CancellationToken) -> SocketAddr {
             let user = tx.original.uri.auth.as_ref().map(|a| a.user.clone());
             let dl = dl.clone();
             tokio::spawn(async move {
+                if user.as_deref() == Some("+447400000401") {
+                    let answers: Vec<String> = tx
+                        .original
+                        .headers
+                        .iter()
+                        .filter(|h| matches!(h, Header::Authorization(_)))
+                        .map(|h| h.value().to_string())
+                        .collect();
+                    let nonce = answers.first().and_then(|a| {
+                        a.split("nonce=\"")
+                            .nth(1)?
+                            .split('"')
+                            .next()
+                            .map(str::to_string)
+                    });
+                    let challenge = |nonce: &str, stale: bool| {
+                        vec![Header::WwwAuthenticate(
+                            format!(
+                                "Digest realm=\"test\", nonce=\"{nonce}\", algorithm=MD5{}",
+                                if stale { ", stale=true" } else { "" }
+                            )
+                            .into(),
+                        )]
+                    };
+                    match (nonce.as_deref(), answers.len()) {
+                        (None, _) => {
+                            let _ = tx
+                                .reply_with(StatusCode::Unauthorized, challenge("n1", false), None)
+                                .await;
+                            return;
+                        }
+                        (Some("n1"), 1) => {
+                            let _ = tx
+                                .reply_with(StatusCode::Unauthorized, challenge("n2", true), None)
+                                .await;
+                            return;
+                        }
+                        (Some("n2"), 1) => {}
+                        _ => {
+                            let _ = tx.reply(StatusCode::Forbidden).await;
+                            return;
+                        }
+                    }
+                }
                 if user.as_deref() == Some("+447400000503") {
                     let ra = vec![Header::RetryAfter("30".into())];
                     let _ = tx
@@ -67,7 +112,7 @@ async fn uas(token: &CancellationToken) -> SocketAddr {
                 let mut h = d.clone();
                 tokio::spawn(async move { h.handle(&mut tx).await });
                 let _ = d.ringing(None, None);
-                if user.as_deref() != Some("+447400000180") {
+                if !matches!(user.as_deref(), Some("+447400000180" | "+447400000401")) {
                     let offer = String::from_utf8_lossy(&d.initial_request().body).into_owned();
                     let (mut answer, _) = sdp::answer(
                         &offer,
@@ -240,6 +285,22 @@ async fn a_trunk_for_the_numbers_prefix_is_chosen_before_a_default_listed_first(
         .unwrap();
     let mut call = e.place(spec("+447400000180")).await.unwrap();
     assert_eq!(call.trunk, "uk");
+    assert_eq!(next(&mut call).await, CallEvent::Ringing);
+    call.commands.send(Command::End).unwrap();
+    token.cancel();
+}
+
+#[tokio::test]
+async fn a_stale_nonce_is_answered_once_more_with_one_authorization() {
+    let token = CancellationToken::new();
+    let t = SipTrunkEntry {
+        username: "lab".into(),
+        password: "secret".into(),
+        ..trunk(uas(&token).await, Duration::ZERO)
+    };
+    let e = engine(t, &token).await;
+    let mut call = e.place(spec("+447400000401")).await.unwrap();
+    // 401 (n1) → answer → 401 stale (n2) → answer replacing the first → 180.
     assert_eq!(next(&mut call).await, CallEvent::Ringing);
     call.commands.send(Command::End).unwrap();
     token.cancel();
