@@ -318,6 +318,8 @@ async fn a_503_pauses_the_trunk_for_its_retry_after() {
             retry_after: Some(Duration::from_secs(30))
         })
     );
+    // A refused call leaves no dialog behind either.
+    assert_eq!(e.dialogs(), 0);
     match e.place(spec("+447400000200")).await {
         Err(PlaceError::Busy { retry_in: Some(d) }) => {
             assert!(
