@@ -17,6 +17,24 @@ fn every_shipped_config_is_valid() {
 }
 
 #[test]
+fn the_lab_config_on_ephemeral_ports_is_valid() {
+    // What the e2e tests and `verigate run --set sip.listen=127.0.0.1:0` do:
+    // every listener on port 0, the lab trunk (port 0) naming the lab switch.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+    let sets: Vec<String> = [
+        "api.listen=127.0.0.1:0",
+        "api.admin_listen=127.0.0.1:0",
+        "lab.smsc.listen=127.0.0.1:0",
+        "lab.switch.listen=127.0.0.1:0",
+        "sip.listen=127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    config::load(&dir.join("verigate.toml"), &sets).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
 fn example_has_the_documented_deployment() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
     let c = config::load(&dir.join("example.toml"), &[]).unwrap();

@@ -278,7 +278,8 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
             let ours = host == listen.ip()
                 || Some(host) == public
                 || (listen.ip().is_unspecified() && host.is_loopback());
-            if t.port == listen.port() && ours {
+            // Port 0 names the lab switch, which listens on its own port.
+            if t.port != 0 && t.port == listen.port() && ours {
                 p.push(format!(
                     "sip_trunk[{i}] ({}): {}:{} is our own sip.listen ({}): calls would go to ourselves",
                     t.name, t.host, t.port, s.listen
