@@ -643,7 +643,7 @@ impl OursEsme {
                 verigate::smpp::SmppEvent::accept(ev);
             }
         });
-        let client = SmscClient::start(cfg, tx);
+        let client = SmscClient::start(cfg, tx, verigate::random::Random::os());
         if let Err(e) = client.wait_bound(Duration::from_secs(10)).await {
             client.shutdown().await;
             return Err(format!("ours: {e}"));

@@ -1,23 +1,18 @@
 //! State shared by the HTTP API, the admin endpoint and the background tasks.
 
-use crate::store::{Millis, Service, Store};
+use crate::clock::Clock;
+use crate::store::{Service, Store};
 use crate::verify::code::ServerSecret;
 use crate::verify::service::VerifyService;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Unix milliseconds now (the one place the daemon reads the wall clock).
-pub fn now_ms() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Everything a request handler needs.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// The wall clock requests are timed by.
+    pub clock: Clock,
     /// The store.
     pub store: Arc<dyn Store>,
     /// The verification service.

@@ -3,13 +3,13 @@
 //! flash-call script on each, and stores the outcome (with a voice call's
 //! SMS fallback in the same transaction).
 
-use crate::app::now_ms;
+use crate::clock::Clock;
+use crate::random::Random;
 use crate::sip::script::{
     Action, Clip, Ended, FlashScript, FlashTiming, Input, Outcome, VoiceScript, VoiceTiming,
 };
 use crate::sip::{CallEvent, CallPlacer, CallSpec, Command, PlaceError};
 use crate::store::{CallJob, CallKind, CallResult, CallState, MessageState, OutboxMessage, Store};
-use crate::verify::service::new_id;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -99,12 +99,13 @@ pub async fn run(
     prompts: Arc<Prompts>,
     settings: CallSettings,
     mut hangups: mpsc::UnboundedReceiver<String>,
+    (clock, rng): (Clock, Random),
     shutdown: CancellationToken,
 ) {
     let running: Running = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let now = now_ms();
+        let now = clock.now_ms();
         match store.expire_calls(now).await {
             Ok(expired) => {
                 for c in expired {
@@ -136,6 +137,8 @@ pub async fn run(
                 prompts: prompts.clone(),
                 settings: settings.clone(),
                 running: running.clone(),
+                clock: clock.clone(),
+                rng: rng.clone(),
             };
             tasks.spawn(ctx.run_one(job, stop_rx));
         }
@@ -172,6 +175,8 @@ struct Ctx {
     prompts: Arc<Prompts>,
     settings: CallSettings,
     running: Running,
+    clock: Clock,
+    rng: Random,
 }
 
 enum Script {
@@ -204,7 +209,7 @@ impl Ctx {
     async fn run_one(self, job: CallJob, stop: mpsc::UnboundedReceiver<Stop>) {
         let (outcome, stopped) = self.call(&job, stop).await;
         self.running.lock().expect("running lock").remove(&job.id);
-        let now = now_ms();
+        let now = self.clock.now_ms();
         // A call cut short by shutdown before it was answered or rang is
         // placed again after the restart, not recorded as cancelled.
         let outcome = match outcome {
@@ -287,7 +292,7 @@ impl Ctx {
         );
         let text = job.fallback_text.clone().filter(|_| failed)?;
         Some(OutboxMessage {
-            id: new_id("msg"),
+            id: self.rng.id("msg", now),
             verification_id: job.verification_id.clone(),
             service: job.service.clone(),
             to: job.to.clone(),
@@ -492,9 +497,9 @@ mod tests {
     }
 
     fn job(locale: &str) -> CallJob {
-        let now = now_ms();
+        let now = crate::clock::unix_ms();
         CallJob {
-            id: new_id("call"),
+            id: Random::os().id("call", now),
             verification_id: None,
             service: "vg:test".into(),
             kind: CallKind::Voice,
@@ -520,13 +525,18 @@ mod tests {
         let played = placer.played.clone();
         let j = job(locale);
         store.enqueue_call(&j, None).await.unwrap();
-        let claimed = store.claim_calls(now_ms(), 1, 60_000).await.unwrap();
+        let claimed = store
+            .claim_calls(crate::clock::unix_ms(), 1, 60_000)
+            .await
+            .unwrap();
         let ctx = Ctx {
             store: store.clone(),
             placer,
             prompts: Arc::new(prompts),
             settings: settings(),
             running: Arc::default(),
+            clock: Clock::system(),
+            rng: Random::os(),
         };
         let (_tx, rx) = mpsc::unbounded_channel();
         ctx.run_one(claimed[0].clone(), rx).await;

@@ -4,8 +4,9 @@
 //! again after the lease; once a submit_sm_resp is recorded it is never sent
 //! again.
 
-use crate::app::now_ms;
+use crate::clock::Clock;
 use crate::mologin::MoLoginService;
+use crate::random::Random;
 use crate::smpp::{NoRoute, Router, SmppEvent, SubmitError};
 use crate::store::{MessageState, MoPlan, OutboxMessage, Store};
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub async fn run_sender(
     store: Arc<dyn Store>,
     router: Arc<Router>,
     cfg: SenderConfig,
+    clock: Clock,
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(cfg.max_in_flight));
@@ -82,7 +84,7 @@ pub async fn run_sender(
             continue;
         }
         let claimed = match store
-            .claim_outbox(now_ms(), want, cfg.lease.as_millis() as i64)
+            .claim_outbox(clock.now_ms(), want, cfg.lease.as_millis() as i64)
             .await
         {
             Ok(c) => c,
@@ -100,8 +102,9 @@ pub async fn run_sender(
             let router = router.clone();
             let retry = cfg.retry_delay;
             let give_up = cfg.lease / 2;
+            let clock = clock.clone();
             tokio::spawn(async move {
-                send_one(&*store, &router, msg, retry, give_up).await;
+                send_one(&*store, &router, &clock, msg, retry, give_up).await;
                 drop(permit);
             });
         }
@@ -139,6 +142,7 @@ fn is_temporary(st: CommandStatus) -> bool {
 async fn send_one(
     store: &dyn Store,
     router: &Router,
+    clock: &Clock,
     msg: OutboxMessage,
     retry: Duration,
     give_up: Duration,
@@ -147,13 +151,18 @@ async fn send_one(
         Ok(c) => c,
         Err(NoRoute::Unrouted) => {
             let _ = store
-                .mark_failed(&msg.id, &NoRoute::Unrouted.to_string(), None, now_ms())
+                .mark_failed(
+                    &msg.id,
+                    &NoRoute::Unrouted.to_string(),
+                    None,
+                    clock.now_ms(),
+                )
                 .await;
             return;
         }
         Err(NoRoute::Disabled) => {
             // An operator took the link out: wait for it (or another route).
-            let now = now_ms();
+            let now = clock.now_ms();
             let _ = store
                 .mark_failed(
                     &msg.id,
@@ -188,7 +197,7 @@ async fn send_one(
                     || down_since.get_or_insert_with(tokio::time::Instant::now).elapsed() >= give_up
                 {
                     // Disabled: hand it back at once so another route can take it.
-                    let now = now_ms();
+                    let now = clock.now_ms();
                     let _ = store
                         .mark_failed(&msg.id, "SMSC link down; requeued", Some(now), now)
                         .await;
@@ -201,7 +210,7 @@ async fn send_one(
     crate::metrics::get()
         .submit_latency
         .observe(started.elapsed().as_secs_f64());
-    let now = now_ms();
+    let now = clock.now_ms();
     let retry_at = Some(now + retry.as_millis() as i64);
     let record = match outcome {
         Err(e) => SendRecord::Failed(e.to_string(), None),
@@ -328,6 +337,7 @@ const EVENT_LANES: usize = 64;
 pub async fn run_events(
     store: Arc<dyn Store>,
     mo_login: Option<Arc<MoLoginService>>,
+    (clock, rng): (Clock, Random),
     mut events: mpsc::Receiver<SmppEvent>,
 ) {
     let mut lanes = Vec::with_capacity(EVENT_LANES);
@@ -336,9 +346,10 @@ pub async fn run_events(
         let (tx, mut rx) = mpsc::channel::<SmppEvent>(256);
         let store = store.clone();
         let mo_login = mo_login.clone();
+        let (clock, rng) = (clock.clone(), rng.clone());
         tasks.push(tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                handle_event(&*store, mo_login.as_deref(), ev).await;
+                handle_event(&*store, mo_login.as_deref(), &clock, &rng, ev).await;
             }
         }));
         lanes.push(tx);
@@ -373,12 +384,18 @@ fn lane_of(ev: &SmppEvent) -> usize {
     (h.finish() % EVENT_LANES as u64) as usize
 }
 
-async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: SmppEvent) {
+async fn handle_event(
+    store: &dyn Store,
+    mo_login: Option<&MoLoginService>,
+    clock: &Clock,
+    rng: &Random,
+    ev: SmppEvent,
+) {
     match ev {
         SmppEvent::Dlr { dlr, ack, .. } => {
             let keys: Vec<String> = message_id_keys(&dlr.message_id).iter().cloned().collect();
             match store
-                .record_dlr(&keys, message_state(dlr.state), now_ms())
+                .record_dlr(&keys, message_state(dlr.state), clock.now_ms())
                 .await
             {
                 Ok(_) => {
@@ -405,9 +422,9 @@ async fn handle_event(store: &dyn Store, mo_login: Option<&MoLoginService>, ev: 
             ..
         } => {
             let taken = std::time::Instant::now();
-            let now = now_ms();
+            let now = clock.now_ms();
             let region = mo_login.map_or("", |svc| svc.region());
-            let mo = crate::mologin::incoming(&smsc, &from, from_ton, to, text, region, now);
+            let mo = crate::mologin::incoming(rng, &smsc, &from, from_ton, to, text, region, now);
             let key = crate::mologin::redelivery_key(&mo);
             // The MO is stored together with its outcome: one durable write,
             // then the deliver_sm_resp. With MO login off it is stored closed
@@ -516,13 +533,14 @@ pub async fn run_expiry(
     store: Arc<dyn Store>,
     every: Duration,
     prune: Prune,
+    clock: Clock,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             last_prune = Some(tokio::time::Instant::now());
-            let now = now_ms();
+            let now = clock.now_ms();
             let windows_before = now - (prune.windows_kept)().as_millis() as i64;
             let keys_before = now - prune.keys_kept.as_millis() as i64;
             match store.prune(windows_before, keys_before).await {
@@ -540,7 +558,7 @@ pub async fn run_expiry(
                 }
             }
         }
-        match store.expire_outbox(now_ms()).await {
+        match store.expire_outbox(clock.now_ms()).await {
             Ok(expired) => {
                 for m in expired {
                     warn!(message = %m.id, "message expired before it could be sent");

@@ -93,7 +93,7 @@ pub async fn run(opts: ProbeOptions) -> Result<ProbeReport, ProbeError> {
     );
     cfg.session.window = opts.window.max(1);
     let (ev_tx, mut ev_rx) = mpsc::channel(4096);
-    let client = SmscClient::start(cfg, ev_tx);
+    let client = SmscClient::start(cfg, ev_tx, crate::random::Random::os());
     if let Err(e) = client.wait_bound(opts.bind_timeout).await {
         client.shutdown().await;
         return Err(ProbeError::Bind(e.to_string()));

@@ -1,9 +1,11 @@
 //! `verigate run`: validate config, open the store, start the SMSC links,
 //! the outbox workers and the HTTP API; drain on SIGTERM, reload on SIGHUP.
 
-use crate::app::{api_key_hash, now_ms, AppState};
+use crate::app::{api_key_hash, AppState};
+use crate::clock::Clock;
 use crate::config::{self, BindKind, Config, SmscEntry, SplitKind};
 use crate::outbox::{self, SenderConfig};
+use crate::random::Random;
 use crate::smpp::{BindLayout, Router, SmscClient, SmscConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ApiKeyRecord, Service, Store};
@@ -58,6 +60,7 @@ pub async fn bootstrap_services(
     store: &dyn Store,
     secret: &ServerSecret,
     cfg: &Config,
+    now: crate::store::Millis,
 ) -> Result<(), StartError> {
     let env = |e: crate::store::StoreError| StartError::Environment(format!("store: {e}"));
     for s in &cfg.service {
@@ -73,7 +76,7 @@ pub async fn bootstrap_services(
                     code: s.code.clone(),
                     name: s.name.clone(),
                     settings,
-                    created_at: now_ms(),
+                    created_at: now,
                 })
                 .await
                 .map_err(env)?,
@@ -83,7 +86,7 @@ pub async fn bootstrap_services(
                 .map_err(env)?,
         }
         if let Some(key) = &s.api_key {
-            bootstrap_key(store, secret, &s.code, key).await?;
+            bootstrap_key(store, secret, &s.code, key, now).await?;
         }
     }
     // MO replies that belong to no app (an unknown token, no token) are
@@ -100,7 +103,7 @@ pub async fn bootstrap_services(
                 code: crate::mologin::SYSTEM_SERVICE.into(),
                 name: "MO login replies".into(),
                 settings: serde_json::json!({}),
-                created_at: now_ms(),
+                created_at: now,
             })
             .await
             .map_err(env)?;
@@ -117,6 +120,7 @@ async fn bootstrap_key(
     secret: &ServerSecret,
     service: &str,
     key: &str,
+    now: crate::store::Millis,
 ) -> Result<(), StartError> {
     let env = |e: crate::store::StoreError| StartError::Environment(format!("store: {e}"));
     let hash = api_key_hash(secret, key);
@@ -147,13 +151,13 @@ async fn bootstrap_key(
                     key_id: key_id.clone(),
                     service: service.to_string(),
                     hash,
-                    created_at: now_ms(),
+                    created_at: now,
                     revoked_at: None,
                 })
                 .await
                 .map_err(env)?;
             let revoked = store
-                .revoke_api_keys(service, &key_id, now_ms())
+                .revoke_api_keys(service, &key_id, now)
                 .await
                 .map_err(env)?;
             if revoked > 0 {
@@ -289,6 +293,7 @@ async fn start_calls(
     lab: Option<&LabSim>,
     store: Arc<dyn Store>,
     verify: &Arc<VerifyService>,
+    inputs: (Clock, Random),
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<Option<(crate::sip::engine::SipEngine, tokio::task::JoinHandle<()>)>, StartError> {
     let channels = crate::verify::channels::CallChannels::from_config(cfg)
@@ -309,9 +314,14 @@ async fn start_calls(
     // their CANCEL/BYE sent. Dropping the engine's last clone does not stop
     // it; the token does, after the worker is done.
     let engine_stop = tokio_util::sync::CancellationToken::new();
-    let engine = crate::sip::engine::SipEngine::start(&cfg.sip, &trunks, engine_stop.clone())
-        .await
-        .map_err(|e| StartError::Environment(e.to_string()))?;
+    let engine = crate::sip::engine::SipEngine::start(
+        &cfg.sip,
+        &trunks,
+        inputs.1.clone(),
+        engine_stop.clone(),
+    )
+    .await
+    .map_err(|e| StartError::Environment(e.to_string()))?;
     let (hang_tx, hang_rx) = mpsc::unbounded_channel();
     verify.set_hangups(hang_tx);
     let v = &cfg.voice;
@@ -340,6 +350,7 @@ async fn start_calls(
         Arc::new(prompts),
         settings,
         hang_rx,
+        inputs,
         shutdown,
     ));
     let worker = tokio::spawn(async move {
@@ -353,6 +364,8 @@ async fn start_calls(
 pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     let cfg = config::load(path, sets)?;
     let prompts = load_prompts(&cfg)?;
+    let clock = Clock::system();
+    let rng = Random::os();
     // Bind the listeners first so a busy port fails before anything else starts.
     let api_addr: SocketAddr = cfg.api.listen.parse().expect("validated");
     let listener = tokio::net::TcpListener::bind(api_addr).await.map_err(|e| {
@@ -366,15 +379,15 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
                 "cannot listen on {admin_addr} (api.admin_listen): {e}"
             ))
         })?;
-    let secret = ServerSecret::load_or_create(Path::new(&cfg.secrets.server_secret_file))
+    let secret = ServerSecret::load_or_create(Path::new(&cfg.secrets.server_secret_file), &rng)
         .map_err(StartError::Environment)?;
-    let admin_token = admin_token(&cfg)?;
+    let admin_token = admin_token(&cfg, &rng)?;
     let config::StoreConfig::Sqlite { path: db } = &cfg.store;
     let sqlite = SqliteStore::open(db)
         .await
         .map_err(|e| StartError::Environment(format!("store {db}: {e}")))?;
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
-    bootstrap_services(&*store, &secret, &cfg).await?;
+    bootstrap_services(&*store, &secret, &cfg, clock.now_ms()).await?;
     let lab = match &cfg.lab.smsc {
         Some(l) => Some(start_lab_sim(l, cfg.smsc.first())?),
         None => None,
@@ -388,7 +401,10 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             sc.host = lab.addr.ip().to_string();
             sc.port = lab.addr.port();
         }
-        router.add(SmscClient::start(sc, ev_tx.clone()), &e.prefixes);
+        router.add(
+            SmscClient::start(sc, ev_tx.clone(), rng.clone()),
+            &e.prefixes,
+        );
     }
     drop(ev_tx);
     let router = Arc::new(router);
@@ -396,6 +412,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         store.clone(),
         secret.clone(),
         cfg.verify.clone(),
+        rng.clone(),
     ));
     let lab_switch = match &cfg.lab.switch {
         Some(l) => Some(start_lab_switch(l)?),
@@ -408,6 +425,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         lab_switch.as_ref(),
         store.clone(),
         &verify,
+        (clock.clone(), rng.clone()),
         calls_stop.clone(),
     )
     .await?;
@@ -438,16 +456,22 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         store.clone(),
         secret.clone(),
         mo_cfg,
+        rng.clone(),
     ));
     let state_secret = secret.clone();
     let callers = Arc::new(crate::app::CallerCache::new(crate::app::CALLER_CACHE_TTL));
     let state = AppState {
+        clock: clock.clone(),
         store: store.clone(),
         verify: verify.clone(),
         secret,
         trust_forwarded_for: cfg.api.trust_forwarded_for,
         callers: callers.clone(),
-        voice_gateway: Arc::new(crate::voice_gateway::VoiceGateway::new(store.clone(), &cfg)),
+        voice_gateway: Arc::new(crate::voice_gateway::VoiceGateway::new(
+            store.clone(),
+            &cfg,
+            rng.clone(),
+        )),
         mo_login: mo_login.clone(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -460,12 +484,14 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             retry_delay: cfg.outbox.retry_delay.0,
             ..SenderConfig::default()
         },
+        clock.clone(),
         stop_rx.clone(),
     ));
     let mo_on = !cfg.mo_login.short_code.is_empty();
     let events = tokio::spawn(outbox::run_events(
         store.clone(),
         mo_on.then(|| mo_login.clone()),
+        (clock.clone(), rng.clone()),
         ev_rx,
     ));
     let limits_of = verify.clone();
@@ -483,6 +509,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             }),
             keys_kept: crate::verify::service::IDEMPOTENCY_KEY_TTL,
         },
+        clock.clone(),
         stop_rx.clone(),
     ));
     // Status webhooks: signed, retried with backoff, never on the API's path.
@@ -493,6 +520,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         store.clone(),
         wh_client,
         wh_cfg,
+        (clock.clone(), rng.clone()),
         stop_rx.clone(),
     ));
     let app = crate::api::router(state)
@@ -502,11 +530,13 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             calls.as_ref().map(|(e, _)| e.clone()),
         ));
     let admin_app = crate::admin::router(crate::admin::AdminState {
+        clock: clock.clone(),
+        rng: rng.clone(),
         store: store.clone(),
         router: router.clone(),
         secret: state_secret,
         token: admin_token.into(),
-        started_at: now_ms(),
+        started_at: clock.now_ms(),
         verify: verify.clone(),
         callers,
     });
@@ -571,7 +601,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
 
 /// The admin token: from the config, else from `admin_token_file`, created
 /// with a random token (mode 0600) on first start.
-fn admin_token(cfg: &Config) -> Result<String, StartError> {
+fn admin_token(cfg: &Config, rng: &Random) -> Result<String, StartError> {
     if !cfg.api.admin_token.is_empty() {
         return Ok(cfg.api.admin_token.clone());
     }
@@ -583,7 +613,7 @@ fn admin_token(cfg: &Config) -> Result<String, StartError> {
             path.display()
         ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let t = crate::verify::service::new_id("adm");
+            let t = format!("adm_{}", rng.hex(24));
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StartError::Environment(format!("cannot create {}: {e}", dir.display()))
@@ -742,14 +772,14 @@ mod tests {
     #[tokio::test]
     async fn config_keys_survive_rotation_and_replacement() {
         let store = SqliteStore::open_in_memory().await.unwrap();
-        let secret = ServerSecret::random();
-        bootstrap_services(&store, &secret, &config("key-one-0123456789"))
+        let secret = ServerSecret::random(&Random::os());
+        bootstrap_services(&store, &secret, &config("key-one-0123456789"), 1_000)
             .await
             .unwrap();
         let first = live_keys(&store).await;
         assert_eq!(first.len(), 1);
         // Restarting with the same config changes nothing.
-        bootstrap_services(&store, &secret, &config("key-one-0123456789"))
+        bootstrap_services(&store, &secret, &config("key-one-0123456789"), 1_000)
             .await
             .unwrap();
         assert_eq!(live_keys(&store).await, first);
@@ -769,12 +799,12 @@ mod tests {
             .revoke_api_keys("acme", "key_rotated", 2)
             .await
             .unwrap();
-        bootstrap_services(&store, &secret, &config("key-one-0123456789"))
+        bootstrap_services(&store, &secret, &config("key-one-0123456789"), 1_000)
             .await
             .unwrap();
         assert_eq!(live_keys(&store).await, vec!["key_rotated".to_string()]);
         // A new key in the config replaces the others.
-        bootstrap_services(&store, &secret, &config("key-two-0123456789"))
+        bootstrap_services(&store, &secret, &config("key-two-0123456789"), 1_000)
             .await
             .unwrap();
         let live = live_keys(&store).await;
@@ -786,13 +816,15 @@ mod tests {
     #[tokio::test]
     async fn a_key_shared_by_two_services_is_a_config_error() {
         let store = SqliteStore::open_in_memory().await.unwrap();
-        let secret = ServerSecret::random();
-        bootstrap_services(&store, &secret, &config("shared-key-0123456789"))
+        let secret = ServerSecret::random(&Random::os());
+        bootstrap_services(&store, &secret, &config("shared-key-0123456789"), 1_000)
             .await
             .unwrap();
         let text = "[api]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[store]\nkind = \"sqlite\"\npath = \"./var/x.db\"\n[secrets]\nserver_secret_file = \"./var/s\"\n[[service]]\ncode = \"other\"\nname = \"O\"\napi_key = \"shared-key-0123456789\"\n";
         let cfg = config::load_str(text, "t.toml", &[]).unwrap();
-        let e = bootstrap_services(&store, &secret, &cfg).await.unwrap_err();
+        let e = bootstrap_services(&store, &secret, &cfg, 1_000)
+            .await
+            .unwrap_err();
         assert!(
             e.to_string()
                 .contains("already the API key of service \"acme\""),

@@ -13,7 +13,8 @@
 //! Receivers check it with [`verify_signature`], which also rejects stale
 //! timestamps (replay protection).
 
-use crate::app::now_ms;
+use crate::clock::Clock;
+use crate::random::Random;
 use crate::store::{AuditEvent, Millis, Service, Store, StoreResult, Verification, WebhookJob};
 use hmac::{Hmac, Mac};
 use rand::Rng;
@@ -77,7 +78,7 @@ impl WebhookConfig {
     /// Delay before retrying after failed attempt number `attempt` (1-based):
     /// `initial_backoff · 2^(attempt-1)` capped at `max_backoff`, with equal
     /// jitter (uniform in the upper half).
-    pub fn backoff(&self, attempt: u32) -> Duration {
+    pub fn backoff(&self, attempt: u32, rng: &Random) -> Duration {
         let exp = attempt.saturating_sub(1).min(31);
         let base = self
             .initial_backoff
@@ -85,16 +86,16 @@ impl WebhookConfig {
             .min(self.max_backoff);
         let ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
         let half = ms / 2;
-        let jitter = rand::thread_rng().gen_range(0..=ms - half);
+        let jitter = rng.rng().gen_range(0..=ms - half);
         Duration::from_millis(half + jitter)
     }
 }
 
 /// The JSON event for a verification (never its code or code hash).
-pub fn event_body(kind: &str, verification: &Verification, at: Millis) -> Value {
+pub fn event_body(rng: &Random, kind: &str, verification: &Verification, at: Millis) -> Value {
     serde_json::json!({
         "type": kind,
-        "id": crate::verify::service::new_id("evt"),
+        "id": rng.id("evt", at),
         "created_at": verigate_codecs::time::rfc3339(at),
         "data": {
             "id": verification.id,
@@ -133,9 +134,9 @@ pub fn has_url(service: &Service) -> bool {
 
 /// The job delivering `body` to the service's webhook, if it has a
 /// `webhook_url` (for callers that queue it in their own transaction).
-pub fn job(service: &Service, body: &Value, now: Millis) -> Option<WebhookJob> {
+pub fn job(rng: &Random, service: &Service, body: &Value, now: Millis) -> Option<WebhookJob> {
     Some(WebhookJob {
-        id: crate::verify::service::new_id("wh"),
+        id: rng.id("wh", now),
         service: service.code.clone(),
         url: webhook_url(service)?.to_string(),
         body: body.to_string(),
@@ -149,11 +150,12 @@ pub fn job(service: &Service, body: &Value, now: Millis) -> Option<WebhookJob> {
 /// returns whether a job was queued. Only writes to the store (no network).
 pub async fn enqueue(
     store: &dyn Store,
+    rng: &Random,
     service: &Service,
     body: &Value,
     now: Millis,
 ) -> StoreResult<bool> {
-    let Some(job) = job(service, body, now) else {
+    let Some(job) = job(rng, service, body, now) else {
         return Ok(false);
     };
     store.enqueue_webhook(&job).await?;
@@ -263,6 +265,7 @@ pub async fn run_worker(
     store: Arc<dyn Store>,
     client: reqwest::Client,
     cfg: WebhookConfig,
+    (clock, rng): (Clock, Random),
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = cfg.batch.max(1) as usize;
@@ -297,7 +300,7 @@ pub async fn run_worker(
         }
         let wanted = held.len();
         let jobs = match store
-            .claim_webhooks(now_ms(), wanted as u32, lease_ms)
+            .claim_webhooks(clock.now_ms(), wanted as u32, lease_ms)
             .await
         {
             Ok(jobs) => jobs,
@@ -311,8 +314,9 @@ pub async fn run_worker(
             let store = store.clone();
             let client = client.clone();
             let cfg = cfg.clone();
+            let ctx = (clock.clone(), rng.clone());
             tokio::spawn(async move {
-                deliver(&*store, &client, &cfg, job).await;
+                deliver(&*store, &client, &cfg, &ctx, job).await;
                 drop(permit);
             });
         }
@@ -345,6 +349,7 @@ async fn deliver(
     store: &dyn Store,
     client: &reqwest::Client,
     cfg: &WebhookConfig,
+    ctx: &(Clock, Random),
     job: WebhookJob,
 ) {
     let secret = match store.get_service(&job.service).await {
@@ -353,7 +358,7 @@ async fn deliver(
         Err(e) => {
             // Our failure, not the receiver's: try again later.
             error!(service = %job.service, job = %job.id, error = %e, "cannot load service for webhook");
-            reschedule(store, cfg, &job, &format!("store: {e}")).await;
+            reschedule(store, cfg, ctx, &job, &format!("store: {e}")).await;
             return;
         }
     };
@@ -363,11 +368,11 @@ async fn deliver(
             job = %job.id,
             "webhook dropped: the service or its webhook secret is gone"
         );
-        give_up(store, &job, "service or webhook secret gone").await;
+        give_up(store, &ctx.0, &job, "service or webhook secret gone").await;
         return;
     };
     let event_id = event_id(&job);
-    let now = now_ms();
+    let now = ctx.0.now_ms();
     let signature = sign(secret.as_bytes(), now.div_euclid(1000), &job.body);
     let sent = client
         .post(&job.url)
@@ -403,11 +408,11 @@ async fn deliver(
                 error = %err,
                 "webhook undeliverable, giving up"
             );
-            give_up(store, &job, &err).await;
+            give_up(store, &ctx.0, &job, &err).await;
         }
         Some(err) => {
             debug!(service = %job.service, job = %job.id, attempt = job.attempts, error = %err, "webhook delivery failed; will retry");
-            reschedule(store, cfg, &job, &err).await;
+            reschedule(store, cfg, ctx, &job, &err).await;
         }
     }
 }
@@ -433,22 +438,28 @@ fn describe(e: reqwest::Error) -> String {
     out
 }
 
-async fn reschedule(store: &dyn Store, cfg: &WebhookConfig, job: &WebhookJob, err: &str) {
-    let delay = i64::try_from(cfg.backoff(job.attempts).as_millis()).unwrap_or(i64::MAX);
-    let at = now_ms().saturating_add(delay);
+async fn reschedule(
+    store: &dyn Store,
+    cfg: &WebhookConfig,
+    (clock, rng): &(Clock, Random),
+    job: &WebhookJob,
+    err: &str,
+) {
+    let delay = i64::try_from(cfg.backoff(job.attempts, rng).as_millis()).unwrap_or(i64::MAX);
+    let at = clock.now_ms().saturating_add(delay);
     if let Err(e) = store.retry_webhook(&job.id, err, Some(at)).await {
         // The lease will run out and the job be claimed again.
         error!(service = %job.service, job = %job.id, error = %e, "cannot reschedule webhook job");
     }
 }
 
-async fn give_up(store: &dyn Store, job: &WebhookJob, err: &str) {
+async fn give_up(store: &dyn Store, clock: &Clock, job: &WebhookJob, err: &str) {
     if let Err(e) = store.retry_webhook(&job.id, err, None).await {
         error!(service = %job.service, job = %job.id, error = %e, "cannot drop webhook job");
         return;
     }
     let event = AuditEvent {
-        at: now_ms(),
+        at: clock.now_ms(),
         service: Some(job.service.clone()),
         kind: AUDIT_DROPPED.to_string(),
         detail: serde_json::json!({
@@ -578,7 +589,13 @@ mod tests {
 
     fn start(store: &Arc<dyn Store>, cfg: WebhookConfig) -> (watch::Sender<bool>, JoinHandle<()>) {
         let (tx, rx) = watch::channel(false);
-        let h = tokio::spawn(run_worker(store.clone(), test_client(), cfg, rx));
+        let h = tokio::spawn(run_worker(
+            store.clone(),
+            test_client(),
+            cfg,
+            (Clock::system(), Random::os()),
+            rx,
+        ));
         (tx, h)
     }
 
@@ -628,7 +645,12 @@ mod tests {
     #[test]
     fn event_body_has_the_fields_and_never_the_code() {
         let v = verification("acme");
-        let b = event_body("verification.approved", &v, 1_795_000_030_000);
+        let b = event_body(
+            &Random::os(),
+            "verification.approved",
+            &v,
+            1_795_000_030_000,
+        );
         assert_eq!(b["type"], "verification.approved");
         assert!(b["id"].as_str().unwrap().starts_with("evt_"));
         assert_eq!(b["created_at"], "2026-11-18T11:07:10.000Z");
@@ -643,7 +665,10 @@ mod tests {
         assert!(!text.contains("code"), "{text}");
         assert!(!text.contains(&hex::encode(&v.code_hash)), "{text}");
         // Each event has its own id.
-        assert_ne!(event_body("x", &v, 0)["id"], event_body("x", &v, 0)["id"]);
+        assert_ne!(
+            event_body(&Random::os(), "x", &v, 0)["id"],
+            event_body(&Random::os(), "x", &v, 0)["id"]
+        );
     }
 
     #[test]
@@ -703,12 +728,13 @@ mod tests {
             (u32::MAX, 600_000),
         ] {
             for _ in 0..50 {
-                let d = cfg.backoff(attempt).as_millis() as u64;
+                let d = cfg.backoff(attempt, &Random::os()).as_millis() as u64;
                 assert!((base / 2..=base).contains(&d), "attempt {attempt}: {d} ms");
             }
         }
         // Jitter spreads retries.
-        let spread: std::collections::HashSet<_> = (0..50).map(|_| cfg.backoff(5)).collect();
+        let spread: std::collections::HashSet<_> =
+            (0..50).map(|_| cfg.backoff(5, &Random::os())).collect();
         assert!(spread.len() > 1);
     }
 
@@ -721,8 +747,17 @@ mod tests {
         ] {
             let svc = service("acme", settings);
             let store = store_with(&svc).await;
-            let body = event_body("verification.approved", &verification("acme"), now_ms());
-            assert!(!enqueue(&*store, &svc, &body, now_ms()).await.unwrap());
+            let body = event_body(
+                &Random::os(),
+                "verification.approved",
+                &verification("acme"),
+                crate::clock::unix_ms(),
+            );
+            assert!(
+                !enqueue(&*store, &Random::os(), &svc, &body, crate::clock::unix_ms())
+                    .await
+                    .unwrap()
+            );
             assert!(remaining(&store).await.is_empty());
         }
     }
@@ -734,8 +769,15 @@ mod tests {
             serde_json::json!({ "webhook_url": "https://app.example/hook", "webhook_secret": SECRET }),
         );
         let store = store_with(&svc).await;
-        let body = event_body("verification.approved", &verification("acme"), 1_000);
-        assert!(enqueue(&*store, &svc, &body, 1_000).await.unwrap());
+        let body = event_body(
+            &Random::os(),
+            "verification.approved",
+            &verification("acme"),
+            1_000,
+        );
+        assert!(enqueue(&*store, &Random::os(), &svc, &body, 1_000)
+            .await
+            .unwrap());
         let jobs = remaining(&store).await;
         assert_eq!(jobs.len(), 1);
         let j = &jobs[0];
@@ -754,8 +796,17 @@ mod tests {
             serde_json::json!({ "webhook_url": format!("http://{addr}/hook"), "webhook_secret": SECRET }),
         );
         let store = store_with(&svc).await;
-        let body = event_body("verification.approved", &verification("acme"), now_ms());
-        assert!(enqueue(&*store, &svc, &body, now_ms()).await.unwrap());
+        let body = event_body(
+            &Random::os(),
+            "verification.approved",
+            &verification("acme"),
+            crate::clock::unix_ms(),
+        );
+        assert!(
+            enqueue(&*store, &Random::os(), &svc, &body, crate::clock::unix_ms())
+                .await
+                .unwrap()
+        );
 
         let (tx, h) = start(&store, fast_cfg());
         wait_hits(&script, 1).await;
@@ -777,7 +828,7 @@ mod tests {
         );
 
         let sig = header(hit, "verigate-signature");
-        let now = now_ms() / 1000;
+        let now = crate::clock::unix_ms() / 1000;
         let check = |secret: &[u8], body: &str, now| {
             verify_signature(secret, sig, body, now, DEFAULT_TOLERANCE_SECS)
         };
@@ -814,8 +865,17 @@ mod tests {
             serde_json::json!({ "webhook_url": format!("http://{addr}/hook"), "webhook_secret": SECRET }),
         );
         let store = store_with(&svc).await;
-        let body = event_body("verification.approved", &verification("acme"), now_ms());
-        assert!(enqueue(&*store, &svc, &body, now_ms()).await.unwrap());
+        let body = event_body(
+            &Random::os(),
+            "verification.approved",
+            &verification("acme"),
+            crate::clock::unix_ms(),
+        );
+        assert!(
+            enqueue(&*store, &Random::os(), &svc, &body, crate::clock::unix_ms())
+                .await
+                .unwrap()
+        );
 
         let cfg = WebhookConfig {
             max_attempts: 5,
@@ -830,7 +890,7 @@ mod tests {
 
         let hits = std::mem::take(&mut *script.hits.lock().unwrap());
         assert_eq!(hits.len(), 3);
-        let now = now_ms() / 1000;
+        let now = crate::clock::unix_ms() / 1000;
         for hit in hits.iter() {
             // Same event each time (receivers deduplicate on its id), each signed.
             assert_eq!(
@@ -861,8 +921,17 @@ mod tests {
             serde_json::json!({ "webhook_url": format!("http://{addr}/hook"), "webhook_secret": SECRET }),
         );
         let store = store_with(&svc).await;
-        let body = event_body("verification.expired", &verification("acme"), now_ms());
-        assert!(enqueue(&*store, &svc, &body, now_ms()).await.unwrap());
+        let body = event_body(
+            &Random::os(),
+            "verification.expired",
+            &verification("acme"),
+            crate::clock::unix_ms(),
+        );
+        assert!(
+            enqueue(&*store, &Random::os(), &svc, &body, crate::clock::unix_ms())
+                .await
+                .unwrap()
+        );
 
         let (tx, h) = start(&store, fast_cfg());
         let dropped = wait_dropped(&store).await;
@@ -886,8 +955,17 @@ mod tests {
             serde_json::json!({ "webhook_url": format!("http://{addr}/hook") }),
         );
         let store = store_with(&svc).await;
-        let body = event_body("verification.approved", &verification("acme"), now_ms());
-        assert!(enqueue(&*store, &svc, &body, now_ms()).await.unwrap());
+        let body = event_body(
+            &Random::os(),
+            "verification.approved",
+            &verification("acme"),
+            crate::clock::unix_ms(),
+        );
+        assert!(
+            enqueue(&*store, &Random::os(), &svc, &body, crate::clock::unix_ms())
+                .await
+                .unwrap()
+        );
 
         let (tx, h) = start(&store, fast_cfg());
         let dropped = wait_dropped(&store).await;

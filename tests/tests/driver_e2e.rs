@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 use tokio::sync::mpsc;
+use verigate::random::Random;
 use verigate::smpp::{BindLayout, Router, SmppEvent, SmscClient, SmscConfig, SubmitError};
 use verigate_codecs::smpp::{Address, SubmitSm};
 use verigate_e2e::Sim;
@@ -30,7 +31,7 @@ async fn reconnects_after_the_smsc_drops_the_connection() {
     let (tx, _rx) = mpsc::channel(1024);
     let mut c = cfg(&sim);
     c.session.window = 1;
-    let client = SmscClient::start(c, tx);
+    let client = SmscClient::start(c, tx, Random::os());
     client.wait_bound(Duration::from_secs(5)).await.unwrap();
     let mut accepted = 0;
     for i in 0..40 {
@@ -74,7 +75,7 @@ async fn submits_wait_while_the_smsc_is_down_and_go_out_when_it_returns() {
     let mut c = SmscConfig::new("late", "127.0.0.1", port, "verigate", "secret");
     c.reconnect_min = Duration::from_millis(50);
     c.reconnect_max = Duration::from_millis(100);
-    let client = SmscClient::start(c, tx);
+    let client = SmscClient::start(c, tx, Random::os());
     let pending = client
         .submit_sm(sm("447700900002", "queued while down", false))
         .await;
@@ -93,7 +94,7 @@ async fn tx_and_rx_binds_split_submit_and_receipts() {
     let (tx, mut rx) = mpsc::channel(1024);
     let mut c = cfg(&sim);
     c.layout = BindLayout::TxRx { tx: 2, rx: 1 };
-    let client = SmscClient::start(c, tx);
+    let client = SmscClient::start(c, tx, Random::os());
     client.wait_bound(Duration::from_secs(5)).await.unwrap();
     // Wait for all three binds.
     for _ in 0..50 {
@@ -130,7 +131,7 @@ async fn tx_and_rx_binds_split_submit_and_receipts() {
 async fn long_mo_is_reassembled_and_acknowledged_once_stored() {
     let sim = Sim::start(&[]);
     let (tx, mut rx) = mpsc::channel(16);
-    let client = SmscClient::start(cfg(&sim), tx);
+    let client = SmscClient::start(cfg(&sim), tx, Random::os());
     client.wait_bound(Duration::from_secs(5)).await.unwrap();
     let text = "LOGIN 7Q2X9 ".repeat(30) + "€ [done]";
     let (status, body) = sim.send(
@@ -163,7 +164,7 @@ async fn long_mo_is_reassembled_and_acknowledged_once_stored() {
 async fn an_mo_sent_as_data_sm_is_answered_with_data_sm_resp() {
     let sim = Sim::start(&[]);
     let (tx, mut rx) = mpsc::channel(16);
-    let client = SmscClient::start(cfg(&sim), tx);
+    let client = SmscClient::start(cfg(&sim), tx, Random::os());
     client.wait_bound(Duration::from_secs(5)).await.unwrap();
     for (i, answer) in ["accept", "retry"].into_iter().enumerate() {
         let (status, body) = sim.send(
@@ -203,7 +204,7 @@ async fn a_submit_given_up_while_the_bind_is_pending_is_never_sent() {
     // The SMSC accepts TCP at once but answers the bind only after 800 ms.
     let sim = Sim::start(&["--faults", r#"{"bind_delay_ms":800}"#]);
     let (tx, _rx) = mpsc::channel(16);
-    let client = SmscClient::start(cfg(&sim), tx);
+    let client = SmscClient::start(cfg(&sim), tx, Random::os());
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The caller gives this one up (as the outbox does after its give-up
     // time) before the bind succeeds…
@@ -237,8 +238,11 @@ async fn router_picks_the_smsc_by_longest_prefix() {
     a.name = "uk".into();
     let mut b = cfg(&other);
     b.name = "default".into();
-    router.add(SmscClient::start(a, tx.clone()), &["+44".to_string()]);
-    router.add(SmscClient::start(b, tx), &[]);
+    router.add(
+        SmscClient::start(a, tx.clone(), Random::os()),
+        &["+44".to_string()],
+    );
+    router.add(SmscClient::start(b, tx, Random::os()), &[]);
     for c in router.smscs() {
         c.wait_bound(Duration::from_secs(5)).await.unwrap();
     }
@@ -264,7 +268,7 @@ async fn silent_smsc_is_detected_by_enquire_link_and_rebound() {
     let mut c = cfg(&sim);
     c.session.enquire_link_interval = Duration::from_millis(150);
     c.session.response_timeout = Duration::from_millis(150);
-    let client = SmscClient::start(c, tx);
+    let client = SmscClient::start(c, tx, Random::os());
     client.wait_bound(Duration::from_secs(5)).await.unwrap();
     // Idle long enough for enquire_link to go unanswered twice over.
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -282,7 +286,7 @@ async fn slow_responses_time_out_with_unknown_outcome() {
     let (tx, _rx) = mpsc::channel(16);
     let mut c = cfg(&sim);
     c.session.response_timeout = Duration::from_millis(200);
-    let client = SmscClient::start(c, tx);
+    let client = SmscClient::start(c, tx, Random::os());
     client.wait_bound(Duration::from_secs(5)).await.unwrap();
     let r = client.submit_sm(sm("447700900006", "slow", false)).await;
     assert_eq!(r.await.unwrap(), Err(SubmitError::Timeout));

@@ -4,7 +4,9 @@
 
 use crate::api::json::JsonBody;
 use crate::api::problem::{Problem, ProblemCode};
-use crate::app::{api_key_hash, now_ms};
+use crate::app::api_key_hash;
+use crate::clock::Clock;
+use crate::random::Random;
 use crate::smpp::Router;
 use crate::store::{ApiKeyRecord, Service, Store, StoreError};
 use crate::verify::code::ServerSecret;
@@ -14,7 +16,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
-use rand::rngs::OsRng;
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,6 +25,10 @@ use subtle::ConstantTimeEq;
 /// What admin handlers need.
 #[derive(Debug, Clone)]
 pub struct AdminState {
+    /// The wall clock.
+    pub clock: Clock,
+    /// Where new API keys are drawn from.
+    pub rng: Random,
     /// The store.
     pub store: Arc<dyn Store>,
     /// SMSC links.
@@ -103,7 +108,7 @@ async fn status(State(s): State<AdminState>) -> Answer {
     let depth = s.store.outbox_depth().await.map_err(store_problem)?;
     let services = s.store.list_services().await.map_err(store_problem)?.len();
     Ok(Json(json!({
-        "uptime_seconds": (now_ms() - s.started_at) / 1000,
+        "uptime_seconds": (s.clock.now_ms() - s.started_at) / 1000,
         "smscs": smscs_json(&s.router),
         "outbox": {"queued": depth.queued, "sending": depth.sending, "submitted": depth.submitted},
         "services": services,
@@ -168,7 +173,7 @@ async fn switch_smsc(State(s): State<AdminState>, Path(name): Path<String>, on: 
     tracing::info!(smsc = %name, enabled = on, changed, "SMSC switched by operator");
     if changed {
         let ev = crate::store::AuditEvent {
-            at: now_ms(),
+            at: s.clock.now_ms(),
             service: None,
             kind: if on { "smsc.enabled" } else { "smsc.disabled" }.into(),
             detail: json!({"smsc": name}),
@@ -214,7 +219,7 @@ struct NewService {
 /// Issues a fresh API key (`vg_` and 32 random bytes in hex, shown once);
 /// its id is derived from the key's hash, so it gives nothing of the key away.
 async fn issue_key(s: &AdminState, service: &str) -> Result<(String, String), StoreError> {
-    let key = format!("vg_{}", hex::encode(OsRng.gen::<[u8; 32]>()));
+    let key = format!("vg_{}", hex::encode(s.rng.rng().gen::<[u8; 32]>()));
     let hash = api_key_hash(&s.secret, &key);
     let key_id = format!("key_{}", hex::encode(&hash[..4]));
     s.store
@@ -222,7 +227,7 @@ async fn issue_key(s: &AdminState, service: &str) -> Result<(String, String), St
             key_id: key_id.clone(),
             service: service.to_string(),
             hash,
-            created_at: now_ms(),
+            created_at: s.clock.now_ms(),
             revoked_at: None,
         })
         .await?;
@@ -254,7 +259,7 @@ async fn add_service(
         code: n.code.clone(),
         name: n.name,
         settings: json!({"allowed_countries": n.allowed_countries}),
-        created_at: now_ms(),
+        created_at: s.clock.now_ms(),
     };
     s.store.create_service(&svc).await.map_err(store_problem)?;
     let (key, key_id) = issue_key(&s, &n.code).await.map_err(|e| {
@@ -276,7 +281,10 @@ async fn add_service(
 async fn rotate_key(State(s): State<AdminState>, Path(code): Path<String>) -> Answer {
     service_named(&s, &code).await?;
     let (key, key_id) = issue_key(&s, &code).await.map_err(store_problem)?;
-    let revoked = s.store.revoke_api_keys(&code, &key_id, now_ms()).await;
+    let revoked = s
+        .store
+        .revoke_api_keys(&code, &key_id, s.clock.now_ms())
+        .await;
     // The old keys stop working now, not when their cache entries expire.
     s.callers.clear();
     // The new key exists either way: it must be shown, or it is lost.
@@ -322,7 +330,7 @@ async fn verify_start(State(s): State<AdminState>, body: JsonBody<AdminStart>) -
         locale: b.locale,
         ..Default::default()
     };
-    let st = s.verify.start(&svc, req, now_ms()).await?;
+    let st = s.verify.start(&svc, req, s.clock.now_ms()).await?;
     let mut v = verification_json(&st.verification);
     v["created"] = json!(st.created);
     v["sent"] = json!(st.sent);
@@ -342,7 +350,7 @@ async fn service_of(s: &AdminState, id: &str) -> Result<Service, Problem> {
 
 async fn verify_show(State(s): State<AdminState>, Path(id): Path<String>) -> Answer {
     let svc = service_of(&s, &id).await?;
-    let v = s.verify.get(&svc, &id, now_ms()).await?;
+    let v = s.verify.get(&svc, &id, s.clock.now_ms()).await?;
     let mut out = verification_json(&v);
     if let Some(d) = s.verify.delivery(&id).await? {
         out["delivery"] = json!(d.state.as_str());
@@ -369,7 +377,7 @@ async fn verify_check(
             &svc,
             &id,
             crate::verify::service::Submission::Code(body.value.code.clone()),
-            now_ms(),
+            s.clock.now_ms(),
         )
         .await?;
     let mut out = verification_json(&c.verification);

@@ -5,7 +5,7 @@
 use super::auth::Caller;
 use super::json::JsonBody;
 use super::problem::{Problem, ProblemBody, ProblemCode};
-use crate::app::{now_ms, AppState};
+use crate::app::AppState;
 use crate::mologin::{MoLoginError, Polled};
 use crate::store::{MoIntent, MoLogin};
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -115,7 +115,10 @@ pub async fn create(
     body: JsonBody<CreateBody>,
 ) -> Result<Response, Problem> {
     let intent = body.value.intent.unwrap_or(MoIntent::Login);
-    let c = state.mo_login.create(&svc, intent, now_ms()).await?;
+    let c = state
+        .mo_login
+        .create(&svc, intent, state.clock.now_ms())
+        .await?;
     let view = CreatedView {
         token: c.login.token.clone(),
         intent,
@@ -197,7 +200,10 @@ pub async fn get(
     let Ok(Path(token)) = token else {
         return Ok(Json(view("", "unknown", None, None)));
     };
-    let polled = state.mo_login.poll(&svc, &token, wait, now_ms()).await?;
+    let polled = state
+        .mo_login
+        .poll(&svc, &token, wait, state.clock.now_ms())
+        .await?;
     let t = token.trim().to_ascii_uppercase();
     Ok(Json(match polled {
         Polled::Pending(l) => view(&t, "pending", Some(&l), None),

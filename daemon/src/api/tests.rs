@@ -3,6 +3,7 @@
 use super::router;
 use crate::app::{api_key_hash, AppState};
 use crate::config::VerifyConfig;
+use crate::random::Random;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ApiKeyRecord, Service, Store};
 use crate::verify::code::ServerSecret;
@@ -36,7 +37,7 @@ struct Reply {
 
 async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
-    let secret = ServerSecret::random();
+    let secret = ServerSecret::random(&Random::os());
     for code in ["acme", "other", crate::mologin::SYSTEM_SERVICE] {
         store
             .create_service(&Service {
@@ -62,19 +63,26 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
     }
     let mut mo = crate::mologin::MoLoginService::new(
         store.clone(),
-        ServerSecret::random(),
+        ServerSecret::random(&Random::os()),
         crate::config::MoLoginConfig {
             short_code: "7799".into(),
             ..Default::default()
         },
+        Random::os(),
     );
     // Long polls here are woken by completions only (no periodic look), so
     // a test of the wake-up fails if it is broken.
     mo.set_recheck(std::time::Duration::from_secs(600));
     let mo = Arc::new(mo);
     let state = AppState {
+        clock: crate::clock::Clock::system(),
         store: store.clone(),
-        verify: Arc::new(VerifyService::new(store.clone(), secret.clone(), cfg)),
+        verify: Arc::new(VerifyService::new(
+            store.clone(),
+            secret.clone(),
+            cfg,
+            Random::os(),
+        )),
         secret,
         trust_forwarded_for,
         // No caching: these tests change keys behind the API's back.
@@ -84,6 +92,7 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
             &gateway_entries(),
             "GB",
             &["en".into(), "zh".into()],
+            Random::os(),
         )),
         mo_login: mo.clone(),
     };
@@ -732,7 +741,7 @@ impl Api {
     /// Calls waiting to be placed (claims them, so call once per test step).
     async fn queued_calls(&self) -> Vec<crate::store::CallJob> {
         self.store
-            .claim_calls(crate::app::now_ms() + 1, 100, 60_000)
+            .claim_calls(crate::clock::unix_ms() + 1, 100, 60_000)
             .await
             .unwrap()
     }
@@ -988,8 +997,17 @@ impl Api {
     /// The phone's SMS (an international sender, as SMSCs send it): taken
     /// the way the SMPP event handler takes it, stored with its outcome.
     async fn phone_sends(&self, from: &str, text: &str) -> crate::mologin::Handled {
-        let now = crate::app::now_ms();
-        let mo = crate::mologin::incoming("test", from, 1, "7799".into(), text.into(), "GB", now);
+        let now = crate::clock::unix_ms();
+        let mo = crate::mologin::incoming(
+            &Random::os(),
+            "test",
+            from,
+            1,
+            "7799".into(),
+            text.into(),
+            "GB",
+            now,
+        );
         let key = crate::mologin::redelivery_key(&mo);
         self.mo
             .receive(&mo, &key, 600_000, now)
@@ -1075,7 +1093,7 @@ async fn mo_login_completes_from_the_phones_sms_and_hands_the_session_out_once()
     // The replies went to the senders: the password, then the refusals.
     let queued = api
         .store
-        .claim_outbox(crate::app::now_ms() + 1, 100, 60_000)
+        .claim_outbox(crate::clock::unix_ms() + 1, 100, 60_000)
         .await
         .unwrap();
     let to_first: Vec<&str> = queued
@@ -1165,8 +1183,9 @@ async fn an_mo_after_the_token_expired_is_answered_and_logs_nobody_in() {
     let api = setup().await;
     let r = api.call(Method::POST, "/v1/mo-logins", Some("{}")).await;
     let token = r.json["token"].as_str().unwrap().to_string();
-    let now = crate::app::now_ms();
+    let now = crate::clock::unix_ms();
     let mo = crate::mologin::incoming(
+        &Random::os(),
         "test",
         "447400123459",
         1,
@@ -1213,7 +1232,7 @@ async fn a_service_can_turn_the_password_sms_off() {
     );
     let queued = api
         .store
-        .claim_outbox(crate::app::now_ms() + 1, 100, 60_000)
+        .claim_outbox(crate::clock::unix_ms() + 1, 100, 60_000)
         .await
         .unwrap();
     assert!(

@@ -3,7 +3,7 @@
 use super::auth::{Caller, ClientIp, IdempotencyKey};
 use super::json::JsonBody;
 use super::problem::{Problem, ProblemBody, ProblemCode};
-use crate::app::{now_ms, AppState};
+use crate::app::AppState;
 use crate::store::{CallState, MessageState, Verification, VerificationStatus};
 use crate::verify::service::{StartRequest, Submission, VerifyError};
 use axum::extract::rejection::PathRejection;
@@ -304,7 +304,7 @@ pub async fn start(
         idempotency,
         fallback_sms,
     };
-    let st = match state.verify.start(&svc, req, now_ms()).await {
+    let st = match state.verify.start(&svc, req, state.clock.now_ms()).await {
         Ok(st) => {
             let outcome = match (st.created, st.sent) {
                 (true, _) => "started",
@@ -364,7 +364,7 @@ pub async fn get(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<VerificationView>, Problem> {
     let id = path_id(id)?;
-    let v = state.verify.get(&svc, &id, now_ms()).await?;
+    let v = state.verify.get(&svc, &id, state.clock.now_ms()).await?;
     Ok(Json(view(&state, &v, None).await?))
 }
 
@@ -396,7 +396,10 @@ pub async fn check(
 ) -> Result<Json<CheckView>, Problem> {
     let id = path_id(id)?;
     let submission = body.value.submission()?;
-    let c = state.verify.check(&svc, &id, submission, now_ms()).await?;
+    let c = state
+        .verify
+        .check(&svc, &id, submission, state.clock.now_ms())
+        .await?;
     let v = c.verification;
     // Closing outcomes (approved, expired, …) are counted where the
     // verification changes (VerifyService); these say what checks found.
@@ -435,6 +438,6 @@ pub async fn cancel(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<VerificationView>, Problem> {
     let id = path_id(id)?;
-    let v = state.verify.cancel(&svc, &id, now_ms()).await?;
+    let v = state.verify.cancel(&svc, &id, state.clock.now_ms()).await?;
     Ok(Json(view(&state, &v, None).await?))
 }

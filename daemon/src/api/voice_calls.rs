@@ -3,7 +3,7 @@
 
 use super::json::JsonBody;
 use super::problem::{Problem, ProblemBody, ProblemCode};
-use crate::app::{now_ms, AppState};
+use crate::app::AppState;
 use crate::store::{CallJob, CallState};
 use crate::voice_gateway::{GatewayError, GatewayRequest, VoiceGateway};
 use axum::extract::rejection::PathRejection;
@@ -152,7 +152,7 @@ pub async fn request(
         k2: b.k2,
         locale: b.locale,
     };
-    match state.voice_gateway.request(req, now_ms()).await {
+    match state.voice_gateway.request(req, state.clock.now_ms()).await {
         Ok(r) => {
             crate::metrics::gateway_request(if r.created { "queued" } else { "repeated" });
             tracing::info!(

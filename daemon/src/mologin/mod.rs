@@ -8,15 +8,13 @@ pub mod route;
 pub mod token;
 
 use crate::config::{MoLoginConfig, NoTokenAction};
+use crate::random::Random;
 use crate::store::{
     Account, CompleteMoLogin, MessageState, Millis, MoIntent, MoLogin, MoLoginOutcome,
     MoLoginState, MoMessage, MoPlan, OutboxMessage, Service, Session, Store, StoreError,
     WebhookJob,
 };
 use crate::verify::code::ServerSecret;
-use crate::verify::service::new_id;
-use rand::rngs::OsRng;
-use rand::RngCore;
 use route::{Handler, MoRouter};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -142,6 +140,7 @@ enum Prepared {
 pub struct MoLoginService {
     store: Arc<dyn Store>,
     secret: ServerSecret,
+    rng: Random,
     cfg: MoLoginConfig,
     router: MoRouter,
     /// Long polls waiting in this process, by token: a completion wakes
@@ -152,8 +151,14 @@ pub struct MoLoginService {
 }
 
 impl MoLoginService {
-    /// The service of `cfg` (off when it has no short code).
-    pub fn new(store: Arc<dyn Store>, secret: ServerSecret, cfg: MoLoginConfig) -> Self {
+    /// The service of `cfg` (off when it has no short code), drawing
+    /// tokens, passwords and ids from `rng`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        secret: ServerSecret,
+        cfg: MoLoginConfig,
+        rng: Random,
+    ) -> Self {
         let mut router = MoRouter::default();
         if !cfg.short_code.is_empty() {
             router.add(&cfg.short_code, None, Handler::MoLogin);
@@ -161,6 +166,7 @@ impl MoLoginService {
         MoLoginService {
             store,
             secret,
+            rng,
             cfg,
             router,
             waiting: std::sync::Mutex::default(),
@@ -192,7 +198,7 @@ impl MoLoginService {
         let mut tries = 0;
         loop {
             let login = MoLogin {
-                token: token::generate(),
+                token: token::generate(&self.rng),
                 service: svc.code.clone(),
                 intent,
                 state: MoLoginState::Pending,
@@ -390,17 +396,17 @@ impl MoLoginService {
         };
         // Read by the SMPP driver's type of number when the MO was stored.
         let msisdn = mo.source.clone();
-        let password = token::generate() + &token::generate()[..4];
+        let password = token::generate(&self.rng) + &token::generate(&self.rng)[..4];
         let account = Account {
-            id: new_id("acc"),
+            id: self.rng.id("acc", now),
             service: String::new(),
             msisdn: msisdn.clone(),
             password_hash: Some(self.password_hash(&password)),
             created_at: now,
         };
-        let session_token = format!("vgs_{}", random_hex(32));
+        let session_token = format!("vgs_{}", self.rng.hex(32));
         let session = Session {
-            id: new_id("ses"),
+            id: self.rng.id("ses", now),
             account_id: String::new(),
             token_hash: self.session_hash(&session_token),
             created_at: now,
@@ -441,8 +447,8 @@ impl MoLoginService {
                 Some(a) => (a.id.as_str(), false),
                 None => (account.id.as_str(), true),
             };
-            let event = completed_event(l, &msisdn, account_id, created, now);
-            webhook = crate::webhook::job(&svc, &event, now);
+            let event = completed_event(&self.rng, l, &msisdn, account_id, created, now);
+            webhook = crate::webhook::job(&self.rng, &svc, &event, now);
         }
         Ok(Prepared::Login(LoginPlan {
             unknown: self.reply(&msisdn, &service, &texts.unknown, now),
@@ -463,7 +469,7 @@ impl MoLoginService {
     /// costs, so it is read once per MO.)
     fn reply(&self, to: &str, service: &str, text: &str, now: Millis) -> OutboxMessage {
         OutboxMessage {
-            id: new_id("msg"),
+            id: self.rng.id("msg", now),
             verification_id: None,
             service: service.to_string(),
             to: to.to_string(),
@@ -499,7 +505,9 @@ impl MoLoginService {
 
 /// An MO as the SMPP driver hands it over, ready to store: the sender read
 /// as a number by its type (national ones in `region`).
+#[allow(clippy::too_many_arguments)]
 pub fn incoming(
+    rng: &Random,
     smsc: &str,
     from: &str,
     from_ton: u8,
@@ -509,7 +517,7 @@ pub fn incoming(
     now: Millis,
 ) -> MoMessage {
     MoMessage {
-        id: new_id("mo"),
+        id: rng.id("mo", now),
         smsc: smsc.to_string(),
         source: sender_number(from, from_ton, region),
         dest: to,
@@ -572,14 +580,9 @@ pub fn sender_number(source: &str, ton: u8, region: &str) -> String {
     read.unwrap_or_else(|| source.to_string())
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    OsRng.fill_bytes(&mut b);
-    hex::encode(b)
-}
-
 /// The webhook event of a completed login (no session token in it).
 fn completed_event(
+    rng: &Random,
     l: &MoLogin,
     msisdn: &str,
     account_id: &str,
@@ -588,7 +591,7 @@ fn completed_event(
 ) -> serde_json::Value {
     serde_json::json!({
         "type": "mo_login.completed",
-        "id": new_id("evt"),
+        "id": rng.id("evt", now),
         "created_at": verigate_codecs::time::rfc3339(now),
         "data": {
             "token": l.token,

@@ -1,7 +1,7 @@
 //! Login tokens: random, short enough to type, without look-alike
 //! characters; and finding one in what a person actually texted.
 
-use rand::rngs::OsRng;
+use crate::random::Random;
 use rand::Rng;
 
 /// The token alphabet: digits and capitals without 0/O and 1/I.
@@ -11,9 +11,10 @@ pub const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 pub const LEN: usize = 8;
 
 /// A fresh random token.
-pub fn generate() -> String {
+pub fn generate(rng: &Random) -> String {
+    let mut rng = rng.rng();
     (0..LEN)
-        .map(|_| ALPHABET[OsRng.gen_range(0..ALPHABET.len())] as char)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
         .collect()
 }
 
@@ -66,10 +67,11 @@ mod tests {
 
     #[test]
     fn tokens_are_random_and_unambiguous() {
-        let a = generate();
+        let rng = Random::os();
+        let a = generate(&rng);
         assert!(is_token(&a), "{a}");
         assert!(!a.contains(['0', 'O', '1', 'I']));
-        assert_ne!(a, generate());
+        assert_ne!(a, generate(&rng));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::media::{Media, MediaEvent, Stream};
 use super::script::Ended;
 use super::{CallEvent, CallPlacer, CallSpec, Command, PlaceError, PlacedCall};
 use crate::config::{CallerIdStyle, SipConfig, SipTransport, SipTrunkEntry};
-use rand::rngs::OsRng;
+use crate::random::Random;
 use rand::Rng;
 use rsipstack::dialog::dialog::{DialogState, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -67,6 +67,8 @@ struct Inner {
     media_ip: IpAddr,
     /// Our SIP address, for Contact.
     sip_addr: SocketAddr,
+    /// Call-IDs, SDP session ids, digest cnonces.
+    rng: Random,
     token: CancellationToken,
 }
 
@@ -115,9 +117,11 @@ pub enum StartError {
 
 impl SipEngine {
     /// Opens the endpoint and starts serving; `trunks` are resolved now.
+    /// Everything random on the wire (Call-IDs, SSRCs, cnonces) comes from `rng`.
     pub async fn start(
         cfg: &SipConfig,
         trunks: &[SipTrunkEntry],
+        rng: Random,
         token: CancellationToken,
     ) -> Result<Self, StartError> {
         let listen: SocketAddr = cfg.listen.parse().map_err(|e| StartError::Listen {
@@ -167,7 +171,7 @@ impl SipEngine {
                 why: "not an IP address".into(),
             })?
         };
-        let now = Instant::now();
+        let now = tokio::time::Instant::now().into_std();
         let mut resolved = Vec::new();
         for t in trunks {
             let target = tokio::net::lookup_host((t.host.as_str(), t.port))
@@ -195,8 +199,8 @@ impl SipEngine {
                 gate: Mutex::new(Gate::new(now, t.calls_per_second, t.max_concurrent)),
             });
         }
-        let media =
-            Media::start(cfg.media_workers).map_err(|e| StartError::Media(e.to_string()))?;
+        let media = Media::start(cfg.media_workers, rng.clone())
+            .map_err(|e| StartError::Media(e.to_string()))?;
         let mut routes = crate::routing::PrefixRoutes::default();
         for (i, t) in resolved.iter().enumerate() {
             routes.add(i, &t.cfg.prefixes);
@@ -211,6 +215,7 @@ impl SipEngine {
             public_ip,
             media_ip: bound.ip(),
             sip_addr: SocketAddr::new(public_ip, bound.port()),
+            rng,
             token,
         });
         for i in 0..inner.trunks.len() {
@@ -346,7 +351,7 @@ fn from_peer(r: &rsipstack::sip::Response) -> bool {
 impl CallPlacer for SipEngine {
     async fn place(&self, spec: CallSpec) -> Result<PlacedCall, PlaceError> {
         let inner = &self.inner;
-        let now = Instant::now();
+        let now = tokio::time::Instant::now().into_std();
         let mut soonest: Option<Instant> = None;
         let mut any = false;
         let mut chosen = None;
@@ -395,8 +400,12 @@ impl CallPlacer for SipEngine {
             }
         };
         let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
-        let offer = sdp::offer(OsRng.gen::<u32>().into(), inner.public_ip, rtp_port);
-        let call_id = format!("{:032x}@verigate", OsRng.gen::<u128>());
+        let offer = sdp::offer(
+            inner.rng.rng().gen::<u32>().into(),
+            inner.public_ip,
+            rtp_port,
+        );
+        let call_id = format!("{:032x}@verigate", inner.rng.rng().gen::<u128>());
         let callee = t.uri(&spec.to, &t.target.to_string());
         let opt = match invite_option(inner, t, &caller, &callee, &call_id, offer) {
             Ok(o) => o,
@@ -484,7 +493,7 @@ impl Driver {
                 retry_after,
             } = &ended
             {
-                g.on_503(Instant::now(), *retry_after);
+                g.on_503(tokio::time::Instant::now().into_std(), *retry_after);
             }
         }
         let _ = self.events.send(CallEvent::Ended(ended));
@@ -532,7 +541,7 @@ impl Driver {
                             &t.cfg.password,
                             "INVITE",
                             &self.callee,
-                            &format!("{:016x}", OsRng.gen::<u64>()),
+                            &format!("{:016x}", self.inner.rng.rng().gen::<u64>()),
                             1,
                         )
                     });

@@ -6,8 +6,8 @@
 //! from the port it comes in on (symmetric RTP), and the far end's address
 //! is learnt from its first packet (a NAT in between rewrites it).
 
+use crate::random::Random;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use rand::rngs::OsRng;
 use rand::Rng;
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -34,6 +34,7 @@ pub enum MediaEvent {
 enum Cmd {
     Add {
         key: u64,
+        rtp: RtpSender,
         socket: UdpSocket,
         remote: SocketAddr,
         pt: u8,
@@ -59,6 +60,7 @@ pub struct Media {
     workers: Arc<Vec<Sender<Cmd>>>,
     next_key: Arc<AtomicU64>,
     lateness: Arc<Mutex<Lateness>>,
+    rng: Random,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -68,8 +70,9 @@ impl std::fmt::Debug for Cmd {
 }
 
 impl Media {
-    /// Starts `n` worker threads (they end when every `Media` clone is dropped).
-    pub fn start(n: usize) -> std::io::Result<Self> {
+    /// Starts `n` worker threads (they end when every `Media` clone is
+    /// dropped); streams' SSRC, sequence and timestamp come from `rng`.
+    pub fn start(n: usize, rng: Random) -> std::io::Result<Self> {
         let lateness = Arc::new(Mutex::new(Lateness::default()));
         let mut workers = Vec::new();
         for i in 0..n.max(1) {
@@ -84,6 +87,7 @@ impl Media {
             workers: Arc::new(workers),
             next_key: Arc::new(AtomicU64::new(1)),
             lateness,
+            rng,
         })
     }
 
@@ -115,8 +119,10 @@ impl Media {
         rx_socket.set_nonblocking(true)?;
         socket.set_nonblocking(true)?;
         let rx_socket = tokio::net::UdpSocket::from_std(rx_socket)?;
+        let mut r = self.rng.rng();
         let _ = worker.send(Cmd::Add {
             key,
+            rtp: RtpSender::new(r.gen(), r.gen(), r.gen()),
             socket,
             remote,
             pt,
@@ -229,13 +235,13 @@ fn apply(c: Cmd, pacer: &mut Pacer<u64>, outs: &mut HashMap<u64, Out>) {
     match c {
         Cmd::Add {
             key,
+            rtp,
             socket,
             remote,
             pt,
             law,
             events,
         } => {
-            let rtp = RtpSender::new(OsRng.gen(), OsRng.gen(), OsRng.gen());
             pacer.add(Instant::now(), key, rtp, pt, law);
             outs.insert(
                 key,

@@ -177,7 +177,7 @@ async fn engine_with(t: SipTrunkEntry, public_ip: &str, token: &CancellationToke
         t1: Span(Duration::from_millis(50)),
         ..SipConfig::default()
     };
-    SipEngine::start(&cfg, &[t], token.child_token())
+    SipEngine::start(&cfg, &[t], crate::random::Random::os(), token.child_token())
         .await
         .unwrap()
 }
@@ -280,9 +280,14 @@ async fn a_trunk_for_the_numbers_prefix_is_chosen_before_a_default_listed_first(
         t1: Span(Duration::from_millis(50)),
         ..SipConfig::default()
     };
-    let e = SipEngine::start(&cfg, &[default, uk], token.child_token())
-        .await
-        .unwrap();
+    let e = SipEngine::start(
+        &cfg,
+        &[default, uk],
+        crate::random::Random::os(),
+        token.child_token(),
+    )
+    .await
+    .unwrap();
     let mut call = e.place(spec("+447400000180")).await.unwrap();
     assert_eq!(call.trunk, "uk");
     assert_eq!(next(&mut call).await, CallEvent::Ringing);

@@ -5,6 +5,7 @@
 use super::config::SmscConfig;
 use super::events::{AckMsg, DeliveryAck, Owed, SmppEvent};
 use super::{SubmitError, Submitted};
+use crate::random::Random;
 use rand::Rng;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -73,6 +74,7 @@ pub(crate) fn spawn(
     bind_type: BindType,
     events: mpsc::Sender<SmppEvent>,
     enabled: watch::Receiver<bool>,
+    rng: Random,
 ) -> BindHandle {
     let (tx, rx) = mpsc::channel(4096);
     let (status_tx, status_rx) = watch::channel(BindStatus::Connecting);
@@ -92,6 +94,7 @@ pub(crate) fn spawn(
         next_id: 1,
         generation: 0,
         stopping: None,
+        rng,
     };
     let span = info_span!("smpp_bind", smsc = %cfg.name, bind = index, kind = ?bind_type);
     tokio::spawn(task.run().instrument(span));
@@ -120,6 +123,8 @@ struct BindTask {
     next_id: u64,
     generation: u64,
     stopping: Option<oneshot::Sender<()>>,
+    /// Reconnect jitter.
+    rng: Random,
 }
 
 enum Exit {
@@ -175,7 +180,12 @@ impl BindTask {
                     if bound {
                         attempt = 0;
                     }
-                    let delay = backoff(self.cfg.reconnect_min, self.cfg.reconnect_max, attempt);
+                    let delay = backoff(
+                        self.cfg.reconnect_min,
+                        self.cfg.reconnect_max,
+                        attempt,
+                        &self.rng,
+                    );
                     attempt = attempt.saturating_add(1);
                     if let Wake::Stop = self.idle(Some(Instant::now() + delay)).await {
                         break;
@@ -651,9 +661,9 @@ async fn sleep_opt(t: Option<Instant>) {
 
 /// Jittered exponential backoff: min·2^attempt capped at max, times a
 /// random factor in [0.5, 1] so many gateways do not reconnect in lockstep.
-pub(crate) fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
+pub(crate) fn backoff(min: Duration, max: Duration, attempt: u32, rng: &Random) -> Duration {
     let base = min.saturating_mul(1u32 << attempt.min(16)).min(max);
-    let f: f64 = rand::thread_rng().gen_range(0.5..=1.0);
+    let f: f64 = rng.rng().gen_range(0.5..=1.0);
     base.mul_f64(f)
 }
 
@@ -666,7 +676,7 @@ mod tests {
         let min = Duration::from_millis(100);
         let max = Duration::from_secs(5);
         for attempt in 0..20 {
-            let d = backoff(min, max, attempt);
+            let d = backoff(min, max, attempt, &Random::os());
             let base = min.saturating_mul(1 << attempt.min(16)).min(max);
             assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d:?}");
         }

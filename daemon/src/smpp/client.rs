@@ -5,6 +5,8 @@ use super::bind::{self, BindHandle, BindStatus, Command};
 use super::config::{BindLayout, SmscConfig};
 use super::events::SmppEvent;
 use super::{SubmitError, Submitted};
+use crate::random::Random;
+use rand::Rng;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,8 +43,9 @@ pub enum BindError {
 }
 
 impl SmscClient {
-    /// Starts all binds; events from every bind go to `events`.
-    pub fn start(cfg: SmscConfig, events: mpsc::Sender<SmppEvent>) -> Self {
+    /// Starts all binds; events from every bind go to `events`; reconnect
+    /// jitter and concatenation references come from `rng`.
+    pub fn start(cfg: SmscConfig, events: mpsc::Sender<SmppEvent>, rng: Random) -> Self {
         let cfg = Arc::new(cfg);
         let (enabled, _) = watch::channel(!cfg.start_disabled);
         let kinds: Vec<BindType> = match cfg.layout {
@@ -54,14 +57,23 @@ impl SmscClient {
         let binds = kinds
             .into_iter()
             .enumerate()
-            .map(|(i, k)| bind::spawn(cfg.clone(), i, k, events.clone(), enabled.subscribe()))
+            .map(|(i, k)| {
+                bind::spawn(
+                    cfg.clone(),
+                    i,
+                    k,
+                    events.clone(),
+                    enabled.subscribe(),
+                    rng.clone(),
+                )
+            })
             .collect();
         SmscClient {
             cfg,
             binds: Arc::new(binds),
             enabled: Arc::new(enabled),
             rr: Arc::new(AtomicUsize::new(0)),
-            reference: Arc::new(AtomicU16::new(rand::random())),
+            reference: Arc::new(AtomicU16::new(rng.rng().gen())),
         }
     }
 

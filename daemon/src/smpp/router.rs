@@ -77,7 +77,11 @@ mod tests {
     fn client(name: &str) -> SmscClient {
         // Port 9 on loopback refuses: the binds just retry in the background.
         let (tx, _rx) = tokio::sync::mpsc::channel(1);
-        SmscClient::start(SmscConfig::new(name, "127.0.0.1", 9, "s", "p"), tx)
+        SmscClient::start(
+            SmscConfig::new(name, "127.0.0.1", 9, "s", "p"),
+            tx,
+            crate::random::Random::os(),
+        )
     }
 
     #[tokio::test]

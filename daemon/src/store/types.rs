@@ -2,8 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Unix time in milliseconds.
-pub type Millis = i64;
+pub use crate::clock::Millis;
 
 /// A service (an app or tenant) that uses verigate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,8 @@
 //! One-time codes: drawn from the OS CSPRNG, stored only as a keyed hash,
 //! compared in constant time.
 
+use crate::random::Random;
 use hmac::{Hmac, Mac};
-use rand::rngs::OsRng;
 use rand::Rng;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -33,10 +33,10 @@ impl ServerSecret {
     }
 
     /// A fresh random secret.
-    pub fn random() -> Self {
-        let mut b = vec![0u8; 32];
-        OsRng.fill(&mut b[..]);
-        ServerSecret(Zeroizing::new(b))
+    pub fn random(rng: &Random) -> Self {
+        let mut b = Zeroizing::new(vec![0u8; 32]);
+        rng.fill(&mut b[..]);
+        ServerSecret(b)
     }
 
     /// Hex form for the secret file.
@@ -59,7 +59,7 @@ impl ServerSecret {
 
     /// Loads the secret from a hex file, creating the file with a random
     /// secret (mode 0600) when it does not exist.
-    pub fn load_or_create(path: &std::path::Path) -> Result<Self, String> {
+    pub fn load_or_create(path: &std::path::Path, rng: &Random) -> Result<Self, String> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let bytes = hex::decode(text.trim())
@@ -67,7 +67,7 @@ impl ServerSecret {
                 ServerSecret::new(bytes).map_err(|e| format!("{}: {e}", path.display()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let s = ServerSecret::random();
+                let s = ServerSecret::random(rng);
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)
                         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -98,12 +98,13 @@ pub fn write_private(path: &std::path::Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// A fresh numeric code of `len` digits from the OS CSPRNG (uniform: each
-/// digit drawn with rejection-free `gen_range`).
-pub fn generate(len: u8) -> Zeroizing<String> {
+/// A fresh numeric code of `len` digits from the CSPRNG (uniform: each
+/// digit drawn with `gen_range`, which rejects biased draws).
+pub fn generate(rng: &Random, len: u8) -> Zeroizing<String> {
     let mut s = Zeroizing::new(String::with_capacity(usize::from(len)));
+    let mut rng = rng.rng();
     for _ in 0..len {
-        let d: u8 = OsRng.gen_range(0..10);
+        let d: u8 = rng.gen_range(0..10);
         s.push(char::from(b'0' + d));
     }
     s
@@ -135,23 +136,25 @@ mod tests {
 
     #[test]
     fn codes_have_the_asked_length_and_vary() {
-        let a = generate(6);
+        let rng = Random::os();
+        let a = generate(&rng, 6);
         assert_eq!(a.len(), 6);
         assert!(a.chars().all(|c| c.is_ascii_digit()));
         let distinct: std::collections::HashSet<String> =
-            (0..200).map(|_| generate(10).to_string()).collect();
+            (0..200).map(|_| generate(&rng, 10).to_string()).collect();
         assert!(distinct.len() > 195);
     }
 
     #[test]
     fn hashes_bind_code_to_verification_and_compare() {
-        let s = ServerSecret::random();
+        let rng = Random::os();
+        let s = ServerSecret::random(&rng);
         let h = hash(&s, "vf_1", "123456");
         assert!(matches(&s, "vf_1", "123456", &h));
         assert!(matches(&s, "vf_1", " 123456 ", &h));
         assert!(!matches(&s, "vf_1", "123457", &h));
         assert!(!matches(&s, "vf_2", "123456", &h));
-        assert!(!matches(&ServerSecret::random(), "vf_1", "123456", &h));
+        assert!(!matches(&ServerSecret::random(&rng), "vf_1", "123456", &h));
         assert_ne!(s.mac("d", &[b"ab", b"c"]), s.mac("d", &[b"a", b"bc"]));
     }
 
@@ -160,8 +163,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vg-secret-{}", std::process::id()));
         let p = dir.join("server.secret");
         let _ = std::fs::remove_file(&p);
-        let a = ServerSecret::load_or_create(&p).unwrap();
-        let b = ServerSecret::load_or_create(&p).unwrap();
+        let rng = Random::os();
+        let a = ServerSecret::load_or_create(&p, &rng).unwrap();
+        let b = ServerSecret::load_or_create(&p, &rng).unwrap();
         assert_eq!(a.to_hex(), b.to_hex());
         #[cfg(unix)]
         {
@@ -172,7 +176,7 @@ mod tests {
             );
         }
         std::fs::write(&p, "zz").unwrap();
-        assert!(ServerSecret::load_or_create(&p)
+        assert!(ServerSecret::load_or_create(&p, &rng)
             .unwrap_err()
             .contains("not hex"));
         let _ = std::fs::remove_dir_all(&dir);

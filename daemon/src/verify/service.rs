@@ -6,13 +6,12 @@ use super::code::{self, ServerSecret};
 use super::phone::{self, PhoneError, E164};
 use crate::config::VerifyConfig;
 use crate::limits::Limit;
+use crate::random::Random;
 use crate::store::{
     CallJob, CallKind, CallState, IdempotencyRecord, InsertOutcome, MessageState, Millis,
     OutboxMessage, OwnedDispatch, Resend, Service, Store, StoreError, Verification,
     VerificationStatus,
 };
-use rand::rngs::OsRng;
-use rand::Rng;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -229,6 +228,7 @@ pub struct Delivery {
 pub struct VerifyService {
     store: Arc<dyn Store>,
     secret: ServerSecret,
+    rng: Random,
     cfg: RwLock<Arc<VerifyConfig>>,
     calls: RwLock<Arc<CallChannels>>,
     /// Where to tell the call workers to hang up a call whose verification closed.
@@ -236,11 +236,17 @@ pub struct VerifyService {
 }
 
 impl VerifyService {
-    /// A service over `store`.
-    pub fn new(store: Arc<dyn Store>, secret: ServerSecret, cfg: VerifyConfig) -> Self {
+    /// A service over `store`, drawing codes and ids from `rng`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        secret: ServerSecret,
+        cfg: VerifyConfig,
+        rng: Random,
+    ) -> Self {
         VerifyService {
             store,
             secret,
+            rng,
             cfg: RwLock::new(Arc::new(cfg)),
             calls: RwLock::new(Arc::new(CallChannels {
                 unavailable: Some("no SIP trunk is configured ([[sip_trunk]])".into()),
@@ -392,7 +398,7 @@ impl VerifyService {
         );
         self.limits(&send_limits(&cfg, svc, to.digits(), Some(per_service)), now)
             .await?;
-        let id = new_id("vf");
+        let id = self.rng.id("vf", now);
         let p = self
             .prepare(&cfg, svc, &channel, &id, &to, &locale, len, &req, now)
             .await?;
@@ -524,7 +530,7 @@ impl VerifyService {
         let call =
             |kind, caller: Option<String>, code: Option<String>, fallback_text, expires_at| {
                 OwnedDispatch::Call(CallJob {
-                    id: new_id("call"),
+                    id: self.rng.id("call", now),
                     verification_id: Some(vid.to_string()),
                     service: svc.code.clone(),
                     kind,
@@ -546,7 +552,7 @@ impl VerifyService {
         match channel {
             "voice" => {
                 let expires_at = now + ttl;
-                let code = code::generate(len);
+                let code = code::generate(&self.rng, len);
                 // The SMS text of a fallback is written now (template and
                 // service name as they are at start) and kept with the call.
                 let fallback = req.fallback_sms.then(|| {
@@ -591,12 +597,11 @@ impl VerifyService {
                     .into_iter()
                     .collect();
                 let window = flash.report_window.as_millis() as i64;
-                let cli =
-                    pool.pool
-                        .draw(&mut OsRng, &in_use)
-                        .ok_or(VerifyError::NoCallerNumber {
-                            retry_after_secs: (window as u64).div_ceil(1000),
-                        })?;
+                let cli = pool.pool.draw(&mut self.rng.rng(), &in_use).ok_or(
+                    VerifyError::NoCallerNumber {
+                        retry_after_secs: (window as u64).div_ceil(1000),
+                    },
+                )?;
                 let tail = &cli[cli.len() - pool.report_digits..];
                 let expires_at = now + window;
                 Ok(Prepared {
@@ -607,7 +612,7 @@ impl VerifyService {
             }
             _ => {
                 let expires_at = now + ttl;
-                let code = code::generate(len);
+                let code = code::generate(&self.rng, len);
                 Ok(Prepared {
                     code_hash: code::hash(&self.secret, vid, &code),
                     expires_at,
@@ -685,7 +690,7 @@ impl VerifyService {
             .replace("{minutes}", &minutes.to_string())
             .replace("{code}", code);
         OutboxMessage {
-            id: new_id("msg"),
+            id: self.rng.id("msg", now),
             verification_id: Some(vid.to_string()),
             service: svc.code.clone(),
             to: to.to_string(),
@@ -746,7 +751,7 @@ impl VerifyService {
         let after = self.load(&v.id).await?;
         if changed {
             crate::metrics::verification(&after.channel, after.status.as_str());
-            notify(&*self.store, svc, &after, now).await;
+            notify(&*self.store, &self.rng, svc, &after, now).await;
             self.end_calls(&after, now).await;
         }
         Ok(after)
@@ -894,7 +899,7 @@ impl VerifyService {
                 let matched = status == VerificationStatus::Approved;
                 if status != VerificationStatus::Pending {
                     crate::metrics::verification(&v.channel, status.as_str());
-                    notify(&*self.store, svc, &v, now).await;
+                    notify(&*self.store, &self.rng, svc, &v, now).await;
                     self.end_calls(&v, now).await;
                 }
                 return Ok(Checked {
@@ -927,10 +932,10 @@ impl VerifyService {
 
 /// Queues the status webhook of a verification that just changed status.
 /// A store failure here is logged, not returned: the change itself is stored.
-async fn notify(store: &dyn Store, svc: &Service, v: &Verification, now: Millis) {
+async fn notify(store: &dyn Store, rng: &Random, svc: &Service, v: &Verification, now: Millis) {
     let kind = format!("verification.{}", v.status.as_str());
-    let body = crate::webhook::event_body(&kind, v, now);
-    if let Err(e) = crate::webhook::enqueue(store, svc, &body, now).await {
+    let body = crate::webhook::event_body(rng, &kind, v, now);
+    if let Err(e) = crate::webhook::enqueue(store, rng, svc, &body, now).await {
         tracing::error!(error = %e, service = %svc.code, "cannot queue status webhook");
     }
 }
@@ -945,23 +950,6 @@ fn allowed_countries(svc: &Service) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// An opaque id with a type prefix, e.g. `vf_019a…`: the creation time in
-/// milliseconds (48 bits), then 96 random bits. Time first, so new rows go
-/// to the end of the primary-key index instead of dirtying a random page of
-/// it per insert (the store's write cost stays flat as tables grow); the
-/// random part keeps ids unguessable.
-pub fn new_id(prefix: &str) -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let rand: [u8; 12] = OsRng.gen();
-    format!(
-        "{prefix}_{:012x}{}",
-        ms & 0xffff_ffff_ffff,
-        hex::encode(rand)
-    )
 }
 
 /// The limits a send passes, in order: `first` (if any), per number, per

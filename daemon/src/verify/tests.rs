@@ -3,6 +3,7 @@
 use super::code::ServerSecret;
 use super::service::{StartRequest, VerifyError, VerifyService};
 use crate::config::VerifyConfig;
+use crate::random::Random;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{MessageState, Service, Store, VerificationStatus};
 use std::sync::Arc;
@@ -20,7 +21,12 @@ async fn setup(cfg: VerifyConfig) -> (VerifyService, Service, Arc<dyn Store>) {
     };
     store.create_service(&svc).await.unwrap();
     (
-        VerifyService::new(store.clone(), ServerSecret::random(), cfg),
+        VerifyService::new(
+            store.clone(),
+            ServerSecret::random(&Random::os()),
+            cfg,
+            Random::os(),
+        ),
         svc,
         store,
     )
@@ -346,21 +352,6 @@ async fn every_close_queues_one_webhook_including_expiry_found_by_a_new_start() 
         })
         .collect();
     assert_eq!(kinds, vec!["verification.expired", "verification.canceled"]);
-}
-
-#[test]
-fn ids_sort_by_creation_time_and_stay_unguessable() {
-    use crate::verify::service::new_id;
-    let a = new_id("vf");
-    std::thread::sleep(std::time::Duration::from_millis(2));
-    let b = new_id("vf");
-    assert!(a < b, "{a} then {b}");
-    let hex = b.strip_prefix("vf_").expect("prefix");
-    assert_eq!(hex.len(), 36, "48 time bits and 96 random bits: {b}");
-    assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
-    // Same millisecond: the random parts still differ.
-    let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_id("x")).collect();
-    assert_eq!(ids.len(), 1000);
 }
 
 // ---- call channels

@@ -7,9 +7,9 @@
 pub mod k2;
 
 use crate::config::{Config, VoiceGatewayEntry};
+use crate::random::Random;
 use crate::store::{CallJob, CallKind, CallState, Millis, RequestKey, Store, StoreError};
 use crate::verify::phone::{self, PhoneError};
-use crate::verify::service::new_id;
 use k2::K2Error;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -108,32 +108,37 @@ pub struct VoiceGateway {
     entries: HashMap<String, VoiceGatewayEntry>,
     default_region: String,
     locales: Vec<String>,
+    rng: Random,
 }
 
 impl VoiceGateway {
     /// The gateway of `cfg`'s `[[voice_gateway]]` entries.
-    pub fn new(store: Arc<dyn Store>, cfg: &Config) -> Self {
+    pub fn new(store: Arc<dyn Store>, cfg: &Config, rng: Random) -> Self {
         Self::with_entries(
             store,
             &cfg.voice_gateway,
             &cfg.verify.default_region,
             &cfg.voice.locales,
+            rng,
         )
     }
 
     /// A gateway serving `entries`; national TNs are read in
-    /// `default_region` unless an entry names its own; `locales` have prompts.
+    /// `default_region` unless an entry names its own; `locales` have
+    /// prompts; call ids are drawn from `rng`.
     pub fn with_entries(
         store: Arc<dyn Store>,
         entries: &[VoiceGatewayEntry],
         default_region: &str,
         locales: &[String],
+        rng: Random,
     ) -> Self {
         VoiceGateway {
             store,
             entries: entries.iter().map(|g| (g.sn.clone(), g.clone())).collect(),
             default_region: default_region.to_string(),
             locales: locales.to_vec(),
+            rng,
         }
     }
 
@@ -209,7 +214,7 @@ impl VoiceGateway {
             });
         }
         let call = CallJob {
-            id: new_id("call"),
+            id: self.rng.id("call", now),
             verification_id: None,
             service,
             kind: CallKind::Voice,

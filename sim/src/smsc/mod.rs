@@ -3,7 +3,7 @@
 mod conn;
 mod control;
 mod state;
-mod time;
+pub(crate) mod time;
 
 pub use state::{DlrSettings, Faults, IdFormat, SimState};
 

@@ -120,12 +120,6 @@ fn user_of(uri: &rsipstack::sip::Uri) -> String {
         .unwrap_or_default()
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Ctx {
     async fn invite(self, mut tx: Transaction) {
         let called = user_of(&tx.original.uri);
@@ -144,7 +138,7 @@ impl Ctx {
                 .unwrap_or_default(),
             caller: from,
             pai: tx.original.header_value("P-Asserted-Identity"),
-            at: now_ms(),
+            at: crate::smsc::time::unix_ms(),
             ..Default::default()
         };
         if let Some((user, password)) = &self.state.credentials {

@@ -52,9 +52,7 @@ impl Drop for Busy<'_> {
 }
 
 fn epoch_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_millis() as u64)
+    crate::clock::unix_ms().max(1) as u64
 }
 
 impl StallClock {
