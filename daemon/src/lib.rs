@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod housekeeping;
 pub mod limits;
 pub mod metrics;
 pub mod mologin;

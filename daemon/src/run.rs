@@ -495,10 +495,10 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         ev_rx,
     ));
     let limits_of = verify.clone();
-    let expiry = tokio::spawn(outbox::run_expiry(
+    let expiry = tokio::spawn(crate::housekeeping::run_expiry(
         store.clone(),
         Duration::from_secs(1),
-        outbox::Prune {
+        crate::housekeeping::Prune {
             windows_kept: Box::new(move || {
                 let l = &limits_of.config().limits;
                 [l.per_number, l.per_service, l.per_prefix, l.per_ip]
@@ -750,6 +750,7 @@ async fn wait_for_signals(
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
+    use crate::store::ServiceStore;
 
     fn config(key: &str) -> Config {
         let text = format!(

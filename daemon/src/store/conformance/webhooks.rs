@@ -1,0 +1,121 @@
+//! The webhook queue.
+
+use super::*;
+
+/// Every check of this domain, on `store`.
+pub async fn run<S: Store>(store: &S) {
+    webhook_queue(store).await;
+}
+
+/// The webhook queue: due jobs oldest first with a lease, reclaimed after
+/// it ran out, retried at their time, removed when completed or dropped.
+pub async fn webhook_queue<S: Store>(store: &S) {
+    let t = T_WEBHOOKS;
+    let job = |id: &str, at: Millis| WebhookJob {
+        id: id.to_owned(),
+        service: "conf-hooks".to_owned(),
+        url: "https://example.invalid/hook".to_owned(),
+        body: format!("{{\"event\":\"verification.approved\",\"id\":\"{id}\"}}"),
+        attempts: 0,
+        next_attempt_at: at,
+        last_error: None,
+    };
+    let j1 = job("wh_conf_1", t);
+    let j2 = job("wh_conf_2", t + 1);
+    let j3 = job("wh_conf_3", t + 1_000);
+    for j in [&j1, &j2, &j3] {
+        store.enqueue_webhook(j).await.expect("enqueue_webhook");
+    }
+    let dup = store.enqueue_webhook(&j1).await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "a duplicate job id is a Conflict, got {dup:?}"
+    );
+
+    let c = store
+        .claim_webhooks(t + 1, 10, 100)
+        .await
+        .expect("claim_webhooks");
+    let expect = |j: &WebhookJob, attempts: u32, err: Option<&str>, next: Millis| WebhookJob {
+        attempts,
+        last_error: err.map(str::to_owned),
+        next_attempt_at: next,
+        ..j.clone()
+    };
+    assert_eq!(
+        c,
+        vec![expect(&j1, 1, None, t), expect(&j2, 1, None, t + 1)],
+        "due jobs, oldest first, attempt counted"
+    );
+    assert!(
+        store
+            .claim_webhooks(t + 2, 10, 100)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased jobs are not handed out"
+    );
+    let c = store
+        .claim_webhooks(t + 101, 1, 100)
+        .await
+        .expect("claim_webhooks");
+    assert_eq!(
+        c,
+        vec![expect(&j1, 2, None, t)],
+        "lease ran out: claimed again, oldest first, up to the limit"
+    );
+    store
+        .complete_webhook(&j1.id)
+        .await
+        .expect("complete_webhook");
+    let c = store
+        .claim_webhooks(t + 101, 10, 100)
+        .await
+        .expect("claim_webhooks");
+    assert_eq!(
+        c,
+        vec![expect(&j2, 2, None, t + 1)],
+        "a completed job is gone"
+    );
+
+    store
+        .retry_webhook(&j2.id, "HTTP 503", Some(t + 500))
+        .await
+        .expect("retry_webhook");
+    assert!(
+        store
+            .claim_webhooks(t + 499, 10, 100)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "a retry waits for its time"
+    );
+    let c = store
+        .claim_webhooks(t + 1_000, 10, 100)
+        .await
+        .expect("claim_webhooks");
+    assert_eq!(
+        c,
+        vec![
+            expect(&j2, 3, Some("HTTP 503"), t + 500),
+            expect(&j3, 1, None, t + 1_000)
+        ],
+        "a retry is due at its time with its error; oldest first"
+    );
+    store
+        .retry_webhook(&j2.id, "HTTP 410", None)
+        .await
+        .expect("retry_webhook");
+    store
+        .complete_webhook(&j3.id)
+        .await
+        .expect("complete_webhook");
+    assert!(
+        store
+            .claim_webhooks(t + 1_000_000, 10, 100)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "dropped and completed jobs are gone"
+    );
+}
