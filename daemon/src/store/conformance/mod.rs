@@ -46,7 +46,6 @@ pub mod services;
 pub mod verifications;
 pub mod webhooks;
 
-
 pub(crate) use std::collections::HashSet;
 
 pub(crate) use verigate_codecs::dlr::message_id_keys;
