@@ -341,3 +341,35 @@ fn encoder_refuses_impossible_pdus() {
         Err(EncodeError::InteriorNul(_))
     ));
 }
+
+#[test]
+fn sender_addresses_get_the_ton_an_smsc_expects() {
+    use verigate_codecs::smpp::Address;
+    let cases = [
+        ("Verigate", 5, 0, "Verigate"),
+        ("+447400123456", 1, 1, "447400123456"),
+        ("447400123456", 1, 1, "447400123456"),
+        ("12345", 3, 0, "12345"),
+        ("+12345", 1, 1, "12345"),
+        ("Bank 24", 5, 0, "Bank 24"),
+    ];
+    for (from, ton, npi, addr) in cases {
+        let a = Address::sender(from);
+        assert_eq!(
+            (a.ton, a.npi, a.addr.to_string()),
+            (ton, npi, addr.to_string()),
+            "{from}"
+        );
+    }
+}
+
+#[test]
+fn temporary_refusals_are_the_ones_worth_resending() {
+    use verigate_codecs::smpp::CommandStatus;
+    for st in [0x08, 0x14, 0x58, 0x64, 0xFE, 0xFF] {
+        assert!(CommandStatus(st).is_temporary(), "{st:#x}");
+    }
+    for st in [0x0A, 0x0B, 0x45, 0x65, 0x66] {
+        assert!(!CommandStatus(st).is_temporary(), "{st:#x}");
+    }
+}

@@ -4,12 +4,16 @@
 //! SMS fallback in the same transaction).
 
 use crate::clock::Clock;
+use crate::queue::{self, Held, Queue, WorkerConfig};
 use crate::random::Random;
 use crate::sip::script::{
     Action, Clip, Ended, FlashScript, FlashTiming, Input, Outcome, VoiceScript, VoiceTiming,
 };
 use crate::sip::{CallEvent, CallPlacer, CallSpec, Command, PlaceError};
-use crate::store::{CallJob, CallKind, CallResult, CallState, MessageState, OutboxMessage, Store};
+use crate::store::{
+    CallJob, CallKind, CallResult, CallState, Claimed, Lease, MessageState, Millis, OutboxMessage,
+    Store, StoreError, StoreResult,
+};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -86,10 +90,66 @@ enum Stop {
     Closed,
     /// The daemon shuts down: an unanswered call goes back to the queue.
     Shutdown,
+    /// Its lease was taken over (this process stalled past it): the call
+    /// is ended and nothing recorded; the new holder owns the record.
+    Lost,
 }
 
 /// Calls being run, by call id, with their stop signal.
 type Running = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Stop>>>>;
+
+/// The call queue: each claimed call is placed and run to its outcome.
+struct Calls {
+    ctx: Arc<Ctx>,
+}
+
+#[async_trait::async_trait]
+impl Queue for Calls {
+    type Job = CallJob;
+    const NAME: &'static str = "calls";
+
+    async fn sweep(&self, now: Millis) {
+        match self.ctx.store.expire_calls(now).await {
+            Ok(expired) => {
+                for c in expired {
+                    crate::metrics::call(c.kind.as_str(), CallState::Expired.as_str());
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot expire calls"),
+        }
+    }
+
+    async fn claim(
+        &self,
+        now: Millis,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<Claimed<CallJob>>> {
+        self.ctx.store.claim_calls(now, limit, lease_ms).await
+    }
+
+    async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+        self.ctx.store.extend_calls(leases, until).await
+    }
+
+    async fn work(&self, job: Claimed<CallJob>, held: Held) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.ctx
+            .running
+            .lock()
+            .expect("running lock")
+            .insert(job.id.clone(), tx.clone());
+        let one = self.ctx.run_one(job.job, held.lease, rx);
+        tokio::pin!(one);
+        // Shutdown and a lost lease reach the call like a hangup does.
+        tokio::select! {
+            _ = &mut one => return,
+            _ = held.stop.cancelled() => { let _ = tx.send(Stop::Shutdown); }
+            _ = held.lost.cancelled() => { let _ = tx.send(Stop::Lost); }
+        }
+        one.await;
+    }
+}
 
 /// Runs the call queue until `shutdown`, then ends the calls in progress
 /// (CANCEL or BYE) and waits for their outcomes to be stored.
@@ -103,70 +163,35 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let running: Running = Arc::default();
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        let now = clock.now_ms();
-        match store.expire_calls(now).await {
-            Ok(expired) => {
-                for c in expired {
-                    crate::metrics::call(c.kind.as_str(), CallState::Expired.as_str());
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot expire calls"),
-        }
-        let claimed = match store
-            .claim_calls(now, settings.batch, settings.lease().as_millis() as i64)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "cannot claim calls");
-                Vec::new()
-            }
-        };
-        let idle = claimed.is_empty();
-        for job in claimed {
-            let (stop_tx, stop_rx) = mpsc::unbounded_channel();
-            running
-                .lock()
-                .expect("running lock")
-                .insert(job.id.clone(), stop_tx);
-            let ctx = Ctx {
-                store: store.clone(),
-                placer: placer.clone(),
-                prompts: prompts.clone(),
-                settings: settings.clone(),
-                running: running.clone(),
-                clock: clock.clone(),
-                rng: rng.clone(),
-            };
-            tasks.spawn(ctx.run_one(job, stop_rx));
-        }
-        while tasks.try_join_next().is_some() {}
-        let pause = if idle {
-            settings.idle_poll
-        } else {
-            Duration::ZERO
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(pause) => {}
-            Some(id) = hangups.recv() => {
-                if let Some(tx) = running.lock().expect("running lock").get(&id) {
-                    let _ = tx.send(Stop::Closed);
-                }
+    let worker = WorkerConfig {
+        batch: settings.batch,
+        lease: settings.lease(),
+        idle_poll: settings.idle_poll,
+        // Trunks bound the calls at once (a full trunk answers Busy).
+        max_in_flight: usize::MAX,
+        // CANCEL/BYE complete within 64·T1; past that the leases hand the
+        // calls' records back.
+        drain: settings.end_grace,
+    };
+    let ctx = Arc::new(Ctx {
+        store,
+        placer,
+        prompts,
+        settings,
+        running: running.clone(),
+        clock: clock.clone(),
+        rng,
+    });
+    // A closed verification hangs its call up.
+    let forward = tokio::spawn(async move {
+        while let Some(id) = hangups.recv().await {
+            if let Some(tx) = running.lock().expect("running lock").get(&id) {
+                let _ = tx.send(Stop::Closed);
             }
         }
-    }
-    for tx in running.lock().expect("running lock").values() {
-        let _ = tx.send(Stop::Shutdown);
-    }
-    // CANCEL/BYE complete within 64·T1; past that the leases hand the
-    // calls' records back.
-    let _ = tokio::time::timeout(settings.end_grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    });
+    queue::run(Arc::new(Calls { ctx }), worker, clock, shutdown).await;
+    forward.abort();
 }
 
 struct Ctx {
@@ -206,9 +231,13 @@ impl Script {
 }
 
 impl Ctx {
-    async fn run_one(self, job: CallJob, stop: mpsc::UnboundedReceiver<Stop>) {
+    async fn run_one(&self, job: CallJob, lease: Lease, stop: mpsc::UnboundedReceiver<Stop>) {
         let (outcome, stopped) = self.call(&job, stop).await;
         self.running.lock().expect("running lock").remove(&job.id);
+        if stopped == Some(Stop::Lost) {
+            warn!(call = %job.id, "the call was claimed again meanwhile; ended here, recorded by its new holder");
+            return;
+        }
         let now = self.clock.now_ms();
         // A call cut short by shutdown before it was answered or rang is
         // placed again after the restart, not recorded as cancelled.
@@ -264,7 +293,7 @@ impl Ctx {
                 },
             },
         };
-        match self.store.finish_call(&job, &result, now).await {
+        match self.store.finish_call(&lease, &result, now).await {
             Ok(after) => {
                 if after.state.is_final() {
                     crate::metrics::call(job.kind.as_str(), after.state.as_str());
@@ -277,6 +306,9 @@ impl Ctx {
                         "call ended"
                     );
                 }
+            }
+            Err(StoreError::LeaseLost(why)) => {
+                warn!(call = %job.id, %why, "the call was claimed again meanwhile; its outcome here is dropped")
             }
             Err(e) => {
                 warn!(call = %job.id, error = %e, "cannot record the call's outcome; it will be claimed again after its lease")
@@ -539,7 +571,8 @@ mod tests {
             rng: Random::os(),
         };
         let (_tx, rx) = mpsc::unbounded_channel();
-        ctx.run_one(claimed[0].clone(), rx).await;
+        ctx.run_one(claimed[0].job.clone(), claimed[0].lease.clone(), rx)
+            .await;
         let after = store.get_call(&j.id).await.unwrap().unwrap();
         let played = played.lock().unwrap().clone();
         (after, played)

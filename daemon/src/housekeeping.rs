@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::store::{Store, StoreResult};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 /// How long an MO (its text and sender) is kept: well past the redelivery
@@ -56,7 +56,7 @@ pub async fn run_expiry(
     every: Duration,
     prune: Prune,
     clock: Clock,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
@@ -91,7 +91,7 @@ pub async fn run_expiry(
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }

@@ -43,6 +43,10 @@ pub struct Metrics {
     /// Seconds from an MO's deliver_sm being taken to its login's session
     /// being stored (MO stored, acknowledged, login completed).
     pub mo_login_latency: Histogram,
+    /// Durable-queue jobs whose lease another claim took over while this
+    /// process held them (by queue: `outbox`, `calls`, `webhooks`); each
+    /// was dropped here unfinished, for its new holder to do.
+    pub leases_lost: IntCounterVec,
 }
 
 impl Metrics {
@@ -103,8 +107,17 @@ impl Metrics {
             &["outcome"],
         )
         .expect("metric");
+        let leases_lost = IntCounterVec::new(
+            Opts::new(
+                "leases_lost_total",
+                "Queue jobs dropped because another claim took their lease over",
+            ),
+            &["queue"],
+        )
+        .expect("metric");
         for c in [
-            Box::new(calls.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(leases_lost.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(calls.clone()),
             Box::new(sip_dialogs.clone()),
             Box::new(gateway_requests.clone()),
             Box::new(mos.clone()),
@@ -133,6 +146,7 @@ impl Metrics {
             gateway_requests,
             mos,
             mo_login_latency,
+            leases_lost,
         }
     }
 

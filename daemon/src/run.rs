@@ -4,7 +4,7 @@
 use crate::app::{api_key_hash, AppState};
 use crate::clock::Clock;
 use crate::config::{self, BindKind, Config, SmscEntry, SplitKind};
-use crate::outbox::{self, SenderConfig};
+use crate::outbox::{self, smpp::SmppGateway, SenderConfig};
 use crate::random::Random;
 use crate::smpp::{BindLayout, Router, SmscClient, SmscConfig};
 use crate::store::sqlite::SqliteStore;
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 /// Why the daemon could not start; each says who must act.
@@ -294,8 +294,8 @@ async fn start_calls(
     store: Arc<dyn Store>,
     verify: &Arc<VerifyService>,
     inputs: (Clock, Random),
-    shutdown: tokio_util::sync::CancellationToken,
-) -> Result<Option<(crate::sip::engine::SipEngine, tokio::task::JoinHandle<()>)>, StartError> {
+    stage: &crate::shutdown::Stage,
+) -> Result<Option<crate::sip::engine::SipEngine>, StartError> {
     let channels = crate::verify::channels::CallChannels::from_config(cfg)
         .map_err(|e| StartError::Environment(format!("flash_call.pool: {e}")))?;
     verify.set_call_channels(channels);
@@ -344,20 +344,20 @@ async fn start_calls(
         sms_sender: cfg.verify.sender.clone(),
         end_grace: crate::sip::engine::end_grace(cfg.sip.t1.0),
     };
-    let worker = tokio::spawn(crate::calls::run(
+    let worker = crate::calls::run(
         store,
         Arc::new(engine.clone()),
         Arc::new(prompts),
         settings,
         hang_rx,
         inputs,
-        shutdown,
-    ));
-    let worker = tokio::spawn(async move {
-        let _ = worker.await;
+        stage.token(),
+    );
+    stage.spawn(async move {
+        worker.await;
         engine_stop.cancel();
     });
-    Ok(Some((engine, worker)))
+    Ok(Some(engine))
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -418,7 +418,22 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         Some(l) => Some(start_lab_switch(l)?),
         None => None,
     };
-    let calls_stop = tokio_util::sync::CancellationToken::new();
+    // Shutdown in this order, each stage done before the next is told: the
+    // API and admin servers stop taking requests; calls in progress get
+    // CANCEL or BYE and their outcomes stored; the outbox records the
+    // submits in flight; webhook deliveries in flight finish; the expiry
+    // sweep stops; the binds unbind and the receipts and MOs already taken
+    // are stored; then the store closes.
+    let mut tree = crate::shutdown::Shutdown::new();
+    let api_stage = tree.stage("api", Duration::from_secs(10));
+    let calls_stage = tree.stage(
+        "calls",
+        crate::sip::engine::end_grace(cfg.sip.t1.0) + Duration::from_secs(5),
+    );
+    let outbox_stage = tree.stage("outbox", cfg.outbox.lease.0 / 2 + Duration::from_secs(5));
+    let webhook_stage = tree.stage("webhooks", Duration::from_secs(30));
+    let sweep_stage = tree.stage("housekeeping", Duration::from_secs(10));
+    let smpp_stage = tree.stage("smpp", Duration::from_secs(20));
     let calls = start_calls(
         &cfg,
         prompts,
@@ -426,7 +441,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         store.clone(),
         &verify,
         (clock.clone(), rng.clone()),
-        calls_stop.clone(),
+        &calls_stage,
     )
     .await?;
     for (i, p) in cfg.flash_call.pool.iter().enumerate() {
@@ -474,28 +489,30 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         )),
         mo_login: mo_login.clone(),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let sender = tokio::spawn(outbox::run_sender(
+    let sender_cfg = SenderConfig {
+        batch: cfg.outbox.batch,
+        lease: cfg.outbox.lease.0,
+        retry_delay: cfg.outbox.retry_delay.0,
+        ..SenderConfig::default()
+    };
+    // A message waits for a link that is down for half its lease at most.
+    let gateway = Arc::new(SmppGateway::new(router.clone(), sender_cfg.lease / 2));
+    outbox_stage.spawn(outbox::run_sender(
         store.clone(),
-        router.clone(),
-        SenderConfig {
-            batch: cfg.outbox.batch,
-            lease: cfg.outbox.lease.0,
-            retry_delay: cfg.outbox.retry_delay.0,
-            ..SenderConfig::default()
-        },
+        gateway,
+        sender_cfg,
         clock.clone(),
-        stop_rx.clone(),
+        outbox_stage.token(),
     ));
     let mo_on = !cfg.mo_login.short_code.is_empty();
-    let events = tokio::spawn(outbox::run_events(
+    let events = tokio::spawn(crate::inbound::run_events(
         store.clone(),
         mo_on.then(|| mo_login.clone()),
         (clock.clone(), rng.clone()),
         ev_rx,
     ));
     let limits_of = verify.clone();
-    let expiry = tokio::spawn(crate::housekeeping::run_expiry(
+    sweep_stage.spawn(crate::housekeeping::run_expiry(
         store.clone(),
         Duration::from_secs(1),
         crate::housekeeping::Prune {
@@ -510,25 +527,22 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             keys_kept: crate::verify::service::IDEMPOTENCY_KEY_TTL,
         },
         clock.clone(),
-        stop_rx.clone(),
+        sweep_stage.token(),
     ));
     // Status webhooks: signed, retried with backoff, never on the API's path.
     let wh_cfg = crate::webhook::WebhookConfig::default();
     let wh_client = crate::webhook::http_client(&wh_cfg)
         .map_err(|e| StartError::Environment(format!("webhook HTTP client: {e}")))?;
-    let webhooks = tokio::spawn(crate::webhook::run_worker(
+    webhook_stage.spawn(crate::webhook::run_worker(
         store.clone(),
         wh_client,
         wh_cfg,
         (clock.clone(), rng.clone()),
-        stop_rx.clone(),
+        webhook_stage.token(),
     ));
     let app = crate::api::router(state)
         .merge(readiness(store.clone(), router.clone()))
-        .merge(metrics_route(
-            store.clone(),
-            calls.as_ref().map(|(e, _)| e.clone()),
-        ));
+        .merge(metrics_route(store.clone(), calls.clone()));
     let admin_app = crate::admin::router(crate::admin::AdminState {
         clock: clock.clone(),
         rng: rng.clone(),
@@ -541,11 +555,14 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         callers,
     });
     let admin_addr = admin_listener.local_addr().unwrap_or(admin_addr);
-    let mut stop_admin = stop_rx.clone();
-    let admin_server = axum::serve(admin_listener, admin_app).with_graceful_shutdown(async move {
-        let _ = stop_admin.changed().await;
+    let stop_admin = api_stage.token();
+    let admin_server = axum::serve(admin_listener, admin_app)
+        .with_graceful_shutdown(async move { stop_admin.cancelled().await });
+    api_stage.spawn(async move {
+        if let Err(e) = admin_server.await {
+            warn!(error = %e, "admin server failed");
+        }
     });
-    tokio::spawn(async move { admin_server.await });
     let api_addr = listener.local_addr().unwrap_or(api_addr);
     let signals = Signals::register()?;
     info!(%api_addr, "verigate API listening");
@@ -557,43 +574,41 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             "admin": admin_addr.to_string(),
             "lab_smsc": lab.as_ref().map(|l| l.addr.to_string()),
             "lab_control": lab.as_ref().map(|l| l.control.clone()),
-            "sip": calls.as_ref().map(|(e, _)| e.local_addr().to_string()),
+            "sip": calls.as_ref().map(|e| e.local_addr().to_string()),
             "lab_switch": lab_switch.as_ref().map(|l| l.addr.to_string()),
             "lab_switch_control": lab_switch.as_ref().map(|l| l.control.clone()),
         })
     );
-    let mut stop_api = stop_rx.clone();
+    let stop_api = api_stage.token();
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        let _ = stop_api.changed().await;
+    .with_graceful_shutdown(async move { stop_api.cancelled().await });
+    api_stage.spawn(async move {
+        if let Err(e) = server.await {
+            warn!(error = %e, "API server failed");
+        }
     });
-    let server = tokio::spawn(async move { server.await });
+    let stop_smpp = smpp_stage.token();
+    smpp_stage.spawn(async move {
+        stop_smpp.cancelled().await;
+        for c in router.smscs() {
+            c.shutdown().await;
+        }
+        // The binds are gone, so the event stream ends; let receipts and
+        // MOs already taken finish storing (any not acknowledged are
+        // redelivered anyway).
+        if tokio::time::timeout(Duration::from_secs(5), events)
+            .await
+            .is_err()
+        {
+            warn!("receipts still being stored after 5 s; the SMSC will redeliver them");
+        }
+    });
     wait_for_signals(signals, path, sets, &verify).await;
-    info!("shutting down: API stops, in-flight submits drain, binds unbind");
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    // Calls in progress get CANCEL or BYE; their outcomes are stored.
-    calls_stop.cancel();
-    if let Some((_, worker)) = calls {
-        let _ = worker.await;
-    }
-    let _ = sender.await;
-    let _ = webhooks.await;
-    expiry.abort();
-    for c in router.smscs() {
-        c.shutdown().await;
-    }
-    // The binds are gone, so the event stream ends; let receipts already
-    // taken finish storing. (Any not acknowledged are redelivered anyway.)
-    if tokio::time::timeout(Duration::from_secs(5), events)
-        .await
-        .is_err()
-    {
-        warn!("receipts still being stored after 5 s; the SMSC will redeliver them");
-    }
+    info!("shutting down: API stops, calls end, in-flight submits drain, binds unbind");
+    tree.run().await;
     // Queued writes finish, the WAL is checkpointed into the database file.
     sqlite.close().await;
     Ok(())

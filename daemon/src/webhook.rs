@@ -14,8 +14,11 @@
 //! timestamps (replay protection).
 
 use crate::clock::Clock;
+use crate::queue::{self, Held, Queue, WorkerConfig};
 use crate::random::Random;
-use crate::store::{AuditEvent, Millis, Service, Store, StoreResult, Verification, WebhookJob};
+use crate::store::{
+    AuditEvent, Claimed, Lease, Millis, Service, Store, StoreResult, Verification, WebhookJob,
+};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde_json::Value;
@@ -23,7 +26,7 @@ use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
-use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 /// Header carrying the signature (`t=…,v1=…`).
@@ -259,81 +262,66 @@ fn user_agent() -> String {
     format!("verigate/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Delivers due webhook jobs until `stop` turns true (or its sender is
-/// dropped), then waits for deliveries in flight.
+/// The webhook queue: deliveries of claimed jobs, with a fenced outcome.
+struct Webhooks {
+    store: Arc<dyn Store>,
+    client: reqwest::Client,
+    cfg: WebhookConfig,
+    ctx: (Clock, Random),
+}
+
+#[async_trait::async_trait]
+impl Queue for Webhooks {
+    type Job = WebhookJob;
+    const NAME: &'static str = "webhooks";
+
+    async fn claim(
+        &self,
+        now: Millis,
+        limit: u32,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<Claimed<WebhookJob>>> {
+        self.store.claim_webhooks(now, limit, lease_ms).await
+    }
+
+    async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+        self.store.extend_webhooks(leases, until).await
+    }
+
+    async fn work(&self, job: Claimed<WebhookJob>, held: Held) {
+        // A lost lease: the new holder delivers it (receivers deduplicate
+        // on the event id if this copy got through too).
+        tokio::select! {
+            _ = deliver(&*self.store, &self.client, &self.cfg, &self.ctx, &held.lease, job.job) => {}
+            _ = held.lost.cancelled() => {}
+        }
+    }
+}
+
+/// Delivers due webhook jobs until `stop`, then waits for deliveries in
+/// flight (each is bounded by the request timeout).
 pub async fn run_worker(
     store: Arc<dyn Store>,
     client: reqwest::Client,
     cfg: WebhookConfig,
     (clock, rng): (Clock, Random),
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
-    let slots = cfg.batch.max(1) as usize;
     let lease = cfg.lease.max(cfg.timeout.saturating_add(LEASE_MARGIN));
-    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    let permits = Arc::new(Semaphore::new(slots));
-    let cfg = Arc::new(cfg);
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        // Claim only as many jobs as can start now, so every claimed job is
-        // delivered well within its lease.
-        let first = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            r = stop.changed() => {
-                if r.is_err() {
-                    break;
-                }
-                continue;
-            }
-        };
-        let mut held = vec![first];
-        while held.len() < slots {
-            match permits.clone().try_acquire_owned() {
-                Ok(p) => held.push(p),
-                Err(_) => break,
-            }
-        }
-        let wanted = held.len();
-        let jobs = match store
-            .claim_webhooks(clock.now_ms(), wanted as u32, lease_ms)
-            .await
-        {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                error!(error = %e, "cannot claim webhook jobs");
-                Vec::new()
-            }
-        };
-        let claimed = jobs.len();
-        for (job, permit) in jobs.into_iter().zip(held.drain(..)) {
-            let store = store.clone();
-            let client = client.clone();
-            let cfg = cfg.clone();
-            let ctx = (clock.clone(), rng.clone());
-            tokio::spawn(async move {
-                deliver(&*store, &client, &cfg, &ctx, job).await;
-                drop(permit);
-            });
-        }
-        drop(held);
-        if claimed < wanted {
-            tokio::select! {
-                _ = tokio::time::sleep(cfg.idle_poll) => {}
-                r = stop.changed() => {
-                    if r.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    // Let deliveries in flight finish (each is bounded by the timeout).
-    let _ = permits.acquire_many(slots as u32).await;
+    let worker = WorkerConfig {
+        batch: cfg.batch.max(1),
+        lease,
+        idle_poll: cfg.idle_poll,
+        max_in_flight: cfg.batch.max(1) as usize,
+        drain: cfg.timeout.saturating_add(LEASE_MARGIN),
+    };
+    let queue = Webhooks {
+        store,
+        client,
+        cfg,
+        ctx: (clock.clone(), rng),
+    };
+    queue::run(Arc::new(queue), worker, clock, stop).await;
 }
 
 /// The event id of a queued body (its `id`), else the job id.
@@ -350,6 +338,7 @@ async fn deliver(
     client: &reqwest::Client,
     cfg: &WebhookConfig,
     ctx: &(Clock, Random),
+    lease: &Lease,
     job: WebhookJob,
 ) {
     let secret = match store.get_service(&job.service).await {
@@ -358,7 +347,7 @@ async fn deliver(
         Err(e) => {
             // Our failure, not the receiver's: try again later.
             error!(service = %job.service, job = %job.id, error = %e, "cannot load service for webhook");
-            reschedule(store, cfg, ctx, &job, &format!("store: {e}")).await;
+            reschedule(store, cfg, ctx, lease, &job, &format!("store: {e}")).await;
             return;
         }
     };
@@ -368,7 +357,7 @@ async fn deliver(
             job = %job.id,
             "webhook dropped: the service or its webhook secret is gone"
         );
-        give_up(store, &ctx.0, &job, "service or webhook secret gone").await;
+        give_up(store, &ctx.0, lease, &job, "service or webhook secret gone").await;
         return;
     };
     let event_id = event_id(&job);
@@ -391,7 +380,7 @@ async fn deliver(
     };
     match failure {
         None => {
-            if let Err(e) = store.complete_webhook(&job.id).await {
+            if let Err(e) = store.complete_webhook(lease).await {
                 // The lease will run out and the event be delivered again;
                 // receivers deduplicate on the event id.
                 error!(service = %job.service, job = %job.id, error = %e, "cannot complete webhook job");
@@ -408,11 +397,11 @@ async fn deliver(
                 error = %err,
                 "webhook undeliverable, giving up"
             );
-            give_up(store, &ctx.0, &job, &err).await;
+            give_up(store, &ctx.0, lease, &job, &err).await;
         }
         Some(err) => {
             debug!(service = %job.service, job = %job.id, attempt = job.attempts, error = %err, "webhook delivery failed; will retry");
-            reschedule(store, cfg, ctx, &job, &err).await;
+            reschedule(store, cfg, ctx, lease, &job, &err).await;
         }
     }
 }
@@ -442,19 +431,20 @@ async fn reschedule(
     store: &dyn Store,
     cfg: &WebhookConfig,
     (clock, rng): &(Clock, Random),
+    lease: &Lease,
     job: &WebhookJob,
     err: &str,
 ) {
     let delay = i64::try_from(cfg.backoff(job.attempts, rng).as_millis()).unwrap_or(i64::MAX);
     let at = clock.now_ms().saturating_add(delay);
-    if let Err(e) = store.retry_webhook(&job.id, err, Some(at)).await {
+    if let Err(e) = store.retry_webhook(lease, err, Some(at)).await {
         // The lease will run out and the job be claimed again.
         error!(service = %job.service, job = %job.id, error = %e, "cannot reschedule webhook job");
     }
 }
 
-async fn give_up(store: &dyn Store, clock: &Clock, job: &WebhookJob, err: &str) {
-    if let Err(e) = store.retry_webhook(&job.id, err, None).await {
+async fn give_up(store: &dyn Store, clock: &Clock, lease: &Lease, job: &WebhookJob, err: &str) {
+    if let Err(e) = store.retry_webhook(lease, err, None).await {
         error!(service = %job.service, job = %job.id, error = %e, "cannot drop webhook job");
         return;
     }
@@ -587,8 +577,9 @@ mod tests {
         (addr, script, task)
     }
 
-    fn start(store: &Arc<dyn Store>, cfg: WebhookConfig) -> (watch::Sender<bool>, JoinHandle<()>) {
-        let (tx, rx) = watch::channel(false);
+    fn start(store: &Arc<dyn Store>, cfg: WebhookConfig) -> (CancellationToken, JoinHandle<()>) {
+        let tx = CancellationToken::new();
+        let rx = tx.clone();
         let h = tokio::spawn(run_worker(
             store.clone(),
             test_client(),
@@ -599,8 +590,8 @@ mod tests {
         (tx, h)
     }
 
-    async fn stop(tx: watch::Sender<bool>, h: JoinHandle<()>) {
-        tx.send(true).unwrap();
+    async fn stop(tx: CancellationToken, h: JoinHandle<()>) {
+        tx.cancel();
         tokio::time::timeout(WAIT, h)
             .await
             .expect("worker stops in time")
@@ -635,7 +626,13 @@ mod tests {
 
     /// Every job due by far in the future (empty when the queue is empty).
     async fn remaining(store: &Arc<dyn Store>) -> Vec<WebhookJob> {
-        store.claim_webhooks(i64::MAX / 2, 100, 1).await.unwrap()
+        store
+            .claim_webhooks(i64::MAX / 2, 100, 1)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.job)
+            .collect()
     }
 
     fn header<'a>(h: &'a Hit, name: &str) -> &'a str {
@@ -981,11 +978,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn worker_stops_when_the_stop_sender_is_dropped() {
+    async fn worker_stops_when_told() {
         let svc = service("acme", serde_json::json!({}));
         let store = store_with(&svc).await;
         let (tx, h) = start(&store, fast_cfg());
-        drop(tx);
+        tx.cancel();
         tokio::time::timeout(WAIT, h)
             .await
             .expect("worker stops")

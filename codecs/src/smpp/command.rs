@@ -167,6 +167,14 @@ impl CommandStatus {
     pub const fn is_throttle(self) -> bool {
         matches!(self.0, 0x58 | 0x14)
     }
+
+    /// True when a refused submit may succeed if sent again later (system
+    /// error, queue full, throttled, temporary application error, delivery
+    /// failure, unknown error); false when the refusal is final (the
+    /// message or its addresses are at fault).
+    pub const fn is_temporary(self) -> bool {
+        matches!(self.0, 0x08 | 0x14 | 0x58 | 0x64 | 0xFE | 0xFF)
+    }
 }
 
 impl fmt::Debug for CommandStatus {

@@ -32,6 +32,23 @@ impl Address {
         }
     }
 
+    /// A sender address with the TON/NPI an SMSC expects for it: an
+    /// international number (`+` or more than 8 digits: TON 1, NPI 1), a
+    /// short code (up to 8 digits: TON 3 network-specific, NPI 0), or an
+    /// alphanumeric sender id (TON 5, NPI 0).
+    pub fn sender(from: &str) -> Self {
+        let digits = from.trim_start_matches('+');
+        if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) {
+            if from.starts_with('+') || digits.len() > 8 {
+                Address::international(digits)
+            } else {
+                Address::new(3, 0, digits)
+            }
+        } else {
+            Address::new(5, 0, from)
+        }
+    }
+
     /// An address with explicit TON and NPI.
     pub fn new(ton: u8, npi: u8, addr: &str) -> Self {
         Address {

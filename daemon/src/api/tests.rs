@@ -744,6 +744,9 @@ impl Api {
             .claim_calls(crate::clock::unix_ms() + 1, 100, 60_000)
             .await
             .unwrap()
+            .into_iter()
+            .map(|c| c.job)
+            .collect()
     }
 }
 

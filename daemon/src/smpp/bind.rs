@@ -5,6 +5,7 @@
 use super::config::SmscConfig;
 use super::events::{AckMsg, DeliveryAck, Owed, SmppEvent};
 use super::{SubmitError, Submitted};
+use crate::inbound::decode::{Decoder, Delivery};
 use crate::random::Random;
 use rand::Rng;
 use std::collections::HashMap;
@@ -16,13 +17,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, info_span, warn, Instrument};
-use verigate_codecs::dlr::{is_receipt, parse_dlr};
-use verigate_codecs::smpp::message::content;
 use verigate_codecs::smpp::session::{
     BindCredentials, BindType, CloseReason, Event, Role, Session,
 };
 use verigate_codecs::smpp::{Body, CommandStatus, MessageIdResp, Pdu, SubmitSm};
-use verigate_codecs::text::{PartKey, Reassembler};
 
 /// Where a bind is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,8 +329,7 @@ impl BindTask {
         // Carried submits wait until the bind succeeds (flush_carry): one
         // whose submitter gives up meanwhile must not go out after all.
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckMsg>();
-        let mut reassembler = Reassembler::new(self.cfg.reassembly_timeout, 10_000);
-        let mut held_parts: HashMap<PartKey, Vec<Owed>> = HashMap::new();
+        let mut decoder: Decoder<Owed> = Decoder::new(self.cfg.reassembly_timeout);
         let mut rbuf = vec![0u8; 64 * 1024];
         let mut was_bound = false;
         let mut shutdown_requested = false;
@@ -388,15 +385,8 @@ impl BindTask {
                         }
                     }
                     Event::Request(pdu) => {
-                        self.on_request(
-                            &mut session,
-                            pdu,
-                            generation,
-                            &ack_tx,
-                            &mut reassembler,
-                            &mut held_parts,
-                        )
-                        .await;
+                        self.on_request(&mut session, pdu, generation, &ack_tx, &mut decoder)
+                            .await;
                     }
                     Event::Notification(pdu) => debug!(command = %pdu.command_id(), "notification"),
                     Event::Throttled { status, .. } => {
@@ -434,7 +424,7 @@ impl BindTask {
                 continue;
             }
             let deadline = session.poll_timeout().map(Instant::from_std);
-            let reassembly_deadline = reassembler.poll_timeout().map(Instant::from_std);
+            let reassembly_deadline = decoder.poll_timeout().map(Instant::from_std);
             let next = match (deadline, reassembly_deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -495,12 +485,10 @@ impl BindTask {
                 _ = sleep_opt(next) => {
                     let now = Instant::now().into_std();
                     session.handle_timeout(now);
-                    for exp in reassembler.handle_timeout(now) {
-                        if let Some(seqs) = held_parts.remove(&exp.key) {
-                            warn!(parts = exp.received, total = exp.key.total, "long MO incomplete; asking SMSC to redeliver");
-                            for owed in seqs {
-                                session.respond(owed.sequence, CommandStatus::ESME_RX_T_APPN, owed.response());
-                            }
+                    for gone in decoder.handle_timeout(now) {
+                        warn!(parts = gone.received, total = gone.total, evicted = gone.evicted, "long MO incomplete; asking SMSC to redeliver");
+                        for owed in gone.owed {
+                            session.respond(owed.sequence, CommandStatus::ESME_RX_T_APPN, owed.response());
                         }
                     }
                 }
@@ -543,105 +531,62 @@ impl BindTask {
         }
     }
 
+    /// A deliver_sm or data_sm from the SMSC, through the inbound decoder:
+    /// receipts and whole MOs become events (answered when the consumer
+    /// has stored them), parts of a long MO wait in the decoder.
     async fn on_request(
         &mut self,
         session: &mut Session,
         pdu: Pdu,
         generation: u64,
         ack_tx: &mpsc::UnboundedSender<AckMsg>,
-        reassembler: &mut Reassembler,
-        held: &mut HashMap<PartKey, Vec<Owed>>,
+        decoder: &mut Decoder<Owed>,
     ) {
         let owed = Owed {
             sequence: pdu.sequence,
             data_sm: matches!(pdu.body, Body::DataSm(_)),
         };
-        let seq = pdu.sequence;
         let ack = |seqs: Vec<Owed>| DeliveryAck {
             generation,
             sequences: seqs,
             tx: ack_tx.clone(),
             sent: false,
         };
-        let sm = match pdu.body {
-            Body::DeliverSm(sm) => sm,
-            Body::DataSm(d) => SubmitSm::from(d),
-            other => {
-                session.respond(seq, CommandStatus::ESME_RINVCMDID, Body::GenericNack);
-                debug!(command = %other.command_id(), "unexpected request from SMSC");
-                return;
-            }
-        };
         let smsc: Arc<str> = Arc::from(self.cfg.name.as_str());
-        if is_receipt(sm.esm_class) {
-            let rid = sm
-                .tlvs
-                .receipted_message_id()
-                .map(|s| s.to_str_lossy().into_owned());
-            match parse_dlr(
-                rid.as_deref(),
-                sm.tlvs.message_state(),
-                sm.tlvs.network_error_code(),
-                &sm.short_message,
-            ) {
-                Ok(dlr) => {
-                    let ev = SmppEvent::Dlr {
-                        smsc,
-                        dlr,
-                        ack: ack(vec![owed]),
-                    };
-                    self.emit(ev).await;
-                }
-                Err(e) => {
-                    // Unusable receipt: accept it (a retry would not fix it)
-                    // and say why.
-                    warn!(error = %e, "undecodable delivery receipt");
-                    session.respond(seq, CommandStatus::ESME_ROK, owed.response());
-                }
-            }
-            return;
-        }
-        let c = content(&sm);
-        let from = sm.source.addr.to_str_lossy().into_owned();
-        let from_ton = sm.source.ton;
-        let to = sm.dest.addr.to_str_lossy().into_owned();
-        match c.part {
-            Some(part) if part.total > 1 => {
-                let key = PartKey {
-                    source: from.clone(),
-                    dest: to.clone(),
-                    reference: part.reference,
-                    total: part.total,
-                };
-                held.entry(key.clone()).or_default().push(owed);
-                let now = Instant::now().into_std();
-                if let Some(done) =
-                    reassembler.push(now, key.clone(), part.seq, c.data_coding, c.payload)
-                {
-                    let seqs = held.remove(&key).unwrap_or_default();
-                    let ev = SmppEvent::Mo {
-                        smsc,
-                        from,
-                        from_ton,
-                        to,
-                        text: done.text,
-                        data_coding: done.data_coding,
-                        ack: ack(seqs),
-                    };
-                    self.emit(ev).await;
-                }
-            }
-            _ => {
-                let ev = SmppEvent::Mo {
+        match decoder.take(Instant::now().into_std(), pdu.body, owed) {
+            Delivery::Receipt { dlr, owed } => {
+                self.emit(SmppEvent::Dlr {
                     smsc,
-                    from,
-                    from_ton,
-                    to,
-                    text: c.text(),
-                    data_coding: c.data_coding,
-                    ack: ack(vec![owed]),
-                };
-                self.emit(ev).await;
+                    dlr,
+                    ack: ack(owed),
+                })
+                .await
+            }
+            Delivery::Mo(mo) => {
+                self.emit(SmppEvent::Mo {
+                    smsc,
+                    from: mo.from,
+                    from_ton: mo.from_ton,
+                    to: mo.to,
+                    text: mo.text,
+                    data_coding: mo.data_coding,
+                    ack: ack(mo.owed),
+                })
+                .await
+            }
+            Delivery::Held => {}
+            Delivery::Unusable { error, owed } => {
+                // Accepted: a redelivery would not fix it.
+                warn!(%error, "unusable request from SMSC; accepted and dropped");
+                session.respond(owed.sequence, CommandStatus::ESME_ROK, owed.response());
+            }
+            Delivery::NotMessage(owed) => {
+                session.respond(
+                    owed.sequence,
+                    CommandStatus::ESME_RINVCMDID,
+                    Body::GenericNack,
+                );
+                debug!("unexpected request from SMSC");
             }
         }
     }

@@ -190,18 +190,17 @@ pub trait CallStore: Send + Sync {
         now: Millis,
         limit: u32,
         lease_ms: i64,
-    ) -> StoreResult<Vec<CallJob>>;
-    /// Records the outcome of the call as `claimed` (or a retry, `state ==
-    /// Queued`). Applies only if the call is unfinished and still at the
-    /// claim's attempt: a worker whose lease ran out and whose call was
-    /// claimed again cannot overwrite the new attempt. A final state forgets
-    /// the code. Returns the call after, `NotFound` for an unknown id.
-    async fn finish_call(
-        &self,
-        claimed: &CallJob,
-        r: &CallResult,
-        at: Millis,
-    ) -> StoreResult<CallJob>;
+    ) -> StoreResult<Vec<Claimed<CallJob>>>;
+    /// Extends each lease still held (its call still calling under that
+    /// claim) to `until`; says which were, in order.
+    async fn extend_calls(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>>;
+    /// Records the outcome of the call held by `lease` (or a retry, `state
+    /// == Queued`). Fenced: a worker whose lease ran out and whose call was
+    /// claimed again gets `LeaseLost` and cannot overwrite the new attempt;
+    /// a call already finished (expired, cancelled) is left as it is. A
+    /// final state forgets the code. Returns the call after, `NotFound` for
+    /// an unknown id.
+    async fn finish_call(&self, lease: &Lease, r: &CallResult, at: Millis) -> StoreResult<CallJob>;
     /// Cancels the unfinished calls of a verification that was closed
     /// (approved, cancelled, expired); returns those that were `calling`,
     /// whose worker should hang up.

@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod limits;
 pub mod mologin;
 pub mod outbox;
+pub mod queue;
 pub mod services;
 pub mod sqlite;
 pub mod verifications;
@@ -23,6 +24,7 @@ pub use calls::*;
 pub use limits::*;
 pub use mologin::*;
 pub use outbox::*;
+pub use queue::*;
 pub use services::*;
 pub use verifications::*;
 pub use webhooks::*;
@@ -41,6 +43,11 @@ pub enum StoreError {
     /// The database failed (our side or the operator's database).
     #[error("database error: {0}")]
     Database(String),
+    /// The caller's claim on a queued job was taken over (its lease ran
+    /// out and another claim took the job) or the job was finished by
+    /// someone else: the holder must drop the job without recording anything.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
     /// Stored data could not be read back (a bug or a manual edit).
     #[error("corrupt record: {0}")]
     Corrupt(String),

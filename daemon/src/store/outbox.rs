@@ -150,28 +150,35 @@ pub trait OutboxStore: Send + Sync {
     /// Claims up to `limit` messages due at `now` (queued with
     /// next_attempt_at ≤ now, or sending whose lease ran out — a sender that
     /// died), marks them sending with a lease until `now + lease_ms`, and
-    /// counts the attempt. Oldest first.
+    /// counts the attempt and the claim. Oldest first.
     async fn claim_outbox(
         &self,
         now: Millis,
         limit: u32,
         lease_ms: i64,
-    ) -> StoreResult<Vec<OutboxMessage>>;
+    ) -> StoreResult<Vec<Claimed<OutboxMessage>>>;
+    /// Extends each lease still held (its message still sending under that
+    /// claim) to `until`; says which were, in order.
+    async fn extend_outbox(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>>;
     /// The SMSC accepted the message: records smsc and ids (with their
     /// correlation keys from `verigate_codecs::dlr::message_id_keys`) and
     /// applies any receipt parked for those ids. Returns the message after.
+    /// Fenced: when another claim took the message over, only the ids are
+    /// recorded (a receipt of this copy still finds the message) and the
+    /// answer is `LeaseLost`.
     async fn mark_submitted(
         &self,
-        id: &str,
+        lease: &Lease,
         smsc: &str,
         message_ids: &[String],
         at: Millis,
     ) -> StoreResult<OutboxMessage>;
     /// A send failed: back to queued at `retry_at`, or to `Rejected` when
-    /// `retry_at` is None.
+    /// `retry_at` is None. Changes only an unfinished message, and only
+    /// under the lease's claim (`LeaseLost` when another claim took it).
     async fn mark_failed(
         &self,
-        id: &str,
+        lease: &Lease,
         error: &str,
         retry_at: Option<Millis>,
         at: Millis,

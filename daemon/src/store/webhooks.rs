@@ -33,13 +33,17 @@ pub trait WebhookStore: Send + Sync {
         now: Millis,
         limit: u32,
         lease_ms: i64,
-    ) -> StoreResult<Vec<WebhookJob>>;
-    /// Delivered: removes the job.
-    async fn complete_webhook(&self, id: &str) -> StoreResult<()>;
-    /// Failed: retry at `retry_at`, or drop when None (recorded in audit by the caller).
+    ) -> StoreResult<Vec<Claimed<WebhookJob>>>;
+    /// Extends each lease still held to `until`; says which were, in order.
+    async fn extend_webhooks(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>>;
+    /// Delivered: removes the job. Fenced (`LeaseLost` when another claim
+    /// took it); a job already gone is not an error.
+    async fn complete_webhook(&self, lease: &Lease) -> StoreResult<()>;
+    /// Failed: retry at `retry_at`, or drop when None (recorded in audit by
+    /// the caller). Fenced like [`WebhookStore::complete_webhook`].
     async fn retry_webhook(
         &self,
-        id: &str,
+        lease: &Lease,
         error: &str,
         retry_at: Option<Millis>,
     ) -> StoreResult<()>;

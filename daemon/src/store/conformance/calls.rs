@@ -1,6 +1,7 @@
 //! The call queue.
 
 use super::*;
+use std::collections::HashMap;
 
 /// Every check of this domain, on `store`.
 pub async fn run<S: Store>(store: &S) {
@@ -37,6 +38,20 @@ fn key(k: &[u8], since: Millis) -> RequestKey<'_> {
 /// A call as stored now (what a worker holding its claim has).
 async fn current<S: Store>(store: &S, id: &str) -> CallJob {
     store.get_call(id).await.unwrap().expect("call exists")
+}
+
+/// Remembers the leases of `claimed` (the latest claim of each call).
+fn hold(held: &mut HashMap<String, Lease>, claimed: &[Claimed<CallJob>]) {
+    for c in claimed {
+        held.insert(c.id.clone(), c.lease.clone());
+    }
+}
+
+/// The latest lease on call `id` (a never-claimed call's, if none).
+fn lease(held: &HashMap<String, Lease>, id: &str) -> Lease {
+    held.get(id)
+        .cloned()
+        .unwrap_or_else(|| Lease::unclaimed(id))
 }
 
 fn outcome(state: CallState, sip: Option<u16>) -> CallResult {
@@ -87,7 +102,9 @@ pub async fn call_queue<S: Store>(store: &S) {
     store.enqueue_call(&stale, None).await.unwrap();
 
     // Claims: due ones, oldest first, counted; not again within the lease.
+    let mut held = HashMap::new();
     let claimed = store.claim_calls(t + 10, 10, 5_000).await.unwrap();
+    hold(&mut held, &claimed);
     let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(
         ids,
@@ -105,6 +122,7 @@ pub async fn call_queue<S: Store>(store: &S) {
     // A worker that died: its calls come back after the lease.
     let again = store.claim_calls(t + 5_011, 10, 5_000).await.unwrap();
     assert_eq!(again.len(), 2, "claimed again after the lease");
+    hold(&mut held, &again);
     assert!(again.iter().all(|c| c.attempts == 2));
 
     // Expiry takes the queued call past its expiry, forgetting its code.
@@ -125,7 +143,7 @@ pub async fn call_queue<S: Store>(store: &S) {
         ..outcome(CallState::Queued, Some(503))
     };
     let c = store
-        .finish_call(&current(store, &gateway.id).await, &retry, t + 6_000)
+        .finish_call(&lease(&held, &gateway.id), &retry, t + 6_000)
         .await
         .unwrap();
     assert_eq!(
@@ -134,7 +152,7 @@ pub async fn call_queue<S: Store>(store: &S) {
     );
     let c = store
         .finish_call(
-            &current(store, &voice.id).await,
+            &lease(&held, &voice.id),
             &outcome(CallState::Answered, Some(200)),
             t + 6_000,
         )
@@ -151,7 +169,7 @@ pub async fn call_queue<S: Store>(store: &S) {
         ..outcome(CallState::Busy, Some(486))
     };
     let c = store
-        .finish_call(&current(store, &voice.id).await, &late, t + 7_000)
+        .finish_call(&lease(&held, &voice.id), &late, t + 7_000)
         .await
         .unwrap();
     assert_eq!(c.state, CallState::Answered, "the first outcome sticks");
@@ -166,7 +184,7 @@ pub async fn call_queue<S: Store>(store: &S) {
     assert!(matches!(
         store
             .finish_call(
-                &current(store, &voice.id).await,
+                &lease(&held, &voice.id),
                 &outcome(CallState::Calling, None),
                 t
             )
@@ -176,7 +194,7 @@ pub async fn call_queue<S: Store>(store: &S) {
     assert!(matches!(
         store
             .finish_call(
-                &call("nope", None, CallKind::Voice, "+447400500099", t),
+                &Lease::unclaimed("call_conf_nope"),
                 &outcome(CallState::Failed, None),
                 t
             )
@@ -198,7 +216,7 @@ pub async fn call_queue<S: Store>(store: &S) {
         ..outcome(CallState::Busy, Some(486))
     };
     let c = store
-        .finish_call(&current(store, &c2.id).await, &busy, t + 8_000)
+        .finish_call(&lease(&held, &c2.id), &busy, t + 8_000)
         .await
         .unwrap();
     assert_eq!((c.state, c.sip_code), (CallState::Busy, Some(486)));
@@ -263,10 +281,11 @@ pub async fn call_queue<S: Store>(store: &S) {
     // Closing the verification: queued calls are cancelled, calling ones
     // are returned (their worker hangs up).
     let claimed = store.claim_calls(t + 9_001, 10, 60_000).await.unwrap();
+    hold(&mut held, &claimed);
     assert!(claimed.iter().any(|c| c.id == fc.id) && claimed.iter().any(|c| c.id == fc2.id));
     let c = store
         .finish_call(
-            &current(store, &fc2.id).await,
+            &lease(&held, &fc2.id),
             &CallResult {
                 retry_at: Some(t + 20_000),
                 ..outcome(CallState::Queued, None)
@@ -324,22 +343,36 @@ pub async fn call_queue<S: Store>(store: &S) {
         .find(|c| c.id == fenced.id)
         .expect("claimed again after the lease");
     assert_eq!((first_claim.attempts, second_claim.attempts), (1, 2));
-    let c = store
+    let late = store
         .finish_call(
-            &first_claim,
+            &first_claim.lease,
             &outcome(CallState::Busy, Some(486)),
             t + 10_700,
         )
-        .await
-        .unwrap();
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost(_))),
+        "the stale worker's report is refused, got {late:?}"
+    );
     assert_eq!(
-        c.state,
+        current(store, &fenced.id).await.state,
         CallState::Calling,
-        "the stale worker's report is ignored"
+        "the stale worker's report changes nothing"
+    );
+    assert_eq!(
+        store
+            .extend_calls(
+                &[first_claim.lease.clone(), second_claim.lease.clone()],
+                t + 70_000
+            )
+            .await
+            .unwrap(),
+        vec![false, true],
+        "only the latest claim extends"
     );
     let c = store
         .finish_call(
-            &second_claim,
+            &second_claim.lease,
             &outcome(CallState::Answered, Some(200)),
             t + 10_800,
         )
@@ -365,12 +398,9 @@ pub async fn call_queue<S: Store>(store: &S) {
         )
         .await
         .unwrap());
-    assert!(store
-        .claim_calls(t + 10_901, 100, 60_000)
-        .await
-        .unwrap()
-        .iter()
-        .all(|c| c.id != cc.id));
+    let claimed = store.claim_calls(t + 10_901, 100, 60_000).await.unwrap();
+    assert!(claimed.iter().all(|c| c.id != cc.id));
+    hold(&mut held, &claimed);
     let c = current(store, &cc.id).await;
     assert_eq!((c.state, c.code), (CallState::Canceled, None));
 
@@ -420,10 +450,11 @@ pub async fn call_queue<S: Store>(store: &S) {
     );
     // The key outlives the call's code: a replay after the outcome still
     // finds the call.
-    store.claim_calls(t + 10_002, 10, 60_000).await.unwrap();
+    let claimed = store.claim_calls(t + 10_002, 10, 60_000).await.unwrap();
+    hold(&mut held, &claimed);
     store
         .finish_call(
-            &current(store, &first.id).await,
+            &lease(&held, &first.id),
             &outcome(CallState::Answered, Some(200)),
             t + 10_003,
         )
@@ -463,7 +494,7 @@ pub async fn call_queue<S: Store>(store: &S) {
     // Leave the queue empty for other tests.
     store
         .finish_call(
-            &current(store, &fc.id).await,
+            &lease(&held, &fc.id),
             &outcome(CallState::Rang, Some(487)),
             t + 9_005,
         )
@@ -471,11 +502,7 @@ pub async fn call_queue<S: Store>(store: &S) {
         .unwrap();
     for c in store.claim_calls(t + 100_000, 100, 60_000).await.unwrap() {
         store
-            .finish_call(
-                &current(store, &c.id).await,
-                &outcome(CallState::Failed, None),
-                t + 100_000,
-            )
+            .finish_call(&c.lease, &outcome(CallState::Failed, None), t + 100_000)
             .await
             .unwrap();
     }

@@ -64,6 +64,8 @@ pub(crate) const T_RECEIPTS: Millis = 2_200_000_000_000;
 
 pub(crate) const T_PARKED: Millis = 2_300_000_000_000;
 
+pub(crate) const T_FENCE: Millis = 2_350_000_000_000;
+
 pub(crate) const T_WEBHOOKS: Millis = 2_400_000_000_000;
 
 pub(crate) const T_ACCOUNTS: Millis = 2_500_000_000_000;
@@ -180,8 +182,40 @@ pub(crate) async fn queued<S: Store>(
     m
 }
 
-pub(crate) fn ids(msgs: &[OutboxMessage]) -> Vec<&str> {
-    msgs.iter().map(|m| m.id.as_str()).collect()
+/// Something with a message id: a message, or a claimed one.
+pub(crate) trait MessageId {
+    fn message_id(&self) -> &str;
+}
+
+impl MessageId for OutboxMessage {
+    fn message_id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl MessageId for Claimed<OutboxMessage> {
+    fn message_id(&self) -> &str {
+        &self.job.id
+    }
+}
+
+pub(crate) fn ids<M: MessageId>(msgs: &[M]) -> Vec<&str> {
+    msgs.iter().map(MessageId::message_id).collect()
+}
+
+/// The jobs of a claim, without their leases.
+pub(crate) fn jobs<T>(claimed: Vec<Claimed<T>>) -> Vec<T> {
+    claimed.into_iter().map(|c| c.job).collect()
+}
+
+/// The lease of job `id` among claimed jobs.
+pub(crate) fn lease_of<T>(claimed: &[Claimed<T>], id: &str) -> Lease {
+    claimed
+        .iter()
+        .map(|c| &c.lease)
+        .find(|l| l.id == id)
+        .unwrap_or_else(|| panic!("{id} must be among the claimed"))
+        .clone()
 }
 
 pub(crate) fn keys(message_id: &str) -> Vec<String> {
@@ -197,17 +231,29 @@ pub(crate) async fn message_state<S: Store>(store: &S, id: &str) -> MessageState
         .state
 }
 
+/// Marks never-claimed message `id` submitted (as a tool acting on the
+/// queue directly would).
 pub(crate) async fn submit<S: Store>(
     store: &S,
     id: &str,
     message_ids: &[&str],
     at: Millis,
 ) -> OutboxMessage {
+    submit_held(store, &Lease::unclaimed(id), message_ids, at).await
+}
+
+/// Marks the message held by `lease` submitted.
+pub(crate) async fn submit_held<S: Store>(
+    store: &S,
+    lease: &Lease,
+    message_ids: &[&str],
+    at: Millis,
+) -> OutboxMessage {
     let ids: Vec<String> = message_ids.iter().map(|s| (*s).to_owned()).collect();
     store
-        .mark_submitted(id, "smsc-a", &ids, at)
+        .mark_submitted(lease, "smsc-a", &ids, at)
         .await
-        .unwrap_or_else(|e| panic!("mark_submitted {id}: {e}"))
+        .unwrap_or_else(|e| panic!("mark_submitted {}: {e}", lease.id))
 }
 
 pub(crate) async fn dlr<S: Store>(

@@ -194,8 +194,11 @@ pub async fn mo_login<S: Store>(store: &S) {
     let queued_ids = |at: Millis| async move {
         let mut ids = Vec::new();
         for m in store.claim_outbox(at, 100, 60_000).await.unwrap() {
-            store.mark_failed(&m.id, "battery", None, at).await.unwrap();
-            ids.push(m.id);
+            store
+                .mark_failed(&m.lease, "battery", None, at)
+                .await
+                .unwrap();
+            ids.push(m.job.id);
         }
         ids
     };
@@ -462,7 +465,7 @@ pub async fn mo_login<S: Store>(store: &S) {
         .unwrap()
     {
         store
-            .mark_failed(&m.id, "battery", None, t + 100_000_000)
+            .mark_failed(&m.lease, "battery", None, t + 100_000_000)
             .await
             .unwrap();
     }

@@ -8,6 +8,7 @@ pub async fn run<S: Store>(store: &S) {
     outbox_expiry(store).await;
     receipt_correlation(store).await;
     receipts_before_submit(store).await;
+    outbox_fencing(store).await;
 }
 
 /// Claims: due only, oldest first, up to the limit, leased (not handed out
@@ -37,6 +38,12 @@ pub async fn outbox_claims_and_leases<S: Store>(store: &S) {
         ids(&c),
         vec![m1.id.as_str(), m2.id.as_str()],
         "claim: due messages, oldest first, up to the limit"
+    );
+    let held2 = lease_of(&c, &m2.id);
+    assert_eq!(
+        held2.until,
+        t + 5 + 1_000,
+        "a claim's lease runs until now + lease"
     );
     for m in &c {
         assert_eq!(
@@ -74,6 +81,7 @@ pub async fn outbox_claims_and_leases<S: Store>(store: &S) {
         vec![m3.id.as_str()],
         "claim: not the leased ones, not the ones not yet due"
     );
+    let held3 = lease_of(&c, &m3.id);
     let c = store
         .claim_outbox(t + 7, 10, 1_000)
         .await
@@ -84,14 +92,14 @@ pub async fn outbox_claims_and_leases<S: Store>(store: &S) {
         ids(&c)
     );
 
-    let sub = submit(store, &m2.id, &["C0FFEE01"], t + 8).await;
+    let sub = submit_held(store, &held2, &["C0FFEE01"], t + 8).await;
     assert_eq!(
         sub.state,
         MessageState::Submitted,
         "mark_submitted: submitted"
     );
     let failed = store
-        .mark_failed(&m3.id, "throttled", Some(t + 500), t + 9)
+        .mark_failed(&held3, "throttled", Some(t + 500), t + 9)
         .await;
     failed.expect("mark_failed");
     let got = store
@@ -127,6 +135,10 @@ pub async fn outbox_claims_and_leases<S: Store>(store: &S) {
         "a retry is claimed at its time"
     );
     assert_eq!(c[0].attempts, 2, "the retry counts as another attempt");
+    assert!(
+        c[0].lease.token > held3.token,
+        "a later claim has a higher claim number"
+    );
 
     // m1's sender died: its lease (t+5+1000) runs out.
     assert!(
@@ -151,9 +163,10 @@ pub async fn outbox_claims_and_leases<S: Store>(store: &S) {
         (MessageState::Sending, 2),
         "reclaim counts the attempt"
     );
+    let held1 = lease_of(&c, &m1.id);
 
     store
-        .mark_failed(&m1.id, "rejected: ESME_RINVDSTADR", None, t + 1_006)
+        .mark_failed(&held1, "rejected: ESME_RINVDSTADR", None, t + 1_006)
         .await
         .expect("mark_failed");
     let got = store
@@ -168,7 +181,7 @@ pub async fn outbox_claims_and_leases<S: Store>(store: &S) {
     );
     store
         .mark_failed(
-            &m2.id,
+            &held2,
             "late failure of a duplicate",
             Some(t + 1_007),
             t + 1_007,
@@ -180,13 +193,14 @@ pub async fn outbox_claims_and_leases<S: Store>(store: &S) {
         MessageState::Submitted,
         "mark_failed does not requeue a submitted message"
     );
-    let missing = store.mark_failed("msg_conf_none", "x", None, t).await;
+    let none = Lease::unclaimed("msg_conf_none");
+    let missing = store.mark_failed(&none, "x", None, t).await;
     assert!(
         matches!(missing, Err(StoreError::NotFound(_))),
         "mark_failed of an unknown message: NotFound, got {missing:?}"
     );
     let missing = store
-        .mark_submitted("msg_conf_none", "smsc-a", &["1".to_owned()], t)
+        .mark_submitted(&none, "smsc-a", &["1".to_owned()], t)
         .await;
     assert!(
         matches!(missing, Err(StoreError::NotFound(_))),
@@ -217,8 +231,9 @@ pub async fn outbox_claims_and_leases<S: Store>(store: &S) {
         "a message claimed once has one attempt"
     );
 
-    submit(store, &m3.id, &["C0FFEE03"], t + 20_001).await;
-    submit(store, &m4.id, &["C0FFEE04"], t + 20_002).await;
+    let both: Vec<_> = a.into_iter().chain(b).collect();
+    submit_held(store, &lease_of(&both, &m3.id), &["C0FFEE03"], t + 20_001).await;
+    submit_held(store, &lease_of(&both, &m4.id), &["C0FFEE04"], t + 20_002).await;
     assert!(
         store
             .claim_outbox(t + 100_000, 10, 1_000)
@@ -267,7 +282,7 @@ pub async fn outbox_expiry<S: Store>(store: &S) {
         vec![valid.id.as_str()],
         "a message past its expiry is not claimed"
     );
-    submit(store, &valid.id, &["E0E0E003"], t + 102).await;
+    submit_held(store, &lease_of(&c, &valid.id), &["E0E0E003"], t + 102).await;
 
     let expired = store.expire_outbox(t + 101).await.expect("expire_outbox");
     assert_eq!(
@@ -554,5 +569,114 @@ pub async fn receipts_before_submit<S: Store>(store: &S) {
         sub.state,
         MessageState::Delivered,
         "it applies to its own message later"
+    );
+}
+
+/// Fencing: an extended lease holds; once a holder stalled past its lease
+/// and another claim took the message, the stale holder can neither extend,
+/// fail nor submit it (only the ids of its copy are kept, so a receipt of
+/// that copy still finds the message).
+pub async fn outbox_fencing<S: Store>(store: &S) {
+    let t = T_FENCE;
+    let svc = "conf-fence";
+    create_service(store, svc, t).await;
+    let m = queued(store, svc, 1, t, t + TTL).await;
+    let a = store.claim_outbox(t, 1, 1_000).await.expect("claim_outbox");
+    let held_a = lease_of(&a, &m.id);
+    let extended = store
+        .extend_outbox(std::slice::from_ref(&held_a), t + 5_000)
+        .await
+        .expect("extend_outbox");
+    assert_eq!(extended, vec![true], "a held lease extends");
+    assert!(
+        store
+            .claim_outbox(t + 2_000, 10, 1_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "an extended lease holds past its first end"
+    );
+
+    // A stalls past its lease; B claims the message.
+    let b = store
+        .claim_outbox(t + 5_000, 10, 1_000)
+        .await
+        .expect("claim_outbox");
+    let held_b = lease_of(&b, &m.id);
+    assert!(
+        held_b.token > held_a.token,
+        "the later claim has the higher number"
+    );
+    assert_eq!(
+        store
+            .extend_outbox(&[held_a.clone(), held_b.clone()], t + 9_000)
+            .await
+            .expect("extend_outbox"),
+        vec![false, true],
+        "only the latest claim extends"
+    );
+    let before = store
+        .get_message(&m.id)
+        .await
+        .expect("get_message")
+        .expect("exists");
+
+    let late = store
+        .mark_failed(&held_a, "late failure", Some(t + 5_001), t + 5_001)
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost(_))),
+        "a stale holder cannot fail (and so requeue) the message, got {late:?}"
+    );
+    let late = store
+        .mark_submitted(&held_a, "smsc-a", &["FE11CE01".to_owned()], t + 5_002)
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost(_))),
+        "a stale holder cannot complete the message, got {late:?}"
+    );
+    let after = store
+        .get_message(&m.id)
+        .await
+        .expect("get_message")
+        .expect("exists");
+    assert_eq!(
+        (
+            after.state,
+            after.next_attempt_at,
+            &after.last_error,
+            &after.message_ids
+        ),
+        (
+            before.state,
+            before.next_attempt_at,
+            &before.last_error,
+            &before.message_ids
+        ),
+        "the stale holder's writes change nothing of the record"
+    );
+
+    submit_held(store, &held_b, &["FE11CE02"], t + 5_003).await;
+    let o = dlr(store, "FE11CE01", MessageState::Delivered, t + 5_004).await;
+    assert_applied(
+        &o,
+        &m.id,
+        MessageState::Delivered,
+        "a receipt of the stale holder's copy",
+    );
+    assert_eq!(
+        store
+            .extend_outbox(std::slice::from_ref(&held_b), t + 9_000)
+            .await
+            .expect("extend_outbox"),
+        vec![false],
+        "a finished message's lease no longer extends"
+    );
+    let never = store
+        .mark_failed(&Lease::unclaimed(&m.id), "tool", None, t + 5_005)
+        .await;
+    assert!(
+        matches!(never, Err(StoreError::LeaseLost(_))),
+        "an unclaimed lease of a claimed message is fenced out too, got {never:?}"
     );
 }

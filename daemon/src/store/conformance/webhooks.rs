@@ -42,8 +42,9 @@ pub async fn webhook_queue<S: Store>(store: &S) {
         next_attempt_at: next,
         ..j.clone()
     };
+    let first_j1 = lease_of(&c, &j1.id);
     assert_eq!(
-        c,
+        jobs(c),
         vec![expect(&j1, 1, None, t), expect(&j2, 1, None, t + 1)],
         "due jobs, oldest first, attempt counted"
     );
@@ -59,27 +60,50 @@ pub async fn webhook_queue<S: Store>(store: &S) {
         .claim_webhooks(t + 101, 1, 100)
         .await
         .expect("claim_webhooks");
+    let held_j1 = lease_of(&c, &j1.id);
     assert_eq!(
-        c,
+        jobs(c),
         vec![expect(&j1, 2, None, t)],
         "lease ran out: claimed again, oldest first, up to the limit"
     );
+    for late in [
+        store.complete_webhook(&first_j1).await,
+        store.retry_webhook(&first_j1, "late", Some(t + 102)).await,
+    ] {
+        assert!(
+            matches!(late, Err(StoreError::LeaseLost(_))),
+            "a holder whose job was claimed again cannot complete or requeue it, got {late:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .extend_webhooks(&[first_j1, held_j1.clone()], t + 150)
+            .await
+            .expect("extend_webhooks"),
+        vec![false, true],
+        "only the latest claim extends"
+    );
     store
-        .complete_webhook(&j1.id)
+        .complete_webhook(&held_j1)
         .await
         .expect("complete_webhook");
+    store
+        .complete_webhook(&held_j1)
+        .await
+        .expect("completing a job already gone is no error");
     let c = store
         .claim_webhooks(t + 101, 10, 100)
         .await
         .expect("claim_webhooks");
+    let held_j2 = lease_of(&c, &j2.id);
     assert_eq!(
-        c,
+        jobs(c),
         vec![expect(&j2, 2, None, t + 1)],
         "a completed job is gone"
     );
 
     store
-        .retry_webhook(&j2.id, "HTTP 503", Some(t + 500))
+        .retry_webhook(&held_j2, "HTTP 503", Some(t + 500))
         .await
         .expect("retry_webhook");
     assert!(
@@ -94,8 +118,9 @@ pub async fn webhook_queue<S: Store>(store: &S) {
         .claim_webhooks(t + 1_000, 10, 100)
         .await
         .expect("claim_webhooks");
+    let (held_j2, held_j3) = (lease_of(&c, &j2.id), lease_of(&c, &j3.id));
     assert_eq!(
-        c,
+        jobs(c),
         vec![
             expect(&j2, 3, Some("HTTP 503"), t + 500),
             expect(&j3, 1, None, t + 1_000)
@@ -103,11 +128,11 @@ pub async fn webhook_queue<S: Store>(store: &S) {
         "a retry is due at its time with its error; oldest first"
     );
     store
-        .retry_webhook(&j2.id, "HTTP 410", None)
+        .retry_webhook(&held_j2, "HTTP 410", None)
         .await
         .expect("retry_webhook");
     store
-        .complete_webhook(&j3.id)
+        .complete_webhook(&held_j3)
         .await
         .expect("complete_webhook");
     assert!(

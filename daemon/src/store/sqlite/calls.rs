@@ -1,6 +1,7 @@
 //! The call queue.
 
 use super::outbox::insert_message;
+use super::queue::{claim_of, extend_leases, fenced, returned_claims, taken_over};
 use super::rows::{self, all, col, exec, one, write_err};
 use super::SqliteStore;
 use crate::store::*;
@@ -123,7 +124,7 @@ impl CallStore for SqliteStore {
         now: Millis,
         limit: u32,
         lease_ms: i64,
-    ) -> StoreResult<Vec<CallJob>> {
+    ) -> StoreResult<Vec<Claimed<CallJob>>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -145,11 +146,13 @@ impl CallStore for SqliteStore {
                                    WHERE v.id = calls.verification_id AND v.status = 'pending')",
                 [now],
             )?;
-            returned_calls(
+            returned_claims(
                 c,
+                "calls",
                 concat!(
                     "UPDATE calls
-                     SET state = 'calling', attempts = attempts + 1, lease_until = ?2, updated_at = ?1
+                     SET state = 'calling', attempts = attempts + 1, claim = claim + 1,
+                         lease_until = ?2, updated_at = ?1
                      WHERE id IN (
                          SELECT id FROM calls
                          WHERE state IN ('queued', 'calling')
@@ -158,32 +161,47 @@ impl CallStore for SqliteStore {
                            AND expires_at >= ?1
                          ORDER BY created_at, rowid
                          LIMIT ?3)
-                     RETURNING rowid AS seq, ",
+                     RETURNING rowid AS seq, claim, lease_until, ",
                     call_cols!()
                 ),
                 params![now, now.saturating_add(lease_ms.max(0)), limit],
+                rows::call,
+                |j| j.created_at,
+                |j| &j.id,
             )
         })
         .await
     }
 
-    async fn finish_call(
-        &self,
-        claimed: &CallJob,
-        r: &CallResult,
-        at: Millis,
-    ) -> StoreResult<CallJob> {
-        let (id, attempt, r) = (claimed.id.clone(), claimed.attempts, r.clone());
-        self.write(move |c| {
-            let retry = r.state == CallState::Queued;
-            if r.state == CallState::Calling || (retry && r.retry_at.is_none()) {
-                return Err(StoreError::Database(format!(
-                    "call {id}: {} is not an outcome",
-                    r.state.as_str()
-                )));
+    async fn extend_calls(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases = leases.to_vec();
+        // Not waited to disk: a lost extension is made again at the next one.
+        self.write_volatile(move |c| extend_leases(c, "calls", "state = 'calling'", &leases, until))
+            .await
+    }
+
+    async fn finish_call(&self, lease: &Lease, r: &CallResult, at: Millis) -> StoreResult<CallJob> {
+        let (lease, r) = (lease.clone(), r.clone());
+        let id = lease.id.clone();
+        let retry = r.state == CallState::Queued;
+        if r.state == CallState::Calling || (retry && r.retry_at.is_none()) {
+            return Err(StoreError::Database(format!(
+                "call {id}: {} is not an outcome",
+                r.state.as_str()
+            )));
+        }
+        fenced(self.write(move |c| {
+            let Some(claim) = claim_of(c, "calls", &id)? else {
+                return Err(StoreError::NotFound(format!("call {id}")));
+            };
+            if claim != lease.token {
+                return Ok(Err(taken_over("call", &lease, claim)));
             }
-            // Only an unfinished call changes (a late report from a worker
-            // whose lease ran out does not overwrite an outcome).
+            // Only an unfinished call changes (an expiry or a cancel that
+            // came first stands).
             let changed = exec(
                 c,
                 "UPDATE calls
@@ -193,7 +211,7 @@ impl CallStore for SqliteStore {
                      code = CASE WHEN ?6 THEN code ELSE NULL END,
                      fallback_text = CASE WHEN ?6 THEN fallback_text ELSE NULL END,
                      lease_until = NULL, updated_at = ?7
-                 WHERE id = ?1 AND state IN ('queued', 'calling') AND attempts = ?9",
+                 WHERE id = ?1 AND state IN ('queued', 'calling')",
                 params![
                     id,
                     r.state.as_str(),
@@ -203,7 +221,6 @@ impl CallStore for SqliteStore {
                     retry,
                     at,
                     r.not_placed,
-                    attempt
                 ],
             )?;
             if changed == 1 && !retry {
@@ -211,9 +228,11 @@ impl CallStore for SqliteStore {
                     insert_message(c, m)?;
                 }
             }
-            get_call(c, &id)?.ok_or_else(|| StoreError::NotFound(format!("call {id}")))
+            get_call(c, &id)?
+                .map(Ok)
+                .ok_or_else(|| StoreError::NotFound(format!("call {id}")))
         })
-        .await
+        .await)
     }
 
     async fn cancel_calls_for_verification(

@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "mo_login",
         include_str!("../../../migrations/sqlite/0005_mo_login.sql"),
     ),
+    (
+        6,
+        "claims",
+        include_str!("../../../migrations/sqlite/0006_claims.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

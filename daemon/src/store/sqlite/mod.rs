@@ -23,6 +23,7 @@ mod limits;
 mod migrate;
 mod mologin;
 mod outbox;
+mod queue;
 mod rows;
 mod services;
 mod verifications;

@@ -1,5 +1,6 @@
 //! The SMS outbox and delivery receipts.
 
+use super::queue::{claim_of, extend_leases, fenced, returned_claims, taken_over, Fenced};
 use super::rows::{self, all, col, corrupt, exec, one, parse_state, to_json, write_err};
 use super::SqliteStore;
 use crate::store::*;
@@ -63,24 +64,13 @@ fn returned_messages(
     Ok(msgs.into_iter().map(|(_, m)| m).collect())
 }
 
-fn mark_submitted(
+/// Records the correlation keys of `message_ids` for message `id`, returns them.
+fn record_keys(
     c: &Connection,
     id: &str,
-    smsc: &str,
     message_ids: &[String],
     at: Millis,
-) -> StoreResult<OutboxMessage> {
-    let Some(msg) = get_message(c, id)? else {
-        return Err(StoreError::NotFound(format!("outbox message {id}")));
-    };
-    // Ids accumulate: a message sent twice (a lease ran out while the
-    // first submit_sm was in flight) correlates receipts of both copies.
-    let mut ids = msg.message_ids.clone();
-    for mid in message_ids {
-        if !ids.contains(mid) {
-            ids.push(mid.clone());
-        }
-    }
+) -> StoreResult<Vec<String>> {
     let mut keys: Vec<String> = Vec::new();
     for mid in message_ids {
         for (rank, key) in message_id_keys(mid).iter().enumerate() {
@@ -97,6 +87,36 @@ fn mark_submitted(
             }
         }
     }
+    Ok(keys)
+}
+
+fn mark_submitted(
+    c: &Connection,
+    lease: &Lease,
+    smsc: &str,
+    message_ids: &[String],
+    at: Millis,
+) -> StoreResult<Fenced<OutboxMessage>> {
+    let id = lease.id.as_str();
+    let Some(msg) = get_message(c, id)? else {
+        return Err(StoreError::NotFound(format!("outbox message {id}")));
+    };
+    let claim = claim_of(c, "outbox", id)?.unwrap_or(0);
+    if claim != lease.token {
+        // Another claim holds it now: this copy went out all the same, so
+        // its receipts must still find the message; nothing else changes.
+        record_keys(c, id, message_ids, at)?;
+        return Ok(Err(taken_over("outbox message", lease, claim)));
+    }
+    // Ids accumulate: a message sent twice (a submit whose outcome was
+    // unknown, retried) correlates receipts of both copies.
+    let mut ids = msg.message_ids.clone();
+    for mid in message_ids {
+        if !ids.contains(mid) {
+            ids.push(mid.clone());
+        }
+    }
+    let keys = record_keys(c, id, message_ids, at)?;
 
     // An SMSC acceptance supersedes the sender-side verdicts (expired,
     // rejected, still queued); receipt outcomes stay.
@@ -142,13 +162,13 @@ fn mark_submitted(
          WHERE id = ?1",
         params![id, state.as_str(), smsc, to_json(&ids)?, at],
     )?;
-    Ok(OutboxMessage {
+    Ok(Ok(OutboxMessage {
         state,
         smsc: Some(smsc.to_string()),
         message_ids: ids,
         updated_at: at,
         ..msg
-    })
+    }))
 }
 
 fn record_dlr(
@@ -231,7 +251,7 @@ impl OutboxStore for SqliteStore {
         now: Millis,
         limit: u32,
         lease_ms: i64,
-    ) -> StoreResult<Vec<OutboxMessage>> {
+    ) -> StoreResult<Vec<Claimed<OutboxMessage>>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -243,11 +263,13 @@ impl OutboxStore for SqliteStore {
         // `expire_outbox`: sending them would deliver a code that no longer
         // works.
         self.write(move |c| {
-            returned_messages(
+            returned_claims(
                 c,
+                "outbox",
                 concat!(
                     "UPDATE outbox
-                     SET state = 'sending', attempts = attempts + 1, lease_until = ?2, updated_at = ?1
+                     SET state = 'sending', attempts = attempts + 1, claim = claim + 1,
+                         lease_until = ?2, updated_at = ?1
                      WHERE id IN (
                          SELECT id FROM outbox
                          WHERE state IN ('queued', 'sending')
@@ -256,55 +278,76 @@ impl OutboxStore for SqliteStore {
                            AND expires_at >= ?1
                          ORDER BY created_at, rowid
                          LIMIT ?3)
-                     RETURNING rowid AS seq, ",
+                     RETURNING rowid AS seq, claim, lease_until, ",
                     outbox_cols!()
                 ),
                 params![now, now.saturating_add(lease_ms.max(0)), limit],
+                rows::message,
+                |m| m.created_at,
+                |m| &m.id,
             )
+        })
+        .await
+    }
+
+    async fn extend_outbox(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases = leases.to_vec();
+        // Not waited to disk: a lost extension is made again at the next one.
+        self.write_volatile(move |c| {
+            extend_leases(c, "outbox", "state = 'sending'", &leases, until)
         })
         .await
     }
 
     async fn mark_submitted(
         &self,
-        id: &str,
+        lease: &Lease,
         smsc: &str,
         message_ids: &[String],
         at: Millis,
     ) -> StoreResult<OutboxMessage> {
-        let (id, smsc, ids) = (id.to_owned(), smsc.to_owned(), message_ids.to_vec());
-        self.write(move |c| mark_submitted(c, &id, &smsc, &ids, at))
-            .await
+        let (lease, smsc, ids) = (lease.clone(), smsc.to_owned(), message_ids.to_vec());
+        fenced(
+            self.write(move |c| mark_submitted(c, &lease, &smsc, &ids, at))
+                .await,
+        )
     }
 
     async fn mark_failed(
         &self,
-        id: &str,
+        lease: &Lease,
         error: &str,
         retry_at: Option<Millis>,
         at: Millis,
     ) -> StoreResult<()> {
-        let (id, error) = (id.to_owned(), error.to_owned());
-        self.write(move |c| {
-            // Only an unfinished message changes: a late failure report from a
-            // sender whose lease ran out must not requeue (and so resend) a
-            // message another sender got accepted.
-            let n = exec(
-                c,
-                "UPDATE outbox
-                 SET state = CASE WHEN ?3 IS NULL THEN 'rejected' ELSE 'queued' END,
-                     next_attempt_at = COALESCE(?3, next_attempt_at),
-                     last_error = ?2, lease_until = NULL, updated_at = ?4
-                 WHERE id = ?1 AND state IN ('queued', 'sending')",
-                params![id, error, retry_at, at],
-            )?;
-            if n == 0 && one(c, "SELECT 1 FROM outbox WHERE id = ?1", [&id], |_| Ok(()))?.is_none()
-            {
-                return Err(StoreError::NotFound(format!("outbox message {id}")));
-            }
-            Ok(())
-        })
-        .await
+        let (lease, error) = (lease.clone(), error.to_owned());
+        fenced(
+            self.write(move |c| {
+                let id = lease.id.as_str();
+                let Some(claim) = claim_of(c, "outbox", id)? else {
+                    return Err(StoreError::NotFound(format!("outbox message {id}")));
+                };
+                if claim != lease.token {
+                    return Ok(Err(taken_over("outbox message", &lease, claim)));
+                }
+                // Only an unfinished message changes: a receipt or an
+                // expiry that came first stands.
+                exec(
+                    c,
+                    "UPDATE outbox
+                     SET state = CASE WHEN ?3 IS NULL THEN 'rejected' ELSE 'queued' END,
+                         next_attempt_at = COALESCE(?3, next_attempt_at),
+                         last_error = ?2, lease_until = NULL, updated_at = ?4
+                     WHERE id = ?1 AND state IN ('queued', 'sending')",
+                    params![id, error, retry_at, at],
+                )?;
+                Ok(Ok(()))
+            })
+            .await,
+        )
     }
 
     async fn expire_outbox(&self, now: Millis) -> StoreResult<Vec<OutboxMessage>> {

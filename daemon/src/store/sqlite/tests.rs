@@ -173,7 +173,7 @@ async fn writes_return_only_after_a_wal_flush() {
     assert_eq!(claimed.len(), 1);
     check("claim_outbox");
     store
-        .mark_failed(&m.id, "test", Some(1_000), 1_000)
+        .mark_failed(&claimed[0].lease, "test", Some(1_000), 1_000)
         .await
         .unwrap();
     check("mark_failed (requeue)");
@@ -214,12 +214,12 @@ async fn writes_return_only_after_a_wal_flush() {
     store.record_idempotency(&rec, 1_002).await.unwrap();
     check("record_idempotency");
     store
-        .mark_failed(&m2.id, "down", Some(1_003), 1_003)
+        .mark_failed(&Lease::unclaimed(&m2.id), "down", Some(1_003), 1_003)
         .await
         .unwrap();
     check("mark_failed");
     store
-        .mark_submitted(&m.id, "smsc", &["77".to_string()], 1_004)
+        .mark_submitted(&claimed[0].lease, "smsc", &["77".to_string()], 1_004)
         .await
         .unwrap();
     check("mark_submitted");
@@ -244,11 +244,14 @@ async fn writes_return_only_after_a_wal_flush() {
     store.enqueue_webhook(&job).await.unwrap();
     check("enqueue_webhook");
     store
-        .retry_webhook("wh1", "refused", Some(5))
+        .retry_webhook(&Lease::unclaimed("wh1"), "refused", Some(5))
         .await
         .unwrap();
     check("retry_webhook");
-    store.complete_webhook("wh1").await.unwrap();
+    store
+        .complete_webhook(&Lease::unclaimed("wh1"))
+        .await
+        .unwrap();
     check("complete_webhook");
     store
         .create_account(&Account {
@@ -335,7 +338,12 @@ async fn data_survives_reopening() {
         Some(m.clone())
     );
     let sub = store
-        .mark_submitted(&m.id, "smsc-a", &["1A2B".to_owned()], 1_002)
+        .mark_submitted(
+            &Lease::unclaimed(&m.id),
+            "smsc-a",
+            &["1A2B".to_owned()],
+            1_002,
+        )
         .await
         .expect("mark_submitted");
     assert_eq!(
@@ -450,7 +458,7 @@ async fn racing_claimers_never_share_a_message() {
                 if batch.is_empty() {
                     return got;
                 }
-                got.extend(batch.into_iter().map(|m| m.id));
+                got.extend(batch.into_iter().map(|m| m.job.id));
                 tokio::task::yield_now().await;
             }
             panic!("claim_outbox never ran dry: leased messages handed out again");

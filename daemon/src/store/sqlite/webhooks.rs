@@ -1,6 +1,7 @@
 //! The webhook queue.
 
-use super::rows::{self, all, col, exec, write_err};
+use super::queue::{claim_of, extend_leases, fenced, returned_claims, taken_over};
+use super::rows::{self, exec, write_err};
 use super::SqliteStore;
 use crate::store::*;
 use async_trait::async_trait;
@@ -36,59 +37,91 @@ impl WebhookStore for SqliteStore {
         now: Millis,
         limit: u32,
         lease_ms: i64,
-    ) -> StoreResult<Vec<WebhookJob>> {
+    ) -> StoreResult<Vec<Claimed<WebhookJob>>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // Not waited to disk, like outbox claims.
+        // Not waited to disk: a claim lost with the machine is a job
+        // delivered again (receivers deduplicate on the event id).
         self.write_volatile(move |c| {
-            let mut jobs = all(
+            returned_claims(
                 c,
-                "UPDATE webhook_jobs SET attempts = attempts + 1, lease_until = ?2
+                "webhook_jobs",
+                "UPDATE webhook_jobs SET attempts = attempts + 1, claim = claim + 1, lease_until = ?2
                  WHERE id IN (
                      SELECT id FROM webhook_jobs
                      WHERE COALESCE(lease_until, next_attempt_at) <= ?1
                      ORDER BY next_attempt_at, rowid
                      LIMIT ?3)
-                 RETURNING rowid AS seq, id, service, url, body, attempts, next_attempt_at, last_error",
+                 RETURNING rowid AS seq, claim, lease_until,
+                           id, service, url, body, attempts, next_attempt_at, last_error",
                 params![now, now.saturating_add(lease_ms.max(0)), limit],
-                |row| Ok((col::<i64>(row, "webhook_jobs", "seq")?, rows::webhook(row)?)),
-            )?;
-            jobs.sort_by_key(|(seq, j)| (j.next_attempt_at, *seq));
-            Ok(jobs.into_iter().map(|(_, j)| j).collect())
+                rows::webhook,
+                |j| j.next_attempt_at,
+                |j| &j.id,
+            )
         })
         .await
     }
 
-    async fn complete_webhook(&self, id: &str) -> StoreResult<()> {
-        let id = id.to_owned();
-        self.write(move |c| {
-            // Idempotent: a job another worker finished is gone already.
-            exec(c, "DELETE FROM webhook_jobs WHERE id = ?1", [id])?;
-            Ok(())
-        })
-        .await
+    async fn extend_webhooks(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases = leases.to_vec();
+        self.write_volatile(move |c| extend_leases(c, "webhook_jobs", "1 = 1", &leases, until))
+            .await
+    }
+
+    async fn complete_webhook(&self, lease: &Lease) -> StoreResult<()> {
+        let lease = lease.clone();
+        fenced(
+            self.write(move |c| {
+                match claim_of(c, "webhook_jobs", &lease.id)? {
+                    // A job already gone was finished before: nothing to do.
+                    None => Ok(Ok(())),
+                    Some(claim) if claim != lease.token => {
+                        Ok(Err(taken_over("webhook job", &lease, claim)))
+                    }
+                    Some(_) => {
+                        exec(c, "DELETE FROM webhook_jobs WHERE id = ?1", [&lease.id])?;
+                        Ok(Ok(()))
+                    }
+                }
+            })
+            .await,
+        )
     }
 
     async fn retry_webhook(
         &self,
-        id: &str,
+        lease: &Lease,
         error: &str,
         retry_at: Option<Millis>,
     ) -> StoreResult<()> {
-        let (id, error) = (id.to_owned(), error.to_owned());
-        self.write(move |c| {
-            match retry_at {
-                Some(at) => exec(
-                    c,
-                    "UPDATE webhook_jobs SET next_attempt_at = ?2, last_error = ?3, lease_until = NULL
-                     WHERE id = ?1",
-                    params![id, at, error],
-                )?,
-                None => exec(c, "DELETE FROM webhook_jobs WHERE id = ?1", [id])?,
-            };
-            Ok(())
-        })
-        .await
+        let (lease, error) = (lease.clone(), error.to_owned());
+        fenced(
+            self.write(move |c| {
+                match claim_of(c, "webhook_jobs", &lease.id)? {
+                    None => return Ok(Ok(())),
+                    Some(claim) if claim != lease.token => {
+                        return Ok(Err(taken_over("webhook job", &lease, claim)))
+                    }
+                    Some(_) => {}
+                }
+                match retry_at {
+                    Some(at) => exec(
+                        c,
+                        "UPDATE webhook_jobs
+                         SET next_attempt_at = ?2, last_error = ?3, lease_until = NULL
+                         WHERE id = ?1",
+                        params![lease.id, at, error],
+                    )?,
+                    None => exec(c, "DELETE FROM webhook_jobs WHERE id = ?1", [&lease.id])?,
+                };
+                Ok(Ok(()))
+            })
+            .await,
+        )
     }
 }
