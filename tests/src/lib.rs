@@ -161,7 +161,20 @@ pub fn http_request(
     body: Option<&str>,
     bearer: Option<&str>,
 ) -> HttpResponse {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    try_http_request(addr, method, path, body, bearer)
+        .unwrap_or_else(|e| panic!("{method} {path} at {addr}: {e}"))
+}
+
+/// [`http_request`] that reports a refused or cut connection as an error
+/// (for requests racing a shutdown).
+pub fn try_http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    bearer: Option<&str>,
+) -> std::io::Result<HttpResponse> {
+    let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let body = body.unwrap_or("");
     let auth = bearer
@@ -171,9 +184,9 @@ pub fn http_request(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).expect("write request");
+    s.write_all(req.as_bytes())?;
     let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read response");
+    s.read_to_string(&mut resp)?;
     let status = resp
         .split_whitespace()
         .nth(1)
@@ -188,11 +201,11 @@ pub fn http_request(
     } else {
         body.to_string()
     };
-    HttpResponse {
+    Ok(HttpResponse {
         status,
         head: head.to_string(),
         body,
-    }
+    })
 }
 
 /// [`http_request`] without a token: (status, body).

@@ -300,6 +300,144 @@ fn messages_wait_while_the_smsc_is_down_and_drain_when_it_returns() {
     }
 }
 
+#[test]
+fn an_smsc_throttling_longer_than_the_lease_gets_each_message_once() {
+    // Every submit_sm is answered 0x58 for 4 s, four times the 1 s lease:
+    // the sender keeps extending its lease while the session backs off, so
+    // no second claim (and no second submit_sm) happens.
+    let sim = verigate_e2e::Sim::start(&["--faults", r#"{"throttle_ratio":1.0}"#]);
+    let dir = scratch_dir();
+    let cfg = deployment_config(&dir, sim.port);
+    let d = Daemon::start_in(
+        dir,
+        &cfg,
+        &["outbox.lease=1s", "smsc.0.window=10"],
+        &sim.control,
+    );
+    let numbers: Vec<String> = (0..10).map(|i| format!("+4474006{i:05}")).collect();
+    for n in &numbers {
+        let (st, v) = d.call(
+            "POST",
+            "/v1/verifications",
+            Some(serde_json::json!({"to": n})),
+        );
+        assert_eq!(st, 201, "{n}: {v}");
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    let throttled = sim.get("/stats")["throttled"].as_u64().unwrap();
+    assert!(throttled > 0, "the SMSC throttled nothing");
+    for n in &numbers {
+        assert!(
+            sim.inbox(n.trim_start_matches('+')).is_empty(),
+            "{n} got through while every submit is throttled"
+        );
+    }
+    let (st, body) = sim.send(
+        "PUT",
+        "/faults",
+        &serde_json::json!({"throttle_ratio": 0.0}),
+    );
+    assert_eq!(st, 200, "{body}");
+    eventually(
+        "every number gets its code once the SMSC takes them",
+        || {
+            numbers
+                .iter()
+                .all(|n| !sim.inbox(n.trim_start_matches('+')).is_empty())
+        },
+    );
+    // Leases keep expiring and being swept meanwhile: any second claim
+    // would show here as a second message.
+    std::thread::sleep(Duration::from_secs(3));
+    for n in &numbers {
+        assert_eq!(
+            sim.inbox(n.trim_start_matches('+')).len(),
+            1,
+            "{n} got its code more than once"
+        );
+    }
+    let stats = sim.get("/stats");
+    let accepted = stats["submits"].as_u64().unwrap() - stats["throttled"].as_u64().unwrap();
+    assert_eq!(accepted, 10, "one accepted submit_sm per message: {stats}");
+}
+
+#[test]
+fn sigterm_during_a_burst_exits_0_and_every_accepted_code_is_sent_after_restart() {
+    // A slow SMSC (window 1, 20 ms per response) so the outbox still holds
+    // most of the burst when SIGTERM lands.
+    let sim = verigate_e2e::Sim::start(&["--faults", r#"{"response_delay_ms":20}"#]);
+    let dir = scratch_dir();
+    let cfg = deployment_config(&dir, sim.port);
+    let mut d = Daemon::start_in(dir, &cfg, &[], &sim.control);
+    let accepted = std::sync::Mutex::new(Vec::new());
+    let term_after = 150;
+    let termed_at = std::cell::Cell::new(None);
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (d, accepted) = (&d, &accepted);
+            scope.spawn(move || {
+                // Until the API stops answering.
+                for i in 0.. {
+                    let n = format!("+447400{t}{i:05}");
+                    let body = serde_json::json!({"to": n}).to_string();
+                    match verigate_e2e::try_http_request(
+                        &d.api,
+                        "POST",
+                        "/v1/verifications",
+                        Some(&body),
+                        Some("lab-key-change-me"),
+                    ) {
+                        Ok(r) if r.status == 201 => accepted.lock().unwrap().push(n),
+                        // Refused or cut while shutting down: not accepted.
+                        Ok(r) if r.status == 0 || r.status == 503 => {}
+                        Ok(r) => panic!("{n}: {} {}", r.status, r.body),
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+        // SIGTERM in the middle of the burst.
+        eventually("the burst is under way", || {
+            accepted.lock().unwrap().len() >= term_after
+        });
+        signal(&d, "-TERM");
+        termed_at.set(Some(Instant::now()));
+    });
+    // Drain deadline: the stages' limits are far above what an orderly
+    // drain of this burst needs.
+    let deadline = termed_at.get().unwrap() + Duration::from_secs(30);
+    loop {
+        if let Some(st) = d.child.try_wait().unwrap() {
+            assert!(st.success(), "exit status {st:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit within the drain deadline"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let accepted = accepted.into_inner().unwrap();
+    let before = sim.get("/stats")["submits"].as_u64().unwrap() as usize;
+    assert!(
+        before < accepted.len(),
+        "SIGTERM must land before everything was sent ({before} of {})",
+        accepted.len()
+    );
+    let dir = d.kill9();
+    let _d = Daemon::start_in(dir, &cfg, &["smsc.0.window=10"], &sim.control);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in &accepted {
+        while sim.inbox(n.trim_start_matches('+')).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{n} was accepted before SIGTERM and never sent"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 /// Accepts one webhook delivery on `hook`, answers 204: (request head, body).
 fn accept_webhook(hook: &std::net::TcpListener) -> (String, String) {
     use std::io::{Read, Write};
