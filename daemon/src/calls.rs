@@ -4,11 +4,10 @@
 //! SMS fallback in the same transaction).
 
 use crate::clock::Clock;
+use crate::flashcall::{FlashScript, FlashTiming};
 use crate::queue::{self, Held, Queue, WorkerConfig};
 use crate::random::Random;
-use crate::sip::script::{
-    Action, Clip, Ended, FlashScript, FlashTiming, Input, Outcome, VoiceScript, VoiceTiming,
-};
+use crate::sip::script::{Action, Clip, Ended, Input, Outcome, VoiceScript, VoiceTiming};
 use crate::sip::{CallEvent, CallPlacer, CallSpec, Command, PlaceError};
 use crate::store::{
     CallJob, CallKind, CallResult, CallState, Claimed, Lease, MessageState, Millis, OutboxMessage,

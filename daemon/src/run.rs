@@ -332,7 +332,7 @@ async fn start_calls(
             max_duration: v.max_duration.0,
             max_repeats: v.max_repeats,
         },
-        flash: crate::sip::script::FlashTiming {
+        flash: crate::flashcall::FlashTiming {
             ring_timeout: cfg.flash_call.ring_timeout.0,
             ring_hold: cfg.flash_call.ring_hold.0,
         },
@@ -445,16 +445,14 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     )
     .await?;
     for (i, p) in cfg.flash_call.pool.iter().enumerate() {
-        let size = crate::verify::cli_pool::CliPool::new(&p.numbers, &p.ranges, p.report_digits)
+        let size = crate::flashcall::CliPool::new(&p.numbers, &p.ranges, p.report_digits)
             .map_or(0, |c| c.size());
-        // With A attempts, guessing passes A times in N for a pool of N.
-        let attempts = u64::from(cfg.verify.max_attempts);
         if size < 1_000 {
             warn!(
                 pool = i,
                 numbers = size,
                 "flash_call.pool has fewer than 1000 numbers: guessing callers pass about {} in 1000 verifications",
-                (attempts * 1_000 / size.max(1)).min(1_000)
+                crate::flashcall::settings::guesses_passing_per_1000(cfg.verify.max_attempts, size)
             );
         }
     }

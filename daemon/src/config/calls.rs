@@ -385,7 +385,7 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
                 pool.report_digits
             ));
         } else if let Err(e) =
-            crate::verify::cli_pool::CliPool::new(&pool.numbers, &pool.ranges, pool.report_digits)
+            crate::flashcall::CliPool::new(&pool.numbers, &pool.ranges, pool.report_digits)
         {
             p.push(format!("{k}: {e}"));
         }

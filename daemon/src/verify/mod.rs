@@ -3,7 +3,6 @@
 //! and the durable call queue.
 
 pub mod channels;
-pub mod cli_pool;
 pub mod code;
 pub mod phone;
 pub mod service;

@@ -1,10 +1,11 @@
 //! The verification service: start, check, cancel, show. Pure domain logic
 //! over the [`Store`]; time is an input (`now`), so tests need no clock.
 
-use super::channels::{self, BadReport, CallChannels};
+use super::channels::CallChannels;
 use super::code::{self, ServerSecret};
 use super::phone::{self, PhoneError, E164};
 use crate::config::VerifyConfig;
+use crate::flashcall::{FlashHint, Report, ReportError};
 use crate::limits::Limit;
 use crate::random::Random;
 use crate::store::{
@@ -36,15 +37,6 @@ pub struct StartRequest {
     pub idempotency: Option<(String, Vec<u8>)>,
     /// Voice only: send the code by SMS if the call fails.
     pub fallback_sms: bool,
-}
-
-/// What an app watches for during a flash-call verification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlashHint {
-    /// What the calling number begins with (E.164).
-    pub cli_prefix: String,
-    /// Trailing digits to report (or report the whole number).
-    pub report_digits: usize,
 }
 
 /// What a start did.
@@ -131,7 +123,7 @@ pub enum VerifyError {
     },
     /// A reported caller number cannot be read.
     #[error(transparent)]
-    BadReport(#[from] BadReport),
+    BadReport(#[from] ReportError),
     /// A check of the wrong kind (caller numbers for a code verification).
     #[error("verification {0} checks a code: send `code`, not caller numbers")]
     NotAFlashCall(String),
@@ -186,9 +178,6 @@ impl From<&String> for Submission {
         Submission::Code(code.clone())
     }
 }
-
-/// Caller numbers one check may list.
-pub const MAX_REPORTED: usize = 20;
 
 enum Expected {
     Code(String),
@@ -799,31 +788,12 @@ impl VerifyService {
                 Submission::Code(c) => vec![c],
                 Submission::Callers(list) => list,
             };
-            if raw.is_empty() || raw.len() > MAX_REPORTED {
-                return Err(BadReport(format!(
-                    "report 1 to {MAX_REPORTED} caller numbers (got {})",
-                    raw.len()
-                ))
-                .into());
-            }
             let hint = self.flash_hint(&first);
-            let suffix = hint.as_ref().map_or(4, |h| h.report_digits);
             let region = phone::normalize(&first.to, "ZZ")
                 .ok()
                 .and_then(|n| n.region().map(str::to_string))
                 .unwrap_or_else(|| self.config().default_region.clone());
-            let mut reports = Vec::new();
-            let mut bad = None;
-            for r in &raw {
-                // An app may pass its whole call log, "Private" entries and all.
-                match channels::normalise_report(r, suffix, &region) {
-                    Ok(n) => reports.push(n),
-                    Err(e) => bad = Some(e),
-                }
-            }
-            if reports.is_empty() {
-                return Err(bad.map_or(VerifyError::BadCode, VerifyError::from));
-            }
+            let report = Report::parse(&raw, hint.as_ref(), &region)?;
             let cli = self
                 .store
                 .calls_for_verification(&first.id)
@@ -831,24 +801,10 @@ impl VerifyService {
                 .into_iter()
                 .rev()
                 .find_map(|c| c.caller);
-            // Every distinct report that could be one of our numbers (any
-            // last digits; a whole number under the pool's prefix) is a guess.
-            let mut guesses: Vec<&channels::Reported> = reports
-                .iter()
-                .filter(|r| match (r, &hint) {
-                    (channels::Reported::Full(n), Some(h)) => n.starts_with(&h.cli_prefix),
-                    _ => true,
-                })
-                .collect();
-            guesses.sort_unstable();
-            guesses.dedup();
+            let judged = report.judge(cli.as_deref());
             Expected::Caller {
-                matched: cli.is_some_and(|cli| {
-                    reports
-                        .iter()
-                        .fold(false, |m, r| m | channels::report_matches(r, &cli, suffix))
-                }),
-                cost: (guesses.len() as u32).max(1),
+                matched: judged.matched,
+                cost: judged.cost,
             }
         } else {
             let Submission::Code(code) = submitted else {

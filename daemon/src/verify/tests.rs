@@ -356,9 +356,9 @@ async fn every_close_queues_one_webhook_including_expiry_found_by_a_new_start() 
 
 // ---- call channels
 
-use super::channels::{CallChannels, FlashPool, FlashSettings};
-use super::cli_pool::CliPool;
+use super::channels::CallChannels;
 use super::service::Submission;
+use crate::flashcall::{CliPool, FlashPool, FlashSettings};
 use crate::store::{CallKind, CallState};
 
 fn call_channels() -> CallChannels {
