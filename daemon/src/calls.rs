@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 use verigate_codecs::media::g711::Law;
 use verigate_prompts::{EncodedPrompts, Part, Prompt, PromptError, PromptSet, Reading};
 
@@ -230,10 +230,33 @@ impl Script {
 }
 
 impl Ctx {
+    /// Places the call and records its outcome, in the call's span: its
+    /// log lines carry the id, and it records the trunk once placed and the
+    /// outcome once stored.
     async fn run_one(&self, job: CallJob, lease: Lease, stop: mpsc::UnboundedReceiver<Stop>) {
+        let span = tracing::info_span!(
+            "call",
+            id = %job.id,
+            kind = job.kind.as_str(),
+            verification = job.verification_id.as_deref(),
+            trunk = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        self.place_and_record(job, lease, stop)
+            .instrument(span)
+            .await
+    }
+
+    async fn place_and_record(
+        &self,
+        job: CallJob,
+        lease: Lease,
+        stop: mpsc::UnboundedReceiver<Stop>,
+    ) {
         let (outcome, stopped) = self.call(&job, stop).await;
         self.running.lock().expect("running lock").remove(&job.id);
         if stopped == Some(Stop::Lost) {
+            tracing::Span::current().record("outcome", "lease lost");
             warn!(call = %job.id, "the call was claimed again meanwhile; ended here, recorded by its new holder");
             return;
         }
@@ -294,6 +317,7 @@ impl Ctx {
         };
         match self.store.finish_call(&lease, &result, now).await {
             Ok(after) => {
+                tracing::Span::current().record("outcome", after.state.as_str());
                 if after.state.is_final() {
                     crate::metrics::call(job.kind.as_str(), after.state.as_str());
                     info!(
@@ -307,6 +331,7 @@ impl Ctx {
                 }
             }
             Err(StoreError::LeaseLost(why)) => {
+                tracing::Span::current().record("outcome", "lease lost");
                 warn!(call = %job.id, %why, "the call was claimed again meanwhile; its outcome here is dropped")
             }
             Err(e) => {
@@ -352,7 +377,10 @@ impl Ctx {
             caller: job.caller.clone(),
         };
         let mut call = match self.placer.place(spec).await {
-            Ok(c) => c,
+            Ok(c) => {
+                tracing::Span::current().record("trunk", c.trunk.as_str());
+                c
+            }
             Err(PlaceError::Busy { retry_in }) => {
                 return (
                     Placed::Later(retry_in.unwrap_or(Duration::from_secs(1))),
@@ -587,6 +615,21 @@ mod tests {
             "the code is forgotten once the call has an outcome"
         );
         assert_eq!(played.len(), 2, "the reading, then goodbye: {played:?}");
+    }
+
+    #[tokio::test]
+    async fn a_call_has_a_span_with_its_id_trunk_and_outcome() {
+        let (log, _guard) = crate::span_log::SpanLog::install();
+        let prompts = Prompts::load(&verigate_prompts::bundled_dir(), &["en".into()]).unwrap();
+        let (c, _) = run_one(prompts, "en").await;
+        let spans = log.named("call");
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        let s = &spans[0];
+        assert_eq!(s["id"], c.id);
+        assert_eq!(s.get("verification"), c.verification_id.as_ref());
+        assert_eq!(s["kind"], "voice");
+        assert_eq!(s["trunk"], "fake");
+        assert_eq!(s["outcome"], "answered");
     }
 
     #[tokio::test]

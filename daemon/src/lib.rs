@@ -24,6 +24,8 @@ pub mod run;
 pub mod shutdown;
 pub mod sip;
 pub mod smpp;
+#[cfg(test)]
+pub mod span_log;
 pub mod store;
 pub mod verify;
 pub mod voice_gateway;

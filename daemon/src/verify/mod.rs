@@ -6,6 +6,7 @@ pub mod channels;
 pub mod code;
 pub mod phone;
 pub mod service;
+pub mod span;
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 use super::channels::CallChannels;
 use super::code::{self, ServerSecret};
 use super::phone::{self, PhoneError, E164};
+use super::span;
 use crate::config::VerifyConfig;
 use crate::flashcall::{FlashHint, Report, ReportError};
 use crate::limits::Limit;
@@ -16,6 +17,7 @@ use crate::store::{
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
+use tracing::Instrument;
 
 /// Channels this service sends codes over.
 pub const CHANNELS: &[&str] = &["sms", "voice", "flash_call"];
@@ -293,6 +295,21 @@ impl VerifyService {
 
     /// Starts (or returns the pending) verification of `req.to` for `svc`.
     pub async fn start(
+        &self,
+        svc: &Service,
+        req: StartRequest,
+        now: Millis,
+    ) -> Result<Started, VerifyError> {
+        let span = span::verification("start", &svc.code, None);
+        let r = self
+            .start_in_span(svc, req, now)
+            .instrument(span.clone())
+            .await;
+        span::outcome(&span, r.as_ref().map(|s| &s.verification));
+        r
+    }
+
+    async fn start_in_span(
         &self,
         svc: &Service,
         req: StartRequest,
@@ -766,7 +783,22 @@ impl VerifyService {
         submitted: impl Into<Submission>,
         now: Millis,
     ) -> Result<Checked, VerifyError> {
-        let submitted = submitted.into();
+        let span = span::verification("check", &svc.code, Some(id));
+        let r = self
+            .check_in_span(svc, id, submitted.into(), now)
+            .instrument(span.clone())
+            .await;
+        span::outcome(&span, r.as_ref().map(|c| &c.verification));
+        r
+    }
+
+    async fn check_in_span(
+        &self,
+        svc: &Service,
+        id: &str,
+        submitted: Submission,
+        now: Millis,
+    ) -> Result<Checked, VerifyError> {
         // A code that cannot be one is refused before any lookup: 4 to 15
         // digits (a flash call's may be a whole number, `+` and separators).
         if let Submission::Code(c) = &submitted {
@@ -877,12 +909,19 @@ impl VerifyService {
         id: &str,
         now: Millis,
     ) -> Result<Verification, VerifyError> {
-        let v = self.get(svc, id, now).await?;
-        if v.status != VerificationStatus::Pending {
-            return Ok(v);
+        let span = span::verification("cancel", &svc.code, Some(id));
+        let r = async {
+            let v = self.get(svc, id, now).await?;
+            if v.status != VerificationStatus::Pending {
+                return Ok(v);
+            }
+            self.close_pending(svc, &v, VerificationStatus::Canceled, now)
+                .await
         }
-        self.close_pending(svc, &v, VerificationStatus::Canceled, now)
-            .await
+        .instrument(span.clone())
+        .await;
+        span::outcome(&span, r.as_ref());
+        r
     }
 }
 

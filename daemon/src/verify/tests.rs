@@ -78,6 +78,34 @@ async fn start_then_right_code_approves_once() {
 }
 
 #[tokio::test]
+async fn each_operation_has_a_verification_span_with_its_outcome() {
+    let (log, _guard) = crate::span_log::SpanLog::install();
+    let (s, svc, store) = setup(VerifyConfig::default()).await;
+    let v = s.start(&svc, req(TO), T0).await.unwrap().verification;
+    let code = code_of(&store, &v.id).await;
+    s.check(&svc, &v.id, &code, T0 + 1000).await.unwrap();
+    s.check(&svc, "vf_nope", &code, T0 + 1000)
+        .await
+        .unwrap_err();
+    let spans = log.named("verification");
+    let ops: Vec<(&str, &str, &str)> = spans
+        .iter()
+        .map(|f| (f["op"].as_str(), f["id"].as_str(), f["outcome"].as_str()))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("start", v.id.as_str(), "pending"),
+            ("check", v.id.as_str(), "approved"),
+            ("check", "vf_nope", "refused"),
+        ]
+    );
+    assert_eq!(spans[0]["service"], svc.code);
+    assert_eq!(spans[0]["channel"], "sms");
+    assert!(spans[2]["error"].contains("not found"), "{:?}", spans[2]);
+}
+
+#[tokio::test]
 async fn five_wrong_codes_kill_it() {
     let (s, svc, store) = setup(VerifyConfig::default()).await;
     let v = s.start(&svc, req(TO), T0).await.unwrap().verification;
