@@ -14,18 +14,48 @@ pub struct AdminTarget {
     pub token: String,
 }
 
+/// Why an operator command failed, by who must act.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The config file is unusable (the operator's file).
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The admin token file cannot be read (the daemon writes it at start).
+    #[error("cannot read the admin token from {path} ({source}); is the daemon running from this directory?")]
+    TokenFile {
+        /// `api.admin_token_file`.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The daemon does not answer (not running, or another address).
+    #[error("cannot reach the daemon's admin endpoint at {addr}: {source}")]
+    Unreachable {
+        /// `api.admin_listen`.
+        addr: String,
+        /// What the HTTP client said.
+        source: reqwest::Error,
+    },
+    /// The daemon refused the request; `detail` says why.
+    #[error("{status}: {detail}")]
+    Refused {
+        /// HTTP status.
+        status: reqwest::StatusCode,
+        /// The problem's detail.
+        detail: String,
+    },
+}
+
 impl AdminTarget {
     /// From a config file (and `--set` overrides); the token comes from
     /// `api.admin_token` or the file `api.admin_token_file` names.
-    pub fn from_config(path: &Path, sets: &[String]) -> Result<Self, String> {
-        let cfg = config::load(path, sets).map_err(|e| e.to_string())?;
+    pub fn from_config(path: &Path, sets: &[String]) -> Result<Self, AdminError> {
+        let cfg = config::load(path, sets)?;
         let token = if cfg.api.admin_token.is_empty() {
             std::fs::read_to_string(&cfg.api.admin_token_file)
-                .map_err(|e| {
-                    format!(
-                        "cannot read the admin token from {} ({e}); is the daemon running from this directory?",
-                        cfg.api.admin_token_file
-                    )
+                .map_err(|source| AdminError::TokenFile {
+                    path: cfg.api.admin_token_file.clone(),
+                    source,
                 })?
                 .trim()
                 .to_string()
@@ -44,29 +74,26 @@ impl AdminTarget {
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, AdminError> {
         let client = reqwest::Client::new();
         let url = format!("http://{}{path}", self.addr);
         let mut req = client.request(method, &url).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|e| {
-            format!(
-                "cannot reach the daemon's admin endpoint at {}: {e}",
-                self.addr
-            )
+        let resp = req.send().await.map_err(|source| AdminError::Unreachable {
+            addr: self.addr.clone(),
+            source,
         })?;
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {
             Ok(v)
         } else {
-            Err(format!(
-                "{}: {}",
+            Err(AdminError::Refused {
                 status,
-                v["detail"].as_str().unwrap_or("request refused")
-            ))
+                detail: v["detail"].as_str().unwrap_or("request refused").into(),
+            })
         }
     }
 }

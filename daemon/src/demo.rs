@@ -13,12 +13,42 @@ use std::time::{Duration, Instant};
 /// Why the demo could not run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    /// The configuration is unusable for a demo (the operator's to fix).
-    #[error("{0}")]
-    Config(String),
-    /// The lab daemon could not be started or reached.
-    #[error("{0}")]
-    Environment(String),
+    /// The configuration is unusable (the operator's to fix).
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The configuration has no lab SMSC to read the code from.
+    #[error("verigate demo needs lab mode (a [lab.smsc] section): it reads the code from the simulated handset")]
+    NotLab,
+    /// No configured service has a bootstrap key to call the API with.
+    #[error("verigate demo needs a [[service]] with an api_key in the config")]
+    NoApiKey,
+    /// The lab daemon could not be started or reached (this machine).
+    #[error("{what}{}", .source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    Environment {
+        /// What could not be done.
+        what: String,
+        /// Why, when something said so.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl DemoError {
+    fn env(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        DemoError::Environment {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    fn env_msg(what: impl Into<String>) -> Self {
+        DemoError::Environment {
+            what: what.into(),
+            source: None,
+        }
+    }
 }
 
 /// Where the demo talks to.
@@ -46,13 +76,13 @@ impl Drop for OwnDaemon {
 
 /// Runs the demo; `Ok(true)` when every step behaved as described.
 pub async fn run(config_path: &Path, sets: &[String]) -> Result<bool, DemoError> {
-    let cfg = config::load(config_path, sets).map_err(|e| DemoError::Config(e.to_string()))?;
+    let cfg = config::load(config_path, sets)?;
     let lab = connect(config_path, sets, &cfg).await?;
     let mut d = Demo {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| DemoError::Environment(e.to_string()))?,
+            .map_err(|e| DemoError::env("HTTP client", e))?,
         lab,
         max_attempts: cfg.verify.max_attempts,
         failures: 0,
@@ -76,23 +106,17 @@ pub async fn run(config_path: &Path, sets: &[String]) -> Result<bool, DemoError>
 /// Uses the daemon the config points at if it answers, else starts a
 /// throw-away lab daemon on free ports in a temporary directory.
 async fn connect(config_path: &Path, sets: &[String], cfg: &Config) -> Result<Lab, DemoError> {
-    let lab_smsc = cfg.lab.smsc.as_ref().ok_or_else(|| {
-        DemoError::Config("verigate demo needs lab mode (a [lab.smsc] section): it reads the code from the simulated handset".into())
-    })?;
+    let lab_smsc = cfg.lab.smsc.as_ref().ok_or(DemoError::NotLab)?;
     let svc = cfg
         .service
         .iter()
         .find(|s| s.api_key.is_some())
-        .ok_or_else(|| {
-            DemoError::Config(
-                "verigate demo needs a [[service]] with an api_key in the config".into(),
-            )
-        })?;
+        .ok_or(DemoError::NoApiKey)?;
     let key = svc.api_key.clone().unwrap_or_default();
     let probe = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
-        .map_err(|e| DemoError::Environment(e.to_string()))?;
+        .map_err(|e| DemoError::env("HTTP client", e))?;
     if probe
         .get(format!("http://{}/healthz", cfg.api.listen))
         .send()
@@ -127,10 +151,8 @@ async fn connect(config_path: &Path, sets: &[String], cfg: &Config) -> Result<La
             .map(String::from),
         );
     }
-    let (api, control, own) = start_own(config_path, &sets).map_err(DemoError::Environment)?;
-    wait_ready(&probe, &api)
-        .await
-        .map_err(DemoError::Environment)?;
+    let (api, control, own) = start_own(config_path, &sets)?;
+    wait_ready(&probe, &api).await?;
     println!("  started: API {api}, simulated SMSC and handsets at {control}");
     Ok(Lab {
         api,
@@ -142,16 +164,20 @@ async fn connect(config_path: &Path, sets: &[String], cfg: &Config) -> Result<La
 }
 
 /// `verigate run` with this config on free ports in a temporary directory.
-fn start_own(config_path: &Path, sets: &[String]) -> Result<(String, String, OwnDaemon), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+fn start_own(
+    config_path: &Path,
+    sets: &[String],
+) -> Result<(String, String, OwnDaemon), DemoError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| DemoError::env("cannot find this program's path", e))?;
     let config_path = std::fs::canonicalize(config_path)
-        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+        .map_err(|e| DemoError::env(config_path.display().to_string(), e))?;
     let dir = std::env::temp_dir().join(format!(
         "verigate-demo-{}-{}",
         std::process::id(),
         rand::thread_rng().gen::<u32>()
     ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| DemoError::env(dir.display().to_string(), e))?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(&dir)
         .arg("run")
@@ -165,13 +191,15 @@ fn start_own(config_path: &Path, sets: &[String]) -> Result<(String, String, Own
     ]) {
         cmd.args(["--set", s]);
     }
-    let log = std::fs::File::create(dir.join("daemon.log")).map_err(|e| e.to_string())?;
+    let log_path = dir.join("daemon.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| DemoError::env(log_path.display().to_string(), e))?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
-        .map_err(|e| format!("cannot start the lab daemon: {e}"))?;
+        .map_err(|e| DemoError::env("cannot start the lab daemon", e))?;
     let mut line = String::new();
     let _ = std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
     let own = OwnDaemon { child, dir };
@@ -180,15 +208,15 @@ fn start_own(config_path: &Path, sets: &[String]) -> Result<(String, String, Own
         (Some(api), Some(control)) => Ok((api.to_string(), control.to_string(), own)),
         _ => {
             let log = std::fs::read_to_string(own.dir.join("daemon.log")).unwrap_or_default();
-            Err(format!(
+            Err(DemoError::env_msg(format!(
                 "the lab daemon did not start; its log:\n{}",
                 log.trim_end()
-            ))
+            )))
         }
     }
 }
 
-async fn wait_ready(http: &reqwest::Client, api: &str) -> Result<(), String> {
+async fn wait_ready(http: &reqwest::Client, api: &str) -> Result<(), DemoError> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(r) = http.get(format!("http://{api}/readyz")).send().await {
@@ -197,7 +225,9 @@ async fn wait_ready(http: &reqwest::Client, api: &str) -> Result<(), String> {
             }
         }
         if Instant::now() > deadline {
-            return Err("the lab daemon did not bind to its simulated SMSC within 15 s".into());
+            return Err(DemoError::env_msg(
+                "the lab daemon did not bind to its simulated SMSC within 15 s",
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

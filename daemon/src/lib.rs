@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod files;
 pub mod flashcall;
 pub mod housekeeping;
 pub mod inbound;

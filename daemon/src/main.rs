@@ -226,13 +226,20 @@ struct ProbeArgs {
     json: bool,
 }
 
+/// Why a seconds flag does not read.
+#[derive(Debug, thiserror::Error)]
+enum SecondsError {
+    #[error("{0:?} is not a number of seconds")]
+    NotANumber(String),
+    #[error("{0:?}: give seconds above 0 and at most 86400")]
+    OutOfRange(String),
+}
+
 /// A number of seconds for a flag: finite, above zero, at most a day.
-fn seconds(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+fn seconds(s: &str) -> Result<Duration, SecondsError> {
+    let v: f64 = s.parse().map_err(|_| SecondsError::NotANumber(s.into()))?;
     if !(v > 0.0 && v <= 86_400.0) {
-        return Err(format!("{s:?}: give seconds above 0 and at most 86400"));
+        return Err(SecondsError::OutOfRange(s.into()));
     }
     Ok(Duration::from_secs_f64(v))
 }
@@ -296,7 +303,7 @@ fn main() -> ExitCode {
                 eprintln!("verigate: {e}");
                 match e {
                     verigate::run::StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
-                    verigate::run::StartError::Environment(_) => ExitCode::from(71),
+                    verigate::run::StartError::Environment { .. } => ExitCode::from(71),
                 }
             }
         },
@@ -398,8 +405,10 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("verigate demo: {e}");
                 match e {
-                    verigate::demo::DemoError::Config(_) => ExitCode::from(EXIT_CONFIG),
-                    verigate::demo::DemoError::Environment(_) => ExitCode::from(71),
+                    verigate::demo::DemoError::Environment { .. } => ExitCode::from(71),
+                    verigate::demo::DemoError::Config(_)
+                    | verigate::demo::DemoError::NotLab
+                    | verigate::demo::DemoError::NoApiKey => ExitCode::from(EXIT_CONFIG),
                 }
             }
         },

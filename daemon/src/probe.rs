@@ -77,9 +77,9 @@ pub struct ProbeReport {
 /// Why the probe could not run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    /// Bind failed.
-    #[error("{0}")]
-    Bind(String),
+    /// Bind failed (refused, or nothing bound in time).
+    #[error(transparent)]
+    Bind(#[from] crate::smpp::BindError),
 }
 
 /// Runs the probe.
@@ -96,7 +96,7 @@ pub async fn run(opts: ProbeOptions) -> Result<ProbeReport, ProbeError> {
     let client = SmscClient::start(cfg, ev_tx, crate::random::Random::os());
     if let Err(e) = client.wait_bound(opts.bind_timeout).await {
         client.shutdown().await;
-        return Err(ProbeError::Bind(e.to_string()));
+        return Err(ProbeError::Bind(e));
     }
     let template = SubmitSm {
         source: if opts.from.chars().all(|c| c.is_ascii_digit() || c == '+') {

@@ -26,9 +26,36 @@ pub enum StartError {
     /// The configuration is wrong (exit 64).
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// Something on this machine is in the way (exit 71): a port, a file.
-    #[error("{0}")]
-    Environment(String),
+    /// Something on this machine is in the way (exit 71): a port, a file,
+    /// a missing program; `source` is what the OS or library said.
+    #[error("{what}{}", .source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    Environment {
+        /// What could not be done.
+        what: String,
+        /// Why, when something said so.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl StartError {
+    /// `what` failed because of `source`.
+    fn env(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StartError::Environment {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `what` is in the way; nothing more to quote.
+    fn env_msg(what: impl Into<String>) -> Self {
+        StartError::Environment {
+            what: what.into(),
+            source: None,
+        }
+    }
 }
 
 /// Builds the SMPP client settings of one configured SMSC.
@@ -62,7 +89,7 @@ pub async fn bootstrap_services(
     cfg: &Config,
     now: crate::store::Millis,
 ) -> Result<(), StartError> {
-    let env = |e: crate::store::StoreError| StartError::Environment(format!("store: {e}"));
+    let env = |e: crate::store::StoreError| StartError::env("store", e);
     for s in &cfg.service {
         let settings = serde_json::json!({
             "allowed_countries": s.allowed_countries,
@@ -122,7 +149,7 @@ async fn bootstrap_key(
     key: &str,
     now: crate::store::Millis,
 ) -> Result<(), StartError> {
-    let env = |e: crate::store::StoreError| StartError::Environment(format!("store: {e}"));
+    let env = |e: crate::store::StoreError| StartError::env("store", e);
     let hash = api_key_hash(secret, key);
     let known = store.list_api_keys(service).await.map_err(env)?;
     match known.iter().find(|k| k.hash == hash) {
@@ -223,10 +250,11 @@ fn spawn_sim(
     listen: &str,
     control: &str,
 ) -> Result<LabSim, StartError> {
-    let exe = std::env::current_exe().map_err(|e| StartError::Environment(e.to_string()))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| StartError::env("cannot find this program's path", e))?;
     let sim: PathBuf = exe.with_file_name("verigate-sim");
     if !sim.exists() {
-        return Err(StartError::Environment(format!(
+        return Err(StartError::env_msg(format!(
             "lab mode needs {} (build it with `cargo build --bins`)",
             sim.display()
         )));
@@ -238,12 +266,12 @@ fn spawn_sim(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| StartError::Environment(format!("cannot start {}: {e}", sim.display())))?;
+        .map_err(|e| StartError::env(format!("cannot start {}", sim.display()), e))?;
     let mut line = String::new();
     let out = child.stdout.take().expect("piped");
     std::io::BufReader::new(out)
         .read_line(&mut line)
-        .map_err(|e| StartError::Environment(format!("lab simulator: {e}")))?;
+        .map_err(|e| StartError::env("lab simulator", e))?;
     let banner: Option<(SocketAddr, String)> = serde_json::from_str::<serde_json::Value>(&line)
         .ok()
         .and_then(|v| {
@@ -261,7 +289,7 @@ fn spawn_sim(
         None => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(StartError::Environment(format!(
+            Err(StartError::env_msg(format!(
                 "lab simulator `{}` did not start (is {listen} or {control} in use?)",
                 args[0]
             )))
@@ -282,7 +310,7 @@ fn load_prompts(cfg: &Config) -> Result<Option<crate::calls::Prompts>, StartErro
     };
     crate::calls::Prompts::load(&dir, &cfg.voice.locales)
         .map(Some)
-        .map_err(|e| StartError::Environment(format!("voice.locales: {e}")))
+        .map_err(|e| StartError::env("voice.locales", e))
 }
 
 /// Starts the call side: SIP engine, call worker. None when no trunk is
@@ -297,7 +325,7 @@ async fn start_calls(
     stage: &crate::shutdown::Stage,
 ) -> Result<Option<crate::sip::engine::SipEngine>, StartError> {
     let channels = crate::verify::channels::CallChannels::from_config(cfg)
-        .map_err(|e| StartError::Environment(format!("flash_call.pool: {e}")))?;
+        .map_err(|e| StartError::env("flash_call.pool", e))?;
     verify.set_call_channels(channels);
     let Some(prompts) = prompts else {
         return Ok(None);
@@ -321,7 +349,7 @@ async fn start_calls(
         engine_stop.clone(),
     )
     .await
-    .map_err(|e| StartError::Environment(e.to_string()))?;
+    .map_err(|e| StartError::env("SIP", e))?;
     let (hang_tx, hang_rx) = mpsc::unbounded_channel();
     verify.set_hangups(hang_tx);
     let v = &cfg.voice;
@@ -368,24 +396,25 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     let rng = Random::os();
     // Bind the listeners first so a busy port fails before anything else starts.
     let api_addr: SocketAddr = cfg.api.listen.parse().expect("validated");
-    let listener = tokio::net::TcpListener::bind(api_addr).await.map_err(|e| {
-        StartError::Environment(format!("cannot listen on {api_addr} (api.listen): {e}"))
-    })?;
+    let listener = tokio::net::TcpListener::bind(api_addr)
+        .await
+        .map_err(|e| StartError::env(format!("cannot listen on {api_addr} (api.listen)"), e))?;
     let admin_addr: SocketAddr = cfg.api.admin_listen.parse().expect("validated");
     let admin_listener = tokio::net::TcpListener::bind(admin_addr)
         .await
         .map_err(|e| {
-            StartError::Environment(format!(
-                "cannot listen on {admin_addr} (api.admin_listen): {e}"
-            ))
+            StartError::env(
+                format!("cannot listen on {admin_addr} (api.admin_listen)"),
+                e,
+            )
         })?;
     let secret = ServerSecret::load_or_create(Path::new(&cfg.secrets.server_secret_file), &rng)
-        .map_err(StartError::Environment)?;
+        .map_err(|e| StartError::env("server secret", e))?;
     let admin_token = admin_token(&cfg, &rng)?;
     let config::StoreConfig::Sqlite { path: db } = &cfg.store;
     let sqlite = SqliteStore::open(db)
         .await
-        .map_err(|e| StartError::Environment(format!("store {db}: {e}")))?;
+        .map_err(|e| StartError::env(format!("store {db}"), e))?;
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
     bootstrap_services(&*store, &secret, &cfg, clock.now_ms()).await?;
     let lab = match &cfg.lab.smsc {
@@ -530,7 +559,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     // Status webhooks: signed, retried with backoff, never on the API's path.
     let wh_cfg = crate::webhook::WebhookConfig::default();
     let wh_client = crate::webhook::http_client(&wh_cfg)
-        .map_err(|e| StartError::Environment(format!("webhook HTTP client: {e}")))?;
+        .map_err(|e| StartError::env("webhook HTTP client", e))?;
     webhook_stage.spawn(crate::webhook::run_worker(
         store.clone(),
         wh_client,
@@ -621,24 +650,21 @@ fn admin_token(cfg: &Config, rng: &Random) -> Result<String, StartError> {
     let path = Path::new(&cfg.api.admin_token_file);
     match std::fs::read_to_string(path) {
         Ok(t) if t.trim().len() >= 16 => Ok(t.trim().to_string()),
-        Ok(_) => Err(StartError::Environment(format!(
+        Ok(_) => Err(StartError::env_msg(format!(
             "{}: admin token is shorter than 16 characters",
             path.display()
         ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let t = format!("adm_{}", rng.hex(24));
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StartError::Environment(format!("cannot create {}: {e}", dir.display()))
-                })?;
-            }
-            crate::verify::code::write_private(path, &t).map_err(StartError::Environment)?;
+            let token_file = |e| StartError::env("admin token", e);
+            crate::files::create_parent(path).map_err(token_file)?;
+            crate::files::write_private(path, &t).map_err(token_file)?;
             Ok(t)
         }
-        Err(e) => Err(StartError::Environment(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(StartError::env(
+            "admin token",
+            crate::files::FileError::new("read", path, e),
+        )),
     }
 }
 
@@ -726,9 +752,8 @@ impl Signals {
     fn register() -> Result<Self, StartError> {
         use tokio::signal::unix::{signal, SignalKind};
         let handler = |kind: SignalKind, name: &str| {
-            signal(kind).map_err(|e| {
-                StartError::Environment(format!("cannot install the {name} handler: {e}"))
-            })
+            signal(kind)
+                .map_err(|e| StartError::env(format!("cannot install the {name} handler"), e))
         };
         Ok(Self {
             term: handler(SignalKind::terminate(), "SIGTERM")?,

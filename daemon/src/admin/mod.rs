@@ -125,26 +125,12 @@ fn smscs_json(router: &Router) -> Vec<Value> {
                 "host": format!("{}:{}", c.config().host, c.config().port),
                 "enabled": c.is_enabled(),
                 "bound": c.bound_count(),
-                "binds": c.bind_statuses().iter().map(bind_status_text).collect::<Vec<_>>(),
+                "binds": c.bind_statuses().iter().map(|b| b.to_string()).collect::<Vec<_>>(),
                 "window": c.config().session.window,
                 "prefixes": prefixes,
             })
         })
         .collect()
-}
-
-/// A bind's state in words an operator reads.
-fn bind_status_text(b: &crate::smpp::BindStatus) -> String {
-    use crate::smpp::BindStatus as B;
-    match b {
-        B::Connecting => "connecting".into(),
-        B::Bound => "bound".into(),
-        B::Down(why) => format!("down ({why})"),
-        B::Rejected(st) => format!("refused: {}", crate::smpp::describe_bind_status(*st)),
-        B::Unbinding => "unbinding".into(),
-        B::Disabled => "disabled".into(),
-        B::Stopped => "stopped".into(),
-    }
 }
 
 async fn list_smscs(State(s): State<AdminState>) -> Answer {

@@ -2,7 +2,7 @@
 //! per case, and the mapping from [`VerifyError`].
 
 use crate::store::StoreError;
-use crate::verify::service::VerifyError;
+use crate::verify::error::{CallerError, SetupError, VerifyError};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -270,37 +270,47 @@ impl IntoResponse for Problem {
 
 impl From<VerifyError> for Problem {
     fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Caller(e) => Problem::from(e),
+            VerifyError::Setup(e) => Problem::from(e),
+            VerifyError::Store(e) => Problem::from(e),
+        }
+    }
+}
+
+impl From<CallerError> for Problem {
+    fn from(e: CallerError) -> Self {
+        let detail = e.to_string();
+        let code = match e {
+            CallerError::BadNumber(_) => ProblemCode::InvalidPhoneNumber,
+            CallerError::CountryNotAllowed { .. } => ProblemCode::CountryNotAllowed,
+            CallerError::UnsupportedChannel(_) => ProblemCode::UnsupportedChannel,
+            CallerError::UnsupportedLocale(..) => ProblemCode::UnsupportedLocale,
+            CallerError::BadCodeLength(_) => ProblemCode::InvalidCodeLength,
+            CallerError::RateLimited {
+                retry_after_secs, ..
+            } => return Problem::rate_limited(detail, retry_after_secs),
+            CallerError::NotFound => ProblemCode::NotFound,
+            CallerError::IdempotencyMismatch => ProblemCode::IdempotencyKeyReused,
+            CallerError::BadCode | CallerError::BadReport(_) | CallerError::NotAFlashCall(_) => {
+                ProblemCode::InvalidCode
+            }
+        };
+        Problem::new(code, detail)
+    }
+}
+
+impl From<SetupError> for Problem {
+    fn from(e: SetupError) -> Self {
         let detail = e.to_string();
         match e {
-            VerifyError::BadNumber(_) => Problem::new(ProblemCode::InvalidPhoneNumber, detail),
-            VerifyError::CountryNotAllowed { .. } => {
-                Problem::new(ProblemCode::CountryNotAllowed, detail)
-            }
-            VerifyError::UnsupportedChannel(_) => {
-                Problem::new(ProblemCode::UnsupportedChannel, detail)
-            }
-            VerifyError::UnsupportedLocale(..) => {
-                Problem::new(ProblemCode::UnsupportedLocale, detail)
-            }
-            VerifyError::BadCodeLength(_) => Problem::new(ProblemCode::InvalidCodeLength, detail),
-            VerifyError::RateLimited {
-                retry_after_secs, ..
-            } => Problem::rate_limited(detail, retry_after_secs),
-            VerifyError::NotFound => Problem::not_found(detail),
-            VerifyError::IdempotencyMismatch => {
-                Problem::new(ProblemCode::IdempotencyKeyReused, detail)
-            }
-            VerifyError::BadCode | VerifyError::BadReport(_) | VerifyError::NotAFlashCall(_) => {
-                Problem::new(ProblemCode::InvalidCode, detail)
-            }
-            VerifyError::ChannelUnavailable { .. } => {
+            SetupError::ChannelUnavailable { .. } => {
                 Problem::new(ProblemCode::ChannelUnavailable, detail)
             }
-            VerifyError::NoCallerNumber { retry_after_secs } => Problem {
+            SetupError::NoCallerNumber { retry_after_secs } => Problem {
                 retry_after_secs: Some(retry_after_secs.max(1)),
                 ..Problem::new(ProblemCode::CallerNumbersExhausted, detail)
             },
-            VerifyError::Store(err) => Problem::from(err),
         }
     }
 }

@@ -5,7 +5,7 @@ use super::json::JsonBody;
 use super::problem::{Problem, ProblemBody, ProblemCode};
 use crate::app::AppState;
 use crate::store::{CallState, MessageState, Verification, VerificationStatus};
-use crate::verify::service::{StartRequest, Submission, VerifyError};
+use crate::verify::service::{CallerError, StartRequest, Submission, VerifyError};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -224,7 +224,7 @@ async fn view(
 /// The `{id}` segment; an undecodable one cannot name a verification.
 fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
     p.map(|Path(id)| id)
-        .map_err(|_| Problem::from(VerifyError::NotFound))
+        .map_err(|_| Problem::from(VerifyError::Caller(CallerError::NotFound)))
 }
 
 /// Start a verification (or return the pending one for the number).
@@ -316,9 +316,9 @@ pub async fn start(
         }
         Err(e) => {
             let outcome = match &e {
-                crate::verify::service::VerifyError::RateLimited { .. } => "rate_limited",
-                crate::verify::service::VerifyError::Store(_) => "error",
-                _ => "rejected_input",
+                VerifyError::Caller(CallerError::RateLimited { .. }) => "rate_limited",
+                VerifyError::Caller(_) | VerifyError::Setup(_) => "rejected_input",
+                VerifyError::Store(_) => "error",
             };
             crate::metrics::verification(channel.as_deref().unwrap_or("sms"), outcome);
             return Err(e.into());

@@ -77,7 +77,7 @@ pub fn load_str(text: &str, path: &str, sets: &[String]) -> Result<Config, Confi
         } else {
             format!("{path} with --set overrides")
         },
-        message: e,
+        message: e.to_string(),
     })?;
     let problems = cfg.problems();
     if problems.is_empty() {
@@ -90,17 +90,20 @@ pub fn load_str(text: &str, path: &str, sets: &[String]) -> Result<Config, Confi
     }
 }
 
+/// A value that does not fit the schema, with the key it is under.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}", if .key.is_empty() || .key == "." { String::new() } else { format!("{}: ", .key) }, .source.message())]
+struct SchemaMismatch {
+    key: String,
+    source: toml::de::Error,
+}
+
 impl Config {
-    fn deserialize_value(v: toml::Value) -> Result<Config, String> {
+    fn deserialize_value(v: toml::Value) -> Result<Config, SchemaMismatch> {
         // Track the path so the message names the key, e.g. `api.bogus`.
-        serde_path_to_error::deserialize(v).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().message().to_string();
-            if path.is_empty() || path == "." {
-                inner
-            } else {
-                format!("{path}: {inner}")
-            }
+        serde_path_to_error::deserialize(v).map_err(|e| SchemaMismatch {
+            key: e.path().to_string(),
+            source: e.into_inner(),
         })
     }
 }

@@ -10,21 +10,66 @@ use std::time::Duration;
 /// and every span must fit the store's millisecond timestamps).
 const MAX_SPAN_MS: u64 = 3650 * 86_400_000;
 
+/// Why a duration or a rate does not read (the config's author is at fault).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    /// Digits only.
+    #[error("duration {0:?} has no unit (use ms, s, m, h or d, e.g. \"30s\")")]
+    NoUnit(String),
+    /// No leading whole number.
+    #[error("duration {0:?} must start with a whole number, e.g. \"10m\"")]
+    NotANumber(String),
+    /// A unit we do not know.
+    #[error("duration {input:?} has unknown unit {unit:?} (use ms, s, m, h or d)")]
+    UnknownUnit {
+        /// The duration.
+        input: String,
+        /// Its unit.
+        unit: String,
+    },
+    /// Over [`MAX_SPAN_MS`].
+    #[error("duration {0:?} is too long (at most 3650d)")]
+    TooLong(String),
+    /// Not `count/window`.
+    #[error("rate {0:?} must look like \"5/10m\" (count/window)")]
+    NotARate(String),
+    /// The count is not a whole number.
+    #[error("rate {rate:?}: count {count:?} is not a whole number")]
+    BadCount {
+        /// The rate.
+        rate: String,
+        /// Its count.
+        count: String,
+    },
+    /// A count of zero allows nothing.
+    #[error("rate {0:?}: count must be at least 1")]
+    ZeroCount(String),
+    /// The window does not read.
+    #[error("rate {rate:?}: {source}")]
+    BadWindow {
+        /// The rate.
+        rate: String,
+        /// Why its window does not read.
+        source: Box<UnitError>,
+    },
+    /// A zero window.
+    #[error("rate {0:?}: window must be longer than zero")]
+    ZeroWindow(String),
+}
+
 /// A duration written as `<number><unit>` with unit ms, s, m, h or d.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Span(pub Duration);
 
 impl FromStr for Span {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnitError;
+    fn from_str(s: &str) -> Result<Self, UnitError> {
         let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
-            format!("duration {s:?} has no unit (use ms, s, m, h or d, e.g. \"30s\")")
-        })?;
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| UnitError::NoUnit(s.into()))?;
         let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("duration {s:?} must start with a whole number, e.g. \"10m\""))?;
+        let n: u64 = num.parse().map_err(|_| UnitError::NotANumber(s.into()))?;
         let per = match unit {
             "ms" => 1,
             "s" => 1000,
@@ -32,14 +77,15 @@ impl FromStr for Span {
             "h" => 3_600_000,
             "d" => 86_400_000,
             _ => {
-                return Err(format!(
-                    "duration {s:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
-                ))
+                return Err(UnitError::UnknownUnit {
+                    input: s.into(),
+                    unit: unit.into(),
+                })
             }
         };
         match n.checked_mul(per) {
             Some(ms) if ms <= MAX_SPAN_MS => Ok(Span(Duration::from_millis(ms))),
-            _ => Err(format!("duration {s:?} is too long (at most 3650d)")),
+            _ => Err(UnitError::TooLong(s.into())),
         }
     }
 }
@@ -84,21 +130,24 @@ pub struct RateLimit {
 }
 
 impl FromStr for RateLimit {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnitError;
+    fn from_str(s: &str) -> Result<Self, UnitError> {
         let (c, w) = s
             .split_once('/')
-            .ok_or_else(|| format!("rate {s:?} must look like \"5/10m\" (count/window)"))?;
-        let count: u32 = c
-            .trim()
-            .parse()
-            .map_err(|_| format!("rate {s:?}: count {c:?} is not a whole number"))?;
+            .ok_or_else(|| UnitError::NotARate(s.into()))?;
+        let count: u32 = c.trim().parse().map_err(|_| UnitError::BadCount {
+            rate: s.into(),
+            count: c.into(),
+        })?;
         if count == 0 {
-            return Err(format!("rate {s:?}: count must be at least 1"));
+            return Err(UnitError::ZeroCount(s.into()));
         }
-        let window: Span = w.parse().map_err(|e| format!("rate {s:?}: {e}"))?;
+        let window: Span = w.parse().map_err(|e| UnitError::BadWindow {
+            rate: s.into(),
+            source: Box::new(e),
+        })?;
         if window.0.is_zero() {
-            return Err(format!("rate {s:?}: window must be longer than zero"));
+            return Err(UnitError::ZeroWindow(s.into()));
         }
         Ok(RateLimit { count, window })
     }
@@ -135,16 +184,26 @@ mod tests {
             Duration::from_millis(250)
         );
         assert_eq!("90s".parse::<Span>().unwrap().to_string(), "90s");
-        assert!("10".parse::<Span>().unwrap_err().contains("no unit"));
-        assert!("10y".parse::<Span>().unwrap_err().contains("unknown unit"));
+        assert!("10"
+            .parse::<Span>()
+            .unwrap_err()
+            .to_string()
+            .contains("no unit"));
+        assert!("10y"
+            .parse::<Span>()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit"));
         // Overflowing or absurd values are refused, not wrapped.
         assert!("300000000000000d"
             .parse::<Span>()
             .unwrap_err()
+            .to_string()
             .contains("too long"));
         assert!("213503982336d"
             .parse::<Span>()
             .unwrap_err()
+            .to_string()
             .contains("too long"));
         assert!("3650d".parse::<Span>().is_ok());
     }
@@ -157,6 +216,7 @@ mod tests {
         assert!("0/1m"
             .parse::<RateLimit>()
             .unwrap_err()
+            .to_string()
             .contains("at least 1"));
     }
 }

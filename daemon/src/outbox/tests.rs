@@ -152,7 +152,7 @@ async fn a_failing_record_is_retried_until_it_succeeds_or_gives_up() {
     let calls = AtomicU32::new(0);
     let r = retry_until(Duration::from_secs(30), || async {
         if calls.fetch_add(1, Ordering::SeqCst) < 3 {
-            Err(StoreError::Database("database is locked".into()))
+            Err(StoreError::database_failed("database is locked"))
         } else {
             Ok(())
         }
@@ -164,10 +164,10 @@ async fn a_failing_record_is_retried_until_it_succeeds_or_gives_up() {
     let calls = AtomicU32::new(0);
     let r = retry_until(Duration::from_secs(1), || async {
         calls.fetch_add(1, Ordering::SeqCst);
-        Err(StoreError::Database("disk gone".into()))
+        Err(StoreError::database_failed("disk gone"))
     })
     .await;
-    assert!(matches!(r, Err(StoreError::Database(e)) if e == "disk gone"));
+    assert!(matches!(r, Err(StoreError::Database { context, .. }) if context == "disk gone"));
     // 50 + 100 + 200 + 400 ms fit in a second; the next 800 would not.
     assert_eq!(calls.load(Ordering::SeqCst), 5);
 

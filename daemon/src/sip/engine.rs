@@ -90,16 +90,26 @@ pub struct SipEngine {
 /// Why the engine could not start (the operator's configuration or the machine).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// `sip.listen` or `sip.public_ip` is not an address.
+    #[error("{key} {value:?} is not an IP address{}: {source}", if *.key == "sip.listen" { " and port" } else { "" })]
+    BadAddress {
+        /// The setting.
+        key: &'static str,
+        /// Its value.
+        value: String,
+        /// What the parser said.
+        source: std::net::AddrParseError,
+    },
     /// A socket could not be opened.
-    #[error("cannot listen for SIP on {addr}: {why}")]
+    #[error("cannot listen for SIP on {addr}: {source}")]
     Listen {
         /// The address.
         addr: String,
-        /// The OS error.
-        why: String,
+        /// What the SIP stack (or the OS under it) said.
+        source: rsipstack::Error,
     },
     /// A trunk host does not resolve.
-    #[error("sip_trunk {name}: cannot resolve {host}:{port}: {why}")]
+    #[error("sip_trunk {name}: cannot resolve {host}:{port}{}", .source.as_ref().map(|e| format!(": {e}")).unwrap_or_else(|| ": no address".into()))]
     Resolve {
         /// Trunk name.
         name: String,
@@ -107,12 +117,26 @@ pub enum StartError {
         host: String,
         /// Port.
         port: u16,
-        /// Why.
-        why: String,
+        /// The resolver's error (none: it answered no address).
+        source: Option<std::io::Error>,
     },
     /// Media threads could not start.
     #[error("cannot start media threads: {0}")]
-    Media(String),
+    Media(#[source] std::io::Error),
+}
+
+/// Why an answered call's media could not start (we hang up).
+#[derive(Debug, thiserror::Error)]
+enum MediaSetupError {
+    /// The answer's SDP offers nothing we can send.
+    #[error("unusable SDP answer: {0}")]
+    Sdp(#[from] sdp::SdpError),
+    /// A second 200 OK with SDP for a call whose media runs already.
+    #[error("media already open")]
+    AlreadyOpen,
+    /// The RTP stream could not start (this machine).
+    #[error("cannot start the RTP stream: {0}")]
+    Stream(#[from] std::io::Error),
 }
 
 impl SipEngine {
@@ -124,13 +148,14 @@ impl SipEngine {
         rng: Random,
         token: CancellationToken,
     ) -> Result<Self, StartError> {
-        let listen: SocketAddr = cfg.listen.parse().map_err(|e| StartError::Listen {
-            addr: cfg.listen.clone(),
-            why: format!("{e}"),
+        let listen: SocketAddr = cfg.listen.parse().map_err(|e| StartError::BadAddress {
+            key: "sip.listen",
+            value: cfg.listen.clone(),
+            source: e,
         })?;
         let listen_err = |e: rsipstack::Error| StartError::Listen {
             addr: cfg.listen.clone(),
-            why: e.to_string(),
+            source: e,
         };
         let tl = TransportLayer::new(token.child_token());
         let udp = UdpConnection::create_connection(listen, None, Some(token.child_token()))
@@ -166,24 +191,26 @@ impl SipEngine {
         let public_ip = if cfg.public_ip.is_empty() {
             bound.ip()
         } else {
-            cfg.public_ip.parse().map_err(|_| StartError::Listen {
-                addr: cfg.public_ip.clone(),
-                why: "not an IP address".into(),
+            cfg.public_ip.parse().map_err(|e| StartError::BadAddress {
+                key: "sip.public_ip",
+                value: cfg.public_ip.clone(),
+                source: e,
             })?
         };
         let now = tokio::time::Instant::now().into_std();
         let mut resolved = Vec::new();
         for t in trunks {
+            let unresolved = |source| StartError::Resolve {
+                name: t.name.clone(),
+                host: t.host.clone(),
+                port: t.port,
+                source,
+            };
             let target = tokio::net::lookup_host((t.host.as_str(), t.port))
                 .await
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| StartError::Resolve {
-                    name: t.name.clone(),
-                    host: t.host.clone(),
-                    port: t.port,
-                    why: "no address".into(),
-                })?;
+                .map_err(|e| unresolved(Some(e)))?
+                .next()
+                .ok_or_else(|| unresolved(None))?;
             resolved.push(Trunk {
                 cfg: t.clone(),
                 target,
@@ -199,8 +226,7 @@ impl SipEngine {
                 gate: Mutex::new(Gate::new(now, t.calls_per_second, t.max_concurrent)),
             });
         }
-        let media = Media::start(cfg.media_workers, rng.clone())
-            .map_err(|e| StartError::Media(e.to_string()))?;
+        let media = Media::start(cfg.media_workers, rng.clone()).map_err(StartError::Media)?;
         let mut routes = crate::routing::PrefixRoutes::default();
         for (i, t) in resolved.iter().enumerate() {
             routes.add(i, &t.cfg.prefixes);
@@ -386,17 +412,16 @@ impl CallPlacer for SipEngine {
             Some(c) => c,
             None => {
                 release();
-                return Err(PlaceError::Config(format!(
-                    "sip_trunk {}: caller_id is not set, and voice calls need a caller number",
-                    t.cfg.name
-                )));
+                return Err(PlaceError::NoCallerId {
+                    trunk: t.cfg.name.clone(),
+                });
             }
         };
         let socket = match std::net::UdpSocket::bind((inner.media_ip, 0)) {
             Ok(s) => s,
             Err(e) => {
                 release();
-                return Err(PlaceError::Local(format!("cannot open an RTP socket: {e}")));
+                return Err(PlaceError::RtpSocket(Arc::new(e)));
             }
         };
         let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -411,7 +436,7 @@ impl CallPlacer for SipEngine {
             Ok(o) => o,
             Err(e) => {
                 release();
-                return Err(PlaceError::Local(format!("cannot build the INVITE: {e}")));
+                return Err(PlaceError::Invite(Arc::new(e)));
             }
         };
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -769,18 +794,14 @@ impl Driver {
         answer: &str,
         events: mpsc::UnboundedSender<MediaEvent>,
         stop: CancellationToken,
-    ) -> Result<(Stream, verigate_codecs::media::g711::Law), String> {
-        let n = sdp::negotiate(answer).map_err(|e| e.to_string())?;
-        let socket = self
-            .socket
-            .take()
-            .ok_or_else(|| "media already open".to_string())?;
+    ) -> Result<(Stream, verigate_codecs::media::g711::Law), MediaSetupError> {
+        let n = sdp::negotiate(answer)?;
+        let socket = self.socket.take().ok_or(MediaSetupError::AlreadyOpen)?;
         let remote = SocketAddr::new(n.remote.0, n.remote.1);
-        let s = self
-            .inner
-            .media
-            .open(socket, remote, n.pt, n.law, n.telephone_event, events, stop)
-            .map_err(|e| e.to_string())?;
+        let s =
+            self.inner
+                .media
+                .open(socket, remote, n.pt, n.law, n.telephone_event, events, stop)?;
         Ok((s, n.law))
     }
 }

@@ -68,7 +68,7 @@ pub struct PlacedCall {
 }
 
 /// Why a call was not placed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PlaceError {
     /// No trunk routes the number (the operator's configuration).
     #[error("no SIP trunk routes {0}")]
@@ -80,12 +80,20 @@ pub enum PlaceError {
         /// When the earliest one frees up, if known.
         retry_in: Option<Duration>,
     },
-    /// A trunk setting stops the call (the operator's configuration).
-    #[error("{0}")]
-    Config(String),
-    /// This machine failed (sockets).
-    #[error("{0}")]
-    Local(String),
+    /// The trunk has no caller number and the call brings none (the
+    /// operator's configuration).
+    #[error("sip_trunk {trunk}: caller_id is not set, and voice calls need a caller number")]
+    NoCallerId {
+        /// The trunk.
+        trunk: String,
+    },
+    /// No RTP socket could be opened (this machine).
+    #[error("cannot open an RTP socket: {0}")]
+    RtpSocket(#[source] std::sync::Arc<std::io::Error>),
+    /// The SIP stack would not build the INVITE (a trunk setting it cannot
+    /// express, or a bug).
+    #[error("cannot build the INVITE: {0}")]
+    Invite(#[source] std::sync::Arc<rsipstack::Error>),
 }
 
 /// Places calls. The SIP engine implements it; tests can script one.

@@ -378,10 +378,10 @@ async fn a_number_no_trunk_routes_is_refused() {
     let mut t = trunk(uas(&token).await, Duration::ZERO);
     t.prefixes = vec!["+33".into()];
     let e = engine(t, &token).await;
-    assert_eq!(
+    assert!(matches!(
         e.place(spec("+447400000200")).await.err(),
-        Some(PlaceError::NoRoute("+447400000200".into()))
-    );
+        Some(PlaceError::NoRoute(n)) if n == "+447400000200"
+    ));
     token.cancel();
 }
 

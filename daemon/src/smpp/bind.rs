@@ -23,14 +23,14 @@ use verigate_codecs::smpp::session::{
 use verigate_codecs::smpp::{Body, CommandStatus, MessageIdResp, Pdu, SubmitSm};
 
 /// Where a bind is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum BindStatus {
     /// Connecting or binding.
     Connecting,
     /// Bound and usable.
     Bound,
     /// Down; reconnecting after a delay.
-    Down(String),
+    Down(DownReason),
     /// The SMSC refused the bind (credentials or configuration at fault).
     Rejected(CommandStatus),
     /// Disabled by an operator; finishing in-flight submits, then unbinding.
@@ -39,6 +39,45 @@ pub enum BindStatus {
     Disabled,
     /// Stopped for good.
     Stopped,
+}
+
+impl std::fmt::Display for BindStatus {
+    /// The state in words an operator reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindStatus::Connecting => f.write_str("connecting"),
+            BindStatus::Bound => f.write_str("bound"),
+            BindStatus::Down(why) => write!(f, "down ({why})"),
+            BindStatus::Rejected(st) => write!(f, "refused: {}", super::describe_bind_status(*st)),
+            BindStatus::Unbinding => f.write_str("unbinding"),
+            BindStatus::Disabled => f.write_str("disabled"),
+            BindStatus::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
+/// Why a bind is down (the network, the SMSC, or the session's own checks).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DownReason {
+    /// TCP connect failed.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// host:port.
+        addr: String,
+        /// What the OS said.
+        source: Arc<std::io::Error>,
+    },
+    /// TCP connect got no answer in time.
+    #[error("cannot connect to {addr}: no answer within {timeout:?}")]
+    ConnectTimeout {
+        /// host:port.
+        addr: String,
+        /// `connect_timeout`.
+        timeout: Duration,
+    },
+    /// The session ended.
+    #[error("{0}")]
+    Closed(CloseReason),
 }
 
 /// A command for a bind task.
@@ -198,18 +237,21 @@ impl BindTask {
         }
     }
 
-    async fn connect(&self) -> Result<TcpStream, String> {
+    async fn connect(&self) -> Result<TcpStream, DownReason> {
         let addr = format!("{}:{}", self.cfg.host, self.cfg.port);
         match tokio::time::timeout(self.cfg.connect_timeout, TcpStream::connect(&addr)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 Ok(s)
             }
-            Ok(Err(e)) => Err(format!("cannot connect to {addr}: {e}")),
-            Err(_) => Err(format!(
-                "cannot connect to {addr}: no answer within {:?}",
-                self.cfg.connect_timeout
-            )),
+            Ok(Err(e)) => Err(DownReason::Connect {
+                addr,
+                source: Arc::new(e),
+            }),
+            Err(_) => Err(DownReason::ConnectTimeout {
+                addr,
+                timeout: self.cfg.connect_timeout,
+            }),
         }
     }
 
@@ -519,9 +561,11 @@ impl BindTask {
                 if unbinding {
                     info!("unbound");
                 } else {
-                    warn!(reason = ?r, "SMPP session closed");
+                    warn!(reason = %r, "SMPP session closed");
                 }
-                let _ = self.status.send(BindStatus::Down(format!("{r:?}")));
+                let _ = self
+                    .status
+                    .send(BindStatus::Down(DownReason::Closed(r.clone())));
             }
         }
         if self.stopping.is_some() || (unbinding && !disabling) {

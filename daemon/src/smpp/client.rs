@@ -30,8 +30,8 @@ pub struct SmscClient {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BindError {
     /// The SMSC refused the credentials or the bind.
-    #[error("bind refused by the SMSC: {0}")]
-    Rejected(String),
+    #[error("bind refused by the SMSC: {}", describe_bind_status(*.0))]
+    Rejected(verigate_codecs::smpp::CommandStatus),
     /// Nothing bound in time.
     #[error("not bound within {timeout:?}: {last}")]
     Timeout {
@@ -130,21 +130,21 @@ impl SmscClient {
         let mut watchers: Vec<_> = self.binds.iter().map(|b| b.status.clone()).collect();
         loop {
             let statuses: Vec<BindStatus> = watchers.iter().map(|w| w.borrow().clone()).collect();
-            if statuses.contains(&BindStatus::Bound) {
+            if statuses.iter().any(|s| matches!(s, BindStatus::Bound)) {
                 return Ok(());
             }
             if let Some(BindStatus::Rejected(st)) = statuses
                 .iter()
                 .find(|s| matches!(s, BindStatus::Rejected(_)))
             {
-                return Err(BindError::Rejected(describe_bind_status(*st)));
+                return Err(BindError::Rejected(*st));
             }
             let changed =
                 futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 let last = statuses
                     .iter()
-                    .map(|s| format!("{s:?}"))
+                    .map(|s| s.to_string())
                     .collect::<Vec<_>>()
                     .join(", ");
                 return Err(BindError::Timeout { timeout, last });
@@ -208,7 +208,7 @@ impl SmscClient {
     ) -> Result<Vec<Result<Submitted, SubmitError>>, SubmitError> {
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
         let parts = text_to_parts(template, text, None, self.cfg.split_mode, reference)
-            .map_err(|e| SubmitError::Encode(e.to_string()))?;
+            .map_err(SubmitError::Encode)?;
         let mut rxs = Vec::with_capacity(parts.len());
         for p in parts {
             rxs.push(self.submit_sm(p).await);

@@ -8,7 +8,7 @@ mod events;
 mod router;
 
 pub use bind::BindStatus;
-pub use client::{describe_bind_status, SmscClient};
+pub use client::{describe_bind_status, BindError, SmscClient};
 pub use config::{BindLayout, SmscConfig};
 pub use events::{DeliveryAck, SmppEvent};
 pub use router::{NoRoute, Router};
@@ -41,7 +41,7 @@ pub enum SubmitError {
     Shutdown,
     /// The text could not be turned into short messages.
     #[error("cannot encode message: {0}")]
-    Encode(String),
+    Encode(#[source] verigate_codecs::text::TextError),
     /// The SMSC is disabled by an operator (try another route, or later).
     #[error("SMSC disabled by the operator")]
     Disabled,

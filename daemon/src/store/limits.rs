@@ -50,7 +50,7 @@ pub trait RateLimitStore: Send + Sync {
             .await?;
         d.into_iter()
             .next()
-            .ok_or_else(|| StoreError::Database("rate_hits answered nothing".into()))
+            .ok_or_else(|| StoreError::Bug("rate_hits answered nothing".into()))
     }
     /// Several hits in one go (a request passes several limits): each as
     /// [`RateLimitStore::rate_hit`], in order, stopping at the first refused one, so

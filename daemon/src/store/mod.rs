@@ -31,6 +31,10 @@ pub use webhooks::*;
 
 use async_trait::async_trait;
 
+/// The error a database driver gave, kept as the source of a
+/// [`StoreError::Database`] (shared: one failed commit answers every write in it).
+pub type DriverError = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Who is at fault when the store fails.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -40,9 +44,24 @@ pub enum StoreError {
     /// The record does not exist.
     #[error("not found: {0}")]
     NotFound(String),
-    /// The database failed (our side or the operator's database).
-    #[error("database error: {0}")]
-    Database(String),
+    /// The database failed (our side or the operator's database): what we
+    /// were doing, and the driver's error when there is one.
+    #[error("database error: {context}{}", .source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    Database {
+        /// What the store was doing.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: Option<DriverError>,
+    },
+    /// The store cannot take the operation now (closed, overloaded, its
+    /// writer or flusher stopped, or a record kept changing under us): the
+    /// operator's machine or a restart, not the caller.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Verigate broke the store's contract (a bug, logged; nothing was written).
+    #[error("store misuse (a bug): {0}")]
+    Bug(String),
     /// The caller's claim on a queued job was taken over (its lease ran
     /// out and another claim took the job) or the job was finished by
     /// someone else: the holder must drop the job without recording anything.
@@ -51,6 +70,27 @@ pub enum StoreError {
     /// Stored data could not be read back (a bug or a manual edit).
     #[error("corrupt record: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// The database failed doing `context`, with the driver's error.
+    pub fn database(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Database {
+            context: context.into(),
+            source: Some(std::sync::Arc::new(source)),
+        }
+    }
+
+    /// The database failed doing `context`, with no driver error to keep.
+    pub fn database_failed(context: impl Into<String>) -> Self {
+        StoreError::Database {
+            context: context.into(),
+            source: None,
+        }
+    }
 }
 
 /// Result alias.

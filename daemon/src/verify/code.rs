@@ -1,6 +1,7 @@
 //! One-time codes: drawn from the OS CSPRNG, stored only as a keyed hash,
 //! compared in constant time.
 
+use crate::files::{create_parent, write_private, FileError};
 use crate::random::Random;
 use hmac::{Hmac, Mac};
 use rand::Rng;
@@ -20,14 +21,38 @@ impl std::fmt::Debug for ServerSecret {
     }
 }
 
+/// Why the server secret cannot be used (the operator's file).
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Fewer than 32 bytes.
+    #[error("server secret has {0} bytes; at least 32 are needed")]
+    TooShort(usize),
+    /// The secret file is not hex.
+    #[error("{}: not hex: {source}", .path.display())]
+    NotHex {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the decoder said.
+        source: hex::FromHexError,
+    },
+    /// The secret file holds too few bytes.
+    #[error("{}: server secret has {len} bytes; at least 32 are needed", .path.display())]
+    ShortFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Bytes it holds.
+        len: usize,
+    },
+    /// The file cannot be read or created.
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
 impl ServerSecret {
     /// Wraps secret bytes (at least 32).
-    pub fn new(bytes: Vec<u8>) -> Result<Self, String> {
+    pub fn new(bytes: Vec<u8>) -> Result<Self, SecretError> {
         if bytes.len() < 32 {
-            return Err(format!(
-                "server secret has {} bytes; at least 32 are needed",
-                bytes.len()
-            ));
+            return Err(SecretError::TooShort(bytes.len()));
         }
         Ok(ServerSecret(Zeroizing::new(bytes)))
     }
@@ -59,43 +84,30 @@ impl ServerSecret {
 
     /// Loads the secret from a hex file, creating the file with a random
     /// secret (mode 0600) when it does not exist.
-    pub fn load_or_create(path: &std::path::Path, rng: &Random) -> Result<Self, String> {
+    pub fn load_or_create(path: &std::path::Path, rng: &Random) -> Result<Self, SecretError> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let bytes = hex::decode(text.trim())
-                    .map_err(|e| format!("{}: not hex: {e}", path.display()))?;
-                ServerSecret::new(bytes).map_err(|e| format!("{}: {e}", path.display()))
+                let bytes = hex::decode(text.trim()).map_err(|source| SecretError::NotHex {
+                    path: path.into(),
+                    source,
+                })?;
+                if bytes.len() < 32 {
+                    return Err(SecretError::ShortFile {
+                        path: path.into(),
+                        len: bytes.len(),
+                    });
+                }
+                ServerSecret::new(bytes)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let s = ServerSecret::random(rng);
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                }
+                create_parent(path)?;
                 write_private(path, &s.to_hex())?;
                 Ok(s)
             }
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(FileError::new("read", path, e).into()),
         }
     }
-}
-
-/// Writes a file readable only by its owner.
-pub fn write_private(path: &std::path::Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// A fresh numeric code of `len` digits from the CSPRNG (uniform: each
@@ -176,9 +188,12 @@ mod tests {
             );
         }
         std::fs::write(&p, "zz").unwrap();
-        assert!(ServerSecret::load_or_create(&p, &rng)
-            .unwrap_err()
-            .contains("not hex"));
+        let e = ServerSecret::load_or_create(&p, &rng).unwrap_err();
+        assert!(matches!(e, SecretError::NotHex { .. }), "{e}");
+        assert!(e.to_string().contains("not hex"), "{e}");
+        std::fs::write(&p, "00ff").unwrap();
+        let e = ServerSecret::load_or_create(&p, &rng).unwrap_err();
+        assert!(matches!(e, SecretError::ShortFile { len: 2, .. }), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod channels;
 pub mod code;
+pub mod error;
 pub mod phone;
 pub mod service;
 pub mod span;

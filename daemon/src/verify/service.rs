@@ -3,10 +3,11 @@
 
 use super::channels::CallChannels;
 use super::code::{self, ServerSecret};
-use super::phone::{self, PhoneError, E164};
+pub use super::error::{CallerError, SetupError, VerifyError};
+use super::phone::{self, E164};
 use super::span;
 use crate::config::VerifyConfig;
-use crate::flashcall::{FlashHint, Report, ReportError};
+use crate::flashcall::{FlashHint, Report};
 use crate::limits::Limit;
 use crate::random::Random;
 use crate::store::{
@@ -93,71 +94,6 @@ fn idempotency_record(svc: &Service, req: &StartRequest, vid: &str) -> Option<Id
 
 /// How long an `Idempotency-Key` is honoured (then the sweep forgets it).
 pub const IDEMPOTENCY_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// Why a request was refused; each variant says who is at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    /// The caller's number is unusable.
-    #[error(transparent)]
-    BadNumber(#[from] PhoneError),
-    /// The service does not allow this destination country.
-    #[error("numbers in {country} are not allowed for this service")]
-    CountryNotAllowed {
-        /// ISO 3166 region of the number (or "unknown").
-        country: String,
-    },
-    /// Unknown channel.
-    #[error("channel {0:?} is not supported (use one of: sms, voice, flash_call)")]
-    UnsupportedChannel(String),
-    /// A known channel this server is not set up for.
-    #[error("channel {channel} is not available on this server: {why}")]
-    ChannelUnavailable {
-        /// The channel.
-        channel: String,
-        /// What is missing (the operator's configuration).
-        why: String,
-    },
-    /// Every pool number is in use for this destination.
-    #[error("every caller number for this destination is in use by a pending flash call; retry after {retry_after_secs} s")]
-    NoCallerNumber {
-        /// When one frees up at the latest.
-        retry_after_secs: u64,
-    },
-    /// A reported caller number cannot be read.
-    #[error(transparent)]
-    BadReport(#[from] ReportError),
-    /// A check of the wrong kind (caller numbers for a code verification).
-    #[error("verification {0} checks a code: send `code`, not caller numbers")]
-    NotAFlashCall(String),
-    /// Locale without a template (SMS) or prompts (voice).
-    #[error("locale {0:?} has no message template or prompts for this channel (available: {1})")]
-    UnsupportedLocale(String, String),
-    /// code_length outside 4–10.
-    #[error("code_length {0} is out of range: use 4 to 10 digits")]
-    BadCodeLength(u8),
-    /// A rate limit was hit.
-    #[error("too many requests ({scope}); retry after {retry_after_secs} s")]
-    RateLimited {
-        /// Which limit.
-        scope: &'static str,
-        /// Seconds until the window resets.
-        retry_after_secs: u64,
-    },
-    /// No such verification for this service.
-    #[error("verification not found")]
-    NotFound,
-    /// The Idempotency-Key was used with a different request body.
-    #[error("Idempotency-Key was already used with a different request body")]
-    IdempotencyMismatch,
-    /// The code is empty or not digits.
-    #[error(
-        "code must be 4 to 10 digits (for a flash call: the caller number or its last digits)"
-    )]
-    BadCode,
-    /// The store failed (our side).
-    #[error("storage failure: {0}")]
-    Store(#[from] StoreError),
-}
 
 /// What a check submits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,9 +223,11 @@ impl VerifyService {
     async fn limits(&self, limits: &[Limit], now: Millis) -> Result<(), VerifyError> {
         crate::limits::hit(&*self.store, limits, now)
             .await?
-            .map_err(|r| VerifyError::RateLimited {
-                scope: r.scope,
-                retry_after_secs: r.retry_after_secs,
+            .map_err(|r| {
+                VerifyError::Caller(CallerError::RateLimited {
+                    scope: r.scope,
+                    retry_after_secs: r.retry_after_secs,
+                })
             })
     }
 
@@ -329,16 +267,18 @@ impl VerifyService {
         }
         let channel = req.channel.clone();
         if !CHANNELS.contains(&channel.as_str()) {
-            return Err(VerifyError::UnsupportedChannel(channel));
+            return Err(VerifyError::Caller(CallerError::UnsupportedChannel(
+                channel,
+            )));
         }
         let to = phone::normalize(&req.to, &cfg.default_region)?;
         let allowed = allowed_countries(svc);
         if !allowed.is_empty() {
             let country = to.region().unwrap_or("unknown");
             if !allowed.iter().any(|c| c == country) {
-                return Err(VerifyError::CountryNotAllowed {
+                return Err(VerifyError::Caller(CallerError::CountryNotAllowed {
                     country: country.to_string(),
-                });
+                }));
             }
         }
         let locale = req
@@ -349,7 +289,7 @@ impl VerifyService {
         self.check_channel(&cfg, &calls, &channel, &locale, req.fallback_sms)?;
         let len = req.code_length.unwrap_or(cfg.code_length);
         if !(4..=10).contains(&len) {
-            return Err(VerifyError::BadCodeLength(len));
+            return Err(VerifyError::Caller(CallerError::BadCodeLength(len)));
         }
         // A repeated start returns the pending verification; it resends
         // (with a fresh code) only after the cooldown.
@@ -449,7 +389,7 @@ impl VerifyService {
     /// verification, if this request is the same one.
     async fn replay(&self, rec: &IdempotencyRecord, hash: &[u8]) -> Result<Started, VerifyError> {
         if rec.request_hash != hash {
-            return Err(VerifyError::IdempotencyMismatch);
+            return Err(VerifyError::Caller(CallerError::IdempotencyMismatch));
         }
         let v = self.load(&rec.verification_id).await?;
         // The first request may still be waiting for its flush.
@@ -462,7 +402,7 @@ impl VerifyService {
         self.store
             .get_verification(id)
             .await?
-            .ok_or(VerifyError::NotFound)
+            .ok_or(VerifyError::Caller(CallerError::NotFound))
     }
 
     /// Refuses a channel this server cannot use, or a locale it has no
@@ -475,13 +415,18 @@ impl VerifyService {
         locale: &str,
         fallback_sms: bool,
     ) -> Result<(), VerifyError> {
-        let unavailable = |why: &str| VerifyError::ChannelUnavailable {
-            channel: channel.to_string(),
-            why: why.to_string(),
+        let unavailable = |why: &str| {
+            VerifyError::Setup(SetupError::ChannelUnavailable {
+                channel: channel.to_string(),
+                why: why.to_string(),
+            })
         };
         let no_template = || {
             let have: Vec<&str> = cfg.templates.keys().map(String::as_str).collect();
-            VerifyError::UnsupportedLocale(locale.to_string(), have.join(", "))
+            VerifyError::Caller(CallerError::UnsupportedLocale(
+                locale.to_string(),
+                have.join(", "),
+            ))
         };
         match channel {
             "sms" => {
@@ -494,10 +439,10 @@ impl VerifyService {
                     return Err(unavailable(why));
                 }
                 if !calls.voice_locales.iter().any(|l| l == locale) {
-                    return Err(VerifyError::UnsupportedLocale(
+                    return Err(VerifyError::Caller(CallerError::UnsupportedLocale(
                         locale.to_string(),
                         calls.voice_locales.join(", "),
-                    ));
+                    )));
                 }
                 if fallback_sms && !cfg.templates.contains_key(locale) {
                     return Err(no_template());
@@ -513,7 +458,11 @@ impl VerifyService {
                     ));
                 }
             }
-            other => return Err(VerifyError::UnsupportedChannel(other.to_string())),
+            other => {
+                return Err(VerifyError::Caller(CallerError::UnsupportedChannel(
+                    other.to_string(),
+                )))
+            }
         }
         Ok(())
     }
@@ -579,23 +528,20 @@ impl VerifyService {
             }
             "flash_call" => {
                 let calls = self.call_channels();
-                let flash =
-                    calls
-                        .flash
-                        .as_ref()
-                        .ok_or_else(|| VerifyError::ChannelUnavailable {
-                            channel: channel.into(),
-                            why: "no caller-number pool is configured".into(),
-                        })?;
-                let pool =
-                    flash
-                        .pool_for(to.region())
-                        .ok_or_else(|| VerifyError::CountryNotAllowed {
-                            country: format!(
-                                "{} (no flash-call pool calls it)",
-                                to.region().unwrap_or("unknown")
-                            ),
-                        })?;
+                let flash = calls.flash.as_ref().ok_or_else(|| {
+                    VerifyError::Setup(SetupError::ChannelUnavailable {
+                        channel: channel.into(),
+                        why: "no caller-number pool is configured".into(),
+                    })
+                })?;
+                let pool = flash.pool_for(to.region()).ok_or_else(|| {
+                    VerifyError::Caller(CallerError::CountryNotAllowed {
+                        country: format!(
+                            "{} (no flash-call pool calls it)",
+                            to.region().unwrap_or("unknown")
+                        ),
+                    })
+                })?;
                 let in_use: HashSet<String> = self
                     .store
                     .flash_clis_in_use(to.as_str(), now)
@@ -603,11 +549,12 @@ impl VerifyService {
                     .into_iter()
                     .collect();
                 let window = flash.report_window.as_millis() as i64;
-                let cli = pool.pool.draw(&mut self.rng.rng(), &in_use).ok_or(
-                    VerifyError::NoCallerNumber {
-                        retry_after_secs: (window as u64).div_ceil(1000),
-                    },
-                )?;
+                let cli =
+                    pool.pool
+                        .draw(&mut self.rng.rng(), &in_use)
+                        .ok_or(VerifyError::Setup(SetupError::NoCallerNumber {
+                            retry_after_secs: (window as u64).div_ceil(1000),
+                        }))?;
                 let tail = &cli[cli.len() - pool.report_digits..];
                 let expires_at = now + window;
                 Ok(Prepared {
@@ -724,7 +671,7 @@ impl VerifyService {
         // Another service's verification is not found, not forbidden.
         let v = Some(self.load(id).await?)
             .filter(|v| v.service == svc.code)
-            .ok_or(VerifyError::NotFound)?;
+            .ok_or(VerifyError::Caller(CallerError::NotFound))?;
         if v.status == VerificationStatus::Pending && now >= v.expires_at {
             return self
                 .close_pending(svc, &v, VerificationStatus::Expired, now)
@@ -809,7 +756,7 @@ impl VerifyService {
                 .chars()
                 .all(|ch| ch.is_ascii_digit() || matches!(ch, ' ' | '-' | '.' | '(' | ')'));
             if !(4..=15).contains(&digits) || !shaped {
-                return Err(VerifyError::BadCode);
+                return Err(VerifyError::Caller(CallerError::BadCode));
             }
         }
         let first = self.get(svc, id, now).await?;
@@ -840,11 +787,11 @@ impl VerifyService {
             }
         } else {
             let Submission::Code(code) = submitted else {
-                return Err(VerifyError::NotAFlashCall(first.id));
+                return Err(VerifyError::Caller(CallerError::NotAFlashCall(first.id)));
             };
             let code = code.trim().to_string();
             if !(4..=10).contains(&code.len()) || !code.chars().all(|c| c.is_ascii_digit()) {
-                return Err(VerifyError::BadCode);
+                return Err(VerifyError::Caller(CallerError::BadCode));
             }
             Expected::Code(code)
         };
@@ -897,7 +844,7 @@ impl VerifyService {
                 });
             }
         }
-        Err(VerifyError::Store(StoreError::Database(
+        Err(VerifyError::Store(StoreError::Unavailable(
             "verification changed concurrently too often".into(),
         )))
     }

@@ -1,7 +1,7 @@
 //! Verification service on a real SQLite store, on virtual time.
 
 use super::code::ServerSecret;
-use super::service::{StartRequest, VerifyError, VerifyService};
+use super::service::{CallerError, SetupError, StartRequest, VerifyError, VerifyService};
 use crate::config::VerifyConfig;
 use crate::random::Random;
 use crate::store::sqlite::SqliteStore;
@@ -207,7 +207,10 @@ async fn an_idempotency_key_answered_with_the_pending_one_replays_without_sendin
         .start(&svc, keyed(b"other"), T0 + 63_000)
         .await
         .unwrap_err();
-    assert!(matches!(e, VerifyError::IdempotencyMismatch), "{e:?}");
+    assert!(
+        matches!(e, VerifyError::Caller(CallerError::IdempotencyMismatch)),
+        "{e:?}"
+    );
     // A key first answered with the pending one (inside the cooldown)
     // replays too.
     let d = StartRequest {
@@ -244,29 +247,29 @@ async fn bad_input_is_refused_with_reasons() {
     let (s, svc, _) = setup(VerifyConfig::default()).await;
     assert!(matches!(
         s.start(&svc, req("hello"), T0).await,
-        Err(VerifyError::BadNumber(_))
+        Err(VerifyError::Caller(CallerError::BadNumber(_)))
     ));
     let mut r = req(TO);
     r.channel = "pigeon".into();
     assert!(matches!(
         s.start(&svc, r, T0).await,
-        Err(VerifyError::UnsupportedChannel(_))
+        Err(VerifyError::Caller(CallerError::UnsupportedChannel(_)))
     ));
     let mut r = req(TO);
     r.locale = Some("xx".into());
     assert!(matches!(
         s.start(&svc, r, T0).await,
-        Err(VerifyError::UnsupportedLocale(..))
+        Err(VerifyError::Caller(CallerError::UnsupportedLocale(..)))
     ));
     let mut r = req(TO);
     r.code_length = Some(3);
     assert!(matches!(
         s.start(&svc, r, T0).await,
-        Err(VerifyError::BadCodeLength(3))
+        Err(VerifyError::Caller(CallerError::BadCodeLength(3)))
     ));
     assert!(matches!(
         s.check(&svc, "vf_nope", "123456", T0).await,
-        Err(VerifyError::NotFound)
+        Err(VerifyError::Caller(CallerError::NotFound))
     ));
 }
 
@@ -279,7 +282,9 @@ async fn country_allow_list_applies() {
         .await
         .unwrap();
     match s.start(&svc, req(TO), T0).await {
-        Err(VerifyError::CountryNotAllowed { country }) => assert_eq!(country, "GB"),
+        Err(VerifyError::Caller(CallerError::CountryNotAllowed { country })) => {
+            assert_eq!(country, "GB")
+        }
         other => panic!("{other:?}"),
     }
     assert!(s.start(&svc, req("+8613800138000"), T0).await.is_ok());
@@ -294,10 +299,10 @@ async fn per_number_limit_answers_retry_after() {
     s.start(&svc, req(TO), T0).await.unwrap();
     s.start(&svc, req(TO), T0 + 2_000).await.unwrap();
     match s.start(&svc, req(TO), T0 + 4_000).await {
-        Err(VerifyError::RateLimited {
+        Err(VerifyError::Caller(CallerError::RateLimited {
             scope,
             retry_after_secs,
-        }) => {
+        })) => {
             assert_eq!(scope, "per number");
             assert!(retry_after_secs > 0 && retry_after_secs <= 600);
         }
@@ -317,7 +322,7 @@ async fn idempotency_key_replays_and_refuses_other_bodies() {
     other.idempotency = Some(("k1".into(), vec![9]));
     assert!(matches!(
         s.start(&svc, other, T0 + 2).await,
-        Err(VerifyError::IdempotencyMismatch)
+        Err(VerifyError::Caller(CallerError::IdempotencyMismatch))
     ));
 }
 
@@ -342,7 +347,7 @@ async fn idempotent_replay_never_resends_even_after_cooldown() {
     other.idempotency = Some(("retry-1".into(), vec![8]));
     assert!(matches!(
         s.start(&svc, other, T0 + 1).await,
-        Err(VerifyError::IdempotencyMismatch)
+        Err(VerifyError::Caller(CallerError::IdempotencyMismatch))
     ));
 }
 
@@ -418,7 +423,7 @@ async fn call_channels_without_a_trunk_say_why() {
     for ch in ["voice", "flash_call"] {
         let e = s.start(&svc, call_req(TO, ch), T0).await.unwrap_err();
         assert!(
-            matches!(&e, VerifyError::ChannelUnavailable { why, .. } if why.contains("sip_trunk")),
+            matches!(&e, VerifyError::Setup(SetupError::ChannelUnavailable { why, .. }) if why.contains("sip_trunk")),
             "{e}"
         );
     }
@@ -440,7 +445,7 @@ async fn a_voice_start_queues_a_call_whose_code_approves_and_whose_fallback_carr
         .await
         .unwrap_err();
     assert!(
-        matches!(e, VerifyError::UnsupportedLocale(ref l, ref have) if l == "fr" && have == "en, zh"),
+        matches!(e, VerifyError::Caller(CallerError::UnsupportedLocale(ref l, ref have)) if l == "fr" && have == "en, zh"),
         "{e}"
     );
     let st = s
@@ -533,9 +538,9 @@ async fn flash_calls_draw_a_free_pool_number_and_approve_on_the_callers_report()
     assert!(
         matches!(
             e,
-            VerifyError::NoCallerNumber {
+            VerifyError::Setup(SetupError::NoCallerNumber {
                 retry_after_secs: 120
-            }
+            })
         ),
         "{e}"
     );
@@ -544,7 +549,10 @@ async fn flash_calls_draw_a_free_pool_number_and_approve_on_the_callers_report()
         .check(&svc, &v.id, Submission::Callers(vec!["Private".into()]), T0)
         .await
         .unwrap_err();
-    assert!(matches!(e, VerifyError::BadReport(_)), "{e}");
+    assert!(
+        matches!(e, VerifyError::Caller(CallerError::BadReport(_))),
+        "{e}"
+    );
     let r = s
         .check(&svc, &v.id, Submission::Callers(vec![cli2.clone()]), T0)
         .await
@@ -676,5 +684,8 @@ async fn caller_reports_are_refused_for_a_code_verification() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(e, VerifyError::NotAFlashCall(_)), "{e}");
+    assert!(
+        matches!(e, VerifyError::Caller(CallerError::NotAFlashCall(_))),
+        "{e}"
+    );
 }

@@ -518,6 +518,20 @@ fn record_in_inbox(state: &SimState, sm: &SubmitSm, message_id: &str) {
     }
 }
 
+/// Why an MO could not be injected.
+#[derive(Debug, thiserror::Error)]
+pub enum MoError {
+    /// The text cannot be encoded (the caller's text).
+    #[error("cannot encode the text: {0}")]
+    Encode(#[from] verigate_codecs::text::TextError),
+    /// Nobody would receive it (no ESME bound to receive).
+    #[error("no ESME is bound as receiver or transceiver")]
+    NoReceiver,
+    /// The receiver's queue is full or gone.
+    #[error("receiver queue: {0}")]
+    Queue(String),
+}
+
 /// Builds deliver_sm parts (or, with `as_data_sm`, one data_sm carrying
 /// the text in message_payload) for an MO and hands them to a bound receiver.
 /// `ton` is the sender's type of number (default 1, international).
@@ -528,7 +542,7 @@ pub fn inject_mo(
     to: &str,
     text: &str,
     as_data_sm: bool,
-) -> Result<usize, String> {
+) -> Result<usize, MoError> {
     let template = SubmitSm {
         source: match ton {
             None | Some(1) => Address::new(1, 1, from.trim_start_matches('+')),
@@ -544,11 +558,10 @@ pub fn inject_mo(
         text::SplitMode::Udh8
     };
     let parts =
-        verigate_codecs::smpp::message::text_to_parts(&template, text, None, mode, reference)
-            .map_err(|e| e.to_string())?;
+        verigate_codecs::smpp::message::text_to_parts(&template, text, None, mode, reference)?;
     let receiver = state
         .receiver_for(&state.system_id, None)
-        .ok_or_else(|| "no ESME is bound as receiver or transceiver".to_string())?;
+        .ok_or(MoError::NoReceiver)?;
     let n = parts.len();
     for p in parts {
         let msg = if as_data_sm {
@@ -572,7 +585,7 @@ pub fn inject_mo(
         receiver
             .tx
             .try_send(msg)
-            .map_err(|e| format!("receiver queue: {e}"))?;
+            .map_err(|e| MoError::Queue(e.to_string()))?;
     }
     state.stats.lock().expect("stats").mos += 1;
     Ok(n)

@@ -51,7 +51,8 @@ async fn mo(
     };
     match inject_mo(&s, &req.from, req.ton, &req.to, &req.text, req.data_sm) {
         Ok(parts) => (StatusCode::ACCEPTED, Json(json!({ "parts": parts }))).into_response(),
-        Err(e) => problem(StatusCode::CONFLICT, e),
+        Err(e @ super::conn::MoError::Encode(_)) => problem(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => problem(StatusCode::CONFLICT, e.to_string()),
     }
 }
 

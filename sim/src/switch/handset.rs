@@ -21,11 +21,11 @@ pub struct Ears {
 
 impl Ears {
     /// Loads the bundled prompts (`en`, `zh`).
-    pub fn load() -> Result<Self, String> {
+    pub fn load() -> Result<Self, verigate_prompts::PromptError> {
         let dir = verigate_prompts::bundled_dir();
         let mut sets = Vec::new();
         for l in ["en", "zh"] {
-            let set = PromptSet::load(&dir, l).map_err(|e| e.to_string())?;
+            let set = PromptSet::load(&dir, l)?;
             for law in [Law::Ulaw, Law::Alaw] {
                 sets.push((l.to_string(), set.encode(law)));
             }

@@ -28,6 +28,17 @@ use verigate_codecs::sdp;
 
 const REALM: &str = "verigate-sim";
 
+/// Why the switch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The bundled prompts it listens with cannot be read (the install).
+    #[error("cannot load the bundled prompts: {0}")]
+    Prompts(#[from] verigate_prompts::PromptError),
+    /// The SIP sockets could not be opened (this machine).
+    #[error("cannot listen for SIP: {0}")]
+    Sip(#[from] rsipstack::Error),
+}
+
 /// A running switch.
 #[derive(Debug)]
 pub struct Switch {
@@ -41,17 +52,13 @@ pub async fn start(
     state: Arc<SwitchState>,
     algorithm: String,
     token: CancellationToken,
-) -> Result<Switch, String> {
+) -> Result<Switch, StartError> {
     let ears = Arc::new(Ears::load()?);
     let tl = TransportLayer::new(token.child_token());
-    let udp = UdpConnection::create_connection(listen, None, Some(token.child_token()))
-        .await
-        .map_err(|e| e.to_string())?;
-    let bound = udp.get_addr().get_socketaddr().map_err(|e| e.to_string())?;
+    let udp = UdpConnection::create_connection(listen, None, Some(token.child_token())).await?;
+    let bound = udp.get_addr().get_socketaddr()?;
     tl.add_transport(udp.into());
-    let tcp = TcpListenerConnection::new(bound, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tcp = TcpListenerConnection::new(bound, None).await?;
     tl.add_transport(tcp.into());
     let ep = EndpointBuilder::new()
         .with_user_agent("verigate-sim-switch")
@@ -64,7 +71,7 @@ pub async fn start(
             ..Default::default()
         })
         .build();
-    let mut incoming = ep.incoming_transactions().map_err(|e| e.to_string())?;
+    let mut incoming = ep.incoming_transactions()?;
     let dl = Arc::new(DialogLayer::new(ep.inner.clone()));
     let serve = ep.inner.clone();
     tokio::spawn(async move { serve.serve().await });

@@ -54,23 +54,31 @@ pub enum State {
 }
 
 /// Why the session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CloseReason {
     /// We unbound cleanly.
+    #[error("unbound")]
     Unbound,
     /// The peer unbound.
+    #[error("the peer unbound")]
     PeerUnbound,
     /// The peer refused our bind.
+    #[error("the peer refused the bind ({0})")]
     BindRejected(CommandStatus),
     /// No bind response in time.
+    #[error("no bind response in time")]
     BindTimeout,
     /// No enquire_link_resp in time: the link is dead.
+    #[error("no enquire_link_resp in time: the link is dead")]
     EnquireLinkTimeout,
     /// The byte stream cannot be framed (bad command_length).
+    #[error("the byte stream cannot be framed: {0}")]
     Framing(FrameError),
     /// The transport closed.
+    #[error("the connection closed")]
     TransportClosed,
     /// Unbind did not complete in time.
+    #[error("unbind did not complete in time")]
     UnbindTimeout,
 }
 

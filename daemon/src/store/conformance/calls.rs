@@ -189,7 +189,7 @@ pub async fn call_queue<S: Store>(store: &S) {
                 t
             )
             .await,
-        Err(StoreError::Database(_))
+        Err(StoreError::Bug(_))
     ));
     assert!(matches!(
         store

@@ -188,7 +188,7 @@ impl CallStore for SqliteStore {
         let id = lease.id.clone();
         let retry = r.state == CallState::Queued;
         if r.state == CallState::Calling || (retry && r.retry_at.is_none()) {
-            return Err(StoreError::Database(format!(
+            return Err(StoreError::Bug(format!(
                 "call {id}: {} is not an outcome",
                 r.state.as_str()
             )));

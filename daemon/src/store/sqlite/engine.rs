@@ -24,7 +24,7 @@ use crossbeam_channel as chan;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::wal_sync::{SyncState, WalSync};
+use super::wal_sync::{SyncState, WalFailure, WalSync};
 use crate::store::{StoreError, StoreResult};
 
 /// At most this many writes share one transaction.
@@ -117,8 +117,8 @@ fn op<T: Send + 'static>(
     let op: Op = Box::new(move |conn| {
         let result = conn.and_then(|c| {
             catch_unwind(AssertUnwindSafe(|| f(c))).unwrap_or_else(|_| {
-                Err(StoreError::Database(
-                    "a store operation panicked (a bug); its changes were rolled back".into(),
+                Err(StoreError::Bug(
+                    "a store operation panicked; its changes were rolled back".into(),
                 ))
             })
         });
@@ -171,14 +171,14 @@ impl std::fmt::Debug for Engine {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Database("the store is closed or its writer thread stopped".into())
+    StoreError::Unavailable("the store is closed or its writer thread stopped".into())
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> StoreResult<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(f)
-        .map_err(|e| StoreError::Database(format!("cannot start the {name} thread: {e}")))
+        .map_err(|e| StoreError::database(format!("cannot start the {name} thread"), e))
 }
 
 impl Engine {
@@ -195,9 +195,8 @@ impl Engine {
         let (sync, state) = match wal {
             Some((db, checkpointer)) => {
                 let state = Arc::new(SyncState::default());
-                let (sync, t) = WalSync::start(db, state.clone()).map_err(|e| {
-                    StoreError::Database(format!("cannot start the WAL flusher: {e}"))
-                })?;
+                let (sync, t) = WalSync::start(db, state.clone())
+                    .map_err(|e| StoreError::database("cannot start the WAL flusher", e))?;
                 threads.push(t);
                 let (tx, rx) = chan::bounded::<()>(0);
                 let st = state.clone();
@@ -223,7 +222,7 @@ impl Engine {
             let _gone = Gone(h.clone());
             if let Err(why) = run_writer(&writer, &wrx, sync.as_ref(), &h.writing) {
                 tracing::error!(error = %why, "the store's writer stopped");
-                *h.broken.lock().expect("health lock") = Some(why);
+                *h.broken.lock().expect("health lock") = Some(why.to_string());
             }
         })?);
         let rtx = if readers.is_empty() {
@@ -296,7 +295,9 @@ impl Engine {
     /// soon), if so.
     pub fn problem(&self) -> Option<String> {
         if let Some(e) = self.sync.as_ref().and_then(|s| s.failure()) {
-            return Some(e);
+            return Some(format!(
+                "{e}; later writes cannot be made durable, restart verigate"
+            ));
         }
         if let Some(why) = self.health.broken.lock().expect("health lock").clone() {
             return Some(format!(
@@ -358,16 +359,13 @@ fn run_checkpointer(conn: &Connection, stop: &chan::Receiver<()>, sync: &SyncSta
     while let Err(chan::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             Ok(()) => {}
-            Err(rusqlite::Error::SqliteFailure(f, msg))
+            Err(e @ rusqlite::Error::SqliteFailure(f, _))
                 if matches!(
                     f.code,
                     rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::DiskFull
                 ) =>
             {
-                let why = format!(
-                    "WAL checkpoint failed: {}",
-                    msg.unwrap_or_else(|| f.to_string())
-                );
+                let why = WalFailure::Checkpoint(Arc::new(e));
                 tracing::error!(error = %why, "the store can no longer make writes durable");
                 sync.poison(why);
             }
@@ -387,7 +385,7 @@ fn run_writer(
     rx: &chan::Receiver<WriteJob>,
     sync: Option<&WalSync>,
     writing: &StallClock,
-) -> Result<(), String> {
+) -> Result<(), StuckInTransaction> {
     let mut queue: VecDeque<WriteJob> = VecDeque::new();
     while let Ok(first) = rx.recv() {
         queue.push_back(first);
@@ -396,18 +394,22 @@ fn run_writer(
             let _busy = writing.start();
             run_transaction(conn, &mut queue, sync);
             if !conn.is_autocommit() {
-                let why = "the connection is stuck inside a transaction that would not roll back";
-                let e = StoreError::Database(format!("{why}; restart verigate"));
+                let e = StoreError::Unavailable(format!("{StuckInTransaction}; restart verigate"));
                 for job in queue.drain(..).chain(rx.try_iter()) {
                     let (_, answer) = (job.op)(Err(e.clone()));
                     answer.finish(Ok(()));
                 }
-                return Err(why.into());
+                return Err(StuckInTransaction);
             }
         }
     }
     Ok(())
 }
+
+/// Why the writer stopped: SQLite would not roll a failed transaction back.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection is stuck inside a transaction that would not roll back")]
+struct StuckInTransaction;
 
 /// Runs jobs from the front of `queue` in one transaction. Normally all of
 /// them; if SQLite itself rolls the transaction back (a full disk, an I/O
@@ -420,7 +422,7 @@ fn run_transaction(conn: &Connection, queue: &mut VecDeque<WriteJob>, sync: Opti
         .is_some_and(|j| j.queued.elapsed() >= QUEUE_TIMEOUT)
     {
         let job = queue.pop_front().expect("front");
-        let (_, answer) = (job.op)(Err(StoreError::Database(format!(
+        let (_, answer) = (job.op)(Err(StoreError::Unavailable(format!(
             "the store is overloaded: this write waited more than {} s for the database and was not made",
             QUEUE_TIMEOUT.as_secs()
         ))));
@@ -437,7 +439,7 @@ fn run_transaction(conn: &Connection, queue: &mut VecDeque<WriteJob>, sync: Opti
         return;
     }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let e = StoreError::Database(format!("cannot start a write transaction: {e}"));
+        let e = StoreError::database("cannot start a write transaction", e);
         for job in queue.drain(..) {
             let (_, answer) = (job.op)(Err(e.clone()));
             answer.finish(Ok(()));
@@ -460,8 +462,8 @@ fn run_transaction(conn: &Connection, queue: &mut VecDeque<WriteJob>, sync: Opti
             .and_then(|()| savepoint(conn, "RELEASE op"))
             .is_err()
         {
-            lost.get_or_insert(StoreError::Database(
-                "SQLite rolled the write transaction back".into(),
+            lost.get_or_insert(StoreError::database_failed(
+                "SQLite rolled the write transaction back",
             ));
         }
         if job.durable {
@@ -475,12 +477,12 @@ fn run_transaction(conn: &Connection, queue: &mut VecDeque<WriteJob>, sync: Opti
     }
     let commit = match lost {
         Some(e) => Err(e),
-        None if conn.is_autocommit() => Err(StoreError::Database(
-            "SQLite rolled the write transaction back".into(),
+        None if conn.is_autocommit() => Err(StoreError::database_failed(
+            "SQLite rolled the write transaction back",
         )),
         None => conn
             .execute_batch("COMMIT")
-            .map_err(|e| StoreError::Database(format!("commit failed: {e}"))),
+            .map_err(|e| StoreError::database("commit failed", e)),
     };
     if let Err(e) = commit {
         if !conn.is_autocommit() {
@@ -508,7 +510,7 @@ fn savepoint(conn: &Connection, sql: &str) -> StoreResult<()> {
     conn.prepare_cached(sql)
         .and_then(|mut s| s.execute([]))
         .map(|_| ())
-        .map_err(|e| StoreError::Database(format!("{sql}: {e}")))
+        .map_err(|e| StoreError::database(sql, e))
 }
 
 #[cfg(test)]

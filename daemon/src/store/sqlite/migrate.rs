@@ -47,7 +47,7 @@ pub fn latest() -> i64 {
 }
 
 fn failed(what: &str, e: rusqlite::Error) -> StoreError {
-    StoreError::Database(format!("migration failed: {what}: {e}"))
+    StoreError::database(format!("migration failed: {what}"), e)
 }
 
 /// The applied version. Databases made before verigate kept it in
@@ -82,7 +82,7 @@ pub fn run(c: &mut Connection) -> StoreResult<()> {
             .map_err(|e| failed("cannot lock the database", e))?;
         let current = applied(&tx).map_err(|e| failed("cannot read the schema version", e))?;
         if current > latest() {
-            return Err(StoreError::Database(format!(
+            return Err(StoreError::database_failed(format!(
                 "the database has schema version {current}, newer than this verigate knows ({}); use a newer verigate",
                 latest()
             )));

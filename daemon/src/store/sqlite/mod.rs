@@ -71,7 +71,7 @@ pub struct SqliteStore {
 /// Opens a connection with the settings every connection gets.
 /// Savepoint journals stay in memory (`temp_store`); `cache_kib` sizes the page cache.
 fn connect(path: &str, cache_kib: i64) -> StoreResult<Connection> {
-    let cannot = |e: rusqlite::Error| StoreError::Database(format!("cannot open {path}: {e}"));
+    let cannot = |e: rusqlite::Error| StoreError::database(format!("cannot open {path}"), e);
     let c = Connection::open_with_flags(path, OpenFlags::default()).map_err(cannot)?;
     c.busy_timeout(BUSY_TIMEOUT).map_err(cannot)?;
     c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -98,22 +98,22 @@ impl SqliteStore {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || Self::open_blocking(&path))
             .await
-            .map_err(|e| StoreError::Database(format!("cannot open the database: {e}")))?
+            .map_err(|e| StoreError::database("cannot open the database", e))?
     }
 
     fn open_blocking(path: &str) -> StoreResult<Self> {
         let file = Path::new(path);
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Database(format!("cannot create directory {}: {e}", dir.display()))
+                StoreError::database(format!("cannot create directory {}", dir.display()), e)
             })?;
         }
         let mut writer = connect(path, WRITER_CACHE_KIB)?;
         let mode: String = writer
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| StoreError::Database(format!("cannot open {path}: {e}")))?;
+            .map_err(|e| StoreError::database(format!("cannot open {path}"), e))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Database(format!(
+            return Err(StoreError::database_failed(format!(
                 "{path}: SQLite refused write-ahead logging (journal mode {mode}); \
                  is the file on a network filesystem?"
             )));
@@ -130,11 +130,11 @@ impl SqliteStore {
         // The WAL sits next to the database file SQLite resolved. If it is
         // not where we look, flushing it would silently sync nothing.
         let db = std::fs::canonicalize(file)
-            .map_err(|e| StoreError::Database(format!("cannot resolve {path}: {e}")))?;
+            .map_err(|e| StoreError::database(format!("cannot resolve {path}"), e))?;
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         if !Path::new(&wal).exists() {
-            return Err(StoreError::Database(format!(
+            return Err(StoreError::database_failed(format!(
                 "{path}: no write-ahead log at {} after opening; cannot guarantee durable writes",
                 Path::new(&wal).display()
             )));

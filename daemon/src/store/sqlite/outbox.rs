@@ -234,7 +234,7 @@ fn record_dlr(
         params![state.as_str(), at],
         |row| col(row, "parked_dlrs", "id"),
     )?
-    .ok_or_else(|| StoreError::Database("INSERT … RETURNING gave no row".into()))?;
+    .ok_or_else(|| StoreError::Bug("INSERT … RETURNING gave no row".into()))?;
     exec(
         c,
         "INSERT OR IGNORE INTO parked_dlr_keys (key, parked_id)

@@ -8,7 +8,12 @@ use rusqlite::{params, Connection};
 
 /// What a fenced write found: done, or refused because another claim
 /// took the job (the write's own changes, if any, are kept).
-pub(super) type Fenced<T> = Result<T, String>;
+pub(super) type Fenced<T> = Result<T, TakenOver>;
+
+/// A fenced write's refusal: the job was claimed again after the holder's
+/// claim (what it says becomes [`StoreError::LeaseLost`]).
+#[derive(Debug)]
+pub(super) struct TakenOver(String);
 
 /// The claim number a queue row is at, if the row exists.
 pub(super) fn claim_of(c: &Connection, table: &str, id: &str) -> StoreResult<Option<i64>> {
@@ -22,11 +27,11 @@ pub(super) fn claim_of(c: &Connection, table: &str, id: &str) -> StoreResult<Opt
 }
 
 /// The refusal of a holder whose claim was taken over.
-pub(super) fn taken_over(what: &str, lease: &Lease, now_at: i64) -> String {
-    format!(
+pub(super) fn taken_over(what: &str, lease: &Lease, now_at: i64) -> TakenOver {
+    TakenOver(format!(
         "{what} {} was claimed again (claim {now_at}) after this holder's claim {}",
         lease.id, lease.token
-    )
+    ))
 }
 
 /// Claimed jobs from an `UPDATE … RETURNING rowid AS seq, claim,
@@ -72,5 +77,5 @@ pub(super) fn extend_leases(
 
 /// A fenced answer: the value, or `LeaseLost`.
 pub(super) fn fenced<T>(r: StoreResult<Fenced<T>>) -> StoreResult<T> {
-    r?.map_err(StoreError::LeaseLost)
+    r?.map_err(|t| StoreError::LeaseLost(t.0))
 }

@@ -11,7 +11,7 @@ use crate::store::{
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        StoreError::database("SQLite", e)
     }
 }
 
@@ -93,7 +93,7 @@ pub fn col_json(row: &Row<'_>, table: &str, name: &str) -> StoreResult<serde_jso
 }
 
 pub fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> StoreResult<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Database(format!("cannot encode JSON: {e}")))
+    serde_json::to_string(v).map_err(|e| StoreError::Bug(format!("cannot encode JSON: {e}")))
 }
 
 pub fn parse_state(table: &str, name: &str, s: &str) -> StoreResult<MessageState> {

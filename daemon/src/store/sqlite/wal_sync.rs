@@ -39,20 +39,52 @@ use crate::store::StoreError;
 /// The operator restarts the daemon.
 #[derive(Debug, Default)]
 pub struct SyncState {
-    failed: Mutex<Option<String>>,
+    failed: Mutex<Option<WalFailure>>,
     flushes: AtomicU64,
     /// Set while an fsync runs (readiness reports one that hangs).
     pub flushing: StallClock,
 }
 
+/// Why the WAL can no longer be made durable (the operator's disk or
+/// someone else touching our files).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WalFailure {
+    /// fsync failed.
+    #[error("cannot flush {} to disk: {source}", .path.display())]
+    Flush {
+        /// The WAL.
+        path: PathBuf,
+        /// What the kernel said.
+        source: Arc<std::io::Error>,
+    },
+    /// The path now names another file.
+    #[error("{} was replaced by another file while verigate had it open", .path.display())]
+    Replaced {
+        /// The WAL.
+        path: PathBuf,
+    },
+    /// The path names nothing.
+    #[error("{} is gone while verigate had it open: {source}", .path.display())]
+    Gone {
+        /// The WAL.
+        path: PathBuf,
+        /// What the kernel said.
+        source: Arc<std::io::Error>,
+    },
+    /// SQLite's checkpoint hit an I/O error (its fsync may be the one the
+    /// kernel reported a lost write to).
+    #[error("WAL checkpoint failed: {0}")]
+    Checkpoint(Arc<rusqlite::Error>),
+}
+
 impl SyncState {
     /// Why writes can no longer be made durable, if a flush failed.
-    pub fn failure(&self) -> Option<String> {
+    pub fn failure(&self) -> Option<WalFailure> {
         self.failed.lock().expect("sync state").clone()
     }
 
     /// Makes the failure permanent (the first one is kept).
-    pub fn poison(&self, why: String) {
+    pub fn poison(&self, why: WalFailure) {
         self.failed.lock().expect("sync state").get_or_insert(why);
     }
 
@@ -95,20 +127,19 @@ impl Wal {
     /// the store has connections open SQLite neither removes nor replaces
     /// its WAL, so a missing or different file means someone else did, and
     /// commits since went to a file recovery will not read.
-    fn sync(&self) -> Result<(), String> {
-        self.file
-            .sync_data()
-            .map_err(|e| format!("cannot flush {} to disk: {e}", self.path.display()))?;
+    fn sync(&self) -> Result<(), WalFailure> {
+        let path = self.path.clone();
+        self.file.sync_data().map_err(|e| WalFailure::Flush {
+            path: path.clone(),
+            source: Arc::new(e),
+        })?;
         match std::fs::metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == self.ino => Ok(()),
-            Ok(_) => Err(format!(
-                "{} was replaced by another file while verigate had it open",
-                self.path.display()
-            )),
-            Err(e) => Err(format!(
-                "{} is gone while verigate had it open: {e}",
-                self.path.display()
-            )),
+            Ok(_) => Err(WalFailure::Replaced { path }),
+            Err(e) => Err(WalFailure::Gone {
+                path,
+                source: Arc::new(e),
+            }),
         }
     }
 }
@@ -142,7 +173,7 @@ impl WalSync {
         if let Err(chan::SendError(done)) = self.tx.send(done) {
             // The flusher is gone (it cannot end while we hold `tx`, unless
             // it panicked): say so rather than promise durability.
-            let e = StoreError::Database("the WAL flusher stopped; restart verigate".into());
+            let e = StoreError::Unavailable("the WAL flusher stopped; restart verigate".into());
             for p in done {
                 p.finish(Err(e.clone()));
             }
@@ -162,9 +193,10 @@ fn flush(wal: &Wal, state: &SyncState) -> Result<(), StoreError> {
     // Counted before anyone is answered: a test checks each answer follows a flush.
     state.flushes.fetch_add(1, Ordering::SeqCst);
     match state.failure() {
-        Some(e) => Err(StoreError::Database(format!(
-            "{e}; later writes cannot be made durable, restart verigate"
-        ))),
+        Some(e) => Err(StoreError::Database {
+            context: "writes cannot be made durable any more; restart verigate".into(),
+            source: Some(Arc::new(e)),
+        }),
         None => Ok(()),
     }
 }
@@ -239,6 +271,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, b"other").unwrap();
         let e = wal.sync().unwrap_err();
-        assert!(e.contains("replaced"), "{e}");
+        assert!(matches!(e, WalFailure::Replaced { .. }), "{e}");
+        assert!(e.to_string().contains("replaced"), "{e}");
     }
 }
