@@ -3,6 +3,7 @@
 //! an app developer would do with curl, narrated.
 
 use crate::config::{self, Config};
+use crate::host::HostError;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -23,32 +24,8 @@ pub enum DemoError {
     #[error("verigate demo needs a [[service]] with an api_key in the config")]
     NoApiKey,
     /// The lab daemon could not be started or reached (this machine).
-    #[error("{what}{}", .source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
-    Environment {
-        /// What could not be done.
-        what: String,
-        /// Why, when something said so.
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
-    },
-}
-
-impl DemoError {
-    fn env(
-        what: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        DemoError::Environment {
-            what: what.into(),
-            source: Some(source.into()),
-        }
-    }
-
-    fn env_msg(what: impl Into<String>) -> Self {
-        DemoError::Environment {
-            what: what.into(),
-            source: None,
-        }
-    }
+    #[error(transparent)]
+    Environment(#[from] HostError),
 }
 
 /// Where the demo talks to.
@@ -82,7 +59,7 @@ pub async fn run(config_path: &Path, sets: &[String]) -> Result<bool, DemoError>
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| DemoError::env("HTTP client", e))?,
+            .map_err(|e| HostError::new("HTTP client", e))?,
         lab,
         max_attempts: cfg.verify.max_attempts,
         failures: 0,
@@ -116,7 +93,7 @@ async fn connect(config_path: &Path, sets: &[String], cfg: &Config) -> Result<La
     let probe = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
-        .map_err(|e| DemoError::env("HTTP client", e))?;
+        .map_err(|e| HostError::new("HTTP client", e))?;
     if probe
         .get(format!("http://{}/healthz", cfg.api.listen))
         .send()
@@ -169,15 +146,15 @@ fn start_own(
     sets: &[String],
 ) -> Result<(String, String, OwnDaemon), DemoError> {
     let exe = std::env::current_exe()
-        .map_err(|e| DemoError::env("cannot find this program's path", e))?;
+        .map_err(|e| HostError::new("cannot find this program's path", e))?;
     let config_path = std::fs::canonicalize(config_path)
-        .map_err(|e| DemoError::env(config_path.display().to_string(), e))?;
+        .map_err(|e| HostError::new(config_path.display().to_string(), e))?;
     let dir = std::env::temp_dir().join(format!(
         "verigate-demo-{}-{}",
         std::process::id(),
         rand::thread_rng().gen::<u32>()
     ));
-    std::fs::create_dir_all(&dir).map_err(|e| DemoError::env(dir.display().to_string(), e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| HostError::new(dir.display().to_string(), e))?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(&dir)
         .arg("run")
@@ -193,13 +170,13 @@ fn start_own(
     }
     let log_path = dir.join("daemon.log");
     let log = std::fs::File::create(&log_path)
-        .map_err(|e| DemoError::env(log_path.display().to_string(), e))?;
+        .map_err(|e| HostError::new(log_path.display().to_string(), e))?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
-        .map_err(|e| DemoError::env("cannot start the lab daemon", e))?;
+        .map_err(|e| HostError::new("cannot start the lab daemon", e))?;
     let mut line = String::new();
     let _ = std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
     let own = OwnDaemon { child, dir };
@@ -208,10 +185,11 @@ fn start_own(
         (Some(api), Some(control)) => Ok((api.to_string(), control.to_string(), own)),
         _ => {
             let log = std::fs::read_to_string(own.dir.join("daemon.log")).unwrap_or_default();
-            Err(DemoError::env_msg(format!(
+            Err(HostError::msg(format!(
                 "the lab daemon did not start; its log:\n{}",
                 log.trim_end()
-            )))
+            ))
+            .into())
         }
     }
 }
@@ -225,9 +203,10 @@ async fn wait_ready(http: &reqwest::Client, api: &str) -> Result<(), DemoError> 
             }
         }
         if Instant::now() > deadline {
-            return Err(DemoError::env_msg(
+            return Err(HostError::msg(
                 "the lab daemon did not bind to its simulated SMSC within 15 s",
-            ));
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

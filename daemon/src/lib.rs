@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod files;
 pub mod flashcall;
+pub mod host;
 pub mod housekeeping;
 pub mod inbound;
 pub mod limits;

@@ -303,7 +303,7 @@ fn main() -> ExitCode {
                 eprintln!("verigate: {e}");
                 match e {
                     verigate::run::StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
-                    verigate::run::StartError::Environment { .. } => ExitCode::from(71),
+                    verigate::run::StartError::Environment(_) => ExitCode::from(71),
                 }
             }
         },
@@ -405,7 +405,7 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("verigate demo: {e}");
                 match e {
-                    verigate::demo::DemoError::Environment { .. } => ExitCode::from(71),
+                    verigate::demo::DemoError::Environment(_) => ExitCode::from(71),
                     verigate::demo::DemoError::Config(_)
                     | verigate::demo::DemoError::NotLab
                     | verigate::demo::DemoError::NoApiKey => ExitCode::from(EXIT_CONFIG),

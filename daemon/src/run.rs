@@ -4,6 +4,7 @@
 use crate::app::{api_key_hash, AppState};
 use crate::clock::Clock;
 use crate::config::{self, BindKind, Config, SmscEntry, SplitKind};
+use crate::host::HostError;
 use crate::outbox::{self, smpp::SmppGateway, SenderConfig};
 use crate::random::Random;
 use crate::smpp::{BindLayout, Router, SmscClient, SmscConfig};
@@ -27,35 +28,9 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     /// Something on this machine is in the way (exit 71): a port, a file,
-    /// a missing program; `source` is what the OS or library said.
-    #[error("{what}{}", .source.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
-    Environment {
-        /// What could not be done.
-        what: String,
-        /// Why, when something said so.
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
-    },
-}
-
-impl StartError {
-    /// `what` failed because of `source`.
-    fn env(
-        what: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        StartError::Environment {
-            what: what.into(),
-            source: Some(source.into()),
-        }
-    }
-
-    /// `what` is in the way; nothing more to quote.
-    fn env_msg(what: impl Into<String>) -> Self {
-        StartError::Environment {
-            what: what.into(),
-            source: None,
-        }
-    }
+    /// a missing program.
+    #[error(transparent)]
+    Environment(#[from] HostError),
 }
 
 /// Builds the SMPP client settings of one configured SMSC.
@@ -89,7 +64,7 @@ pub async fn bootstrap_services(
     cfg: &Config,
     now: crate::store::Millis,
 ) -> Result<(), StartError> {
-    let env = |e: crate::store::StoreError| StartError::env("store", e);
+    let env = |e: crate::store::StoreError| HostError::new("store", e);
     for s in &cfg.service {
         let settings = serde_json::json!({
             "allowed_countries": s.allowed_countries,
@@ -149,7 +124,7 @@ async fn bootstrap_key(
     key: &str,
     now: crate::store::Millis,
 ) -> Result<(), StartError> {
-    let env = |e: crate::store::StoreError| StartError::env("store", e);
+    let env = |e: crate::store::StoreError| HostError::new("store", e);
     let hash = api_key_hash(secret, key);
     let known = store.list_api_keys(service).await.map_err(env)?;
     match known.iter().find(|k| k.hash == hash) {
@@ -251,13 +226,14 @@ fn spawn_sim(
     control: &str,
 ) -> Result<LabSim, StartError> {
     let exe = std::env::current_exe()
-        .map_err(|e| StartError::env("cannot find this program's path", e))?;
+        .map_err(|e| HostError::new("cannot find this program's path", e))?;
     let sim: PathBuf = exe.with_file_name("verigate-sim");
     if !sim.exists() {
-        return Err(StartError::env_msg(format!(
+        return Err(HostError::msg(format!(
             "lab mode needs {} (build it with `cargo build --bins`)",
             sim.display()
-        )));
+        ))
+        .into());
     }
     let mut child = Command::new(&sim)
         .args(args)
@@ -266,12 +242,12 @@ fn spawn_sim(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| StartError::env(format!("cannot start {}", sim.display()), e))?;
+        .map_err(|e| HostError::new(format!("cannot start {}", sim.display()), e))?;
     let mut line = String::new();
     let out = child.stdout.take().expect("piped");
     std::io::BufReader::new(out)
         .read_line(&mut line)
-        .map_err(|e| StartError::env("lab simulator", e))?;
+        .map_err(|e| HostError::new("lab simulator", e))?;
     let banner: Option<(SocketAddr, String)> = serde_json::from_str::<serde_json::Value>(&line)
         .ok()
         .and_then(|v| {
@@ -289,10 +265,11 @@ fn spawn_sim(
         None => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(StartError::env_msg(format!(
+            Err(HostError::msg(format!(
                 "lab simulator `{}` did not start (is {listen} or {control} in use?)",
                 args[0]
-            )))
+            ))
+            .into())
         }
     }
 }
@@ -310,7 +287,7 @@ fn load_prompts(cfg: &Config) -> Result<Option<crate::calls::Prompts>, StartErro
     };
     crate::calls::Prompts::load(&dir, &cfg.voice.locales)
         .map(Some)
-        .map_err(|e| StartError::env("voice.locales", e))
+        .map_err(|e| HostError::new("voice.locales", e).into())
 }
 
 /// Starts the call side: SIP engine, call worker. None when no trunk is
@@ -325,7 +302,7 @@ async fn start_calls(
     stage: &crate::shutdown::Stage,
 ) -> Result<Option<crate::sip::engine::SipEngine>, StartError> {
     let channels = crate::verify::channels::CallChannels::from_config(cfg)
-        .map_err(|e| StartError::env("flash_call.pool", e))?;
+        .map_err(|e| HostError::new("flash_call.pool", e))?;
     verify.set_call_channels(channels);
     let Some(prompts) = prompts else {
         return Ok(None);
@@ -349,7 +326,7 @@ async fn start_calls(
         engine_stop.clone(),
     )
     .await
-    .map_err(|e| StartError::env("SIP", e))?;
+    .map_err(|e| HostError::new("SIP", e))?;
     let (hang_tx, hang_rx) = mpsc::unbounded_channel();
     verify.set_hangups(hang_tx);
     let v = &cfg.voice;
@@ -398,23 +375,23 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     let api_addr: SocketAddr = cfg.api.listen.parse().expect("validated");
     let listener = tokio::net::TcpListener::bind(api_addr)
         .await
-        .map_err(|e| StartError::env(format!("cannot listen on {api_addr} (api.listen)"), e))?;
+        .map_err(|e| HostError::new(format!("cannot listen on {api_addr} (api.listen)"), e))?;
     let admin_addr: SocketAddr = cfg.api.admin_listen.parse().expect("validated");
     let admin_listener = tokio::net::TcpListener::bind(admin_addr)
         .await
         .map_err(|e| {
-            StartError::env(
+            HostError::new(
                 format!("cannot listen on {admin_addr} (api.admin_listen)"),
                 e,
             )
         })?;
     let secret = ServerSecret::load_or_create(Path::new(&cfg.secrets.server_secret_file), &rng)
-        .map_err(|e| StartError::env("server secret", e))?;
+        .map_err(|e| HostError::new("server secret", e))?;
     let admin_token = admin_token(&cfg, &rng)?;
     let config::StoreConfig::Sqlite { path: db } = &cfg.store;
     let sqlite = SqliteStore::open(db)
         .await
-        .map_err(|e| StartError::env(format!("store {db}"), e))?;
+        .map_err(|e| HostError::new(format!("store {db}"), e))?;
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
     bootstrap_services(&*store, &secret, &cfg, clock.now_ms()).await?;
     let lab = match &cfg.lab.smsc {
@@ -559,7 +536,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     // Status webhooks: signed, retried with backoff, never on the API's path.
     let wh_cfg = crate::webhook::WebhookConfig::default();
     let wh_client = crate::webhook::http_client(&wh_cfg)
-        .map_err(|e| StartError::env("webhook HTTP client", e))?;
+        .map_err(|e| HostError::new("webhook HTTP client", e))?;
     webhook_stage.spawn(crate::webhook::run_worker(
         store.clone(),
         wh_client,
@@ -650,21 +627,21 @@ fn admin_token(cfg: &Config, rng: &Random) -> Result<String, StartError> {
     let path = Path::new(&cfg.api.admin_token_file);
     match std::fs::read_to_string(path) {
         Ok(t) if t.trim().len() >= 16 => Ok(t.trim().to_string()),
-        Ok(_) => Err(StartError::env_msg(format!(
+        Ok(_) => Err(HostError::msg(format!(
             "{}: admin token is shorter than 16 characters",
             path.display()
-        ))),
+        ))
+        .into()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let t = format!("adm_{}", rng.hex(24));
-            let token_file = |e| StartError::env("admin token", e);
+            let token_file = |e| HostError::new("admin token", e);
             crate::files::create_parent(path).map_err(token_file)?;
             crate::files::write_private(path, &t).map_err(token_file)?;
             Ok(t)
         }
-        Err(e) => Err(StartError::env(
-            "admin token",
-            crate::files::FileError::new("read", path, e),
-        )),
+        Err(e) => {
+            Err(HostError::new("admin token", crate::files::FileError::new("read", path, e)).into())
+        }
     }
 }
 
@@ -753,7 +730,7 @@ impl Signals {
         use tokio::signal::unix::{signal, SignalKind};
         let handler = |kind: SignalKind, name: &str| {
             signal(kind)
-                .map_err(|e| StartError::env(format!("cannot install the {name} handler"), e))
+                .map_err(|e| HostError::new(format!("cannot install the {name} handler"), e))
         };
         Ok(Self {
             term: handler(SignalKind::terminate(), "SIGTERM")?,

@@ -258,14 +258,7 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
                 t.options_interval
             ));
         }
-        for pre in &t.prefixes {
-            let d = pre.trim_start_matches('+');
-            if d.is_empty() || !d.chars().all(|c| c.is_ascii_digit()) {
-                p.push(format!(
-                    "{k}.prefixes: {pre:?} must be digits, e.g. \"+44\""
-                ));
-            }
-        }
+        super::validate::prefix_problems(&k, &t.prefixes, p);
     }
     let s = &c.sip;
     // A trunk that is our own SIP address sends every INVITE to ourselves.

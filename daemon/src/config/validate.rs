@@ -101,14 +101,7 @@ impl Config {
                     s.rate
                 ));
             }
-            for pre in &s.prefixes {
-                let d = pre.trim_start_matches('+');
-                if d.is_empty() || !d.chars().all(|c| c.is_ascii_digit()) {
-                    p.push(format!(
-                        "{k}.prefixes: {pre:?} must be digits, e.g. \"+44\""
-                    ));
-                }
-            }
+            prefix_problems(&k, &s.prefixes, &mut p);
         }
         super::calls::problems(self, &mut p);
         super::voice_gateway::problems(self, &mut p);
@@ -240,6 +233,18 @@ pub fn is_service_code(code: &str) -> bool {
         && code
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Routing prefixes of `key` that are not digits (an optional `+` first).
+pub(super) fn prefix_problems(key: &str, prefixes: &[String], p: &mut Vec<String>) {
+    for pre in prefixes {
+        let d = pre.trim_start_matches('+');
+        if d.is_empty() || !d.chars().all(|c| c.is_ascii_digit()) {
+            p.push(format!(
+                "{key}.prefixes: {pre:?} must be digits, e.g. \"+44\""
+            ));
+        }
+    }
 }
 
 /// An ISO 3166 alpha-2 region code that has a numbering plan, such as

@@ -113,34 +113,29 @@ pub trait Durability: Send + Sync {
     }
 }
 
-/// Everything verigate keeps: every domain's trait. Implementations must be
-/// safe to share between tasks and between instances on one database
-/// (claims use leases). Adding a backend means implementing each domain
-/// trait and passing each battery in `conformance`.
-pub trait Store:
-    Durability
-    + ServiceStore
-    + VerificationStore
-    + OutboxStore
-    + CallStore
-    + WebhookStore
-    + MoLoginStore
-    + AuditStore
-    + RateLimitStore
-    + std::fmt::Debug
-{
+/// Declares [`Store`] as the sum of the listed traits, and implements it
+/// for everything that implements them all (one list, so the two cannot
+/// drift apart).
+macro_rules! store_of {
+    ($(#[$m:meta])* $($t:path),+ $(,)?) => {
+        $(#[$m])*
+        pub trait Store: $($t +)+ std::fmt::Debug {}
+        impl<T> Store for T where T: $($t +)+ std::fmt::Debug {}
+    };
 }
 
-impl<T> Store for T where
-    T: Durability
-        + ServiceStore
-        + VerificationStore
-        + OutboxStore
-        + CallStore
-        + WebhookStore
-        + MoLoginStore
-        + AuditStore
-        + RateLimitStore
-        + std::fmt::Debug
-{
+store_of! {
+    /// Everything verigate keeps: every domain's trait. Implementations must be
+    /// safe to share between tasks and between instances on one database
+    /// (claims use leases). Adding a backend means implementing each domain
+    /// trait and passing each battery in `conformance`.
+    Durability,
+    ServiceStore,
+    VerificationStore,
+    OutboxStore,
+    CallStore,
+    WebhookStore,
+    MoLoginStore,
+    AuditStore,
+    RateLimitStore,
 }

@@ -18,7 +18,6 @@ use crate::store::{
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
-use tracing::Instrument;
 
 /// Channels this service sends codes over.
 pub const CHANNELS: &[&str] = &["sms", "voice", "flash_call"];
@@ -239,12 +238,7 @@ impl VerifyService {
         now: Millis,
     ) -> Result<Started, VerifyError> {
         let span = span::verification("start", &svc.code, None);
-        let r = self
-            .start_in_span(svc, req, now)
-            .instrument(span.clone())
-            .await;
-        span::outcome(&span, r.as_ref().map(|s| &s.verification));
-        r
+        span::traced(span, self.start_in_span(svc, req, now), |s| &s.verification).await
     }
 
     async fn start_in_span(
@@ -731,12 +725,8 @@ impl VerifyService {
         now: Millis,
     ) -> Result<Checked, VerifyError> {
         let span = span::verification("check", &svc.code, Some(id));
-        let r = self
-            .check_in_span(svc, id, submitted.into(), now)
-            .instrument(span.clone())
-            .await;
-        span::outcome(&span, r.as_ref().map(|c| &c.verification));
-        r
+        let op = self.check_in_span(svc, id, submitted.into(), now);
+        span::traced(span, op, |c| &c.verification).await
     }
 
     async fn check_in_span(
@@ -857,18 +847,15 @@ impl VerifyService {
         now: Millis,
     ) -> Result<Verification, VerifyError> {
         let span = span::verification("cancel", &svc.code, Some(id));
-        let r = async {
+        let op = async {
             let v = self.get(svc, id, now).await?;
             if v.status != VerificationStatus::Pending {
                 return Ok(v);
             }
             self.close_pending(svc, &v, VerificationStatus::Canceled, now)
                 .await
-        }
-        .instrument(span.clone())
-        .await;
-        span::outcome(&span, r.as_ref());
-        r
+        };
+        span::traced(span, op, |v| v).await
     }
 }
 

@@ -5,6 +5,7 @@
 use super::service::VerifyError;
 use crate::store::Verification;
 use tracing::field::Empty;
+use tracing::Instrument;
 use tracing::Span;
 
 /// A span for `op` (start, check, cancel) by `service`; the rest is
@@ -23,6 +24,18 @@ pub fn verification(op: &'static str, service: &str, id: Option<&str>) -> Span {
         span.record("id", id);
     }
     span
+}
+
+/// Runs `op` inside `span` and records its outcome (`verification` picks
+/// the verification out of a success).
+pub async fn traced<T>(
+    span: Span,
+    op: impl std::future::Future<Output = Result<T, VerifyError>>,
+    verification: impl Fn(&T) -> &Verification,
+) -> Result<T, VerifyError> {
+    let r = op.instrument(span.clone()).await;
+    outcome(&span, r.as_ref().map(verification));
+    r
 }
 
 /// Records what the operation came to: the verification's id, channel and

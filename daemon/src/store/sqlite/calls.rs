@@ -1,7 +1,7 @@
 //! The call queue.
 
 use super::outbox::insert_message;
-use super::queue::{claim_of, extend_leases, fenced, returned_claims, taken_over};
+use super::queue::{claim_of, fenced, returned_claims, taken_over};
 use super::rows::{self, all, col, exec, one, write_err};
 use super::SqliteStore;
 use crate::store::*;
@@ -149,21 +149,7 @@ impl CallStore for SqliteStore {
             returned_claims(
                 c,
                 "calls",
-                concat!(
-                    "UPDATE calls
-                     SET state = 'calling', attempts = attempts + 1, claim = claim + 1,
-                         lease_until = ?2, updated_at = ?1
-                     WHERE id IN (
-                         SELECT id FROM calls
-                         WHERE state IN ('queued', 'calling')
-                           AND ((state = 'queued' AND next_attempt_at <= ?1)
-                                OR (state = 'calling' AND COALESCE(lease_until, 0) <= ?1))
-                           AND expires_at >= ?1
-                         ORDER BY created_at, rowid
-                         LIMIT ?3)
-                     RETURNING rowid AS seq, claim, lease_until, ",
-                    call_cols!()
-                ),
+                claim_due_sql!("calls", "calling", call_cols!()),
                 params![now, now.saturating_add(lease_ms.max(0)), limit],
                 rows::call,
                 |j| j.created_at,
@@ -174,12 +160,7 @@ impl CallStore for SqliteStore {
     }
 
     async fn extend_calls(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let leases = leases.to_vec();
-        // Not waited to disk: a lost extension is made again at the next one.
-        self.write_volatile(move |c| extend_leases(c, "calls", "state = 'calling'", &leases, until))
+        self.extend_leases("calls", "state = 'calling'", leases, until)
             .await
     }
 

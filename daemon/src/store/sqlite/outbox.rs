@@ -1,6 +1,6 @@
 //! The SMS outbox and delivery receipts.
 
-use super::queue::{claim_of, extend_leases, fenced, returned_claims, taken_over, Fenced};
+use super::queue::{claim_of, fenced, returned_claims, taken_over, Fenced};
 use super::rows::{self, all, col, corrupt, exec, one, parse_state, to_json, write_err};
 use super::SqliteStore;
 use crate::store::*;
@@ -266,21 +266,7 @@ impl OutboxStore for SqliteStore {
             returned_claims(
                 c,
                 "outbox",
-                concat!(
-                    "UPDATE outbox
-                     SET state = 'sending', attempts = attempts + 1, claim = claim + 1,
-                         lease_until = ?2, updated_at = ?1
-                     WHERE id IN (
-                         SELECT id FROM outbox
-                         WHERE state IN ('queued', 'sending')
-                           AND ((state = 'queued' AND next_attempt_at <= ?1)
-                                OR (state = 'sending' AND COALESCE(lease_until, 0) <= ?1))
-                           AND expires_at >= ?1
-                         ORDER BY created_at, rowid
-                         LIMIT ?3)
-                     RETURNING rowid AS seq, claim, lease_until, ",
-                    outbox_cols!()
-                ),
+                claim_due_sql!("outbox", "sending", outbox_cols!()),
                 params![now, now.saturating_add(lease_ms.max(0)), limit],
                 rows::message,
                 |m| m.created_at,
@@ -291,15 +277,8 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn extend_outbox(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let leases = leases.to_vec();
-        // Not waited to disk: a lost extension is made again at the next one.
-        self.write_volatile(move |c| {
-            extend_leases(c, "outbox", "state = 'sending'", &leases, until)
-        })
-        .await
+        self.extend_leases("outbox", "state = 'sending'", leases, until)
+            .await
     }
 
     async fn mark_submitted(

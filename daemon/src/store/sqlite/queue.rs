@@ -58,9 +58,29 @@ pub(super) fn returned_claims<T>(
     Ok(jobs.into_iter().map(|(_, j)| j).collect())
 }
 
+impl super::SqliteStore {
+    /// Extends the leases still held on `table` (`held`: the condition of a
+    /// row being worked on); one answer per lease. Not waited to disk: a
+    /// lost extension is made again at the next one.
+    pub(super) async fn extend_leases(
+        &self,
+        table: &'static str,
+        held: &'static str,
+        leases: &[Lease],
+        until: Millis,
+    ) -> StoreResult<Vec<bool>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases = leases.to_vec();
+        self.write_volatile(move |c| extend_leases(c, table, held, &leases, until))
+            .await
+    }
+}
+
 /// Extends the leases of `table` whose row is still `held` under their
 /// claim; which were, in order.
-pub(super) fn extend_leases(
+fn extend_leases(
     c: &Connection,
     table: &str,
     held: &str,

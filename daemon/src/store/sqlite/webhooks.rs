@@ -1,6 +1,6 @@
 //! The webhook queue.
 
-use super::queue::{claim_of, extend_leases, fenced, returned_claims, taken_over};
+use super::queue::{claim_of, fenced, returned_claims, taken_over};
 use super::rows::{self, exec, write_err};
 use super::SqliteStore;
 use crate::store::*;
@@ -65,11 +65,7 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn extend_webhooks(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let leases = leases.to_vec();
-        self.write_volatile(move |c| extend_leases(c, "webhook_jobs", "1 = 1", &leases, until))
+        self.extend_leases("webhook_jobs", "1 = 1", leases, until)
             .await
     }
 
