@@ -10,8 +10,8 @@ use crate::random::Random;
 use crate::sip::script::{Action, Clip, Ended, Input, Outcome, VoiceScript, VoiceTiming};
 use crate::sip::{CallEvent, CallPlacer, CallSpec, Command, PlaceError};
 use crate::store::{
-    CallJob, CallKind, CallResult, CallState, Claimed, Lease, MessageState, Millis, OutboxMessage,
-    Store, StoreError, StoreResult,
+    CallJob, CallKind, CallResult, CallState, Claimed, Extension, Lease, MessageState, Millis,
+    OutboxMessage, Store, StoreError, StoreResult,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -127,7 +127,7 @@ impl Queue for Calls {
         self.ctx.store.claim_calls(now, limit, lease_ms).await
     }
 
-    async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+    async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<Extension>> {
         self.ctx.store.extend_calls(leases, until).await
     }
 

@@ -7,7 +7,7 @@
 //! requeue the job a second time.
 
 use crate::clock::Clock;
-use crate::store::{Claimed, Lease, Millis, StoreResult};
+use crate::store::{Claimed, Extension, Lease, Millis, StoreResult};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,8 +42,9 @@ pub trait Queue: Send + Sync + 'static {
         lease_ms: i64,
     ) -> StoreResult<Vec<Claimed<Self::Job>>>;
 
-    /// Extends the leases still held to `until`; says which were, in order.
-    async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>>;
+    /// Extends the leases still held to `until`; says what it found of
+    /// each, in order.
+    async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<Extension>>;
 
     /// Does one claimed job and records its outcome with `held.lease`.
     async fn work(&self, job: Claimed<Self::Job>, held: Held);
@@ -95,19 +96,29 @@ impl Holding {
         }
         let leases: Vec<Lease> = self.leases.values().map(|(l, _)| l.clone()).collect();
         match queue.extend(&leases, until).await {
-            Ok(held) => {
-                for (lease, still) in leases.iter().zip(held) {
-                    if still {
-                        if let Some((l, _)) = self.leases.get_mut(&lease.id) {
-                            l.until = until;
+            Ok(found) => {
+                for (lease, found) in leases.iter().zip(found) {
+                    match found {
+                        Extension::Held => {
+                            if let Some((l, _)) = self.leases.get_mut(&lease.id) {
+                                l.until = until;
+                            }
                         }
-                    } else if let Some((_, lost)) = self.leases.remove(&lease.id) {
-                        warn!(queue = Q::NAME, job = %lease.id, "lease taken over; dropping the job");
-                        crate::metrics::get()
-                            .leases_lost
-                            .with_label_values(&[Q::NAME])
-                            .inc();
-                        lost.cancel();
+                        // The job recorded its outcome while we extended;
+                        // its task is returning.
+                        Extension::Finished => {
+                            self.leases.remove(&lease.id);
+                        }
+                        Extension::TakenOver => {
+                            if let Some((_, lost)) = self.leases.remove(&lease.id) {
+                                warn!(queue = Q::NAME, job = %lease.id, "lease taken over; dropping the job");
+                                crate::metrics::get()
+                                    .leases_lost
+                                    .with_label_values(&[Q::NAME])
+                                    .inc();
+                                lost.cancel();
+                            }
+                        }
                     }
                 }
             }
@@ -187,10 +198,13 @@ pub async fn run<Q: Queue>(
         } else {
             Duration::ZERO
         };
+        // A finished job wakes the worker only when it was full: waking on
+        // every finish would run a sweep and a claim (two store writes) per
+        // job; with room to spare, finished jobs are collected at the top.
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(pause.min(extend_every)) => {}
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => finished(&mut holding, done),
+            Some(done) = tasks.join_next(), if want == 0 && !tasks.is_empty() => finished(&mut holding, done),
         }
     }
     // Drain: no more claims; running jobs wind up while their leases hold.
@@ -230,12 +244,14 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
-    /// One job; its lease is taken over by another claim at `lost_at`.
+    /// One job; its lease is taken over by another claim at `lost_at`, or
+    /// its outcome is stored at `finished_at` (its task returns later).
     #[derive(Default)]
     struct OneJob {
         claimed: AtomicUsize,
         extensions: Mutex<Vec<Millis>>,
         lost_at: Option<Millis>,
+        finished_at: Option<Millis>,
         outcome: Mutex<Option<&'static str>>,
     }
 
@@ -258,10 +274,17 @@ mod tests {
             }])
         }
 
-        async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+        async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<Extension>> {
             self.extensions.lock().unwrap().push(until);
-            let held = self.lost_at.is_none_or(|at| until - 60_000 < at);
-            Ok(vec![held; leases.len()])
+            let now = until - 60_000;
+            let found = if self.lost_at.is_some_and(|at| now >= at) {
+                Extension::TakenOver
+            } else if self.finished_at.is_some_and(|at| now >= at) {
+                Extension::Finished
+            } else {
+                Extension::Held
+            };
+            Ok(vec![found; leases.len()])
         }
 
         async fn work(&self, _: Claimed<()>, held: Held) {
@@ -330,6 +353,29 @@ mod tests {
                 .get()
                 > lost_before
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_whose_own_outcome_landed_before_its_extension_is_not_dropped() {
+        // Under load the extension's answer (at commit) can come before the
+        // job's own completion (after the fsync) has returned to it.
+        let q = Arc::new(OneJob {
+            finished_at: Some(1_000_000 + 45_000),
+            ..OneJob::default()
+        });
+        let stop = CancellationToken::new();
+        let w = tokio::spawn(run(
+            q.clone(),
+            cfg(),
+            Clock::virtual_at(1_000_000),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(301)).await;
+        assert_eq!(*q.outcome.lock().unwrap(), Some("done"), "not dropped");
+        // Extended at 20 s and 40 s; found finished at 60 s; never again.
+        assert_eq!(q.extensions.lock().unwrap().len(), 3);
+        stop.cancel();
+        w.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,7 +17,8 @@ use crate::clock::Clock;
 use crate::queue::{self, Held, Queue, WorkerConfig};
 use crate::random::Random;
 use crate::store::{
-    AuditEvent, Claimed, Lease, Millis, Service, Store, StoreResult, Verification, WebhookJob,
+    AuditEvent, Claimed, Extension, Lease, Millis, Service, Store, StoreResult, Verification,
+    WebhookJob,
 };
 use hmac::{Hmac, Mac};
 use rand::Rng;
@@ -284,7 +285,7 @@ impl Queue for Webhooks {
         self.store.claim_webhooks(now, limit, lease_ms).await
     }
 
-    async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+    async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<Extension>> {
         self.store.extend_webhooks(leases, until).await
     }
 

@@ -10,7 +10,9 @@ pub mod smpp;
 
 use crate::clock::Clock;
 use crate::queue::{self, Held, Queue, WorkerConfig};
-use crate::store::{Claimed, Lease, Millis, OutboxMessage, Store, StoreError, StoreResult};
+use crate::store::{
+    Claimed, Extension, Lease, Millis, OutboxMessage, Store, StoreError, StoreResult,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,7 +132,7 @@ impl Queue for Outbox {
         self.store.claim_outbox(now, limit, lease_ms).await
     }
 
-    async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+    async fn extend(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<Extension>> {
         self.store.extend_outbox(leases, until).await
     }
 

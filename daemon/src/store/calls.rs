@@ -193,7 +193,7 @@ pub trait CallStore: Send + Sync {
     ) -> StoreResult<Vec<Claimed<CallJob>>>;
     /// Extends each lease still held (its call still calling under that
     /// claim) to `until`; says which were, in order.
-    async fn extend_calls(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>>;
+    async fn extend_calls(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<Extension>>;
     /// Records the outcome of the call held by `lease` (or a retry, `state
     /// == Queued`). Fenced: a worker whose lease ran out and whose call was
     /// claimed again gets `LeaseLost` and cannot overwrite the new attempt;

@@ -158,8 +158,9 @@ pub trait OutboxStore: Send + Sync {
         lease_ms: i64,
     ) -> StoreResult<Vec<Claimed<OutboxMessage>>>;
     /// Extends each lease still held (its message still sending under that
-    /// claim) to `until`; says which were, in order.
-    async fn extend_outbox(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>>;
+    /// claim) to `until`; says of each, in order, whether it was extended,
+    /// finished under that claim, or taken over by a later one.
+    async fn extend_outbox(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<Extension>>;
     /// The SMSC accepted the message: records smsc and ids (with their
     /// correlation keys from `verigate_codecs::dlr::message_id_keys`) and
     /// applies any receipt parked for those ids. Returns the message after.

@@ -30,6 +30,19 @@ impl Lease {
     }
 }
 
+/// What an extension found of one lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extension {
+    /// Still the job's latest claim and being worked on: extended.
+    Held,
+    /// Finished under this claim (the holder's own completion can land
+    /// just before its extension) or no longer stored: nothing to extend,
+    /// nothing lost.
+    Finished,
+    /// A later claim took the job over: the holder must drop it.
+    TakenOver,
+}
+
 /// A job handed out by a claim, with the claim's lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed<T> {

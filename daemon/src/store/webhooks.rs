@@ -35,7 +35,8 @@ pub trait WebhookStore: Send + Sync {
         lease_ms: i64,
     ) -> StoreResult<Vec<Claimed<WebhookJob>>>;
     /// Extends each lease still held to `until`; says which were, in order.
-    async fn extend_webhooks(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>>;
+    async fn extend_webhooks(&self, leases: &[Lease], until: Millis)
+        -> StoreResult<Vec<Extension>>;
     /// Delivered: removes the job. Fenced (`LeaseLost` when another claim
     /// took it); a job already gone is not an error.
     async fn complete_webhook(&self, lease: &Lease) -> StoreResult<()>;

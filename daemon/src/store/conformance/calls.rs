@@ -367,7 +367,7 @@ pub async fn call_queue<S: Store>(store: &S) {
             )
             .await
             .unwrap(),
-        vec![false, true],
+        vec![Extension::TakenOver, Extension::Held],
         "only the latest claim extends"
     );
     let c = store
@@ -379,6 +379,17 @@ pub async fn call_queue<S: Store>(store: &S) {
         .await
         .unwrap();
     assert_eq!(c.state, CallState::Answered);
+    assert_eq!(
+        store
+            .extend_calls(
+                &[first_claim.lease.clone(), second_claim.lease.clone()],
+                t + 70_000
+            )
+            .await
+            .unwrap(),
+        vec![Extension::TakenOver, Extension::Finished],
+        "a finished call no longer extends; its own outcome is no loss"
+    );
     // A due call of a closed verification is cancelled, never placed.
     let mut cv = verification("vf_conf_call_closed", svc, "+447400500011", t);
     cv.channel = "voice".into();

@@ -587,7 +587,7 @@ pub async fn outbox_fencing<S: Store>(store: &S) {
         .extend_outbox(std::slice::from_ref(&held_a), t + 5_000)
         .await
         .expect("extend_outbox");
-    assert_eq!(extended, vec![true], "a held lease extends");
+    assert_eq!(extended, vec![Extension::Held], "a held lease extends");
     assert!(
         store
             .claim_outbox(t + 2_000, 10, 1_000)
@@ -612,7 +612,7 @@ pub async fn outbox_fencing<S: Store>(store: &S) {
             .extend_outbox(&[held_a.clone(), held_b.clone()], t + 9_000)
             .await
             .expect("extend_outbox"),
-        vec![false, true],
+        vec![Extension::TakenOver, Extension::Held],
         "only the latest claim extends"
     );
     let before = store
@@ -666,11 +666,12 @@ pub async fn outbox_fencing<S: Store>(store: &S) {
     );
     assert_eq!(
         store
-            .extend_outbox(std::slice::from_ref(&held_b), t + 9_000)
+            .extend_outbox(&[held_a.clone(), held_b.clone()], t + 9_000)
             .await
             .expect("extend_outbox"),
-        vec![false],
-        "a finished message's lease no longer extends"
+        vec![Extension::TakenOver, Extension::Finished],
+        "a finished message's lease no longer extends: finished under the last claim, \
+         taken over for the stale one"
     );
     let never = store
         .mark_failed(&Lease::unclaimed(&m.id), "tool", None, t + 5_005)

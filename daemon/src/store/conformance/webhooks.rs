@@ -80,13 +80,21 @@ pub async fn webhook_queue<S: Store>(store: &S) {
             .extend_webhooks(&[first_j1, held_j1.clone()], t + 150)
             .await
             .expect("extend_webhooks"),
-        vec![false, true],
+        vec![Extension::TakenOver, Extension::Held],
         "only the latest claim extends"
     );
     store
         .complete_webhook(&held_j1)
         .await
         .expect("complete_webhook");
+    assert_eq!(
+        store
+            .extend_webhooks(std::slice::from_ref(&held_j1), t + 150)
+            .await
+            .expect("extend_webhooks"),
+        vec![Extension::Finished],
+        "a delivered job is gone: nothing to extend, nothing lost"
+    );
     store
         .complete_webhook(&held_j1)
         .await

@@ -159,7 +159,7 @@ impl CallStore for SqliteStore {
         .await
     }
 
-    async fn extend_calls(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+    async fn extend_calls(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<Extension>> {
         self.extend_leases("calls", "state = 'calling'", leases, until)
             .await
     }

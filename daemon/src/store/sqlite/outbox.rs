@@ -276,7 +276,7 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
-    async fn extend_outbox(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+    async fn extend_outbox(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<Extension>> {
         self.extend_leases("outbox", "state = 'sending'", leases, until)
             .await
     }

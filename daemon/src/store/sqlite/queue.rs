@@ -3,7 +3,7 @@
 //! fenced writes that refuse a holder whose claim was taken over.
 
 use super::rows::{all, col, exec, one};
-use crate::store::{Claimed, Lease, Millis, StoreError, StoreResult};
+use crate::store::{Claimed, Extension, Lease, Millis, StoreError, StoreResult};
 use rusqlite::{params, Connection};
 
 /// What a fenced write found: done, or refused because another claim
@@ -68,7 +68,7 @@ impl super::SqliteStore {
         held: &'static str,
         leases: &[Lease],
         until: Millis,
-    ) -> StoreResult<Vec<bool>> {
+    ) -> StoreResult<Vec<Extension>> {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
@@ -79,19 +79,28 @@ impl super::SqliteStore {
 }
 
 /// Extends the leases of `table` whose row is still `held` under their
-/// claim; which were, in order.
+/// claim; of the others, tells a row finished under the lease's claim (or
+/// gone) from one a later claim took.
 fn extend_leases(
     c: &Connection,
     table: &str,
     held: &str,
     leases: &[Lease],
     until: Millis,
-) -> StoreResult<Vec<bool>> {
+) -> StoreResult<Vec<Extension>> {
     let sql =
         format!("UPDATE {table} SET lease_until = ?3 WHERE id = ?1 AND claim = ?2 AND {held}");
     leases
         .iter()
-        .map(|l| Ok(exec(c, &sql, params![l.id, l.token, until])? == 1))
+        .map(|l| {
+            if exec(c, &sql, params![l.id, l.token, until])? == 1 {
+                return Ok(Extension::Held);
+            }
+            Ok(match claim_of(c, table, &l.id)? {
+                Some(claim) if claim != l.token => Extension::TakenOver,
+                _ => Extension::Finished,
+            })
+        })
         .collect()
 }
 

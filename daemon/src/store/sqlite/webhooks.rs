@@ -64,7 +64,11 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
-    async fn extend_webhooks(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<bool>> {
+    async fn extend_webhooks(
+        &self,
+        leases: &[Lease],
+        until: Millis,
+    ) -> StoreResult<Vec<Extension>> {
         self.extend_leases("webhook_jobs", "1 = 1", leases, until)
             .await
     }
