@@ -359,14 +359,9 @@ pub async fn call_queue<S: Store>(store: &S) {
         CallState::Calling,
         "the stale worker's report changes nothing"
     );
+    let both = [first_claim.lease.clone(), second_claim.lease.clone()];
     assert_eq!(
-        store
-            .extend_calls(
-                &[first_claim.lease.clone(), second_claim.lease.clone()],
-                t + 70_000
-            )
-            .await
-            .unwrap(),
+        store.extend_calls(&both, t + 70_000).await.unwrap(),
         vec![Extension::TakenOver, Extension::Held],
         "only the latest claim extends"
     );
@@ -380,13 +375,7 @@ pub async fn call_queue<S: Store>(store: &S) {
         .unwrap();
     assert_eq!(c.state, CallState::Answered);
     assert_eq!(
-        store
-            .extend_calls(
-                &[first_claim.lease.clone(), second_claim.lease.clone()],
-                t + 70_000
-            )
-            .await
-            .unwrap(),
+        store.extend_calls(&both, t + 70_000).await.unwrap(),
         vec![Extension::TakenOver, Extension::Finished],
         "a finished call no longer extends; its own outcome is no loss"
     );
