@@ -43,6 +43,8 @@ pub struct Metrics {
     /// Seconds from an MO's deliver_sm being taken to its login's session
     /// being stored (MO stored, acknowledged, login completed).
     pub mo_login_latency: Histogram,
+    /// MO replies held back, by the budget that refused them.
+    pub mo_replies_suppressed: IntCounterVec,
     /// Durable-queue jobs whose lease another claim took over while this
     /// process held them (by queue: `outbox`, `calls`, `webhooks`); each
     /// was dropped here unfinished, for its new holder to do.
@@ -92,6 +94,14 @@ impl Metrics {
             &["outcome"],
         )
         .expect("metric");
+        let mo_replies_suppressed = IntCounterVec::new(
+            Opts::new(
+                "mo_replies_suppressed_total",
+                "SMS replies to MOs not sent because a reply budget was spent",
+            ),
+            &["scope"],
+        )
+        .expect("metric");
         let mo_login_latency = Histogram::with_opts(
             HistogramOpts::new("mo_login_seconds", "MO taken to its login's session stored")
                 .buckets(vec![
@@ -121,6 +131,7 @@ impl Metrics {
             Box::new(sip_dialogs.clone()),
             Box::new(gateway_requests.clone()),
             Box::new(mos.clone()),
+            Box::new(mo_replies_suppressed.clone()),
             Box::new(mo_login_latency.clone()),
             Box::new(verifications.clone()),
             Box::new(binds_up.clone()),
@@ -145,6 +156,7 @@ impl Metrics {
             sip_dialogs,
             gateway_requests,
             mos,
+            mo_replies_suppressed,
             mo_login_latency,
             leases_lost,
         }
@@ -180,6 +192,14 @@ pub fn call(kind: &str, state: &str) {
 /// Counts an MO outcome.
 pub fn mo(outcome: &str) {
     get().mos.with_label_values(&[outcome]).inc();
+}
+
+/// Counts an MO reply a budget held back.
+pub fn mo_reply_suppressed(scope: &str) {
+    get()
+        .mo_replies_suppressed
+        .with_label_values(&[scope])
+        .inc();
 }
 
 /// Counts a voice-gateway request outcome.

@@ -1,6 +1,6 @@
 //! `[mo_login]`: log in or register by sending one SMS to a short code.
 
-use super::Span;
+use super::{RateLimit, Span};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -55,6 +55,36 @@ pub struct MoLoginConfig {
     pub max_wait: Span,
     /// Reply texts per locale (en and zh built in).
     pub templates: BTreeMap<String, MoTemplates>,
+    /// Budgets of SMS the short code sends back (refusals, password SMS).
+    pub reply_limits: MoReplyLimits,
+}
+
+/// `[mo_login.reply_limits]`: every SMS sent back to an MO's sender costs
+/// us (and can earn a pumper a share), so replies are budgeted; an MO over
+/// budget is still handled, its reply is not sent (and counted in
+/// `mo_replies_suppressed_total`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MoReplyLimits {
+    /// Replies per sender number.
+    pub per_sender: RateLimit,
+    /// Replies per sender prefix (the first `prefix_digits` after `+`).
+    pub per_prefix: RateLimit,
+    /// Digits of the sender that make a prefix.
+    pub prefix_digits: u8,
+    /// Replies in all.
+    pub global: RateLimit,
+}
+
+impl Default for MoReplyLimits {
+    fn default() -> Self {
+        MoReplyLimits {
+            per_sender: "5/1h".parse().expect("valid"),
+            per_prefix: "200/1h".parse().expect("valid"),
+            prefix_digits: 6,
+            global: "2000/1h".parse().expect("valid"),
+        }
+    }
 }
 
 impl Default for MoLoginConfig {
@@ -91,6 +121,7 @@ impl Default for MoLoginConfig {
             locale: "en".into(),
             max_wait: Span(Duration::from_secs(30)),
             templates,
+            reply_limits: MoReplyLimits::default(),
         }
     }
 }
@@ -144,6 +175,12 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
                 Span(hi)
             ));
         }
+    }
+    if !(3..=15).contains(&m.reply_limits.prefix_digits) {
+        p.push(format!(
+            "mo_login.reply_limits.prefix_digits = {}: must be 3 to 15",
+            m.reply_limits.prefix_digits
+        ));
     }
     if !m.region.is_empty() && !super::is_region(&m.region) {
         p.push(format!(

@@ -13,7 +13,7 @@ pub use calls::{
     VoiceConfig,
 };
 pub use load::{load, load_str, ConfigError};
-pub use mo_login::{MoLoginConfig, MoTemplates, NoTokenAction};
+pub use mo_login::{MoLoginConfig, MoReplyLimits, MoTemplates, NoTokenAction};
 pub use units::{RateLimit, Span};
 pub use validate::{is_region, is_service_code};
 pub use voice_gateway::{K2Scheme, VoiceGatewayEntry, MIN_HMAC_KEY_LEN};

@@ -146,7 +146,7 @@ async fn handle_event(
                         reply: None,
                     };
                     store
-                        .receive_mo(&mo, &key, MO_REDELIVERY_WINDOW_MS, &plan, now)
+                        .receive_mo(&mo, &key, MO_REDELIVERY_WINDOW_MS, &plan, &[], now)
                         .await
                         .map_err(|e| e.to_string())
                         .map(|o| o.map(|_| None))

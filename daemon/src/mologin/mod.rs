@@ -11,7 +11,7 @@ use crate::config::{MoLoginConfig, NoTokenAction};
 use crate::random::Random;
 use crate::store::{
     Account, CompleteMoLogin, MessageState, Millis, MoIntent, MoLogin, MoLoginOutcome,
-    MoLoginState, MoMessage, MoPlan, OutboxMessage, Service, Session, Store, StoreError,
+    MoLoginState, MoMessage, MoPlan, OutboxMessage, RateHit, Service, Session, Store, StoreError,
     WebhookJob,
 };
 use crate::verify::code::ServerSecret;
@@ -79,6 +79,9 @@ pub enum Handled {
     NoToken,
     /// No route takes it.
     Unrouted,
+    /// The sender is not a phone number (an alphanumeric sender, a short
+    /// code): nothing is created and nothing answered.
+    SenderNotANumber,
 }
 
 impl Handled {
@@ -89,6 +92,7 @@ impl Handled {
             Handled::Refused(why) => why,
             Handled::NoToken => "no_token",
             Handled::Unrouted => "unrouted",
+            Handled::SenderNotANumber => "sender_not_a_number",
         }
     }
 }
@@ -322,7 +326,16 @@ impl MoLoginService {
         window_ms: i64,
         now: Millis,
     ) -> Result<Option<Handled>, MoLoginError> {
-        match self.prepare(mo, now).await? {
+        let budget = self.reply_budget(&mo.source);
+        let hits: Vec<RateHit<'_>> = budget
+            .iter()
+            .map(|(_, key, l)| RateHit {
+                key,
+                limit: l.count,
+                window_ms: l.window.0.as_millis() as i64,
+            })
+            .collect();
+        let (received, handled) = match self.prepare(mo, now).await? {
             Prepared::Finish {
                 outcome,
                 reply,
@@ -334,9 +347,10 @@ impl MoLoginService {
                 };
                 let stored = self
                     .store
-                    .receive_mo(mo, dedup_key, window_ms, &plan, now)
+                    .receive_mo(mo, dedup_key, window_ms, &plan, &hits, now)
                     .await?;
-                Ok(stored.map(|_| handled))
+                let Some(r) = stored else { return Ok(None) };
+                (r.suppressed, handled)
             }
             Prepared::Login(p) => {
                 let plan = MoPlan::Login {
@@ -345,13 +359,36 @@ impl MoLoginService {
                     expired: &p.expired,
                     used: &p.used,
                 };
-                let out = self
+                let stored = self
                     .store
-                    .receive_mo(mo, dedup_key, window_ms, &plan, now)
+                    .receive_mo(mo, dedup_key, window_ms, &plan, &hits, now)
                     .await?;
-                Ok(out.map(|o| self.done(&p, o)))
+                let Some(r) = stored else { return Ok(None) };
+                (r.suppressed, self.done(&p, r.outcome))
             }
+        };
+        if let Some(scope) = received.and_then(|i| budget.get(i)).map(|b| b.0) {
+            crate::metrics::mo_reply_suppressed(scope);
+            info!(
+                from = %crate::verify::phone::mask(&mo.source),
+                budget = scope,
+                "MO reply not sent: reply budget spent"
+            );
         }
+        Ok(Some(handled))
+    }
+
+    /// The budgets an SMS back to `sender` passes: its own, its prefix's
+    /// and the short code's in all.
+    fn reply_budget(&self, sender: &str) -> Vec<crate::limits::Limit> {
+        let l = &self.cfg.reply_limits;
+        let digits = sender.trim_start_matches('+');
+        let prefix: String = digits.chars().take(l.prefix_digits as usize).collect();
+        vec![
+            ("sender", format!("mo-reply:num:{digits}"), l.per_sender),
+            ("prefix", format!("mo-reply:pfx:{prefix}"), l.per_prefix),
+            ("global", "mo-reply:all".to_string(), l.global),
+        ]
     }
 
     /// Logs and wakes long polls after a login attempt.
@@ -382,6 +419,16 @@ impl MoLoginService {
                 outcome: "unrouted",
                 reply: None,
                 handled: Handled::Unrouted,
+            });
+        }
+        // The SMS proves a number only if the network stamped one: an
+        // alphanumeric or short-code sender would become an account anyone
+        // can share, and a reply to it goes nowhere useful.
+        if !is_phone_number(&mo.source) {
+            return Ok(Prepared::Finish {
+                outcome: "sender_not_a_number",
+                reply: None,
+                handled: Handled::SenderNotANumber,
             });
         }
         let texts = self.cfg.texts();
@@ -527,19 +574,38 @@ pub fn incoming(
 }
 
 /// What recognises an SMSC delivering the same MO again (it got no
-/// deliver_sm_resp in time): the same SMSC, sender, destination and text.
+/// deliver_sm_resp in time): the same SMSC, sender, destination and text,
+/// the text compared as a token is read (case and spacing aside), so
+/// "login abcd2345 " sent again is not a second MO with a second reply.
 pub fn redelivery_key(m: &MoMessage) -> Vec<u8> {
     use sha2::{Digest, Sha256};
+    let text = normalised_text(&m.text);
     Sha256::digest(
         [
             m.smsc.as_bytes(),
             m.source.as_bytes(),
             m.dest.as_bytes(),
-            m.text.as_bytes(),
+            text.as_bytes(),
         ]
         .join(&0u8),
     )
     .to_vec()
+}
+
+/// `text` upper-cased with its runs of white space made one space and trimmed.
+fn normalised_text(text: &str) -> String {
+    text.split_whitespace()
+        .map(str::to_uppercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether an MO sender (as [`sender_number`] read it) is a phone number:
+/// E.164 with `+`, 8 to 15 digits.
+pub fn is_phone_number(sender: &str) -> bool {
+    sender.strip_prefix('+').is_some_and(|d| {
+        (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+    })
 }
 
 /// SMPP type of number: international.
@@ -625,3 +691,6 @@ mod sender_tests {
         assert_eq!(sender_number("0740", 1, "GB"), "0740");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -38,15 +38,15 @@ impl MoRouter {
     }
 
     /// The handler for an MO to `dest` with `text`, if any route takes it.
-    /// The destination may carry a prefix the SMSC adds (e.g. "+", or a
-    /// country code before the short code).
+    /// The destination must be the short code exactly (a leading "+" aside):
+    /// a suffix match would take MOs to any number ending in it.
     pub fn route(&self, dest: &str, text: &str) -> Option<Handler> {
         let dest = dest.trim_start_matches('+');
         let head = text.trim_start().to_uppercase();
         self.routes
             .iter()
             .find(|r| {
-                (dest == r.short_code || dest.ends_with(&r.short_code))
+                dest == r.short_code
                     && r.keyword
                         .as_ref()
                         .is_none_or(|k| head.starts_with(k.as_str()))
@@ -64,7 +64,10 @@ mod tests {
         let mut r = MoRouter::default();
         r.add("7799", None, Handler::MoLogin);
         assert_eq!(r.route("7799", "LOGIN ABCD2345"), Some(Handler::MoLogin));
-        assert_eq!(r.route("+447799", "anything"), Some(Handler::MoLogin));
+        assert_eq!(r.route("+7799", "anything"), Some(Handler::MoLogin));
+        // Not a suffix match: a number ending in the short code is not it.
+        assert_eq!(r.route("+447799", "anything"), None);
+        assert_eq!(r.route("17799", "LOGIN ABCD2345"), None);
         assert_eq!(r.route("8800", "LOGIN ABCD2345"), None);
         let mut k = MoRouter::default();
         k.add("7799", Some("login"), Handler::MoLogin);

@@ -129,6 +129,16 @@ pub enum MoLoginOutcome {
     Used,
 }
 
+/// What [`MoLoginStore::receive_mo`] did with a new MO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoReceived {
+    /// The login's outcome (`Unknown` for a `Finish` plan).
+    pub outcome: MoLoginOutcome,
+    /// The reply (refusal, password SMS or `Finish` reply) the MO called for
+    /// was not queued: the reply budget at this index refused it.
+    pub suppressed: Option<usize>,
+}
+
 /// An MO that carries a pending login's token (see [`MoLoginStore::receive_mo`]).
 #[derive(Debug, Clone)]
 pub struct CompleteMoLogin<'a> {
@@ -233,15 +243,19 @@ pub trait MoLoginStore: Send + Sync {
     /// the service's account for the sender or creates `new_account`
     /// (queueing `password_sms`); creates the session; completes the login;
     /// queues the webhook. When the token is unknown, expired or used it
-    /// queues the matching refusal instead.
+    /// queues the matching refusal instead. Every reply first passes
+    /// `reply_budget` (counted as [`RateLimitStore::rate_hits`] in the same
+    /// transaction); a refused one is not queued and is reported in
+    /// [`MoReceived::suppressed`].
     async fn receive_mo(
         &self,
         m: &MoMessage,
         dedup_key: &[u8],
         window_ms: i64,
         plan: &MoPlan<'_>,
+        reply_budget: &[RateHit<'_>],
         at: Millis,
-    ) -> StoreResult<Option<MoLoginOutcome>>;
+    ) -> StoreResult<Option<MoReceived>>;
     /// Hands a completed login's session token out once: returns the login
     /// as it was (with the token) and marks it collected, forgetting the
     /// token. Other states are returned unchanged.

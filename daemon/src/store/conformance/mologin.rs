@@ -228,10 +228,12 @@ pub async fn mo_login<S: Store>(store: &S) {
                 Some("msg_conf_mo_pw"),
                 Some("wh_conf_mo"),
             )),
+            &[],
             t + 10,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .map(|r| r.outcome);
     assert_eq!(
         out,
         Some(MoLoginOutcome::Completed {
@@ -268,10 +270,12 @@ pub async fn mo_login<S: Store>(store: &S) {
                 b"key-1",
                 600_000,
                 &plan(complete("ABCD2345", "mo_conf_1b", 9, None, None)),
+                &[],
                 t + 1_000
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .map(|r| r.outcome),
         None
     );
     assert!(queued_ids(t + 1_001).await.is_empty());
@@ -298,10 +302,12 @@ pub async fn mo_login<S: Store>(store: &S) {
                     Some("msg_conf_mo_pw2"),
                     None
                 )),
+                &[],
                 t + 2_000
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .map(|r| r.outcome),
         Some(MoLoginOutcome::Used)
     );
     assert_eq!(queued_ids(t + 2_001).await, vec!["msg_conf_mo_used"]);
@@ -321,10 +327,12 @@ pub async fn mo_login<S: Store>(store: &S) {
                 b"key-3",
                 600_000,
                 &plan(complete("ZZZZ9999", "mo_conf_3", 3, None, None)),
+                &[],
                 t + 3_000
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .map(|r| r.outcome),
         Some(MoLoginOutcome::Unknown)
     );
     assert_eq!(queued_ids(t + 3_001).await, vec!["msg_conf_mo_unknown"]);
@@ -341,10 +349,12 @@ pub async fn mo_login<S: Store>(store: &S) {
                 b"key-4",
                 600_000,
                 &plan(complete("JKMN2345", "mo_conf_4", 4, None, None)),
+                &[],
                 t + TTL + 1
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .map(|r| r.outcome),
         Some(MoLoginOutcome::Expired)
     );
     assert_eq!(queued_ids(t + TTL + 2).await, vec!["msg_conf_mo_expired"]);
@@ -362,9 +372,10 @@ pub async fn mo_login<S: Store>(store: &S) {
     }));
     assert_eq!(
         store
-            .receive_mo(&m5, b"key-5", 600_000, &plan(c5), t + 5_000)
+            .receive_mo(&m5, b"key-5", 600_000, &plan(c5), &[], t + 5_000)
             .await
-            .unwrap(),
+            .unwrap()
+            .map(|r| r.outcome),
         Some(MoLoginOutcome::Completed {
             account: account.clone(),
             created: false
@@ -386,12 +397,58 @@ pub async fn mo_login<S: Store>(store: &S) {
                 outcome: "no_token",
                 reply: Some(&no_token)
             },
+            &[],
             t + 6_000
         )
         .await
         .unwrap()
+        .map(|r| r.outcome)
         .is_some());
     assert_eq!(queued_ids(t + 6_001).await, vec!["msg_conf_mo_notoken"]);
+    // A reply budget is counted in the MO's transaction: the second reply
+    // over a budget of one is not queued, and which budget refused it is told.
+    let budget = [
+        RateHit {
+            key: "conf-mo-reply:wide",
+            limit: 100,
+            window_ms: 3_600_000,
+        },
+        RateHit {
+            key: "conf-mo-reply:one",
+            limit: 1,
+            window_ms: 3_600_000,
+        },
+    ];
+    for (n, want) in [(1, None), (2, Some(1))] {
+        let m = mo(
+            &format!("mo_conf_6b{n}"),
+            "+447400600001",
+            "hi",
+            t + 6_100 + n,
+        );
+        let reply = sms(&format!("msg_conf_mo_budget{n}"), "no token");
+        let got = store
+            .receive_mo(
+                &m,
+                format!("key-6b{n}").as_bytes(),
+                600_000,
+                &MoPlan::Finish {
+                    outcome: "no_token",
+                    reply: Some(&reply),
+                },
+                &budget,
+                t + 6_100 + n,
+            )
+            .await
+            .unwrap()
+            .expect("a new MO");
+        assert_eq!(got.suppressed, want, "reply {n} against a budget of one");
+    }
+    assert_eq!(
+        queued_ids(t + 6_200).await,
+        vec!["msg_conf_mo_budget1"],
+        "only the reply within budget is queued"
+    );
     // Outside the redelivery window the same MO is a new one.
     let m7 = mo("mo_conf_7", "+447400600001", "hello", t + 700_000);
     assert!(store
@@ -403,10 +460,12 @@ pub async fn mo_login<S: Store>(store: &S) {
                 outcome: "no_token",
                 reply: None
             },
+            &[],
             t + 700_000
         )
         .await
         .unwrap()
+        .map(|r| r.outcome)
         .is_some());
 
     // The session is handed out once.
@@ -450,10 +509,12 @@ pub async fn mo_login<S: Store>(store: &S) {
                 outcome: "no_token",
                 reply: None
             },
+            &[],
             t + 5_600
         )
         .await
         .unwrap()
+        .map(|r| r.outcome)
         .is_some());
     // A finished SMS keeps no text (the password is not kept).
     let pw = store.get_message("msg_conf_mo_pw").await.unwrap().unwrap();

@@ -49,42 +49,51 @@ fn rate_hit(c: &Connection, key: &str, limit: u32, start: Millis) -> StoreResult
     }
 }
 
+/// A rate hit ready for the writer thread: key, limit, window start, reset.
+pub(super) type OwnedHit = (String, u32, Millis, Millis);
+
+/// `hits` in the windows that contain `now`.
+pub(super) fn own_hits(hits: &[RateHit<'_>], now: Millis) -> Vec<OwnedHit> {
+    hits.iter()
+        .map(|h| {
+            let window = h.window_ms.max(1);
+            let start = now - now.rem_euclid(window);
+            (
+                h.key.to_owned(),
+                h.limit,
+                start,
+                start.saturating_add(window),
+            )
+        })
+        .collect()
+}
+
+/// Counts `hits` in order inside the caller's transaction, stopping at the
+/// first refused one (see [`RateLimitStore::rate_hits`]).
+pub(super) fn count_hits(c: &Connection, hits: &[OwnedHit]) -> StoreResult<Vec<RateDecision>> {
+    let mut out = Vec::with_capacity(hits.len());
+    for (key, limit, start, reset_at) in hits {
+        let (allowed, count) = rate_hit(c, key, *limit, *start)?;
+        let count = u32::try_from(count).map_err(|_| corrupt("rate_windows", "count", count))?;
+        out.push(RateDecision {
+            allowed,
+            count,
+            reset_at: *reset_at,
+        });
+        if !allowed {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl RateLimitStore for SqliteStore {
     async fn rate_hits(&self, hits: &[RateHit<'_>], now: Millis) -> StoreResult<Vec<RateDecision>> {
-        let hits: Vec<(String, u32, Millis, Millis)> = hits
-            .iter()
-            .map(|h| {
-                let window = h.window_ms.max(1);
-                let start = now - now.rem_euclid(window);
-                (
-                    h.key.to_owned(),
-                    h.limit,
-                    start,
-                    start.saturating_add(window),
-                )
-            })
-            .collect();
+        let hits = own_hits(hits, now);
         // Not waited to disk: a counter lost with the machine undercounts
         // by moments of traffic, and the next durable write covers it anyway.
-        self.write_volatile(move |c| {
-            let mut out = Vec::with_capacity(hits.len());
-            for (key, limit, start, reset_at) in hits {
-                let (allowed, count) = rate_hit(c, &key, limit, start)?;
-                let count =
-                    u32::try_from(count).map_err(|_| corrupt("rate_windows", "count", count))?;
-                out.push(RateDecision {
-                    allowed,
-                    count,
-                    reset_at,
-                });
-                if !allowed {
-                    break;
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.write_volatile(move |c| count_hits(c, &hits)).await
     }
 
     async fn prune_windows(&self, before: Millis) -> StoreResult<u64> {

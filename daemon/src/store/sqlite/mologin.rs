@@ -1,5 +1,6 @@
 //! MO logins, MOs, accounts and sessions.
 
+use super::limits::{count_hits, own_hits, OwnedHit};
 use super::outbox::insert_message;
 use super::rows::{self, exec, one, write_err};
 use super::webhooks::insert_webhook;
@@ -119,17 +120,39 @@ fn account_by_msisdn(c: &Connection, service: &str, msisdn: &str) -> StoreResult
     )
 }
 
-/// A login completed by its MO, inside [`Store::receive_mo`]'s transaction.
-fn complete_login(c: &Connection, x: &OwnedCompletion, at: Millis) -> StoreResult<MoLoginOutcome> {
+/// Queues `reply` if `budget` allows it; else the index of the budget
+/// that refused it.
+fn budgeted_reply(
+    c: &Connection,
+    reply: &OutboxMessage,
+    budget: &[OwnedHit],
+) -> StoreResult<Option<usize>> {
+    let decisions = count_hits(c, budget)?;
+    if let Some(refused) = decisions.iter().position(|d| !d.allowed) {
+        return Ok(Some(refused));
+    }
+    insert_message(c, reply)?;
+    Ok(None)
+}
+
+/// A login completed by its MO, inside [`Store::receive_mo`]'s transaction;
+/// with the budget that suppressed its password SMS, if one did.
+fn complete_login(
+    c: &Connection,
+    x: &OwnedCompletion,
+    budget: &[OwnedHit],
+    at: Millis,
+) -> StoreResult<(MoLoginOutcome, Option<usize>)> {
     let Some(login) = get_mo_login(c, &x.token)? else {
-        return Ok(MoLoginOutcome::Unknown);
+        return Ok((MoLoginOutcome::Unknown, None));
     };
     if login.state != MoLoginState::Pending {
-        return Ok(MoLoginOutcome::Used);
+        return Ok((MoLoginOutcome::Used, None));
     }
     if at > login.expires_at {
-        return Ok(MoLoginOutcome::Expired);
+        return Ok((MoLoginOutcome::Expired, None));
     }
+    let mut suppressed = None;
     let existing = account_by_msisdn(c, &login.service, &x.msisdn)?;
     let (account, created) = match existing {
         Some(a) => (a, false),
@@ -141,7 +164,7 @@ fn complete_login(c: &Connection, x: &OwnedCompletion, at: Millis) -> StoreResul
             };
             insert_account(c, &a)?;
             if let Some(m) = &x.password_sms {
-                insert_message(c, m)?;
+                suppressed = budgeted_reply(c, m, budget)?;
             }
             (a, true)
         }
@@ -164,7 +187,7 @@ fn complete_login(c: &Connection, x: &OwnedCompletion, at: Millis) -> StoreResul
         insert_webhook(c, w)?;
     }
     finish_mo(c, &x.mo_id, "login_completed", at)?;
-    Ok(MoLoginOutcome::Completed { account, created })
+    Ok((MoLoginOutcome::Completed { account, created }, suppressed))
 }
 
 pub(super) fn get_mo_login(c: &Connection, token: &str) -> StoreResult<Option<MoLogin>> {
@@ -222,9 +245,11 @@ impl MoLoginStore for SqliteStore {
         dedup_key: &[u8],
         window_ms: i64,
         plan: &MoPlan<'_>,
+        reply_budget: &[RateHit<'_>],
         at: Millis,
-    ) -> StoreResult<Option<MoLoginOutcome>> {
+    ) -> StoreResult<Option<MoReceived>> {
         let (m, key) = (m.clone(), dedup_key.to_vec());
+        let budget = own_hits(reply_budget, at);
         let plan = match plan {
             MoPlan::Login {
                 complete,
@@ -246,25 +271,32 @@ impl MoLoginStore for SqliteStore {
             insert_mo(c, &m, &key)?;
             match plan {
                 OwnedPlan::Login(x, replies) => {
-                    let out = complete_login(c, &x, at)?;
-                    let refusal = match out {
+                    let (outcome, mut suppressed) = complete_login(c, &x, &budget, at)?;
+                    let refusal = match outcome {
                         MoLoginOutcome::Completed { .. } => None,
                         MoLoginOutcome::Unknown => Some(("unknown", &replies[0])),
                         MoLoginOutcome::Expired => Some(("expired", &replies[1])),
                         MoLoginOutcome::Used => Some(("used", &replies[2])),
                     };
-                    if let Some((outcome, reply)) = refusal {
-                        finish_mo(c, &m.id, outcome, at)?;
-                        insert_message(c, reply)?;
+                    if let Some((why, reply)) = refusal {
+                        finish_mo(c, &m.id, why, at)?;
+                        suppressed = budgeted_reply(c, reply, &budget)?;
                     }
-                    Ok(Some(out))
+                    Ok(Some(MoReceived {
+                        outcome,
+                        suppressed,
+                    }))
                 }
                 OwnedPlan::Finish(outcome, reply) => {
                     finish_mo(c, &m.id, &outcome, at)?;
-                    if let Some(r) = &reply {
-                        insert_message(c, r)?;
-                    }
-                    Ok(Some(MoLoginOutcome::Unknown))
+                    let suppressed = match &reply {
+                        Some(r) => budgeted_reply(c, r, &budget)?,
+                        None => None,
+                    };
+                    Ok(Some(MoReceived {
+                        outcome: MoLoginOutcome::Unknown,
+                        suppressed,
+                    }))
                 }
             }
         })
