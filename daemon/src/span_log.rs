@@ -30,30 +30,65 @@ impl Visit for Fields<'_> {
     }
 }
 
-impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanLog {
+thread_local! {
+    /// The log of the test running on this thread, if it installed one.
+    static CURRENT: std::cell::RefCell<Option<SpanLog>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The one global layer: it hands each span to the log of its thread.
+/// (A thread-local default subscriber is not enough: another test thread
+/// seeing a callsite first with no subscriber can cache it as disabled.)
+struct Routed;
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Routed {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
-        let mut fields = BTreeMap::new();
-        attrs.record(&mut Fields(&mut fields));
-        self.spans
-            .lock()
-            .expect("span log")
-            .insert(id.into_u64(), (attrs.metadata().name().to_string(), fields));
+        CURRENT.with(|c| {
+            if let Some(log) = &*c.borrow() {
+                let mut fields = BTreeMap::new();
+                attrs.record(&mut Fields(&mut fields));
+                log.spans
+                    .lock()
+                    .expect("span log")
+                    .insert(id.into_u64(), (attrs.metadata().name().to_string(), fields));
+            }
+        });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
-        if let Some((_, fields)) = self.spans.lock().expect("span log").get_mut(&id.into_u64()) {
-            values.record(&mut Fields(fields));
-        }
+        CURRENT.with(|c| {
+            if let Some(log) = &*c.borrow() {
+                if let Some((_, fields)) =
+                    log.spans.lock().expect("span log").get_mut(&id.into_u64())
+                {
+                    values.record(&mut Fields(fields));
+                }
+            }
+        });
+    }
+}
+
+/// Stops recording into a [`SpanLog`] when dropped.
+pub struct Guard(());
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.borrow_mut().take());
     }
 }
 
 impl SpanLog {
     /// Records the spans of this thread until the guard drops (tests on a
     /// current-thread runtime).
-    pub fn install() -> (SpanLog, tracing::subscriber::DefaultGuard) {
+    pub fn install() -> (SpanLog, Guard) {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let sub = tracing_subscriber::registry().with(Routed);
+            tracing::subscriber::set_global_default(sub)
+                .expect("no other global subscriber in tests");
+        });
         let log = SpanLog::default();
-        let sub = tracing_subscriber::registry().with(log.clone());
-        (log, tracing::subscriber::set_default(sub))
+        CURRENT.with(|c| *c.borrow_mut() = Some(log.clone()));
+        (log, Guard(()))
     }
 
     /// The spans named `name`, oldest first.

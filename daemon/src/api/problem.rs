@@ -286,7 +286,7 @@ impl From<CallerError> for Problem {
             CallerError::CountryNotAllowed { .. } => ProblemCode::CountryNotAllowed,
             CallerError::UnsupportedChannel(_) => ProblemCode::UnsupportedChannel,
             CallerError::UnsupportedLocale(..) => ProblemCode::UnsupportedLocale,
-            CallerError::BadCodeLength(_) => ProblemCode::InvalidCodeLength,
+            CallerError::BadCodeLength { .. } => ProblemCode::InvalidCodeLength,
             CallerError::RateLimited {
                 retry_after_secs, ..
             } => return Problem::rate_limited(detail, retry_after_secs),

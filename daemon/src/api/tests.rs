@@ -511,7 +511,7 @@ async fn request_errors_map_to_codes() {
     assert_problem(&r, StatusCode::BAD_REQUEST, "unsupported_channel");
     let r = api.start(json!({ "to": TO, "locale": "tlh" })).await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "unsupported_locale");
-    for n in [3, 11, 300] {
+    for n in [3, 4, 5, 11, 300] {
         let r = api.start(json!({ "to": TO, "code_length": n })).await;
         assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_code_length");
     }

@@ -39,7 +39,8 @@ pub struct StartBody {
     #[schema(example = "en")]
     #[serde(default)]
     pub locale: Option<String>,
-    /// Digits in the code (default: the server's setting).
+    /// Digits in the code (default: the server's setting); at least the
+    /// server's `verify.min_code_length` (6 unless configured).
     #[schema(minimum = 4, maximum = 10, example = 6)]
     #[serde(default)]
     pub code_length: Option<u32>,
@@ -268,7 +269,7 @@ pub async fn start(
         Some(n) => Some(u8::try_from(n).map_err(|_| {
             Problem::new(
                 ProblemCode::InvalidCodeLength,
-                format!("code_length {n} is out of range: use 4 to 10 digits"),
+                format!("code_length {n} is out of range: at most 10 digits"),
             )
         })?),
     };

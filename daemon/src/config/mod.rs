@@ -119,6 +119,8 @@ pub struct SecretsConfig {
 pub struct VerifyConfig {
     /// Digits in a code (4–10).
     pub code_length: u8,
+    /// Fewest digits a request's `code_length` may ask for (4–10; default 6).
+    pub min_code_length: u8,
     /// How long a code is valid (at most 10m).
     pub ttl: Span,
     /// Wrong checks allowed (1–5).
@@ -151,6 +153,7 @@ impl Default for VerifyConfig {
         );
         VerifyConfig {
             code_length: 6,
+            min_code_length: 6,
             ttl: Span(std::time::Duration::from_secs(600)),
             max_attempts: 5,
             resend_cooldown: Span(std::time::Duration::from_secs(30)),

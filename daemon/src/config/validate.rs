@@ -30,6 +30,17 @@ impl Config {
                 v.code_length
             ));
         }
+        if !(4..=10).contains(&v.min_code_length) {
+            p.push(format!(
+                "verify.min_code_length = {}: must be between 4 and 10",
+                v.min_code_length
+            ));
+        } else if v.code_length < v.min_code_length {
+            p.push(format!(
+                "verify.code_length = {}: below verify.min_code_length = {}",
+                v.code_length, v.min_code_length
+            ));
+        }
         if v.ttl.0 < Duration::from_secs(30) || v.ttl.0 > Duration::from_secs(600) {
             p.push(format!(
                 "verify.ttl = \"{}\": must be between 30s and 10m",

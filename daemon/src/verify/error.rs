@@ -53,9 +53,14 @@ pub enum CallerError {
     /// Locale without a template (SMS) or prompts (voice).
     #[error("locale {0:?} has no message template or prompts for this channel (available: {1})")]
     UnsupportedLocale(String, String),
-    /// code_length outside 4–10.
-    #[error("code_length {0} is out of range: use 4 to 10 digits")]
-    BadCodeLength(u8),
+    /// code_length outside `verify.min_code_length`–10.
+    #[error("code_length {len} is out of range: use {min} to 10 digits")]
+    BadCodeLength {
+        /// What was asked for.
+        len: u8,
+        /// The server's floor (`verify.min_code_length`).
+        min: u8,
+    },
     /// A rate limit was hit.
     #[error("too many requests ({scope}); retry after {retry_after_secs} s")]
     RateLimited {

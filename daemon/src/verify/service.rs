@@ -282,8 +282,12 @@ impl VerifyService {
         let calls = self.call_channels();
         self.check_channel(&cfg, &calls, &channel, &locale, req.fallback_sms)?;
         let len = req.code_length.unwrap_or(cfg.code_length);
-        if !(4..=10).contains(&len) {
-            return Err(VerifyError::Caller(CallerError::BadCodeLength(len)));
+        // A short code is a guessable one: the floor holds for every request.
+        if !(cfg.min_code_length..=10).contains(&len) {
+            return Err(VerifyError::Caller(CallerError::BadCodeLength {
+                len,
+                min: cfg.min_code_length,
+            }));
         }
         // A repeated start returns the pending verification; it resends
         // (with a fresh code) only after the cooldown.

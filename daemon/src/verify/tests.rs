@@ -265,8 +265,29 @@ async fn bad_input_is_refused_with_reasons() {
     r.code_length = Some(3);
     assert!(matches!(
         s.start(&svc, r, T0).await,
-        Err(VerifyError::Caller(CallerError::BadCodeLength(3)))
+        Err(VerifyError::Caller(CallerError::BadCodeLength {
+            len: 3,
+            min: 6
+        }))
     ));
+    // An attacker asking for 4-digit codes (10x easier to guess) is refused:
+    // the floor is verify.min_code_length (default 6), not the format's 4.
+    for short in [4, 5] {
+        let mut r = req(TO);
+        r.code_length = Some(short);
+        let e = s.start(&svc, r, T0).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                VerifyError::Caller(CallerError::BadCodeLength { min: 6, .. })
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("code_length {short} is out of range: use 6 to 10 digits")
+        );
+    }
     assert!(matches!(
         s.check(&svc, "vf_nope", "123456", T0).await,
         Err(VerifyError::Caller(CallerError::NotFound))
