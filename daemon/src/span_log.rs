@@ -68,6 +68,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Routed {
 }
 
 /// Stops recording into a [`SpanLog`] when dropped.
+#[derive(Debug)]
 pub struct Guard(());
 
 impl Drop for Guard {
