@@ -129,8 +129,10 @@ fn start_daemon(a: &VerifyArgs, sim: &Sim) -> Result<Daemon, String> {
 }
 
 /// The part of a bench daemon's config every bench shares: loopback
-/// listeners on free ports, durable SQLite in `./var`, limits out of the way.
-pub(crate) const BASE_CONFIG: &str = r#"[api]
+/// listeners on free ports, durable SQLite in `./var`, limits out of the way;
+/// `lab = true` for the lab's published secrets.
+pub(crate) const BASE_CONFIG: &str = r#"lab = true
+[api]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 [store]

@@ -484,12 +484,29 @@ fn check_config(path: &std::path::Path, set: &[String]) -> ExitCode {
                 c.flash_call.pool.len(),
                 c.voice_gateway.len(),
                 c.service.len(),
-                if c.lab.smsc.is_some() {
+                if c.lab.is_lab() {
                     ", lab mode"
                 } else {
                     ""
                 }
             );
+            // The caller ID is the code: say how guessable each pool makes it.
+            for (i, pool) in c.flash_call.pool.iter().enumerate() {
+                if let Ok(cli) = verigate::flashcall::CliPool::new(
+                    &pool.numbers,
+                    &pool.ranges,
+                    pool.report_digits,
+                ) {
+                    let attempts = c.verify.max_attempts;
+                    println!(
+                        "flash_call.pool[{i}] ({}): {} numbers; guess probability {attempts}/{} = {:.3}% per verification (verify.max_attempts / pool)",
+                        pool.countries.join(", "),
+                        cli.size(),
+                        cli.size(),
+                        100.0 * f64::from(attempts) / cli.size() as f64,
+                    );
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

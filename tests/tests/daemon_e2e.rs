@@ -149,10 +149,12 @@ fn bad_config_exits_64_naming_the_key() {
     assert!(err.contains("verify.code_length = 99"), "{err}");
 }
 
-/// A deployment config (no lab mode) pointing at a separately started simulator.
+/// A deployment config pointing at a separately started simulator (no
+/// simulators of its own; `lab = true` only lets it use the lab's secrets).
 fn deployment_config(dir: &std::path::Path, smsc_port: u16) -> PathBuf {
     let text = format!(
         r#"
+lab = true
 [api]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
@@ -968,11 +970,85 @@ fn demo_starts_its_own_lab_daemon_when_none_answers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The secrets conf/example.toml reads from the environment, with values
+/// a real deployment could use.
+const EXAMPLE_ENV: [(&str, &str); 3] = [
+    ("VERIGATE_SMSC_PASSWORD", "Zt8q2Wxk"),
+    ("VERIGATE_GATEWAY_6258_K1", "k1-q8WvN3x7Lr2ZpK5tY9cB"),
+    ("VERIGATE_EXAMPLE_API_KEY", "vg_live_q8WvN3x7Lr2ZpK5t"),
+];
+
+#[test]
+fn run_refuses_lab_and_example_secrets_outside_lab_mode() {
+    let dir = scratch_dir();
+    let example = workspace().join("conf/example.toml");
+    let verigate = |cmd: &str, env: &[(&str, &str)]| {
+        let mut c = Command::new(bin("verigate"));
+        c.current_dir(&dir).arg(cmd);
+        if cmd == "run" {
+            c.arg("--config");
+        }
+        c.arg(&example);
+        for (k, _) in EXAMPLE_ENV {
+            c.env_remove(k);
+        }
+        c.envs(env.iter().copied());
+        c.output().unwrap()
+    };
+    // The example reads its secrets from the environment: unset, each is named.
+    let out = verigate("run", &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "smsc[0].password_env = \"VERIGATE_SMSC_PASSWORD\": the environment variable is not set"
+        ),
+        "{err}"
+    );
+    // Set to the lab's published values (or too short), `run` refuses them by key.
+    let out = verigate(
+        "run",
+        &[
+            ("VERIGATE_SMSC_PASSWORD", "secret"),
+            ("VERIGATE_GATEWAY_6258_K1", "123321"),
+            ("VERIGATE_EXAMPLE_API_KEY", "q8WvN3x7"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "smsc[0] (primary).password: is a lab or example value",
+        "voice_gateway[0] (6258).k1: is a lab or example value",
+        "service[0] (example).api_key: must be at least 16 characters outside lab mode",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "nothing started"
+    );
+    // With its own secrets the example is a valid deployment, and
+    // check-config says how guessable its flash-call pool is.
+    let out = verigate("check-config", &EXAMPLE_ENV);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("flash_call.pool[0] (GB): 1000 numbers; guess probability 5/1000 = 0.500% per verification"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn demo_refuses_a_config_without_lab_mode() {
     let dir = scratch_dir();
     let out = Command::new(bin("verigate"))
         .current_dir(&dir)
+        .envs(EXAMPLE_ENV)
         .args(["demo", "--config"])
         .arg(workspace().join("conf/example.toml"))
         .output()

@@ -212,6 +212,10 @@ pub(super) fn is_e164(s: &str) -> bool {
     (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
 }
 
+/// Fewest numbers of a flash-call pool outside lab mode: the caller ID is
+/// the code, so a small pool is a guessable one.
+pub const MIN_POOL: u64 = 1000;
+
 /// Problems of the call settings (see [`super::Config::problems`]).
 pub fn problems(c: &super::Config, p: &mut Vec<String>) {
     let mut names = HashSet::new();
@@ -377,10 +381,18 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
                 "{k}.report_digits = {}: must be between 4 and 8",
                 pool.report_digits
             ));
-        } else if let Err(e) =
-            crate::flashcall::CliPool::new(&pool.numbers, &pool.ranges, pool.report_digits)
-        {
-            p.push(format!("{k}: {e}"));
+        } else {
+            match crate::flashcall::CliPool::new(&pool.numbers, &pool.ranges, pool.report_digits) {
+                Err(e) => p.push(format!("{k}: {e}")),
+                Ok(cli) if cli.size() < MIN_POOL && !c.lab.is_lab() => p.push(format!(
+                    "{k}: {} numbers; outside lab mode a pool needs at least {MIN_POOL} \
+                     (with {} attempts a guesser wins one verification in {:.0})",
+                    cli.size(),
+                    c.verify.max_attempts,
+                    cli.size() as f64 / f64::from(c.verify.max_attempts.max(1)),
+                )),
+                Ok(_) => {}
+            }
         }
     }
 }

@@ -55,6 +55,14 @@ pub fn load_str(text: &str, path: &str, sets: &[String]) -> Result<Config, Confi
     for s in sets {
         apply_set(&mut value, s, None)?;
     }
+    // Secrets named by file or variable are read before the schema sees them.
+    let secret_problems = super::secrets::resolve(&mut value);
+    if !secret_problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.into(),
+            problems: secret_problems,
+        });
+    }
     let mut result = Config::deserialize_value(value);
     if result.is_err() {
         // A value such as `verify.sender=12345` reads as a number, but the
@@ -64,6 +72,7 @@ pub fn load_str(text: &str, path: &str, sets: &[String]) -> Result<Config, Confi
             for (j, s) in sets.iter().enumerate() {
                 apply_set(&mut v, s, Some(i == j))?;
             }
+            super::secrets::resolve(&mut v);
             if let Ok(cfg) = Config::deserialize_value(v) {
                 result = Ok(cfg);
                 break;

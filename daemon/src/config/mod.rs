@@ -4,6 +4,7 @@
 mod calls;
 mod load;
 mod mo_login;
+mod secrets;
 mod units;
 mod validate;
 mod voice_gateway;
@@ -61,7 +62,7 @@ pub struct Config {
     /// Outbox workers.
     #[serde(default)]
     pub outbox: OutboxConfig,
-    /// Lab mode: simulators started with the daemon.
+    /// Lab mode (`lab = true`), or simulators started with the daemon (`[lab.smsc]`, `[lab.switch]`).
     #[serde(default)]
     pub lab: LabConfig,
     /// Logging.
@@ -317,16 +318,64 @@ impl Default for OutboxConfig {
     }
 }
 
-/// `[lab]`
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// `lab = true`, or `[lab]` with simulators: lab mode, where lab and
+/// example secrets and small flash-call pools are allowed.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct LabConfig {
+    /// `lab = true` (or `[lab] enabled = true`) without simulators.
+    pub enabled: bool,
     /// Start `verigate-sim smsc` with the daemon.
-    #[serde(default)]
     pub smsc: Option<LabSmsc>,
     /// Start `verigate-sim switch` with the daemon.
-    #[serde(default)]
     pub switch: Option<LabSwitch>,
+}
+
+impl LabConfig {
+    /// Lab mode: said so, or simulators started (nobody serves real
+    /// subscribers through a simulated SMSC or switch).
+    pub fn is_lab(&self) -> bool {
+        self.enabled || self.smsc.is_some() || self.switch.is_some()
+    }
+}
+
+/// The table form of `[lab]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabTable {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    smsc: Option<LabSmsc>,
+    #[serde(default)]
+    switch: Option<LabSwitch>,
+}
+
+impl<'de> Deserialize<'de> for LabConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Form;
+        impl<'de> serde::de::Visitor<'de> for Form {
+            type Value = LabConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or a [lab] table")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<LabConfig, E> {
+                Ok(LabConfig {
+                    enabled: v,
+                    ..LabConfig::default()
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<LabConfig, A::Error> {
+                // Through the map deserializer, so errors inside keep their key.
+                let t = LabTable::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(LabConfig {
+                    enabled: t.enabled,
+                    smsc: t.smsc,
+                    switch: t.switch,
+                })
+            }
+        }
+        d.deserialize_any(Form)
+    }
 }
 
 /// `[lab.switch]`
@@ -402,6 +451,82 @@ server_secret_file = "./var/s"
         assert_eq!(c.verify.max_attempts, 5);
         assert_eq!(c.verify.ttl.0.as_secs(), 600);
         assert!(c.verify.templates.contains_key("zh"));
+    }
+
+    #[test]
+    fn lab_and_example_secrets_are_refused_outside_lab_mode() {
+        let lab_values = r#"
+[api]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+admin_token = "change-me-admin-token"
+[store]
+kind = "sqlite"
+path = "./var/x.db"
+[secrets]
+server_secret_file = "./var/s"
+[[smsc]]
+name = "s"
+host = "h"
+port = 2775
+system_id = "v"
+password = "secret"
+[[sip_trunk]]
+name = "t"
+host = "h"
+username = "u"
+password = "lab-secret"
+caller_id = "+442071838750"
+[[voice_gateway]]
+sn = "7001"
+k1 = "lab-k1-change-me-0123456789"
+[[service]]
+code = "lab"
+name = "Lab"
+api_key = "q8WvN3x7Lr"
+webhook_url = "https://app.example/hook"
+webhook_secret = "at-least-16-characters"
+"#;
+        let e = load_str(lab_values, "t.toml", &[]).unwrap_err().to_string();
+        for want in [
+            "api.admin_token: is a lab or example value",
+            "smsc[0] (s).password: is a lab or example value",
+            "sip_trunk[0] (t).password: is a lab or example value",
+            "voice_gateway[0] (7001).k1: is a lab or example value",
+            "service[0] (lab).api_key: must be at least 16 characters outside lab mode",
+            "service[0] (lab).webhook_secret: is a lab or example value",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+        // `lab = true` allows them; so does `[lab] enabled = true`.
+        let c = load_str(lab_values, "t.toml", &["lab=true".into()]).unwrap();
+        assert!(c.lab.is_lab());
+        let table = format!("{}\n[lab]\nenabled = true\n", lab_values);
+        assert!(load_str(&table, "t.toml", &[]).unwrap().lab.is_lab());
+        // A typo inside [lab] is named.
+        let e = load_str(&format!("{MIN}\n[lab]\nenabeld = true\n"), "t.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("enabeld"), "{e}");
+    }
+
+    #[test]
+    fn a_small_flash_call_pool_is_refused_outside_lab_mode() {
+        let text = format!(
+            "{MIN}[[flash_call.pool]]\ncountries = [\"GB\"]\nranges = [\"+447400900000-+447400900099\"]\n"
+        );
+        let e = load_str(&text, "t.toml", &[]).unwrap_err().to_string();
+        let want = "flash_call.pool[0]: 100 numbers; outside lab mode a pool needs at least 1000 \
+                    (with 5 attempts a guesser wins one verification in 20)";
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        let lab = load_str(&text, "t.toml", &["lab=true".into()]);
+        let e = lab.map(|_| String::new()).unwrap_or_else(|e| e.to_string());
+        assert!(!e.contains("outside lab mode"), "{e}");
+        let big = text.replace("+447400900099", "+447400900999");
+        let e = load_str(&big, "t.toml", &[])
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string());
+        assert!(!e.contains("flash_call.pool[0]"), "{e}");
     }
 
     #[test]
@@ -573,10 +698,19 @@ k2 = "md5-legacy"
         .unwrap_err()
         .to_string();
         assert!(e.contains("sha1") && e.contains("hmac-sha256"), "{e}");
-        // The seed's legacy example is accepted as it stands, with defaults.
+        // The seed's legacy example is refused outside lab mode (its K1 is
+        // published and short), and accepted as it stands in lab mode.
+        let seed = "[[sip_trunk]]\nname = \"t\"\nhost = \"h\"\n[[voice_gateway]]\nsn = \"6258\"\nk1 = \"123321\"\nk2 = \"md5-legacy\"\nregion = \"CN\"\n";
+        let e = load_str(&format!("{MIN}{seed}"), "t.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("voice_gateway[0] (6258).k1: is a lab or example value"),
+            "{e}"
+        );
         let c = load_str(
             &format!(
-                "{MIN}\n[[sip_trunk]]\nname = \"t\"\nhost = \"h\"\n[[voice_gateway]]\nsn = \"6258\"\nk1 = \"123321\"\nk2 = \"md5-legacy\"\nregion = \"CN\"\n"
+                "lab = true\n{MIN}\n[[sip_trunk]]\nname = \"t\"\nhost = \"h\"\n[[voice_gateway]]\nsn = \"6258\"\nk1 = \"123321\"\nk2 = \"md5-legacy\"\nregion = \"CN\"\n"
             ),
             "t.toml",
             &[],

@@ -221,6 +221,7 @@ impl Config {
         if self.secrets.server_secret_file.is_empty() {
             p.push("secrets.server_secret_file: must not be empty".into());
         }
+        super::secrets::problems(self, &mut p);
         p
     }
 }
