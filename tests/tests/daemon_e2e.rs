@@ -1308,13 +1308,15 @@ fn the_voice_gateway_calls_only_for_a_right_k2_and_the_handset_hears_the_code() 
     // 7001 is on HMAC-SHA256; a busy number shows as the call's outcome.
     let to = "+447400300077";
     set_handset(&d, to, serde_json::json!({"mode": "busy"}));
+    let ts = now_secs();
     let k2 = verigate::voice_gateway::k2::compute(
         verigate::config::K2Scheme::HmacSha256,
         b"lab-k1-change-me-0123456789",
         to,
         "4711",
+        ts,
     );
-    let body = serde_json::json!({"tn": to, "vn": "4711", "sn": "7001", "k2": hex(&k2)});
+    let body = serde_json::json!({"tn": to, "vn": "4711", "sn": "7001", "k2": hex(&k2), "ts": ts});
     let (st, r) = gateway_request(&d, body);
     assert_eq!(
         (st, r["code"].as_str()),
@@ -1326,9 +1328,10 @@ fn the_voice_gateway_calls_only_for_a_right_k2_and_the_handset_hears_the_code() 
         b"lab-k1-change-me-0123456789",
         to,
         "471147",
+        ts,
     );
-    let body =
-        serde_json::json!({"tn": to, "vn": "471147", "sn": "7001", "k2": hex(&k2), "locale": "en"});
+    let body = serde_json::json!({"tn": to, "vn": "471147", "sn": "7001", "k2": hex(&k2),
+                                  "ts": ts, "locale": "en"});
     let (st, r) = gateway_request(&d, body);
     assert_eq!(st, 202, "{r}");
     let o = gateway_outcome(&d, r["id"].as_str().unwrap());
@@ -1337,6 +1340,13 @@ fn the_voice_gateway_calls_only_for_a_right_k2_and_the_handset_hears_the_code() 
         (Some("busy"), Some(486)),
         "{o}"
     );
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn hex(b: &[u8]) -> String {

@@ -41,6 +41,8 @@ pub enum ProblemCode {
     CallerNumbersExhausted,
     /// The request's credentials are valid but not for this (403).
     Forbidden,
+    /// The request's signed timestamp is outside the accepted window (403).
+    StaleRequest,
     /// `code_length` is outside 4–10 (400).
     InvalidCodeLength,
     /// The submitted code is not 4–10 digits (400).
@@ -78,6 +80,7 @@ impl ProblemCode {
             ProblemCode::ChannelUnavailable => "channel_unavailable",
             ProblemCode::CallerNumbersExhausted => "caller_numbers_exhausted",
             ProblemCode::Forbidden => "forbidden",
+            ProblemCode::StaleRequest => "stale_request",
             ProblemCode::InvalidCodeLength => "invalid_code_length",
             ProblemCode::InvalidCode => "invalid_code",
             ProblemCode::Unauthorized => "unauthorized",
@@ -105,6 +108,7 @@ impl ProblemCode {
             ProblemCode::ChannelUnavailable => "Channel not available on this server",
             ProblemCode::CallerNumbersExhausted => "No caller number free for this destination",
             ProblemCode::Forbidden => "Forbidden",
+            ProblemCode::StaleRequest => "Request timestamp outside the accepted window",
             ProblemCode::InvalidCodeLength => "Invalid code length",
             ProblemCode::InvalidCode => "Invalid code format",
             ProblemCode::Unauthorized => "Unauthorized",
@@ -133,7 +137,7 @@ impl ProblemCode {
             | ProblemCode::InvalidCodeLength
             | ProblemCode::InvalidCode => StatusCode::BAD_REQUEST,
             ProblemCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ProblemCode::Forbidden => StatusCode::FORBIDDEN,
+            ProblemCode::Forbidden | ProblemCode::StaleRequest => StatusCode::FORBIDDEN,
             ProblemCode::CallerNumbersExhausted => StatusCode::SERVICE_UNAVAILABLE,
             ProblemCode::NotFound => StatusCode::NOT_FOUND,
             ProblemCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -719,11 +719,13 @@ fn md5_k2(tn: &str, vn: &str) -> String {
     hex::encode(Md5::digest(format!("{tn}{vn}123321")))
 }
 
-fn hmac_k2(tn: &str, vn: &str) -> String {
+/// K2 of the HMAC form, signed now; with the `ts` it signs.
+fn hmac_k2(tn: &str, vn: &str) -> (String, i64) {
     use hmac::{Hmac, Mac};
+    let ts = crate::clock::unix_ms() / 1000;
     let mut m = Hmac::<sha2::Sha256>::new_from_slice(HMAC_K1.as_bytes()).unwrap();
-    m.update(format!("{tn}{vn}").as_bytes());
-    hex::encode(m.finalize().into_bytes())
+    m.update(format!("{ts}.{tn}{vn}").as_bytes());
+    (hex::encode(m.finalize().into_bytes()), ts)
 }
 
 impl Api {
@@ -861,12 +863,12 @@ async fn voice_gateway_refuses_a_bad_k2_with_403_and_places_no_call() {
 async fn voice_gateway_input_errors_have_clear_codes() {
     let api = setup().await;
     let post = |tn: &str, vn: &str, sn: &str, locale: Option<&str>| {
-        let k2 = if sn == "6258" {
-            md5_k2(tn, vn)
+        let mut b = if sn == "6258" {
+            json!({ "tn": tn, "vn": vn, "sn": sn, "k2": md5_k2(tn, vn) })
         } else {
-            hmac_k2(tn, vn)
+            let (k2, ts) = hmac_k2(tn, vn);
+            json!({ "tn": tn, "vn": vn, "sn": sn, "k2": k2, "ts": ts })
         };
-        let mut b = json!({ "tn": tn, "vn": vn, "sn": sn, "k2": k2 });
         if let Some(l) = locale {
             b["locale"] = json!(l);
         }
@@ -907,6 +909,11 @@ async fn voice_gateway_input_errors_have_clear_codes() {
         .await;
     assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
     assert!(api.queued_calls().await.is_empty());
+    // The HMAC form without its timestamp is refused like a wrong K2.
+    let mut no_ts = post("+447400123456", "365882", "7001", Some("en"));
+    no_ts.as_object_mut().unwrap().remove("ts");
+    let r = api.voice_call(no_ts).await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
     // The HMAC service number: E.164 input, the caller ID it names.
     let r = api
         .voice_call(post("+447400123456", "365882", "7001", Some("en")))

@@ -29,10 +29,16 @@ pub struct VoiceCallBody {
     /// Service number.
     #[schema(example = "6258")]
     pub sn: String,
-    /// Hex HMAC-SHA256(K1, tn‖vn), or MD5(tn‖vn‖K1) for a service number
-    /// set to `md5-legacy`; either case.
+    /// Hex HMAC-SHA256(K1, ts "." tn‖vn), or MD5(tn‖vn‖K1) for a service
+    /// number set to `md5-legacy`; either case.
     #[schema(example = "241cf04a9dd186585ff23b9e7ae76493")]
     pub k2: String,
+    /// When the request was signed, Unix seconds: required by the HMAC form
+    /// and accepted within the service number's `ts_skew` (5 minutes) of
+    /// our clock; not used by `md5-legacy`.
+    #[schema(example = 1800000000)]
+    #[serde(default)]
+    pub ts: Option<i64>,
     /// Prompt locale, `en` or `zh` (default: the service number's).
     #[schema(example = "zh")]
     #[serde(default)]
@@ -90,7 +96,7 @@ fn view(c: &CallJob) -> VoiceCallView {
 }
 
 /// The detail of every 403.
-pub const FORBIDDEN_DETAIL: &str = "sn and k2 do not verify: k2 must be the hex HMAC-SHA256 of tn followed by vn, keyed with the service number's K1 (or the MD5 of tn, vn and K1 for a service number on the legacy scheme)";
+pub const FORBIDDEN_DETAIL: &str = "sn, ts and k2 do not verify: k2 must be the hex HMAC-SHA256 of ts (Unix seconds), \".\", tn and vn, keyed with the service number's K1 (or the MD5 of tn, vn and K1 for a service number on the legacy scheme)";
 
 impl From<GatewayError> for Problem {
     fn from(e: GatewayError) -> Self {
@@ -102,6 +108,7 @@ impl From<GatewayError> for Problem {
             GatewayError::UnknownServiceNumber(_) | GatewayError::BadK2(_) => {
                 Problem::new(ProblemCode::Forbidden, FORBIDDEN_DETAIL)
             }
+            GatewayError::Stale { .. } => Problem::new(ProblemCode::StaleRequest, detail),
             GatewayError::BadCode { .. } => Problem::new(ProblemCode::InvalidCode, detail),
             GatewayError::BadNumber(_) => Problem::new(ProblemCode::InvalidPhoneNumber, detail),
             GatewayError::CountryNotAllowed { .. } => {
@@ -128,9 +135,9 @@ impl From<GatewayError> for Problem {
     request_body(content = VoiceCallBody, content_type = "application/json"),
     responses(
         (status = 202, description = "K2 checked; the call is queued", body = VoiceCallView),
-        (status = 200, description = "The same request (same K2) was made before: its call, which is not placed again", body = VoiceCallView),
+        (status = 200, description = "The same service number, number and code were asked for within the replay window (24 h): the first call, which is not placed again", body = VoiceCallView),
         (status = 400, description = "invalid_json, unknown_field, invalid_field, invalid_code, invalid_phone_number, country_not_allowed, unsupported_locale", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "forbidden: unknown service number, or a k2 that is malformed or does not match; no call is placed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "forbidden: unknown service number, or a k2 that is malformed or does not match (or no ts for the HMAC form); stale_request: ts is outside the window; no call is placed", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "payload_too_large", body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "invalid_json (not sent as application/json)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 429, description = "rate_limited (per service number, or per number for the service number)", body = ProblemBody, content_type = "application/problem+json",
@@ -150,6 +157,7 @@ pub async fn request(
         vn: b.vn,
         sn: b.sn,
         k2: b.k2,
+        ts: b.ts,
         locale: b.locale,
     };
     match state.voice_gateway.request(req, state.clock.now_ms()).await {
@@ -173,7 +181,9 @@ pub async fn request(
             crate::metrics::gateway_request(e.outcome());
             if matches!(
                 e,
-                GatewayError::UnknownServiceNumber(_) | GatewayError::BadK2(_)
+                GatewayError::UnknownServiceNumber(_)
+                    | GatewayError::BadK2(_)
+                    | GatewayError::Stale { .. }
             ) {
                 tracing::warn!(sn = %sn, error = %e, "voice gateway request refused");
             }

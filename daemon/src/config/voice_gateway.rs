@@ -64,6 +64,13 @@ pub struct VoiceGatewayEntry {
     /// Give up placing a call this long after the request.
     #[serde(default = "default_expires_after")]
     pub expires_after: Span,
+    /// A (SN, TN, VN) makes one call in this long: a repeat, or a replay,
+    /// gets the first call back.
+    #[serde(default = "default_replay_window")]
+    pub replay_window: Span,
+    /// How far the signed `ts` of the HMAC form may be from our clock.
+    #[serde(default = "default_ts_skew")]
+    pub ts_skew: Span,
 }
 
 fn default_scheme() -> K2Scheme {
@@ -85,6 +92,12 @@ fn default_per_number() -> RateLimit {
     }
 }
 fn default_expires_after() -> Span {
+    Span(Duration::from_secs(300))
+}
+fn default_replay_window() -> Span {
+    Span(Duration::from_secs(24 * 3600))
+}
+fn default_ts_skew() -> Span {
     Span(Duration::from_secs(300))
 }
 
@@ -185,6 +198,22 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
             p.push(format!(
                 "{k}.expires_after = \"{}\": must be between 30s and 1h",
                 g.expires_after
+            ));
+        }
+        // Shorter than expires_after, a replay could place a second call
+        // while the first may still be placed.
+        let r = g.replay_window.0;
+        if r < e.max(Duration::from_secs(3600)) || r > Duration::from_secs(30 * 24 * 3600) {
+            p.push(format!(
+                "{k}.replay_window = \"{}\": must be between 1h (and at least expires_after) and 30d",
+                g.replay_window
+            ));
+        }
+        let s = g.ts_skew.0;
+        if s < Duration::from_secs(10) || s > Duration::from_secs(3600) {
+            p.push(format!(
+                "{k}.ts_skew = \"{}\": must be between 10s and 1h",
+                g.ts_skew
             ));
         }
     }

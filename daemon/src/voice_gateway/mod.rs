@@ -6,7 +6,7 @@
 
 pub mod k2;
 
-use crate::config::{Config, VoiceGatewayEntry};
+use crate::config::{Config, K2Scheme, VoiceGatewayEntry};
 use crate::random::Random;
 use crate::store::{CallJob, CallKind, CallState, Millis, RequestKey, Store, StoreError};
 use crate::verify::phone::{self, PhoneError};
@@ -29,6 +29,8 @@ pub struct GatewayRequest {
     pub sn: String,
     /// Session key, hex.
     pub k2: String,
+    /// When the request was signed (Unix seconds; the HMAC form signs it).
+    pub ts: Option<i64>,
     /// Prompt locale (default: the service number's).
     pub locale: Option<String>,
 }
@@ -64,6 +66,17 @@ pub enum GatewayError {
     /// No prompts in that locale.
     #[error("locale {0:?} has no voice prompts (available: {1})")]
     UnsupportedLocale(String, String),
+    /// The signed timestamp is too far from our clock: a captured request
+    /// sent again later, or a requester's clock off.
+    #[error("ts {ts} is {off_secs} s from this server's clock; at most {skew_secs} s is accepted (sign each request when it is sent)")]
+    Stale {
+        /// What was sent.
+        ts: i64,
+        /// How far off it is.
+        off_secs: i64,
+        /// The service number's window.
+        skew_secs: u64,
+    },
     /// A per-SN limit was hit.
     #[error("too many calls ({scope}); retry after {retry_after_secs} s")]
     RateLimited {
@@ -85,6 +98,7 @@ impl GatewayError {
     pub fn outcome(&self) -> &'static str {
         match self {
             GatewayError::UnknownServiceNumber(_) | GatewayError::BadK2(_) => "forbidden",
+            GatewayError::Stale { .. } => "stale",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::Store(_) => "error",
             _ => "rejected_input",
@@ -154,7 +168,19 @@ impl VoiceGateway {
             .get(&req.sn)
             .ok_or_else(|| GatewayError::UnknownServiceNumber(req.sn.clone()))?;
         // K2 first: whoever cannot prove K1 learns nothing about the number.
-        let k2 = k2::verify(g.k2, g.k1.as_bytes(), &req.tn, &req.vn, &req.k2)?;
+        k2::verify(g.k2, g.k1.as_bytes(), &req.tn, &req.vn, req.ts, &req.k2)?;
+        // A signed timestamp dates the request: a captured one dies with its window.
+        if g.k2 == K2Scheme::HmacSha256 {
+            let ts = req.ts.unwrap_or_default();
+            let off_secs = (now / 1000).saturating_sub(ts).saturating_abs();
+            if off_secs as u64 > g.ts_skew.0.as_secs() {
+                return Err(GatewayError::Stale {
+                    ts,
+                    off_secs,
+                    skew_secs: g.ts_skew.0.as_secs(),
+                });
+            }
+        }
         // A fixed length makes TN‖VN split one way only, so a K2 for one
         // number cannot be reused for a number with a digit more.
         if req.vn.len() != g.code_digits || !req.vn.bytes().all(|b| b.is_ascii_digit()) {
@@ -183,14 +209,14 @@ impl VoiceGateway {
             });
         }
         let service = format!("{SERVICE_PREFIX}{}", g.sn);
-        let key = Sha256::digest(&k2);
-        // A repeat answers what the first request did, before the limits:
-        // a retry or a replay never places a second call.
-        // A repeat counts while the first call could still be placed: the
-        // same number and code asked for again later is a new call.
+        // One call per (SN, TN, VN) in the replay window, whatever the K2
+        // or ts: a repeat answers what the first request did, before the
+        // limits, so a retry or a replay never places a second call.
+        let key =
+            Sha256::digest([g.sn.as_bytes(), to.digits().as_bytes(), req.vn.as_bytes()].join(&0u8));
         let request = RequestKey {
             key: &key,
-            since: now - g.expires_after.0.as_millis() as i64,
+            since: now - g.replay_window.0.as_millis() as i64,
         };
         if let Some(first) = self.store.find_call_by_request(&service, request).await? {
             self.store.barrier().await?;
@@ -261,3 +287,6 @@ impl VoiceGateway {
             .unwrap_or(&call.service)
     }
 }
+
+#[cfg(test)]
+mod tests;
