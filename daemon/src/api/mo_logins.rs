@@ -88,6 +88,9 @@ impl From<MoLoginError> for Problem {
             MoLoginError::Unavailable => {
                 Problem::new(ProblemCode::ChannelUnavailable, e.to_string())
             }
+            MoLoginError::RateLimited { retry_after_secs } => {
+                Problem::rate_limited(e.to_string(), retry_after_secs)
+            }
             MoLoginError::Store(err) => Problem::from(err),
         }
     }
@@ -105,6 +108,8 @@ impl From<MoLoginError> for Problem {
         (status = 400, description = "invalid_json, unknown_field, invalid_field, channel_unavailable (MO login not set up)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "unauthorized", body = ProblemBody, content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "rate_limited (mo_login.per_service)", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the limit resets"))),
         (status = 500, description = "internal", body = ProblemBody, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

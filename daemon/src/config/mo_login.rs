@@ -57,6 +57,8 @@ pub struct MoLoginConfig {
     pub templates: BTreeMap<String, MoTemplates>,
     /// Budgets of SMS the short code sends back (refusals, password SMS).
     pub reply_limits: MoReplyLimits,
+    /// Logins (`POST /v1/mo-logins`) one service may ask for.
+    pub per_service: RateLimit,
 }
 
 /// `[mo_login.reply_limits]`: every SMS sent back to an MO's sender costs
@@ -122,6 +124,7 @@ impl Default for MoLoginConfig {
             max_wait: Span(Duration::from_secs(30)),
             templates,
             reply_limits: MoReplyLimits::default(),
+            per_service: "600/1m".parse().expect("valid"),
         }
     }
 }

@@ -63,6 +63,12 @@ pub enum MoLoginError {
     /// `[mo_login]` has no short code.
     #[error("MO login is not available on this server: mo_login.short_code is not set")]
     Unavailable,
+    /// The service asked for more logins than `mo_login.per_service` allows.
+    #[error("too many MO logins for this service; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until the window resets.
+        retry_after_secs: u64,
+    },
     /// The store failed (our side).
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
@@ -198,6 +204,18 @@ impl MoLoginService {
         if self.cfg.short_code.is_empty() {
             return Err(MoLoginError::Unavailable);
         }
+        // Each token is a row and a long poll: a runaway client of one
+        // service must not fill the store.
+        let limit = [(
+            "per service",
+            format!("mol:{}", svc.code),
+            self.cfg.per_service,
+        )];
+        if let Err(r) = crate::limits::hit(&*self.store, &limit, now).await? {
+            return Err(MoLoginError::RateLimited {
+                retry_after_secs: r.retry_after_secs,
+            });
+        }
         // 40 random bits: a clash is rare; try again on one.
         let mut tries = 0;
         loop {
@@ -249,7 +267,15 @@ impl MoLoginService {
             .entry(token.clone())
             .or_default()
             .clone();
-        let polled = async {
+        // Also when the poll is dropped unfinished (the client went away):
+        // the entry must not outlive its last poll.
+        let leave = Leave {
+            waiting: &self.waiting,
+            token: &token,
+            notify: Some(notify),
+        };
+        let notify = leave.notify.as_ref().expect("held until the poll ends");
+        async {
             loop {
                 let now = now + start.elapsed().as_millis() as i64;
                 // Registered before the read, so a completion in between wakes us.
@@ -268,16 +294,13 @@ impl MoLoginService {
                 }
             }
         }
-        .await;
-        // The last poll of a token takes its entry away (count and drop
-        // under the lock, so two polls ending together agree who is last).
-        let mut waiting = self.waiting.lock().expect("waiting lock");
-        let last = Arc::strong_count(&notify) == 2;
-        drop(notify);
-        if last {
-            waiting.remove(&token);
-        }
-        polled
+        .await
+    }
+
+    /// Long polls waiting now (test hook: the map must not leak).
+    #[cfg(test)]
+    pub(crate) fn waiting_tokens(&self) -> usize {
+        self.waiting.lock().expect("waiting lock").len()
     }
 
     /// Test hook: how often a long poll looks again.
@@ -570,6 +593,29 @@ pub fn incoming(
         dest: to,
         text,
         received_at: now,
+    }
+}
+
+/// A long poll leaving the waiting map, however it ends.
+struct Leave<'a> {
+    waiting: &'a std::sync::Mutex<HashMap<String, Arc<Notify>>>,
+    token: &'a str,
+    /// Taken in `drop`, so it is let go of under the lock.
+    notify: Option<Arc<Notify>>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        // The last poll of a token takes its entry away (count and drop
+        // under the lock, so two polls ending together agree who is last):
+        // the map holds one reference, this poll another.
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let notify = self.notify.take();
+        let last = notify.as_ref().is_some_and(|n| Arc::strong_count(n) == 2);
+        drop(notify);
+        if last {
+            waiting.remove(self.token);
+        }
     }
 }
 

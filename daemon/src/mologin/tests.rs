@@ -10,6 +10,15 @@ use crate::store::{MoLoginState, Service};
 const T0: Millis = 1_800_000_000_000;
 
 async fn service(limits: MoReplyLimits) -> (Arc<dyn Store>, MoLoginService) {
+    service_with(MoLoginConfig {
+        short_code: "7799".into(),
+        reply_limits: limits,
+        ..Default::default()
+    })
+    .await
+}
+
+async fn service_with(cfg: MoLoginConfig) -> (Arc<dyn Store>, MoLoginService) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
     for code in ["acme", SYSTEM_SERVICE] {
         store
@@ -25,11 +34,7 @@ async fn service(limits: MoReplyLimits) -> (Arc<dyn Store>, MoLoginService) {
     let svc = MoLoginService::new(
         store.clone(),
         ServerSecret::random(&Random::os()),
-        MoLoginConfig {
-            short_code: "7799".into(),
-            reply_limits: limits,
-            ..Default::default()
-        },
+        cfg,
         Random::os(),
     );
     (store, svc)
@@ -209,4 +214,63 @@ async fn only_the_exact_short_code_is_routed() {
         );
     }
     assert!(queued(&*store).await.is_empty());
+}
+
+#[tokio::test]
+async fn long_polls_dropped_by_their_clients_leave_nothing_behind() {
+    let (store, svc) = service(MoReplyLimits::default()).await;
+    let acme = store.get_service("acme").await.unwrap().unwrap();
+    let c = svc.create(&acme, MoIntent::Login, T0).await.unwrap();
+    let token = c.login.token.clone();
+    let poll = || svc.poll(&acme, &token, Duration::from_secs(30), T0);
+    // A client that goes away mid-poll (axum drops the handler's future).
+    for _ in 0..100 {
+        let gone = tokio::time::timeout(Duration::from_millis(1), poll()).await;
+        assert!(gone.is_err(), "the poll was still waiting");
+    }
+    assert_eq!(svc.waiting_tokens(), 0, "a dropped poll leaked its entry");
+    // Two polls of one token: the one left keeps the entry until it ends.
+    let (a, b) = tokio::join!(
+        tokio::time::timeout(Duration::from_millis(20), poll()),
+        async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let n = svc.waiting_tokens();
+            let r = tokio::time::timeout(Duration::from_millis(50), poll()).await;
+            (n, r)
+        }
+    );
+    assert!(a.is_err());
+    assert_eq!(b.0, 1);
+    assert!(b.1.is_err());
+    assert_eq!(svc.waiting_tokens(), 0);
+    // A poll that ends normally leaves nothing either.
+    let done = svc.poll(&acme, &token, Duration::ZERO, T0).await.unwrap();
+    assert!(matches!(done, Polled::Pending(_)));
+    assert_eq!(svc.waiting_tokens(), 0);
+}
+
+#[tokio::test]
+async fn a_service_cannot_ask_for_more_logins_than_its_limit() {
+    let (store, svc) = service_with(MoLoginConfig {
+        short_code: "7799".into(),
+        per_service: "3/1m".parse().unwrap(),
+        ..Default::default()
+    })
+    .await;
+    let acme = store.get_service("acme").await.unwrap().unwrap();
+    for i in 0..3 {
+        svc.create(&acme, MoIntent::Login, T0 + i).await.unwrap();
+    }
+    let e = svc
+        .create(&acme, MoIntent::Login, T0 + 3)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, MoLoginError::RateLimited { retry_after_secs } if retry_after_secs > 0),
+        "{e}"
+    );
+    // The next window allows it again.
+    svc.create(&acme, MoIntent::Login, T0 + 60_000)
+        .await
+        .unwrap();
 }
