@@ -4,6 +4,7 @@
 
 use crate::clock::Clock;
 use crate::store::{Store, StoreResult};
+use crate::verify::service::VerifyService;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -49,10 +50,12 @@ impl std::fmt::Debug for Prune {
     }
 }
 
-/// Marks messages that could not be sent in time as expired, every `every`,
+/// Marks messages that could not be sent in time as expired and closes
+/// verifications past their expiry (with their webhooks), every `every`,
 /// and prunes rate windows and idempotency keys that can no longer matter.
 pub async fn run_expiry(
     store: Arc<dyn Store>,
+    verify: Arc<VerifyService>,
     every: Duration,
     prune: Prune,
     clock: Clock,
@@ -80,6 +83,11 @@ pub async fn run_expiry(
                 "the texts of finished SMS",
                 store.forget_texts(ago(TEXT_KEPT)).await,
             );
+        }
+        match verify.expire_due(clock.now_ms()).await {
+            Ok(n) if n > 0 => debug!(verifications = n, "expired verifications"),
+            Ok(_) => {}
+            Err(e) => error!(error = %e, "verification expiry sweep failed"),
         }
         match store.expire_outbox(clock.now_ms()).await {
             Ok(expired) => {

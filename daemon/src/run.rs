@@ -516,8 +516,21 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         ev_rx,
     ));
     let limits_of = verify.clone();
+    // Windows of the other limits (MO replies and logins, the voice
+    // gateway) are an hour or more: pruned sooner, a budget would restart.
+    let other_windows = {
+        let m = &cfg.mo_login;
+        let r = &m.reply_limits;
+        [r.per_sender, r.per_prefix, r.global, m.per_service]
+            .into_iter()
+            .chain(cfg.voice_gateway.iter().flat_map(|g| [g.limit, g.per_number]))
+            .map(|l| l.window.0)
+            .max()
+            .unwrap_or_default()
+    };
     sweep_stage.spawn(crate::housekeeping::run_expiry(
         store.clone(),
+        verify.clone(),
         Duration::from_secs(1),
         crate::housekeeping::Prune {
             windows_kept: Box::new(move || {
@@ -525,6 +538,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
                 [l.per_number, l.per_service, l.per_prefix, l.per_ip]
                     .iter()
                     .map(|r| r.window.0)
+                    .chain([other_windows])
                     .max()
                     .unwrap_or_default()
             }),

@@ -160,6 +160,25 @@ pub enum OwnedDispatch {
     Call(CallJob),
 }
 
+/// A compare-and-set status change of a verification (see
+/// [`VerificationStore::change_status`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StatusChange<'a> {
+    /// The verification.
+    pub id: &'a str,
+    /// The status it must still have.
+    pub expect_status: VerificationStatus,
+    /// The attempts it must still have.
+    pub expect_attempts: u32,
+    /// The new status.
+    pub status: VerificationStatus,
+    /// The new attempts.
+    pub attempts: u32,
+    /// Queued in the same transaction when the change applies, so a crash
+    /// cannot keep the change and lose its webhook.
+    pub webhook: Option<&'a WebhookJob>,
+}
+
 /// Verifications and their idempotency keys.
 #[async_trait]
 pub trait VerificationStore: Send + Sync {
@@ -196,7 +215,23 @@ pub trait VerificationStore: Send + Sync {
         status: VerificationStatus,
         attempts: u32,
         at: Millis,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<bool> {
+        let change = StatusChange {
+            id,
+            expect_status,
+            expect_attempts,
+            status,
+            attempts,
+            webhook: None,
+        };
+        self.change_status(&change, at).await
+    }
+    /// [`VerificationStore::update_verification`] with its webhook queued in
+    /// the same transaction when the change applies.
+    async fn change_status(&self, c: &StatusChange<'_>, at: Millis) -> StoreResult<bool>;
+    /// Up to `limit` verifications still pending at `now` past their
+    /// expiry, oldest expiry first (for the sweep that expires them).
+    async fn pending_expired(&self, now: Millis, limit: u32) -> StoreResult<Vec<Verification>>;
     /// Records a resend with a fresh code, atomically: new code hash and
     /// expiry, sends+1, last_sent_at, the new outbox message and (if given)
     /// the request's idempotency key. Applies only while the verification

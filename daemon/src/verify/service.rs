@@ -12,10 +12,10 @@ use crate::limits::Limit;
 use crate::random::Random;
 use crate::store::{
     CallJob, CallKind, CallState, IdempotencyRecord, InsertOutcome, MessageState, Millis,
-    OutboxMessage, OwnedDispatch, Resend, Service, Store, StoreError, Verification,
-    VerificationStatus,
+    OutboxMessage, OwnedDispatch, Resend, Service, StatusChange, Store, StoreError, Verification,
+    VerificationStatus, WebhookJob,
 };
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
@@ -673,39 +673,38 @@ impl VerifyService {
         if v.status == VerificationStatus::Pending && now >= v.expires_at {
             return self
                 .close_pending(svc, &v, VerificationStatus::Expired, now)
-                .await;
+                .await
+                .map(|(v, _)| v);
         }
         Ok(v)
     }
 
     /// Moves a pending verification to a closed `status` (compare and set:
     /// a concurrent change wins), queues its webhook when this call changed
-    /// it, and returns the stored record.
+    /// it, and returns the stored record and whether this call changed it.
     async fn close_pending(
         &self,
         svc: &Service,
         v: &Verification,
         status: VerificationStatus,
         now: Millis,
-    ) -> Result<Verification, VerifyError> {
-        let changed = self
-            .store
-            .update_verification(
-                &v.id,
-                VerificationStatus::Pending,
-                v.attempts,
-                status,
-                v.attempts,
-                now,
-            )
-            .await?;
+    ) -> Result<(Verification, bool), VerifyError> {
+        let webhook = status_webhook(&self.rng, svc, v, status, v.attempts, now);
+        let change = StatusChange {
+            id: &v.id,
+            expect_status: VerificationStatus::Pending,
+            expect_attempts: v.attempts,
+            status,
+            attempts: v.attempts,
+            webhook: webhook.as_ref(),
+        };
+        let changed = self.store.change_status(&change, now).await?;
         let after = self.load(&v.id).await?;
         if changed {
             crate::metrics::verification(&after.channel, after.status.as_str());
-            notify(&*self.store, &self.rng, svc, &after, now).await;
             self.end_calls(&after, now).await;
         }
-        Ok(after)
+        Ok((after, changed))
     }
 
     /// Delivery state of the latest message of a verification.
@@ -812,23 +811,23 @@ impl VerifyService {
             } else {
                 (VerificationStatus::Pending, v.attempts + cost)
             };
-            if self
-                .store
-                .update_verification(
-                    &v.id,
-                    VerificationStatus::Pending,
-                    v.attempts,
-                    status,
-                    attempts,
-                    now,
-                )
-                .await?
-            {
+            // A closing change carries its webhook into the same write.
+            let webhook = (status != VerificationStatus::Pending)
+                .then(|| status_webhook(&self.rng, svc, &v, status, attempts, now))
+                .flatten();
+            let change = StatusChange {
+                id: &v.id,
+                expect_status: VerificationStatus::Pending,
+                expect_attempts: v.attempts,
+                status,
+                attempts,
+                webhook: webhook.as_ref(),
+            };
+            if self.store.change_status(&change, now).await? {
                 let v = self.load(id).await?;
                 let matched = status == VerificationStatus::Approved;
                 if status != VerificationStatus::Pending {
                     crate::metrics::verification(&v.channel, status.as_str());
-                    notify(&*self.store, &self.rng, svc, &v, now).await;
                     self.end_calls(&v, now).await;
                 }
                 return Ok(Checked {
@@ -841,6 +840,43 @@ impl VerifyService {
         Err(VerifyError::Store(StoreError::Unavailable(
             "verification changed concurrently too often".into(),
         )))
+    }
+
+    /// Closes the verifications still pending past their expiry, each with
+    /// its `verification.expired` webhook in the same write, so an app
+    /// waiting for the webhook hears on time rather than when someone next
+    /// reads the verification. Returns how many it closed.
+    pub async fn expire_due(&self, now: Millis) -> Result<usize, VerifyError> {
+        const BATCH: u32 = 200;
+        let mut services: HashMap<String, Option<Service>> = HashMap::new();
+        let mut closed = 0;
+        // Bounded per sweep: the next sweep goes on where this one stopped.
+        for _ in 0..10 {
+            let due = self.store.pending_expired(now, BATCH).await?;
+            let full = due.len() == BATCH as usize;
+            for v in due {
+                let svc = match services.get(&v.service) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = self.store.get_service(&v.service).await?;
+                        services.insert(v.service.clone(), s.clone());
+                        s
+                    }
+                };
+                let Some(svc) = svc else {
+                    tracing::warn!(verification = %v.id, service = %v.service, "pending verification of an unknown service");
+                    continue;
+                };
+                let (_, changed) = self
+                    .close_pending(&svc, &v, VerificationStatus::Expired, now)
+                    .await?;
+                closed += usize::from(changed);
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(closed)
     }
 
     /// Cancels a pending verification (a closed one is returned as it is).
@@ -858,19 +894,31 @@ impl VerifyService {
             }
             self.close_pending(svc, &v, VerificationStatus::Canceled, now)
                 .await
+                .map(|(v, _)| v)
         };
         span::traced(span, op, |v| v).await
     }
 }
 
-/// Queues the status webhook of a verification that just changed status.
-/// A store failure here is logged, not returned: the change itself is stored.
-async fn notify(store: &dyn Store, rng: &Random, svc: &Service, v: &Verification, now: Millis) {
-    let kind = format!("verification.{}", v.status.as_str());
-    let body = crate::webhook::event_body(rng, &kind, v, now);
-    if let Err(e) = crate::webhook::enqueue(store, rng, svc, &body, now).await {
-        tracing::error!(error = %e, service = %svc.code, "cannot queue status webhook");
-    }
+/// The status webhook of `v` moving to `status` with `attempts` (none if
+/// the service has no webhook URL), written with the change itself.
+fn status_webhook(
+    rng: &Random,
+    svc: &Service,
+    v: &Verification,
+    status: VerificationStatus,
+    attempts: u32,
+    now: Millis,
+) -> Option<WebhookJob> {
+    let after = Verification {
+        status,
+        attempts,
+        updated_at: now,
+        ..v.clone()
+    };
+    let kind = format!("verification.{}", status.as_str());
+    let body = crate::webhook::event_body(rng, &kind, &after, now);
+    crate::webhook::job(rng, svc, &body, now)
 }
 
 fn allowed_countries(svc: &Service) -> Vec<String> {

@@ -408,6 +408,56 @@ async fn every_close_queues_one_webhook_including_expiry_found_by_a_new_start() 
     assert_eq!(kinds, vec!["verification.expired", "verification.canceled"]);
 }
 
+#[tokio::test]
+async fn the_expiry_sweep_sends_expired_on_time_without_anyone_reading() {
+    let (s, mut svc, store) = setup(VerifyConfig::default()).await;
+    svc.settings = serde_json::json!({"webhook_url": "http://127.0.0.1:9/h", "webhook_secret": "0123456789abcdef"});
+    store
+        .update_service_settings("acme", &svc.settings)
+        .await
+        .unwrap();
+    let a = s.start(&svc, req(TO), T0).await.unwrap().verification;
+    let b = s
+        .start(&svc, req("+447400123457"), T0 + 1)
+        .await
+        .unwrap()
+        .verification;
+    // Not before its expiry…
+    assert_eq!(s.expire_due(T0 + 599_999).await.unwrap(), 0);
+    // …and at it, with nobody reading the verification: closed, webhook queued.
+    assert_eq!(s.expire_due(T0 + 600_000).await.unwrap(), 1);
+    let stored = store.get_verification(&a.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, VerificationStatus::Expired);
+    assert_eq!(stored.updated_at, T0 + 600_000);
+    let jobs = store
+        .claim_webhooks(T0 + 600_000, 10, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&jobs[0].body).unwrap();
+    assert_eq!(body["type"], "verification.expired");
+    assert_eq!(body["data"]["id"], a.id.as_str());
+    assert_eq!(body["data"]["status"], "expired");
+    store.complete_webhook(&jobs[0].lease).await.unwrap();
+    // The next one a millisecond later; a sweep finding nothing queues nothing.
+    assert_eq!(s.expire_due(T0 + 600_001).await.unwrap(), 1);
+    assert_eq!(s.expire_due(T0 + 700_000).await.unwrap(), 0);
+    let jobs = store
+        .claim_webhooks(T0 + 700_000, 10, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "one webhook for b, none again for a");
+    assert!(jobs[0].body.contains(&b.id));
+    store.complete_webhook(&jobs[0].lease).await.unwrap();
+    // Reading an expired verification later queues nothing more.
+    s.get(&svc, &a.id, T0 + 800_000).await.unwrap();
+    assert!(store
+        .claim_webhooks(T0 + 900_000, 10, 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 // ---- call channels
 
 use super::channels::CallChannels;

@@ -8,6 +8,67 @@ pub async fn run<S: Store>(store: &S) {
     verification_insert_and_pending(store).await;
     verification_idempotency(store).await;
     verification_cas_and_resend(store).await;
+    status_change_with_webhook(store).await;
+}
+
+/// A status change carries its webhook into the same write (none when the
+/// compare-and-set misses); the expiry sweep finds what is past expiry.
+pub async fn status_change_with_webhook<S: Store>(store: &S) {
+    let t = T_VERIFY + 50_000_000;
+    let svc = "conf-verify-wh";
+    create_service(store, svc, t).await;
+    let (v, m) = pair("v_conf_wh", svc, "+15550000901", t);
+    store
+        .insert_verification(&v, (&m).into(), None)
+        .await
+        .expect("insert_verification");
+    let ids = |list: Vec<Verification>| list.into_iter().map(|v| v.id).collect::<Vec<_>>();
+    let due = ids(store.pending_expired(v.expires_at - 1, 100).await.unwrap());
+    assert!(!due.contains(&v.id), "not due before its expiry: {due:?}");
+    let due = ids(store.pending_expired(v.expires_at, 100).await.unwrap());
+    assert!(due.contains(&v.id), "due at its expiry: {due:?}");
+    let hook = |id: &str| WebhookJob {
+        id: id.into(),
+        service: svc.into(),
+        url: "https://app.example/hook".into(),
+        body: "{}".into(),
+        attempts: 0,
+        next_attempt_at: t,
+        last_error: None,
+    };
+    let (missed, applied) = (hook("wh_conf_cas_missed"), hook("wh_conf_cas_applied"));
+    let change = |expect_attempts, w| StatusChange {
+        id: &v.id,
+        expect_status: VerificationStatus::Pending,
+        expect_attempts,
+        status: VerificationStatus::Expired,
+        attempts: 0,
+        webhook: Some(w),
+    };
+    assert!(
+        !store
+            .change_status(&change(3, &missed), v.expires_at)
+            .await
+            .unwrap(),
+        "a compare-and-set that misses applies nothing"
+    );
+    assert!(store
+        .change_status(&change(0, &applied), v.expires_at)
+        .await
+        .unwrap());
+    let claimed = store
+        .claim_webhooks(v.expires_at, 1000, 60_000)
+        .await
+        .unwrap();
+    let queued: Vec<&str> = claimed.iter().map(|j| j.job.id.as_str()).collect();
+    assert!(queued.contains(&"wh_conf_cas_applied"), "{queued:?}");
+    assert!(!queued.contains(&"wh_conf_cas_missed"), "{queued:?}");
+    // Leave the queue empty for other checks.
+    for j in &claimed {
+        store.complete_webhook(&j.lease).await.unwrap();
+    }
+    let due = ids(store.pending_expired(v.expires_at + 1, 100).await.unwrap());
+    assert!(!due.contains(&v.id), "closed, no longer due: {due:?}");
 }
 
 /// Inserting a verification stores it with its first message; one pending

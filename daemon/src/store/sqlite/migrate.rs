@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claims",
         include_str!("../../../migrations/sqlite/0006_claims.sql"),
     ),
+    (
+        7,
+        "retention",
+        include_str!("../../../migrations/sqlite/0007_retention.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

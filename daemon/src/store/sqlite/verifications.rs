@@ -2,7 +2,8 @@
 
 use super::calls::insert_call;
 use super::outbox::insert_message;
-use super::rows::{self, col, exec, one, write_err};
+use super::rows::{self, all, col, exec, one, write_err};
+use super::webhooks::insert_webhook;
 use super::SqliteStore;
 use crate::store::*;
 use async_trait::async_trait;
@@ -208,16 +209,10 @@ impl VerificationStore for SqliteStore {
         self.read(move |c| find_pending(c, &service, &to)).await
     }
 
-    async fn update_verification(
-        &self,
-        id: &str,
-        expect_status: VerificationStatus,
-        expect_attempts: u32,
-        status: VerificationStatus,
-        attempts: u32,
-        at: Millis,
-    ) -> StoreResult<bool> {
-        let id = id.to_owned();
+    async fn change_status(&self, ch: &StatusChange<'_>, at: Millis) -> StoreResult<bool> {
+        let (id, webhook) = (ch.id.to_owned(), ch.webhook.cloned());
+        let (expect_status, expect_attempts) = (ch.expect_status, ch.expect_attempts);
+        let (status, attempts) = (ch.status, ch.attempts);
         self.write(move |c| {
             let n = c
                 .prepare_cached(
@@ -233,7 +228,29 @@ impl VerificationStore for SqliteStore {
                     at
                 ])
                 .map_err(|e| write_err(e, &format!("verification {id}")))?;
+            if n == 1 {
+                if let Some(w) = &webhook {
+                    insert_webhook(c, w)?;
+                }
+            }
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn pending_expired(&self, now: Millis, limit: u32) -> StoreResult<Vec<Verification>> {
+        self.read(move |c| {
+            all(
+                c,
+                concat!(
+                    "SELECT ",
+                    verification_cols!(),
+                    " FROM verifications WHERE status = 'pending' AND expires_at <= ?1
+                     ORDER BY expires_at LIMIT ?2"
+                ),
+                params![now, limit],
+                rows::verification,
+            )
         })
         .await
     }
