@@ -523,7 +523,11 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         let r = &m.reply_limits;
         [r.per_sender, r.per_prefix, r.global, m.per_service]
             .into_iter()
-            .chain(cfg.voice_gateway.iter().flat_map(|g| [g.limit, g.per_number]))
+            .chain(
+                cfg.voice_gateway
+                    .iter()
+                    .flat_map(|g| [g.limit, g.per_number]),
+            )
             .map(|l| l.window.0)
             .max()
             .unwrap_or_default()
@@ -543,6 +547,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
                     .unwrap_or_default()
             }),
             keys_kept: crate::verify::service::IDEMPOTENCY_KEY_TTL,
+            retention: cfg.retention.clone(),
         },
         clock.clone(),
         sweep_stage.token(),

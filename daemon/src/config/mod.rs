@@ -4,6 +4,7 @@
 mod calls;
 mod load;
 mod mo_login;
+mod retention;
 mod secrets;
 mod units;
 mod validate;
@@ -15,6 +16,7 @@ pub use calls::{
 };
 pub use load::{load, load_str, ConfigError};
 pub use mo_login::{MoLoginConfig, MoReplyLimits, MoTemplates, NoTokenAction};
+pub use retention::RetentionConfig;
 pub use units::{RateLimit, Span};
 pub use validate::{is_region, is_service_code};
 pub use voice_gateway::{K2Scheme, VoiceGatewayEntry, MIN_HMAC_KEY_LEN};
@@ -62,6 +64,9 @@ pub struct Config {
     /// Outbox workers.
     #[serde(default)]
     pub outbox: OutboxConfig,
+    /// How long rows and SMS texts are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// Lab mode (`lab = true`), or simulators started with the daemon (`[lab.smsc]`, `[lab.switch]`).
     #[serde(default)]
     pub lab: LabConfig,

@@ -117,6 +117,7 @@ impl Config {
         super::calls::problems(self, &mut p);
         super::voice_gateway::problems(self, &mut p);
         super::mo_login::problems(self, &mut p);
+        super::retention::problems(self, &mut p);
         let mut codes = HashSet::new();
         let mut keys = HashSet::new();
         for (i, s) in self.service.iter().enumerate() {

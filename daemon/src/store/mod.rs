@@ -1,5 +1,5 @@
 //! The store: one trait per domain (services, verifications, outbox,
-//! calls, webhooks, MO login, audit, rate limits), not a SQL abstraction,
+//! calls, webhooks, MO login, audit, rate limits, retention), not a SQL abstraction,
 //! with one backend per database. [`Store`] is all of them together: a
 //! backend implements each domain trait and passes each domain's battery in
 //! `conformance` (built for tests, or with the `conformance` feature).
@@ -13,6 +13,7 @@ pub mod limits;
 pub mod mologin;
 pub mod outbox;
 pub mod queue;
+pub mod retention;
 pub mod services;
 pub mod sqlite;
 pub mod verifications;
@@ -25,6 +26,7 @@ pub use limits::*;
 pub use mologin::*;
 pub use outbox::*;
 pub use queue::*;
+pub use retention::*;
 pub use services::*;
 pub use verifications::*;
 pub use webhooks::*;
@@ -138,4 +140,5 @@ store_of! {
     MoLoginStore,
     AuditStore,
     RateLimitStore,
+    RetentionStore,
 }

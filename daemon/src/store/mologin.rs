@@ -215,17 +215,6 @@ pub struct Session {
     pub expires_at: Millis,
 }
 
-/// What [`MoLoginStore::forget`] forgets: everything before these times.
-#[derive(Debug, Clone, Copy)]
-pub struct Forget {
-    /// MOs stored before this.
-    pub mos_before: Millis,
-    /// Logins whose token expired before this.
-    pub logins_expired_before: Millis,
-    /// Sessions that expired before this.
-    pub sessions_expired_before: Millis,
-}
-
 /// MO logins, MOs, accounts and sessions.
 #[async_trait]
 pub trait MoLoginStore: Send + Sync {
@@ -274,11 +263,4 @@ pub trait MoLoginStore: Send + Sync {
     async fn create_session(&self, s: &Session) -> StoreResult<()>;
     /// The session with this token hash.
     async fn get_session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<Session>>;
-
-    /// Forgets what no longer needs keeping (housekeeping): MOs stored
-    /// before `f.mos_before`; logins whose token expired before
-    /// `f.logins_expired_before` (with any session token never collected);
-    /// sessions that expired before `f.sessions_expired_before`. Returns the
-    /// rows deleted.
-    async fn forget(&self, f: &Forget) -> StoreResult<u64>;
 }

@@ -203,9 +203,6 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<Vec<OutboxMessage>>;
     /// Counts per state.
     async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
-    /// Blanks the text (codes, passwords) of messages that reached a final
-    /// state before `before`. Returns the rows changed.
-    async fn forget_texts(&self, before: Millis) -> StoreResult<u64>;
 }
 
 #[cfg(test)]

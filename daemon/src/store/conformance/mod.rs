@@ -42,6 +42,7 @@ pub mod calls;
 pub mod limits;
 pub mod mologin;
 pub mod outbox;
+pub mod retention;
 pub mod services;
 pub mod verifications;
 pub mod webhooks;
@@ -77,6 +78,8 @@ pub(crate) const T_MO: Millis = 2_700_000_000_000;
 pub(crate) const T_VERIFY: Millis = 9_000_000_000_000;
 
 pub(crate) const T_AUDIT: Millis = 9_500_000_000_000;
+
+pub(crate) const T_RETENTION: Millis = 9_700_000_000_000;
 
 /// How long fixtures stay valid.
 pub(crate) const TTL: Millis = 600_000;
@@ -289,4 +292,5 @@ pub async fn run_all<S: Store>(store: &S) {
     mologin::run(store).await;
     calls::run(store).await;
     audit::run(store).await;
+    retention::run(store).await;
 }

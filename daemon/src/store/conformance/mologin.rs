@@ -481,15 +481,21 @@ pub async fn mo_login<S: Store>(store: &S) {
     // collected), expired sessions and the texts of finished SMS go.
     let uncollected = store.get_mo_login("EFGH6789").await.unwrap().unwrap();
     assert_eq!(uncollected.session_token.as_deref(), Some("st_secret"));
-    let forgotten = store
-        .forget(&Forget {
-            mos_before: t + 5_500,
-            logins_expired_before: t + 50 + TTL + 1,
-            sessions_expired_before: t + TTL + 1,
+    let mut forgotten = 0;
+    for (what, before) in [
+        (Retained::MoMessages, t + 5_500),
+        (Retained::MoLogins, t + 50 + TTL + 1),
+        (Retained::Sessions, t + TTL + 1),
+    ] {
+        forgotten += store.prune_batch(what, before, 1000).await.unwrap();
+    }
+    forgotten += store
+        .blank_texts(TextCut {
+            final_before: t + 100_000_000,
+            expired_before: 0,
         })
         .await
-        .unwrap()
-        + store.forget_texts(t + 100_000_000).await.unwrap();
+        .unwrap();
     assert!(forgotten >= 5, "{forgotten}");
     assert_eq!(store.get_mo_login("EFGH6789").await.unwrap(), None);
     assert_eq!(

@@ -24,6 +24,7 @@ mod migrate;
 mod mologin;
 mod outbox;
 mod queue;
+mod retention;
 mod rows;
 mod services;
 mod verifications;

@@ -356,28 +356,4 @@ impl MoLoginStore for SqliteStore {
         })
         .await
     }
-
-    async fn forget(&self, f: &Forget) -> StoreResult<u64> {
-        let f = *f;
-        // Not waited to disk: a lost run is done again at the next sweep.
-        self.write_volatile(move |c| {
-            let mos = exec(
-                c,
-                "DELETE FROM mo_messages WHERE received_at < ?1",
-                [f.mos_before],
-            )?;
-            let logins = exec(
-                c,
-                "DELETE FROM mo_logins WHERE expires_at < ?1",
-                [f.logins_expired_before],
-            )?;
-            let sessions = exec(
-                c,
-                "DELETE FROM sessions WHERE expires_at < ?1",
-                [f.sessions_expired_before],
-            )?;
-            Ok((mos + logins + sessions) as u64)
-        })
-        .await
-    }
 }

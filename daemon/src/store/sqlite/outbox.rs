@@ -408,18 +408,4 @@ impl OutboxStore for SqliteStore {
         })
         .await
     }
-
-    async fn forget_texts(&self, before: Millis) -> StoreResult<u64> {
-        // Not waited to disk: a lost run is done again at the next sweep.
-        self.write_volatile(move |c| {
-            Ok(exec(
-                c,
-                "UPDATE outbox SET text = ''
-                 WHERE text <> '' AND updated_at < ?1
-                   AND state IN ('delivered', 'undeliverable', 'rejected', 'expired')",
-                [before],
-            )? as u64)
-        })
-        .await
-    }
 }

@@ -1,0 +1,73 @@
+//! Retention: what the sweep deletes once it no longer needs keeping, in
+//! batches (each its own short write, so the writer serves other requests
+//! between them), and the SMS texts it blanks.
+
+use super::*;
+use async_trait::async_trait;
+
+/// Rows [`RetentionStore::prune_batch`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retained {
+    /// Closed verifications last changed before the cut, with their
+    /// idempotency keys, SMS (and message keys) and calls.
+    Verifications,
+    /// SMS of no verification (MO replies) finished, or past expiry,
+    /// before the cut, with their message keys.
+    Outbox,
+    /// Finished calls of no verification (voice-gateway calls) before the cut.
+    Calls,
+    /// Audit events before the cut.
+    Audit,
+    /// MOs received before the cut.
+    MoMessages,
+    /// MO logins whose token expired before the cut.
+    MoLogins,
+    /// Sessions expired before the cut.
+    Sessions,
+}
+
+impl Retained {
+    /// Every kind, in the order the sweep prunes them.
+    pub const ALL: [Retained; 7] = [
+        Retained::Verifications,
+        Retained::Outbox,
+        Retained::Calls,
+        Retained::Audit,
+        Retained::MoMessages,
+        Retained::MoLogins,
+        Retained::Sessions,
+    ];
+
+    /// Name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retained::Verifications => "verifications",
+            Retained::Outbox => "outbox",
+            Retained::Calls => "calls",
+            Retained::Audit => "audit",
+            Retained::MoMessages => "mo_messages",
+            Retained::MoLogins => "mo_logins",
+            Retained::Sessions => "sessions",
+        }
+    }
+}
+
+/// Which SMS texts (codes, passwords) [`RetentionStore::blank_texts`] blanks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextCut {
+    /// Texts of SMS in a final state reached before this.
+    pub final_before: Millis,
+    /// Texts of SMS in any state whose expiry passed before this (a
+    /// receipt that never comes does not keep a code).
+    pub expired_before: Millis,
+}
+
+/// Deleting and blanking what is no longer needed.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// Deletes up to `batch` rows of `what` past `before` (see [`Retained`])
+    /// in one write; returns how many (a full batch: call again).
+    async fn prune_batch(&self, what: Retained, before: Millis, batch: u32) -> StoreResult<u64>;
+    /// Blanks the texts `cut` names; returns how many.
+    async fn blank_texts(&self, cut: TextCut) -> StoreResult<u64>;
+}

@@ -1,0 +1,105 @@
+//! Retention: batched deletes and text blanking.
+
+use super::rows::exec;
+use super::SqliteStore;
+use crate::store::*;
+use async_trait::async_trait;
+use rusqlite::{params, Connection};
+
+/// Final states of an SMS.
+const FINAL: &str = "('delivered', 'undeliverable', 'rejected', 'expired')";
+
+/// Deletes the verifications of `ids` and what refers to them.
+fn delete_verifications(c: &Connection, ids: &[String]) -> StoreResult<()> {
+    for sql in [
+        "DELETE FROM idempotency_keys WHERE verification_id = ?1",
+        // Message keys go with their SMS (ON DELETE CASCADE).
+        "DELETE FROM outbox WHERE verification_id = ?1",
+        "DELETE FROM calls WHERE verification_id = ?1",
+        "DELETE FROM verifications WHERE id = ?1",
+    ] {
+        let mut st = c.prepare_cached(sql)?;
+        for id in ids {
+            st.execute([id])?;
+        }
+    }
+    Ok(())
+}
+
+fn prune(c: &Connection, what: Retained, before: Millis, batch: u32) -> StoreResult<u64> {
+    let limited =
+        |sql: &str| -> StoreResult<u64> { Ok(exec(c, sql, params![before, batch])? as u64) };
+    match what {
+        Retained::Verifications => {
+            let ids: Vec<String> = c
+                .prepare_cached(
+                    "SELECT id FROM verifications
+                     WHERE status <> 'pending' AND updated_at < ?1 LIMIT ?2",
+                )?
+                .query_map(params![before, batch], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            delete_verifications(c, &ids)?;
+            Ok(ids.len() as u64)
+        }
+        Retained::Outbox => limited(&format!(
+            "DELETE FROM outbox WHERE rowid IN (
+                 SELECT rowid FROM outbox
+                 WHERE verification_id IS NULL AND updated_at < ?1
+                   AND (state IN {FINAL} OR expires_at < ?1)
+                 LIMIT ?2)"
+        )),
+        Retained::Calls => limited(
+            "DELETE FROM calls WHERE rowid IN (
+                 SELECT rowid FROM calls
+                 WHERE verification_id IS NULL AND updated_at < ?1
+                   AND state NOT IN ('queued', 'calling')
+                 LIMIT ?2)",
+        ),
+        Retained::Audit => limited(
+            "DELETE FROM audit_events WHERE rowid IN (
+                 SELECT rowid FROM audit_events WHERE at < ?1 LIMIT ?2)",
+        ),
+        Retained::MoMessages => limited(
+            "DELETE FROM mo_messages WHERE rowid IN (
+                 SELECT rowid FROM mo_messages WHERE received_at < ?1 LIMIT ?2)",
+        ),
+        Retained::MoLogins => limited(
+            "DELETE FROM mo_logins WHERE rowid IN (
+                 SELECT rowid FROM mo_logins WHERE expires_at < ?1 LIMIT ?2)",
+        ),
+        Retained::Sessions => limited(
+            "DELETE FROM sessions WHERE rowid IN (
+                 SELECT rowid FROM sessions WHERE expires_at < ?1 LIMIT ?2)",
+        ),
+    }
+}
+
+#[async_trait]
+impl RetentionStore for SqliteStore {
+    async fn prune_batch(&self, what: Retained, before: Millis, batch: u32) -> StoreResult<u64> {
+        // Not waited to disk: a lost batch is deleted again at the next sweep.
+        self.write_volatile(move |c| prune(c, what, before, batch.max(1)))
+            .await
+    }
+
+    async fn blank_texts(&self, cut: TextCut) -> StoreResult<u64> {
+        // Not waited to disk: a lost run is done again at the next sweep.
+        self.write_volatile(move |c| {
+            let finished = exec(
+                c,
+                &format!(
+                    "UPDATE outbox SET text = ''
+                     WHERE text <> '' AND updated_at < ?1 AND state IN {FINAL}"
+                ),
+                [cut.final_before],
+            )?;
+            let expired = exec(
+                c,
+                "UPDATE outbox SET text = '' WHERE text <> '' AND expires_at < ?1",
+                [cut.expired_before],
+            )?;
+            Ok((finished + expired) as u64)
+        })
+        .await
+    }
+}
