@@ -26,7 +26,7 @@ pub fn cut(what: Retained, now: Millis, r: &RetentionConfig) -> Millis {
         Retained::Verifications | Retained::Outbox | Retained::Calls | Retained::Audit => {
             ago(r.keep.0)
         }
-        Retained::MoMessages => ago(MO_KEPT),
+        Retained::MoMessages | Retained::MoParts => ago(MO_KEPT),
         Retained::MoLogins => ago(LOGIN_KEPT_AFTER_EXPIRY),
         Retained::Sessions => now,
     }

@@ -237,7 +237,7 @@ fn collect(ev: SmppEvent, dlrs: &mut Vec<Dlr>) {
             dlrs.push(dlr);
             ack.accept();
         }
-        SmppEvent::Mo { ack, .. } => ack.accept(),
+        SmppEvent::Mo { ack, .. } | SmppEvent::MoPart { ack, .. } => ack.accept(),
     }
 }
 

@@ -128,7 +128,7 @@ async fn tx_and_rx_binds_split_submit_and_receipts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_mo_is_reassembled_and_acknowledged_once_stored() {
+async fn each_part_of_a_long_mo_is_an_event_answered_on_its_own() {
     let sim = Sim::start(&[]);
     let (tx, mut rx) = mpsc::channel(16);
     let client = SmscClient::start(cfg(&sim), tx, Random::os());
@@ -141,22 +141,51 @@ async fn long_mo_is_reassembled_and_acknowledged_once_stored() {
     );
     assert_eq!(status, 202, "{body}");
     let parts: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(parts["parts"].as_u64().unwrap() >= 3);
-    match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-        Ok(Some(SmppEvent::Mo {
-            from,
-            to,
-            text: got,
-            ack,
-            ..
-        })) => {
-            assert_eq!(from, "447700900004");
-            assert_eq!(to, "12345");
-            assert_eq!(got, text);
-            ack.accept();
+    let n = parts["parts"].as_u64().unwrap() as usize;
+    assert!(n >= 3);
+    let mut got = Vec::new();
+    let mut acks = Vec::new();
+    while got.len() < n {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(SmppEvent::MoPart { part, ack, .. })) => {
+                assert_eq!(
+                    (part.from.as_str(), part.to.as_str()),
+                    ("447700900004", "12345")
+                );
+                assert_eq!(usize::from(part.total), n);
+                got.push(part);
+                acks.push(ack);
+            }
+            other => panic!("expected an MO part, got {other:?}"),
         }
-        other => panic!("expected an MO, got {other:?}"),
     }
+    // Answering one part needs none of the others: its resp goes at once.
+    acks.remove(0).accept();
+    let sim = &sim;
+    let resps = |want: u64| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let st = sim.get("/stats");
+            if st["deliver_sm_resps_received"].as_u64() == Some(want) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{st}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    resps(1).await;
+    for a in acks {
+        a.accept();
+    }
+    resps(n as u64).await;
+    // Put together in order, the parts are the text.
+    got.sort_by_key(|p| p.seq);
+    let joined = verigate_codecs::text::assemble(
+        got.into_iter()
+            .map(|p| (p.data_coding, p.payload))
+            .collect(),
+    );
+    assert_eq!(joined.text, text);
     client.shutdown().await;
 }
 

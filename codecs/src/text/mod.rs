@@ -12,7 +12,7 @@ pub mod reassembly;
 pub mod split;
 pub mod ucs2;
 
-pub use reassembly::{ExpireReason, Expired, PartKey, Reassembled, Reassembler};
+pub use reassembly::{assemble, ExpireReason, Expired, PartKey, Reassembled, Reassembler};
 pub use split::{
     build_udh_concat, parse_udh, split, Concat, Ports, SarInfo, Segment, SplitMode, Udh,
 };

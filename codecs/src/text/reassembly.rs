@@ -247,7 +247,10 @@ impl Reassembler {
 }
 
 /// Builds the result from parts in sequence order.
-fn assemble(parts: Vec<(u8, Vec<u8>)>) -> Reassembled {
+/// Joins the parts of one message, in sequence order, each with its
+/// `data_coding`: the same decoding the reassembler does once all are in
+/// (for parts kept elsewhere, e.g. durably in a store).
+pub fn assemble(parts: Vec<(u8, Vec<u8>)>) -> Reassembled {
     let data_coding = parts.first().map_or(0, |&(dc, _)| dc);
     let uniform = parts.iter().all(|&(dc, _)| dc == data_coding);
     let text = if uniform {

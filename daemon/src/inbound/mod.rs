@@ -1,8 +1,9 @@
 //! Inbound SMPP: what SMSCs send us. [`decode`] turns a bind's deliver_sm
-//! and data_sm into receipts and whole MOs (sans-IO, long MOs reassembled);
+//! and data_sm into receipts, whole MOs and parts of long MOs (sans-IO);
 //! [`run_events`] stores each — a receipt against its outbox message, an MO
-//! routed to MO login or stored closed when MO login is off — and only
-//! then lets its deliver_sm_resp go, so nothing acknowledged is lost.
+//! routed to MO login or stored closed when MO login is off, a part on its
+//! own until its MO can be put together from the store — and only then lets
+//! its deliver_sm_resp go, so nothing acknowledged is lost.
 
 pub mod decode;
 
@@ -10,7 +11,8 @@ use crate::clock::Clock;
 use crate::mologin::MoLoginService;
 use crate::random::Random;
 use crate::smpp::SmppEvent;
-use crate::store::{MessageState, MoPlan, Store};
+use crate::store::{MessageState, MoMessage, MoPart, MoPartGroup, MoPlan, Store};
+use decode::Part;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -59,12 +61,27 @@ pub async fn run_events(
         }));
         lanes.push(tx);
     }
+    // Long MOs whose last part was stored just before a stop: at start, then
+    // now and then (a long MO that failed to store is tried again too).
+    let recovery = {
+        let (store, mo_login, clock, rng) =
+            (store.clone(), mo_login.clone(), clock.clone(), rng.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = recover_long_mos(&*store, mo_login.as_deref(), &clock, &rng).await {
+                    warn!(error = %e, "cannot look for complete long MOs");
+                }
+                tokio::time::sleep(LONG_MO_RECOVERY_EVERY).await;
+            }
+        })
+    };
     while let Some(ev) = events.recv().await {
         let lane = lane_of(&ev);
         if lanes[lane].send(ev).await.is_err() {
             break;
         }
     }
+    recovery.abort();
     // Let the last ones be stored (and acknowledged) before returning.
     drop(lanes);
     for t in tasks {
@@ -80,7 +97,11 @@ fn lane_of(ev: &SmppEvent) -> usize {
         SmppEvent::Dlr { dlr, .. } => message_id_keys(&dlr.message_id).iter().next().hash(&mut h),
         // By the sender's digits, so "+447…" and "447…" share a lane and
         // one number's MOs are handled in order.
-        SmppEvent::Mo { from, .. } => from
+        SmppEvent::Mo { from, .. }
+        | SmppEvent::MoPart {
+            part: Part { from, .. },
+            ..
+        } => from
             .bytes()
             .filter(u8::is_ascii_digit)
             .collect::<Vec<u8>>()
@@ -130,29 +151,7 @@ async fn handle_event(
             let now = clock.now_ms();
             let region = mo_login.map_or("", |svc| svc.region());
             let mo = crate::mologin::incoming(rng, &smsc, &from, from_ton, to, text, region, now);
-            let key = crate::mologin::redelivery_key(&mo);
-            // The MO is stored together with its outcome: one durable write,
-            // then the deliver_sm_resp. With MO login off it is stored closed
-            // (a later start with MO login on must not answer it then).
-            let stored = match mo_login {
-                Some(svc) => svc
-                    .receive(&mo, &key, MO_REDELIVERY_WINDOW_MS, now)
-                    .await
-                    .map_err(|e| e.to_string())
-                    .map(|h| h.map(Some)),
-                None => {
-                    let plan = MoPlan::Finish {
-                        outcome: "mo_login_off",
-                        reply: None,
-                    };
-                    store
-                        .receive_mo(&mo, &key, MO_REDELIVERY_WINDOW_MS, &plan, &[], now)
-                        .await
-                        .map_err(|e| e.to_string())
-                        .map(|o| o.map(|_| None))
-                }
-            };
-            match stored {
+            match store_mo(store, mo_login, &mo, now).await {
                 Ok(handled) => {
                     // Test hook: die between storing and answering, as a
                     // crash would (the e2e test shows no login is lost).
@@ -161,20 +160,7 @@ async fn handle_event(
                     }
                     // Durable now: the SMSC may forget it.
                     ack.accept();
-                    match handled {
-                        None => crate::metrics::mo("redelivered"),
-                        Some(h) => {
-                            crate::metrics::mo("stored");
-                            if let Some(h) = h {
-                                crate::metrics::mo(h.as_str());
-                                if h == crate::mologin::Handled::Completed {
-                                    crate::metrics::get()
-                                        .mo_login_latency
-                                        .observe(taken.elapsed().as_secs_f64());
-                                }
-                            }
-                        }
-                    }
+                    count_mo(handled, taken);
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot store MO; SMSC will redeliver");
@@ -182,11 +168,292 @@ async fn handle_event(
                 }
             }
         }
+        SmppEvent::MoPart { smsc, part, ack } => {
+            let taken = std::time::Instant::now();
+            let now = clock.now_ms();
+            let p = MoPart {
+                group: MoPartGroup {
+                    smsc: smsc.to_string(),
+                    source: part.from,
+                    dest: part.to,
+                    reference: part.reference,
+                    total: part.total,
+                },
+                seq: part.seq,
+                source_ton: part.from_ton,
+                data_coding: part.data_coding,
+                payload: part.payload,
+                received_at: now,
+            };
+            // Stored, then answered at once: the SMSC's window slot is free
+            // while the other parts are on their way.
+            let whole = match store.store_mo_part(&p).await {
+                Ok(whole) => {
+                    ack.accept();
+                    crate::metrics::mo("part_stored");
+                    whole
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot store MO part; SMSC will redeliver");
+                    ack.retry_later();
+                    return;
+                }
+            };
+            if let Some(parts) = whole {
+                take_long_mo(store, mo_login, rng, &parts, now, taken).await;
+            }
+        }
     }
 }
+
+/// Stores an MO with its outcome: through MO login, or closed when MO
+/// login is off (a later start with it on must not answer it then).
+/// `None` for a redelivery; `Some(None)` when stored without MO login.
+async fn store_mo(
+    store: &dyn Store,
+    mo_login: Option<&MoLoginService>,
+    mo: &MoMessage,
+    now: crate::store::Millis,
+) -> Result<Option<Option<crate::mologin::Handled>>, String> {
+    let key = crate::mologin::redelivery_key(mo);
+    match mo_login {
+        Some(svc) => svc
+            .receive(mo, &key, MO_REDELIVERY_WINDOW_MS, now)
+            .await
+            .map_err(|e| e.to_string())
+            .map(|h| h.map(Some)),
+        None => {
+            let plan = MoPlan::Finish {
+                outcome: "mo_login_off",
+                reply: None,
+            };
+            store
+                .receive_mo(mo, &key, MO_REDELIVERY_WINDOW_MS, &plan, &[], now)
+                .await
+                .map_err(|e| e.to_string())
+                .map(|o| o.map(|_| None))
+        }
+    }
+}
+
+/// A long MO whose parts are all stored: put together and stored like a
+/// whole one (its parts go in the same write). Its parts were answered
+/// already; if this fails they stay, and [`recover_long_mos`] tries again.
+async fn take_long_mo(
+    store: &dyn Store,
+    mo_login: Option<&MoLoginService>,
+    rng: &Random,
+    parts: &[MoPart],
+    now: crate::store::Millis,
+    taken: std::time::Instant,
+) {
+    let region = mo_login.map_or("", |svc| svc.region());
+    let mo = crate::mologin::incoming_long(rng, parts, region, now);
+    match store_mo(store, mo_login, &mo, now).await {
+        Ok(handled) => count_mo(handled, taken),
+        Err(e) => {
+            warn!(error = %e, "cannot store long MO; its parts are kept and it is tried again")
+        }
+    }
+}
+
+/// Long MOs left complete in the store when the daemon stopped between
+/// storing their last part and storing the MO: stored now.
+pub async fn recover_long_mos(
+    store: &dyn Store,
+    mo_login: Option<&MoLoginService>,
+    clock: &Clock,
+    rng: &Random,
+) -> Result<usize, crate::store::StoreError> {
+    let groups = store.complete_mo_parts(100).await?;
+    for parts in &groups {
+        take_long_mo(
+            store,
+            mo_login,
+            rng,
+            parts,
+            clock.now_ms(),
+            std::time::Instant::now(),
+        )
+        .await;
+    }
+    Ok(groups.len())
+}
+
+/// Counts what became of a stored MO.
+fn count_mo(handled: Option<Option<crate::mologin::Handled>>, taken: std::time::Instant) {
+    match handled {
+        None => crate::metrics::mo("redelivered"),
+        Some(h) => {
+            crate::metrics::mo("stored");
+            if let Some(h) = h {
+                crate::metrics::mo(h.as_str());
+                if h == crate::mologin::Handled::Completed {
+                    crate::metrics::get()
+                        .mo_login_latency
+                        .observe(taken.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+}
+
+/// How often complete long MOs left in the store are looked for.
+const LONG_MO_RECOVERY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An MO equal to one stored this recently is a redelivery.
 pub const MO_REDELIVERY_WINDOW_MS: i64 = 10 * 60 * 1000;
 /// Environment variable that makes the daemon abort right after storing an
 /// MO, before its deliver_sm_resp (for the crash test only).
 pub const CRASH_AFTER_MO_STORED: &str = "VERIGATE_TEST_CRASH_AFTER_MO_STORED";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MoLoginConfig;
+    use crate::smpp::events::{AckMsg, DeliveryAck, Owed};
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{MoIntent, MoLoginState, Service};
+    use crate::verify::code::ServerSecret;
+    use verigate_codecs::smpp::CommandStatus;
+
+    async fn setup() -> (Arc<dyn Store>, MoLoginService, String) {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        for code in ["acme", crate::mologin::SYSTEM_SERVICE] {
+            store
+                .create_service(&Service {
+                    code: code.into(),
+                    name: code.into(),
+                    settings: serde_json::json!({}),
+                    created_at: 0,
+                })
+                .await
+                .unwrap();
+        }
+        let svc = MoLoginService::new(
+            store.clone(),
+            ServerSecret::random(&Random::os()),
+            MoLoginConfig {
+                short_code: "7799".into(),
+                ..Default::default()
+            },
+            Random::os(),
+        );
+        let acme = store.get_service("acme").await.unwrap().unwrap();
+        let now = Clock::system().now_ms();
+        let token = svc
+            .create(&acme, MoIntent::Login, now)
+            .await
+            .unwrap()
+            .login
+            .token;
+        (store, svc, token)
+    }
+
+    /// Part `seq` of 2 of "LOGIN <token>" padded to two parts, owed as `sequence`.
+    fn part(token: &str, seq: u8, sequence: u32, tx: &mpsc::UnboundedSender<AckMsg>) -> SmppEvent {
+        let text = format!("LOGIN {token}{}", " ".repeat(200));
+        let (a, b) = text.as_bytes().split_at(153);
+        SmppEvent::MoPart {
+            smsc: Arc::from("smsc"),
+            part: Part {
+                from: "447400100500".into(),
+                from_ton: 1,
+                to: "7799".into(),
+                reference: 42,
+                total: 2,
+                seq,
+                data_coding: 0,
+                payload: if seq == 1 { a } else { b }.to_vec(),
+                owed: (),
+            },
+            ack: DeliveryAck {
+                generation: 1,
+                sequences: vec![Owed {
+                    sequence,
+                    data_sm: false,
+                }],
+                tx: tx.clone(),
+                sent: false,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn each_part_of_a_long_mo_is_answered_as_soon_as_it_is_stored() {
+        let (store, svc, token) = setup().await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (clock, rng) = (Clock::system(), Random::os());
+        handle_event(&*store, Some(&svc), &clock, &rng, part(&token, 1, 11, &tx)).await;
+        // Answered with the other part still to come: no window slot held.
+        let ack = rx.try_recv().expect("part 1 answered at once");
+        assert_eq!(
+            (ack.status, ack.sequences[0].sequence),
+            (CommandStatus::ESME_ROK, 11)
+        );
+        let login = store.get_mo_login(&token).await.unwrap().unwrap();
+        assert_eq!(login.state, MoLoginState::Pending);
+        handle_event(&*store, Some(&svc), &clock, &rng, part(&token, 2, 12, &tx)).await;
+        let ack = rx.try_recv().expect("part 2 answered");
+        assert_eq!(
+            (ack.status, ack.sequences[0].sequence),
+            (CommandStatus::ESME_ROK, 12)
+        );
+        // Put together from the store: the login completes, nothing is left.
+        let login = store.get_mo_login(&token).await.unwrap().unwrap();
+        assert_eq!(login.state, MoLoginState::Completed);
+        assert_eq!(login.msisdn.as_deref(), Some("+447400100500"));
+        assert!(store.complete_mo_parts(10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_long_mo_whose_parts_were_stored_before_a_stop_is_taken_after_it() {
+        let (store, svc, token) = setup().await;
+        let (tx, _rx) = mpsc::unbounded_channel();
+        // Both parts stored and answered, then the daemon stopped before
+        // the MO itself was stored (as a crash between the two writes).
+        for seq in 1..=2 {
+            let SmppEvent::MoPart { smsc, part, ack } = part(&token, seq, u32::from(seq), &tx)
+            else {
+                unreachable!()
+            };
+            let p = MoPart {
+                group: MoPartGroup {
+                    smsc: smsc.to_string(),
+                    source: part.from,
+                    dest: part.to,
+                    reference: part.reference,
+                    total: part.total,
+                },
+                seq: part.seq,
+                source_ton: part.from_ton,
+                data_coding: part.data_coding,
+                payload: part.payload,
+                received_at: 0,
+            };
+            store.store_mo_part(&p).await.unwrap();
+            ack.accept();
+        }
+        assert_eq!(
+            store.get_mo_login(&token).await.unwrap().unwrap().state,
+            MoLoginState::Pending
+        );
+        let (clock, rng) = (Clock::system(), Random::os());
+        assert_eq!(
+            recover_long_mos(&*store, Some(&svc), &clock, &rng)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store.get_mo_login(&token).await.unwrap().unwrap().state,
+            MoLoginState::Completed
+        );
+        assert_eq!(
+            recover_long_mos(&*store, Some(&svc), &clock, &rng)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+}

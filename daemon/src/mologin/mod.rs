@@ -11,8 +11,8 @@ use crate::config::{MoLoginConfig, NoTokenAction};
 use crate::random::Random;
 use crate::store::{
     Account, CompleteMoLogin, MessageState, Millis, MoIntent, MoLogin, MoLoginOutcome,
-    MoLoginState, MoMessage, MoPlan, OutboxMessage, RateHit, Service, Session, Store, StoreError,
-    WebhookJob,
+    MoLoginState, MoMessage, MoPart, MoPlan, OutboxMessage, RateHit, Service, Session, Store,
+    StoreError, WebhookJob,
 };
 use crate::verify::code::ServerSecret;
 use route::{Handler, MoRouter};
@@ -593,6 +593,32 @@ pub fn incoming(
         dest: to,
         text,
         received_at: now,
+        parts: None,
+    }
+}
+
+/// A long MO put together from its stored `parts` (all of them, in order).
+pub fn incoming_long(rng: &Random, parts: &[MoPart], region: &str, now: Millis) -> MoMessage {
+    let first = &parts[0];
+    let g = &first.group;
+    let joined = verigate_codecs::text::assemble(
+        parts
+            .iter()
+            .map(|p| (p.data_coding, p.payload.clone()))
+            .collect(),
+    );
+    MoMessage {
+        parts: Some(g.clone()),
+        ..incoming(
+            rng,
+            &g.smsc,
+            &g.source,
+            first.source_ton,
+            g.dest.clone(),
+            joined.text,
+            region,
+            now,
+        )
     }
 }
 

@@ -5,7 +5,7 @@
 use super::config::SmscConfig;
 use super::events::{AckMsg, DeliveryAck, Owed, SmppEvent};
 use super::{SubmitError, Submitted};
-use crate::inbound::decode::{Decoder, Delivery};
+use crate::inbound::decode::Delivery;
 use crate::random::Random;
 use rand::Rng;
 use std::collections::HashMap;
@@ -371,7 +371,6 @@ impl BindTask {
         // Carried submits wait until the bind succeeds (flush_carry): one
         // whose submitter gives up meanwhile must not go out after all.
         let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<AckMsg>();
-        let mut decoder: Decoder<Owed> = Decoder::new(self.cfg.reassembly_timeout);
         let mut rbuf = vec![0u8; 64 * 1024];
         let mut was_bound = false;
         let mut shutdown_requested = false;
@@ -427,7 +426,7 @@ impl BindTask {
                         }
                     }
                     Event::Request(pdu) => {
-                        self.on_request(&mut session, pdu, generation, &ack_tx, &mut decoder)
+                        self.on_request(&mut session, pdu, generation, &ack_tx)
                             .await;
                     }
                     Event::Notification(pdu) => debug!(command = %pdu.command_id(), "notification"),
@@ -465,12 +464,7 @@ impl BindTask {
                 // submits on bind, responses): flush before waiting.
                 continue;
             }
-            let deadline = session.poll_timeout().map(Instant::from_std);
-            let reassembly_deadline = decoder.poll_timeout().map(Instant::from_std);
-            let next = match (deadline, reassembly_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = session.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 r = sock.read(&mut rbuf) => match r {
                     Ok(0) | Err(_) => session.handle_transport_closed(),
@@ -527,12 +521,6 @@ impl BindTask {
                 _ = sleep_opt(next) => {
                     let now = Instant::now().into_std();
                     session.handle_timeout(now);
-                    for gone in decoder.handle_timeout(now) {
-                        warn!(parts = gone.received, total = gone.total, evicted = gone.evicted, "long MO incomplete; asking SMSC to redeliver");
-                        for owed in gone.owed {
-                            session.respond(owed.sequence, CommandStatus::ESME_RX_T_APPN, owed.response());
-                        }
-                    }
                 }
             }
         }
@@ -576,28 +564,27 @@ impl BindTask {
     }
 
     /// A deliver_sm or data_sm from the SMSC, through the inbound decoder:
-    /// receipts and whole MOs become events (answered when the consumer
-    /// has stored them), parts of a long MO wait in the decoder.
+    /// receipts, whole MOs and each part of a long MO become events,
+    /// answered when the consumer has stored them.
     async fn on_request(
         &mut self,
         session: &mut Session,
         pdu: Pdu,
         generation: u64,
         ack_tx: &mpsc::UnboundedSender<AckMsg>,
-        decoder: &mut Decoder<Owed>,
     ) {
         let owed = Owed {
             sequence: pdu.sequence,
             data_sm: matches!(pdu.body, Body::DataSm(_)),
         };
-        let ack = |seqs: Vec<Owed>| DeliveryAck {
+        let ack = |owed: Owed| DeliveryAck {
             generation,
-            sequences: seqs,
+            sequences: vec![owed],
             tx: ack_tx.clone(),
             sent: false,
         };
         let smsc: Arc<str> = Arc::from(self.cfg.name.as_str());
-        match decoder.take(Instant::now().into_std(), pdu.body, owed) {
+        match crate::inbound::decode::take(pdu.body, owed) {
             Delivery::Receipt { dlr, owed } => {
                 self.emit(SmppEvent::Dlr {
                     smsc,
@@ -618,7 +605,15 @@ impl BindTask {
                 })
                 .await
             }
-            Delivery::Held => {}
+            Delivery::Part(p) => {
+                let (part, owed) = p.split();
+                self.emit(SmppEvent::MoPart {
+                    smsc,
+                    part,
+                    ack: ack(owed),
+                })
+                .await
+            }
             Delivery::Unusable { error, owed } => {
                 // Accepted: a redelivery would not fix it.
                 warn!(%error, "unusable request from SMSC; accepted and dropped");

@@ -41,8 +41,6 @@ pub struct SmscConfig {
     pub connect_timeout: Duration,
     /// How long text is split for this SMSC.
     pub split_mode: SplitMode,
-    /// How long to hold parts of a long MO before giving up on it.
-    pub reassembly_timeout: Duration,
     /// Start disabled: no binds and no traffic until an operator enables it.
     pub start_disabled: bool,
 }
@@ -61,7 +59,6 @@ impl SmscConfig {
             reconnect_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             split_mode: SplitMode::Udh8,
-            reassembly_timeout: Duration::from_secs(60),
             start_disabled: false,
         }
     }

@@ -20,7 +20,7 @@ pub enum SmppEvent {
         /// Acknowledge after storing.
         ack: DeliveryAck,
     },
-    /// A mobile-originated message (long ones reassembled).
+    /// A whole mobile-originated message.
     Mo {
         /// SMSC name.
         smsc: Arc<str>,
@@ -38,13 +38,25 @@ pub enum SmppEvent {
         /// Acknowledge after storing.
         ack: DeliveryAck,
     },
+    /// One part of a long mobile-originated message: stored on its own and
+    /// acknowledged at once; the message is put together from the store.
+    MoPart {
+        /// SMSC name.
+        smsc: Arc<str>,
+        /// The part.
+        part: crate::inbound::decode::Part<()>,
+        /// Acknowledge after storing.
+        ack: DeliveryAck,
+    },
 }
 
 impl SmppEvent {
     /// Acknowledges the event positively.
     pub fn accept(self) {
         match self {
-            SmppEvent::Dlr { ack, .. } | SmppEvent::Mo { ack, .. } => ack.accept(),
+            SmppEvent::Dlr { ack, .. }
+            | SmppEvent::Mo { ack, .. }
+            | SmppEvent::MoPart { ack, .. } => ack.accept(),
         }
     }
 }
@@ -69,8 +81,7 @@ impl Owed {
     }
 }
 
-/// Answer owed to the SMSC for one or more deliver_sm/data_sm (all parts of
-/// a long MO).
+/// Answer owed to the SMSC for a deliver_sm or data_sm.
 #[derive(Debug)]
 pub struct DeliveryAck {
     pub(crate) generation: u64,

@@ -4,7 +4,7 @@
 mod bind;
 mod client;
 mod config;
-mod events;
+pub(crate) mod events;
 mod router;
 
 pub use bind::BindStatus;

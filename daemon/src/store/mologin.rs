@@ -109,6 +109,41 @@ pub struct MoMessage {
     pub text: String,
     /// When stored.
     pub received_at: Millis,
+    /// A long MO's stored parts, deleted in the transaction that stores it.
+    pub parts: Option<MoPartGroup>,
+}
+
+/// Which long MO a part belongs to: its SMSC, sender, destination,
+/// reference and part count.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MoPartGroup {
+    /// SMSC it came from.
+    pub smsc: String,
+    /// Sender as sent.
+    pub source: String,
+    /// Destination.
+    pub dest: String,
+    /// Concatenation reference.
+    pub reference: u16,
+    /// Parts the message announces.
+    pub total: u8,
+}
+
+/// One part of a long MO, stored until all its parts are in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoPart {
+    /// The message it belongs to.
+    pub group: MoPartGroup,
+    /// Its number, 1 to `group.total`.
+    pub seq: u8,
+    /// The sender's SMPP type of number.
+    pub source_ton: u8,
+    /// data_coding of the part.
+    pub data_coding: u8,
+    /// Payload without the concatenation header.
+    pub payload: Vec<u8>,
+    /// When stored.
+    pub received_at: Millis,
 }
 
 /// What became of an MO login attempt (see [`MoLoginStore::receive_mo`]).
@@ -245,6 +280,13 @@ pub trait MoLoginStore: Send + Sync {
         reply_budget: &[RateHit<'_>],
         at: Millis,
     ) -> StoreResult<Option<MoReceived>>;
+    /// Stores one part of a long MO durably (a part stored already is
+    /// kept as it was: the SMSC sent it again). Returns all the parts, in
+    /// order, once every one of them is in.
+    async fn store_mo_part(&self, p: &MoPart) -> StoreResult<Option<Vec<MoPart>>>;
+    /// Up to `limit` long MOs whose parts are all stored but that no MO was
+    /// stored for (the daemon stopped in between): each one's parts in order.
+    async fn complete_mo_parts(&self, limit: u32) -> StoreResult<Vec<Vec<MoPart>>>;
     /// Hands a completed login's session token out once: returns the login
     /// as it was (with the token) and marks it collected, forgetting the
     /// token. Other states are returned unchanged.

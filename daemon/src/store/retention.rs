@@ -20,6 +20,8 @@ pub enum Retained {
     Audit,
     /// MOs received before the cut.
     MoMessages,
+    /// Parts of long MOs whose other parts never came, stored before the cut.
+    MoParts,
     /// MO logins whose token expired before the cut.
     MoLogins,
     /// Sessions expired before the cut.
@@ -28,12 +30,13 @@ pub enum Retained {
 
 impl Retained {
     /// Every kind, in the order the sweep prunes them.
-    pub const ALL: [Retained; 7] = [
+    pub const ALL: [Retained; 8] = [
         Retained::Verifications,
         Retained::Outbox,
         Retained::Calls,
         Retained::Audit,
         Retained::MoMessages,
+        Retained::MoParts,
         Retained::MoLogins,
         Retained::Sessions,
     ];
@@ -46,6 +49,7 @@ impl Retained {
             Retained::Calls => "calls",
             Retained::Audit => "audit",
             Retained::MoMessages => "mo_messages",
+            Retained::MoParts => "mo_parts",
             Retained::MoLogins => "mo_logins",
             Retained::Sessions => "sessions",
         }

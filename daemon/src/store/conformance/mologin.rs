@@ -6,6 +6,103 @@ use super::*;
 pub async fn run<S: Store>(store: &S) {
     accounts_and_sessions(store).await;
     mo_login(store).await;
+    long_mo_parts(store).await;
+}
+
+/// Parts of a long MO are stored one by one (a repeat kept as it was);
+/// the last one in returns them all in order; an MO stored with them
+/// takes them away, a redelivery too.
+pub async fn long_mo_parts<S: Store>(store: &S) {
+    let t = T_MO + 50_000_000;
+    let group = |reference: u16| MoPartGroup {
+        smsc: "conf".into(),
+        source: "447400600009".into(),
+        dest: "7799".into(),
+        reference,
+        total: 3,
+    };
+    let part = |reference: u16, seq: u8, text: &str| MoPart {
+        group: group(reference),
+        seq,
+        source_ton: 1,
+        data_coding: 0,
+        payload: text.as_bytes().to_vec(),
+        received_at: t + i64::from(seq),
+    };
+    assert_eq!(
+        store.store_mo_part(&part(7, 3, "three")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.store_mo_part(&part(7, 1, "one ")).await.unwrap(),
+        None
+    );
+    // The SMSC sends part 1 again (its resp was lost): kept as first stored.
+    assert_eq!(
+        store.store_mo_part(&part(7, 1, "ONE ")).await.unwrap(),
+        None
+    );
+    // Another message with the same sender and reference but other parts
+    // count is another message.
+    let other = MoPart {
+        group: MoPartGroup {
+            total: 2,
+            ..group(7)
+        },
+        ..part(7, 2, "x")
+    };
+    assert_eq!(store.store_mo_part(&other).await.unwrap(), None);
+    assert!(store.complete_mo_parts(100).await.unwrap().is_empty());
+    let all = store
+        .store_mo_part(&part(7, 2, "two "))
+        .await
+        .unwrap()
+        .expect("the last part completes the message");
+    let texts: Vec<&[u8]> = all.iter().map(|p| p.payload.as_slice()).collect();
+    assert_eq!(texts, [b"one ".as_slice(), b"two ", b"three"]);
+    assert_eq!(all[0].received_at, t + 1);
+    // Not stored as an MO yet (a stop in between): found complete.
+    let complete = store.complete_mo_parts(100).await.unwrap();
+    assert_eq!(complete, vec![all.clone()]);
+    // Stored as an MO: its parts go in the same write.
+    let m = MoMessage {
+        parts: Some(group(7)),
+        ..mo("mo_conf_long", "+447400600009", "one two three", t + 10)
+    };
+    let plan = MoPlan::Finish {
+        outcome: "no_token",
+        reply: None,
+    };
+    assert!(store
+        .receive_mo(&m, b"key-long", 600_000, &plan, &[], t + 10)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store.complete_mo_parts(100).await.unwrap().is_empty());
+    // Sent whole again and stored again: a redelivery, and its parts go too.
+    for seq in 1..=3 {
+        store.store_mo_part(&part(7, seq, "again")).await.unwrap();
+    }
+    let again = MoMessage {
+        id: "mo_conf_long_again".into(),
+        ..m.clone()
+    };
+    assert_eq!(
+        store
+            .receive_mo(&again, b"key-long", 600_000, &plan, &[], t + 20)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.complete_mo_parts(100).await.unwrap().is_empty());
+    // The lone part of the other message is left for retention.
+    assert!(
+        store
+            .prune_batch(Retained::MoParts, t + 100, 1000)
+            .await
+            .unwrap()
+            >= 1
+    );
 }
 
 /// Accounts are unique per (service, number); sessions per token hash.
@@ -111,6 +208,7 @@ fn mo(id: &str, from: &str, text: &str, at: Millis) -> MoMessage {
         dest: "7799".into(),
         text: text.into(),
         received_at: at,
+        parts: None,
     }
 }
 

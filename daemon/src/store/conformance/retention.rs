@@ -103,6 +103,7 @@ pub async fn prune_in_batches<S: Store>(store: &S) {
             dest: "7799".into(),
             text: format!("hello {n}"),
             received_at: t,
+            parts: None,
         };
         store
             .receive_mo(&mo, format!("ret-{n}").as_bytes(), 1, &plan, &[], t)

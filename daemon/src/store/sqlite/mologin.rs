@@ -2,7 +2,7 @@
 
 use super::limits::{count_hits, own_hits, OwnedHit};
 use super::outbox::insert_message;
-use super::rows::{self, exec, one, write_err};
+use super::rows::{self, all, col, corrupt, exec, one, write_err};
 use super::webhooks::insert_webhook;
 use super::SqliteStore;
 use crate::store::*;
@@ -36,6 +36,46 @@ fn insert_mo(c: &Connection, m: &MoMessage, key: &[u8]) -> StoreResult<()> {
     ])
     .map_err(|e| write_err(e, &format!("MO {}", m.id)))?;
     Ok(())
+}
+
+fn part_row(r: &rusqlite::Row<'_>) -> StoreResult<MoPart> {
+    let small = |name: &str| -> StoreResult<u8> {
+        let v: i64 = col(r, "mo_parts", name)?;
+        u8::try_from(v).map_err(|_| corrupt("mo_parts", name, v))
+    };
+    let reference: i64 = col(r, "mo_parts", "reference")?;
+    Ok(MoPart {
+        group: MoPartGroup {
+            smsc: col(r, "mo_parts", "smsc")?,
+            source: col(r, "mo_parts", "source")?,
+            dest: col(r, "mo_parts", "dest")?,
+            reference: u16::try_from(reference)
+                .map_err(|_| corrupt("mo_parts", "reference", reference))?,
+            total: small("total")?,
+        },
+        seq: small("seq")?,
+        source_ton: small("source_ton")?,
+        data_coding: small("data_coding")?,
+        payload: col(r, "mo_parts", "payload")?,
+        received_at: col(r, "mo_parts", "received_at")?,
+    })
+}
+
+const PART_COLS: &str =
+    "smsc, source, dest, reference, total, seq, source_ton, data_coding, payload, received_at";
+
+/// The stored parts of `g`, in order.
+fn parts_of(c: &Connection, g: &MoPartGroup) -> StoreResult<Vec<MoPart>> {
+    all(
+        c,
+        &format!(
+            "SELECT {PART_COLS} FROM mo_parts
+             WHERE smsc = ?1 AND source = ?2 AND dest = ?3 AND reference = ?4 AND total = ?5
+             ORDER BY seq"
+        ),
+        params![g.smsc, g.source, g.dest, g.reference, g.total],
+        part_row,
+    )
 }
 
 /// [`CompleteMoLogin`] owned, to move onto the writer thread.
@@ -265,6 +305,16 @@ impl MoLoginStore for SqliteStore {
             }
         };
         self.write(move |c| {
+            // A long MO's parts go whatever becomes of it (a redelivery too),
+            // so they are put together once.
+            if let Some(g) = &m.parts {
+                exec(
+                    c,
+                    "DELETE FROM mo_parts
+                     WHERE smsc = ?1 AND source = ?2 AND dest = ?3 AND reference = ?4 AND total = ?5",
+                    params![g.smsc, g.source, g.dest, g.reference, g.total],
+                )?;
+            }
             if seen_mo(c, &key, m.received_at.saturating_sub(window_ms))? {
                 return Ok(None);
             }
@@ -299,6 +349,62 @@ impl MoLoginStore for SqliteStore {
                     }))
                 }
             }
+        })
+        .await
+    }
+
+    async fn store_mo_part(&self, p: &MoPart) -> StoreResult<Option<Vec<MoPart>>> {
+        let p = p.clone();
+        self.write(move |c| {
+            let g = &p.group;
+            exec(
+                c,
+                &format!(
+                    "INSERT INTO mo_parts ({PART_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT DO NOTHING"
+                ),
+                params![
+                    g.smsc,
+                    g.source,
+                    g.dest,
+                    g.reference,
+                    g.total,
+                    p.seq,
+                    p.source_ton,
+                    p.data_coding,
+                    p.payload,
+                    p.received_at
+                ],
+            )?;
+            let parts = parts_of(c, g)?;
+            Ok((parts.len() == usize::from(g.total)).then_some(parts))
+        })
+        .await
+    }
+
+    async fn complete_mo_parts(&self, limit: u32) -> StoreResult<Vec<Vec<MoPart>>> {
+        self.read(move |c| {
+            let groups = all(
+                c,
+                "SELECT smsc, source, dest, reference, total FROM mo_parts
+                 GROUP BY smsc, source, dest, reference, total
+                 HAVING COUNT(*) = total LIMIT ?1",
+                [limit],
+                |r| {
+                    let reference: i64 = col(r, "mo_parts", "reference")?;
+                    let total: i64 = col(r, "mo_parts", "total")?;
+                    Ok(MoPartGroup {
+                        smsc: col(r, "mo_parts", "smsc")?,
+                        source: col(r, "mo_parts", "source")?,
+                        dest: col(r, "mo_parts", "dest")?,
+                        reference: u16::try_from(reference)
+                            .map_err(|_| corrupt("mo_parts", "reference", reference))?,
+                        total: u8::try_from(total)
+                            .map_err(|_| corrupt("mo_parts", "total", total))?,
+                    })
+                },
+            )?;
+            groups.iter().map(|g| parts_of(c, g)).collect()
         })
         .await
     }

@@ -63,6 +63,10 @@ fn prune(c: &Connection, what: Retained, before: Millis, batch: u32) -> StoreRes
             "DELETE FROM mo_messages WHERE rowid IN (
                  SELECT rowid FROM mo_messages WHERE received_at < ?1 LIMIT ?2)",
         ),
+        Retained::MoParts => limited(
+            "DELETE FROM mo_parts WHERE rowid IN (
+                 SELECT rowid FROM mo_parts WHERE received_at < ?1 LIMIT ?2)",
+        ),
         Retained::MoLogins => limited(
             "DELETE FROM mo_logins WHERE rowid IN (
                  SELECT rowid FROM mo_logins WHERE expires_at < ?1 LIMIT ?2)",
