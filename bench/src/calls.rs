@@ -327,7 +327,7 @@ async fn flash_phase(a: &CallsArgs, dir: &Path) -> Result<serde_json::Value, Str
         "flash calls: {n} verifications at {:.0}/s against SIPp (flash_cancel.xml) on port {}",
         a.flash_rate, sipp.port
     );
-    let mut m = Conn::new(daemon.api);
+    let mut m = Conn::new(daemon.admin);
     let cpu0 = proc_stat::cpu_seconds(pid).unwrap_or(0.0);
     let sipp_cpu0 = proc_stat::cpu_seconds(sipp.child.id()).unwrap_or(0.0);
     let t0 = Instant::now();
@@ -437,7 +437,7 @@ async fn voice_phase(a: &CallsArgs, dir: &Path) -> Result<serde_json::Value, Str
     let daemon = start_daemon(a, dir, &sipp)?;
     let pid = daemon.child.id();
     let n = a.voice_calls as u64;
-    let mut m = Conn::new(daemon.api);
+    let mut m = Conn::new(daemon.admin);
     // Let the daemon settle before the baseline.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss0 = rss_kib(pid).map(|r| r.0).unwrap_or(0);

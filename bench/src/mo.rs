@@ -85,6 +85,7 @@ async fn run_async(a: MoArgs) -> Result<(), String> {
 short_code = "7799"
 send_password = {send_password}
 token_ttl = "1h"
+per_service = "100000000/1m"
 # The bench measures logins, not the SMS-pumping guard: budgets out of reach.
 [mo_login.reply_limits]
 per_sender = "1000000/1h"
@@ -95,8 +96,8 @@ global = "1000000/1h"
         send_password = a.send_password,
     );
     let daemon = spawn_daemon(&sim::sibling("verigate"), dir, true, &config, &[], &a.log)?;
-    wait_ready(daemon.api).await?;
-    let mut m = Conn::new(daemon.api);
+    wait_ready(daemon.admin).await?;
+    let mut m = Conn::new(daemon.admin);
     let n = (a.rate * a.seconds).round() as usize;
     println!("creating {n} logins…");
     let tokens = Arc::new(Mutex::new(Vec::with_capacity(n)));

@@ -92,6 +92,8 @@ pub struct VerifyArgs {
 pub(crate) struct Daemon {
     pub(crate) child: Child,
     pub(crate) api: SocketAddr,
+    /// The admin listener (`/metrics`, `/readyz`).
+    pub(crate) admin: SocketAddr,
     pub(crate) dir: PathBuf,
     remove_dir: bool,
 }
@@ -180,13 +182,17 @@ pub(crate) fn spawn_daemon(
         &mut line,
     );
     let banner: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-    let api = banner["api"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("daemon did not start (banner {line:?})"))?;
+    let addr = |key: &str| -> Result<SocketAddr, String> {
+        banner[key]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("daemon did not start (banner {line:?})"))
+    };
+    let (api, admin) = (addr("api")?, addr("admin")?);
     Ok(Daemon {
         child,
         api,
+        admin,
         dir,
         remove_dir,
     })
@@ -219,8 +225,9 @@ pub(crate) async fn metric_sum(conn: &mut Conn, name: &str) -> Result<f64, Strin
         .sum())
 }
 
-pub(crate) async fn wait_ready(api: SocketAddr) -> Result<(), String> {
-    let mut c = Conn::new(api);
+/// Waits for `/readyz` on the daemon's admin listener.
+pub(crate) async fn wait_ready(admin: SocketAddr) -> Result<(), String> {
+    let mut c = Conn::new(admin);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(a) = c.request("GET", "/readyz", "", None).await {
@@ -257,7 +264,7 @@ async fn run_async(a: VerifyArgs) -> Result<(), String> {
     let sim_path = a.sim.clone().unwrap_or_else(sim::default_path);
     let sim = Sim::start(&sim_path)?;
     let daemon = start_daemon(&a, &sim)?;
-    wait_ready(daemon.api).await?;
+    wait_ready(daemon.admin).await?;
     let pid = daemon.child.id();
     println!(
         "daemon pid {pid} at {} (SQLite in {}), simulator pid {} at {}",
@@ -273,7 +280,7 @@ async fn run_async(a: VerifyArgs) -> Result<(), String> {
     let accepted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(Mutex::new(Vec::<String>::new()));
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
-    let mut metrics = Conn::new(daemon.api);
+    let mut metrics = Conn::new(daemon.admin);
     let dlrs_before = metric_sum(&mut metrics, "verigate_dlrs_total").await?;
     let cpu0 = proc_stat::cpu_seconds(pid).unwrap_or(0.0);
     let sim_cpu0 = proc_stat::cpu_seconds(sim.pid()).unwrap_or(0.0);

@@ -128,8 +128,8 @@ async fn connect(config_path: &Path, sets: &[String], cfg: &Config) -> Result<La
             .map(String::from),
         );
     }
-    let (api, control, own) = start_own(config_path, &sets)?;
-    wait_ready(&probe, &api).await?;
+    let (api, admin, control, own) = start_own(config_path, &sets)?;
+    wait_ready(&probe, &admin).await?;
     println!("  started: API {api}, simulated SMSC and handsets at {control}");
     Ok(Lab {
         api,
@@ -140,11 +140,12 @@ async fn connect(config_path: &Path, sets: &[String], cfg: &Config) -> Result<La
     })
 }
 
-/// `verigate run` with this config on free ports in a temporary directory.
+/// `verigate run` with this config on free ports in a temporary directory:
+/// its API, admin and simulator control addresses.
 fn start_own(
     config_path: &Path,
     sets: &[String],
-) -> Result<(String, String, OwnDaemon), DemoError> {
+) -> Result<(String, String, String, OwnDaemon), DemoError> {
     let exe = std::env::current_exe()
         .map_err(|e| HostError::new("cannot find this program's path", e))?;
     let config_path = std::fs::canonicalize(config_path)
@@ -181,8 +182,14 @@ fn start_own(
     let _ = std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
     let own = OwnDaemon { child, dir };
     let banner: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-    match (banner["api"].as_str(), banner["lab_control"].as_str()) {
-        (Some(api), Some(control)) => Ok((api.to_string(), control.to_string(), own)),
+    match (
+        banner["api"].as_str(),
+        banner["admin"].as_str(),
+        banner["lab_control"].as_str(),
+    ) {
+        (Some(api), Some(admin), Some(control)) => {
+            Ok((api.to_string(), admin.to_string(), control.to_string(), own))
+        }
         _ => {
             let log = std::fs::read_to_string(own.dir.join("daemon.log")).unwrap_or_default();
             Err(HostError::msg(format!(
@@ -194,10 +201,11 @@ fn start_own(
     }
 }
 
-async fn wait_ready(http: &reqwest::Client, api: &str) -> Result<(), DemoError> {
+/// Waits for `/readyz` on the daemon's admin listener.
+async fn wait_ready(http: &reqwest::Client, admin: &str) -> Result<(), DemoError> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if let Ok(r) = http.get(format!("http://{api}/readyz")).send().await {
+        if let Ok(r) = http.get(format!("http://{admin}/readyz")).send().await {
             if r.status().is_success() {
                 return Ok(());
             }

@@ -563,9 +563,10 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         (clock.clone(), rng.clone()),
         webhook_stage.token(),
     ));
-    let app = crate::api::router(state)
-        .merge(readiness(store.clone(), router.clone()))
-        .merge(metrics_route(store.clone(), calls.clone()));
+    let edge = cfg.api.edge();
+    let app = crate::api::router_with(state, &edge);
+    // Scrapers and probes ask the admin listener (private by design): the
+    // public one tells nobody how the service is doing.
     let admin_app = crate::admin::router(crate::admin::AdminState {
         clock: clock.clone(),
         rng: rng.clone(),
@@ -576,16 +577,16 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         started_at: clock.now_ms(),
         verify: verify.clone(),
         callers,
-    });
+    })
+    .merge(readiness(store.clone(), router.clone()))
+    .merge(metrics_route(store.clone(), calls.clone()));
     let admin_addr = admin_listener.local_addr().unwrap_or(admin_addr);
-    let stop_admin = api_stage.token();
-    let admin_server = axum::serve(admin_listener, admin_app)
-        .with_graceful_shutdown(async move { stop_admin.cancelled().await });
-    api_stage.spawn(async move {
-        if let Err(e) = admin_server.await {
-            warn!(error = %e, "admin server failed");
-        }
-    });
+    api_stage.spawn(crate::api::edge::serve(
+        admin_listener,
+        admin_app,
+        crate::api::edge::EdgeLimits::default(),
+        api_stage.token(),
+    ));
     let api_addr = listener.local_addr().unwrap_or(api_addr);
     let signals = Signals::register()?;
     info!(%api_addr, "verigate API listening");
@@ -602,17 +603,12 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             "lab_switch_control": lab_switch.as_ref().map(|l| l.control.clone()),
         })
     );
-    let stop_api = api_stage.token();
-    let server = axum::serve(
+    api_stage.spawn(crate::api::edge::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop_api.cancelled().await });
-    api_stage.spawn(async move {
-        if let Err(e) = server.await {
-            warn!(error = %e, "API server failed");
-        }
-    });
+        app,
+        edge,
+        api_stage.token(),
+    ));
     let stop_smpp = smpp_stage.token();
     smpp_stage.spawn(async move {
         stop_smpp.cancelled().await;
@@ -706,8 +702,10 @@ fn metrics_route(
     )
 }
 
-/// `GET /readyz`: 200 when the store answers and at least one SMSC bind is
-/// up (so a start would be sent now), else 503 saying what is missing.
+/// `GET /readyz` (admin listener): 200 when the store answers and at least
+/// one SMSC bind is up (so a start would be sent now), else 503 naming what
+/// is missing by a code; the errors themselves go to the log, not to
+/// whoever asks.
 fn readiness(store: Arc<dyn Store>, router: Arc<Router>) -> axum::Router {
     use axum::http::StatusCode;
     axum::Router::new().route(
@@ -718,14 +716,16 @@ fn readiness(store: Arc<dyn Store>, router: Arc<Router>) -> axum::Router {
             async move {
                 let mut problems = Vec::new();
                 if let Err(e) = store.outbox_depth().await {
-                    problems.push(format!("store: {e}"));
+                    warn!(error = %e, "not ready: the store does not answer");
+                    problems.push("store_unavailable");
                 }
                 if let Some(e) = store.durability_problem() {
-                    problems.push(format!("store: {e}"));
+                    warn!(error = %e, "not ready: writes are not durable");
+                    problems.push("store_not_durable");
                 }
                 let bound: usize = router.smscs().iter().map(|c| c.submit_bound_count()).sum();
                 if bound == 0 {
-                    problems.push("no SMSC bind is up".to_string());
+                    problems.push("no_smsc_bind");
                 }
                 let body = serde_json::json!({"ready": problems.is_empty(), "smsc_binds_up": bound, "problems": problems});
                 let code = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -864,6 +864,32 @@ mod tests {
             e.to_string()
                 .contains("already the API key of service \"acme\""),
             "{e}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod readiness_tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn readyz_names_what_is_missing_and_tells_no_error_text() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
+        let app = readiness(store, Arc::new(Router::new()));
+        let req = axum::http::Request::get("/readyz")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"ready": false, "smsc_binds_up": 0, "problems": ["no_smsc_bind"]})
         );
     }
 }

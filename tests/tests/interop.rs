@@ -276,7 +276,7 @@ fn an_mo_from_the_npm_smsc_logs_the_phone_in() {
     let d = verigate_e2e::Daemon::start(&[&port]);
     // Wait for the bind (the daemon's readiness says so).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while verigate_e2e::http(&d.api, "GET", "/readyz", None).0 != 200 {
+    while verigate_e2e::http(&d.admin, "GET", "/readyz", None).0 != 200 {
         assert!(Instant::now() < deadline, "no bind to the npm SMSC");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -290,7 +290,7 @@ fn an_mo_from_the_npm_smsc_logs_the_phone_in() {
     // The new account's password goes back through the npm SMSC.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, m) = verigate_e2e::http(&d.api, "GET", "/metrics", None);
+        let (_, m) = verigate_e2e::http(&d.admin, "GET", "/metrics", None);
         if m.contains("verigate_sends_total{result=\"submitted\"} 1") {
             break;
         }

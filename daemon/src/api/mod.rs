@@ -1,8 +1,10 @@
 //! Public HTTP API: `/v1/verifications` (Bearer API keys, problem+json
 //! errors), `/v1/voice-calls` (the voice gateway, proven by K2),
-//! `/openapi.json` and `/healthz`.
+//! `/v1/mo-logins`, `/openapi.json` and `/healthz`; [`edge`] bounds every
+//! connection and request. `/metrics` and `/readyz` are on the admin listener.
 
 pub mod auth;
+pub mod edge;
 pub mod json;
 pub mod mo_logins;
 pub mod openapi;
@@ -19,22 +21,32 @@ use axum::routing::{get, post};
 use axum::Router;
 use problem::{Problem, ProblemCode};
 
-/// The public API. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` so per-IP limits
-/// see the peer address.
+/// The public API with the default edge bounds (see [`router_with`]).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    router_with(state, &edge::EdgeLimits::default())
+}
+
+/// The public API, each request bounded by `limits` (a deadline and the
+/// in-flight cap) except the MO-login long poll, which waits by design.
+/// Serve it with [`edge::serve`] (or `into_make_service_with_connect_info`)
+/// so per-IP limits see the peer address.
+pub fn router_with(state: AppState, limits: &edge::EdgeLimits) -> Router {
+    let bounded = Router::new()
         .route("/v1/verifications", post(verifications::start))
         .route("/v1/verifications/:id", get(verifications::get))
         .route("/v1/verifications/:id/check", post(verifications::check))
         .route("/v1/verifications/:id/cancel", post(verifications::cancel))
         .route("/v1/mo-logins", post(mo_logins::create))
-        .route("/v1/mo-logins/:token", get(mo_logins::get))
         .route("/v1/voice-calls", post(voice_calls::request))
         .route("/v1/voice-calls/:id", get(voice_calls::get))
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(healthz))
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    let long_poll = Router::new()
+        .route("/v1/mo-logins/:token", get(mo_logins::get))
+        .method_not_allowed_fallback(method_not_allowed);
+    edge::bounded(bounded, limits)
+        .merge(long_poll)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(json::BODY_LIMIT))
         .with_state(state)

@@ -59,6 +59,10 @@ pub enum ProblemCode {
     PayloadTooLarge,
     /// A rate limit was hit; see `Retry-After` (429).
     RateLimited,
+    /// The request was not completed in time (408).
+    RequestTimeout,
+    /// The server has too many requests in progress; see `Retry-After` (503).
+    ServiceUnavailable,
     /// The request conflicts with what exists (admin endpoint).
     Conflict,
     /// Our side failed (500).
@@ -89,6 +93,8 @@ impl ProblemCode {
             ProblemCode::IdempotencyKeyReused => "idempotency_key_reused",
             ProblemCode::PayloadTooLarge => "payload_too_large",
             ProblemCode::RateLimited => "rate_limited",
+            ProblemCode::RequestTimeout => "request_timeout",
+            ProblemCode::ServiceUnavailable => "service_unavailable",
             ProblemCode::Conflict => "conflict",
             ProblemCode::Internal => "internal",
         }
@@ -117,6 +123,8 @@ impl ProblemCode {
             ProblemCode::IdempotencyKeyReused => "Idempotency-Key reused with a different request",
             ProblemCode::PayloadTooLarge => "Request body too large",
             ProblemCode::RateLimited => "Too many requests",
+            ProblemCode::RequestTimeout => "Request timeout",
+            ProblemCode::ServiceUnavailable => "Service unavailable",
             ProblemCode::Conflict => "Conflicts with what exists",
             ProblemCode::Internal => "Internal server error",
         }
@@ -138,7 +146,10 @@ impl ProblemCode {
             | ProblemCode::InvalidCode => StatusCode::BAD_REQUEST,
             ProblemCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ProblemCode::Forbidden | ProblemCode::StaleRequest => StatusCode::FORBIDDEN,
-            ProblemCode::CallerNumbersExhausted => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::CallerNumbersExhausted | ProblemCode::ServiceUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProblemCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProblemCode::NotFound => StatusCode::NOT_FOUND,
             ProblemCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -214,6 +225,14 @@ impl Problem {
         Problem {
             retry_after_secs: Some(retry_after_secs.max(1)),
             ..Problem::new(ProblemCode::RateLimited, detail)
+        }
+    }
+
+    /// 503 with `Retry-After`: the server is busy, not the request wrong.
+    pub fn unavailable(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        Problem {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Problem::new(ProblemCode::ServiceUnavailable, detail)
         }
     }
 

@@ -93,10 +93,46 @@ pub struct ApiConfig {
     /// one proxy you run, which appends the address it saw).
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// A connection must send a request's headers within this (slowloris).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Span,
+    /// A request must be read and answered within this (long polls aside).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Span,
+    /// Requests handled at once (long polls aside); more get 503.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Connections open at once on the public listener.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 fn default_admin_token_file() -> String {
     "./var/admin.token".into()
+}
+fn default_header_read_timeout() -> Span {
+    Span(crate::api::edge::EdgeLimits::default().header_read_timeout)
+}
+fn default_request_timeout() -> Span {
+    Span(crate::api::edge::EdgeLimits::default().request_timeout)
+}
+fn default_max_in_flight() -> usize {
+    crate::api::edge::EdgeLimits::default().max_in_flight
+}
+fn default_max_connections() -> usize {
+    crate::api::edge::EdgeLimits::default().max_connections
+}
+
+impl ApiConfig {
+    /// The edge bounds of the public listener.
+    pub fn edge(&self) -> crate::api::edge::EdgeLimits {
+        crate::api::edge::EdgeLimits {
+            header_read_timeout: self.header_read_timeout.0,
+            request_timeout: self.request_timeout.0,
+            max_in_flight: self.max_in_flight,
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 /// `[store]`

@@ -23,6 +23,37 @@ impl Config {
                 "api.admin_token: must be at least 16 characters (or empty to generate one)".into(),
             );
         }
+        let a = &self.api;
+        let secs = Duration::from_secs;
+        for (key, v, lo, hi) in [
+            (
+                "api.header_read_timeout",
+                a.header_read_timeout,
+                secs(1),
+                secs(120),
+            ),
+            ("api.request_timeout", a.request_timeout, secs(1), secs(600)),
+        ] {
+            if v.0 < lo || v.0 > hi {
+                p.push(format!(
+                    "{key} = \"{v}\": must be between {} and {}",
+                    super::Span(lo),
+                    super::Span(hi)
+                ));
+            }
+        }
+        if !(1..=1_000_000).contains(&a.max_in_flight) {
+            p.push(format!(
+                "api.max_in_flight = {}: must be between 1 and 1000000",
+                a.max_in_flight
+            ));
+        }
+        if !(1..=1_000_000).contains(&a.max_connections) {
+            p.push(format!(
+                "api.max_connections = {}: must be between 1 and 1000000",
+                a.max_connections
+            ));
+        }
         let v = &self.verify;
         if !(4..=10).contains(&v.code_length) {
             p.push(format!(
