@@ -27,6 +27,8 @@ pub struct AppState {
     pub voice_gateway: Arc<crate::voice_gateway::VoiceGateway>,
     /// MO-SMS login (`/v1/mo-logins`).
     pub mo_login: Arc<crate::mologin::MoLoginService>,
+    /// Wrong API keys per client IP, in memory.
+    pub auth_failures: Arc<crate::limits::AuthFailures>,
 }
 
 /// How long a looked-up API key is trusted without asking the store again.

@@ -486,6 +486,9 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         secret,
         trust_forwarded_for: cfg.api.trust_forwarded_for,
         callers: callers.clone(),
+        auth_failures: Arc::new(crate::limits::AuthFailures::new(
+            cfg.verify.limits.failed_auth_per_ip,
+        )),
         voice_gateway: Arc::new(crate::voice_gateway::VoiceGateway::new(
             store.clone(),
             &cfg,
@@ -539,12 +542,18 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         crate::housekeeping::Prune {
             windows_kept: Box::new(move || {
                 let l = &limits_of.config().limits;
-                [l.per_number, l.per_service, l.per_prefix, l.per_ip]
-                    .iter()
-                    .map(|r| r.window.0)
-                    .chain([other_windows])
-                    .max()
-                    .unwrap_or_default()
+                [
+                    l.per_number,
+                    l.per_number_all_services,
+                    l.per_service,
+                    l.per_prefix,
+                    l.per_ip,
+                ]
+                .iter()
+                .map(|r| r.window.0)
+                .chain([other_windows])
+                .max()
+                .unwrap_or_default()
             }),
             keys_kept: crate::verify::service::IDEMPOTENCY_KEY_TTL,
             retention: cfg.retention.clone(),

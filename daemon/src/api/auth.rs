@@ -24,13 +24,31 @@ impl FromRequestParts<AppState> for Caller {
                 "send the API key as `Authorization: Bearer <key>`",
             ));
         };
-        // One answer for unknown keys, revoked keys and keys of a removed
-        // service: the caller learns nothing about which services exist.
-        let invalid = || Problem::unauthorized("the API key is not valid");
         let hash = state.api_key_hash(key);
+        let now = state.clock.now_ms();
+        let ClientIp(ip) = match ClientIp::from_request_parts(parts, state).await {
+            Ok(ip) => ip,
+            Err(never) => match never {},
+        };
         let generation = match state.callers.get(&hash) {
             Ok(svc) => return Ok(Caller(svc)),
             Err(generation) => generation,
+        };
+        // Whoever guessed wrong too often from here is stopped before the
+        // store is asked again.
+        if let Some(retry) = ip.and_then(|ip| state.auth_failures.blocked(ip, now)) {
+            return Err(Problem::rate_limited(
+                "too many requests with a wrong API key from this address",
+                retry,
+            ));
+        }
+        // One answer for unknown keys, revoked keys and keys of a removed
+        // service: the caller learns nothing about which services exist.
+        let invalid = || {
+            if let Some(ip) = ip {
+                state.auth_failures.failed(ip, now);
+            }
+            Problem::unauthorized("the API key is not valid")
         };
         let rec = state.store.find_api_key(&hash).await?.ok_or_else(invalid)?;
         let svc = state

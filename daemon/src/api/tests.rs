@@ -95,6 +95,7 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
             Random::os(),
         )),
         mo_login: mo.clone(),
+        auth_failures: Arc::new(crate::limits::AuthFailures::new("5/1m".parse().unwrap())),
     };
     let app = router(state).layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))));
     Api { app, store, mo }
@@ -592,6 +593,82 @@ async fn forwarded_for_is_used_only_when_trusted() {
         StatusCode::CREATED
     );
     let r = api.send(xff("198.51.100.2")).await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+}
+
+#[tokio::test]
+async fn an_ipv6_client_rotating_through_its_64_stays_in_one_bucket() {
+    let mut cfg = VerifyConfig::default();
+    cfg.limits.per_ip = "2/1m".parse().unwrap();
+    let api = setup_with(cfg, true).await;
+    let start_from = |ip: &'static str, to: &str| {
+        let body = json!({ "to": to }).to_string();
+        request(
+            Method::POST,
+            "/v1/verifications",
+            Some(KEY),
+            Some(&body),
+            &[("x-forwarded-for", ip)],
+        )
+    };
+    for (ip, to) in [
+        ("2001:db8:5:6::1", "+447400123401"),
+        ("2001:db8:5:6:ffff::2", "+447400123402"),
+    ] {
+        assert_eq!(
+            api.send(start_from(ip, to)).await.status,
+            StatusCode::CREATED
+        );
+    }
+    // A third address of the same /64: the same bucket, refused.
+    let r = api
+        .send(start_from(
+            "2001:db8:5:6:1234:5678:9abc:def0",
+            "+447400123403",
+        ))
+        .await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Another /64 has its own.
+    assert_eq!(
+        api.send(start_from("2001:db8:5:7::1", "+447400123404"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn guessing_api_keys_from_one_address_is_stopped_with_429() {
+    let api = setup().await;
+    // The test limit is 5 wrong keys a minute per address.
+    for i in 0..5 {
+        let r = api
+            .send(request(
+                Method::GET,
+                "/v1/verifications/vf_x",
+                Some(&format!("vg_live_guess_{i}")),
+                None,
+                &[],
+            ))
+            .await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    // The sixth guess is refused before any key is looked up…
+    let r = api
+        .send(request(
+            Method::GET,
+            "/v1/verifications/vf_x",
+            Some("vg_live_guess_6"),
+            None,
+            &[],
+        ))
+        .await;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(r.headers.get(header::RETRY_AFTER).is_some());
+    assert!(r.json["detail"].as_str().unwrap().contains("wrong API key"));
+    // …and so is a right key not looked up recently from there (the
+    // address is spent), while the blocked guesses never reached the store.
+    let r = api.call(Method::GET, "/v1/verifications/vf_x", None).await;
     assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
 }
 

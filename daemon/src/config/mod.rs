@@ -212,26 +212,33 @@ impl Default for VerifyConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Sends per number.
+    /// Sends per number, per service.
     pub per_number: RateLimit,
+    /// Sends per number across every service.
+    pub per_number_all_services: RateLimit,
     /// Starts per service.
     pub per_service: RateLimit,
     /// Sends per destination prefix (SMS-pumping guard).
     pub per_prefix: RateLimit,
     /// Digits of the E.164 number (after `+`) that make a prefix.
     pub prefix_digits: u8,
-    /// Requests per client IP.
+    /// Starts per client IP (IPv6: per /64).
     pub per_ip: RateLimit,
+    /// Requests with a wrong API key per client IP (IPv6: per /64); beyond
+    /// it every request from there gets 429 before any key is looked up.
+    pub failed_auth_per_ip: RateLimit,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             per_number: "5/10m".parse().expect("valid"),
+            per_number_all_services: "10/1h".parse().expect("valid"),
             per_service: "6000/1m".parse().expect("valid"),
             per_prefix: "600/1m".parse().expect("valid"),
             prefix_digits: 6,
             per_ip: "60/1m".parse().expect("valid"),
+            failed_auth_per_ip: "20/1m".parse().expect("valid"),
         }
     }
 }

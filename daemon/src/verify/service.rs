@@ -256,7 +256,11 @@ impl VerifyService {
             }
         }
         if let Some(ip) = req.client_ip {
-            let per_ip = [("per client IP", format!("ip:{ip}"), cfg.limits.per_ip)];
+            let per_ip = [(
+                "per client IP",
+                format!("ip:{}", crate::limits::ip_bucket(ip)),
+                cfg.limits.per_ip,
+            )];
             self.limits(&per_ip, now).await?;
         }
         let channel = req.channel.clone();
@@ -933,8 +937,8 @@ fn allowed_countries(svc: &Service) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The limits a send passes, in order: `first` (if any), per number, per
-/// destination prefix.
+/// The limits a send passes, in order: `first` (if any), per number (of
+/// this service, then of all), per destination prefix.
 fn send_limits(
     cfg: &VerifyConfig,
     svc: &Service,
@@ -949,6 +953,12 @@ fn send_limits(
                 "per number",
                 format!("num:{}:{digits}", svc.code),
                 cfg.limits.per_number,
+            ),
+            // One number pestered through many services is still one victim.
+            (
+                "per number across services",
+                format!("numall:{digits}"),
+                cfg.limits.per_number_all_services,
             ),
             (
                 "per destination prefix",

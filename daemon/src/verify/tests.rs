@@ -409,6 +409,46 @@ async fn every_close_queues_one_webhook_including_expiry_found_by_a_new_start() 
 }
 
 #[tokio::test]
+async fn one_number_pestered_through_many_services_hits_the_cross_service_limit() {
+    let mut cfg = VerifyConfig::default();
+    cfg.limits.per_number_all_services = "2/1h".parse().unwrap();
+    let (s, acme, store) = setup(cfg).await;
+    let mut services = vec![acme];
+    for code in ["beta", "gamma"] {
+        let svc = Service {
+            code: code.into(),
+            name: code.into(),
+            settings: serde_json::json!({}),
+            created_at: T0,
+        };
+        store.create_service(&svc).await.unwrap();
+        services.push(svc);
+    }
+    // Each service is well within its own per-number limit (5 per 10 min).
+    for svc in &services[..2] {
+        assert!(s.start(svc, req(TO), T0).await.unwrap().created);
+    }
+    let e = s.start(&services[2], req(TO), T0).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            VerifyError::Caller(CallerError::RateLimited {
+                scope: "per number across services",
+                ..
+            })
+        ),
+        "{e}"
+    );
+    // Another number is not affected.
+    assert!(
+        s.start(&services[2], req("+447400123499"), T0)
+            .await
+            .unwrap()
+            .created
+    );
+}
+
+#[tokio::test]
 async fn the_expiry_sweep_sends_expired_on_time_without_anyone_reading() {
     let (s, mut svc, store) = setup(VerifyConfig::default()).await;
     svc.settings = serde_json::json!({"webhook_url": "http://127.0.0.1:9/h", "webhook_secret": "0123456789abcdef"});
