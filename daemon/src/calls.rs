@@ -71,6 +71,28 @@ pub struct CallSettings {
     pub end_grace: Duration,
 }
 
+/// Call settings the worker reads for each call, replaced on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct LiveSettings(Arc<std::sync::RwLock<Arc<CallSettings>>>);
+
+impl LiveSettings {
+    /// Settings starting as `s`.
+    pub fn new(s: CallSettings) -> Self {
+        LiveSettings(Arc::new(std::sync::RwLock::new(Arc::new(s))))
+    }
+
+    /// The current settings.
+    pub fn get(&self) -> Arc<CallSettings> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Calls claimed from now on use `s` (the worker's batch, poll and
+    /// lease stay as they started).
+    pub fn set(&self, s: CallSettings) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(s);
+    }
+}
+
 impl CallSettings {
     /// A claimed call is another worker's again after this: longer than
     /// any call can last.
@@ -156,12 +178,14 @@ pub async fn run(
     store: Arc<dyn Store>,
     placer: Arc<dyn CallPlacer>,
     prompts: Arc<Prompts>,
-    settings: CallSettings,
+    settings: LiveSettings,
     mut hangups: mpsc::UnboundedReceiver<String>,
     (clock, rng): (Clock, Random),
     shutdown: CancellationToken,
 ) {
     let running: Running = Arc::default();
+    let live = settings;
+    let settings = live.get();
     let worker = WorkerConfig {
         batch: settings.batch,
         lease: settings.lease(),
@@ -176,7 +200,7 @@ pub async fn run(
         store,
         placer,
         prompts,
-        settings,
+        settings: live,
         running: running.clone(),
         clock: clock.clone(),
         rng,
@@ -197,7 +221,7 @@ struct Ctx {
     store: Arc<dyn Store>,
     placer: Arc<dyn CallPlacer>,
     prompts: Arc<Prompts>,
-    settings: CallSettings,
+    settings: LiveSettings,
     running: Running,
     clock: Clock,
     rng: Random,
@@ -290,7 +314,7 @@ impl Ctx {
             },
             Placed::Done(o) => match o
                 .retry
-                .filter(|_| job.attempts < self.settings.max_attempts)
+                .filter(|_| job.attempts < self.settings.get().max_attempts)
             {
                 Some(ra) => CallResult {
                     state: CallState::Queued,
@@ -298,8 +322,10 @@ impl Ctx {
                     detail: Some(format!("{}; will retry", o.detail)),
                     retry_at: Some(
                         now.saturating_add(
-                            i64::try_from(ra.unwrap_or(self.settings.retry_delay).as_millis())
-                                .unwrap_or(i64::MAX),
+                            i64::try_from(
+                                ra.unwrap_or(self.settings.get().retry_delay).as_millis(),
+                            )
+                            .unwrap_or(i64::MAX),
                         ),
                     ),
                     not_placed: false,
@@ -352,7 +378,7 @@ impl Ctx {
             verification_id: job.verification_id.clone(),
             service: job.service.clone(),
             to: job.to.clone(),
-            from: self.settings.sms_sender.clone(),
+            from: self.settings.get().sms_sender.clone(),
             text,
             state: MessageState::Queued,
             attempts: 0,
@@ -399,8 +425,8 @@ impl Ctx {
         };
         let now = Instant::now();
         let mut script = match job.kind {
-            CallKind::Voice => Script::Voice(VoiceScript::new(now, self.settings.voice)),
-            CallKind::FlashCall => Script::Flash(FlashScript::new(now, self.settings.flash)),
+            CallKind::Voice => Script::Voice(VoiceScript::new(now, self.settings.get().voice)),
+            CallKind::FlashCall => Script::Flash(FlashScript::new(now, self.settings.get().flash)),
         };
         let mut law = None;
         let mut stopped: Option<Stop> = None;
@@ -471,7 +497,7 @@ impl Ctx {
         let p = self.prompts.get(&job.locale, law?)?;
         match clip {
             Clip::Code => p
-                .code_parts(job.code.as_deref()?, &self.settings.reading)
+                .code_parts(job.code.as_deref()?, &self.settings.get().reading)
                 .ok(),
             Clip::Goodbye => Some(vec![Part::Clip(p.shared_clip(Prompt::Goodbye))]),
         }
@@ -592,7 +618,7 @@ mod tests {
             store: store.clone(),
             placer,
             prompts: Arc::new(prompts),
-            settings: settings(),
+            settings: LiveSettings::new(settings()),
             running: Arc::default(),
             clock: Clock::system(),
             rng: Random::os(),

@@ -71,8 +71,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// What the sweep keeps of housekeeping rows.
 pub struct Prune {
-    /// Rows and texts (`[retention]`).
-    pub retention: RetentionConfig,
+    /// Rows and texts (`[retention]`; read each time, as SIGHUP may change it).
+    pub retention: Box<dyn Fn() -> RetentionConfig + Send + Sync>,
     /// Rate windows younger than this stay (the longest configured window;
     /// read each time, as SIGHUP may change the limits).
     pub windows_kept: Box<dyn Fn() -> Duration + Send + Sync>,
@@ -85,7 +85,7 @@ impl std::fmt::Debug for Prune {
         f.debug_struct("Prune")
             .field("windows_kept", &(self.windows_kept)())
             .field("keys_kept", &self.keys_kept)
-            .field("retention", &self.retention)
+            .field("retention", &(self.retention)())
             .finish()
     }
 }
@@ -115,7 +115,7 @@ pub async fn run_expiry(
                 "old idempotency keys",
                 store.forget_idempotency_keys(ago(prune.keys_kept)).await,
             );
-            match retention_pass(&*store, &prune.retention, now).await {
+            match retention_pass(&*store, &(prune.retention)(), now).await {
                 Ok(done) => {
                     for (what, n) in done.into_iter().filter(|(_, n)| *n > 0) {
                         debug!(rows = n, "retention: deleted old {}", what.as_str());
@@ -128,7 +128,7 @@ pub async fn run_expiry(
         report(
             "the texts of finished or expired SMS",
             store
-                .blank_texts(text_cut(clock.now_ms(), &prune.retention))
+                .blank_texts(text_cut(clock.now_ms(), &(prune.retention)()))
                 .await,
         );
         match verify.expire_due(clock.now_ms()).await {
@@ -249,6 +249,7 @@ mod tests {
         // The sweep's clock starts at the SMS's expiry plus the grace.
         let r = RetentionConfig::default();
         let clock = Clock::virtual_at(msg.expires_at + r.text_grace.0.as_millis() as i64 + 1);
+        let r = Box::new(move || r.clone());
         let sweep = tokio::spawn(run_expiry(
             store.clone(),
             verify.clone(),

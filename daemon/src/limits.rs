@@ -64,7 +64,7 @@ pub fn ip_bucket(ip: IpAddr) -> String {
 /// window per bucket, at most [`AuthFailures::MAX_BUCKETS`] of them.
 #[derive(Debug)]
 pub struct AuthFailures {
-    limit: RateLimit,
+    limit: Mutex<RateLimit>,
     buckets: Mutex<HashMap<String, (Millis, u32)>>,
 }
 
@@ -75,13 +75,22 @@ impl AuthFailures {
     /// A counter allowing `limit` failures per window.
     pub fn new(limit: RateLimit) -> Self {
         AuthFailures {
-            limit,
+            limit: Mutex::new(limit),
             buckets: Mutex::default(),
         }
     }
 
+    /// Replaces the limit (SIGHUP).
+    pub fn set_limit(&self, limit: RateLimit) {
+        *self.limit.lock().unwrap_or_else(|e| e.into_inner()) = limit;
+    }
+
+    fn limit(&self) -> RateLimit {
+        *self.limit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn window(&self, now: Millis) -> (Millis, Millis) {
-        let w = (self.limit.window.0.as_millis() as i64).max(1);
+        let w = (self.limit().window.0.as_millis() as i64).max(1);
         let start = now - now.rem_euclid(w);
         (start, start + w)
     }
@@ -91,7 +100,7 @@ impl AuthFailures {
         let (start, end) = self.window(now);
         let b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         b.get(&ip_bucket(ip))
-            .filter(|(s, n)| *s == start && *n >= self.limit.count)
+            .filter(|(s, n)| *s == start && *n >= self.limit().count)
             .map(|_| ((end - now).max(0) as u64).div_ceil(1000).max(1))
     }
 

@@ -290,14 +290,41 @@ fn load_prompts(cfg: &Config) -> Result<Option<crate::calls::Prompts>, StartErro
         .map_err(|e| HostError::new("voice.locales", e).into())
 }
 
-/// Starts the call side: SIP engine, call worker. None when no trunk is
-/// configured (the call channels then refuse starts).
+/// The call worker's settings in `cfg`.
+pub(crate) fn call_settings(cfg: &Config) -> crate::calls::CallSettings {
+    let v = &cfg.voice;
+    crate::calls::CallSettings {
+        voice: crate::sip::script::VoiceTiming {
+            ring_timeout: v.ring_timeout.0,
+            dtmf_wait: v.dtmf_wait.0,
+            max_duration: v.max_duration.0,
+            max_repeats: v.max_repeats,
+        },
+        flash: crate::flashcall::FlashTiming {
+            ring_timeout: cfg.flash_call.ring_timeout.0,
+            ring_hold: cfg.flash_call.ring_hold.0,
+        },
+        max_attempts: v.max_attempts,
+        retry_delay: cfg.outbox.retry_delay.0,
+        batch: 256,
+        idle_poll: Duration::from_millis(50),
+        reading: verigate_prompts::Reading::default(),
+        sms_sender: cfg.verify.sender.clone(),
+        end_grace: crate::sip::engine::end_grace(cfg.sip.t1.0),
+    }
+}
+
+/// Starts the call side: SIP engine, call worker (reading `live` for each
+/// call). None when no trunk is configured (the call channels then refuse
+/// starts).
+#[allow(clippy::too_many_arguments)] // the start's one call site, each part distinct
 async fn start_calls(
     cfg: &Config,
     prompts: Option<crate::calls::Prompts>,
     lab: Option<&LabSim>,
     store: Arc<dyn Store>,
     verify: &Arc<VerifyService>,
+    live: &crate::calls::LiveSettings,
     inputs: (Clock, Random),
     stage: &crate::shutdown::Stage,
 ) -> Result<Option<crate::sip::engine::SipEngine>, StartError> {
@@ -329,31 +356,11 @@ async fn start_calls(
     .map_err(|e| HostError::new("SIP", e))?;
     let (hang_tx, hang_rx) = mpsc::unbounded_channel();
     verify.set_hangups(hang_tx);
-    let v = &cfg.voice;
-    let settings = crate::calls::CallSettings {
-        voice: crate::sip::script::VoiceTiming {
-            ring_timeout: v.ring_timeout.0,
-            dtmf_wait: v.dtmf_wait.0,
-            max_duration: v.max_duration.0,
-            max_repeats: v.max_repeats,
-        },
-        flash: crate::flashcall::FlashTiming {
-            ring_timeout: cfg.flash_call.ring_timeout.0,
-            ring_hold: cfg.flash_call.ring_hold.0,
-        },
-        max_attempts: v.max_attempts,
-        retry_delay: cfg.outbox.retry_delay.0,
-        batch: 256,
-        idle_poll: Duration::from_millis(50),
-        reading: verigate_prompts::Reading::default(),
-        sms_sender: cfg.verify.sender.clone(),
-        end_grace: crate::sip::engine::end_grace(cfg.sip.t1.0),
-    };
     let worker = crate::calls::run(
         store,
         Arc::new(engine.clone()),
         Arc::new(prompts),
-        settings,
+        live.clone(),
         hang_rx,
         inputs,
         stage.token(),
@@ -440,12 +447,14 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     let webhook_stage = tree.stage("webhooks", Duration::from_secs(30));
     let sweep_stage = tree.stage("housekeeping", Duration::from_secs(10));
     let smpp_stage = tree.stage("smpp", Duration::from_secs(20));
+    let call_live = crate::calls::LiveSettings::new(call_settings(&cfg));
     let calls = start_calls(
         &cfg,
         prompts,
         lab_switch.as_ref(),
         store.clone(),
         &verify,
+        &call_live,
         (clock.clone(), rng.clone()),
         &calls_stage,
     )
@@ -479,6 +488,14 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     ));
     let state_secret = secret.clone();
     let callers = Arc::new(crate::app::CallerCache::new(crate::app::CALLER_CACHE_TTL));
+    let auth_failures = Arc::new(crate::limits::AuthFailures::new(
+        cfg.verify.limits.failed_auth_per_ip,
+    ));
+    let voice_gateway = Arc::new(crate::voice_gateway::VoiceGateway::new(
+        store.clone(),
+        &cfg,
+        rng.clone(),
+    ));
     let state = AppState {
         clock: clock.clone(),
         store: store.clone(),
@@ -486,14 +503,8 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         secret,
         trust_forwarded_for: cfg.api.trust_forwarded_for,
         callers: callers.clone(),
-        auth_failures: Arc::new(crate::limits::AuthFailures::new(
-            cfg.verify.limits.failed_auth_per_ip,
-        )),
-        voice_gateway: Arc::new(crate::voice_gateway::VoiceGateway::new(
-            store.clone(),
-            &cfg,
-            rng.clone(),
-        )),
+        auth_failures: auth_failures.clone(),
+        voice_gateway: voice_gateway.clone(),
         mo_login: mo_login.clone(),
     };
     let sender_cfg = SenderConfig {
@@ -518,45 +529,45 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         (clock.clone(), rng.clone()),
         ev_rx,
     ));
-    let limits_of = verify.clone();
-    // Windows of the other limits (MO replies and logins, the voice
-    // gateway) are an hour or more: pruned sooner, a budget would restart.
-    let other_windows = {
-        let m = &cfg.mo_login;
-        let r = &m.reply_limits;
-        [r.per_sender, r.per_prefix, r.global, m.per_service]
-            .into_iter()
-            .chain(
-                cfg.voice_gateway
-                    .iter()
-                    .flat_map(|g| [g.limit, g.per_number]),
-            )
-            .map(|l| l.window.0)
-            .max()
-            .unwrap_or_default()
-    };
+    // The config the sweeps read, replaced on SIGHUP.
+    let current = Arc::new(std::sync::RwLock::new(cfg.clone()));
+    let (windows_of, retention_of) = (current.clone(), current.clone());
     sweep_stage.spawn(crate::housekeeping::run_expiry(
         store.clone(),
         verify.clone(),
         Duration::from_secs(1),
         crate::housekeeping::Prune {
+            // The longest window of any limit counted in the store: pruned
+            // sooner, a budget would start again.
             windows_kept: Box::new(move || {
-                let l = &limits_of.config().limits;
+                let c = windows_of.read().unwrap_or_else(|e| e.into_inner());
+                let (l, m) = (&c.verify.limits, &c.mo_login);
+                let r = &m.reply_limits;
                 [
                     l.per_number,
                     l.per_number_all_services,
                     l.per_service,
                     l.per_prefix,
                     l.per_ip,
+                    r.per_sender,
+                    r.per_prefix,
+                    r.global,
+                    m.per_service,
                 ]
-                .iter()
+                .into_iter()
+                .chain(c.voice_gateway.iter().flat_map(|g| [g.limit, g.per_number]))
                 .map(|r| r.window.0)
-                .chain([other_windows])
                 .max()
                 .unwrap_or_default()
             }),
             keys_kept: crate::verify::service::IDEMPOTENCY_KEY_TTL,
-            retention: cfg.retention.clone(),
+            retention: Box::new(move || {
+                retention_of
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retention
+                    .clone()
+            }),
         },
         clock.clone(),
         sweep_stage.token(),
@@ -634,7 +645,15 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             warn!("receipts still being stored after 5 s; the SMSC will redeliver them");
         }
     });
-    wait_for_signals(signals, path, sets, &verify).await;
+    let targets = crate::reload::Targets {
+        verify: verify.clone(),
+        mo_login: mo_login.clone(),
+        voice_gateway,
+        auth_failures,
+        calls: call_live,
+        current,
+    };
+    wait_for_signals(signals, path, sets, &cfg, &targets).await;
     info!("shutting down: API stops, calls end, in-flight submits drain, binds unbind");
     tree.run().await;
     // Queued writes finish, the WAL is checkpointed into the database file.
@@ -772,7 +791,8 @@ async fn wait_for_signals(
     mut signals: Signals,
     path: &Path,
     sets: &[String],
-    verify: &VerifyService,
+    started: &Config,
+    targets: &crate::reload::Targets,
 ) {
     loop {
         tokio::select! {
@@ -780,8 +800,7 @@ async fn wait_for_signals(
             _ = signals.int.recv() => return,
             _ = signals.hup.recv() => match config::load(path, sets) {
                 Ok(c) => {
-                    verify.reload(c.verify);
-                    info!("configuration reloaded (templates and limits)");
+                    crate::reload::apply(targets, started, c);
                 }
                 Err(e) => warn!(error = %e, "reload refused; keeping the running configuration"),
             },

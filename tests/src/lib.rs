@@ -348,6 +348,23 @@ impl Daemon {
         control: &str,
         env: &[(&str, &str)],
     ) -> Daemon {
+        Daemon::spawn(dir, config, sets, control, env, Stdio::inherit())
+    }
+
+    /// [`Daemon::start_in`] with its log (stderr) written to `dir/daemon.log`.
+    pub fn start_logged(dir: PathBuf, config: &std::path::Path, sets: &[&str]) -> Daemon {
+        let log = std::fs::File::create(dir.join("daemon.log")).expect("log file");
+        Daemon::spawn(dir, config, sets, "", &[], Stdio::from(log))
+    }
+
+    fn spawn(
+        dir: PathBuf,
+        config: &std::path::Path,
+        sets: &[&str],
+        control: &str,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Daemon {
         let mut cmd = Command::new(bin("verigate"));
         cmd.current_dir(&dir).arg("run").arg("--config").arg(config);
         cmd.envs(env.iter().copied());
@@ -356,7 +373,7 @@ impl Daemon {
         }
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start verigate run");
         let mut line = String::new();

@@ -773,6 +773,58 @@ fn sighup_reloads_templates_and_sigterm_exits_cleanly() {
     sigterm_and_wait(&mut d);
 }
 
+#[test]
+fn sighup_applies_what_it_can_and_names_what_needs_a_restart() {
+    let dir = scratch_dir();
+    let cfg = dir.join("verigate.toml");
+    let base = std::fs::read_to_string(workspace().join("conf/verigate.toml")).unwrap();
+    std::fs::write(&cfg, &base).unwrap();
+    let d = Daemon::start_logged(dir.clone(), &cfg, LAB_PORTS);
+    let start = |to: &str| {
+        d.call(
+            "POST",
+            "/v1/verifications",
+            Some(serde_json::json!({"to": to})),
+        )
+        .0
+    };
+    assert_eq!(start("+447400123470"), 201);
+    assert_eq!(start("+447400123471"), 201);
+    // A limit (applied at once) and the store's path (only at a restart).
+    let changed = base
+        .replace("per_ip = \"600/1m\"", "per_ip = \"1/1m\"")
+        .replace("path = \"./var/verigate.db\"", "path = \"./var/other.db\"");
+    assert_ne!(changed, base);
+    std::fs::write(&cfg, &changed).unwrap();
+    signal(&d, "-HUP");
+    let log = dir.join("daemon.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("needs a restart") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let applied = text
+        .lines()
+        .find(|l| l.contains("configuration reloaded"))
+        .unwrap_or_else(|| panic!("no reload line in:\n{text}"));
+    assert!(applied.contains("verify.limits.per_ip"), "{applied}");
+    assert!(!applied.contains("store.path"), "{applied}");
+    let restart = text
+        .lines()
+        .find(|l| l.contains("needs a restart"))
+        .unwrap();
+    assert!(restart.contains("store.path"), "{restart}");
+    assert!(!restart.contains("per_ip"), "{restart}");
+    // The new per-IP limit holds now (a fresh window may allow one more).
+    let codes: Vec<u16> = (0..3).map(|i| start(&format!("+44740012348{i}"))).collect();
+    assert!(codes.contains(&429), "{codes:?}");
+    // The store did not move: the first verifications are still there.
+    assert!(!dir.join("var/other.db").exists());
+}
+
 /// SIGTERM, then the daemon must exit 0 within 15 s.
 fn sigterm_and_wait(d: &mut Daemon) {
     signal(d, "-TERM");

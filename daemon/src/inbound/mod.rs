@@ -149,8 +149,8 @@ async fn handle_event(
         } => {
             let taken = std::time::Instant::now();
             let now = clock.now_ms();
-            let region = mo_login.map_or("", |svc| svc.region());
-            let mo = crate::mologin::incoming(rng, &smsc, &from, from_ton, to, text, region, now);
+            let region = mo_login.map(MoLoginService::region).unwrap_or_default();
+            let mo = crate::mologin::incoming(rng, &smsc, &from, from_ton, to, text, &region, now);
             match store_mo(store, mo_login, &mo, now).await {
                 Ok(handled) => {
                     // Test hook: die between storing and answering, as a
@@ -247,8 +247,8 @@ async fn take_long_mo(
     now: crate::store::Millis,
     taken: std::time::Instant,
 ) {
-    let region = mo_login.map_or("", |svc| svc.region());
-    let mo = crate::mologin::incoming_long(rng, parts, region, now);
+    let region = mo_login.map(MoLoginService::region).unwrap_or_default();
+    let mo = crate::mologin::incoming_long(rng, parts, &region, now);
     match store_mo(store, mo_login, &mo, now).await {
         Ok(handled) => count_mo(handled, taken),
         Err(e) => {

@@ -151,8 +151,8 @@ pub struct MoLoginService {
     store: Arc<dyn Store>,
     secret: ServerSecret,
     rng: Random,
-    cfg: MoLoginConfig,
-    router: MoRouter,
+    /// Settings and the routes made from them, replaced on SIGHUP.
+    live: std::sync::RwLock<Arc<Live>>,
     /// Long polls waiting in this process, by token: a completion wakes
     /// only the polls of its own token.
     waiting: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
@@ -169,29 +169,35 @@ impl MoLoginService {
         cfg: MoLoginConfig,
         rng: Random,
     ) -> Self {
-        let mut router = MoRouter::default();
-        if !cfg.short_code.is_empty() {
-            router.add(&cfg.short_code, None, Handler::MoLogin);
-        }
         MoLoginService {
             store,
             secret,
             rng,
-            cfg,
-            router,
+            live: std::sync::RwLock::new(Arc::new(Live::new(cfg))),
             waiting: std::sync::Mutex::default(),
             recheck: Duration::from_secs(1),
         }
     }
 
     /// The region national senders are read in.
-    pub fn region(&self) -> &str {
-        &self.cfg.region
+    pub fn region(&self) -> String {
+        self.live().cfg.region.clone()
     }
 
     /// The longest long poll.
     pub fn max_wait(&self) -> Duration {
-        self.cfg.max_wait.0
+        self.live().cfg.max_wait.0
+    }
+
+    /// The settings now.
+    fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the settings (SIGHUP): texts, keywords, times, budgets and
+    /// the short code apply to the next request and MO.
+    pub fn reload(&self, cfg: MoLoginConfig) {
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Live::new(cfg));
     }
 
     /// Issues a login token for `svc`.
@@ -201,16 +207,14 @@ impl MoLoginService {
         intent: MoIntent,
         now: Millis,
     ) -> Result<Created, MoLoginError> {
-        if self.cfg.short_code.is_empty() {
+        let live = self.live();
+        let cfg = &live.cfg;
+        if cfg.short_code.is_empty() {
             return Err(MoLoginError::Unavailable);
         }
         // Each token is a row and a long poll: a runaway client of one
         // service must not fill the store.
-        let limit = [(
-            "per service",
-            format!("mol:{}", svc.code),
-            self.cfg.per_service,
-        )];
+        let limit = [("per service", format!("mol:{}", svc.code), cfg.per_service)];
         if let Err(r) = crate::limits::hit(&*self.store, &limit, now).await? {
             return Err(MoLoginError::RateLimited {
                 retry_after_secs: r.retry_after_secs,
@@ -229,16 +233,16 @@ impl MoLoginService {
                 created_account: false,
                 session_token: None,
                 created_at: now,
-                expires_at: now + self.cfg.token_ttl.0.as_millis() as i64,
+                expires_at: now + cfg.token_ttl.0.as_millis() as i64,
                 completed_at: None,
             };
             match self.store.create_mo_login(&login).await {
                 Ok(()) => {
-                    let keyword = self.cfg.keywords.first().cloned().unwrap_or_default();
+                    let keyword = cfg.keywords.first().cloned().unwrap_or_default();
                     let sms_body = format!("{keyword} {}", login.token).trim().to_string();
                     return Ok(Created {
                         login,
-                        short_code: self.cfg.short_code.clone(),
+                        short_code: cfg.short_code.clone(),
                         sms_body,
                     });
                 }
@@ -259,7 +263,7 @@ impl MoLoginService {
     ) -> Result<Polled, MoLoginError> {
         let token = token.trim().to_ascii_uppercase();
         let start = tokio::time::Instant::now();
-        let deadline = start + wait.min(self.cfg.max_wait.0);
+        let deadline = start + wait.min(self.max_wait());
         let notify = self
             .waiting
             .lock()
@@ -404,7 +408,8 @@ impl MoLoginService {
     /// The budgets an SMS back to `sender` passes: its own, its prefix's
     /// and the short code's in all.
     fn reply_budget(&self, sender: &str) -> Vec<crate::limits::Limit> {
-        let l = &self.cfg.reply_limits;
+        let live = self.live();
+        let l = &live.cfg.reply_limits;
         let digits = sender.trim_start_matches('+');
         let prefix: String = digits.chars().take(l.prefix_digits as usize).collect();
         vec![
@@ -437,7 +442,9 @@ impl MoLoginService {
 
     /// Everything an MO's handling writes, made before the write.
     async fn prepare(&self, mo: &MoMessage, now: Millis) -> Result<Prepared, MoLoginError> {
-        if self.router.route(&mo.dest, &mo.text) != Some(Handler::MoLogin) {
+        let live = self.live();
+        let cfg = &live.cfg;
+        if live.router.route(&mo.dest, &mo.text) != Some(Handler::MoLogin) {
             return Ok(Prepared::Finish {
                 outcome: "unrouted",
                 reply: None,
@@ -454,9 +461,9 @@ impl MoLoginService {
                 handled: Handled::SenderNotANumber,
             });
         }
-        let texts = self.cfg.texts();
-        let Some(tok) = token::extract(&mo.text, &self.cfg.keywords) else {
-            let reply = (self.cfg.no_token == NoTokenAction::Reply)
+        let texts = cfg.texts();
+        let Some(tok) = token::extract(&mo.text, &cfg.keywords) else {
+            let reply = (cfg.no_token == NoTokenAction::Reply)
                 .then(|| self.reply(&mo.source, SYSTEM_SERVICE, &texts.no_token, now));
             return Ok(Prepared::Finish {
                 outcome: "no_token",
@@ -480,7 +487,7 @@ impl MoLoginService {
             account_id: String::new(),
             token_hash: self.session_hash(&session_token),
             created_at: now,
-            expires_at: now + self.cfg.session_ttl.0.as_millis() as i64,
+            expires_at: now + cfg.session_ttl.0.as_millis() as i64,
         };
         // Read before the write, for the texts and the webhook: the MOs of
         // one sender are handled in order (one lane), so the account seen
@@ -498,7 +505,7 @@ impl MoLoginService {
             .as_ref()
             .and_then(|s| s.settings.get("mo_send_password"))
             .and_then(serde_json::Value::as_bool)
-            .unwrap_or(self.cfg.send_password);
+            .unwrap_or(cfg.send_password);
         let password_sms = send_password.then(|| {
             let text = texts
                 .password
@@ -543,7 +550,7 @@ impl MoLoginService {
             verification_id: None,
             service: service.to_string(),
             to: to.to_string(),
-            from: self.cfg.short_code.clone(),
+            from: self.live().cfg.short_code.clone(),
             text: text.to_string(),
             state: MessageState::Queued,
             attempts: 0,
@@ -619,6 +626,23 @@ pub fn incoming_long(rng: &Random, parts: &[MoPart], region: &str, now: Millis) 
             region,
             now,
         )
+    }
+}
+
+/// MO-login settings and the routes made from them.
+#[derive(Debug)]
+struct Live {
+    cfg: MoLoginConfig,
+    router: MoRouter,
+}
+
+impl Live {
+    fn new(cfg: MoLoginConfig) -> Self {
+        let mut router = MoRouter::default();
+        if !cfg.short_code.is_empty() {
+            router.add(&cfg.short_code, None, Handler::MoLogin);
+        }
+        Live { cfg, router }
     }
 }
 

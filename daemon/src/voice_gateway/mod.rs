@@ -119,8 +119,8 @@ pub struct Requested {
 #[derive(Debug)]
 pub struct VoiceGateway {
     store: Arc<dyn Store>,
-    entries: HashMap<String, VoiceGatewayEntry>,
-    default_region: String,
+    /// The service numbers and the region of national TNs, replaced on SIGHUP.
+    live: std::sync::RwLock<Arc<(HashMap<String, VoiceGatewayEntry>, String)>>,
     locales: Vec<String>,
     rng: Random,
 }
@@ -149,11 +149,27 @@ impl VoiceGateway {
     ) -> Self {
         VoiceGateway {
             store,
-            entries: entries.iter().map(|g| (g.sn.clone(), g.clone())).collect(),
-            default_region: default_region.to_string(),
+            live: std::sync::RwLock::new(Arc::new(Self::live_of(entries, default_region))),
             locales: locales.to_vec(),
             rng,
         }
+    }
+
+    fn live_of(
+        entries: &[VoiceGatewayEntry],
+        default_region: &str,
+    ) -> (HashMap<String, VoiceGatewayEntry>, String) {
+        (
+            entries.iter().map(|g| (g.sn.clone(), g.clone())).collect(),
+            default_region.to_string(),
+        )
+    }
+
+    /// Replaces the service numbers (SIGHUP): keys, limits, windows and
+    /// countries apply to the next request.
+    pub fn reload(&self, entries: &[VoiceGatewayEntry], default_region: &str) {
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Self::live_of(entries, default_region));
     }
 
     /// Checks the request and queues its call (or returns the call an
@@ -163,8 +179,9 @@ impl VoiceGateway {
         req: GatewayRequest,
         now: Millis,
     ) -> Result<Requested, GatewayError> {
-        let g = self
-            .entries
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let (entries, default_region) = (&live.0, live.1.as_str());
+        let g = entries
             .get(&req.sn)
             .ok_or_else(|| GatewayError::UnknownServiceNumber(req.sn.clone()))?;
         // K2 first: whoever cannot prove K1 learns nothing about the number.
@@ -199,8 +216,8 @@ impl VoiceGateway {
                 self.locales.join(", "),
             ));
         }
-        let to = phone::normalize(&req.tn, g.region(&self.default_region))?;
-        let countries = g.countries(&self.default_region);
+        let to = phone::normalize(&req.tn, g.region(default_region))?;
+        let countries = g.countries(default_region);
         let country = to.region().unwrap_or("unknown");
         if !countries.iter().any(|c| c == "*" || c == country) {
             return Err(GatewayError::CountryNotAllowed {
