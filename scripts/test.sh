@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the third-party peers it
-# needs (npm smpp, smpplib, SIPp, tshark), checks formatting and lints, builds,
-# runs unit, end-to-end and interop tests, and smoke-runs the fuzz targets.
+# needs (npm smpp, smpplib, SIPp, tshark, schemathesis), checks formatting and
+# lints, builds, runs unit, end-to-end and interop tests, fuzzes the HTTP API
+# with schemathesis and smoke-runs the fuzz targets.
 # With CI=true a missing peer is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -54,8 +55,13 @@ read -r passed failed < <(awk '/^test result:/ {
     for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }
 } END { print p + 0, f + 0 }' "$log")
 
+step "API fuzzing (schemathesis against a lab daemon's /openapi.json)"
+api_rc=0
+tests/api/schemathesis.sh || api_rc=$?
+
 step "fuzz targets (build + smoke run)"
 fuzz/smoke.sh
 
 echo
-echo "verigate: ${passed} passed, ${failed} failed"
+echo "verigate: ${passed} passed, ${failed} failed; API fuzzing $([ "$api_rc" -eq 0 ] && echo passed || echo FAILED)"
+[ "$api_rc" -eq 0 ]

@@ -46,7 +46,7 @@ use utoipa::{Modify, OpenApi};
         ProblemBody,
         ProblemCode
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EdgeResponses),
     security(("bearer" = [])),
     tags(
         (name = "verifications", description = "Verify phone numbers with one-time codes"),
@@ -72,6 +72,72 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Adds the answers the edge and the extractors can give to any operation:
+/// 413 and 415 for a body, 429 where a wrong API key is counted, 408 and
+/// 503 where the request bounds apply (all but the MO-login long poll).
+#[derive(Debug)]
+struct EdgeResponses;
+
+impl Modify for EdgeResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    super::problem::PROBLEM_CONTENT_TYPE,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                ("get", item.get.as_mut()),
+                ("post", item.post.as_mut()),
+                ("put", item.put.as_mut()),
+                ("delete", item.delete.as_mut()),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                // No operation-level security means the document's: the API key.
+                let bearer = op
+                    .security
+                    .as_ref()
+                    .is_none_or(|s| serde_json::to_string(s).is_ok_and(|j| j.contains("bearer")));
+                let long_poll = method == "get" && path == "/v1/mo-logins/{token}";
+                let mut add = |code: &str, what: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| problem(what).into());
+                };
+                if method == "post" {
+                    add("413", "payload_too_large (the body is over 16 KiB)");
+                    add("415", "invalid_json (not sent as application/json)");
+                }
+                if bearer {
+                    add(
+                        "429",
+                        "rate_limited (too many wrong API keys from this address, or a limit of the operation); see Retry-After",
+                    );
+                }
+                if !long_poll {
+                    add(
+                        "408",
+                        "request_timeout (not read and answered within api.request_timeout)",
+                    );
+                    add(
+                        "503",
+                        "service_unavailable (more requests in progress than api.max_in_flight); see Retry-After",
+                    );
+                }
+            }
+        }
     }
 }
 
