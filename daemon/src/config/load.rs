@@ -37,16 +37,36 @@ pub enum ConfigError {
 
 /// Loads, overrides and validates a config file.
 pub fn load(path: &Path, sets: &[String]) -> Result<Config, ConfigError> {
+    load_with_env(path, sets, &|name| std::env::var(name).ok())
+}
+
+/// [`load`] reading `<key>_env` secrets through `env` instead of the
+/// process environment (tests, tools checking a deployment's file).
+pub fn load_with_env(
+    path: &Path,
+    sets: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: p.clone(),
         source,
     })?;
-    load_str(&text, &p, sets)
+    load_str_with_env(&text, &p, sets, env)
 }
 
 /// Like [`load`] on a string; `path` is used in messages.
 pub fn load_str(text: &str, path: &str, sets: &[String]) -> Result<Config, ConfigError> {
+    load_str_with_env(text, path, sets, &|name| std::env::var(name).ok())
+}
+
+/// [`load_str`] with the environment given (see [`load_with_env`]).
+pub fn load_str_with_env(
+    text: &str,
+    path: &str,
+    sets: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.into(),
         message: e.to_string(),
@@ -56,7 +76,7 @@ pub fn load_str(text: &str, path: &str, sets: &[String]) -> Result<Config, Confi
         apply_set(&mut value, s, None)?;
     }
     // Secrets named by file or variable are read before the schema sees them.
-    let secret_problems = super::secrets::resolve(&mut value);
+    let secret_problems = super::secrets::resolve_with(&mut value, env);
     if !secret_problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.into(),
@@ -72,7 +92,7 @@ pub fn load_str(text: &str, path: &str, sets: &[String]) -> Result<Config, Confi
             for (j, s) in sets.iter().enumerate() {
                 apply_set(&mut v, s, Some(i == j))?;
             }
-            super::secrets::resolve(&mut v);
+            super::secrets::resolve_with(&mut v, env);
             if let Ok(cfg) = Config::deserialize_value(v) {
                 result = Ok(cfg);
                 break;

@@ -14,7 +14,7 @@ pub use calls::{
     CallerIdStyle, CliPoolEntry, FlashCallConfig, SipConfig, SipTransport, SipTrunkEntry,
     VoiceConfig,
 };
-pub use load::{load, load_str, ConfigError};
+pub use load::{load, load_str, load_str_with_env, load_with_env, ConfigError};
 pub use mo_login::{MoLoginConfig, MoReplyLimits, MoTemplates, NoTokenAction};
 pub use retention::RetentionConfig;
 pub use units::{RateLimit, Span};

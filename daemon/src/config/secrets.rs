@@ -46,14 +46,10 @@ pub fn is_known_value(v: &str) -> bool {
 }
 
 /// Replaces every `<key>_file` and `<key>_env` of [`SECRET_KEYS`] in `root`
-/// by `<key>` holding what it names; each problem names its key.
-/// (`api.admin_token_file` keeps its own meaning: where a generated token
-/// is written; so `api` takes `admin_token_env` only.)
-pub fn resolve(root: &mut toml::Value) -> Vec<String> {
-    resolve_with(root, &|name| std::env::var(name).ok())
-}
-
-fn resolve_with(root: &mut toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+/// by `<key>` holding what it names (variables read through `env`); each
+/// problem names its key. (`api.admin_token_file` keeps its own meaning:
+/// where a generated token is written; so `api` takes `admin_token_env` only.)
+pub fn resolve_with(root: &mut toml::Value, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
     let mut problems = Vec::new();
     let Some(top) = root.as_table_mut() else {
         return problems;
