@@ -55,6 +55,11 @@ for t in "${targets[@]}"; do
     if [ -d "$here/regressions/$t" ]; then
         inputs+=("$here/regressions/$t")
     fi
+    # The minimized corpus of the last campaign (docs/FUZZING.md): every
+    # input that reached new code then is replayed here each run.
+    if [ -d "$here/corpora/$t" ]; then
+        inputs+=("$here/corpora/$t")
+    fi
     t0=$(date +%s)
     echo "== $t: seeds + $runs runs (max ${secs}s)"
     if "$bin" -seed="$seed" -runs="$runs" -max_total_time="$secs" -timeout=10 \

@@ -48,6 +48,8 @@ done
 api=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["api"])' "$work/banner.json")
 
 echo "schemathesis.sh: fuzzing http://$api (lab daemon $bin) for ${ST_MAX_TIME:-120} s"
+# From the scratch directory: schemathesis keeps its state (.schemathesis/) where it runs.
+cd "$work"
 "$venv/bin/st" run "http://$api/openapi.json" \
     --header "Authorization: Bearer lab-key-change-me" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
