@@ -32,12 +32,33 @@ pub fn cut(what: Retained, now: Millis, r: &RetentionConfig) -> Millis {
     }
 }
 
-/// Which SMS texts go at `now`: those of finished SMS, and those past
-/// their expiry by `text_grace` whatever their state.
-pub fn text_cut(now: Millis, r: &RetentionConfig) -> TextCut {
+/// Which SMS texts go at `now`: those past their expiry by `text_grace`
+/// whatever their state, and (`finished`) any finished one still holding
+/// its text. (A text is blanked as its SMS reaches a final state; the
+/// finished sweep is the backstop, run now and then as it reads more.)
+pub fn text_cut(now: Millis, r: &RetentionConfig, finished: bool) -> TextCut {
     TextCut {
-        final_before: now + 1,
+        final_before: if finished { now + 1 } else { Millis::MIN },
         expired_before: now - r.text_grace.0.as_millis() as i64,
+    }
+}
+
+/// Blanks every text [`text_cut`] names at `now`, a batch per write.
+pub async fn blank_texts(
+    store: &dyn Store,
+    r: &RetentionConfig,
+    now: Millis,
+    finished: bool,
+) -> StoreResult<u64> {
+    let cut = text_cut(now, r, finished);
+    let mut total = 0;
+    loop {
+        let n = store.blank_texts(cut, r.batch).await?;
+        total += n;
+        if n < u64::from(r.batch) {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
     }
 }
 
@@ -115,6 +136,10 @@ pub async fn run_expiry(
                 "old idempotency keys",
                 store.forget_idempotency_keys(ago(prune.keys_kept)).await,
             );
+            report(
+                "the texts of finished SMS",
+                blank_texts(&*store, &(prune.retention)(), now, true).await,
+            );
             match retention_pass(&*store, &(prune.retention)(), now).await {
                 Ok(done) => {
                     for (what, n) in done.into_iter().filter(|(_, n)| *n > 0) {
@@ -124,12 +149,11 @@ pub async fn run_expiry(
                 Err(e) => warn!(error = %e, "retention pass failed"),
             }
         }
-        // Codes and passwords go as soon as they are not needed.
+        // Codes and passwords of SMS that never reached a final state go
+        // once past their expiry, a batch per write.
         report(
-            "the texts of finished or expired SMS",
-            store
-                .blank_texts(text_cut(clock.now_ms(), &(prune.retention)()))
-                .await,
+            "the texts of expired SMS",
+            blank_texts(&*store, &(prune.retention)(), clock.now_ms(), false).await,
         );
         match verify.expire_due(clock.now_ms()).await {
             Ok(n) if n > 0 => debug!(verifications = n, "expired verifications"),

@@ -106,6 +106,11 @@ pub async fn serve(
             },
             _ = stop.cancelled() => break,
         };
+        // Answers go out as written: with Nagle's algorithm a response
+        // split in two writes waits for the client's delayed ACK (~40 ms).
+        if let Err(e) = sock.set_nodelay(true) {
+            debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let app = app.clone();
         let stop = stop.clone();
         conns.spawn(async move {

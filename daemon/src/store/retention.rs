@@ -72,6 +72,7 @@ pub trait RetentionStore: Send + Sync {
     /// Deletes up to `batch` rows of `what` past `before` (see [`Retained`])
     /// in one write; returns how many (a full batch: call again).
     async fn prune_batch(&self, what: Retained, before: Millis, batch: u32) -> StoreResult<u64>;
-    /// Blanks the texts `cut` names; returns how many.
-    async fn blank_texts(&self, cut: TextCut) -> StoreResult<u64>;
+    /// Blanks up to `batch` of the texts `cut` names in one write; returns
+    /// how many (a full batch: call again).
+    async fn blank_texts(&self, cut: TextCut, batch: u32) -> StoreResult<u64>;
 }

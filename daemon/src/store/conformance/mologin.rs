@@ -588,10 +588,13 @@ pub async fn mo_login<S: Store>(store: &S) {
         forgotten += store.prune_batch(what, before, 1000).await.unwrap();
     }
     forgotten += store
-        .blank_texts(TextCut {
-            final_before: t + 100_000_000,
-            expired_before: 0,
-        })
+        .blank_texts(
+            TextCut {
+                final_before: t + 100_000_000,
+                expired_before: 0,
+            },
+            1000,
+        )
         .await
         .unwrap();
     assert!(forgotten >= 5, "{forgotten}");

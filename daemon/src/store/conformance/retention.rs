@@ -206,7 +206,7 @@ pub async fn prune_in_batches<S: Store>(store: &S) {
 }
 
 /// A finished SMS's text goes at its final state; one with no final state
-/// (no receipt came) once its expiry has passed.
+/// (no receipt came) once its expiry has passed; at most a batch per call.
 pub async fn texts_are_blanked<S: Store>(store: &S) {
     let t = T_RETENTION + 100_000_000;
     let svc = "conf-retention-texts";
@@ -233,20 +233,71 @@ pub async fn texts_are_blanked<S: Store>(store: &S) {
         final_before,
         expired_before,
     };
-    store.blank_texts(cut(t, 0)).await.unwrap();
+    store.blank_texts(cut(t, 0), 1000).await.unwrap();
     assert!(!text("msg_conf_ret_txt_done").await.is_empty());
-    store.blank_texts(cut(t + 1, 0)).await.unwrap();
+    store.blank_texts(cut(t + 1, 0), 1000).await.unwrap();
     assert_eq!(text("msg_conf_ret_txt_done").await, "");
     assert!(
         !text("msg_conf_ret_txt_open").await.is_empty(),
         "not final, not expired"
     );
     // Submitted and never receipted: kept until its expiry has passed.
-    store.blank_texts(cut(t + 1, m2.expires_at)).await.unwrap();
+    store
+        .blank_texts(cut(t + 1, m2.expires_at), 1000)
+        .await
+        .unwrap();
     assert!(!text("msg_conf_ret_txt_open").await.is_empty());
     store
-        .blank_texts(cut(t + 1, m2.expires_at + 1))
+        .blank_texts(cut(t + 1, m2.expires_at + 1), 1000)
         .await
         .unwrap();
     assert_eq!(text("msg_conf_ret_txt_open").await, "");
+    // A receipt that makes an SMS final blanks its text in the same write,
+    // before any sweep.
+    let (v5, m5) = pair("ret_txt_dlr", svc, "+15550007105", t);
+    store
+        .insert_verification(&v5, (&m5).into(), None)
+        .await
+        .unwrap();
+    let claimed = store.claim_outbox(t, 1000, 60_000).await.unwrap();
+    let c5 = claimed
+        .iter()
+        .find(|c| c.job.id == m5.id)
+        .expect("the SMS is claimed");
+    let sent = store
+        .mark_submitted(&c5.lease, "conf", &["ret-dlr-1".into()], t + 1)
+        .await
+        .unwrap();
+    assert!(!sent.text.is_empty(), "kept while a receipt may come");
+    for c in claimed.iter().filter(|c| c.job.id != m5.id) {
+        store
+            .mark_failed(&c.lease, "battery", None, t + 1)
+            .await
+            .unwrap();
+    }
+    store
+        .record_dlr(&["ret-dlr-1".into()], MessageState::Delivered, t + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        text("msg_conf_ret_txt_dlr").await,
+        "",
+        "blanked with the receipt"
+    );
+    // A batch of one blanks one text per call.
+    let (v3, m3) = pair("ret_txt_b1", svc, "+15550007103", t);
+    let (v4, m4) = pair("ret_txt_b2", svc, "+15550007104", t);
+    for (v, m) in [(&v3, &m3), (&v4, &m4)] {
+        let m = OutboxMessage {
+            state: MessageState::Delivered,
+            ..m.clone()
+        };
+        store
+            .insert_verification(v, (&m).into(), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.blank_texts(cut(t + 1, 0), 1).await.unwrap(), 1);
+    assert_eq!(store.blank_texts(cut(t + 1, 0), 1).await.unwrap(), 1);
+    assert_eq!(store.blank_texts(cut(t + 1, 0), 1).await.unwrap(), 0);
 }

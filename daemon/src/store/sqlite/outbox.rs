@@ -52,6 +52,10 @@ pub(super) fn insert_message(c: &Connection, m: &OutboxMessage) -> StoreResult<(
 
 /// Messages from an `UPDATE … RETURNING rowid AS seq, …` (whose row order
 /// SQLite leaves unspecified), oldest first.
+/// Final states of an SMS: its text (a code, a password) is blanked as it
+/// reaches one.
+pub(super) const FINAL_STATES: &str = "('delivered', 'undeliverable', 'rejected', 'expired')";
+
 fn returned_messages(
     c: &Connection,
     sql: &str,
@@ -158,8 +162,11 @@ fn mark_submitted(
 
     exec(
         c,
-        "UPDATE outbox SET state = ?2, smsc = ?3, message_ids = ?4, lease_until = NULL, updated_at = ?5
-         WHERE id = ?1",
+        &format!(
+            "UPDATE outbox SET state = ?2, smsc = ?3, message_ids = ?4, lease_until = NULL, updated_at = ?5,
+                 text = CASE WHEN ?2 IN {FINAL_STATES} THEN '' ELSE text END
+             WHERE id = ?1"
+        ),
         params![id, state.as_str(), smsc, to_json(&ids)?, at],
     )?;
     Ok(Ok(OutboxMessage {
@@ -167,6 +174,11 @@ fn mark_submitted(
         smsc: Some(smsc.to_string()),
         message_ids: ids,
         updated_at: at,
+        text: if state.is_final() {
+            String::new()
+        } else {
+            msg.text.clone()
+        },
         ..msg
     }))
 }
@@ -210,14 +222,24 @@ fn record_dlr(
         if next == msg.state {
             return Ok(DlrOutcome::Applied(msg));
         }
+        // A final state blanks the text (a code, a password) in the same write.
         exec(
             c,
-            "UPDATE outbox SET state = ?2, lease_until = NULL, updated_at = ?3 WHERE id = ?1",
+            &format!(
+                "UPDATE outbox SET state = ?2, lease_until = NULL, updated_at = ?3,
+                     text = CASE WHEN ?2 IN {FINAL_STATES} THEN '' ELSE text END
+                 WHERE id = ?1"
+            ),
             params![id, next.as_str(), at],
         )?;
         return Ok(DlrOutcome::Applied(OutboxMessage {
             state: next,
             updated_at: at,
+            text: if next.is_final() {
+                String::new()
+            } else {
+                msg.text.clone()
+            },
             ..msg
         }));
     }
@@ -318,6 +340,7 @@ impl OutboxStore for SqliteStore {
                     c,
                     "UPDATE outbox
                      SET state = CASE WHEN ?3 IS NULL THEN 'rejected' ELSE 'queued' END,
+                         text = CASE WHEN ?3 IS NULL THEN '' ELSE text END,
                          next_attempt_at = COALESCE(?3, next_attempt_at),
                          last_error = ?2, lease_until = NULL, updated_at = ?4
                      WHERE id = ?1 AND state IN ('queued', 'sending')",
@@ -334,7 +357,7 @@ impl OutboxStore for SqliteStore {
             returned_messages(
                 c,
                 concat!(
-                    "UPDATE outbox SET state = 'expired', lease_until = NULL, updated_at = ?1
+                    "UPDATE outbox SET state = 'expired', lease_until = NULL, updated_at = ?1, text = ''
                      WHERE state IN ('queued', 'sending') AND expires_at < ?1
                      RETURNING rowid AS seq, ",
                     outbox_cols!()

@@ -6,8 +6,7 @@ use crate::store::*;
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
 
-/// Final states of an SMS.
-const FINAL: &str = "('delivered', 'undeliverable', 'rejected', 'expired')";
+use super::outbox::FINAL_STATES as FINAL;
 
 /// Deletes the verifications of `ids` and what refers to them.
 fn delete_verifications(c: &Connection, ids: &[String]) -> StoreResult<()> {
@@ -86,23 +85,27 @@ impl RetentionStore for SqliteStore {
             .await
     }
 
-    async fn blank_texts(&self, cut: TextCut) -> StoreResult<u64> {
+    async fn blank_texts(&self, cut: TextCut, batch: u32) -> StoreResult<u64> {
+        let batch = batch.max(1);
         // Not waited to disk: a lost run is done again at the next sweep.
         self.write_volatile(move |c| {
             let finished = exec(
                 c,
                 &format!(
-                    "UPDATE outbox SET text = ''
-                     WHERE text <> '' AND updated_at < ?1 AND state IN {FINAL}"
+                    "UPDATE outbox SET text = '' WHERE rowid IN (
+                         SELECT rowid FROM outbox
+                         WHERE text <> '' AND updated_at < ?1 AND state IN {FINAL}
+                         LIMIT ?2)"
                 ),
-                [cut.final_before],
-            )?;
+                params![cut.final_before, batch],
+            )? as u32;
             let expired = exec(
                 c,
-                "UPDATE outbox SET text = '' WHERE text <> '' AND expires_at < ?1",
-                [cut.expired_before],
-            )?;
-            Ok((finished + expired) as u64)
+                "UPDATE outbox SET text = '' WHERE rowid IN (
+                     SELECT rowid FROM outbox WHERE text <> '' AND expires_at < ?1 LIMIT ?2)",
+                params![cut.expired_before, batch - finished.min(batch)],
+            )? as u32;
+            Ok(u64::from(finished + expired))
         })
         .await
     }
