@@ -42,7 +42,7 @@ fn prune(c: &Connection, what: Retained, before: Millis, batch: u32) -> StoreRes
         }
         Retained::Outbox => limited(&format!(
             "DELETE FROM outbox WHERE rowid IN (
-                 SELECT rowid FROM outbox
+                 SELECT rowid FROM outbox INDEXED BY outbox_unowned_by_update
                  WHERE verification_id IS NULL AND updated_at < ?1
                    AND (state IN {FINAL} OR expires_at < ?1)
                  LIMIT ?2)"
