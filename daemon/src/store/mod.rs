@@ -13,6 +13,7 @@ pub mod limits;
 pub mod mologin;
 pub mod outbox;
 pub mod queue;
+pub mod registry;
 pub mod retention;
 pub mod services;
 pub mod sqlite;
@@ -26,6 +27,7 @@ pub use limits::*;
 pub use mologin::*;
 pub use outbox::*;
 pub use queue::*;
+pub use registry::*;
 pub use retention::*;
 pub use services::*;
 pub use verifications::*;
@@ -141,4 +143,5 @@ store_of! {
     AuditStore,
     RateLimitStore,
     RetentionStore,
+    RegistryStore,
 }

@@ -42,6 +42,7 @@ pub mod calls;
 pub mod limits;
 pub mod mologin;
 pub mod outbox;
+pub mod registry;
 pub mod retention;
 pub mod services;
 pub mod verifications;
@@ -80,6 +81,8 @@ pub(crate) const T_VERIFY: Millis = 9_000_000_000_000;
 pub(crate) const T_AUDIT: Millis = 9_500_000_000_000;
 
 pub(crate) const T_RETENTION: Millis = 9_700_000_000_000;
+
+pub(crate) const T_REGISTRY: Millis = 2_800_000_000_000;
 
 /// How long fixtures stay valid.
 pub(crate) const TTL: Millis = 600_000;
@@ -292,5 +295,6 @@ pub async fn run_all<S: Store>(store: &S) {
     mologin::run(store).await;
     calls::run(store).await;
     audit::run(store).await;
+    registry::run(store).await;
     retention::run(store).await;
 }

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retention",
         include_str!("../../../migrations/sqlite/0007_retention.sql"),
     ),
+    (
+        8,
+        "registry",
+        include_str!("../../../migrations/sqlite/0008_registry.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -24,6 +24,7 @@ mod migrate;
 mod mologin;
 mod outbox;
 mod queue;
+mod registry;
 mod retention;
 mod rows;
 mod services;

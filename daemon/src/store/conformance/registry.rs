@@ -1,0 +1,153 @@
+//! The number-binding registry: app platforms, idempotent binds, purges
+//! that notify each bound app in the same write, recycled numbers.
+
+use super::*;
+
+/// Every check of this domain, on `store`.
+pub async fn run<S: Store>(store: &S) {
+    registry(store).await;
+}
+
+/// Apps, binds and unbinds, purges with their notifications, recycling.
+pub async fn registry<S: Store>(store: &S) {
+    let t = T_REGISTRY;
+    let app = |service: &str, url: &str| RegistryApp {
+        service: service.into(),
+        notify_url: url.into(),
+        created_at: t,
+    };
+    for (code, url) in [
+        ("conf-reg-a", "https://a.example/registry"),
+        ("conf-reg-b", "https://b.example/registry"),
+        ("conf-reg-c", ""),
+    ] {
+        create_service(store, code, t).await;
+        store
+            .add_registry_app(&app(code, url))
+            .await
+            .expect("add_registry_app");
+    }
+    assert!(matches!(
+        store
+            .add_registry_app(&app("conf-reg-a", "https://x"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        store
+            .add_registry_app(&app("conf-reg-nope", "https://x"))
+            .await
+            .is_err(),
+        "an app platform must be a service"
+    );
+    assert_eq!(
+        store.get_registry_app("conf-reg-b").await.unwrap(),
+        Some(app("conf-reg-b", "https://b.example/registry"))
+    );
+    let listed: Vec<String> = store
+        .list_registry_apps()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.service)
+        .filter(|s| s.starts_with("conf-reg-"))
+        .collect();
+    assert_eq!(listed, ["conf-reg-a", "conf-reg-b", "conf-reg-c"]);
+
+    let n = "+15550008001";
+    for s in ["conf-reg-b", "conf-reg-a", "conf-reg-c"] {
+        assert!(
+            store.bind(n, s, t + 1).await.unwrap(),
+            "a first bind is new"
+        );
+    }
+    assert!(
+        !store.bind(n, "conf-reg-a", t + 2).await.unwrap(),
+        "binding again changes nothing"
+    );
+    assert!(store
+        .bind("+15550008002", "conf-reg-a", t + 1)
+        .await
+        .unwrap());
+    let bound = store.bindings_of(n).await.unwrap();
+    let services: Vec<&str> = bound.iter().map(|b| b.service.as_str()).collect();
+    assert_eq!(services, ["conf-reg-a", "conf-reg-b", "conf-reg-c"]);
+    assert_eq!(bound[0].bound_at, t + 1, "the first bind's time stands");
+    // The app's own unbind, idempotent.
+    assert!(store.bind(n, "conf-reg-a", t + 3).await.is_ok());
+    assert!(store.unbind("+15550008002", "conf-reg-a").await.unwrap());
+    assert!(!store.unbind("+15550008002", "conf-reg-a").await.unwrap());
+
+    // The subscriber unbinds one app: only it goes, and only it is told.
+    let one = Purge {
+        msisdn: n,
+        only: Some("conf-reg-b"),
+        recycled: false,
+        kind: "unbind",
+        event_id: "evt_conf_reg_1",
+    };
+    let purged = store.purge(&one, t + 10).await.unwrap();
+    assert_eq!(
+        (purged.services, purged.notified),
+        (vec!["conf-reg-b".to_string()], 1)
+    );
+    // The number is recycled: every binding goes, each app with a URL is
+    // told, the date is recorded.
+    let all = Purge {
+        msisdn: n,
+        only: None,
+        recycled: true,
+        kind: "recycled",
+        event_id: "evt_conf_reg_2",
+    };
+    let purged = store.purge(&all, t + 20).await.unwrap();
+    assert_eq!(purged.services, ["conf-reg-a", "conf-reg-c"]);
+    assert_eq!(purged.notified, 1, "conf-reg-c has no notify URL");
+    assert!(store.bindings_of(n).await.unwrap().is_empty());
+    let claimed = store.claim_webhooks(t + 20, 1000, 60_000).await.unwrap();
+    let mut told: Vec<(String, String, String)> = claimed
+        .iter()
+        .filter(|j| j.job.service.starts_with("conf-reg-"))
+        .map(|j| {
+            let v: serde_json::Value = serde_json::from_str(&j.job.body).unwrap();
+            (
+                j.job.url.clone(),
+                v["type"].as_str().unwrap().to_string(),
+                v["data"]["msisdn"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    told.sort();
+    assert_eq!(
+        told,
+        [
+            (
+                "https://a.example/registry".to_string(),
+                "recycled".to_string(),
+                n.to_string()
+            ),
+            (
+                "https://b.example/registry".to_string(),
+                "unbind".to_string(),
+                n.to_string()
+            ),
+        ]
+    );
+    for j in &claimed {
+        store.complete_webhook(&j.lease).await.unwrap();
+    }
+    // Recycled at t+20: a check from before says yes, from after says no.
+    assert!(store.recycled_since(n, t + 20).await.unwrap());
+    assert!(store.recycled_since(n, t).await.unwrap());
+    assert!(!store.recycled_since(n, t + 21).await.unwrap());
+    assert!(!store.recycled_since("+15550008002", t).await.unwrap());
+    // Recycling a number bound to nothing still records the date.
+    let bare = Purge {
+        msisdn: "+15550008003",
+        ..all.clone()
+    };
+    assert_eq!(store.purge(&bare, t + 30).await.unwrap().services.len(), 0);
+    assert!(store.recycled_since("+15550008003", t + 30).await.unwrap());
+    let began = store.records_began().await.unwrap().expect("records exist");
+    assert!(began <= t, "{began}");
+}

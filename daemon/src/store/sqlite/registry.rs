@@ -1,0 +1,213 @@
+//! The number-binding registry.
+
+use super::rows::{all, col, exec, one, write_err};
+use super::webhooks::insert_webhook;
+use super::SqliteStore;
+use crate::store::*;
+use async_trait::async_trait;
+use rusqlite::{params, Connection};
+
+fn app_row(r: &rusqlite::Row<'_>) -> StoreResult<RegistryApp> {
+    Ok(RegistryApp {
+        service: col(r, "registry_apps", "service")?,
+        notify_url: col(r, "registry_apps", "notify_url")?,
+        created_at: col(r, "registry_apps", "created_at")?,
+    })
+}
+
+fn binding_row(r: &rusqlite::Row<'_>) -> StoreResult<Binding> {
+    Ok(Binding {
+        msisdn: col(r, "bindings", "msisdn")?,
+        service: col(r, "bindings", "service")?,
+        bound_at: col(r, "bindings", "bound_at")?,
+    })
+}
+
+/// The purge of [`RegistryStore::purge`], inside its transaction.
+fn purge(c: &Connection, p: &OwnedPurge, at: Millis) -> StoreResult<Purged> {
+    // The bound apps with where to tell them, read in the transaction that
+    // removes them: a binding made meanwhile is either purged and told, or
+    // made after the purge.
+    let bound: Vec<(String, Option<String>)> = c
+        .prepare_cached(
+            "SELECT b.service, a.notify_url FROM bindings b
+             LEFT JOIN registry_apps a ON a.service = b.service
+             WHERE b.msisdn = ?1 AND (?2 IS NULL OR b.service = ?2)
+             ORDER BY b.service",
+        )?
+        .query_map(params![p.msisdn, p.only], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    exec(
+        c,
+        "DELETE FROM bindings WHERE msisdn = ?1 AND (?2 IS NULL OR service = ?2)",
+        params![p.msisdn, p.only],
+    )?;
+    let mut notified = 0;
+    for (service, url) in &bound {
+        let Some(url) = url.as_deref().filter(|u| !u.is_empty()) else {
+            continue;
+        };
+        let id = format!("{}-{service}", p.event_id);
+        let body = serde_json::json!({
+            "type": p.kind,
+            "id": id,
+            "created_at": verigate_codecs::time::rfc3339(at),
+            "data": {"msisdn": p.msisdn, "service": service, "at": verigate_codecs::time::rfc3339(at)},
+        });
+        insert_webhook(
+            c,
+            &WebhookJob {
+                id: format!("wh_{id}"),
+                service: service.clone(),
+                url: url.to_string(),
+                body: body.to_string(),
+                attempts: 0,
+                next_attempt_at: at,
+                last_error: None,
+            },
+        )?;
+        notified += 1;
+    }
+    if p.recycled {
+        exec(
+            c,
+            "INSERT INTO number_recycles (msisdn, recycled_at) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
+            params![p.msisdn, at],
+        )?;
+    }
+    Ok(Purged {
+        services: bound.into_iter().map(|(s, _)| s).collect(),
+        notified,
+    })
+}
+
+/// [`Purge`] owned, to move onto the writer thread.
+struct OwnedPurge {
+    msisdn: String,
+    only: Option<String>,
+    recycled: bool,
+    kind: String,
+    event_id: String,
+}
+
+#[async_trait]
+impl RegistryStore for SqliteStore {
+    async fn add_registry_app(&self, app: &RegistryApp) -> StoreResult<()> {
+        let app = app.clone();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO registry_apps (service, notify_url, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![app.service, app.notify_url, app.created_at])
+            .map_err(|e| write_err(e, &format!("registry app {}", app.service)))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_registry_app(&self, service: &str) -> StoreResult<Option<RegistryApp>> {
+        let service = service.to_owned();
+        self.read(move |c| {
+            one(
+                c,
+                "SELECT service, notify_url, created_at FROM registry_apps WHERE service = ?1",
+                [service],
+                app_row,
+            )
+        })
+        .await
+    }
+
+    async fn list_registry_apps(&self) -> StoreResult<Vec<RegistryApp>> {
+        self.read(move |c| {
+            all(
+                c,
+                "SELECT service, notify_url, created_at FROM registry_apps ORDER BY service",
+                [],
+                app_row,
+            )
+        })
+        .await
+    }
+
+    async fn bind(&self, msisdn: &str, service: &str, at: Millis) -> StoreResult<bool> {
+        let (msisdn, service) = (msisdn.to_owned(), service.to_owned());
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "INSERT INTO bindings (msisdn, service, bound_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![msisdn, service, at])
+                .map_err(|e| write_err(e, &format!("binding of {msisdn} to {service}")))?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn unbind(&self, msisdn: &str, service: &str) -> StoreResult<bool> {
+        let (msisdn, service) = (msisdn.to_owned(), service.to_owned());
+        self.write(move |c| {
+            Ok(exec(
+                c,
+                "DELETE FROM bindings WHERE msisdn = ?1 AND service = ?2",
+                params![msisdn, service],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn bindings_of(&self, msisdn: &str) -> StoreResult<Vec<Binding>> {
+        let msisdn = msisdn.to_owned();
+        self.read(move |c| {
+            all(
+                c,
+                "SELECT msisdn, service, bound_at FROM bindings WHERE msisdn = ?1 ORDER BY service",
+                [msisdn],
+                binding_row,
+            )
+        })
+        .await
+    }
+
+    async fn purge(&self, p: &Purge<'_>, at: Millis) -> StoreResult<Purged> {
+        let p = OwnedPurge {
+            msisdn: p.msisdn.to_owned(),
+            only: p.only.map(str::to_owned),
+            recycled: p.recycled,
+            kind: p.kind.to_owned(),
+            event_id: p.event_id.to_owned(),
+        };
+        self.write(move |c| purge(c, &p, at)).await
+    }
+
+    async fn recycled_since(&self, msisdn: &str, since: Millis) -> StoreResult<bool> {
+        let msisdn = msisdn.to_owned();
+        self.read(move |c| {
+            Ok(one(
+                c,
+                "SELECT 1 FROM number_recycles WHERE msisdn = ?1 AND recycled_at >= ?2 LIMIT 1",
+                params![msisdn, since],
+                |_| Ok(()),
+            )?
+            .is_some())
+        })
+        .await
+    }
+
+    async fn records_began(&self) -> StoreResult<Option<Millis>> {
+        self.read(move |c| {
+            let first = one(
+                c,
+                "SELECT MIN(t) AS began FROM (
+                     SELECT MIN(recycled_at) AS t FROM number_recycles
+                     UNION ALL SELECT MIN(created_at) FROM registry_apps)",
+                [],
+                |r| col::<Option<Millis>>(r, "number_recycles", "began"),
+            )?;
+            Ok(first.flatten())
+        })
+        .await
+    }
+}
