@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod probe;
 pub mod queue;
 pub mod random;
+pub mod registry;
 pub mod reload;
 pub mod routing;
 pub mod run;
