@@ -29,6 +29,8 @@ pub struct AppState {
     pub mo_login: Arc<crate::mologin::MoLoginService>,
     /// Wrong API keys per client IP, in memory.
     pub auth_failures: Arc<crate::limits::AuthFailures>,
+    /// The number-binding registry, when this server runs one.
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 /// How long a looked-up API key is trusted without asking the store again.

@@ -506,6 +506,18 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         auth_failures: auth_failures.clone(),
         voice_gateway: voice_gateway.clone(),
         mo_login: mo_login.clone(),
+        registry: cfg.registry.enabled.then(|| {
+            let region = if cfg.registry.region.is_empty() {
+                &cfg.verify.default_region
+            } else {
+                &cfg.registry.region
+            };
+            Arc::new(crate::registry::Registry::new(
+                store.clone(),
+                region,
+                rng.clone(),
+            ))
+        }),
     };
     let sender_cfg = SenderConfig {
         batch: cfg.outbox.batch,

@@ -9,6 +9,7 @@ pub mod json;
 pub mod mo_logins;
 pub mod openapi;
 pub mod problem;
+pub mod registry;
 pub mod verifications;
 pub mod voice_calls;
 
@@ -39,6 +40,11 @@ pub fn router_with(state: AppState, limits: &edge::EdgeLimits) -> Router {
         .route("/v1/mo-logins", post(mo_logins::create))
         .route("/v1/voice-calls", post(voice_calls::request))
         .route("/v1/voice-calls/:id", get(voice_calls::get))
+        .route(
+            "/v1/registry/bindings/:msisdn/:service_code",
+            axum::routing::put(registry::bind).delete(registry::unbind),
+        )
+        .route("/v1/registry/services", get(registry::services))
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(healthz))
         .method_not_allowed_fallback(method_not_allowed);

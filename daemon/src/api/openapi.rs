@@ -2,7 +2,7 @@
 
 use super::problem::{ProblemBody, ProblemCode};
 use super::verifications::{self, CheckBody, CheckView, DeliveryView, StartBody, VerificationView};
-use super::{mo_logins, voice_calls};
+use super::{mo_logins, registry, voice_calls};
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::OnceLock;
@@ -24,7 +24,10 @@ use utoipa::{Modify, OpenApi};
         voice_calls::request,
         voice_calls::get,
         mo_logins::create,
-        mo_logins::get
+        mo_logins::get,
+        registry::bind,
+        registry::unbind,
+        registry::services
     ),
     components(schemas(
         StartBody,
@@ -43,6 +46,9 @@ use utoipa::{Modify, OpenApi};
         mo_logins::CreatedView,
         mo_logins::LoginView,
         crate::store::MoIntent,
+        registry::BindingView,
+        registry::DirectoryEntry,
+        registry::DirectoryView,
         ProblemBody,
         ProblemCode
     )),
@@ -51,6 +57,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "verifications", description = "Verify phone numbers with one-time codes"),
         (name = "mo-login", description = "Log in or register by sending one SMS: the network vouches for the sender's number"),
+        (name = "registry", description = "The carrier's number-binding registry: app platforms bind the numbers of their accounts; a recycled number's bindings are purged and every bound app told"),
         (name = "voice-gateway", description = "Calls that read a third party's code aloud, proven by the service number's key (K2); no API key")
     )
 )]

@@ -95,6 +95,11 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
             Random::os(),
         )),
         mo_login: mo.clone(),
+        registry: Some(Arc::new(crate::registry::Registry::new(
+            store.clone(),
+            "GB",
+            Random::os(),
+        ))),
         auth_failures: Arc::new(crate::limits::AuthFailures::new("5/1m".parse().unwrap())),
     };
     let app = router(state).layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))));
@@ -734,6 +739,8 @@ async fn openapi_and_healthz() {
         [
             "/v1/mo-logins",
             "/v1/mo-logins/{token}",
+            "/v1/registry/bindings/{msisdn}/{service_code}",
+            "/v1/registry/services",
             "/v1/verifications",
             "/v1/verifications/{id}",
             "/v1/verifications/{id}/cancel",
@@ -1326,4 +1333,63 @@ async fn a_service_can_turn_the_password_sms_off() {
         !queued.iter().any(|m| m.to == "+447400123460"),
         "no password SMS: {queued:?}"
     );
+}
+
+// ---- /v1/registry
+
+#[tokio::test]
+async fn an_app_platform_binds_and_unbinds_only_its_own_numbers() {
+    let api = setup().await;
+    let path = "/v1/registry/bindings/+447400100200/acme";
+    // Not (yet) an app platform of the registry.
+    let r = api.call(Method::PUT, path, None).await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    api.store
+        .add_registry_app(&crate::store::RegistryApp {
+            service: "acme".into(),
+            notify_url: "https://acme.example/registry".into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    let r = api.call(Method::PUT, path, None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(
+        (r.json["msisdn"].as_str(), r.json["service"].as_str()),
+        (Some("+447400100200"), Some("acme"))
+    );
+    // Again: the same binding, not a new one; a national number is the same.
+    let r = api
+        .call(Method::PUT, "/v1/registry/bindings/07400100200/acme", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    // Another service cannot bind or unbind in acme's name.
+    for method in [Method::PUT, Method::DELETE] {
+        let r = api
+            .send(request(method, path, Some(OTHER_KEY), None, &[]))
+            .await;
+        assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    }
+    let r = api
+        .call(Method::PUT, "/v1/registry/bindings/12/acme", None)
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_phone_number");
+    // The directory names the app platforms.
+    let r = api.call(Method::GET, "/v1/registry/services", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json["services"],
+        json!([{"code": "acme", "name": "ACME"}])
+    );
+    // Unbinding is idempotent.
+    for _ in 0..2 {
+        let r = api.call(Method::DELETE, path, None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+    }
+    assert!(api
+        .store
+        .bindings_of("+447400100200")
+        .await
+        .unwrap()
+        .is_empty());
 }

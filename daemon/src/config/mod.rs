@@ -67,6 +67,9 @@ pub struct Config {
     /// How long rows and SMS texts are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// The carrier's number-binding registry.
+    #[serde(default)]
+    pub registry: RegistryConfig,
     /// Lab mode (`lab = true`), or simulators started with the daemon (`[lab.smsc]`, `[lab.switch]`).
     #[serde(default)]
     pub lab: LabConfig,
@@ -341,6 +344,16 @@ pub struct ServiceEntry {
     /// `mo_login.send_password`).
     #[serde(default)]
     pub mo_send_password: Option<bool>,
+}
+
+/// `[registry]`: the carrier's number-binding registry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Run the registry (`/v1/registry/…`).
+    pub enabled: bool,
+    /// Region national numbers are read in (empty: verify.default_region).
+    pub region: String,
 }
 
 /// `[outbox]`

@@ -1,0 +1,190 @@
+//! `/v1/registry/…`: the carrier's number-binding registry. App platforms
+//! bind and unbind the numbers of their accounts with their API key; the
+//! directory maps service codes to names (the seed's step 4.a).
+
+use super::auth::Caller;
+use super::problem::{Problem, ProblemBody, ProblemCode};
+use crate::app::AppState;
+use crate::registry::{Registry, RegistryError};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use std::sync::Arc;
+use utoipa::ToSchema;
+use verigate_codecs::time::rfc3339;
+
+/// A binding of a number to an app platform.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BindingView {
+    /// The number, E.164.
+    #[schema(example = "+447400100200")]
+    pub msisdn: String,
+    /// The app platform's service code.
+    #[schema(example = "bank")]
+    pub service: String,
+    /// When bound (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    pub bound_at: String,
+}
+
+/// One app platform of the directory.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DirectoryEntry {
+    /// Service code.
+    #[schema(example = "bank")]
+    pub code: String,
+    /// Its name, as subscribers know it.
+    #[schema(example = "Example Bank")]
+    pub name: String,
+}
+
+/// The directory of app platforms.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DirectoryView {
+    /// Every app platform, by code.
+    pub services: Vec<DirectoryEntry>,
+}
+
+impl From<RegistryError> for Problem {
+    fn from(e: RegistryError) -> Self {
+        let detail = e.to_string();
+        match e {
+            RegistryError::NotAnApp(_) | RegistryError::OtherApp { .. } => {
+                Problem::new(ProblemCode::Forbidden, detail)
+            }
+            RegistryError::BadNumber(_) => Problem::new(ProblemCode::InvalidPhoneNumber, detail),
+            RegistryError::BeforeRecords { .. } => Problem::new(ProblemCode::InvalidField, detail),
+            RegistryError::Store(err) => Problem::from(err),
+        }
+    }
+}
+
+/// The registry, or 404 when this server does not run one.
+fn registry(state: &AppState) -> Result<&Arc<Registry>, Problem> {
+    state.registry.as_ref().ok_or_else(|| {
+        Problem::not_found(
+            "this server runs no number-binding registry ([registry] enabled = false)",
+        )
+    })
+}
+
+/// The path's two parts, or the reason they are unusable.
+fn parts(p: Result<Path<(String, String)>, PathRejection>) -> Result<(String, String), Problem> {
+    p.map(|Path(p)| p)
+        .map_err(|e| Problem::new(ProblemCode::InvalidField, e.body_text()))
+}
+
+/// Bind a number to the calling app platform (idempotent).
+#[utoipa::path(
+    put,
+    path = "/v1/registry/bindings/{msisdn}/{service_code}",
+    operation_id = "bindNumber",
+    tag = "registry",
+    params(
+        ("msisdn" = String, Path, description = "The number (E.164, or national in the registry's region)"),
+        ("service_code" = String, Path, description = "The calling app platform's own service code"),
+    ),
+    responses(
+        (status = 201, description = "Bound now", body = BindingView),
+        (status = 200, description = "Was bound already: the binding as it stands", body = BindingView),
+        (status = 400, description = "invalid_phone_number, invalid_field", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "unauthorized", body = ProblemBody, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "forbidden: the caller is not this app platform, or not an app platform at all", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "not_found: this server runs no registry", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn bind(
+    State(state): State<AppState>,
+    Caller(svc): Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, Problem> {
+    let r = registry(&state)?;
+    let (msisdn, service) = parts(path)?;
+    let (b, created) = r
+        .bind(&svc, &msisdn, &service, state.clock.now_ms())
+        .await?;
+    let view = BindingView {
+        msisdn: b.msisdn,
+        service: b.service,
+        bound_at: rfc3339(b.bound_at),
+    };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+/// Unbind a number from the calling app platform (idempotent).
+#[utoipa::path(
+    delete,
+    path = "/v1/registry/bindings/{msisdn}/{service_code}",
+    operation_id = "unbindNumber",
+    tag = "registry",
+    params(
+        ("msisdn" = String, Path, description = "The number (E.164, or national in the registry's region)"),
+        ("service_code" = String, Path, description = "The calling app platform's own service code"),
+    ),
+    responses(
+        (status = 204, description = "Not bound (any more)"),
+        (status = 400, description = "invalid_phone_number, invalid_field", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "unauthorized", body = ProblemBody, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "forbidden: the caller is not this app platform, or not an app platform at all", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "not_found: this server runs no registry", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn unbind(
+    State(state): State<AppState>,
+    Caller(svc): Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, Problem> {
+    let r = registry(&state)?;
+    let (msisdn, service) = parts(path)?;
+    r.unbind(&svc, &msisdn, &service).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The app platforms of this registry: service code → name.
+#[utoipa::path(
+    get,
+    path = "/v1/registry/services",
+    operation_id = "listRegistryServices",
+    tag = "registry",
+    responses(
+        (status = 200, description = "Every app platform", body = DirectoryView),
+        (status = 401, description = "unauthorized", body = ProblemBody, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "not_found: this server runs no registry", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn services(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<DirectoryView>, Problem> {
+    registry(&state)?;
+    let mut services = Vec::new();
+    for app in state.store.list_registry_apps().await? {
+        let name = state
+            .store
+            .get_service(&app.service)
+            .await?
+            .map_or_else(|| app.service.clone(), |s| s.name);
+        services.push(DirectoryEntry {
+            code: app.service,
+            name,
+        });
+    }
+    Ok(Json(DirectoryView { services }))
+}
