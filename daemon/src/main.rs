@@ -52,6 +52,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VerifyCmd,
     },
+    /// The running daemon's number-binding registry: app platforms,
+    /// bindings, recycled numbers.
+    Registry {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        cmd: RegistryCmd,
+    },
     /// List, enable or disable the running daemon's SMSC links.
     Smsc {
         #[command(flatten)]
@@ -87,6 +95,45 @@ struct AdminArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCmd {
+    /// App platforms of the registry.
+    Apps {
+        #[command(subcommand)]
+        cmd: RegistryAppsCmd,
+    },
+    /// The apps a number is bound to.
+    Show {
+        /// The number (E.164, or national in the registry's region).
+        msisdn: String,
+    },
+    /// The number changed hands: purge its bindings, notify every bound app.
+    Recycle {
+        /// The number (E.164, or national in the registry's region).
+        msisdn: String,
+        /// When it was recycled, YYYY-MM-DD (default: now).
+        #[arg(long)]
+        date: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryAppsCmd {
+    /// List the app platforms.
+    List,
+    /// Register a service as an app platform.
+    Add {
+        /// Its service code (the service must exist).
+        service: String,
+        /// Where its notifications (unbind, recycled) are POSTed.
+        notify_url: String,
+        /// Signing secret of its notifications (≥ 16 characters; default: the
+        /// service's webhook secret).
+        #[arg(long)]
+        secret: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,6 +432,87 @@ fn main() -> ExitCode {
                         None => out.push_str(&format!("{} old key(s) revoked\n", v["revoked"])),
                     }
                     out
+                },
+            )),
+        },
+        Cmd::Registry { admin: a, cmd } => match cmd {
+            RegistryCmd::Apps {
+                cmd: RegistryAppsCmd::List,
+            } => rt.block_on(admin(
+                &a,
+                reqwest::Method::GET,
+                "/admin/registry/apps",
+                None,
+                |v| {
+                    let mut out = String::from("SERVICE          NOTIFY URL                                SIGNED\n");
+                    for app in v["apps"].as_array().into_iter().flatten() {
+                        out.push_str(&format!(
+                            "{:<16} {:<41} {}\n",
+                            app["service"].as_str().unwrap_or(""),
+                            app["notify_url"].as_str().unwrap_or(""),
+                            if app["signed"].as_bool() == Some(true) { "yes" } else { "no" }
+                        ));
+                    }
+                    out
+                },
+            )),
+            RegistryCmd::Apps {
+                cmd:
+                    RegistryAppsCmd::Add {
+                        service,
+                        notify_url,
+                        secret,
+                    },
+            } => rt.block_on(admin(
+                &a,
+                reqwest::Method::POST,
+                "/admin/registry/apps",
+                Some(serde_json::json!({"service": service, "notify_url": notify_url, "secret": secret})),
+                |v| {
+                    format!(
+                        "app platform {} added; notifications go to {}\n",
+                        v["service"].as_str().unwrap_or(""),
+                        v["notify_url"].as_str().unwrap_or("")
+                    )
+                },
+            )),
+            RegistryCmd::Show { msisdn } => rt.block_on(admin(
+                &a,
+                reqwest::Method::GET,
+                &format!(
+                    "/admin/registry/bindings/{}",
+                    percent_encoding::utf8_percent_encode(&msisdn, percent_encoding::NON_ALPHANUMERIC)
+                ),
+                None,
+                |v| {
+                    let list = v["bindings"].as_array().cloned().unwrap_or_default();
+                    if list.is_empty() {
+                        return "bound to no app platform\n".to_string();
+                    }
+                    list.iter()
+                        .map(|b| {
+                            format!(
+                                "{:<16} bound {}\n",
+                                b["service"].as_str().unwrap_or(""),
+                                b["bound_at"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect()
+                },
+            )),
+            RegistryCmd::Recycle { msisdn, date } => rt.block_on(admin(
+                &a,
+                reqwest::Method::POST,
+                "/admin/registry/recycle",
+                Some(serde_json::json!({"msisdn": msisdn, "date": date})),
+                |v| {
+                    format!(
+                        "{} recycled at {}: unbound from {} app platform(s), {} notified\n",
+                        v["msisdn"].as_str().unwrap_or(""),
+                        v["recycled_at"].as_str().unwrap_or(""),
+                        v["unbound"].as_array().map_or(0, Vec::len),
+                        v["notified"]
+                    )
                 },
             )),
         },

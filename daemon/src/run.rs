@@ -496,6 +496,18 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         &cfg,
         rng.clone(),
     ));
+    let registry = cfg.registry.enabled.then(|| {
+        let region = if cfg.registry.region.is_empty() {
+            &cfg.verify.default_region
+        } else {
+            &cfg.registry.region
+        };
+        Arc::new(crate::registry::Registry::new(
+            store.clone(),
+            region,
+            rng.clone(),
+        ))
+    });
     let state = AppState {
         clock: clock.clone(),
         store: store.clone(),
@@ -506,18 +518,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         auth_failures: auth_failures.clone(),
         voice_gateway: voice_gateway.clone(),
         mo_login: mo_login.clone(),
-        registry: cfg.registry.enabled.then(|| {
-            let region = if cfg.registry.region.is_empty() {
-                &cfg.verify.default_region
-            } else {
-                &cfg.registry.region
-            };
-            Arc::new(crate::registry::Registry::new(
-                store.clone(),
-                region,
-                rng.clone(),
-            ))
-        }),
+        registry: registry.clone(),
     };
     let sender_cfg = SenderConfig {
         batch: cfg.outbox.batch,
@@ -609,6 +610,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         started_at: clock.now_ms(),
         verify: verify.clone(),
         callers,
+        registry,
     })
     .merge(readiness(store.clone(), router.clone()))
     .merge(metrics_route(store.clone(), calls.clone()));

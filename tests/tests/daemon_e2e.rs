@@ -1954,3 +1954,69 @@ fn a_national_sender_is_read_in_the_region_not_as_an_international_number() {
     // And the password SMS went to that number.
     assert!(handset_text(&d.control, "447400100700", 0).contains("Password:"));
 }
+
+// ---- number-binding registry
+
+#[test]
+fn the_operator_registers_an_app_which_binds_a_number_and_recycling_purges_it() {
+    let d = Daemon::start(&[]);
+    let lab = workspace().join("conf/verigate.toml");
+    let run = |args: &[&str]| cli(&d, &lab, args);
+    // A notify URL nobody listens on: the notification waits in the queue.
+    let (code, out, err) = run(&[
+        "registry",
+        "apps",
+        "add",
+        "lab",
+        "http://127.0.0.1:9/registry",
+        "--secret",
+        "lab-registry-secret-0123",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("app platform lab added"), "{out}");
+    let (code, out, _) = run(&["registry", "apps", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("lab") && out.contains("yes"), "{out}");
+    // The app binds a number with its API key (idempotent).
+    let path = "/v1/registry/bindings/+447400100900/lab";
+    let (st, v) = d.call("PUT", path, None);
+    assert_eq!(st, 201, "{v}");
+    let (st, _) = d.call("PUT", path, None);
+    assert_eq!(st, 200);
+    let (code, out, _) = run(&["registry", "show", "+447400100900"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("lab "), "{out}");
+    // Bad input is named.
+    let (code, _, err) = run(&[
+        "registry",
+        "recycle",
+        "+447400100900",
+        "--date",
+        "2026-02-30",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not a date such as"), "{err}");
+    let (code, _, err) = run(&["registry", "recycle", "12"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("not a phone number") || err.contains("not a valid phone number"),
+        "{err}"
+    );
+    // Recycled: the binding is gone, the app is told (one notification queued).
+    let (code, out, err) = run(&[
+        "registry",
+        "recycle",
+        "+447400100900",
+        "--date",
+        "2026-12-01",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "recycled at 2026-12-01T00:00:00.000Z: unbound from 1 app platform(s), 1 notified"
+        ),
+        "{out}"
+    );
+    let (_, out, _) = run(&["registry", "show", "+447400100900"]);
+    assert_eq!(out, "bound to no app platform\n");
+}
