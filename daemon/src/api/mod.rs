@@ -7,6 +7,7 @@ pub mod auth;
 pub mod edge;
 pub mod json;
 pub mod mo_logins;
+pub mod number_recycling;
 pub mod openapi;
 pub mod problem;
 pub mod registry;
@@ -45,6 +46,10 @@ pub fn router_with(state: AppState, limits: &edge::EdgeLimits) -> Router {
             axum::routing::put(registry::bind).delete(registry::unbind),
         )
         .route("/v1/registry/services", get(registry::services))
+        .route(
+            "/number-recycling/v0.2/check",
+            post(number_recycling::check),
+        )
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(healthz))
         .method_not_allowed_fallback(method_not_allowed);

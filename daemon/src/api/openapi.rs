@@ -2,7 +2,7 @@
 
 use super::problem::{ProblemBody, ProblemCode};
 use super::verifications::{self, CheckBody, CheckView, DeliveryView, StartBody, VerificationView};
-use super::{mo_logins, registry, voice_calls};
+use super::{mo_logins, number_recycling, registry, voice_calls};
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::OnceLock;
@@ -27,7 +27,8 @@ use utoipa::{Modify, OpenApi};
         mo_logins::get,
         registry::bind,
         registry::unbind,
-        registry::services
+        registry::services,
+        number_recycling::check
     ),
     components(schemas(
         StartBody,
@@ -49,6 +50,9 @@ use utoipa::{Modify, OpenApi};
         registry::BindingView,
         registry::DirectoryEntry,
         registry::DirectoryView,
+        number_recycling::CheckRequest,
+        number_recycling::CheckResponse,
+        number_recycling::CamaraError,
         ProblemBody,
         ProblemCode
     )),

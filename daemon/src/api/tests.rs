@@ -737,6 +737,7 @@ async fn openapi_and_healthz() {
     assert_eq!(
         names,
         [
+            "/number-recycling/v0.2/check",
             "/v1/mo-logins",
             "/v1/mo-logins/{token}",
             "/v1/registry/bindings/{msisdn}/{service_code}",
@@ -1392,4 +1393,89 @@ async fn an_app_platform_binds_and_unbinds_only_its_own_numbers() {
         .await
         .unwrap()
         .is_empty());
+}
+
+#[tokio::test]
+async fn number_recycling_answers_in_camaras_words() {
+    let api = setup().await;
+    let check = |body: &str, key: Option<&'static str>| {
+        request(
+            Method::POST,
+            "/number-recycling/v0.2/check",
+            key,
+            Some(body),
+            &[],
+        )
+    };
+    let ok = r#"{"phoneNumber":"+447400100900","specifiedDate":"2026-11-01"}"#;
+    // No records yet: not recycled.
+    let r = api.send(check(ok, Some(KEY))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json, json!({"phoneNumberRecycled": false}));
+    api.store
+        .add_registry_app(&crate::store::RegistryApp {
+            service: "acme".into(),
+            notify_url: "https://acme.example/r".into(),
+            created_at: verigate_codecs::time::parse_date("2026-10-01").unwrap(),
+        })
+        .await
+        .unwrap();
+    let registry = crate::registry::Registry::new(api.store.clone(), "GB", Random::os());
+    registry
+        .recycle(
+            "+447400100900",
+            verigate_codecs::time::parse_date("2026-11-15").unwrap(),
+        )
+        .await
+        .unwrap();
+    let r = api.send(check(ok, Some(KEY))).await;
+    assert_eq!(r.json, json!({"phoneNumberRecycled": true}));
+    let after = r#"{"phoneNumber":"+447400100900","specifiedDate":"2026-11-20"}"#;
+    assert_eq!(
+        api.send(check(after, Some(KEY))).await.json["phoneNumberRecycled"],
+        false
+    );
+    // Errors are CAMARA's {status, code, message}.
+    for (body, key, status, code) in [
+        (
+            r#"{"phoneNumber":"+447400100900","specifiedDate":"2026-02-30"}"#,
+            Some(KEY),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            r#"{"phoneNumber":"07400100900","specifiedDate":"2026-11-01"}"#,
+            Some(KEY),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            r#"{"phoneNumber":"+12","specifiedDate":"2026-11-01"}"#,
+            Some(KEY),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            r#"{"phoneNumber":"+447400100900"}"#,
+            Some(KEY),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            r#"{"phoneNumber":"+447400100900","specifiedDate":"2020-01-01"}"#,
+            Some(KEY),
+            400,
+            "OUT_OF_RANGE",
+        ),
+        (ok, None, 401, "UNAUTHENTICATED"),
+    ] {
+        let r = api.send(check(body, key)).await;
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.json);
+        assert_eq!(
+            (r.json["status"].as_u64(), r.json["code"].as_str()),
+            (Some(status as u64), Some(code)),
+            "{body}"
+        );
+        assert!(r.json["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
 }
