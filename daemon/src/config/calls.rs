@@ -196,7 +196,7 @@ fn default_report_digits() -> usize {
     4
 }
 
-fn span_between(p: &mut Vec<String>, key: &str, v: Span, lo: Duration, hi: Duration) {
+pub(super) fn span_between(p: &mut Vec<String>, key: &str, v: Span, lo: Duration, hi: Duration) {
     if v.0 < lo || v.0 > hi {
         p.push(format!(
             "{key} = \"{v}\": must be between {} and {}",

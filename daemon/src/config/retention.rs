@@ -33,12 +33,7 @@ impl Default for RetentionConfig {
 pub fn problems(c: &super::Config, p: &mut Vec<String>) {
     let r = &c.retention;
     let day = Duration::from_secs(24 * 3600);
-    if r.keep.0 < day || r.keep.0 > 3650 * day {
-        p.push(format!(
-            "retention.keep = \"{}\": must be between 1d and 3650d",
-            r.keep
-        ));
-    }
+    super::calls::span_between(p, "retention.keep", r.keep, day, 3650 * day);
     // A gateway call's row is what makes its (SN, TN, VN) single use.
     for g in &c.voice_gateway {
         if g.replay_window.0 > r.keep.0 {

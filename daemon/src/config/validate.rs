@@ -34,13 +34,7 @@ impl Config {
             ),
             ("api.request_timeout", a.request_timeout, secs(1), secs(600)),
         ] {
-            if v.0 < lo || v.0 > hi {
-                p.push(format!(
-                    "{key} = \"{v}\": must be between {} and {}",
-                    super::Span(lo),
-                    super::Span(hi)
-                ));
-            }
+            super::calls::span_between(&mut p, key, v, lo, hi);
         }
         if !(1..=1_000_000).contains(&a.max_in_flight) {
             p.push(format!(

@@ -202,19 +202,14 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
         }
         // Shorter than expires_after, a replay could place a second call
         // while the first may still be placed.
-        let r = g.replay_window.0;
-        if r < e.max(Duration::from_secs(3600)) || r > Duration::from_secs(30 * 24 * 3600) {
-            p.push(format!(
-                "{k}.replay_window = \"{}\": must be between 1h (and at least expires_after) and 30d",
-                g.replay_window
-            ));
-        }
-        let s = g.ts_skew.0;
-        if s < Duration::from_secs(10) || s > Duration::from_secs(3600) {
-            p.push(format!(
-                "{k}.ts_skew = \"{}\": must be between 10s and 1h",
-                g.ts_skew
-            ));
-        }
+        let secs = Duration::from_secs;
+        super::calls::span_between(
+            p,
+            &format!("{k}.replay_window"),
+            g.replay_window,
+            e.max(secs(3600)),
+            secs(30 * 24 * 3600),
+        );
+        super::calls::span_between(p, &format!("{k}.ts_skew"), g.ts_skew, secs(10), secs(3600));
     }
 }
