@@ -171,20 +171,7 @@ async fn handle_event(
         SmppEvent::MoPart { smsc, part, ack } => {
             let taken = std::time::Instant::now();
             let now = clock.now_ms();
-            let p = MoPart {
-                group: MoPartGroup {
-                    smsc: smsc.to_string(),
-                    source: part.from,
-                    dest: part.to,
-                    reference: part.reference,
-                    total: part.total,
-                },
-                seq: part.seq,
-                source_ton: part.from_ton,
-                data_coding: part.data_coding,
-                payload: part.payload,
-                received_at: now,
-            };
+            let p = stored_part(&smsc, part, now);
             // Stored, then answered at once: the SMSC's window slot is free
             // while the other parts are on their way.
             let whole = match store.store_mo_part(&p).await {
@@ -203,6 +190,24 @@ async fn handle_event(
                 take_long_mo(store, mo_login, rng, &parts, now, taken).await;
             }
         }
+    }
+}
+
+/// A part as the store keeps it, received from `smsc` at `now`.
+fn stored_part(smsc: &str, part: Part<()>, now: crate::store::Millis) -> MoPart {
+    MoPart {
+        group: MoPartGroup {
+            smsc: smsc.to_string(),
+            source: part.from,
+            dest: part.to,
+            reference: part.reference,
+            total: part.total,
+        },
+        seq: part.seq,
+        source_ton: part.from_ton,
+        data_coding: part.data_coding,
+        payload: part.payload,
+        received_at: now,
     }
 }
 
@@ -417,21 +422,10 @@ mod tests {
             else {
                 unreachable!()
             };
-            let p = MoPart {
-                group: MoPartGroup {
-                    smsc: smsc.to_string(),
-                    source: part.from,
-                    dest: part.to,
-                    reference: part.reference,
-                    total: part.total,
-                },
-                seq: part.seq,
-                source_ton: part.from_ton,
-                data_coding: part.data_coding,
-                payload: part.payload,
-                received_at: 0,
-            };
-            store.store_mo_part(&p).await.unwrap();
+            store
+                .store_mo_part(&stored_part(&smsc, part, 0))
+                .await
+                .unwrap();
             ack.accept();
         }
         assert_eq!(
