@@ -317,33 +317,15 @@ mod tests {
     use super::*;
     use crate::config::MoLoginConfig;
     use crate::smpp::events::{AckMsg, DeliveryAck, Owed};
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::{MoIntent, MoLoginState, Service};
-    use crate::verify::code::ServerSecret;
+    use crate::store::{MoIntent, MoLoginState};
     use verigate_codecs::smpp::CommandStatus;
 
     async fn setup() -> (Arc<dyn Store>, MoLoginService, String) {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
-        for code in ["acme", crate::mologin::SYSTEM_SERVICE] {
-            store
-                .create_service(&Service {
-                    code: code.into(),
-                    name: code.into(),
-                    settings: serde_json::json!({}),
-                    created_at: 0,
-                })
-                .await
-                .unwrap();
-        }
-        let svc = MoLoginService::new(
-            store.clone(),
-            ServerSecret::random(&Random::os()),
-            MoLoginConfig {
-                short_code: "7799".into(),
-                ..Default::default()
-            },
-            Random::os(),
-        );
+        let (store, svc) = crate::mologin::tests::service_with(MoLoginConfig {
+            short_code: "7799".into(),
+            ..Default::default()
+        })
+        .await;
         let acme = store.get_service("acme").await.unwrap().unwrap();
         let now = Clock::system().now_ms();
         let token = svc

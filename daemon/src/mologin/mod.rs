@@ -789,4 +789,4 @@ mod sender_tests {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

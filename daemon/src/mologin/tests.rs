@@ -18,7 +18,9 @@ async fn service(limits: MoReplyLimits) -> (Arc<dyn Store>, MoLoginService) {
     .await
 }
 
-async fn service_with(cfg: MoLoginConfig) -> (Arc<dyn Store>, MoLoginService) {
+/// An in-memory store with services `acme` and the system one, and the
+/// MO-login service of `cfg` on it (shared with the inbound tests).
+pub(crate) async fn service_with(cfg: MoLoginConfig) -> (Arc<dyn Store>, MoLoginService) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
     for code in ["acme", SYSTEM_SERVICE] {
         store
