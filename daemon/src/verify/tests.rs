@@ -40,6 +40,15 @@ fn req(to: &str) -> StartRequest {
     }
 }
 
+/// Gives `svc` a status webhook (to a port nobody listens on).
+async fn with_webhook(store: &Arc<dyn Store>, svc: &mut Service) {
+    svc.settings = serde_json::json!({"webhook_url": "http://127.0.0.1:9/h", "webhook_secret": "0123456789abcdef"});
+    store
+        .update_service_settings(&svc.code, &svc.settings)
+        .await
+        .unwrap();
+}
+
 /// The code as the handset would read it from the queued message.
 async fn code_of(store: &Arc<dyn Store>, vid: &str) -> String {
     let msgs = store.messages_for_verification(vid).await.unwrap();
@@ -375,11 +384,7 @@ async fn idempotent_replay_never_resends_even_after_cooldown() {
 #[tokio::test]
 async fn every_close_queues_one_webhook_including_expiry_found_by_a_new_start() {
     let (s, mut svc, store) = setup(VerifyConfig::default()).await;
-    svc.settings = serde_json::json!({"webhook_url": "http://127.0.0.1:9/h", "webhook_secret": "0123456789abcdef"});
-    store
-        .update_service_settings("acme", &svc.settings)
-        .await
-        .unwrap();
+    with_webhook(&store, &mut svc).await;
     let a = s.start(&svc, req(TO), T0).await.unwrap().verification;
     // A new start after expiry closes the old one (webhook) and makes a new one.
     let b = s
@@ -451,11 +456,7 @@ async fn one_number_pestered_through_many_services_hits_the_cross_service_limit(
 #[tokio::test]
 async fn the_expiry_sweep_sends_expired_on_time_without_anyone_reading() {
     let (s, mut svc, store) = setup(VerifyConfig::default()).await;
-    svc.settings = serde_json::json!({"webhook_url": "http://127.0.0.1:9/h", "webhook_secret": "0123456789abcdef"});
-    store
-        .update_service_settings("acme", &svc.settings)
-        .await
-        .unwrap();
+    with_webhook(&store, &mut svc).await;
     let a = s.start(&svc, req(TO), T0).await.unwrap().verification;
     let b = s
         .start(&svc, req("+447400123457"), T0 + 1)
