@@ -81,6 +81,21 @@ impl AdminTarget {
         if let Some(b) = body {
             req = req.json(&b);
         }
+        self.answer(req).await
+    }
+
+    /// POSTs CSV text to the admin endpoint; answered like [`Self::call`].
+    pub async fn post_csv(&self, path: &str, text: String) -> Result<Value, AdminError> {
+        let url = format!("http://{}{path}", self.addr);
+        let req = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "text/csv")
+            .body(text);
+        self.answer(req).await
+    }
+
+    async fn answer(&self, req: reqwest::RequestBuilder) -> Result<Value, AdminError> {
         let resp = req.send().await.map_err(|source| AdminError::Unreachable {
             addr: self.addr.clone(),
             source,
@@ -96,6 +111,58 @@ impl AdminTarget {
             })
         }
     }
+}
+
+/// Numbers per request of `verigate registry import` (each request is well
+/// under the admin listener's body limit).
+pub const IMPORT_CHUNK: usize = 5_000;
+
+/// A deactivation file checked whole, then cut into canonical `msisdn,date`
+/// CSV chunks to send; every bad line if any (then nothing is sent).
+pub fn import_chunks(
+    text: &str,
+    region: &str,
+) -> Result<Vec<String>, Vec<crate::registry::import::BadLine>> {
+    let list = crate::registry::import::parse(text, region)?;
+    Ok(list
+        .chunks(IMPORT_CHUNK)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|d| {
+                    let date =
+                        d.at.map(|at| verigate_codecs::time::rfc3339(at)[..10].to_string())
+                            .unwrap_or_default();
+                    format!("{},{date}\n", d.msisdn)
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// The registry's waiting notifications (`verigate registry outbox`).
+pub fn render_outbox(v: &Value) -> String {
+    let list = v["notifications"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "no notification waiting\n".to_string();
+    }
+    let mut out = format!(
+        "{:<10} {:<14} {:<16} {:>8}  {:<24} {:<24} last error\n",
+        "TYPE", "NUMBER", "SERVICE", "ATTEMPTS", "NEXT ATTEMPT", "GIVEN UP AT"
+    );
+    for n in &list {
+        out.push_str(&format!(
+            "{:<10} {:<14} {:<16} {:>8}  {:<24} {:<24} {}\n",
+            n["type"].as_str().unwrap_or(""),
+            n["msisdn"].as_str().unwrap_or(""),
+            n["service"].as_str().unwrap_or(""),
+            n["attempts"],
+            n["next_attempt_at"].as_str().unwrap_or(""),
+            n["deliver_until"].as_str().unwrap_or(""),
+            n["last_error"].as_str().unwrap_or("-"),
+        ));
+    }
+    out
 }
 
 /// The SMSC table shared by `verigate status` and `verigate smsc list`.

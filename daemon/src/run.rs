@@ -502,11 +502,10 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         } else {
             &cfg.registry.region
         };
-        Arc::new(crate::registry::Registry::new(
-            store.clone(),
-            region,
-            rng.clone(),
-        ))
+        Arc::new(
+            crate::registry::Registry::new(store.clone(), region, rng.clone())
+                .with_notify_for(cfg.registry.notify_for.millis()),
+        )
     });
     let state = AppState {
         clock: clock.clone(),

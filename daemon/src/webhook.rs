@@ -17,13 +17,14 @@ use crate::clock::Clock;
 use crate::queue::{self, Held, Queue, WorkerConfig};
 use crate::random::Random;
 use crate::store::{
-    AuditEvent, Claimed, Extension, Lease, Millis, Service, Store, StoreResult, Verification,
-    WebhookJob,
+    AuditEvent, Claimed, Extension, HttpMethod, Lease, Millis, Service, Store, StoreResult,
+    Verification, WebhookJob,
 };
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde_json::Value;
 use sha2::Sha256;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -62,6 +63,28 @@ pub struct WebhookConfig {
     pub lease: Duration,
     /// Pause when no job is due.
     pub idle_poll: Duration,
+    /// Named credentials jobs may sign with instead of their service's
+    /// webhook secret (the app side's credential at a carrier registry).
+    pub credentials: HashMap<String, Credential>,
+}
+
+/// A credential a queued delivery names: the secret it is signed with and,
+/// if set, the bearer token it authenticates with.
+#[derive(Clone)]
+pub struct Credential {
+    /// HMAC key of the `Verigate-Signature`.
+    pub signing_secret: String,
+    /// Sent as `Authorization: Bearer …`.
+    pub bearer: Option<String>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets themselves.
+        f.debug_struct("Credential")
+            .field("bearer", &self.bearer.as_ref().map(|_| "…"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for WebhookConfig {
@@ -74,6 +97,7 @@ impl Default for WebhookConfig {
             batch: 64,
             lease: Duration::from_secs(60),
             idle_poll: Duration::from_millis(200),
+            credentials: HashMap::new(),
         }
     }
 }
@@ -139,15 +163,13 @@ pub fn has_url(service: &Service) -> bool {
 /// The job delivering `body` to the service's webhook, if it has a
 /// `webhook_url` (for callers that queue it in their own transaction).
 pub fn job(rng: &Random, service: &Service, body: &Value, now: Millis) -> Option<WebhookJob> {
-    Some(WebhookJob {
-        id: rng.id("wh", now),
-        service: service.code.clone(),
-        url: webhook_url(service)?.to_string(),
-        body: body.to_string(),
-        attempts: 0,
-        next_attempt_at: now,
-        last_error: None,
-    })
+    Some(WebhookJob::post(
+        rng.id("wh", now),
+        &service.code,
+        webhook_url(service)?,
+        body.to_string(),
+        now,
+    ))
 }
 
 /// Queues `body` for the service's webhook, if it has a `webhook_url`;
@@ -342,38 +364,60 @@ async fn deliver(
     lease: &Lease,
     job: WebhookJob,
 ) {
-    let secret = match store.get_service(&job.service).await {
-        Ok(Some(svc)) => webhook_secret(&svc).map(str::to_string),
-        Ok(None) => None,
-        Err(e) => {
-            // Our failure, not the receiver's: try again later.
-            error!(service = %job.service, job = %job.id, error = %e, "cannot load service for webhook");
-            reschedule(store, cfg, ctx, lease, &job, &format!("store: {e}")).await;
+    let credential = match &job.credential {
+        Some(name) => cfg
+            .credentials
+            .get(name)
+            .cloned()
+            .ok_or("its credential is not configured"),
+        None => match store.get_service(&job.service).await {
+            Ok(svc) => svc
+                .as_ref()
+                .and_then(webhook_secret)
+                .map(|s| Credential {
+                    signing_secret: s.to_string(),
+                    bearer: None,
+                })
+                .ok_or("the service or its webhook secret is gone"),
+            Err(e) => {
+                // Our failure, not the receiver's: try again later.
+                error!(service = %job.service, job = %job.id, error = %e, "cannot load service for webhook");
+                reschedule(store, cfg, ctx, lease, &job, &format!("store: {e}")).await;
+                return;
+            }
+        },
+    };
+    let credential = match credential {
+        Ok(c) => c,
+        Err(why) => {
+            warn!(service = %job.service, job = %job.id, "webhook dropped: {why}");
+            give_up(store, &ctx.0, lease, &job, why).await;
             return;
         }
     };
-    let Some(secret) = secret else {
-        warn!(
-            service = %job.service,
-            job = %job.id,
-            "webhook dropped: the service or its webhook secret is gone"
-        );
-        give_up(store, &ctx.0, lease, &job, "service or webhook secret gone").await;
-        return;
-    };
     let event_id = event_id(&job);
     let now = ctx.0.now_ms();
-    let signature = sign(secret.as_bytes(), now.div_euclid(1000), &job.body);
-    let sent = client
-        .post(&job.url)
+    let signature = sign(
+        credential.signing_secret.as_bytes(),
+        now.div_euclid(1000),
+        &job.body,
+    );
+    let method = match job.method {
+        HttpMethod::Post => reqwest::Method::POST,
+        HttpMethod::Put => reqwest::Method::PUT,
+        HttpMethod::Delete => reqwest::Method::DELETE,
+    };
+    let mut request = client
+        .request(method, &job.url)
         .timeout(cfg.timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(reqwest::header::USER_AGENT, user_agent())
         .header(SIGNATURE_HEADER, signature)
-        .header(EVENT_ID_HEADER, &event_id)
-        .body(job.body.clone())
-        .send()
-        .await;
+        .header(EVENT_ID_HEADER, &event_id);
+    if let Some(token) = &credential.bearer {
+        request = request.bearer_auth(token);
+    }
+    let sent = request.body(job.body.clone()).send().await;
     let failure = match sent {
         Ok(resp) if resp.status().is_success() => None,
         Ok(resp) => Some(format!("HTTP {}", resp.status().as_u16())),
@@ -389,7 +433,7 @@ async fn deliver(
                 debug!(service = %job.service, job = %job.id, attempt = job.attempts, "webhook delivered");
             }
         }
-        Some(err) if job.attempts >= cfg.max_attempts.max(1) => {
+        Some(err) if out_of_tries(cfg, &job, now) => {
             warn!(
                 service = %job.service,
                 job = %job.id,
@@ -404,6 +448,16 @@ async fn deliver(
             debug!(service = %job.service, job = %job.id, attempt = job.attempts, error = %err, "webhook delivery failed; will retry");
             reschedule(store, cfg, ctx, lease, &job, &err).await;
         }
+    }
+}
+
+/// Whether a failed job is given up: at its deadline if it has one (the
+/// last retry is scheduled at the deadline), else at the worker's attempt
+/// limit.
+fn out_of_tries(cfg: &WebhookConfig, job: &WebhookJob, now: Millis) -> bool {
+    match job.deliver_until {
+        Some(until) => now >= until,
+        None => job.attempts >= cfg.max_attempts.max(1),
     }
 }
 
@@ -437,7 +491,10 @@ async fn reschedule(
     err: &str,
 ) {
     let delay = i64::try_from(cfg.backoff(job.attempts, rng).as_millis()).unwrap_or(i64::MAX);
-    let at = clock.now_ms().saturating_add(delay);
+    let mut at = clock.now_ms().saturating_add(delay);
+    if let Some(until) = job.deliver_until {
+        at = at.min(until);
+    }
     if let Err(e) = store.retry_webhook(lease, err, Some(at)).await {
         // The lease will run out and the job be claimed again.
         error!(service = %job.service, job = %job.id, error = %e, "cannot reschedule webhook job");
@@ -517,6 +574,7 @@ mod tests {
             batch: 8,
             lease: Duration::from_secs(10),
             idle_poll: Duration::from_millis(10),
+            credentials: HashMap::new(),
         }
     }
 
@@ -537,6 +595,7 @@ mod tests {
 
     #[derive(Debug)]
     struct Hit {
+        method: axum::http::Method,
         headers: HeaderMap,
         body: String,
     }
@@ -548,10 +607,19 @@ mod tests {
         hits: Mutex<Vec<Hit>>,
     }
 
-    async fn record(State(s): State<Arc<Script>>, headers: HeaderMap, body: String) -> StatusCode {
+    async fn record(
+        State(s): State<Arc<Script>>,
+        method: axum::http::Method,
+        headers: HeaderMap,
+        body: String,
+    ) -> StatusCode {
         let mut hits = s.hits.lock().unwrap();
         let n = hits.len();
-        hits.push(Hit { headers, body });
+        hits.push(Hit {
+            method,
+            headers,
+            body,
+        });
         let code = s
             .statuses
             .get(n)
@@ -568,7 +636,7 @@ mod tests {
             ..Default::default()
         });
         let app = axum::Router::new()
-            .route("/hook", axum::routing::post(record))
+            .route("/hook", axum::routing::any(record))
             .with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -943,6 +1011,129 @@ mod tests {
         // Never the body (the number) in the audit trail.
         assert!(!dropped.detail.to_string().contains("+447400123456"));
         assert!(remaining(&store).await.is_empty(), "job dropped");
+    }
+
+    #[tokio::test]
+    async fn a_job_with_a_deadline_is_retried_past_the_attempt_limit_until_delivered() {
+        // Six failures, then 200: three attempts would have dropped it.
+        let (addr, script, server) = receiver(vec![500, 503, 500, 502, 500, 500, 200]).await;
+        let svc = service("acme", serde_json::json!({ "webhook_secret": SECRET }));
+        let store = store_with(&svc).await;
+        let now = crate::clock::unix_ms();
+        let job = WebhookJob {
+            deliver_until: Some(now + 60_000),
+            ..WebhookJob::post(
+                "wh_deadline".into(),
+                "acme",
+                &format!("http://{addr}/hook"),
+                r#"{"type":"recycled","id":"evt_1-acme"}"#.into(),
+                now,
+            )
+        };
+        store.enqueue_webhook(&job).await.unwrap();
+        let (tx, h) = start(&store, fast_cfg());
+        wait_hits(&script, 7).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop(tx, h).await;
+        server.abort();
+        assert_eq!(script.hits.lock().unwrap().len(), 7);
+        assert!(
+            remaining(&store).await.is_empty(),
+            "delivered and completed"
+        );
+        assert!(store.recent_audit(10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_job_with_a_deadline_is_given_up_at_it_and_not_before() {
+        let (addr, script, server) = receiver(vec![500]).await;
+        let svc = service("acme", serde_json::json!({ "webhook_secret": SECRET }));
+        let store = store_with(&svc).await;
+        let now = crate::clock::unix_ms();
+        let job = WebhookJob {
+            deliver_until: Some(now + 400),
+            ..WebhookJob::post(
+                "wh_deadline".into(),
+                "acme",
+                &format!("http://{addr}/hook"),
+                r#"{"type":"unbind","id":"evt_2-acme"}"#.into(),
+                now,
+            )
+        };
+        store.enqueue_webhook(&job).await.unwrap();
+        let (tx, h) = start(&store, fast_cfg());
+        let dropped = wait_dropped(&store).await;
+        let given_up = crate::clock::unix_ms();
+        stop(tx, h).await;
+        server.abort();
+        assert!(given_up >= now + 400, "not before the deadline");
+        let tries = script.hits.lock().unwrap().len();
+        assert!(tries > 3, "tried past max_attempts: {tries}");
+        assert_eq!(dropped.detail["event"], "evt_2-acme");
+        assert_eq!(dropped.detail["error"], "HTTP 500");
+    }
+
+    #[tokio::test]
+    async fn a_job_naming_a_credential_goes_with_its_method_bearer_and_signature() {
+        let (addr, script, server) = receiver(vec![204]).await;
+        // The service's own webhook secret is not the one used.
+        let svc = service("acme", serde_json::json!({ "webhook_secret": SECRET }));
+        let store = store_with(&svc).await;
+        let now = crate::clock::unix_ms();
+        let job = WebhookJob {
+            method: HttpMethod::Put,
+            credential: Some("registry".into()),
+            ..WebhookJob::post(
+                "wh_put".into(),
+                "acme",
+                &format!("http://{addr}/hook"),
+                r#"{"id":"bnd_1"}"#.into(),
+                now,
+            )
+        };
+        store.enqueue_webhook(&job).await.unwrap();
+        let mut cfg = fast_cfg();
+        cfg.credentials.insert(
+            "registry".into(),
+            Credential {
+                signing_secret: "carrier-shared-0123456789".into(),
+                bearer: Some("vg_live_key".into()),
+            },
+        );
+        let (tx, h) = start(&store, cfg);
+        wait_hits(&script, 1).await;
+        stop(tx, h).await;
+        server.abort();
+        let hit = script.hits.lock().unwrap().remove(0);
+        let hit = &hit;
+        assert_eq!(hit.method, axum::http::Method::PUT);
+        assert_eq!(header(hit, "authorization"), "Bearer vg_live_key");
+        let sig = header(hit, "verigate-signature");
+        let secs = now / 1000;
+        assert_eq!(
+            verify_signature(b"carrier-shared-0123456789", sig, &hit.body, secs, 60),
+            Ok(())
+        );
+        assert_eq!(
+            verify_signature(SECRET.as_bytes(), sig, &hit.body, secs, 60),
+            Err(SignatureError::Mismatch)
+        );
+        // A job naming a credential the worker lacks is dropped unsent.
+        let lost = WebhookJob {
+            credential: Some("gone".into()),
+            ..WebhookJob::post(
+                "wh_gone".into(),
+                "acme",
+                &format!("http://{addr}/hook"),
+                "{}".into(),
+                now,
+            )
+        };
+        store.enqueue_webhook(&lost).await.unwrap();
+        let (tx, h) = start(&store, fast_cfg());
+        let dropped = wait_dropped(&store).await;
+        stop(tx, h).await;
+        assert_eq!(dropped.detail["error"], "its credential is not configured");
     }
 
     #[tokio::test]

@@ -2002,7 +2002,7 @@ fn the_operator_registers_an_app_which_binds_a_number_and_recycling_purges_it() 
         err.contains("not a phone number") || err.contains("not a valid phone number"),
         "{err}"
     );
-    // Recycled: the binding is gone, the app is told (one notification queued).
+    // Recycled on a past date: a binding made since is the new owner's.
     let (code, out, err) = run(&[
         "registry",
         "recycle",
@@ -2013,9 +2013,53 @@ fn the_operator_registers_an_app_which_binds_a_number_and_recycling_purges_it() 
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(
-            "recycled at 2026-12-01T00:00:00.000Z: unbound from 1 app platform(s), 1 notified"
+            "recycled at 2026-12-01T00:00:00.000Z: unbound from 0 app platform(s), 0 notified"
         ),
         "{out}"
+    );
+    // Recycled now: the binding is gone, the app is told (one notification queued).
+    let (code, out, err) = run(&["registry", "recycle", "+447400100900"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("unbound from 1 app platform(s), 1 notified"),
+        "{out}"
+    );
+    // The notification waits for its app (nobody listens on port 9).
+    let (code, out, err) = run(&["registry", "outbox", "--service", "lab"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("recycled") && out.contains("+**********00") && out.contains("lab"),
+        "{out}"
+    );
+    // The nightly deactivation file: checked whole, one bad line and
+    // nothing is recycled.
+    let bad = d.dir.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "msisdn,deactivated_at\n+447400100901,2026-12-01\n+44740010,2026-12-01\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["registry", "import", bad.to_str().unwrap()]);
+    assert_eq!(code, 65, "{err}");
+    assert!(
+        err.contains("1 bad line(s); nothing was recycled") && err.contains("line 3:"),
+        "{err}"
+    );
+    let (st, _) = d.call("PUT", "/v1/registry/bindings/+447400100901/lab", None);
+    assert_eq!(st, 201);
+    let good = d.dir.join("good.csv");
+    std::fs::write(&good, "# nightly\n+447400100901\n07400100902,2026-12-01\n").unwrap();
+    let (code, out, err) = run(&["registry", "import", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "2 number(s) recycled: 1 binding(s) purged, 1 app notification(s) queued\n"
+    );
+    let body = serde_json::json!({"phoneNumber": "+447400100902", "specifiedDate": "2026-11-30"});
+    let (st, v) = d.call("POST", "/number-recycling/v0.2/check", Some(body));
+    assert_eq!(
+        (st, v),
+        (200, serde_json::json!({"phoneNumberRecycled": true}))
     );
     let (_, out, _) = run(&["registry", "show", "+447400100900"]);
     assert_eq!(out, "bound to no app platform\n");

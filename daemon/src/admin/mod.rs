@@ -47,6 +47,8 @@ pub struct AdminState {
     pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
+mod registry;
+
 /// An admin answer: JSON, or a problem.
 type Answer = Result<Json<Value>, Problem>;
 
@@ -62,9 +64,7 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/admin/verify", post(verify_start))
         .route("/admin/verify/:id", get(verify_show))
         .route("/admin/verify/:id/check", post(verify_check))
-        .route("/admin/registry/apps", get(list_apps).post(add_app))
-        .route("/admin/registry/recycle", post(recycle))
-        .route("/admin/registry/bindings/:msisdn", get(show_bindings))
+        .merge(registry::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -377,150 +377,3 @@ async fn verify_check(
 }
 
 // ---- the number-binding registry
-
-/// The registry, or 404 when this server runs none.
-fn registry_of(s: &AdminState) -> Result<&Arc<crate::registry::Registry>, Problem> {
-    s.registry.as_ref().ok_or_else(|| {
-        Problem::not_found(
-            "this server runs no number-binding registry ([registry] enabled = false)",
-        )
-    })
-}
-
-fn registry_problem(e: crate::registry::RegistryError) -> Problem {
-    match e {
-        crate::registry::RegistryError::Store(e) => store_problem(e),
-        other => Problem::from(other),
-    }
-}
-
-async fn list_apps(State(s): State<AdminState>) -> Answer {
-    registry_of(&s)?;
-    let mut apps = Vec::new();
-    for a in s.store.list_registry_apps().await.map_err(store_problem)? {
-        let svc = s
-            .store
-            .get_service(&a.service)
-            .await
-            .map_err(store_problem)?;
-        apps.push(json!({
-            "service": a.service,
-            "name": svc.as_ref().map(|s| s.name.clone()),
-            "notify_url": a.notify_url,
-            "signed": svc.as_ref().is_some_and(|s| s.settings.get("webhook_secret").and_then(Value::as_str).is_some_and(|v| !v.is_empty())),
-            "created_at": verigate_codecs::time::rfc3339(a.created_at),
-        }));
-    }
-    Ok(Json(json!({"apps": apps})))
-}
-
-/// Body of `POST /admin/registry/apps`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewApp {
-    service: String,
-    notify_url: String,
-    /// Signing secret of its notifications (the service's webhook secret).
-    #[serde(default)]
-    secret: Option<String>,
-}
-
-/// Registers a service as an app platform of the registry.
-async fn add_app(State(s): State<AdminState>, body: JsonBody<NewApp>) -> Answer {
-    registry_of(&s)?;
-    let a = body.value;
-    if !(a.notify_url.starts_with("https://") || a.notify_url.starts_with("http://")) {
-        return Err(Problem::new(
-            ProblemCode::InvalidField,
-            format!(
-                "notify_url {:?} must be an http:// or https:// URL",
-                a.notify_url
-            ),
-        ));
-    }
-    let svc = service_named(&s, &a.service).await?;
-    if let Some(secret) = &a.secret {
-        if secret.len() < 16 {
-            return Err(Problem::new(
-                ProblemCode::InvalidField,
-                "secret must be at least 16 characters",
-            ));
-        }
-        let mut settings = svc.settings.clone();
-        settings["webhook_secret"] = json!(secret);
-        s.store
-            .update_service_settings(&svc.code, &settings)
-            .await
-            .map_err(store_problem)?;
-    } else if svc
-        .settings
-        .get("webhook_secret")
-        .and_then(Value::as_str)
-        .is_none()
-    {
-        return Err(Problem::new(
-            ProblemCode::InvalidField,
-            format!(
-                "service {:?} has no webhook secret to sign its notifications: give secret",
-                svc.code
-            ),
-        ));
-    }
-    let app = crate::store::RegistryApp {
-        service: svc.code.clone(),
-        notify_url: a.notify_url.clone(),
-        created_at: s.clock.now_ms(),
-    };
-    s.store
-        .add_registry_app(&app)
-        .await
-        .map_err(store_problem)?;
-    s.callers.clear();
-    tracing::info!(service = %svc.code, "registry app platform added");
-    Ok(Json(
-        json!({"service": svc.code, "notify_url": a.notify_url}),
-    ))
-}
-
-/// Body of `POST /admin/registry/recycle`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Recycle {
-    msisdn: String,
-    /// `YYYY-MM-DD` (default: now).
-    #[serde(default)]
-    date: Option<String>,
-}
-
-/// The carrier recycled a number: purge its bindings, tell every app.
-async fn recycle(State(s): State<AdminState>, body: JsonBody<Recycle>) -> Answer {
-    let r = registry_of(&s)?;
-    let b = body.value;
-    let at = match b.date.as_deref() {
-        None => s.clock.now_ms(),
-        Some(d) => verigate_codecs::time::parse_date(d).ok_or_else(|| {
-            Problem::new(
-                ProblemCode::InvalidField,
-                format!("date {d:?} is not a date such as 2026-12-04 (YYYY-MM-DD)"),
-            )
-        })?,
-    };
-    let purged = r.recycle(&b.msisdn, at).await.map_err(registry_problem)?;
-    Ok(Json(json!({
-        "msisdn": crate::verify::phone::mask(&b.msisdn),
-        "recycled_at": verigate_codecs::time::rfc3339(at),
-        "unbound": purged.services,
-        "notified": purged.notified,
-    })))
-}
-
-async fn show_bindings(State(s): State<AdminState>, Path(msisdn): Path<String>) -> Answer {
-    let r = registry_of(&s)?;
-    let list = r.bindings_of(&msisdn).await.map_err(registry_problem)?;
-    Ok(Json(json!({
-        "bindings": list.iter().map(|b| json!({
-            "service": b.service,
-            "bound_at": verigate_codecs::time::rfc3339(b.bound_at),
-        })).collect::<Vec<_>>(),
-    })))
-}

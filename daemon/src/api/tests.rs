@@ -1425,6 +1425,7 @@ async fn number_recycling_answers_in_camaras_words() {
         .recycle(
             "+447400100900",
             verigate_codecs::time::parse_date("2026-11-15").unwrap(),
+            true,
         )
         .await
         .unwrap();

@@ -347,13 +347,30 @@ pub struct ServiceEntry {
 }
 
 /// `[registry]`: the carrier's number-binding registry.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// Run the registry (`/v1/registry/…`).
     pub enabled: bool,
     /// Region national numbers are read in (empty: verify.default_region).
     pub region: String,
+    /// How long a notification to an app platform is retried before it is
+    /// given up (an app down for a weekend still hears of the purge).
+    pub notify_for: Span,
+    /// The short code subscribers text `UNBIND ALL`, `UNBIND <code>`,
+    /// `BINDINGS` (and the Mandarin forms) to; empty: no MO commands.
+    pub short_code: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            enabled: false,
+            region: String::new(),
+            notify_for: Span(std::time::Duration::from_secs(3 * 86_400)),
+            short_code: String::new(),
+        }
+    }
 }
 
 /// `[outbox]`

@@ -61,6 +61,13 @@ pub enum UnitError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Span(pub Duration);
 
+impl Span {
+    /// As milliseconds (saturating).
+    pub fn millis(&self) -> i64 {
+        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
 impl FromStr for Span {
     type Err = UnitError;
     fn from_str(s: &str) -> Result<Self, UnitError> {

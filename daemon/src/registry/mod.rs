@@ -6,6 +6,8 @@
 //! Notifications go through the durable, signed webhook queue, written in
 //! the same transaction as the purge.
 
+pub mod import;
+
 use crate::random::Random;
 use crate::store::{Binding, Millis, Purge, Purged, Service, Store, StoreError};
 use crate::verify::phone::{self, PhoneError};
@@ -45,6 +47,7 @@ pub struct Registry {
     store: Arc<dyn Store>,
     rng: Random,
     region: String,
+    notify_for: Millis,
 }
 
 impl Registry {
@@ -54,7 +57,19 @@ impl Registry {
             store,
             rng,
             region: region.to_string(),
+            notify_for: DEFAULT_NOTIFY_FOR,
         }
+    }
+
+    /// Notifications are retried for `ms` before they are given up.
+    pub fn with_notify_for(mut self, ms: Millis) -> Self {
+        self.notify_for = ms;
+        self
+    }
+
+    /// The region national numbers are read in.
+    pub fn region(&self) -> &str {
+        &self.region
     }
 
     /// The number as E.164.
@@ -128,22 +143,34 @@ impl Registry {
             recycled: false,
             kind: "unbind",
             event_id: &event_id,
+            notify_for: self.notify_for,
+            bound_before: None,
         };
         Ok(self.store.purge(&purge, now).await?)
     }
 
     /// The carrier recycled (or deactivated) `msisdn` at `at`: every
     /// binding is purged, every bound app notified (`recycled`), the date
-    /// recorded.
-    pub async fn recycle(&self, msisdn: &str, at: Millis) -> Result<Purged, RegistryError> {
+    /// recorded. Given as a past `day` (its midnight), bindings made after
+    /// that day are the new owner's and stay; the day's own are purged
+    /// (a stale binding is the risk, a new owner's rebind is not).
+    pub async fn recycle(
+        &self,
+        msisdn: &str,
+        at: Millis,
+        day: bool,
+    ) -> Result<Purged, RegistryError> {
         let msisdn = self.number(msisdn)?;
         let event_id = self.rng.id("evt", at);
+        let bound_before = day.then(|| at.saturating_add(DAY));
         let purge = Purge {
             msisdn: &msisdn,
             only: None,
             recycled: true,
             kind: "recycled",
             event_id: &event_id,
+            notify_for: self.notify_for,
+            bound_before,
         };
         Ok(self.store.purge(&purge, at).await?)
     }
@@ -167,6 +194,9 @@ impl Registry {
         Ok(self.store.bindings_of(&msisdn).await?)
     }
 }
+
+/// How long notifications are retried unless configured (`registry.notify_for`).
+const DEFAULT_NOTIFY_FOR: Millis = 3 * DAY;
 
 /// A date names a whole day: records that began during it answer for it.
 const DAY: Millis = 24 * 3600 * 1000;

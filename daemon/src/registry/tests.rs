@@ -77,7 +77,7 @@ async fn a_recycled_number_loses_every_binding_and_every_app_is_told() {
     r.bind(&bank, "+447400100300", "bank", T0).await.unwrap();
     r.bind(&shop, "+447400100300", "shop", T0).await.unwrap();
     assert!(!r.recycled_since("+447400100300", T0).await.unwrap());
-    let purged = r.recycle("+447400100300", T0 + 1000).await.unwrap();
+    let purged = r.recycle("+447400100300", T0 + 1000, false).await.unwrap();
     assert_eq!((purged.services.len(), purged.notified), (2, 2));
     assert!(r.bindings_of("+447400100300").await.unwrap().is_empty());
     let jobs = store.claim_webhooks(T0 + 1000, 10, 60_000).await.unwrap();

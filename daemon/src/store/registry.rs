@@ -42,6 +42,11 @@ pub struct Purge<'a> {
     pub kind: &'a str,
     /// Event id; each app's notification id is this with its service code.
     pub event_id: &'a str,
+    /// How long each notification is retried before it is given up.
+    pub notify_for: Millis,
+    /// Only bindings made before this time (a number recycled on a past
+    /// date keeps what its new owner bound since); None: every one.
+    pub bound_before: Option<Millis>,
 }
 
 /// What [`RegistryStore::purge`] did.

@@ -263,6 +263,10 @@ pub async fn mo_login<S: Store>(store: &S) {
         attempts: 0,
         next_attempt_at: t,
         last_error: None,
+        method: HttpMethod::Post,
+        credential: None,
+        deliver_until: None,
+        topic: None,
     };
     let (unknown, expired, used) = (
         sms("msg_conf_mo_unknown", "unknown"),

@@ -85,6 +85,8 @@ pub async fn registry<S: Store>(store: &S) {
         recycled: false,
         kind: "unbind",
         event_id: "evt_conf_reg_1",
+        notify_for: 3 * 86_400_000,
+        bound_before: None,
     };
     let purged = store.purge(&one, t + 10).await.unwrap();
     assert_eq!(
@@ -99,13 +101,15 @@ pub async fn registry<S: Store>(store: &S) {
         recycled: true,
         kind: "recycled",
         event_id: "evt_conf_reg_2",
+        notify_for: 3 * 86_400_000,
+        bound_before: None,
     };
     let purged = store.purge(&all, t + 20).await.unwrap();
     assert_eq!(purged.services, ["conf-reg-a", "conf-reg-c"]);
     assert_eq!(purged.notified, 1, "conf-reg-c has no notify URL");
     assert!(store.bindings_of(n).await.unwrap().is_empty());
     let claimed = store.claim_webhooks(t + 20, 1000, 60_000).await.unwrap();
-    let mut told: Vec<(String, String, String)> = claimed
+    let mut told: Vec<(String, String, String, Option<Millis>)> = claimed
         .iter()
         .filter(|j| j.job.service.starts_with("conf-reg-"))
         .map(|j| {
@@ -114,6 +118,7 @@ pub async fn registry<S: Store>(store: &S) {
                 j.job.url.clone(),
                 v["type"].as_str().unwrap().to_string(),
                 v["data"]["msisdn"].as_str().unwrap().to_string(),
+                j.job.deliver_until.map(|d| d - j.job.next_attempt_at),
             )
         })
         .collect();
@@ -124,18 +129,32 @@ pub async fn registry<S: Store>(store: &S) {
             (
                 "https://a.example/registry".to_string(),
                 "recycled".to_string(),
-                n.to_string()
+                n.to_string(),
+                Some(3 * 86_400_000),
             ),
             (
                 "https://b.example/registry".to_string(),
                 "unbind".to_string(),
-                n.to_string()
+                n.to_string(),
+                Some(3 * 86_400_000),
             ),
         ]
     );
+    // Waiting notifications are listed for operators, by service.
+    let waiting = store
+        .pending_webhooks("registry", Some("conf-reg-a"), 10)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0].url, "https://a.example/registry");
     for j in &claimed {
         store.complete_webhook(&j.lease).await.unwrap();
     }
+    assert!(store
+        .pending_webhooks("registry", Some("conf-reg-a"), 10)
+        .await
+        .unwrap()
+        .is_empty());
     // Recycled at t+20: a check from before says yes, from after says no.
     assert!(store.recycled_since(n, t + 20).await.unwrap());
     assert!(store.recycled_since(n, t).await.unwrap());
@@ -148,6 +167,25 @@ pub async fn registry<S: Store>(store: &S) {
     };
     assert_eq!(store.purge(&bare, t + 30).await.unwrap().services.len(), 0);
     assert!(store.recycled_since("+15550008003", t + 30).await.unwrap());
+    // Recycled on a past date: what the new owner bound since stays.
+    let m = "+15550008004";
+    store.bind(m, "conf-reg-a", t + 100).await.unwrap();
+    store.bind(m, "conf-reg-b", t + 300).await.unwrap();
+    let dated = Purge {
+        msisdn: m,
+        bound_before: Some(t + 200),
+        ..all.clone()
+    };
+    let purged = store.purge(&dated, t + 200).await.unwrap();
+    assert_eq!(purged.services, ["conf-reg-a"]);
+    let kept: Vec<String> = store
+        .bindings_of(m)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.service)
+        .collect();
+    assert_eq!(kept, ["conf-reg-b"]);
     let began = store.records_began().await.unwrap().expect("records exist");
     assert!(began <= t, "{began}");
 }

@@ -35,6 +35,10 @@ pub async fn status_change_with_webhook<S: Store>(store: &S) {
         attempts: 0,
         next_attempt_at: t,
         last_error: None,
+        method: HttpMethod::Post,
+        credential: None,
+        deliver_until: None,
+        topic: None,
     };
     let (missed, applied) = (hook("wh_conf_cas_missed"), hook("wh_conf_cas_applied"));
     let change = |expect_attempts, w| StatusChange {

@@ -5,6 +5,7 @@ use super::*;
 /// Every check of this domain, on `store`.
 pub async fn run<S: Store>(store: &S) {
     webhook_queue(store).await;
+    deliveries_keep_their_method_credential_deadline_and_topic(store).await;
 }
 
 /// The webhook queue: due jobs oldest first with a lease, reclaimed after
@@ -19,6 +20,10 @@ pub async fn webhook_queue<S: Store>(store: &S) {
         attempts: 0,
         next_attempt_at: at,
         last_error: None,
+        method: HttpMethod::Post,
+        credential: None,
+        deliver_until: None,
+        topic: None,
     };
     let j1 = job("wh_conf_1", t);
     let j2 = job("wh_conf_2", t + 1);
@@ -151,4 +156,83 @@ pub async fn webhook_queue<S: Store>(store: &S) {
             .is_empty(),
         "dropped and completed jobs are gone"
     );
+}
+
+/// A job's method, named credential, deadline and topic come back as
+/// queued; jobs are listed by topic (status events never are).
+pub async fn deliveries_keep_their_method_credential_deadline_and_topic<S: Store>(store: &S) {
+    let t = T_WEBHOOKS + 10_000_000;
+    let put = WebhookJob {
+        method: HttpMethod::Put,
+        credential: Some("registry".into()),
+        deliver_until: Some(t + 86_400_000),
+        topic: Some("bindings".into()),
+        ..WebhookJob::post(
+            "wh_conf_put".into(),
+            "conf-hooks",
+            "https://carrier.example/v1/registry/bindings/%2B447400000001/conf-hooks",
+            "{}".into(),
+            t,
+        )
+    };
+    let delete = WebhookJob {
+        method: HttpMethod::Delete,
+        id: "wh_conf_delete".into(),
+        next_attempt_at: t + 1,
+        ..put.clone()
+    };
+    let status = WebhookJob::post(
+        "wh_conf_status".into(),
+        "conf-hooks",
+        "https://app.example/hook",
+        "{}".into(),
+        t,
+    );
+    for j in [&put, &delete, &status] {
+        store.enqueue_webhook(j).await.expect("enqueue_webhook");
+    }
+    let listed = store
+        .pending_webhooks("bindings", Some("conf-hooks"), 10)
+        .await
+        .expect("pending_webhooks");
+    assert_eq!(
+        listed,
+        vec![put.clone(), delete.clone()],
+        "by topic, oldest first"
+    );
+    assert!(store
+        .pending_webhooks("bindings", Some("other"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.pending_webhooks("bindings", None, 1).await.unwrap(),
+        vec![put.clone()],
+        "up to the limit"
+    );
+    let c = store.claim_webhooks(t + 1, 10, 100).await.expect("claim");
+    // Only this check's jobs (other domains' batteries may leave theirs).
+    let mine = ["wh_conf_put", "wh_conf_delete", "wh_conf_status"];
+    let mut got: Vec<WebhookJob> = jobs(c.clone())
+        .into_iter()
+        .filter(|j| mine.contains(&j.id.as_str()))
+        .collect();
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        got,
+        vec![
+            WebhookJob {
+                attempts: 1,
+                ..delete
+            },
+            WebhookJob { attempts: 1, ..put },
+            WebhookJob {
+                attempts: 1,
+                ..status
+            },
+        ]
+    );
+    for j in c.iter().filter(|j| mine.contains(&j.lease.id.as_str())) {
+        store.complete_webhook(&j.lease).await.expect("complete");
+    }
 }

@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "registry",
         include_str!("../../../migrations/sqlite/0008_registry.sql"),
     ),
+    (
+        9,
+        "deliveries",
+        include_str!("../../../migrations/sqlite/0009_deliveries.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -33,14 +33,18 @@ fn purge(c: &Connection, p: &OwnedPurge, at: Millis) -> StoreResult<Purged> {
             "SELECT b.service, a.notify_url FROM bindings b
              LEFT JOIN registry_apps a ON a.service = b.service
              WHERE b.msisdn = ?1 AND (?2 IS NULL OR b.service = ?2)
+               AND (?3 IS NULL OR b.bound_at < ?3)
              ORDER BY b.service",
         )?
-        .query_map(params![p.msisdn, p.only], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![p.msisdn, p.only, p.bound_before], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<Result<_, _>>()?;
     exec(
         c,
-        "DELETE FROM bindings WHERE msisdn = ?1 AND (?2 IS NULL OR service = ?2)",
-        params![p.msisdn, p.only],
+        "DELETE FROM bindings WHERE msisdn = ?1 AND (?2 IS NULL OR service = ?2)
+           AND (?3 IS NULL OR bound_at < ?3)",
+        params![p.msisdn, p.only, p.bound_before],
     )?;
     let mut notified = 0;
     for (service, url) in &bound {
@@ -54,18 +58,12 @@ fn purge(c: &Connection, p: &OwnedPurge, at: Millis) -> StoreResult<Purged> {
             "created_at": verigate_codecs::time::rfc3339(at),
             "data": {"msisdn": p.msisdn, "service": service, "at": verigate_codecs::time::rfc3339(at)},
         });
-        insert_webhook(
-            c,
-            &WebhookJob {
-                id: format!("wh_{id}"),
-                service: service.clone(),
-                url: url.to_string(),
-                body: body.to_string(),
-                attempts: 0,
-                next_attempt_at: at,
-                last_error: None,
-            },
-        )?;
+        let job = WebhookJob {
+            deliver_until: Some(at.saturating_add(p.notify_for)),
+            topic: Some("registry".into()),
+            ..WebhookJob::post(format!("wh_{id}"), service, url, body.to_string(), at)
+        };
+        insert_webhook(c, &job)?;
         notified += 1;
     }
     if p.recycled {
@@ -89,6 +87,8 @@ struct OwnedPurge {
     recycled: bool,
     kind: String,
     event_id: String,
+    notify_for: Millis,
+    bound_before: Option<Millis>,
 }
 
 #[async_trait]
@@ -178,6 +178,8 @@ impl RegistryStore for SqliteStore {
             recycled: p.recycled,
             kind: p.kind.to_owned(),
             event_id: p.event_id.to_owned(),
+            notify_for: p.notify_for,
+            bound_before: p.bound_before,
         };
         self.write(move |c| purge(c, &p, at)).await
     }

@@ -4,9 +4,9 @@ use rusqlite::types::FromSql;
 use rusqlite::{Connection, ErrorCode, Params, Row};
 
 use crate::store::{
-    Account, ApiKeyRecord, AuditEvent, CallJob, CallKind, CallState, MessageState, MoIntent,
-    MoLogin, MoLoginState, OutboxMessage, Service, Session, StoreError, StoreResult, Verification,
-    VerificationStatus, WebhookJob,
+    Account, ApiKeyRecord, AuditEvent, CallJob, CallKind, CallState, HttpMethod, MessageState,
+    MoIntent, MoLogin, MoLoginState, OutboxMessage, Service, Session, StoreError, StoreResult,
+    Verification, VerificationStatus, WebhookJob,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -174,6 +174,13 @@ pub fn webhook(row: &Row<'_>) -> StoreResult<WebhookJob> {
         attempts: col_u32(row, T, "attempts")?,
         next_attempt_at: col(row, T, "next_attempt_at")?,
         last_error: col(row, T, "last_error")?,
+        method: {
+            let m: String = col(row, T, "method")?;
+            HttpMethod::parse(&m).ok_or_else(|| corrupt(T, "method", format!("unknown {m:?}")))?
+        },
+        credential: col(row, T, "credential")?,
+        deliver_until: col(row, T, "deliver_until")?,
+        topic: col(row, T, "topic")?,
     })
 }
 

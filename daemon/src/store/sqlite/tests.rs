@@ -240,6 +240,10 @@ async fn writes_return_only_after_a_wal_flush() {
         attempts: 0,
         next_attempt_at: 0,
         last_error: None,
+        method: HttpMethod::Post,
+        credential: None,
+        deliver_until: None,
+        topic: None,
     };
     store.enqueue_webhook(&job).await.unwrap();
     check("enqueue_webhook");

@@ -9,8 +9,9 @@ use rusqlite::{params, Connection};
 
 pub(super) fn insert_webhook(c: &Connection, job: &WebhookJob) -> StoreResult<()> {
     c.prepare_cached(
-        "INSERT INTO webhook_jobs (id, service, url, body, attempts, next_attempt_at, last_error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO webhook_jobs (id, service, url, body, attempts, next_attempt_at, last_error,
+                                   method, credential, deliver_until, topic)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         job.id,
@@ -19,7 +20,11 @@ pub(super) fn insert_webhook(c: &Connection, job: &WebhookJob) -> StoreResult<()
         job.body,
         job.attempts,
         job.next_attempt_at,
-        job.last_error
+        job.last_error,
+        job.method.as_str(),
+        job.credential,
+        job.deliver_until,
+        job.topic
     ])
     .map_err(|e| write_err(e, &format!("webhook job {}", job.id)))?;
     Ok(())
@@ -54,7 +59,8 @@ impl WebhookStore for SqliteStore {
                      ORDER BY next_attempt_at, rowid
                      LIMIT ?3)
                  RETURNING rowid AS seq, claim, lease_until,
-                           id, service, url, body, attempts, next_attempt_at, last_error",
+                           id, service, url, body, attempts, next_attempt_at, last_error,
+                           method, credential, deliver_until, topic",
                 params![now, now.saturating_add(lease_ms.max(0)), limit],
                 rows::webhook,
                 |j| j.next_attempt_at,
@@ -71,6 +77,27 @@ impl WebhookStore for SqliteStore {
     ) -> StoreResult<Vec<Extension>> {
         self.extend_leases("webhook_jobs", "1 = 1", leases, until)
             .await
+    }
+
+    async fn pending_webhooks(
+        &self,
+        topic: &str,
+        service: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookJob>> {
+        let (topic, service) = (topic.to_owned(), service.map(str::to_owned));
+        self.read(move |c| {
+            rows::all(
+                c,
+                "SELECT id, service, url, body, attempts, next_attempt_at, last_error,
+                        method, credential, deliver_until, topic
+                 FROM webhook_jobs WHERE topic = ?1 AND (?2 IS NULL OR service = ?2)
+                 ORDER BY next_attempt_at, rowid LIMIT ?3",
+                params![topic, service, limit],
+                rows::webhook,
+            )
+        })
+        .await
     }
 
     async fn complete_webhook(&self, lease: &Lease) -> StoreResult<()> {
