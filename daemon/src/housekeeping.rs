@@ -28,7 +28,7 @@ pub fn cut(what: Retained, now: Millis, r: &RetentionConfig) -> Millis {
         }
         Retained::MoMessages | Retained::MoParts => ago(MO_KEPT),
         Retained::MoLogins => ago(LOGIN_KEPT_AFTER_EXPIRY),
-        Retained::Sessions => now,
+        Retained::Sessions | Retained::MoveOffers => now,
     }
 }
 

@@ -92,23 +92,32 @@ pub async fn bootstrap_services(
         }
     }
     // MO replies that belong to no app (an unknown token, no token) are
-    // sent for this service; it has no API key.
-    if !cfg.mo_login.short_code.is_empty()
-        && store
-            .get_service(crate::mologin::SYSTEM_SERVICE)
-            .await
-            .map_err(env)?
-            .is_none()
-    {
-        store
-            .create_service(&Service {
-                code: crate::mologin::SYSTEM_SERVICE.into(),
-                name: "MO login replies".into(),
-                settings: serde_json::json!({}),
-                created_at: now,
-            })
-            .await
-            .map_err(env)?;
+    // sent for this service, the registry short code's for its own; they
+    // have no API key.
+    let systems = [
+        (
+            !cfg.mo_login.short_code.is_empty(),
+            crate::mologin::SYSTEM_SERVICE,
+            "MO login replies",
+        ),
+        (
+            cfg.registry.enabled && !cfg.registry.short_code.is_empty(),
+            crate::registry::mo::SYSTEM_SERVICE,
+            "Number registry replies",
+        ),
+    ];
+    for (_, code, name) in systems.iter().filter(|s| s.0) {
+        if store.get_service(code).await.map_err(env)?.is_none() {
+            store
+                .create_service(&Service {
+                    code: (*code).into(),
+                    name: (*name).into(),
+                    settings: serde_json::json!({}),
+                    created_at: now,
+                })
+                .await
+                .map_err(env)?;
+        }
     }
     Ok(())
 }
@@ -535,9 +544,23 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         outbox_stage.token(),
     ));
     let mo_on = !cfg.mo_login.short_code.is_empty();
+    let registry_mo = registry
+        .as_ref()
+        .filter(|_| !cfg.registry.short_code.is_empty())
+        .map(|r| {
+            Arc::new(crate::registry::mo::RegistryMo::new(
+                store.clone(),
+                r.clone(),
+                cfg.registry.clone(),
+                rng.clone(),
+            ))
+        });
     let events = tokio::spawn(crate::inbound::run_events(
         store.clone(),
-        mo_on.then(|| mo_login.clone()),
+        crate::inbound::MoHandlers {
+            login: mo_on.then(|| mo_login.clone()),
+            registry: registry_mo,
+        },
         (clock.clone(), rng.clone()),
         ev_rx,
     ));

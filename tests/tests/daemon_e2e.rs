@@ -1958,6 +1958,49 @@ fn a_national_sender_is_read_in_the_region_not_as_an_international_number() {
 // ---- number-binding registry
 
 #[test]
+fn a_subscriber_texts_the_registry_short_code_to_list_and_unbind_their_apps() {
+    let d = Daemon::start(&[]);
+    let lab = workspace().join("conf/verigate.toml");
+    let (code, _, err) = cli(
+        &d,
+        &lab,
+        &[
+            "registry",
+            "apps",
+            "add",
+            "lab",
+            "http://127.0.0.1:9/registry",
+            "--secret",
+            "lab-registry-secret-0123",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (st, v) = d.call("PUT", "/v1/registry/bindings/+447400100950/lab", None);
+    assert_eq!(st, 201, "{v}");
+    let mo = |text: &str| {
+        let body =
+            serde_json::json!({"from": "447400100950", "to": "7788", "text": text}).to_string();
+        let (st, r) = http(&d.control, "POST", "/mo", Some(&body));
+        assert_eq!(st, 202, "{r}");
+    };
+    mo("BINDINGS");
+    assert_eq!(
+        handset_text(&d.control, "447400100950", 0),
+        "Your number is bound to: Verigate Lab."
+    );
+    mo("解绑全部");
+    assert_eq!(
+        handset_text(&d.control, "447400100950", 1),
+        "您的号码已解除与以下应用的绑定：Verigate Lab，已通知对方。"
+    );
+    let (code, out, _) = cli(&d, &lab, &["registry", "show", "+447400100950"]);
+    assert_eq!((code, out.as_str()), (0, "bound to no app platform\n"));
+    // The app's notification waits in the outbox (nobody listens on port 9).
+    let (_, out, _) = cli(&d, &lab, &["registry", "outbox"]);
+    assert!(out.contains("unbind") && out.contains("lab"), "{out}");
+}
+
+#[test]
 fn the_operator_registers_an_app_which_binds_a_number_and_recycling_purges_it() {
     let d = Daemon::start(&[]);
     let lab = workspace().join("conf/verigate.toml");

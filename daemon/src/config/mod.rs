@@ -4,6 +4,7 @@
 mod calls;
 mod load;
 mod mo_login;
+mod registry;
 mod retention;
 mod secrets;
 mod units;
@@ -16,6 +17,7 @@ pub use calls::{
 };
 pub use load::{load, load_str, load_str_with_env, load_with_env, ConfigError};
 pub use mo_login::{MoLoginConfig, MoReplyLimits, MoTemplates, NoTokenAction};
+pub use registry::{RegistryConfig, RegistryTemplates};
 pub use retention::RetentionConfig;
 pub use units::{RateLimit, Span};
 pub use validate::{is_region, is_service_code};
@@ -344,33 +346,6 @@ pub struct ServiceEntry {
     /// `mo_login.send_password`).
     #[serde(default)]
     pub mo_send_password: Option<bool>,
-}
-
-/// `[registry]`: the carrier's number-binding registry.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RegistryConfig {
-    /// Run the registry (`/v1/registry/…`).
-    pub enabled: bool,
-    /// Region national numbers are read in (empty: verify.default_region).
-    pub region: String,
-    /// How long a notification to an app platform is retried before it is
-    /// given up (an app down for a weekend still hears of the purge).
-    pub notify_for: Span,
-    /// The short code subscribers text `UNBIND ALL`, `UNBIND <code>`,
-    /// `BINDINGS` (and the Mandarin forms) to; empty: no MO commands.
-    pub short_code: String,
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        RegistryConfig {
-            enabled: false,
-            region: String::new(),
-            notify_for: Span(std::time::Duration::from_secs(3 * 86_400)),
-            short_code: String::new(),
-        }
-    }
 }
 
 /// `[outbox]`

@@ -142,13 +142,8 @@ impl Config {
         super::calls::problems(self, &mut p);
         super::voice_gateway::problems(self, &mut p);
         super::mo_login::problems(self, &mut p);
+        super::registry::problems(self, &mut p);
         super::retention::problems(self, &mut p);
-        if !self.registry.region.is_empty() && !is_region(&self.registry.region) {
-            p.push(format!(
-                "registry.region = {:?}: must be an ISO 3166 country code such as \"GB\"",
-                self.registry.region
-            ));
-        }
         let mut codes = HashSet::new();
         let mut keys = HashSet::new();
         for (i, s) in self.service.iter().enumerate() {

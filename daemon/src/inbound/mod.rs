@@ -3,13 +3,15 @@
 //! [`run_events`] stores each — a receipt against its outbox message, an MO
 //! routed to MO login or stored closed when MO login is off, a part on its
 //! own until its MO can be put together from the store — and only then lets
-//! its deliver_sm_resp go, so nothing acknowledged is lost.
+//! its deliver_sm_resp go, so nothing acknowledged is lost. An MO to the
+//! number registry's short code goes to the registry's commands.
 
 pub mod decode;
 
 use crate::clock::Clock;
-use crate::mologin::MoLoginService;
+use crate::mologin::{Handled, MoLoginService};
 use crate::random::Random;
+use crate::registry::mo::RegistryMo;
 use crate::smpp::SmppEvent;
 use crate::store::{MessageState, MoMessage, MoPart, MoPartGroup, MoPlan, Store};
 use decode::Part;
@@ -32,6 +34,66 @@ pub fn message_state(s: DlrState) -> MessageState {
     }
 }
 
+/// Who handles MOs: MO login, the registry's short code; either may be off.
+#[derive(Debug, Clone, Default)]
+pub struct MoHandlers {
+    /// MO-SMS login (its short code, and any MO no other takes).
+    pub login: Option<Arc<MoLoginService>>,
+    /// The registry's subscriber commands (MOs to its short code).
+    pub registry: Option<Arc<RegistryMo>>,
+}
+
+impl MoHandlers {
+    /// MO login only.
+    pub fn login(svc: &MoLoginService) -> MoHandlersRef<'_> {
+        MoHandlersRef {
+            login: Some(svc),
+            registry: None,
+        }
+    }
+
+    fn by_ref(&self) -> MoHandlersRef<'_> {
+        MoHandlersRef {
+            login: self.login.as_deref(),
+            registry: self.registry.as_deref(),
+        }
+    }
+}
+
+/// [`MoHandlers`] borrowed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MoHandlersRef<'a> {
+    login: Option<&'a MoLoginService>,
+    registry: Option<&'a RegistryMo>,
+}
+
+impl<'a> MoHandlersRef<'a> {
+    /// The registry, if the MO to `dest` is its.
+    fn registry_for(&self, dest: &str) -> Option<&'a RegistryMo> {
+        self.registry.filter(|r| r.takes(dest))
+    }
+
+    /// The region an MO to `dest` reads a national sender in.
+    fn region_for(&self, dest: &str) -> String {
+        match (self.registry_for(dest), self.login) {
+            (Some(r), _) => r.region().to_string(),
+            (None, Some(l)) => l.region(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// What became of a stored MO, by who took it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MoOutcome {
+    /// MO login's.
+    Login(Handled),
+    /// A registry command's.
+    Registry(crate::registry::mo::Outcome),
+    /// Stored closed: nobody takes it.
+    Closed,
+}
+
 /// Lanes receipts and MOs are spread over. Each lane stores its events in
 /// order; the lanes run at once so their writes share the store's group
 /// commit.
@@ -43,7 +105,7 @@ const EVENT_LANES: usize = 64;
 /// two conflicting final receipts wins must not depend on scheduling.
 pub async fn run_events(
     store: Arc<dyn Store>,
-    mo_login: Option<Arc<MoLoginService>>,
+    mo: MoHandlers,
     (clock, rng): (Clock, Random),
     mut events: mpsc::Receiver<SmppEvent>,
 ) {
@@ -52,11 +114,11 @@ pub async fn run_events(
     for _ in 0..EVENT_LANES {
         let (tx, mut rx) = mpsc::channel::<SmppEvent>(256);
         let store = store.clone();
-        let mo_login = mo_login.clone();
+        let mo = mo.clone();
         let (clock, rng) = (clock.clone(), rng.clone());
         tasks.push(tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                handle_event(&*store, mo_login.as_deref(), &clock, &rng, ev).await;
+                handle_event(&*store, mo.by_ref(), &clock, &rng, ev).await;
             }
         }));
         lanes.push(tx);
@@ -64,11 +126,10 @@ pub async fn run_events(
     // Long MOs whose last part was stored just before a stop: at start, then
     // now and then (a long MO that failed to store is tried again too).
     let recovery = {
-        let (store, mo_login, clock, rng) =
-            (store.clone(), mo_login.clone(), clock.clone(), rng.clone());
+        let (store, mo, clock, rng) = (store.clone(), mo.clone(), clock.clone(), rng.clone());
         tokio::spawn(async move {
             loop {
-                if let Err(e) = recover_long_mos(&*store, mo_login.as_deref(), &clock, &rng).await {
+                if let Err(e) = recover_long_mos(&*store, mo.by_ref(), &clock, &rng).await {
                     warn!(error = %e, "cannot look for complete long MOs");
                 }
                 tokio::time::sleep(LONG_MO_RECOVERY_EVERY).await;
@@ -112,7 +173,7 @@ fn lane_of(ev: &SmppEvent) -> usize {
 
 async fn handle_event(
     store: &dyn Store,
-    mo_login: Option<&MoLoginService>,
+    mo_login: MoHandlersRef<'_>,
     clock: &Clock,
     rng: &Random,
     ev: SmppEvent,
@@ -149,7 +210,7 @@ async fn handle_event(
         } => {
             let taken = std::time::Instant::now();
             let now = clock.now_ms();
-            let region = mo_login.map(MoLoginService::region).unwrap_or_default();
+            let region = mo_login.region_for(&to);
             let mo = crate::mologin::incoming(rng, &smsc, &from, from_ton, to, text, &region, now);
             match store_mo(store, mo_login, &mo, now).await {
                 Ok(handled) => {
@@ -211,22 +272,29 @@ fn stored_part(smsc: &str, part: Part<()>, now: crate::store::Millis) -> MoPart 
     }
 }
 
-/// Stores an MO with its outcome: through MO login, or closed when MO
-/// login is off (a later start with it on must not answer it then).
-/// `None` for a redelivery; `Some(None)` when stored without MO login.
+/// Stores an MO with its outcome: through the registry (its short code),
+/// MO login, or closed when neither takes it (a later start with MO login
+/// on must not answer it then). `None` for a redelivery.
 async fn store_mo(
     store: &dyn Store,
-    mo_login: Option<&MoLoginService>,
+    handlers: MoHandlersRef<'_>,
     mo: &MoMessage,
     now: crate::store::Millis,
-) -> Result<Option<Option<crate::mologin::Handled>>, String> {
+) -> Result<Option<MoOutcome>, String> {
     let key = crate::mologin::redelivery_key(mo);
-    match mo_login {
+    if let Some(r) = handlers.registry_for(&mo.dest) {
+        return r
+            .receive(mo, &key, MO_REDELIVERY_WINDOW_MS, now)
+            .await
+            .map_err(|e| e.to_string())
+            .map(|o| o.map(MoOutcome::Registry));
+    }
+    match handlers.login {
         Some(svc) => svc
             .receive(mo, &key, MO_REDELIVERY_WINDOW_MS, now)
             .await
             .map_err(|e| e.to_string())
-            .map(|h| h.map(Some)),
+            .map(|h| h.map(MoOutcome::Login)),
         None => {
             let plan = MoPlan::Finish {
                 outcome: "mo_login_off",
@@ -236,7 +304,7 @@ async fn store_mo(
                 .receive_mo(mo, &key, MO_REDELIVERY_WINDOW_MS, &plan, &[], now)
                 .await
                 .map_err(|e| e.to_string())
-                .map(|o| o.map(|_| None))
+                .map(|o| o.map(|_| MoOutcome::Closed))
         }
     }
 }
@@ -246,13 +314,13 @@ async fn store_mo(
 /// already; if this fails they stay, and [`recover_long_mos`] tries again.
 async fn take_long_mo(
     store: &dyn Store,
-    mo_login: Option<&MoLoginService>,
+    mo_login: MoHandlersRef<'_>,
     rng: &Random,
     parts: &[MoPart],
     now: crate::store::Millis,
     taken: std::time::Instant,
 ) {
-    let region = mo_login.map(MoLoginService::region).unwrap_or_default();
+    let region = mo_login.region_for(&parts[0].group.dest);
     let mo = crate::mologin::incoming_long(rng, parts, &region, now);
     match store_mo(store, mo_login, &mo, now).await {
         Ok(handled) => count_mo(handled, taken),
@@ -266,7 +334,7 @@ async fn take_long_mo(
 /// storing their last part and storing the MO: stored now.
 pub async fn recover_long_mos(
     store: &dyn Store,
-    mo_login: Option<&MoLoginService>,
+    mo_login: MoHandlersRef<'_>,
     clock: &Clock,
     rng: &Random,
 ) -> Result<usize, crate::store::StoreError> {
@@ -286,20 +354,23 @@ pub async fn recover_long_mos(
 }
 
 /// Counts what became of a stored MO.
-fn count_mo(handled: Option<Option<crate::mologin::Handled>>, taken: std::time::Instant) {
-    match handled {
-        None => crate::metrics::mo("redelivered"),
-        Some(h) => {
-            crate::metrics::mo("stored");
-            if let Some(h) = h {
-                crate::metrics::mo(h.as_str());
-                if h == crate::mologin::Handled::Completed {
-                    crate::metrics::get()
-                        .mo_login_latency
-                        .observe(taken.elapsed().as_secs_f64());
-                }
+fn count_mo(handled: Option<MoOutcome>, taken: std::time::Instant) {
+    let Some(h) = handled else {
+        crate::metrics::mo("redelivered");
+        return;
+    };
+    crate::metrics::mo("stored");
+    match h {
+        MoOutcome::Login(h) => {
+            crate::metrics::mo(h.as_str());
+            if h == Handled::Completed {
+                crate::metrics::get()
+                    .mo_login_latency
+                    .observe(taken.elapsed().as_secs_f64());
             }
         }
+        MoOutcome::Registry(outcome) => crate::metrics::mo(&format!("registry_{outcome}")),
+        MoOutcome::Closed => {}
     }
 }
 
@@ -371,7 +442,14 @@ mod tests {
         let (store, svc, token) = setup().await;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (clock, rng) = (Clock::system(), Random::os());
-        handle_event(&*store, Some(&svc), &clock, &rng, part(&token, 1, 11, &tx)).await;
+        handle_event(
+            &*store,
+            MoHandlers::login(&svc),
+            &clock,
+            &rng,
+            part(&token, 1, 11, &tx),
+        )
+        .await;
         // Answered with the other part still to come: no window slot held.
         let ack = rx.try_recv().expect("part 1 answered at once");
         assert_eq!(
@@ -380,7 +458,14 @@ mod tests {
         );
         let login = store.get_mo_login(&token).await.unwrap().unwrap();
         assert_eq!(login.state, MoLoginState::Pending);
-        handle_event(&*store, Some(&svc), &clock, &rng, part(&token, 2, 12, &tx)).await;
+        handle_event(
+            &*store,
+            MoHandlers::login(&svc),
+            &clock,
+            &rng,
+            part(&token, 2, 12, &tx),
+        )
+        .await;
         let ack = rx.try_recv().expect("part 2 answered");
         assert_eq!(
             (ack.status, ack.sequences[0].sequence),
@@ -416,7 +501,7 @@ mod tests {
         );
         let (clock, rng) = (Clock::system(), Random::os());
         assert_eq!(
-            recover_long_mos(&*store, Some(&svc), &clock, &rng)
+            recover_long_mos(&*store, MoHandlers::login(&svc), &clock, &rng)
                 .await
                 .unwrap(),
             1
@@ -426,7 +511,7 @@ mod tests {
             MoLoginState::Completed
         );
         assert_eq!(
-            recover_long_mos(&*store, Some(&svc), &clock, &rng)
+            recover_long_mos(&*store, MoHandlers::login(&svc), &clock, &rng)
                 .await
                 .unwrap(),
             0

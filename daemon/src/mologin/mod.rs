@@ -353,15 +353,8 @@ impl MoLoginService {
         window_ms: i64,
         now: Millis,
     ) -> Result<Option<Handled>, MoLoginError> {
-        let budget = self.reply_budget(&mo.source);
-        let hits: Vec<RateHit<'_>> = budget
-            .iter()
-            .map(|(_, key, l)| RateHit {
-                key,
-                limit: l.count,
-                window_ms: l.window.0.as_millis() as i64,
-            })
-            .collect();
+        let budget = reply_budget(&self.live().cfg.reply_limits, "mo-reply", &mo.source);
+        let hits = budget_hits(&budget);
         let (received, handled) = match self.prepare(mo, now).await? {
             Prepared::Finish {
                 outcome,
@@ -403,20 +396,6 @@ impl MoLoginService {
             );
         }
         Ok(Some(handled))
-    }
-
-    /// The budgets an SMS back to `sender` passes: its own, its prefix's
-    /// and the short code's in all.
-    fn reply_budget(&self, sender: &str) -> Vec<crate::limits::Limit> {
-        let live = self.live();
-        let l = &live.cfg.reply_limits;
-        let digits = sender.trim_start_matches('+');
-        let prefix: String = digits.chars().take(l.prefix_digits as usize).collect();
-        vec![
-            ("sender", format!("mo-reply:num:{digits}"), l.per_sender),
-            ("prefix", format!("mo-reply:pfx:{prefix}"), l.per_prefix),
-            ("global", "mo-reply:all".to_string(), l.global),
-        ]
     }
 
     /// Logs and wakes long polls after a login attempt.
@@ -545,23 +524,14 @@ impl MoLoginService {
     /// (`to` is the sender as [`sender_number`] read it: parsing a number
     /// costs, so it is read once per MO.)
     fn reply(&self, to: &str, service: &str, text: &str, now: Millis) -> OutboxMessage {
-        OutboxMessage {
-            id: self.rng.id("msg", now),
-            verification_id: None,
-            service: service.to_string(),
-            to: to.to_string(),
-            from: self.live().cfg.short_code.clone(),
-            text: text.to_string(),
-            state: MessageState::Queued,
-            attempts: 0,
-            next_attempt_at: now,
-            expires_at: now + 3_600_000,
-            smsc: None,
-            message_ids: Vec::new(),
-            last_error: None,
-            created_at: now,
-            updated_at: now,
-        }
+        reply_sms(
+            &self.rng,
+            &self.live().cfg.short_code,
+            to,
+            service,
+            text,
+            now,
+        )
     }
 
     /// The stored form of a machine-made password (60 random bits, so a
@@ -577,6 +547,63 @@ impl MoLoginService {
     pub fn session_hash(&self, session_token: &str) -> Vec<u8> {
         self.secret
             .mac("verigate/session/v1", &[session_token.as_bytes()])
+    }
+}
+
+/// The budgets an SMS back to an MO's `sender` passes: its own, its
+/// prefix's and the short code's in all; keys start with `scope`.
+pub fn reply_budget(
+    l: &crate::config::MoReplyLimits,
+    scope: &str,
+    sender: &str,
+) -> Vec<crate::limits::Limit> {
+    let digits = sender.trim_start_matches('+');
+    let prefix: String = digits.chars().take(l.prefix_digits as usize).collect();
+    vec![
+        ("sender", format!("{scope}:num:{digits}"), l.per_sender),
+        ("prefix", format!("{scope}:pfx:{prefix}"), l.per_prefix),
+        ("global", format!("{scope}:all"), l.global),
+    ]
+}
+
+/// The budgets as the MO's transaction counts them.
+pub fn budget_hits(budget: &[crate::limits::Limit]) -> Vec<RateHit<'_>> {
+    budget
+        .iter()
+        .map(|(_, key, l)| RateHit {
+            key,
+            limit: l.count,
+            window_ms: l.window.0.as_millis() as i64,
+        })
+        .collect()
+}
+
+/// An SMS back to an MO's sender `to`, from the short code `from`, good
+/// for an hour.
+pub fn reply_sms(
+    rng: &Random,
+    from: &str,
+    to: &str,
+    service: &str,
+    text: &str,
+    now: Millis,
+) -> OutboxMessage {
+    OutboxMessage {
+        id: rng.id("msg", now),
+        verification_id: None,
+        service: service.to_string(),
+        to: to.to_string(),
+        from: from.to_string(),
+        text: text.to_string(),
+        state: MessageState::Queued,
+        attempts: 0,
+        next_attempt_at: now,
+        expires_at: now + 3_600_000,
+        smsc: None,
+        message_ids: Vec::new(),
+        last_error: None,
+        created_at: now,
+        updated_at: now,
     }
 }
 

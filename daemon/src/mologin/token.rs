@@ -25,7 +25,7 @@ pub fn is_token(s: &str) -> bool {
 
 /// Full-width forms (a Chinese or Japanese keyboard's `ＬＯＧＩＮ　ＡＢ…`)
 /// to ASCII, upper case.
-fn fold(c: char) -> char {
+pub fn fold(c: char) -> char {
     let c = match c {
         '\u{3000}' => ' ',
         '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),

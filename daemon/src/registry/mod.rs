@@ -6,7 +6,9 @@
 //! Notifications go through the durable, signed webhook queue, written in
 //! the same transaction as the purge.
 
+pub mod command;
 pub mod import;
+pub mod mo;
 
 use crate::random::Random;
 use crate::store::{Binding, Millis, Purge, Purged, Service, Store, StoreError};
@@ -199,7 +201,7 @@ impl Registry {
 const DEFAULT_NOTIFY_FOR: Millis = 3 * DAY;
 
 /// A date names a whole day: records that began during it answer for it.
-const DAY: Millis = 24 * 3600 * 1000;
+pub(crate) const DAY: Millis = 24 * 3600 * 1000;
 
 #[cfg(test)]
 mod tests;

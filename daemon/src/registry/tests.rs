@@ -4,9 +4,9 @@ use super::*;
 use crate::store::sqlite::SqliteStore;
 use crate::store::RegistryApp;
 
-const T0: Millis = 1_800_000_000_000;
+pub(crate) const T0: Millis = 1_800_000_000_000;
 
-async fn setup() -> (Arc<dyn Store>, Registry, Service, Service) {
+pub(crate) async fn setup() -> (Arc<dyn Store>, Registry, Service, Service) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
     let mut apps = Vec::new();
     for (code, url) in [

@@ -172,6 +172,8 @@ pub struct MoReceived {
     /// The reply (refusal, password SMS or `Finish` reply) the MO called for
     /// was not queued: the reply budget at this index refused it.
     pub suppressed: Option<usize>,
+    /// What a `Registry` plan did (None for the others).
+    pub registry: Option<RegistryActed>,
 }
 
 /// An MO that carries a pending login's token (see [`MoLoginStore::receive_mo`]).
@@ -217,6 +219,20 @@ pub enum MoPlan<'a> {
         outcome: &'a str,
         /// The SMS back.
         reply: Option<&'a OutboxMessage>,
+    },
+    /// A subscriber's command to the number registry: `act` applied,
+    /// `outcome` recorded and `reply` queued; a move refused (no offer,
+    /// expired) records `move_refused` / `move_expired` and queues
+    /// `refusal` instead.
+    Registry {
+        /// What changes.
+        act: RegistryAct<'a>,
+        /// The MO's outcome when it applies.
+        outcome: &'a str,
+        /// The SMS back.
+        reply: Option<&'a OutboxMessage>,
+        /// The SMS back when a move is refused.
+        refusal: Option<&'a OutboxMessage>,
     },
 }
 

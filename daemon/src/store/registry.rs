@@ -86,4 +86,89 @@ pub trait RegistryStore: Send + Sync {
     /// When the registry's records of recycled numbers begin (the first
     /// recorded recycling, or the first app registered), if any.
     async fn records_began(&self) -> StoreResult<Option<Millis>>;
+    /// The move offer with this token (expired or not).
+    async fn move_offer(&self, token: &str) -> StoreResult<Option<MoveOffer>>;
+    /// Stores a move offer; `Conflict` if its token is taken.
+    async fn offer_move(&self, offer: &MoveOffer) -> StoreResult<()>;
+    /// Takes a move offer at `at`: moves every binding of its old number
+    /// to the new one and, in the same transaction, queues a signed
+    /// `number_updated` notification (`data: {old, new, service, at}`) to
+    /// each moved app with a notify URL; the offer is used up.
+    async fn take_move(&self, take: &TakeMove<'_>, at: Millis) -> StoreResult<Moved>;
+}
+
+/// A subscriber's offer to move the bindings of `old` to `new`: made by
+/// an MO (or a code) from the old number, taken by one from the new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveOffer {
+    /// What the new number's MO must carry.
+    pub token: String,
+    /// The number the bindings leave (proven already).
+    pub old_msisdn: String,
+    /// The number they go to (to be proven).
+    pub new_msisdn: String,
+    /// When offered.
+    pub created_at: Millis,
+    /// Not taken after this.
+    pub expires_at: Millis,
+}
+
+/// The new number's half of a move: the offer `token` is taken if `new`
+/// is its new number and it has not expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakeMove<'a> {
+    /// The offer's token.
+    pub token: &'a str,
+    /// The number that proved itself (the MO's sender).
+    pub new_msisdn: &'a str,
+    /// Event id of the `number_updated` notifications.
+    pub event_id: &'a str,
+    /// How long each notification is retried.
+    pub notify_for: Millis,
+}
+
+/// What taking a move did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moved {
+    /// The bindings moved; each app was told (`number_updated`).
+    Moved {
+        /// The number they left.
+        old_msisdn: String,
+        /// The services whose bindings moved.
+        services: Vec<String>,
+        /// Notifications queued.
+        notified: usize,
+    },
+    /// No offer has the token for this number (unknown, another number's,
+    /// or taken already).
+    NoOffer,
+    /// The offer's time ran out.
+    Expired,
+}
+
+/// What an MO to the registry's short code does, in the transaction that
+/// stores it (see [`super::MoPlan::Registry`]).
+#[derive(Debug, Clone)]
+pub enum RegistryAct<'a> {
+    /// The subscriber unbinds (one app or all).
+    Purge(Purge<'a>),
+    /// The old number offers a move.
+    Offer(&'a MoveOffer),
+    /// The new number takes it.
+    Take(TakeMove<'a>),
+    /// Nothing to change (`BINDINGS`, help).
+    Read,
+}
+
+/// What a [`RegistryAct`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryActed {
+    /// Bindings purged.
+    Purged(Purged),
+    /// The offer is stored.
+    Offered,
+    /// A move taken (or refused).
+    Moved(Moved),
+    /// Nothing changed.
+    Read,
 }

@@ -26,11 +26,13 @@ pub enum Retained {
     MoLogins,
     /// Sessions expired before the cut.
     Sessions,
+    /// Registry move offers expired before the cut.
+    MoveOffers,
 }
 
 impl Retained {
     /// Every kind, in the order the sweep prunes them.
-    pub const ALL: [Retained; 8] = [
+    pub const ALL: [Retained; 9] = [
         Retained::Verifications,
         Retained::Outbox,
         Retained::Calls,
@@ -39,6 +41,7 @@ impl Retained {
         Retained::MoParts,
         Retained::MoLogins,
         Retained::Sessions,
+        Retained::MoveOffers,
     ];
 
     /// Name for logs and metrics.
@@ -52,6 +55,7 @@ impl Retained {
             Retained::MoParts => "mo_parts",
             Retained::MoLogins => "mo_logins",
             Retained::Sessions => "sessions",
+            Retained::MoveOffers => "move_offers",
         }
     }
 }

@@ -6,6 +6,7 @@ use super::*;
 /// Every check of this domain, on `store`.
 pub async fn run<S: Store>(store: &S) {
     registry(store).await;
+    moves(store).await;
 }
 
 /// Apps, binds and unbinds, purges with their notifications, recycling.
@@ -188,4 +189,128 @@ pub async fn registry<S: Store>(store: &S) {
     assert_eq!(kept, ["conf-reg-b"]);
     let began = store.records_began().await.unwrap().expect("records exist");
     assert!(began <= t, "{began}");
+}
+
+/// A move offered by the old number and taken by the new one: the
+/// bindings move (one the new number had already stays), each app is told
+/// `number_updated`, the offer is used up; another number, a late take or
+/// a used offer moves nothing.
+pub async fn moves<S: Store>(store: &S) {
+    let t = T_REGISTRY + 1_000_000;
+    let (old, new) = ("+15550009001", "+15550009002");
+    store.bind(old, "conf-reg-a", t).await.unwrap();
+    store.bind(old, "conf-reg-b", t).await.unwrap();
+    store.bind(new, "conf-reg-b", t - 5).await.unwrap();
+    let offer = MoveOffer {
+        token: "CONFMOV1".into(),
+        old_msisdn: old.into(),
+        new_msisdn: new.into(),
+        created_at: t,
+        expires_at: t + 1000,
+    };
+    store.offer_move(&offer).await.expect("offer_move");
+    assert!(matches!(
+        store.offer_move(&offer).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.move_offer("CONFMOV1").await.unwrap(),
+        Some(offer.clone())
+    );
+    assert_eq!(store.move_offer("CONFNONE").await.unwrap(), None);
+    let take = |token: &'static str, n: &'static str| TakeMove {
+        token,
+        new_msisdn: n,
+        event_id: "evt_conf_move",
+        notify_for: 86_400_000,
+    };
+    assert_eq!(
+        store
+            .take_move(&take("CONFMOV1", old), t + 1)
+            .await
+            .unwrap(),
+        Moved::NoOffer,
+        "only the offer's new number takes it"
+    );
+    let moved = store
+        .take_move(&take("CONFMOV1", new), t + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        moved,
+        Moved::Moved {
+            old_msisdn: old.into(),
+            services: vec!["conf-reg-a".into(), "conf-reg-b".into()],
+            notified: 2,
+        }
+    );
+    assert!(store.bindings_of(old).await.unwrap().is_empty());
+    let now_bound = store.bindings_of(new).await.unwrap();
+    let services: Vec<&str> = now_bound.iter().map(|b| b.service.as_str()).collect();
+    assert_eq!(services, ["conf-reg-a", "conf-reg-b"]);
+    assert_eq!(
+        now_bound[1].bound_at,
+        t - 5,
+        "the new number's own binding stands"
+    );
+    let told = store
+        .pending_webhooks("registry", Some("conf-reg-a"), 10)
+        .await
+        .unwrap();
+    let body: serde_json::Value = told
+        .iter()
+        .map(|j| serde_json::from_str::<serde_json::Value>(&j.body).unwrap())
+        .find(|b| b["type"] == "number_updated")
+        .expect("conf-reg-a told of the move");
+    assert_eq!(body["id"], "evt_conf_move-conf-reg-a");
+    assert_eq!(
+        (body["data"]["old"].as_str(), body["data"]["new"].as_str()),
+        (Some(old), Some(new))
+    );
+    assert_eq!(
+        store
+            .take_move(&take("CONFMOV1", new), t + 3)
+            .await
+            .unwrap(),
+        Moved::NoOffer,
+        "used up"
+    );
+    // Late: refused, and the offer is gone.
+    store
+        .offer_move(&MoveOffer {
+            token: "CONFMOV2".into(),
+            ..offer.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .take_move(&take("CONFMOV2", new), t + 1001)
+            .await
+            .unwrap(),
+        Moved::Expired
+    );
+    assert_eq!(store.move_offer("CONFMOV2").await.unwrap(), None);
+    // Offers never taken go once expired.
+    for (token, expires_at) in [("CONFMOV3", t + 1000), ("CONFMOV4", t + 5000)] {
+        store
+            .offer_move(&MoveOffer {
+                token: token.into(),
+                expires_at,
+                ..offer.clone()
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .prune_batch(Retained::MoveOffers, t + 1001, 1000)
+        .await
+        .unwrap();
+    assert_eq!(store.move_offer("CONFMOV3").await.unwrap(), None);
+    assert!(store.move_offer("CONFMOV4").await.unwrap().is_some());
+    for j in store.claim_webhooks(t + 10, 1000, 60_000).await.unwrap() {
+        if j.job.service.starts_with("conf-reg-") {
+            store.complete_webhook(&j.lease).await.unwrap();
+        }
+    }
 }

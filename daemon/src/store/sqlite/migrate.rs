@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "deliveries",
         include_str!("../../../migrations/sqlite/0009_deliveries.sql"),
     ),
+    (
+        10,
+        "registry moves",
+        include_str!("../../../migrations/sqlite/0010_registry_moves.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

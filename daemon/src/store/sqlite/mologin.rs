@@ -111,6 +111,13 @@ enum OwnedPlan {
     /// The completion and the replies for unknown, expired, used.
     Login(OwnedCompletion, [OutboxMessage; 3]),
     Finish(String, Option<OutboxMessage>),
+    /// A subscriber's registry command.
+    Registry {
+        act: super::registry::OwnedAct,
+        outcome: String,
+        reply: Option<OutboxMessage>,
+        refusal: Option<OutboxMessage>,
+    },
 }
 
 fn insert_account(c: &Connection, a: &Account) -> StoreResult<()> {
@@ -303,6 +310,17 @@ impl MoLoginStore for SqliteStore {
             MoPlan::Finish { outcome, reply } => {
                 OwnedPlan::Finish((*outcome).to_owned(), reply.cloned())
             }
+            MoPlan::Registry {
+                act,
+                outcome,
+                reply,
+                refusal,
+            } => OwnedPlan::Registry {
+                act: super::registry::OwnedAct::from(act),
+                outcome: (*outcome).to_owned(),
+                reply: reply.cloned(),
+                refusal: refusal.cloned(),
+            },
         };
         self.write(move |c| {
             // A long MO's parts go whatever becomes of it (a redelivery too),
@@ -335,6 +353,7 @@ impl MoLoginStore for SqliteStore {
                     Ok(Some(MoReceived {
                         outcome,
                         suppressed,
+                        registry: None,
                     }))
                 }
                 OwnedPlan::Finish(outcome, reply) => {
@@ -346,6 +365,30 @@ impl MoLoginStore for SqliteStore {
                     Ok(Some(MoReceived {
                         outcome: MoLoginOutcome::Unknown,
                         suppressed,
+                        registry: None,
+                    }))
+                }
+                OwnedPlan::Registry {
+                    act,
+                    outcome,
+                    reply,
+                    refusal,
+                } => {
+                    let acted = super::registry::act(c, &act, at)?;
+                    let (outcome, reply) = match &acted {
+                        RegistryActed::Moved(Moved::NoOffer) => ("move_refused", refusal),
+                        RegistryActed::Moved(Moved::Expired) => ("move_expired", refusal),
+                        _ => (outcome.as_str(), reply),
+                    };
+                    finish_mo(c, &m.id, outcome, at)?;
+                    let suppressed = match &reply {
+                        Some(r) => budgeted_reply(c, r, &budget)?,
+                        None => None,
+                    };
+                    Ok(Some(MoReceived {
+                        outcome: MoLoginOutcome::Unknown,
+                        suppressed,
+                        registry: Some(acted),
                     }))
                 }
             }

@@ -48,23 +48,21 @@ fn purge(c: &Connection, p: &OwnedPurge, at: Millis) -> StoreResult<Purged> {
     )?;
     let mut notified = 0;
     for (service, url) in &bound {
-        let Some(url) = url.as_deref().filter(|u| !u.is_empty()) else {
-            continue;
-        };
-        let id = format!("{}-{service}", p.event_id);
-        let body = serde_json::json!({
-            "type": p.kind,
-            "id": id,
-            "created_at": verigate_codecs::time::rfc3339(at),
-            "data": {"msisdn": p.msisdn, "service": service, "at": verigate_codecs::time::rfc3339(at)},
+        let data = serde_json::json!({
+            "msisdn": p.msisdn,
+            "service": service,
+            "at": verigate_codecs::time::rfc3339(at),
         });
-        let job = WebhookJob {
-            deliver_until: Some(at.saturating_add(p.notify_for)),
-            topic: Some("registry".into()),
-            ..WebhookJob::post(format!("wh_{id}"), service, url, body.to_string(), at)
-        };
-        insert_webhook(c, &job)?;
-        notified += 1;
+        notified += usize::from(notify(
+            c,
+            &p.kind,
+            &p.event_id,
+            service,
+            url.as_deref(),
+            data,
+            at,
+            p.notify_for,
+        )?);
     }
     if p.recycled {
         exec(
@@ -80,8 +78,172 @@ fn purge(c: &Connection, p: &OwnedPurge, at: Millis) -> StoreResult<Purged> {
     })
 }
 
+/// Queues the signed notification `kind` of event `event_id` to one app
+/// platform (its id is the event's with the service code), retried for
+/// `notify_for`; false when the app has no notify URL.
+#[allow(clippy::too_many_arguments)]
+fn notify(
+    c: &Connection,
+    kind: &str,
+    event_id: &str,
+    service: &str,
+    url: Option<&str>,
+    data: serde_json::Value,
+    at: Millis,
+    notify_for: Millis,
+) -> StoreResult<bool> {
+    let Some(url) = url.filter(|u| !u.is_empty()) else {
+        return Ok(false);
+    };
+    let id = format!("{event_id}-{service}");
+    let body = serde_json::json!({
+        "type": kind,
+        "id": id,
+        "created_at": verigate_codecs::time::rfc3339(at),
+        "data": data,
+    });
+    let job = WebhookJob {
+        deliver_until: Some(at.saturating_add(notify_for)),
+        topic: Some("registry".into()),
+        ..WebhookJob::post(format!("wh_{id}"), service, url, body.to_string(), at)
+    };
+    insert_webhook(c, &job)?;
+    Ok(true)
+}
+
+/// Takes a move offer inside a transaction (see [`RegistryStore::take_move`]).
+pub(super) fn take_move(c: &Connection, t: &OwnedTake, at: Millis) -> StoreResult<Moved> {
+    let offer = one(
+        c,
+        "SELECT old_msisdn, expires_at FROM registry_moves WHERE token = ?1 AND new_msisdn = ?2",
+        params![t.token, t.new_msisdn],
+        |r| {
+            Ok((
+                col::<String>(r, "registry_moves", "old_msisdn")?,
+                col::<Millis>(r, "registry_moves", "expires_at")?,
+            ))
+        },
+    )?;
+    let Some((old, expires_at)) = offer else {
+        return Ok(Moved::NoOffer);
+    };
+    exec(c, "DELETE FROM registry_moves WHERE token = ?1", [&t.token])?;
+    if at > expires_at {
+        return Ok(Moved::Expired);
+    }
+    let bound: Vec<(String, Option<String>)> = c
+        .prepare_cached(
+            "SELECT b.service, a.notify_url FROM bindings b
+             LEFT JOIN registry_apps a ON a.service = b.service
+             WHERE b.msisdn = ?1 ORDER BY b.service",
+        )?
+        .query_map([&old], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    // Bound to the new number already: that binding stands, the old goes.
+    exec(
+        c,
+        "INSERT INTO bindings (msisdn, service, bound_at)
+         SELECT ?2, service, ?3 FROM bindings WHERE msisdn = ?1
+         ON CONFLICT DO NOTHING",
+        params![old, t.new_msisdn, at],
+    )?;
+    exec(c, "DELETE FROM bindings WHERE msisdn = ?1", [&old])?;
+    let mut notified = 0;
+    for (service, url) in &bound {
+        let data = serde_json::json!({
+            "old": old,
+            "new": t.new_msisdn,
+            "service": service,
+            "at": verigate_codecs::time::rfc3339(at),
+        });
+        notified += usize::from(notify(
+            c,
+            "number_updated",
+            &t.event_id,
+            service,
+            url.as_deref(),
+            data,
+            at,
+            t.notify_for,
+        )?);
+    }
+    Ok(Moved::Moved {
+        old_msisdn: old,
+        services: bound.into_iter().map(|(s, _)| s).collect(),
+        notified,
+    })
+}
+
+/// Stores a move offer inside a transaction.
+pub(super) fn offer_move(c: &Connection, o: &MoveOffer) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO registry_moves (token, old_msisdn, new_msisdn, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        o.token,
+        o.old_msisdn,
+        o.new_msisdn,
+        o.created_at,
+        o.expires_at
+    ])
+    .map_err(|e| write_err(e, &format!("move offer {}", o.token)))?;
+    Ok(())
+}
+
+/// [`TakeMove`] owned, to move onto the writer thread.
+pub(super) struct OwnedTake {
+    token: String,
+    new_msisdn: String,
+    event_id: String,
+    notify_for: Millis,
+}
+
+impl From<&TakeMove<'_>> for OwnedTake {
+    fn from(t: &TakeMove<'_>) -> Self {
+        OwnedTake {
+            token: t.token.to_owned(),
+            new_msisdn: t.new_msisdn.to_owned(),
+            event_id: t.event_id.to_owned(),
+            notify_for: t.notify_for,
+        }
+    }
+}
+
+/// What a subscriber's MO does, owned for the writer thread.
+pub(super) enum OwnedAct {
+    Purge(OwnedPurge),
+    Offer(MoveOffer),
+    Take(OwnedTake),
+    Read,
+}
+
+impl From<&RegistryAct<'_>> for OwnedAct {
+    fn from(a: &RegistryAct<'_>) -> Self {
+        match a {
+            RegistryAct::Purge(p) => OwnedAct::Purge(OwnedPurge::from(p)),
+            RegistryAct::Offer(o) => OwnedAct::Offer((*o).clone()),
+            RegistryAct::Take(t) => OwnedAct::Take(OwnedTake::from(t)),
+            RegistryAct::Read => OwnedAct::Read,
+        }
+    }
+}
+
+/// Applies a subscriber's act inside the MO's transaction.
+pub(super) fn act(c: &Connection, a: &OwnedAct, at: Millis) -> StoreResult<RegistryActed> {
+    Ok(match a {
+        OwnedAct::Purge(p) => RegistryActed::Purged(purge(c, p, at)?),
+        OwnedAct::Offer(o) => {
+            offer_move(c, o)?;
+            RegistryActed::Offered
+        }
+        OwnedAct::Take(t) => RegistryActed::Moved(take_move(c, t, at)?),
+        OwnedAct::Read => RegistryActed::Read,
+    })
+}
+
 /// [`Purge`] owned, to move onto the writer thread.
-struct OwnedPurge {
+pub(super) struct OwnedPurge {
     msisdn: String,
     only: Option<String>,
     recycled: bool,
@@ -89,6 +251,20 @@ struct OwnedPurge {
     event_id: String,
     notify_for: Millis,
     bound_before: Option<Millis>,
+}
+
+impl From<&Purge<'_>> for OwnedPurge {
+    fn from(p: &Purge<'_>) -> Self {
+        OwnedPurge {
+            msisdn: p.msisdn.to_owned(),
+            only: p.only.map(str::to_owned),
+            recycled: p.recycled,
+            kind: p.kind.to_owned(),
+            event_id: p.event_id.to_owned(),
+            notify_for: p.notify_for,
+            bound_before: p.bound_before,
+        }
+    }
 }
 
 #[async_trait]
@@ -172,15 +348,7 @@ impl RegistryStore for SqliteStore {
     }
 
     async fn purge(&self, p: &Purge<'_>, at: Millis) -> StoreResult<Purged> {
-        let p = OwnedPurge {
-            msisdn: p.msisdn.to_owned(),
-            only: p.only.map(str::to_owned),
-            recycled: p.recycled,
-            kind: p.kind.to_owned(),
-            event_id: p.event_id.to_owned(),
-            notify_for: p.notify_for,
-            bound_before: p.bound_before,
-        };
+        let p = OwnedPurge::from(p);
         self.write(move |c| purge(c, &p, at)).await
     }
 
@@ -211,5 +379,38 @@ impl RegistryStore for SqliteStore {
             Ok(first.flatten())
         })
         .await
+    }
+
+    async fn move_offer(&self, token: &str) -> StoreResult<Option<MoveOffer>> {
+        let token = token.to_owned();
+        self.read(move |c| {
+            one(
+                c,
+                "SELECT token, old_msisdn, new_msisdn, created_at, expires_at
+                 FROM registry_moves WHERE token = ?1",
+                [token],
+                |r| {
+                    const T: &str = "registry_moves";
+                    Ok(MoveOffer {
+                        token: col(r, T, "token")?,
+                        old_msisdn: col(r, T, "old_msisdn")?,
+                        new_msisdn: col(r, T, "new_msisdn")?,
+                        created_at: col(r, T, "created_at")?,
+                        expires_at: col(r, T, "expires_at")?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn offer_move(&self, offer: &MoveOffer) -> StoreResult<()> {
+        let offer = offer.clone();
+        self.write(move |c| offer_move(c, &offer)).await
+    }
+
+    async fn take_move(&self, take: &TakeMove<'_>, at: Millis) -> StoreResult<Moved> {
+        let t = OwnedTake::from(take);
+        self.write(move |c| take_move(c, &t, at)).await
     }
 }

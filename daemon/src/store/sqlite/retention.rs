@@ -74,6 +74,10 @@ fn prune(c: &Connection, what: Retained, before: Millis, batch: u32) -> StoreRes
             "DELETE FROM sessions WHERE rowid IN (
                  SELECT rowid FROM sessions WHERE expires_at < ?1 LIMIT ?2)",
         ),
+        Retained::MoveOffers => limited(
+            "DELETE FROM registry_moves WHERE rowid IN (
+                 SELECT rowid FROM registry_moves WHERE expires_at < ?1 LIMIT ?2)",
+        ),
     }
 }
 
