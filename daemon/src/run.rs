@@ -513,7 +513,11 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         };
         Arc::new(
             crate::registry::Registry::new(store.clone(), region, rng.clone())
-                .with_notify_for(cfg.registry.notify_for.millis()),
+                .with_notify_for(cfg.registry.notify_for.millis())
+                .with_self_care(
+                    cfg.registry.self_care_services.clone(),
+                    cfg.registry.proof_ttl.millis(),
+                ),
         )
     });
     let state = AppState {

@@ -47,6 +47,14 @@ pub fn router_with(state: AppState, limits: &edge::EdgeLimits) -> Router {
         )
         .route("/v1/registry/services", get(registry::services))
         .route(
+            "/v1/registry/unbind",
+            axum::routing::post(registry::subscriber_unbind),
+        )
+        .route(
+            "/v1/registry/move",
+            axum::routing::post(registry::subscriber_move),
+        )
+        .route(
             "/number-recycling/v0.2/check",
             post(number_recycling::check),
         )

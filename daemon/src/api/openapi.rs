@@ -28,6 +28,8 @@ use utoipa::{Modify, OpenApi};
         registry::bind,
         registry::unbind,
         registry::services,
+        registry::subscriber_unbind,
+        registry::subscriber_move,
         number_recycling::check
     ),
     components(schemas(
@@ -49,6 +51,10 @@ use utoipa::{Modify, OpenApi};
         crate::store::MoIntent,
         registry::BindingView,
         registry::DirectoryEntry,
+        registry::UnbindBody,
+        registry::UnbindView,
+        registry::MoveBody,
+        registry::MoveView,
         registry::DirectoryView,
         number_recycling::CheckRequest,
         number_recycling::CheckResponse,

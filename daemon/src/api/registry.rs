@@ -3,6 +3,7 @@
 //! directory maps service codes to names (the seed's step 4.a).
 
 use super::auth::Caller;
+use super::json::JsonBody;
 use super::problem::{Problem, ProblemBody, ProblemCode};
 use crate::app::AppState;
 use crate::registry::{Registry, RegistryError};
@@ -11,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
 use verigate_codecs::time::rfc3339;
@@ -52,9 +53,12 @@ impl From<RegistryError> for Problem {
     fn from(e: RegistryError) -> Self {
         let detail = e.to_string();
         match e {
-            RegistryError::NotAnApp(_) | RegistryError::OtherApp { .. } => {
-                Problem::new(ProblemCode::Forbidden, detail)
-            }
+            RegistryError::NotAnApp(_)
+            | RegistryError::OtherApp { .. }
+            | RegistryError::NotSelfCare(_)
+            | RegistryError::NotProven { .. } => Problem::new(ProblemCode::Forbidden, detail),
+            RegistryError::NoVerification(_) => Problem::not_found(detail),
+            RegistryError::SameNumber(_) => Problem::new(ProblemCode::InvalidField, detail),
             RegistryError::BadNumber(_) => Problem::new(ProblemCode::InvalidPhoneNumber, detail),
             RegistryError::BeforeRecords { .. } => Problem::new(ProblemCode::InvalidField, detail),
             RegistryError::Store(err) => Problem::from(err),
@@ -187,4 +191,135 @@ pub async fn services(
         });
     }
     Ok(Json(DirectoryView { services }))
+}
+
+/// Body of `POST /v1/registry/unbind`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnbindBody {
+    /// An approved SMS verification of this service to the subscriber's
+    /// number (the proof of possession).
+    #[schema(example = "vf_01J9Z8Q4M2K7N3P5R6S8T0V1W2")]
+    pub verification_id: String,
+    /// Only this app platform's binding (default: every one).
+    #[serde(default)]
+    #[schema(example = "bank")]
+    pub service: Option<String>,
+}
+
+/// What a subscriber's unbind did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UnbindView {
+    /// The proven number.
+    pub msisdn: String,
+    /// The app platforms unbound (each is told).
+    pub unbound: Vec<String>,
+    /// Notifications queued.
+    pub notified: usize,
+}
+
+/// Body of `POST /v1/registry/move`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveBody {
+    /// An approved SMS verification to the old number.
+    pub verification_id: String,
+    /// An approved SMS verification to the new number.
+    pub new_verification_id: String,
+}
+
+/// What a subscriber's move did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MoveView {
+    /// The number the bindings left.
+    pub old: String,
+    /// The number they are on now.
+    pub new: String,
+    /// The app platforms moved (each is told `number_updated`).
+    pub moved: Vec<String>,
+    /// Notifications queued.
+    pub notified: usize,
+}
+
+/// A subscriber unbinds one app platform or all, proven by an SMS code
+/// (for a carrier's self-care service).
+#[utoipa::path(
+    post,
+    path = "/v1/registry/unbind",
+    operation_id = "subscriberUnbind",
+    tag = "registry",
+    request_body = UnbindBody,
+    responses(
+        (status = 200, description = "Unbound; each app told", body = UnbindView),
+        (status = 400, description = "invalid_json, unknown_field, invalid_field", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "unauthorized", body = ProblemBody, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "forbidden: not a self-care service, or the verification proves nothing now", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "not_found: no such verification of this service, or no registry here", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn subscriber_unbind(
+    State(state): State<AppState>,
+    Caller(svc): Caller,
+    body: JsonBody<UnbindBody>,
+) -> Result<Json<UnbindView>, Problem> {
+    let r = registry(&state)?;
+    let b = body.value;
+    let (msisdn, purged) = r
+        .unbind_proven(
+            &svc,
+            &b.verification_id,
+            b.service.as_deref(),
+            state.clock.now_ms(),
+        )
+        .await?;
+    Ok(Json(UnbindView {
+        msisdn,
+        unbound: purged.services,
+        notified: purged.notified,
+    }))
+}
+
+/// A subscriber moves every binding to a new number, both proven by SMS
+/// codes (for a carrier's self-care service).
+#[utoipa::path(
+    post,
+    path = "/v1/registry/move",
+    operation_id = "subscriberMove",
+    tag = "registry",
+    request_body = MoveBody,
+    responses(
+        (status = 200, description = "Moved; each app told number_updated", body = MoveView),
+        (status = 400, description = "invalid_json, unknown_field, invalid_field (the same number twice)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "unauthorized", body = ProblemBody, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "forbidden: not a self-care service, or a verification proves nothing now", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "not_found: no such verification of this service, or no registry here", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "internal", body = ProblemBody, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn subscriber_move(
+    State(state): State<AppState>,
+    Caller(svc): Caller,
+    body: JsonBody<MoveBody>,
+) -> Result<Json<MoveView>, Problem> {
+    let r = registry(&state)?;
+    let b = body.value;
+    let (old, new, moved) = r
+        .move_proven(
+            &svc,
+            &b.verification_id,
+            &b.new_verification_id,
+            state.clock.now_ms(),
+        )
+        .await?;
+    Ok(Json(MoveView {
+        old,
+        new,
+        moved: moved.services,
+        notified: moved.notified,
+    }))
 }

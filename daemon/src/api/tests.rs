@@ -95,11 +95,11 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
             Random::os(),
         )),
         mo_login: mo.clone(),
-        registry: Some(Arc::new(crate::registry::Registry::new(
-            store.clone(),
-            "GB",
-            Random::os(),
-        ))),
+        // "other" is the carrier's self-care service in these tests.
+        registry: Some(Arc::new(
+            crate::registry::Registry::new(store.clone(), "GB", Random::os())
+                .with_self_care(vec!["other".into()], 600_000),
+        )),
         auth_failures: Arc::new(crate::limits::AuthFailures::new("5/1m".parse().unwrap())),
     };
     let app = router(state).layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))));
@@ -1393,6 +1393,139 @@ async fn an_app_platform_binds_and_unbinds_only_its_own_numbers() {
         .await
         .unwrap()
         .is_empty());
+}
+
+impl Api {
+    /// POSTs `body` with `key`.
+    async fn post_as(&self, key: &str, uri: &str, body: Value) -> Reply {
+        let body = body.to_string();
+        self.send(request(Method::POST, uri, Some(key), Some(&body), &[]))
+            .await
+    }
+
+    /// A verification of `key`'s service to `to`, approved with its code
+    /// (or left pending): its id.
+    async fn proof(&self, key: &str, to: &str, approve: bool) -> String {
+        let r = self
+            .post_as(key, "/v1/verifications", json!({ "to": to }))
+            .await;
+        let id = r.json["id"].as_str().unwrap().to_string();
+        if approve {
+            let code = self.code_of(&id).await;
+            let uri = format!("/v1/verifications/{id}/check");
+            let r = self.post_as(key, &uri, json!({ "code": code })).await;
+            assert_eq!(r.json["status"], "approved", "{}", r.json);
+        }
+        id
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_proven_by_an_sms_code_unbinds_and_moves_through_self_care() {
+    let api = setup().await;
+    api.store
+        .add_registry_app(&crate::store::RegistryApp {
+            service: "acme".into(),
+            notify_url: "https://acme.example/registry".into(),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    let (old, new) = ("+447400100300", "+447400100301");
+    let r = api
+        .call(
+            Method::PUT,
+            &format!("/v1/registry/bindings/{old}/acme"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let post = |key, uri, body| api.post_as(key, uri, body);
+    // Only a self-care service acts for subscribers (acme is an app).
+    let acme_proof = api.proof(KEY, old, true).await;
+    let r = post(
+        KEY,
+        "/v1/registry/unbind",
+        json!({"verification_id": acme_proof}),
+    )
+    .await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    assert!(r.json["detail"]
+        .as_str()
+        .unwrap()
+        .contains("self_care_services"));
+    // Another service's verification is not the caller's to use.
+    let r = post(
+        OTHER_KEY,
+        "/v1/registry/unbind",
+        json!({"verification_id": acme_proof}),
+    )
+    .await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+    // A code sent but not typed proves nothing.
+    let pending = api.proof(OTHER_KEY, old, false).await;
+    let r = post(
+        OTHER_KEY,
+        "/v1/registry/unbind",
+        json!({"verification_id": pending}),
+    )
+    .await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        r.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("pending, not approved"),
+        "{}",
+        r.json
+    );
+    let r = post(
+        OTHER_KEY,
+        "/v1/registry/unbind",
+        json!({"verification": pending}),
+    )
+    .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "unknown_field");
+    // Move: both numbers proven; acme is told old → new.
+    let proof_old = api.proof(OTHER_KEY, old, true).await;
+    let proof_new = api.proof(OTHER_KEY, new, true).await;
+    let r = post(
+        OTHER_KEY,
+        "/v1/registry/move",
+        json!({"verification_id": proof_old, "new_verification_id": proof_old}),
+    )
+    .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    let r = post(
+        OTHER_KEY,
+        "/v1/registry/move",
+        json!({"verification_id": proof_old, "new_verification_id": proof_new}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        r.json,
+        json!({"old": old, "new": new, "moved": ["acme"], "notified": 1})
+    );
+    let jobs = api
+        .store
+        .pending_webhooks("registry", Some("acme"), 10)
+        .await
+        .unwrap();
+    assert!(jobs[0].body.contains("number_updated"), "{}", jobs[0].body);
+    // Unbind on the new number's proof.
+    let r = post(
+        OTHER_KEY,
+        "/v1/registry/unbind",
+        json!({"verification_id": proof_new, "service": "acme"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        r.json,
+        json!({"msisdn": new, "unbound": ["acme"], "notified": 1})
+    );
+    assert!(api.store.bindings_of(new).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -28,6 +28,11 @@ pub struct RegistryConfig {
     pub templates: BTreeMap<String, RegistryTemplates>,
     /// Budgets of SMS the short code sends back.
     pub reply_limits: MoReplyLimits,
+    /// Services that act for subscribers on an SMS-code proof (a carrier's
+    /// self-care portal: `POST /v1/registry/unbind`, `/v1/registry/move`).
+    pub self_care_services: Vec<String>,
+    /// How recent that proof (the verification's approval) must be.
+    pub proof_ttl: Span,
 }
 
 /// The registry short code's replies in one locale. `{services}` is the
@@ -106,6 +111,8 @@ impl Default for RegistryConfig {
             move_ttl: Span(Duration::from_secs(15 * 60)),
             templates,
             reply_limits: MoReplyLimits::default(),
+            self_care_services: Vec::new(),
+            proof_ttl: Span(Duration::from_secs(600)),
         }
     }
 }
@@ -160,6 +167,13 @@ pub(super) fn problems(c: &super::Config, p: &mut Vec<String>) {
             "registry.reply_limits.prefix_digits = {}: must be 3 to 15",
             r.reply_limits.prefix_digits
         ));
+    }
+    for s in &r.self_care_services {
+        if !c.service.iter().any(|x| &x.code == s) {
+            p.push(format!(
+                "registry.self_care_services: {s:?} is not a [[service]] of this config"
+            ));
+        }
     }
     for (l, t) in &r.templates {
         if !t.move_offer.contains("{token}") {

@@ -142,9 +142,9 @@ impl RegistryMo {
                 notified = p.notified,
                 "subscriber unbound by SMS"
             ),
-            Some(RegistryActed::Moved(crate::store::Moved::Moved { services, .. })) => info!(
+            Some(RegistryActed::Moved(crate::store::Moved::Moved(done))) => info!(
                 to = %phone::mask(&mo.source),
-                moved = services.len(),
+                moved = done.services.len(),
                 "subscriber moved bindings to a new number by SMS"
             ),
             _ => {}

@@ -38,6 +38,24 @@ pub enum RegistryError {
         /// When they begin (RFC 3339).
         began: String,
     },
+    /// Only the services `registry.self_care_services` names act for
+    /// subscribers.
+    #[error("service {0:?} may not act for subscribers (registry.self_care_services)")]
+    NotSelfCare(String),
+    /// The caller has no verification with this id.
+    #[error("no verification {0:?} of this service")]
+    NoVerification(String),
+    /// The verification does not prove possession now.
+    #[error("verification {id} does not prove the number: {why}")]
+    NotProven {
+        /// The verification.
+        id: String,
+        /// Why (pending, expired, too old, a voice call…).
+        why: String,
+    },
+    /// A move needs two different numbers.
+    #[error("the old and the new number are the same ({0})")]
+    SameNumber(String),
     /// The store failed (our side).
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
@@ -50,6 +68,10 @@ pub struct Registry {
     rng: Random,
     region: String,
     notify_for: Millis,
+    /// Services that act for subscribers (a carrier's self-care portal).
+    self_care: Vec<String>,
+    /// How recent a verification's approval must be to prove a number.
+    proof_ttl: Millis,
 }
 
 impl Registry {
@@ -60,7 +82,17 @@ impl Registry {
             rng,
             region: region.to_string(),
             notify_for: DEFAULT_NOTIFY_FOR,
+            self_care: Vec::new(),
+            proof_ttl: DEFAULT_PROOF_TTL,
         }
+    }
+
+    /// Services `self_care` may act for subscribers on a code proof no
+    /// older than `proof_ttl` ms.
+    pub fn with_self_care(mut self, self_care: Vec<String>, proof_ttl: Millis) -> Self {
+        self.self_care = self_care;
+        self.proof_ttl = proof_ttl;
+        self
     }
 
     /// Notifications are retried for `ms` before they are given up.
@@ -151,6 +183,80 @@ impl Registry {
         Ok(self.store.purge(&purge, now).await?)
     }
 
+    /// The number verification `id` of `caller` proves now: approved (the
+    /// subscriber typed the code we sent by SMS) no longer than the proof
+    /// time ago.
+    async fn proven(
+        &self,
+        caller: &Service,
+        id: &str,
+        now: Millis,
+    ) -> Result<String, RegistryError> {
+        if !self.self_care.contains(&caller.code) {
+            return Err(RegistryError::NotSelfCare(caller.code.clone()));
+        }
+        let v = match self.store.get_verification(id).await? {
+            Some(v) if v.service == caller.code => v,
+            _ => return Err(RegistryError::NoVerification(id.to_string())),
+        };
+        let not = |why: String| RegistryError::NotProven {
+            id: id.to_string(),
+            why,
+        };
+        if v.status != crate::store::VerificationStatus::Approved {
+            return Err(not(format!("it is {}, not approved", v.status.as_str())));
+        }
+        if v.channel != "sms" {
+            return Err(not(format!(
+                "it went by {}; only an SMS code proves possession here",
+                v.channel
+            )));
+        }
+        if now - v.updated_at > self.proof_ttl {
+            return Err(not(format!(
+                "approved more than {} s ago",
+                self.proof_ttl / 1000
+            )));
+        }
+        Ok(v.to)
+    }
+
+    /// A subscriber proven by an SMS code (verification `id`) unbinds one
+    /// app platform or all, through a self-care service.
+    pub async fn unbind_proven(
+        &self,
+        caller: &Service,
+        id: &str,
+        only: Option<&str>,
+        now: Millis,
+    ) -> Result<(String, Purged), RegistryError> {
+        let msisdn = self.proven(caller, id, now).await?;
+        let purged = self.subscriber_unbind(&msisdn, only, now).await?;
+        Ok((msisdn, purged))
+    }
+
+    /// A subscriber proven on both numbers by SMS codes moves every
+    /// binding from the old to the new: each app is told `number_updated`.
+    pub async fn move_proven(
+        &self,
+        caller: &Service,
+        old_id: &str,
+        new_id: &str,
+        now: Millis,
+    ) -> Result<(String, String, crate::store::MoveDone), RegistryError> {
+        let old = self.proven(caller, old_id, now).await?;
+        let new = self.proven(caller, new_id, now).await?;
+        if old == new {
+            return Err(RegistryError::SameNumber(phone::mask(&old)));
+        }
+        let event_id = self.rng.id("evt", now);
+        let moved = self
+            .store
+            .move_bindings(&old, &new, &event_id, self.notify_for, now)
+            .await?;
+        Ok((old, new, moved))
+    }
+
     /// The carrier recycled (or deactivated) `msisdn` at `at`: every
     /// binding is purged, every bound app notified (`recycled`), the date
     /// recorded. Given as a past `day` (its midnight), bindings made after
@@ -196,6 +302,9 @@ impl Registry {
         Ok(self.store.bindings_of(&msisdn).await?)
     }
 }
+
+/// How recent a code proof must be unless configured (`registry.proof_ttl`).
+const DEFAULT_PROOF_TTL: Millis = 10 * 60 * 1000;
 
 /// How long notifications are retried unless configured (`registry.notify_for`).
 const DEFAULT_NOTIFY_FOR: Millis = 3 * DAY;

@@ -90,6 +90,17 @@ pub trait RegistryStore: Send + Sync {
     async fn move_offer(&self, token: &str) -> StoreResult<Option<MoveOffer>>;
     /// Stores a move offer; `Conflict` if its token is taken.
     async fn offer_move(&self, offer: &MoveOffer) -> StoreResult<()>;
+    /// Moves every binding of `old` to `new` (both proven by the caller)
+    /// and queues the `number_updated` notifications, as
+    /// [`RegistryStore::take_move`] does once its offer is taken.
+    async fn move_bindings(
+        &self,
+        old: &str,
+        new: &str,
+        event_id: &str,
+        notify_for: Millis,
+        at: Millis,
+    ) -> StoreResult<MoveDone>;
     /// Takes a move offer at `at`: moves every binding of its old number
     /// to the new one and, in the same transaction, queues a signed
     /// `number_updated` notification (`data: {old, new, service, at}`) to
@@ -127,18 +138,22 @@ pub struct TakeMove<'a> {
     pub notify_for: Millis,
 }
 
+/// Bindings moved to a new number; each app was told (`number_updated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveDone {
+    /// The number they left.
+    pub old_msisdn: String,
+    /// The services whose bindings moved.
+    pub services: Vec<String>,
+    /// Notifications queued.
+    pub notified: usize,
+}
+
 /// What taking a move did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Moved {
-    /// The bindings moved; each app was told (`number_updated`).
-    Moved {
-        /// The number they left.
-        old_msisdn: String,
-        /// The services whose bindings moved.
-        services: Vec<String>,
-        /// Notifications queued.
-        notified: usize,
-    },
+    /// The bindings moved.
+    Moved(MoveDone),
     /// No offer has the token for this number (unknown, another number's,
     /// or taken already).
     NoOffer,

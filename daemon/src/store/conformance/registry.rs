@@ -238,11 +238,11 @@ pub async fn moves<S: Store>(store: &S) {
         .unwrap();
     assert_eq!(
         moved,
-        Moved::Moved {
+        Moved::Moved(MoveDone {
             old_msisdn: old.into(),
             services: vec!["conf-reg-a".into(), "conf-reg-b".into()],
             notified: 2,
-        }
+        })
     );
     assert!(store.bindings_of(old).await.unwrap().is_empty());
     let now_bound = store.bindings_of(new).await.unwrap();
@@ -308,6 +308,15 @@ pub async fn moves<S: Store>(store: &S) {
         .unwrap();
     assert_eq!(store.move_offer("CONFMOV3").await.unwrap(), None);
     assert!(store.move_offer("CONFMOV4").await.unwrap().is_some());
+    // A move both of whose numbers the caller proved: no offer needed.
+    let third = "+15550009003";
+    let moved = store
+        .move_bindings(new, third, "evt_conf_move2", 86_400_000, t + 6)
+        .await
+        .unwrap();
+    assert_eq!((moved.services.len(), moved.notified), (2, 2), "{moved:?}");
+    assert!(store.bindings_of(new).await.unwrap().is_empty());
+    assert_eq!(store.bindings_of(third).await.unwrap().len(), 2);
     for j in store.claim_webhooks(t + 10, 1000, 60_000).await.unwrap() {
         if j.job.service.starts_with("conf-reg-") {
             store.complete_webhook(&j.lease).await.unwrap();

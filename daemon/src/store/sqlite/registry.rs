@@ -131,13 +131,33 @@ pub(super) fn take_move(c: &Connection, t: &OwnedTake, at: Millis) -> StoreResul
     if at > expires_at {
         return Ok(Moved::Expired);
     }
+    Ok(Moved::Moved(move_all(
+        c,
+        &old,
+        &t.new_msisdn,
+        &t.event_id,
+        t.notify_for,
+        at,
+    )?))
+}
+
+/// Moves every binding of `old` to `new` and tells each app
+/// (`number_updated`), inside a transaction.
+fn move_all(
+    c: &Connection,
+    old: &str,
+    new: &str,
+    event_id: &str,
+    notify_for: Millis,
+    at: Millis,
+) -> StoreResult<MoveDone> {
     let bound: Vec<(String, Option<String>)> = c
         .prepare_cached(
             "SELECT b.service, a.notify_url FROM bindings b
              LEFT JOIN registry_apps a ON a.service = b.service
              WHERE b.msisdn = ?1 ORDER BY b.service",
         )?
-        .query_map([&old], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([old], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     // Bound to the new number already: that binding stands, the old goes.
     exec(
@@ -145,30 +165,30 @@ pub(super) fn take_move(c: &Connection, t: &OwnedTake, at: Millis) -> StoreResul
         "INSERT INTO bindings (msisdn, service, bound_at)
          SELECT ?2, service, ?3 FROM bindings WHERE msisdn = ?1
          ON CONFLICT DO NOTHING",
-        params![old, t.new_msisdn, at],
+        params![old, new, at],
     )?;
-    exec(c, "DELETE FROM bindings WHERE msisdn = ?1", [&old])?;
+    exec(c, "DELETE FROM bindings WHERE msisdn = ?1", [old])?;
     let mut notified = 0;
     for (service, url) in &bound {
         let data = serde_json::json!({
             "old": old,
-            "new": t.new_msisdn,
+            "new": new,
             "service": service,
             "at": verigate_codecs::time::rfc3339(at),
         });
         notified += usize::from(notify(
             c,
             "number_updated",
-            &t.event_id,
+            event_id,
             service,
             url.as_deref(),
             data,
             at,
-            t.notify_for,
+            notify_for,
         )?);
     }
-    Ok(Moved::Moved {
-        old_msisdn: old,
+    Ok(MoveDone {
+        old_msisdn: old.to_string(),
         services: bound.into_iter().map(|(s, _)| s).collect(),
         notified,
     })
@@ -407,6 +427,19 @@ impl RegistryStore for SqliteStore {
     async fn offer_move(&self, offer: &MoveOffer) -> StoreResult<()> {
         let offer = offer.clone();
         self.write(move |c| offer_move(c, &offer)).await
+    }
+
+    async fn move_bindings(
+        &self,
+        old: &str,
+        new: &str,
+        event_id: &str,
+        notify_for: Millis,
+        at: Millis,
+    ) -> StoreResult<MoveDone> {
+        let (old, new, event_id) = (old.to_owned(), new.to_owned(), event_id.to_owned());
+        self.write(move |c| move_all(c, &old, &new, &event_id, notify_for, at))
+            .await
     }
 
     async fn take_move(&self, take: &TakeMove<'_>, at: Millis) -> StoreResult<Moved> {
