@@ -1,11 +1,13 @@
 //! The store: one trait per domain (services, verifications, outbox,
-//! calls, webhooks, MO login, audit, rate limits, retention), not a SQL abstraction,
+//! calls, webhooks, MO login, the registry and the app side's bindings,
+//! audit, rate limits, retention), not a SQL abstraction,
 //! with one backend per database. [`Store`] is all of them together: a
 //! backend implements each domain trait and passes each domain's battery in
 //! `conformance` (built for tests, or with the `conformance` feature).
 //! SQLite (WAL) is the embedded default.
 
 pub mod audit;
+pub mod bindings;
 pub mod calls;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -22,6 +24,7 @@ pub mod webhooks;
 
 pub use crate::clock::Millis;
 pub use audit::*;
+pub use bindings::*;
 pub use calls::*;
 pub use limits::*;
 pub use mologin::*;
@@ -144,4 +147,5 @@ store_of! {
     RateLimitStore,
     RetentionStore,
     RegistryStore,
+    BindingsStore,
 }

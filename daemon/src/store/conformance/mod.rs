@@ -38,6 +38,7 @@
 //!   when it changed the call.
 
 pub mod audit;
+pub mod bindings;
 pub mod calls;
 pub mod limits;
 pub mod mologin;
@@ -83,6 +84,8 @@ pub(crate) const T_AUDIT: Millis = 9_500_000_000_000;
 pub(crate) const T_RETENTION: Millis = 9_700_000_000_000;
 
 pub(crate) const T_REGISTRY: Millis = 2_800_000_000_000;
+
+pub(crate) const T_BINDINGS: Millis = 2_900_000_000_000;
 
 /// How long fixtures stay valid.
 pub(crate) const TTL: Millis = 600_000;
@@ -296,5 +299,6 @@ pub async fn run_all<S: Store>(store: &S) {
     calls::run(store).await;
     audit::run(store).await;
     registry::run(store).await;
+    bindings::run(store).await;
     retention::run(store).await;
 }

@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "registry moves",
         include_str!("../../../migrations/sqlite/0010_registry_moves.sql"),
     ),
+    (
+        11,
+        "app bindings",
+        include_str!("../../../migrations/sqlite/0011_app_bindings.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -17,6 +17,7 @@
 #[macro_use]
 mod columns;
 mod audit;
+mod bindings;
 mod calls;
 mod engine;
 mod limits;
