@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod bindings;
 pub mod calls;
 pub mod cli;
 pub mod clock;

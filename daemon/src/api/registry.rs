@@ -55,13 +55,24 @@ impl From<RegistryError> for Problem {
         match e {
             RegistryError::NotAnApp(_)
             | RegistryError::OtherApp { .. }
-            | RegistryError::NotSelfCare(_)
-            | RegistryError::NotProven { .. } => Problem::new(ProblemCode::Forbidden, detail),
-            RegistryError::NoVerification(_) => Problem::not_found(detail),
+            | RegistryError::NotSelfCare(_) => Problem::new(ProblemCode::Forbidden, detail),
+            RegistryError::Proof(e) => Problem::from(e),
             RegistryError::SameNumber(_) => Problem::new(ProblemCode::InvalidField, detail),
             RegistryError::BadNumber(_) => Problem::new(ProblemCode::InvalidPhoneNumber, detail),
             RegistryError::BeforeRecords { .. } => Problem::new(ProblemCode::InvalidField, detail),
             RegistryError::Store(err) => Problem::from(err),
+        }
+    }
+}
+
+impl From<crate::verify::proof::ProofError> for Problem {
+    fn from(e: crate::verify::proof::ProofError) -> Self {
+        use crate::verify::proof::ProofError;
+        let detail = e.to_string();
+        match e {
+            ProofError::NoVerification(_) => Problem::not_found(detail),
+            ProofError::NotProven { .. } => Problem::new(ProblemCode::Forbidden, detail),
+            ProofError::Store(err) => Problem::from(err),
         }
     }
 }

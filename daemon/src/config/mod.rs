@@ -1,6 +1,7 @@
 //! Configuration: TOML with unknown keys refused, `--set section.key=value`
 //! overrides, and validation that runs before any port is bound.
 
+mod bindings;
 mod calls;
 mod load;
 mod mo_login;
@@ -11,6 +12,7 @@ mod units;
 mod validate;
 mod voice_gateway;
 
+pub use bindings::BindingsApp;
 pub use calls::{
     CallerIdStyle, CliPoolEntry, FlashCallConfig, SipConfig, SipTransport, SipTrunkEntry,
     VoiceConfig,
@@ -69,6 +71,9 @@ pub struct Config {
     /// How long rows and SMS texts are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// The app side of number registries, one per app.
+    #[serde(default)]
+    pub bindings: Vec<BindingsApp>,
     /// The carrier's number-binding registry.
     #[serde(default)]
     pub registry: RegistryConfig,

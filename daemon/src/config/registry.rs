@@ -169,9 +169,9 @@ pub(super) fn problems(c: &super::Config, p: &mut Vec<String>) {
         ));
     }
     for s in &r.self_care_services {
-        if !c.service.iter().any(|x| &x.code == s) {
+        if !super::is_service_code(s) {
             p.push(format!(
-                "registry.self_care_services: {s:?} is not a [[service]] of this config"
+                "registry.self_care_services: {s:?} is not a service code (1-64 of a-z, 0-9, '-', '_')"
             ));
         }
     }

@@ -13,6 +13,8 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("voice_gateway", "k1"),
     ("service", "api_key"),
     ("service", "webhook_secret"),
+    ("bindings", "registry_api_key"),
+    ("bindings", "registry_secret"),
 ];
 
 /// Fewest characters of a secret outside lab mode.
@@ -156,6 +158,18 @@ pub fn problems(c: &Config, p: &mut Vec<String>) {
             &g.k1,
             MIN_SECRET_LEN,
         );
+    }
+    for (i, b) in c.bindings.iter().enumerate() {
+        for (key, v) in [
+            ("registry_api_key", &b.registry_api_key),
+            ("registry_secret", &b.registry_secret),
+        ] {
+            check(
+                format!("bindings[{i}] ({}).{key}", b.service),
+                v,
+                MIN_SECRET_LEN,
+            );
+        }
     }
     for (i, s) in c.service.iter().enumerate() {
         if let Some(k) = &s.api_key {

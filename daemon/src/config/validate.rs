@@ -143,6 +143,7 @@ impl Config {
         super::voice_gateway::problems(self, &mut p);
         super::mo_login::problems(self, &mut p);
         super::registry::problems(self, &mut p);
+        super::bindings::problems(self, &mut p);
         super::retention::problems(self, &mut p);
         let mut codes = HashSet::new();
         let mut keys = HashSet::new();

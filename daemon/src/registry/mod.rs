@@ -42,17 +42,9 @@ pub enum RegistryError {
     /// subscribers.
     #[error("service {0:?} may not act for subscribers (registry.self_care_services)")]
     NotSelfCare(String),
-    /// The caller has no verification with this id.
-    #[error("no verification {0:?} of this service")]
-    NoVerification(String),
-    /// The verification does not prove possession now.
-    #[error("verification {id} does not prove the number: {why}")]
-    NotProven {
-        /// The verification.
-        id: String,
-        /// Why (pending, expired, too old, a voice call…).
-        why: String,
-    },
+    /// The verification given proves nothing (missing, pending, old).
+    #[error(transparent)]
+    Proof(crate::verify::proof::ProofError),
     /// A move needs two different numbers.
     #[error("the old and the new number are the same ({0})")]
     SameNumber(String),
@@ -195,30 +187,13 @@ impl Registry {
         if !self.self_care.contains(&caller.code) {
             return Err(RegistryError::NotSelfCare(caller.code.clone()));
         }
-        let v = match self.store.get_verification(id).await? {
-            Some(v) if v.service == caller.code => v,
-            _ => return Err(RegistryError::NoVerification(id.to_string())),
-        };
-        let not = |why: String| RegistryError::NotProven {
-            id: id.to_string(),
-            why,
-        };
-        if v.status != crate::store::VerificationStatus::Approved {
-            return Err(not(format!("it is {}, not approved", v.status.as_str())));
-        }
-        if v.channel != "sms" {
-            return Err(not(format!(
-                "it went by {}; only an SMS code proves possession here",
-                v.channel
-            )));
-        }
-        if now - v.updated_at > self.proof_ttl {
-            return Err(not(format!(
-                "approved more than {} s ago",
-                self.proof_ttl / 1000
-            )));
-        }
-        Ok(v.to)
+        crate::verify::proof::approved_sms(&*self.store, &caller.code, id, now, self.proof_ttl)
+            .await
+            .map(|v| v.to)
+            .map_err(|e| match e {
+                crate::verify::proof::ProofError::Store(e) => RegistryError::Store(e),
+                other => RegistryError::Proof(other),
+            })
     }
 
     /// A subscriber proven by an SMS code (verification `id`) unbinds one

@@ -6,6 +6,7 @@ pub mod channels;
 pub mod code;
 pub mod error;
 pub mod phone;
+pub mod proof;
 pub mod service;
 pub mod span;
 
