@@ -31,6 +31,8 @@ pub struct AppState {
     pub auth_failures: Arc<crate::limits::AuthFailures>,
     /// The number-binding registry, when this server runs one.
     pub registry: Option<Arc<crate::registry::Registry>>,
+    /// The app side of number registries, when `[[bindings]]` are set.
+    pub bindings: Option<Arc<crate::bindings::BindingsService>>,
 }
 
 /// How long a looked-up API key is trusted without asking the store again.

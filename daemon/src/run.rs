@@ -119,6 +119,60 @@ pub async fn bootstrap_services(
                 .map_err(env)?;
         }
     }
+    // Services the registry and the app side name must exist (made here
+    // from [[service]], or before with `verigate services add`).
+    let named = cfg
+        .bindings
+        .iter()
+        .map(|b| ("bindings", &b.service))
+        .chain(
+            cfg.registry
+                .self_care_services
+                .iter()
+                .map(|s| ("registry.self_care_services", s)),
+        )
+        .chain(
+            cfg.registry
+                .apps
+                .iter()
+                .map(|a| ("registry.apps", &a.service)),
+        );
+    let mut missing = Vec::new();
+    for (key, code) in named {
+        if store.get_service(code).await.map_err(env)?.is_none() {
+            missing.push(format!(
+                "{key}: no service {code:?} (add it as a [[service]] or with `verigate services add`)"
+            ));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(StartError::Config(config::ConfigError::Invalid {
+            path: "the configuration".into(),
+            problems: missing,
+        }));
+    }
+    // App platforms the config declares (a lab's, or a carrier's fixed
+    // set): registered once; the CLI manages the others.
+    if cfg.registry.enabled {
+        for a in &cfg.registry.apps {
+            match store.get_registry_app(&a.service).await.map_err(env)? {
+                None => store
+                    .add_registry_app(&crate::store::RegistryApp {
+                        service: a.service.clone(),
+                        notify_url: a.notify_url.clone(),
+                        created_at: now,
+                    })
+                    .await
+                    .map_err(env)?,
+                Some(have) if have.notify_url != a.notify_url => tracing::warn!(
+                    service = %a.service,
+                    stored = %have.notify_url,
+                    "registry.apps: the app platform is registered with another notify URL; the stored one stays"
+                ),
+                Some(_) => {}
+            }
+        }
+    }
     Ok(())
 }
 
@@ -383,7 +437,7 @@ async fn start_calls(
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
-    let cfg = config::load(path, sets)?;
+    let mut cfg = config::load(path, sets)?;
     let prompts = load_prompts(&cfg)?;
     let clock = Clock::system();
     let rng = Random::os();
@@ -409,11 +463,24 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         .await
         .map_err(|e| HostError::new(format!("store {db}"), e))?;
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
-    bootstrap_services(&*store, &secret, &cfg, clock.now_ms()).await?;
     let lab = match &cfg.lab.smsc {
         Some(l) => Some(start_lab_sim(l, cfg.smsc.first())?),
         None => None,
     };
+    // URLs naming this daemon (`http://self/…`) or the lab SMSC's sink
+    // (`http://lab-smsc/…`), now that their ports are known.
+    // (A reload compares files: it keeps the file's form.)
+    let as_written = cfg.clone();
+    let own = listener.local_addr().unwrap_or(api_addr);
+    config::local_urls::resolve_all(&mut cfg, own, lab.as_ref().map(|l| l.control.as_str()))
+        .map_err(|problems| {
+            StartError::Config(config::ConfigError::Invalid {
+                path: path.display().to_string(),
+                problems,
+            })
+        })?;
+    let cfg = cfg;
+    bootstrap_services(&*store, &secret, &cfg, clock.now_ms()).await?;
     let (ev_tx, ev_rx) = mpsc::channel(4096);
     let mut router = Router::new();
     for e in &cfg.smsc {
@@ -520,6 +587,15 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
                 ),
         )
     });
+    let bindings = (!cfg.bindings.is_empty()).then(|| {
+        Arc::new(crate::bindings::BindingsService::new(
+            store.clone(),
+            verify.clone(),
+            &cfg.bindings,
+            &cfg.verify.default_region,
+            rng.clone(),
+        ))
+    });
     let state = AppState {
         clock: clock.clone(),
         store: store.clone(),
@@ -531,6 +607,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         voice_gateway: voice_gateway.clone(),
         mo_login: mo_login.clone(),
         registry: registry.clone(),
+        bindings,
     };
     let sender_cfg = SenderConfig {
         batch: cfg.outbox.batch,
@@ -612,7 +689,24 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         sweep_stage.token(),
     ));
     // Status webhooks: signed, retried with backoff, never on the API's path.
-    let wh_cfg = crate::webhook::WebhookConfig::default();
+    // The app side's reports sign with the secret shared with its carrier
+    // and carry its API key there.
+    let wh_cfg = crate::webhook::WebhookConfig {
+        credentials: cfg
+            .bindings
+            .iter()
+            .map(|b| {
+                (
+                    b.credential_name(),
+                    crate::webhook::Credential {
+                        signing_secret: b.registry_secret.clone(),
+                        bearer: Some(b.registry_api_key.clone()),
+                    },
+                )
+            })
+            .collect(),
+        ..Default::default()
+    };
     let wh_client = crate::webhook::http_client(&wh_cfg)
         .map_err(|e| HostError::new("webhook HTTP client", e))?;
     webhook_stage.spawn(crate::webhook::run_worker(
@@ -693,7 +787,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         calls: call_live,
         current,
     };
-    wait_for_signals(signals, path, sets, &cfg, &targets).await;
+    wait_for_signals(signals, path, sets, &as_written, &targets).await;
     info!("shutting down: API stops, calls end, in-flight submits drain, binds unbind");
     tree.run().await;
     // Queued writes finish, the WAL is checkpointed into the database file.

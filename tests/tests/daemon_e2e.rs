@@ -1957,9 +1957,128 @@ fn a_national_sender_is_read_in_the_region_not_as_an_international_number() {
 
 // ---- number-binding registry
 
+/// Polls `f` until it gives something (bounded).
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The README's walk in one lab daemon playing both roles: bind through
+/// the app side, the registry lists it, the phone texts UNBIND ALL, the
+/// app side's binding is gone and the account server got the webhook;
+/// then a recycled number and the CAMARA check.
+#[test]
+fn the_lab_walk_binds_through_the_app_side_and_the_subscribers_unbind_reaches_the_account_server() {
+    let d = Daemon::start(&[]);
+    let lab = workspace().join("conf/verigate.toml");
+    let number = "447400100960";
+    let (st, v) = d.call(
+        "POST",
+        "/v1/bindings",
+        Some(serde_json::json!({"account_ref": "alice", "to": format!("+{number}")})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let code = code_in(&handset_text(&d.control, number, 0));
+    let (st, v) = d.call(
+        "POST",
+        &format!("/v1/bindings/{id}/confirm"),
+        Some(serde_json::json!({"code": code})),
+    );
+    assert_eq!(
+        (st, v["binding"]["status"].as_str()),
+        (200, Some("active")),
+        "{v}"
+    );
+    // The app side's report reaches the registry (a signed PUT to itself).
+    wait_for("the registry to list the binding", || {
+        let (code, out, _) = cli(&d, &lab, &["registry", "show", &format!("+{number}")]);
+        (code == 0 && out.starts_with("lab ")).then_some(())
+    });
+    // The phone unbinds everything through the simulated SMSC.
+    let body = serde_json::json!({"from": number, "to": "7788", "text": "UNBIND ALL"}).to_string();
+    let (st, r) = http(&d.control, "POST", "/mo", Some(&body));
+    assert_eq!(st, 202, "{r}");
+    assert!(handset_text(&d.control, number, 1)
+        .starts_with("Your number is no longer bound to: Verigate Lab."));
+    wait_for("the app side to drop the binding", || {
+        let (_, v) = d.call("GET", "/v1/bindings?account_ref=alice", None);
+        (v["bindings"].as_array().is_some_and(Vec::is_empty)).then_some(())
+    });
+    let hook = wait_for("the account server's webhook", || {
+        let (_, text) = http(&d.control, "GET", "/hooks/lab", None);
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["hooks"]
+            .as_array()?
+            .iter()
+            .find(|h| h["body"]["type"] == "binding.removed")
+            .cloned()
+    });
+    assert_eq!(hook["body"]["data"]["account_ref"], "alice");
+    assert_eq!(hook["body"]["data"]["reason"], "unbind");
+    // Signed with the lab service's webhook secret, as the account server checks.
+    verigate::webhook::verify_signature(
+        b"lab-webhook-secret-0123",
+        hook["signature"].as_str().unwrap(),
+        hook["raw"].as_str().unwrap(),
+        verigate::clock::unix_ms() / 1000,
+        300,
+    )
+    .unwrap();
+    // Recycled after binding again: the CAMARA check says so.
+    let (_, v) = d.call(
+        "POST",
+        "/v1/bindings",
+        Some(serde_json::json!({"account_ref": "alice", "to": format!("+{number}")})),
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+    let code = code_in(&handset_text(&d.control, number, 2));
+    d.call(
+        "POST",
+        &format!("/v1/bindings/{id}/confirm"),
+        Some(serde_json::json!({"code": code})),
+    );
+    wait_for("the second binding at the registry", || {
+        let (_, out, _) = cli(&d, &lab, &["registry", "show", &format!("+{number}")]);
+        out.starts_with("lab ").then_some(())
+    });
+    let (code, out, err) = cli(&d, &lab, &["registry", "recycle", &format!("+{number}")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("unbound from 1 app platform(s), 1 notified"),
+        "{out}"
+    );
+    wait_for("the recycled binding to go", || {
+        let (_, v) = d.call("GET", &format!("/v1/bindings/{id}"), None);
+        (v["code"] == "not_found").then_some(())
+    });
+    // Records begin when the registry got its first app: today.
+    let today = &verigate_codecs::time::rfc3339(verigate::clock::unix_ms())[..10];
+    let check = |date: &str| {
+        d.call(
+            "POST",
+            "/number-recycling/v0.2/check",
+            Some(serde_json::json!({"phoneNumber": format!("+{number}"), "specifiedDate": date})),
+        )
+    };
+    assert_eq!(
+        check(today),
+        (200, serde_json::json!({"phoneNumberRecycled": true}))
+    );
+    let (st, v) = check("2026-01-01");
+    assert_eq!((st, v["code"].as_str()), (400, Some("OUT_OF_RANGE")), "{v}");
+}
+
 #[test]
 fn a_subscriber_texts_the_registry_short_code_to_list_and_unbind_their_apps() {
-    let d = Daemon::start(&[]);
+    // The operator registers the app here (the lab config would at start).
+    let d = Daemon::start(&["registry.apps=[]"]);
     let lab = workspace().join("conf/verigate.toml");
     let (code, _, err) = cli(
         &d,
@@ -2002,7 +2121,8 @@ fn a_subscriber_texts_the_registry_short_code_to_list_and_unbind_their_apps() {
 
 #[test]
 fn the_operator_registers_an_app_which_binds_a_number_and_recycling_purges_it() {
-    let d = Daemon::start(&[]);
+    // The operator registers the app here (the lab config would at start).
+    let d = Daemon::start(&["registry.apps=[]"]);
     let lab = workspace().join("conf/verigate.toml");
     let run = |args: &[&str]| cli(&d, &lab, args);
     // A notify URL nobody listens on: the notification waits in the queue.

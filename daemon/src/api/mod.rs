@@ -4,6 +4,7 @@
 //! connection and request. `/metrics` and `/readyz` are on the admin listener.
 
 pub mod auth;
+pub mod bindings;
 pub mod edge;
 pub mod json;
 pub mod mo_logins;
@@ -54,6 +55,13 @@ pub fn router_with(state: AppState, limits: &edge::EdgeLimits) -> Router {
             "/v1/registry/move",
             axum::routing::post(registry::subscriber_move),
         )
+        .route("/v1/bindings", post(bindings::create).get(bindings::list))
+        .route(
+            "/v1/bindings/:id",
+            get(bindings::get).delete(bindings::remove),
+        )
+        .route("/v1/bindings/:id/confirm", post(bindings::confirm))
+        .route("/v1/registry-events", post(bindings::receive))
         .route(
             "/number-recycling/v0.2/check",
             post(number_recycling::check),

@@ -74,15 +74,34 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
     // a test of the wake-up fails if it is broken.
     mo.set_recheck(std::time::Duration::from_secs(600));
     let mo = Arc::new(mo);
+    let verify = Arc::new(VerifyService::new(
+        store.clone(),
+        secret.clone(),
+        cfg,
+        Random::os(),
+    ));
+    // acme is also an app reporting to a carrier registry (nobody listens).
+    let bindings = Arc::new(crate::bindings::BindingsService::new(
+        store.clone(),
+        verify.clone(),
+        &[crate::config::BindingsApp {
+            service: "acme".into(),
+            registry_url: "http://127.0.0.1:9".into(),
+            registry_service: String::new(),
+            registry_api_key: "acme-key-at-the-carrier-0".into(),
+            registry_secret: REGISTRY_SECRET.into(),
+            tolerance: crate::config::Span(std::time::Duration::from_secs(300)),
+            report_for: crate::config::Span(std::time::Duration::from_secs(86_400)),
+            proof_ttl: crate::config::Span(std::time::Duration::from_secs(600)),
+        }],
+        "GB",
+        Random::os(),
+    ));
     let state = AppState {
         clock: crate::clock::Clock::system(),
         store: store.clone(),
-        verify: Arc::new(VerifyService::new(
-            store.clone(),
-            secret.clone(),
-            cfg,
-            Random::os(),
-        )),
+        verify,
+        bindings: Some(bindings),
         secret,
         trust_forwarded_for,
         // No caching: these tests change keys behind the API's back.
@@ -738,8 +757,12 @@ async fn openapi_and_healthz() {
         names,
         [
             "/number-recycling/v0.2/check",
+            "/v1/bindings",
+            "/v1/bindings/{id}",
+            "/v1/bindings/{id}/confirm",
             "/v1/mo-logins",
             "/v1/mo-logins/{token}",
+            "/v1/registry-events",
             "/v1/registry/bindings/{msisdn}/{service_code}",
             "/v1/registry/move",
             "/v1/registry/services",
@@ -1528,6 +1551,187 @@ async fn a_subscriber_proven_by_an_sms_code_unbinds_and_moves_through_self_care(
         json!({"msisdn": new, "unbound": ["acme"], "notified": 1})
     );
     assert!(api.store.bindings_of(new).await.unwrap().is_empty());
+}
+
+/// The secret acme's carrier signs its notifications with.
+const REGISTRY_SECRET: &str = "acme-carrier-shared-0123";
+
+#[tokio::test]
+async fn an_account_binds_its_number_on_the_sms_code_and_the_carriers_notices_are_checked() {
+    let api = setup().await;
+    let r = api
+        .post_as(
+            KEY,
+            "/v1/bindings",
+            json!({"account_ref": "user-42", "to": "07400 100900"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["status"], "pending");
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let vid = r.json["verification_id"].as_str().unwrap().to_string();
+    let code = api.code_of(&vid).await;
+    let uri = format!("/v1/bindings/{id}/confirm");
+    let r = api
+        .post_as(KEY, &uri, json!({"code": wrong_code(&code)}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        (
+            r.json["valid"].as_bool(),
+            r.json["remaining_attempts"].as_u64()
+        ),
+        (Some(false), Some(4))
+    );
+    let r = api.post_as(KEY, &uri, json!({"code": code})).await;
+    assert_eq!(r.json["binding"]["status"], "active", "{}", r.json);
+    assert_eq!(r.json["valid"], true);
+    let r = api
+        .call(Method::GET, "/v1/bindings?account_ref=user-42", None)
+        .await;
+    assert_eq!(
+        r.json["bindings"][0]["msisdn"], "+447400100900",
+        "{}",
+        r.json
+    );
+    let r = api.call(Method::GET, "/v1/bindings", None).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    let r = api.call(Method::GET, "/v1/bindings?colour=red", None).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    // Another account cannot take the number; another service has no app side.
+    let r = api
+        .post_as(
+            KEY,
+            "/v1/bindings",
+            json!({"account_ref": "user-43", "to": "+447400100900"}),
+        )
+        .await;
+    assert_problem(&r, StatusCode::CONFLICT, "conflict");
+    let r = api
+        .post_as(
+            OTHER_KEY,
+            "/v1/bindings",
+            json!({"account_ref": "u", "to": "+447400100901"}),
+        )
+        .await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = api
+        .send(request(
+            Method::GET,
+            &format!("/v1/bindings/{id}"),
+            Some(OTHER_KEY),
+            None,
+            &[],
+        ))
+        .await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    // The carrier's notification: forged, stale, unreadable, then genuine.
+    let body = json!({"type": "unbind", "id": "evt_9-acme",
+                      "data": {"msisdn": "+447400100900", "service": "acme"}})
+    .to_string();
+    let now = crate::clock::unix_ms() / 1000;
+    let event = |sig: Option<String>, body: &str| {
+        let mut req =
+            Request::post("/v1/registry-events").header("content-type", "application/json");
+        if let Some(sig) = sig {
+            req = req.header("verigate-signature", sig);
+        }
+        req.body(Body::from(body.to_string())).unwrap()
+    };
+    let sign = |secret: &str, t: i64| Some(crate::webhook::sign(secret.as_bytes(), t, &body));
+    let r = api
+        .send(event(sign("not-the-carriers-secret", now), &body))
+        .await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = api.send(event(None, &body)).await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = api
+        .send(event(sign(REGISTRY_SECRET, now - 3600), &body))
+        .await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "stale_request");
+    let r = api.send(event(sign(REGISTRY_SECRET, now), "{")).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    let r = api.send(event(sign(REGISTRY_SECRET, now), &body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        r.json,
+        json!({"id": "evt_9-acme", "type": "unbind", "applied": true, "changed": 1})
+    );
+    let r = api.send(event(sign(REGISTRY_SECRET, now), &body)).await;
+    assert_eq!(r.json["applied"], false, "once only");
+    let r = api
+        .call(Method::GET, &format!("/v1/bindings/{id}"), None)
+        .await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+    // The reports to the carrier: the bind (PUT).
+    let jobs = api
+        .store
+        .pending_webhooks("bindings", Some("acme"), 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        jobs[0].url,
+        "http://127.0.0.1:9/v1/registry/bindings/%2B447400100900/acme"
+    );
+}
+
+#[tokio::test]
+async fn a_binding_is_removed_with_a_fresh_code_to_its_number() {
+    let api = setup().await;
+    let r = api
+        .post_as(
+            KEY,
+            "/v1/bindings",
+            json!({"account_ref": "user-7", "to": "+447400100910"}),
+        )
+        .await;
+    let id = r.json["id"].as_str().unwrap().to_string();
+    let code = api
+        .code_of(r.json["verification_id"].as_str().unwrap())
+        .await;
+    api.post_as(
+        KEY,
+        &format!("/v1/bindings/{id}/confirm"),
+        json!({"code": code}),
+    )
+    .await;
+    let delete = |body: Value| {
+        request(
+            Method::DELETE,
+            &format!("/v1/bindings/{id}"),
+            Some(KEY),
+            Some(&body.to_string()),
+            &[],
+        )
+    };
+    let r = api.send(delete(json!({}))).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    let r = api
+        .send(delete(json!({"verification_id": "vf_nope"})))
+        .await;
+    assert_problem(&r, StatusCode::NOT_FOUND, "not_found");
+    // A code sent a minute later, typed: the proof. (The first code's own
+    // approval proves it too: it is fresh.)
+    let other = api.proof(KEY, "+447400100911", true).await;
+    let r = api.send(delete(json!({"verification_id": other}))).await;
+    assert_problem(&r, StatusCode::FORBIDDEN, "forbidden");
+    let proof = api.proof(KEY, "+447400100910", true).await;
+    let r = api.send(delete(json!({"verification_id": proof}))).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.json);
+    let jobs = api
+        .store
+        .pending_webhooks("bindings", Some("acme"), 10)
+        .await
+        .unwrap();
+    let methods: Vec<_> = jobs.iter().map(|j| j.method).collect();
+    assert_eq!(
+        methods,
+        [
+            crate::store::HttpMethod::Put,
+            crate::store::HttpMethod::Delete
+        ]
+    );
 }
 
 #[tokio::test]

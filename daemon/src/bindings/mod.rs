@@ -55,9 +55,16 @@ pub enum BindingsError {
     /// Sending or checking the code failed.
     #[error(transparent)]
     Verify(#[from] VerifyError),
-    /// A registry notification that is not genuine or not fresh.
+    /// A registry notification that cannot be read.
     #[error("registry notification refused: {0}")]
-    BadNotification(String),
+    Unreadable(String),
+    /// A registry notification that is not genuine (or not for us).
+    #[error("registry notification refused: {0}")]
+    Forged(String),
+    /// A genuine notification signed too long ago (a replay, or a clock
+    /// far off).
+    #[error("registry notification refused: the signature's time is outside the tolerance (a replay, or a clock far off)")]
+    Stale,
     /// The store failed (our side).
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
@@ -366,7 +373,8 @@ impl BindingsService {
         n: Notification<'_>,
         now: Millis,
     ) -> Result<Received, BindingsError> {
-        let bad = |m: &str| BindingsError::BadNotification(m.to_string());
+        let bad = |m: &str| BindingsError::Unreadable(m.to_string());
+        let forged = |m: &str| BindingsError::Forged(m.to_string());
         let text = std::str::from_utf8(n.body).map_err(|_| bad("the body is not UTF-8"))?;
         let v: serde_json::Value =
             serde_json::from_str(text).map_err(|e| bad(&format!("the body is not JSON: {e}")))?;
@@ -381,13 +389,13 @@ impl BindingsService {
             .values()
             .find(|a| a.carrier_code() == carrier_code)
             .ok_or_else(|| {
-                bad(&format!(
+                forged(&format!(
                     "no [[bindings]] app is {carrier_code:?} at its registry"
                 ))
             })?;
         let signature = n
             .signature
-            .ok_or_else(|| bad(&format!("no {SIGNATURE_HEADER} header")))?;
+            .ok_or_else(|| forged(&format!("no {SIGNATURE_HEADER} header")))?;
         crate::webhook::verify_signature(
             app.registry_secret.as_bytes(),
             signature,
@@ -396,11 +404,9 @@ impl BindingsService {
             i64::try_from(app.tolerance.0.as_secs()).unwrap_or(i64::MAX),
         )
         .map_err(|e| match e {
-            SignatureError::Stale => {
-                bad("the signature's time is outside the tolerance (a replay, or a clock far off)")
-            }
-            SignatureError::Mismatch => bad("the signature does not match"),
-            SignatureError::Malformed => bad("the signature header is malformed"),
+            SignatureError::Stale => BindingsError::Stale,
+            SignatureError::Mismatch => forged("the signature does not match"),
+            SignatureError::Malformed => forged("the signature header is malformed"),
         })?;
         let event_id = field(&["id"]).ok_or_else(|| bad("id is missing"))?;
         let kind = field(&["type"]).ok_or_else(|| bad("type is missing"))?;

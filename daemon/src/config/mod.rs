@@ -4,6 +4,7 @@
 mod bindings;
 mod calls;
 mod load;
+pub mod local_urls;
 mod mo_login;
 mod registry;
 mod retention;
@@ -19,7 +20,7 @@ pub use calls::{
 };
 pub use load::{load, load_str, load_str_with_env, load_with_env, ConfigError};
 pub use mo_login::{MoLoginConfig, MoReplyLimits, MoTemplates, NoTokenAction};
-pub use registry::{RegistryConfig, RegistryTemplates};
+pub use registry::{RegistryAppEntry, RegistryConfig, RegistryTemplates};
 pub use retention::RetentionConfig;
 pub use units::{RateLimit, Span};
 pub use validate::{is_region, is_service_code};

@@ -33,6 +33,20 @@ pub struct RegistryConfig {
     pub self_care_services: Vec<String>,
     /// How recent that proof (the verification's approval) must be.
     pub proof_ttl: Span,
+    /// App platforms registered at start (each a service; its webhook
+    /// secret signs its notifications); `verigate registry apps add` adds
+    /// others.
+    pub apps: Vec<RegistryAppEntry>,
+}
+
+/// An app platform the config declares.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAppEntry {
+    /// Its service code.
+    pub service: String,
+    /// Where its notifications are POSTed.
+    pub notify_url: String,
 }
 
 /// The registry short code's replies in one locale. `{services}` is the
@@ -113,6 +127,7 @@ impl Default for RegistryConfig {
             reply_limits: MoReplyLimits::default(),
             self_care_services: Vec::new(),
             proof_ttl: Span(Duration::from_secs(600)),
+            apps: Vec::new(),
         }
     }
 }
@@ -173,6 +188,25 @@ pub(super) fn problems(c: &super::Config, p: &mut Vec<String>) {
             p.push(format!(
                 "registry.self_care_services: {s:?} is not a service code (1-64 of a-z, 0-9, '-', '_')"
             ));
+        }
+    }
+    for (i, a) in r.apps.iter().enumerate() {
+        if !super::is_service_code(&a.service) {
+            p.push(format!("registry.apps[{i}].service: not a service code"));
+        }
+        if !(a.notify_url.starts_with("https://") || a.notify_url.starts_with("http://")) {
+            p.push(format!(
+                "registry.apps[{i}].notify_url = {:?}: must be an http:// or https:// URL",
+                a.notify_url
+            ));
+        }
+        if let Some(s) = c.service.iter().find(|s| s.code == a.service) {
+            if s.webhook_secret.is_none() {
+                p.push(format!(
+                    "registry.apps[{i}] ({}): its [[service]] needs a webhook_secret to sign its notifications",
+                    a.service
+                ));
+            }
         }
     }
     for (l, t) in &r.templates {

@@ -33,6 +33,8 @@ const KNOWN_VALUES: &[&str] = &[
     "lab-secret",
     "lab-key-change-me",
     "lab-k1-change-me-0123456789",
+    "lab-webhook-secret-0123",
+    "lab-registry-secret-0123",
     "123321",
     "123456",
     "change-me-at-least-16-chars",

@@ -1,4 +1,5 @@
-//! Loopback HTTP control API of the simulated SMSC.
+//! Loopback HTTP control API of the simulated SMSC (and the lab's webhook
+//! sink, [`super::hooks`]).
 
 use super::conn::inject_mo;
 use super::state::{Faults, SimState};
@@ -35,6 +36,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/stats", get(stats))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
+        .merge(super::hooks::router(Arc::default()))
 }
 
 fn problem(status: StatusCode, detail: String) -> Response {

@@ -2,6 +2,7 @@
 
 mod conn;
 mod control;
+mod hooks;
 mod state;
 pub(crate) mod time;
 
