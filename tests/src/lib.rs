@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -174,14 +174,40 @@ pub fn try_http_request(
     body: Option<&str>,
     bearer: Option<&str>,
 ) -> std::io::Result<HttpResponse> {
+    let auth = bearer.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    try_http_with(addr, method, path, body, &headers)
+}
+
+/// An HTTP/1.1 request with extra `headers` (a JSON body's content type is
+/// always sent).
+pub fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    try_http_with(addr, method, path, body, headers)
+        .unwrap_or_else(|e| panic!("{method} {path} at {addr}: {e}"))
+}
+
+fn try_http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let body = body.unwrap_or("");
-    let auth = bearer
-        .map(|k| format!("Authorization: Bearer {k}\r\n"))
-        .unwrap_or_default();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes())?;
@@ -306,6 +332,15 @@ pub const LAB_PORTS: &[&str] = &[
     "sip.listen=127.0.0.1:0",
 ];
 
+/// A loopback port that was free a moment ago (for two daemons that must
+/// know each other's address before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A fresh directory under the system temp dir.
 pub fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -393,6 +428,24 @@ impl Daemon {
             child,
             dir,
         }
+    }
+
+    /// Runs `verigate ARGS --config CONFIG` against this daemon's admin
+    /// endpoint: (exit code, stdout, stderr).
+    pub fn cli(&self, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(bin("verigate"))
+            .current_dir(&self.dir)
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .args(["--set", &format!("api.admin_listen={}", self.admin)])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     }
 
     /// kill -9, leaving the directory (database) in place.
@@ -499,4 +552,26 @@ impl Drop for Capture {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The `nth` SMS the simulated handset `msisdn` received (waits up to 10 s).
+pub fn handset_text(control: &str, msisdn: &str, nth: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = http(control, "GET", &format!("/inbox/{msisdn}"), None);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if let Some(m) = v["messages"].as_array().and_then(|a| a.get(nth)) {
+            return m["text"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no SMS reached {msisdn}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first run of 4+ digits in an SMS (the code).
+pub fn code_in(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() >= 4)
+        .unwrap_or_else(|| panic!("no code in {text:?}"))
+        .to_string()
 }

@@ -6,29 +6,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use verigate_e2e::{
-    bin, http, http_auth, http_request, scratch_dir, workspace, Daemon, HttpResponse, LAB_PORTS,
+    bin, code_in, handset_text, http, http_auth, http_request, scratch_dir, workspace, Daemon,
+    HttpResponse, LAB_PORTS,
 };
-
-/// Waits for the handset to receive a message and returns its text.
-fn handset_text(control: &str, msisdn: &str, nth: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = http(control, "GET", &format!("/inbox/{msisdn}"), None);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        if let Some(m) = v["messages"].as_array().and_then(|a| a.get(nth)) {
-            return m["text"].as_str().unwrap().to_string();
-        }
-        assert!(Instant::now() < deadline, "no SMS reached {msisdn}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn code_in(text: &str) -> String {
-    text.split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() >= 4)
-        .unwrap_or_else(|| panic!("no code in {text:?}"))
-        .to_string()
-}
 
 #[test]
 fn send_code_read_it_on_the_handset_and_check_it() {
@@ -519,19 +499,7 @@ fn approval_is_sent_to_the_service_webhook_signed() {
 /// Runs `verigate ARGS --config CONFIG` against the daemon's admin endpoint;
 /// (exit code, stdout, stderr).
 fn cli(d: &Daemon, config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("verigate"))
-        .current_dir(&d.dir)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .args(["--set", &format!("api.admin_listen={}", d.admin)])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    d.cli(config, args)
 }
 
 #[test]
