@@ -18,14 +18,20 @@ pub const MO_KEPT: Duration = Duration::from_secs(24 * 3600);
 /// How long a login is kept after its token expired (then its token reads
 /// `unknown`, and a session never collected is gone with it).
 pub const LOGIN_KEPT_AFTER_EXPIRY: Duration = Duration::from_secs(3600);
+/// How long a binding whose code was never typed is kept (its code died
+/// long before).
+pub const PENDING_BINDING_KEPT: Duration = Duration::from_secs(86_400);
 
 /// Where retention cuts `what` at `now`: rows before this go.
 pub fn cut(what: Retained, now: Millis, r: &RetentionConfig) -> Millis {
     let ago = |d: Duration| now - d.as_millis() as i64;
     match what {
-        Retained::Verifications | Retained::Outbox | Retained::Calls | Retained::Audit => {
-            ago(r.keep.0)
-        }
+        Retained::Verifications
+        | Retained::Outbox
+        | Retained::Calls
+        | Retained::Audit
+        | Retained::RegistryEvents => ago(r.keep.0),
+        Retained::PendingBindings => ago(PENDING_BINDING_KEPT),
         Retained::MoMessages | Retained::MoParts => ago(MO_KEPT),
         Retained::MoLogins => ago(LOGIN_KEPT_AFTER_EXPIRY),
         Retained::Sessions | Retained::MoveOffers => now,

@@ -147,7 +147,9 @@ impl Modify for EdgeResponses {
                         .entry(code.to_string())
                         .or_insert_with(|| problem(what).into());
                 };
-                if method == "post" {
+                // Every operation that takes a JSON body (a DELETE with a
+                // proof does too).
+                if method == "post" || op.request_body.is_some() {
                     add("413", "payload_too_large (the body is over 16 KiB)");
                     add("415", "invalid_json (not sent as application/json)");
                 }

@@ -28,11 +28,17 @@ pub enum Retained {
     Sessions,
     /// Registry move offers expired before the cut.
     MoveOffers,
+    /// The app side's bindings still pending (code never typed), asked
+    /// for before the cut.
+    PendingBindings,
+    /// Registry notifications the app side applied, received before the
+    /// cut (their ids keep a retry from applying twice).
+    RegistryEvents,
 }
 
 impl Retained {
     /// Every kind, in the order the sweep prunes them.
-    pub const ALL: [Retained; 9] = [
+    pub const ALL: [Retained; 11] = [
         Retained::Verifications,
         Retained::Outbox,
         Retained::Calls,
@@ -42,6 +48,8 @@ impl Retained {
         Retained::MoLogins,
         Retained::Sessions,
         Retained::MoveOffers,
+        Retained::PendingBindings,
+        Retained::RegistryEvents,
     ];
 
     /// Name for logs and metrics.
@@ -56,6 +64,8 @@ impl Retained {
             Retained::MoLogins => "mo_logins",
             Retained::Sessions => "sessions",
             Retained::MoveOffers => "move_offers",
+            Retained::PendingBindings => "pending_bindings",
+            Retained::RegistryEvents => "registry_events",
         }
     }
 }

@@ -153,6 +153,31 @@ pub async fn confirm_and_remove<S: Store>(store: &S) {
             store.complete_webhook(&j.lease).await.unwrap();
         }
     }
+    // Retention: pending bindings asked for before the cut go; active ones stay.
+    store
+        .create_app_binding(&binding("bnd_conf_old", "acct-9", "+15550010009", t + 50))
+        .await
+        .unwrap();
+    store
+        .create_app_binding(&binding("bnd_conf_new", "acct-9", "+15550010009", t + 500))
+        .await
+        .unwrap();
+    store
+        .prune_batch(Retained::PendingBindings, t + 100, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_app_binding("conf-app", "bnd_conf_old")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store
+        .get_app_binding("conf-app", "bnd_conf_new")
+        .await
+        .unwrap()
+        .is_some());
 }
 
 /// Removed and moved bindings, each event once, with the account server's
@@ -254,6 +279,16 @@ pub async fn registry_events<S: Store>(store: &S) {
             )
         })
         .collect();
+    // Retention: applied event ids go after the cut; then the same id
+    // would apply again (the carrier stopped retrying long before).
+    store
+        .prune_batch(Retained::RegistryEvents, t + 11, 1000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.apply_registry_event(&removed).await.unwrap(),
+        EventApplied::Applied(b) if b.is_empty()
+    ));
     assert_eq!(
         hooks,
         [

@@ -78,6 +78,15 @@ fn prune(c: &Connection, what: Retained, before: Millis, batch: u32) -> StoreRes
             "DELETE FROM registry_moves WHERE rowid IN (
                  SELECT rowid FROM registry_moves WHERE expires_at < ?1 LIMIT ?2)",
         ),
+        Retained::PendingBindings => limited(
+            "DELETE FROM app_bindings WHERE rowid IN (
+                 SELECT rowid FROM app_bindings INDEXED BY app_bindings_pending
+                 WHERE state = 'pending' AND created_at < ?1 LIMIT ?2)",
+        ),
+        Retained::RegistryEvents => limited(
+            "DELETE FROM registry_events_seen WHERE rowid IN (
+                 SELECT rowid FROM registry_events_seen WHERE received_at < ?1 LIMIT ?2)",
+        ),
     }
 }
 
