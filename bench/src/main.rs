@@ -18,6 +18,7 @@ mod http;
 mod mo;
 mod msg;
 mod proc_stat;
+mod registry;
 mod rtp;
 mod sim;
 mod smpp;
@@ -54,6 +55,9 @@ enum Cmd {
     /// MO-SMS logins end to end: MOs turned into sessions per second, and
     /// MO → session latency.
     Mo(mo::MoArgs),
+    /// The number registry on 10 million bindings: binds/s, NumberRecycling
+    /// check latency at a fixed rate, a recycle's fan-out to 50 apps.
+    Registry(registry::RegistryArgs),
 }
 
 /// Runs a benchmark's async body on a multi-threaded tokio runtime.
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Cmd::Rtp(a) => rtp::run(a),
         Cmd::Calls(a) => calls::run(a),
         Cmd::Mo(a) => mo::run(a),
+        Cmd::Registry(a) => registry::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -164,11 +164,14 @@ pub async fn bootstrap_services(
                     })
                     .await
                     .map_err(env)?,
-                Some(have) if have.notify_url != a.notify_url => tracing::warn!(
-                    service = %a.service,
-                    stored = %have.notify_url,
-                    "registry.apps: the app platform is registered with another notify URL; the stored one stays"
-                ),
+                // The config is the source of truth for the apps it declares.
+                Some(have) if have.notify_url != a.notify_url => {
+                    store
+                        .set_registry_app_url(&a.service, &a.notify_url)
+                        .await
+                        .map_err(env)?;
+                    tracing::info!(service = %a.service, notify_url = %a.notify_url, "registry.apps: notify URL changed");
+                }
                 Some(_) => {}
             }
         }

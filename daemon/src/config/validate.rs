@@ -186,7 +186,11 @@ impl Config {
                         ));
                     }
                 }
-                (None, Some(_)) => p.push(format!("{k}.webhook_secret: set without webhook_url")),
+                // A registry app platform's secret signs its notifications.
+                (None, Some(_)) if self.registry.apps.iter().any(|a| a.service == s.code) => {}
+                (None, Some(_)) => p.push(format!(
+                    "{k}.webhook_secret: set without webhook_url (and not a registry.apps platform)"
+                )),
                 (None, None) => {}
             }
         }

@@ -63,6 +63,9 @@ pub struct Purged {
 pub trait RegistryStore: Send + Sync {
     /// Registers an app platform; `Conflict` if its service has one.
     async fn add_registry_app(&self, app: &RegistryApp) -> StoreResult<()>;
+    /// Points an app platform's notifications at `notify_url`; false if
+    /// the service is no app platform.
+    async fn set_registry_app_url(&self, service: &str, notify_url: &str) -> StoreResult<bool>;
     /// The app platform of a service.
     async fn get_registry_app(&self, service: &str) -> StoreResult<Option<RegistryApp>>;
     /// Every app platform, by service code.

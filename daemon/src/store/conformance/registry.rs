@@ -34,6 +34,28 @@ pub async fn registry<S: Store>(store: &S) {
             .await,
         Err(StoreError::Conflict(_))
     ));
+    // Pointed elsewhere and back.
+    assert!(store
+        .set_registry_app_url("conf-reg-a", "https://a2.example/registry")
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_registry_app("conf-reg-a")
+            .await
+            .unwrap()
+            .unwrap()
+            .notify_url,
+        "https://a2.example/registry"
+    );
+    assert!(store
+        .set_registry_app_url("conf-reg-a", "https://a.example/registry")
+        .await
+        .unwrap());
+    assert!(!store
+        .set_registry_app_url("conf-reg-nope", "https://x")
+        .await
+        .unwrap());
     assert!(
         store
             .add_registry_app(&app("conf-reg-nope", "https://x"))

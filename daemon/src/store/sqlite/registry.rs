@@ -302,6 +302,18 @@ impl RegistryStore for SqliteStore {
         .await
     }
 
+    async fn set_registry_app_url(&self, service: &str, notify_url: &str) -> StoreResult<bool> {
+        let (service, url) = (service.to_owned(), notify_url.to_owned());
+        self.write(move |c| {
+            Ok(exec(
+                c,
+                "UPDATE registry_apps SET notify_url = ?2 WHERE service = ?1",
+                params![service, url],
+            )? == 1)
+        })
+        .await
+    }
+
     async fn get_registry_app(&self, service: &str) -> StoreResult<Option<RegistryApp>> {
         let service = service.to_owned();
         self.read(move |c| {
