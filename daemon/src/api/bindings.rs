@@ -159,11 +159,6 @@ fn bindings(state: &AppState) -> Result<&Arc<BindingsService>, Problem> {
     })
 }
 
-fn id_of(p: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
-    p.map(|Path(id)| id)
-        .map_err(|e| Problem::new(ProblemCode::InvalidField, e.body_text()))
-}
-
 /// Bind a number to an account: the code goes by SMS.
 #[utoipa::path(
     post,
@@ -227,7 +222,7 @@ pub async fn get(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<BindingView>, Problem> {
     let s = bindings(&state)?;
-    let b = s.get(&svc, &id_of(id)?).await?;
+    let b = s.get(&svc, &super::path_params(id)?).await?;
     Ok(Json(BindingView::from(&b)))
 }
 
@@ -260,7 +255,12 @@ pub async fn confirm(
 ) -> Result<Json<ConfirmView>, Problem> {
     let s = bindings(&state)?;
     let c = s
-        .confirm(&svc, &id_of(id)?, &body.value.code, state.clock.now_ms())
+        .confirm(
+            &svc,
+            &super::path_params(id)?,
+            &body.value.code,
+            state.clock.now_ms(),
+        )
         .await?;
     let active = c.binding.state == crate::store::AppBindingState::Active;
     let remaining = c.check.as_ref().filter(|_| !active).map(|k| {
@@ -304,7 +304,7 @@ pub async fn remove(
     let s = bindings(&state)?;
     s.remove(
         &svc,
-        &id_of(id)?,
+        &super::path_params(id)?,
         &body.value.verification_id,
         state.clock.now_ms(),
     )

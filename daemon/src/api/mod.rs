@@ -29,6 +29,15 @@ pub fn router(state: AppState) -> Router {
     router_with(state, &edge::EdgeLimits::default())
 }
 
+/// A handler's path parameters, or why they are unusable (400
+/// `invalid_field`).
+fn path_params<T>(
+    p: Result<axum::extract::Path<T>, axum::extract::rejection::PathRejection>,
+) -> Result<T, problem::Problem> {
+    p.map(|axum::extract::Path(v)| v)
+        .map_err(|e| problem::Problem::new(problem::ProblemCode::InvalidField, e.body_text()))
+}
+
 /// The public API, each request bounded by `limits` (a deadline and the
 /// in-flight cap) except the MO-login long poll, which waits by design.
 /// Serve it with [`edge::serve`] (or `into_make_service_with_connect_info`)

@@ -86,12 +86,6 @@ fn registry(state: &AppState) -> Result<&Arc<Registry>, Problem> {
     })
 }
 
-/// The path's two parts, or the reason they are unusable.
-fn parts(p: Result<Path<(String, String)>, PathRejection>) -> Result<(String, String), Problem> {
-    p.map(|Path(p)| p)
-        .map_err(|e| Problem::new(ProblemCode::InvalidField, e.body_text()))
-}
-
 /// Bind a number to the calling app platform (idempotent).
 #[utoipa::path(
     put,
@@ -120,7 +114,7 @@ pub async fn bind(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, Problem> {
     let r = registry(&state)?;
-    let (msisdn, service) = parts(path)?;
+    let (msisdn, service) = super::path_params(path)?;
     let (b, created) = r
         .bind(&svc, &msisdn, &service, state.clock.now_ms())
         .await?;
@@ -164,7 +158,7 @@ pub async fn unbind(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, Problem> {
     let r = registry(&state)?;
-    let (msisdn, service) = parts(path)?;
+    let (msisdn, service) = super::path_params(path)?;
     r.unbind(&svc, &msisdn, &service).await?;
     Ok(StatusCode::NO_CONTENT)
 }
