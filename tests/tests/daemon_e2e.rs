@@ -821,6 +821,8 @@ fn call_raw(d: &Daemon, body: &str) -> HttpResponse {
 #[test]
 fn every_rate_limit_answers_429_with_retry_after() {
     // (limit to tighten, first number, second number, wait for resend cooldown)
+    // Windows of an hour: the limits are fixed windows, and two requests
+    // either side of a minute's turn would both pass a 1/1m limit.
     let cases: [(&str, &str, &str, bool); 4] = [
         (
             "verify.limits.per_number=1/10m",
@@ -829,19 +831,19 @@ fn every_rate_limit_answers_429_with_retry_after() {
             true,
         ),
         (
-            "verify.limits.per_service=1/1m",
+            "verify.limits.per_service=1/1h",
             "+447400123462",
             "+8613800138000",
             false,
         ),
         (
-            "verify.limits.per_prefix=1/1m",
+            "verify.limits.per_prefix=1/1h",
             "+447400123463",
             "+447400123464",
             false,
         ),
         (
-            "verify.limits.per_ip=1/1m",
+            "verify.limits.per_ip=1/1h",
             "+447400123465",
             "+447400123466",
             false,

@@ -1,6 +1,7 @@
 //! Which service handles a mobile-originated SMS: by the short code it was
-//! sent to and, optionally, a keyword it starts with. MO login uses it
-//! first; the number registry's subscriber commands ("UNBIND ALL") join it.
+//! sent to and, optionally, a keyword it starts with. MO login routes with
+//! it; the number registry's short code is taken before MO login sees an MO
+//! (`inbound::MoHandlers`).
 
 /// Who handles a routed MO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

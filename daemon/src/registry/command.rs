@@ -88,6 +88,23 @@ pub fn parse(text: &str) -> (Command, Lang) {
     (command, Lang::En)
 }
 
+/// Country codes whose subscribers get Mandarin help when what they sent
+/// says nothing of their language (mainland China, Hong Kong, Macau, Taiwan).
+const ZH_COUNTRIES: &[&str] = &["+86", "+852", "+853", "+886"];
+
+/// The language of the reply to `sender`: the command's; for text that is
+/// no command and has no Chinese in it, the sender's country's.
+pub fn reply_lang(cmd: &Command, lang: Lang, sender: &str) -> Lang {
+    if *cmd == Command::Help
+        && lang == Lang::En
+        && ZH_COUNTRIES.iter().any(|c| sender.starts_with(c))
+    {
+        Lang::Zh
+    } else {
+        lang
+    }
+}
+
 /// `MOVE …`: a token from the new number, else the new number itself
 /// (typed with spaces or dashes).
 fn move_command(rest: &str) -> Command {
@@ -150,5 +167,16 @@ mod tests {
         );
         assert_eq!(parse("你好"), (Command::Help, Lang::Zh));
         assert_eq!(parse("帮助"), (Command::Help, Lang::Zh));
+    }
+
+    #[test]
+    fn help_for_text_that_is_no_command_follows_the_senders_country() {
+        let (cmd, lang) = parse("hello?");
+        assert_eq!(reply_lang(&cmd, lang, "+8613800138000"), Lang::Zh);
+        assert_eq!(reply_lang(&cmd, lang, "+85291234567"), Lang::Zh);
+        assert_eq!(reply_lang(&cmd, lang, "+447400100500"), Lang::En);
+        // A command in English is answered in English wherever it came from.
+        let (cmd, lang) = parse("BINDINGS");
+        assert_eq!(reply_lang(&cmd, lang, "+8613800138000"), Lang::En);
     }
 }

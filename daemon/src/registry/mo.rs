@@ -164,6 +164,7 @@ impl RegistryMo {
             });
         }
         let (cmd, lang) = command::parse(&mo.text);
+        let lang = command::reply_lang(&cmd, lang, &mo.source);
         let t = self.cfg.texts(lang.locale());
         let reply = |text: String| Some(self.reply(&mo.source, &text, now));
         let read = |outcome: Outcome, text: String| Plan {
