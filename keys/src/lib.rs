@@ -1,0 +1,22 @@
+//! Key management for the carrier–bank transaction relay (CN102457842A),
+//! IO-free and shared by the carrier (`verigate`) and the bank simulator:
+//!
+//! - [`dukpt`]: AES DUKPT per ANSI X9.24-3-2017: the initial key of a
+//!   terminal (here: a subscriber's relay session) from the bank's base
+//!   derivation key, and a working key per transaction counter, with the
+//!   standard's rule that a counter has at most 16 one bits.
+//! - [`kcv`]: key check values, AES-CMAC over a zero block (5 bytes).
+//! - [`components`]: a key built from two custodians' components (dual
+//!   control), each and the whole checked by KCV.
+//! - [`wrap`]: AES key wrap (RFC 3394), how the initial key travels under
+//!   the zone key.
+//!
+//! Every key is a [`SecretKey`]: zeroized on drop, never printed.
+
+pub mod components;
+pub mod dukpt;
+pub mod kcv;
+pub mod secret;
+pub mod wrap;
+
+pub use secret::{KeyError, SecretKey};
