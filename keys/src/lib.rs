@@ -10,11 +10,14 @@
 //!   control), each and the whole checked by KCV.
 //! - [`wrap`]: AES key wrap (RFC 3394), how the initial key travels under
 //!   the zone key.
+//! - [`envelope`]: AES-GCM sealing with associated data that binds a
+//!   message to its place (registration, KSN, sequence).
 //!
 //! Every key is a [`SecretKey`]: zeroized on drop, never printed.
 
 pub mod components;
 pub mod dukpt;
+pub mod envelope;
 pub mod kcv;
 pub mod secret;
 pub mod wrap;
