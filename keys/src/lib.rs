@@ -12,6 +12,8 @@
 //!   the zone key.
 //! - [`envelope`]: AES-GCM sealing with associated data that binds a
 //!   message to its place (registration, KSN, sequence).
+//! - [`relay`]: the carrier–bank messages (registration, transaction,
+//!   MACed result), the contract both sides build to.
 //!
 //! Every key is a [`SecretKey`]: zeroized on drop, never printed.
 
@@ -19,6 +21,7 @@ pub mod components;
 pub mod dukpt;
 pub mod envelope;
 pub mod kcv;
+pub mod relay;
 pub mod secret;
 pub mod wrap;
 
