@@ -1,5 +1,6 @@
 //! `verigate-sim`: simulators for labs and tests.
 
+mod bank;
 mod smsc;
 mod switch;
 
@@ -27,6 +28,30 @@ enum Cmd {
     /// A simulated SIP switch routing calls to handsets that ring, answer
     /// and listen, press keys, are busy or unreachable.
     Switch(SwitchArgs),
+    /// A simulated bank for the carrier–bank transaction relay: holds the
+    /// BDK and accounts, runs its half of the key ceremony, executes
+    /// relayed transactions (re-deriving each DUKPT key from its KSN).
+    Bank(BankArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BankArgs {
+    /// HTTP listen address (port 0 picks a free port; printed).
+    #[arg(long, default_value = "127.0.0.1:8790")]
+    listen: String,
+    /// The base derivation key (hex, AES-128/192/256). The lab default is
+    /// the X9.24-3 test vectors' BDK.
+    #[arg(long, default_value = "FEDCBA9876543210F1F1F1F1F1F1F1F1")]
+    bdk: String,
+    /// The BDK's id: the first 4 bytes of every initial key id (8 hex digits).
+    #[arg(long, default_value = "12345678")]
+    bdk_id: String,
+    /// Accounts to open, name=balance in minor units (repeatable).
+    #[arg(long = "account", value_name = "NAME=MINOR")]
+    accounts: Vec<String>,
+    /// Exit when standard input closes.
+    #[arg(long)]
+    exit_with_stdin: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,7 +133,52 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Smsc(a) => rt.block_on(run_smsc(a)),
         Cmd::Switch(a) => rt.block_on(run_switch(a)),
+        Cmd::Bank(a) => rt.block_on(run_bank(a)),
     }
+}
+
+async fn run_bank(a: BankArgs) -> ExitCode {
+    let bdk = match verigate_keys::SecretKey::from_hex(&a.bdk) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("verigate-sim bank: --bdk: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let Some(bdk_id) = hex::decode(&a.bdk_id)
+        .ok()
+        .and_then(|v| <[u8; 4]>::try_from(v).ok())
+    else {
+        eprintln!("verigate-sim bank: --bdk-id must be 8 hex digits");
+        return ExitCode::from(64);
+    };
+    let mut bank = bank::ledger::Bank::new(bdk, bdk_id);
+    for acc in &a.accounts {
+        let Some((name, bal)) = acc
+            .split_once('=')
+            .and_then(|(n, b)| Some((n, b.parse::<i64>().ok()?)))
+        else {
+            eprintln!("verigate-sim bank: --account {acc:?} must be NAME=MINOR (e.g. alice=10000)");
+            return ExitCode::from(64);
+        };
+        bank.set_balance(name, bal);
+    }
+    let listener = match listen("bank", &a.listen).await {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    println!("{}", serde_json::json!({"bank": addr}));
+    let app = bank::router(Arc::new(std::sync::Mutex::new(bank)));
+    serve_until_stopped(
+        "bank",
+        a.exit_with_stdin,
+        std::future::IntoFuture::into_future(axum::serve(listener, app)),
+    )
+    .await
 }
 
 async fn run_switch(a: SwitchArgs) -> ExitCode {
