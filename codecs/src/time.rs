@@ -70,9 +70,63 @@ pub fn parse_date(s: &str) -> Option<i64> {
     ((cy, i64::from(cm), i64::from(cd)) == (y, m, d)).then_some(ms)
 }
 
+/// Unix milliseconds of `YYYY-MM-DD`, or of `YYYY-MM-DDTHH:MM:SS[.fff]Z`
+/// (UTC, as [`rfc3339`] writes it), else None.
+pub fn parse_date_or_time(s: &str) -> Option<i64> {
+    let day = parse_date(s.get(..10)?)?;
+    let rest = &s[10..];
+    if rest.is_empty() {
+        return Some(day);
+    }
+    let rest = rest.strip_prefix('T')?.strip_suffix('Z')?;
+    let (hms, frac) = rest.split_once('.').unwrap_or((rest, ""));
+    let b = hms.as_bytes();
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let p = hms.get(r)?;
+        p.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| p.parse().ok())?
+    };
+    let (h, m, sec) = (num(0..2)?, num(3..5)?, num(6..8)?);
+    if h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    let ms = if frac.is_empty() {
+        0
+    } else if frac.len() <= 9 && frac.bytes().all(|c| c.is_ascii_digit()) {
+        // Milliseconds from the first three digits (more are cut).
+        format!("{frac:0<3}")[..3].parse::<i64>().ok()?
+    } else {
+        return None;
+    };
+    Some(day + ((h * 60 + m) * 60 + sec) * 1000 + ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_parse_as_rfc3339_writes_them() {
+        let t = 1_795_000_123_456;
+        assert_eq!(parse_date_or_time(&rfc3339(t)), Some(t));
+        assert_eq!(parse_date_or_time("2026-12-04"), parse_date("2026-12-04"));
+        assert_eq!(
+            parse_date_or_time("2026-12-04T01:02:03Z"),
+            parse_date("2026-12-04").map(|d| d + 3_723_000)
+        );
+        for bad in [
+            "2026-12-04T25:00:00Z",
+            "2026-12-04T01:02:03",
+            "2026-12-04 01:02:03Z",
+            "2026-12-04T01:02:03.x1Z",
+        ] {
+            assert_eq!(parse_date_or_time(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn dates_parse_to_midnight_utc_and_impossible_ones_do_not() {

@@ -32,6 +32,7 @@ pub mod smpp;
 #[cfg(test)]
 pub mod span_log;
 pub mod store;
+pub mod txrelay;
 pub mod verify;
 pub mod voice_gateway;
 pub mod webhook;

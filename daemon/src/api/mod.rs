@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod bindings;
+pub mod camara;
 pub mod edge;
 pub mod json;
 pub mod mo_logins;

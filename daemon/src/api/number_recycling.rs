@@ -3,6 +3,7 @@
 //! registry's recorded recyclings; errors in CAMARA's own body.
 
 use super::auth::Caller;
+use super::camara::{camara, from_problem, CamaraError};
 use super::problem::Problem;
 use crate::app::AppState;
 use crate::registry::RegistryError;
@@ -32,41 +33,6 @@ pub struct CheckRequest {
 pub struct CheckResponse {
     /// The number changed hands on or after the date.
     pub phone_number_recycled: bool,
-}
-
-/// CAMARA's error body.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CamaraError {
-    /// HTTP status.
-    #[schema(example = 400)]
-    pub status: u16,
-    /// CAMARA code, e.g. `INVALID_ARGUMENT`, `OUT_OF_RANGE`, `UNAUTHENTICATED`.
-    #[schema(example = "INVALID_ARGUMENT")]
-    pub code: String,
-    /// What was wrong.
-    pub message: String,
-}
-
-fn camara(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = CamaraError {
-        status: status.as_u16(),
-        code: code.into(),
-        message: message.into(),
-    };
-    (status, Json(body)).into_response()
-}
-
-/// Our problem (an auth refusal, a store failure) in CAMARA's words.
-fn from_problem(p: Problem) -> Response {
-    let status = p.status();
-    let code = match status.as_u16() {
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        429 => "TOO_MANY_REQUESTS",
-        503 => "UNAVAILABLE",
-        _ => "INTERNAL",
-    };
-    camara(status, code, p.body().detail)
 }
 
 /// Whether the number was recycled since the date.

@@ -2,7 +2,7 @@
 
 use super::problem::{ProblemBody, ProblemCode};
 use super::verifications::{self, CheckBody, CheckView, DeliveryView, StartBody, VerificationView};
-use super::{bindings, mo_logins, number_recycling, registry, voice_calls};
+use super::{bindings, camara, mo_logins, number_recycling, registry, voice_calls};
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::OnceLock;
@@ -71,7 +71,7 @@ use utoipa::{Modify, OpenApi};
         registry::DirectoryView,
         number_recycling::CheckRequest,
         number_recycling::CheckResponse,
-        number_recycling::CamaraError,
+        camara::CamaraError,
         ProblemBody,
         ProblemCode
     )),

@@ -1,5 +1,6 @@
 //! The store: one trait per domain (services, verifications, outbox,
-//! calls, webhooks, MO login, the registry and the app side's bindings,
+//! calls, webhooks, MO login, the registry and the app side's bindings, the
+//! relay's subscriber directory,
 //! audit, rate limits, retention), not a SQL abstraction,
 //! with one backend per database. [`Store`] is all of them together: a
 //! backend implements each domain trait and passes each domain's battery in
@@ -19,6 +20,7 @@ pub mod registry;
 pub mod retention;
 pub mod services;
 pub mod sqlite;
+pub mod txrelay;
 pub mod verifications;
 pub mod webhooks;
 
@@ -33,6 +35,7 @@ pub use queue::*;
 pub use registry::*;
 pub use retention::*;
 pub use services::*;
+pub use txrelay::*;
 pub use verifications::*;
 pub use webhooks::*;
 
@@ -148,4 +151,5 @@ store_of! {
     RetentionStore,
     RegistryStore,
     BindingsStore,
+    SubscriberStore,
 }

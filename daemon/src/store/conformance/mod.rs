@@ -46,6 +46,7 @@ pub mod outbox;
 pub mod registry;
 pub mod retention;
 pub mod services;
+pub mod txrelay;
 pub mod verifications;
 pub mod webhooks;
 
@@ -86,6 +87,8 @@ pub(crate) const T_RETENTION: Millis = 9_700_000_000_000;
 pub(crate) const T_REGISTRY: Millis = 2_800_000_000_000;
 
 pub(crate) const T_BINDINGS: Millis = 2_900_000_000_000;
+
+pub(crate) const T_TXRELAY: Millis = 2_950_000_000_000;
 
 /// How long fixtures stay valid.
 pub(crate) const TTL: Millis = 600_000;
@@ -300,5 +303,6 @@ pub async fn run_all<S: Store>(store: &S) {
     audit::run(store).await;
     registry::run(store).await;
     bindings::run(store).await;
+    txrelay::run(store).await;
     retention::run(store).await;
 }

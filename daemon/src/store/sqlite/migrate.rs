@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "app bindings",
         include_str!("../../../migrations/sqlite/0011_app_bindings.sql"),
     ),
+    (
+        12,
+        "subscribers",
+        include_str!("../../../migrations/sqlite/0012_subscribers.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -29,6 +29,7 @@ mod registry;
 mod retention;
 mod rows;
 mod services;
+mod txrelay;
 mod verifications;
 mod wal_sync;
 mod webhooks;

@@ -1,0 +1,88 @@
+//! The relay's subscriber directory.
+
+use super::rows::{col, corrupt, one};
+use super::SqliteStore;
+use crate::store::*;
+use async_trait::async_trait;
+use rusqlite::{params, Connection};
+
+fn subscriber_row(r: &rusqlite::Row<'_>) -> StoreResult<Subscriber> {
+    const T: &str = "subscribers";
+    let status: String = col(r, T, "status")?;
+    Ok(Subscriber {
+        msisdn: col(r, T, "msisdn")?,
+        imsi: col(r, T, "imsi")?,
+        status: LineStatus::parse(&status)
+            .ok_or_else(|| corrupt(T, "status", format!("unknown {status:?}")))?,
+        sim_changed_at: col(r, T, "sim_changed_at")?,
+        updated_at: col(r, T, "updated_at")?,
+    })
+}
+
+fn get(c: &Connection, msisdn: &str) -> StoreResult<Option<Subscriber>> {
+    one(
+        c,
+        "SELECT msisdn, imsi, status, sim_changed_at, updated_at FROM subscribers WHERE msisdn = ?1",
+        [msisdn],
+        subscriber_row,
+    )
+}
+
+fn upsert(c: &Connection, lines: &[Subscriber], at: Millis) -> StoreResult<Upserted> {
+    let mut done = Upserted::default();
+    for l in lines {
+        match get(c, &l.msisdn)? {
+            None => {
+                c.prepare_cached(
+                    "INSERT INTO subscribers (msisdn, imsi, status, sim_changed_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    l.msisdn,
+                    l.imsi,
+                    l.status.as_str(),
+                    l.sim_changed_at,
+                    at
+                ])?;
+                done.added += 1;
+            }
+            Some(have) => {
+                let sim_changed = have.imsi != l.imsi;
+                // A given date wins (the import knows when); else a new
+                // SIM changed now; else the stored date stands.
+                let changed_at = match (l.sim_changed_at, sim_changed) {
+                    (Some(t), _) => Some(t),
+                    (None, true) => Some(at),
+                    (None, false) => have.sim_changed_at,
+                };
+                if have.imsi == l.imsi
+                    && have.status == l.status
+                    && have.sim_changed_at == changed_at
+                {
+                    continue;
+                }
+                c.prepare_cached(
+                    "UPDATE subscribers SET imsi = ?2, status = ?3, sim_changed_at = ?4, updated_at = ?5
+                     WHERE msisdn = ?1",
+                )?
+                .execute(params![l.msisdn, l.imsi, l.status.as_str(), changed_at, at])?;
+                done.changed += 1;
+                done.sim_changes += usize::from(sim_changed);
+            }
+        }
+    }
+    Ok(done)
+}
+
+#[async_trait]
+impl SubscriberStore for SqliteStore {
+    async fn upsert_subscribers(&self, lines: &[Subscriber], at: Millis) -> StoreResult<Upserted> {
+        let lines = lines.to_vec();
+        self.write(move |c| upsert(c, &lines, at)).await
+    }
+
+    async fn get_subscriber(&self, msisdn: &str) -> StoreResult<Option<Subscriber>> {
+        let msisdn = msisdn.to_owned();
+        self.read(move |c| get(c, &msisdn)).await
+    }
+}

@@ -1,0 +1,75 @@
+//! The carrier–bank relay's subscriber directory: which SIM (IMSI) each
+//! number is on, whether the line is active, and when its SIM last
+//! changed (the SIM-swap fraud check, and CAMARA SIM Swap).
+
+use super::*;
+use async_trait::async_trait;
+
+/// A line of the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriber {
+    /// E.164 with `+`.
+    pub msisdn: String,
+    /// The SIM's IMSI.
+    pub imsi: String,
+    /// Whether the line may transact.
+    pub status: LineStatus,
+    /// When the number last moved to another SIM (None: never recorded).
+    pub sim_changed_at: Option<Millis>,
+    /// When this record last changed.
+    pub updated_at: Millis,
+}
+
+/// A line's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineStatus {
+    /// In service.
+    Active,
+    /// Barred for now (lost phone, unpaid).
+    Suspended,
+    /// Out of service for good.
+    Ceased,
+}
+
+impl LineStatus {
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineStatus::Active => "active",
+            LineStatus::Suspended => "suspended",
+            LineStatus::Ceased => "ceased",
+        }
+    }
+
+    /// From its stored (or imported) form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(LineStatus::Active),
+            "suspended" => Some(LineStatus::Suspended),
+            "ceased" => Some(LineStatus::Ceased),
+            _ => None,
+        }
+    }
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Upserted {
+    /// New lines.
+    pub added: usize,
+    /// Lines that changed (status, IMSI).
+    pub changed: usize,
+    /// Lines whose IMSI changed: a SIM change recorded.
+    pub sim_changes: usize,
+}
+
+/// The subscriber directory.
+#[async_trait]
+pub trait SubscriberStore: Send + Sync {
+    /// Adds or updates lines in one write. A line whose IMSI differs from
+    /// the stored one records a SIM change at its `sim_changed_at`, or at
+    /// `at` when the import gave none; an unchanged line is left as it is.
+    async fn upsert_subscribers(&self, lines: &[Subscriber], at: Millis) -> StoreResult<Upserted>;
+    /// The line of a number.
+    async fn get_subscriber(&self, msisdn: &str) -> StoreResult<Option<Subscriber>>;
+}
