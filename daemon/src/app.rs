@@ -33,6 +33,8 @@ pub struct AppState {
     pub registry: Option<Arc<crate::registry::Registry>>,
     /// The app side of number registries, when `[[bindings]]` are set.
     pub bindings: Option<Arc<crate::bindings::BindingsService>>,
+    /// The carrier–bank relay, when `[txrelay] enabled`.
+    pub txrelay: Option<Arc<crate::txrelay::TxRelay>>,
 }
 
 /// How long a looked-up API key is trusted without asking the store again.

@@ -140,6 +140,30 @@ pub fn import_chunks(
         .collect())
 }
 
+/// A subscriber extract checked whole, then cut into canonical
+/// `msisdn,imsi,status,sim_changed_at` CSV chunks; every bad line if any.
+pub fn subscriber_chunks(
+    text: &str,
+    region: &str,
+) -> Result<Vec<String>, Vec<crate::registry::import::BadLine>> {
+    let list = crate::txrelay::directory::parse(text, region)?;
+    Ok(list
+        .chunks(IMPORT_CHUNK)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|s| {
+                    let when = s
+                        .sim_changed_at
+                        .map(verigate_codecs::time::rfc3339)
+                        .unwrap_or_default();
+                    format!("{},{},{},{when}\n", s.msisdn, s.imsi, s.status.as_str())
+                })
+                .collect()
+        })
+        .collect())
+}
+
 /// The registry's waiting notifications (`verigate registry outbox`).
 pub fn render_outbox(v: &Value) -> String {
     let list = v["notifications"].as_array().cloned().unwrap_or_default();

@@ -60,6 +60,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: RegistryCmd,
     },
+    /// The running daemon's carrier–bank relay: its subscriber directory.
+    Txrelay {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        cmd: TxrelayCmd,
+    },
     /// List, enable or disable the running daemon's SMSC links.
     Smsc {
         #[command(flatten)]
@@ -132,6 +139,30 @@ enum RegistryCmd {
         /// At most this many (oldest first).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TxrelayCmd {
+    /// The subscriber directory (number ↔ SIM, line status, SIM changes).
+    Subscribers {
+        #[command(subcommand)]
+        cmd: SubscribersCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SubscribersCmd {
+    /// Load the carrier's extract (CSV: msisdn,imsi,status[,sim_changed_at],
+    /// or a header naming them). The whole file is checked first.
+    Import {
+        /// The CSV file.
+        file: std::path::PathBuf,
+    },
+    /// A number's line.
+    Show {
+        /// The number (E.164, or national in the relay's region).
+        msisdn: String,
     },
 }
 
@@ -452,7 +483,7 @@ fn main() -> ExitCode {
             )),
         },
         Cmd::Registry { admin: a, cmd } => match cmd {
-            RegistryCmd::Import { file } => rt.block_on(registry_import(&a, &file)),
+            RegistryCmd::Import { file } => rt.block_on(import_csv(&a, &file, REGISTRY_IMPORT)),
             RegistryCmd::Outbox { service, limit } => {
                 let mut path = format!("/admin/registry/outbox?limit={limit}");
                 if let Some(s) = service {
@@ -550,6 +581,30 @@ fn main() -> ExitCode {
                 },
             )),
         },
+        Cmd::Txrelay {
+            admin: a,
+            cmd: TxrelayCmd::Subscribers { cmd },
+        } => match cmd {
+            SubscribersCmd::Import { file } => rt.block_on(import_csv(&a, &file, SUBSCRIBERS_IMPORT)),
+            SubscribersCmd::Show { msisdn } => rt.block_on(admin(
+                &a,
+                reqwest::Method::GET,
+                &format!(
+                    "/admin/txrelay/subscribers/{}",
+                    percent_encoding::utf8_percent_encode(&msisdn, percent_encoding::NON_ALPHANUMERIC)
+                ),
+                None,
+                |v| {
+                    format!(
+                        "{}  IMSI {}  {}  SIM changed {}\n",
+                        v["msisdn"].as_str().unwrap_or(""),
+                        v["imsi"].as_str().unwrap_or(""),
+                        v["status"].as_str().unwrap_or(""),
+                        v["sim_changed_at"].as_str().unwrap_or("never recorded")
+                    )
+                },
+            )),
+        },
         Cmd::Smsc { admin: a, cmd } => match cmd {
             SmscCmd::List => rt.block_on(admin(
                 &a,
@@ -634,7 +689,23 @@ async fn admin(
 
 /// `verigate registry import FILE`: the file checked whole here, then sent
 /// in chunks (the daemon checks each again).
-async fn registry_import(a: &AdminArgs, file: &std::path::Path) -> ExitCode {
+/// What a CSV import is: how the file is checked and cut (the config's
+/// region given), where its chunks go, the counters the daemon answers
+/// with, what a bad file did not do, and the summary line.
+struct CsvImport {
+    chunks: fn(
+        &str,
+        &verigate::config::Config,
+    ) -> Result<Vec<String>, Vec<verigate::registry::import::BadLine>>,
+    path: &'static str,
+    counters: &'static [&'static str],
+    nothing: &'static str,
+    summary: fn(&[u64]) -> String,
+}
+
+/// `verigate … import FILE`: the file checked whole here, then sent in
+/// chunks (the daemon checks each again); importing it again is harmless.
+async fn import_csv(a: &AdminArgs, file: &std::path::Path, what: CsvImport) -> ExitCode {
     let cfg = match verigate::config::load(&a.config, &a.set) {
         Ok(c) => c,
         Err(e) => {
@@ -649,18 +720,14 @@ async fn registry_import(a: &AdminArgs, file: &std::path::Path) -> ExitCode {
             return ExitCode::from(EXIT_INPUT);
         }
     };
-    let region = if cfg.registry.region.is_empty() {
-        &cfg.verify.default_region
-    } else {
-        &cfg.registry.region
-    };
-    let chunks = match verigate::cli::import_chunks(&text, region) {
+    let chunks = match (what.chunks)(&text, &cfg) {
         Ok(c) => c,
         Err(bad) => {
             eprintln!(
-                "verigate: {}: {} bad line(s); nothing was recycled",
+                "verigate: {}: {} bad line(s); {}",
                 file.display(),
-                bad.len()
+                bad.len(),
+                what.nothing
             );
             for b in &bad {
                 eprintln!("  {b}");
@@ -675,32 +742,74 @@ async fn registry_import(a: &AdminArgs, file: &std::path::Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let (mut recycled, mut unbound, mut notified) = (0u64, 0u64, 0u64);
+    let mut totals = vec![0u64; what.counters.len()];
     for chunk in chunks {
-        match target.post_csv("/admin/registry/import", chunk).await {
+        match target.post_csv(what.path, chunk).await {
             Ok(v) => {
-                recycled += v["recycled"].as_u64().unwrap_or(0);
-                unbound += v["unbound"].as_u64().unwrap_or(0);
-                notified += v["notified"].as_u64().unwrap_or(0);
+                for (t, k) in totals.iter_mut().zip(what.counters) {
+                    *t += v[*k].as_u64().unwrap_or(0);
+                }
             }
             Err(e) => {
-                // Chunks already sent stay recycled; importing the file
-                // again is harmless (a recycled number has no bindings).
-                eprintln!("verigate: {e} (after {recycled} number(s) recycled; the file can be imported again)");
+                // Chunks already sent stay applied; the file can be sent again.
+                eprintln!(
+                    "verigate: {e} (after {}; the file can be imported again)",
+                    (what.summary)(&totals)
+                );
                 return ExitCode::from(1);
             }
         }
     }
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({"recycled": recycled, "unbound": unbound, "notified": notified})
-        );
+        let v: serde_json::Map<String, serde_json::Value> = what
+            .counters
+            .iter()
+            .zip(&totals)
+            .map(|(k, t)| ((*k).to_string(), serde_json::json!(t)))
+            .collect();
+        println!("{}", serde_json::Value::Object(v));
     } else {
-        println!("{recycled} number(s) recycled: {unbound} binding(s) purged, {notified} app notification(s) queued");
+        println!("{}", (what.summary)(&totals));
     }
     ExitCode::SUCCESS
 }
+
+/// The region a section reads national numbers in (its own, else verify's).
+fn region_of<'a>(own: &'a str, cfg: &'a verigate::config::Config) -> &'a str {
+    if own.is_empty() {
+        &cfg.verify.default_region
+    } else {
+        own
+    }
+}
+
+/// `verigate registry import FILE`.
+const REGISTRY_IMPORT: CsvImport = CsvImport {
+    chunks: |text, cfg| verigate::cli::import_chunks(text, region_of(&cfg.registry.region, cfg)),
+    path: "/admin/registry/import",
+    counters: &["recycled", "unbound", "notified"],
+    nothing: "nothing was recycled",
+    summary: |t| {
+        format!(
+            "{} number(s) recycled: {} binding(s) purged, {} app notification(s) queued",
+            t[0], t[1], t[2]
+        )
+    },
+};
+
+/// `verigate txrelay subscribers import FILE`.
+const SUBSCRIBERS_IMPORT: CsvImport = CsvImport {
+    chunks: |text, cfg| verigate::cli::subscriber_chunks(text, region_of(&cfg.txrelay.region, cfg)),
+    path: "/admin/txrelay/subscribers/import",
+    counters: &["added", "changed", "sim_changes"],
+    nothing: "nothing was changed",
+    summary: |t| {
+        format!(
+            "{} line(s) added, {} changed ({} SIM change(s) recorded)",
+            t[0], t[1], t[2]
+        )
+    },
+};
 
 /// Exit status for unusable input data (EX_DATAERR from sysexits.h).
 const EXIT_INPUT: u8 = 65;

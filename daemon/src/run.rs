@@ -599,10 +599,23 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             rng.clone(),
         ))
     });
+    let txrelay = cfg.txrelay.enabled.then(|| {
+        let region = if cfg.txrelay.region.is_empty() {
+            &cfg.verify.default_region
+        } else {
+            &cfg.txrelay.region
+        };
+        Arc::new(crate::txrelay::TxRelay::new(
+            store.clone(),
+            region,
+            cfg.txrelay.monitored_days,
+        ))
+    });
     let state = AppState {
         clock: clock.clone(),
         store: store.clone(),
         verify: verify.clone(),
+        txrelay: txrelay.clone(),
         secret,
         trust_forwarded_for: cfg.api.trust_forwarded_for,
         callers: callers.clone(),
@@ -734,6 +747,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         verify: verify.clone(),
         callers,
         registry,
+        txrelay,
     })
     .merge(readiness(store.clone(), router.clone()))
     .merge(metrics_route(store.clone(), calls.clone()));

@@ -2197,3 +2197,73 @@ fn the_operator_registers_an_app_which_binds_a_number_and_recycling_purges_it() 
     let (_, out, _) = run(&["registry", "show", "+447400100900"]);
     assert_eq!(out, "bound to no app platform\n");
 }
+
+// ---- carrier–bank relay: the subscriber directory
+
+#[test]
+fn the_operator_loads_the_subscriber_extract_and_sim_swap_answers_from_it() {
+    let d = Daemon::start(&[]);
+    let lab = workspace().join("conf/verigate.toml");
+    let bad = d.dir.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "msisdn,imsi,status\n+447400100990,234150999999999,active\n+447400100991,2341,active\n",
+    )
+    .unwrap();
+    let (code, _, err) = cli(
+        &d,
+        &lab,
+        &["txrelay", "subscribers", "import", bad.to_str().unwrap()],
+    );
+    assert_eq!(code, 65, "{err}");
+    assert!(
+        err.contains("1 bad line(s); nothing was changed") && err.contains("line 3: imsi"),
+        "{err}"
+    );
+    let good = d.dir.join("good.csv");
+    std::fs::write(
+        &good,
+        "+447400100990,234150999999999,active,\n+447400100991,234150999999998,suspended,2026-11-30\n",
+    )
+    .unwrap();
+    let (code, out, err) = cli(
+        &d,
+        &lab,
+        &["txrelay", "subscribers", "import", good.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "2 line(s) added, 0 changed (0 SIM change(s) recorded)\n"
+    );
+    // The next extract: ...990 is on a new SIM.
+    std::fs::write(&good, "+447400100990,234150777777777,active\n").unwrap();
+    let (_, out, _) = cli(
+        &d,
+        &lab,
+        &["txrelay", "subscribers", "import", good.to_str().unwrap()],
+    );
+    assert_eq!(
+        out,
+        "0 line(s) added, 1 changed (1 SIM change(s) recorded)\n"
+    );
+    let (code, out, _) = cli(&d, &lab, &["txrelay", "subscribers", "show", "07400100990"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("+447400100990  IMSI 234150777777777  active  SIM changed 20"),
+        "{out}"
+    );
+    let (st, v) = d.call(
+        "POST",
+        "/sim-swap/v2/check",
+        Some(serde_json::json!({"phoneNumber": "+447400100990", "maxAge": 1})),
+    );
+    assert_eq!((st, v), (200, serde_json::json!({"swapped": true})));
+    let (st, v) = d.call(
+        "POST",
+        "/sim-swap/v2/retrieve-date",
+        Some(serde_json::json!({"phoneNumber": "+447400100991"})),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["latestSimChange"], "2026-11-30T00:00:00.000Z");
+}

@@ -45,9 +45,12 @@ pub struct AdminState {
     pub callers: Arc<crate::app::CallerCache>,
     /// The number-binding registry, when this server runs one.
     pub registry: Option<Arc<crate::registry::Registry>>,
+    /// The carrier–bank relay, when this server runs one.
+    pub txrelay: Option<Arc<crate::txrelay::TxRelay>>,
 }
 
 mod registry;
+mod txrelay;
 
 /// An admin answer: JSON, or a problem.
 type Answer = Result<Json<Value>, Problem>;
@@ -65,6 +68,7 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/admin/verify/:id", get(verify_show))
         .route("/admin/verify/:id/check", post(verify_check))
         .merge(registry::routes())
+        .merge(txrelay::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,

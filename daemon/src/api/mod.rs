@@ -13,6 +13,7 @@ pub mod number_recycling;
 pub mod openapi;
 pub mod problem;
 pub mod registry;
+pub mod sim_swap;
 pub mod verifications;
 pub mod voice_calls;
 
@@ -72,6 +73,8 @@ pub fn router_with(state: AppState, limits: &edge::EdgeLimits) -> Router {
         )
         .route("/v1/bindings/:id/confirm", post(bindings::confirm))
         .route("/v1/registry-events", post(bindings::receive))
+        .route("/sim-swap/v2/check", post(sim_swap::check))
+        .route("/sim-swap/v2/retrieve-date", post(sim_swap::retrieve_date))
         .route(
             "/number-recycling/v0.2/check",
             post(number_recycling::check),

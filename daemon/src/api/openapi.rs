@@ -2,7 +2,7 @@
 
 use super::problem::{ProblemBody, ProblemCode};
 use super::verifications::{self, CheckBody, CheckView, DeliveryView, StartBody, VerificationView};
-use super::{bindings, camara, mo_logins, number_recycling, registry, voice_calls};
+use super::{bindings, camara, mo_logins, number_recycling, registry, sim_swap, voice_calls};
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::OnceLock;
@@ -29,6 +29,8 @@ use utoipa::{Modify, OpenApi};
         registry::unbind,
         registry::services,
         registry::subscriber_unbind,
+        sim_swap::check,
+        sim_swap::retrieve_date,
         bindings::create,
         bindings::get,
         bindings::confirm,
@@ -58,6 +60,10 @@ use utoipa::{Modify, OpenApi};
         registry::BindingView,
         registry::DirectoryEntry,
         registry::UnbindBody,
+        sim_swap::CreateCheckSimSwap,
+        sim_swap::CheckSimSwapInfo,
+        sim_swap::CreateSimSwapDate,
+        sim_swap::SimSwapInfo,
         bindings::BindingView,
         bindings::CreateBody,
         bindings::ConfirmBody,
@@ -81,6 +87,7 @@ use utoipa::{Modify, OpenApi};
         (name = "verifications", description = "Verify phone numbers with one-time codes"),
         (name = "mo-login", description = "Log in or register by sending one SMS: the network vouches for the sender's number"),
         (name = "registry", description = "The carrier's number-binding registry: app platforms bind the numbers of their accounts; a recycled number's bindings are purged and every bound app told"),
+        (name = "txrelay", description = "The carrier–bank relay's subscriber directory: CAMARA SIM Swap (did the number move to another SIM lately, and when)"),
         (name = "bindings", description = "The app side of a carrier's registry: an account's number bound on a typed SMS code and reported to the carrier; the carrier's notifications applied once"),
         (name = "voice-gateway", description = "Calls that read a third party's code aloud, proven by the service number's key (K2); no API key")
     )

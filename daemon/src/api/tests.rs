@@ -102,6 +102,11 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
         store: store.clone(),
         verify,
         bindings: Some(bindings),
+        txrelay: Some(Arc::new(crate::txrelay::TxRelay::new(
+            store.clone(),
+            "GB",
+            120,
+        ))),
         secret,
         trust_forwarded_for,
         // No caching: these tests change keys behind the API's back.
@@ -757,6 +762,8 @@ async fn openapi_and_healthz() {
         names,
         [
             "/number-recycling/v0.2/check",
+            "/sim-swap/v2/check",
+            "/sim-swap/v2/retrieve-date",
             "/v1/bindings",
             "/v1/bindings/{id}",
             "/v1/bindings/{id}/confirm",
@@ -1731,6 +1738,93 @@ async fn a_binding_is_removed_with_a_fresh_code_to_its_number() {
             crate::store::HttpMethod::Put,
             crate::store::HttpMethod::Delete
         ]
+    );
+}
+
+#[tokio::test]
+async fn sim_swap_answers_in_camaras_words_from_the_directory() {
+    let api = setup().await;
+    let now = crate::clock::unix_ms();
+    api.store
+        .upsert_subscribers(
+            &[crate::store::Subscriber {
+                msisdn: "+447400100990".into(),
+                imsi: "234150999999999".into(),
+                status: crate::store::LineStatus::Active,
+                sim_changed_at: Some(now - 5 * 3_600_000),
+                updated_at: 0,
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    let check = |body: Value| api.post_as(KEY, "/sim-swap/v2/check", body);
+    let r = check(json!({"phoneNumber": "+447400100990", "maxAge": 6})).await;
+    assert_eq!(
+        (r.status, r.json.clone()),
+        (StatusCode::OK, json!({"swapped": true}))
+    );
+    let r = check(json!({"phoneNumber": "+447400100990", "maxAge": 4})).await;
+    assert_eq!(r.json, json!({"swapped": false}));
+    let r = check(json!({"phoneNumber": "+447400100990"})).await;
+    assert_eq!(r.json, json!({"swapped": true}), "240 hours by default");
+    for (body, status, code) in [
+        (
+            json!({"phoneNumber": "+447400100990", "maxAge": 2401}),
+            400,
+            "OUT_OF_RANGE",
+        ),
+        (
+            json!({"phoneNumber": "07400100990"}),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            json!({"phoneNumber": "+447400100999"}),
+            404,
+            "IDENTIFIER_NOT_FOUND",
+        ),
+        (json!({"maxAge": 24}), 422, "MISSING_IDENTIFIER"),
+        (
+            json!({"phoneNumber": "+447400100990", "colour": 1}),
+            400,
+            "INVALID_ARGUMENT",
+        ),
+    ] {
+        let r = check(body.clone()).await;
+        assert_eq!(
+            (r.status.as_u16(), r.json["code"].as_str()),
+            (status, Some(code)),
+            "{body} → {}",
+            r.json
+        );
+        assert_eq!(r.json["status"], status);
+    }
+    let r = api
+        .post_as(
+            KEY,
+            "/sim-swap/v2/retrieve-date",
+            json!({"phoneNumber": "+447400100990"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        r.json["latestSimChange"],
+        verigate_codecs::time::rfc3339(now - 5 * 3_600_000)
+    );
+    assert!(r.json.get("monitoredPeriod").is_none());
+    let r = api
+        .send(request(
+            Method::POST,
+            "/sim-swap/v2/check",
+            None,
+            Some(r#"{"phoneNumber":"+447400100990"}"#),
+            &[],
+        ))
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.json["code"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
     );
 }
 

@@ -78,6 +78,10 @@ pub struct Config {
     /// The carrier's number-binding registry.
     #[serde(default)]
     pub registry: RegistryConfig,
+    /// The carrier–bank transaction relay (its subscriber directory and
+    /// CAMARA SIM Swap so far).
+    #[serde(default)]
+    pub txrelay: TxRelayConfig,
     /// Lab mode (`lab = true`), or simulators started with the daemon (`[lab.smsc]`, `[lab.switch]`).
     #[serde(default)]
     pub lab: LabConfig,
@@ -352,6 +356,28 @@ pub struct ServiceEntry {
     /// `mo_login.send_password`).
     #[serde(default)]
     pub mo_send_password: Option<bool>,
+}
+
+/// `[txrelay]`: the carrier side of the carrier–bank relay.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TxRelayConfig {
+    /// Run it (`/sim-swap/v2/…`, `verigate txrelay …`).
+    pub enabled: bool,
+    /// Region national numbers are read in (empty: verify.default_region).
+    pub region: String,
+    /// How far back SIM changes are known, in days (CAMARA `monitoredPeriod`).
+    pub monitored_days: u32,
+}
+
+impl Default for TxRelayConfig {
+    fn default() -> Self {
+        TxRelayConfig {
+            enabled: false,
+            region: String::new(),
+            monitored_days: 120,
+        }
+    }
 }
 
 /// `[outbox]`

@@ -144,6 +144,15 @@ impl Config {
         super::mo_login::problems(self, &mut p);
         super::registry::problems(self, &mut p);
         super::bindings::problems(self, &mut p);
+        if !self.txrelay.region.is_empty() && !is_region(&self.txrelay.region) {
+            p.push(format!(
+                "txrelay.region = {:?}: must be an ISO 3166 country code such as \"GB\"",
+                self.txrelay.region
+            ));
+        }
+        if !(1..=3650).contains(&self.txrelay.monitored_days) {
+            p.push("txrelay.monitored_days: must be 1 to 3650".into());
+        }
         super::retention::problems(self, &mut p);
         let mut codes = HashSet::new();
         let mut keys = HashSet::new();
