@@ -689,14 +689,17 @@ async fn admin(
 
 /// `verigate registry import FILE`: the file checked whole here, then sent
 /// in chunks (the daemon checks each again).
+/// Checks a whole file and cuts it into chunks to send (the bad lines if any).
+type ChunkFile = fn(
+    &str,
+    &verigate::config::Config,
+) -> Result<Vec<String>, Vec<verigate::registry::import::BadLine>>;
+
 /// What a CSV import is: how the file is checked and cut (the config's
 /// region given), where its chunks go, the counters the daemon answers
 /// with, what a bad file did not do, and the summary line.
 struct CsvImport {
-    chunks: fn(
-        &str,
-        &verigate::config::Config,
-    ) -> Result<Vec<String>, Vec<verigate::registry::import::BadLine>>,
+    chunks: ChunkFile,
     path: &'static str,
     counters: &'static [&'static str],
     nothing: &'static str,

@@ -42,3 +42,28 @@ pub(super) fn from_problem(p: Problem) -> Response {
     };
     camara(status, code, p.body().detail)
 }
+
+/// A CAMARA refusal not yet turned into a response (small, for `?`).
+#[derive(Debug)]
+pub(super) struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    /// A refusal with CAMARA's `code`.
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        camara(self.status, self.code, self.message)
+    }
+}

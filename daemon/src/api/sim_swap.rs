@@ -3,7 +3,7 @@
 //! relay's subscriber directory; errors in CAMARA's own body.
 
 use super::auth::Caller;
-use super::camara::{camara, from_problem, CamaraError};
+use super::camara::{camara, from_problem, CamaraError, Refusal};
 use super::problem::Problem;
 use crate::app::AppState;
 use crate::txrelay::{TxRelay, TxRelayError};
@@ -60,9 +60,9 @@ pub struct SimSwapInfo {
 }
 
 /// The relay, or CAMARA's 404.
-fn relay(state: &AppState) -> Result<&Arc<TxRelay>, Response> {
+fn relay(state: &AppState) -> Result<&Arc<TxRelay>, Refusal> {
     state.txrelay.as_ref().ok_or_else(|| {
-        camara(
+        Refusal::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             "this server runs no transaction relay ([txrelay] enabled = false)",
@@ -71,16 +71,16 @@ fn relay(state: &AppState) -> Result<&Arc<TxRelay>, Response> {
 }
 
 /// The number the request names, or CAMARA's refusal.
-fn number(raw: Option<String>) -> Result<String, Response> {
+fn number(raw: Option<String>) -> Result<String, Refusal> {
     let n = raw.ok_or_else(|| {
-        camara(
+        Refusal::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "MISSING_IDENTIFIER",
             "phoneNumber is required (the API key does not identify a line)",
         )
     })?;
     if !n.starts_with('+') {
-        return Err(camara(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "INVALID_ARGUMENT",
             "phoneNumber must be E.164 with a leading +",
@@ -131,7 +131,7 @@ pub async fn check(
     }
     let r = match relay(&state) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(refusal) => return refusal.into_response(),
     };
     let Json(req) = match body {
         Ok(b) => b,
@@ -139,7 +139,7 @@ pub async fn check(
     };
     let n = match number(req.phone_number) {
         Ok(n) => n,
-        Err(resp) => return resp,
+        Err(refusal) => return refusal.into_response(),
     };
     let max_age = req.max_age.unwrap_or(DEFAULT_MAX_AGE_HOURS);
     match r.swapped(&n, max_age, state.clock.now_ms()).await {
@@ -176,7 +176,7 @@ pub async fn retrieve_date(
     }
     let r = match relay(&state) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(refusal) => return refusal.into_response(),
     };
     let Json(req) = match body {
         Ok(b) => b,
@@ -184,7 +184,7 @@ pub async fn retrieve_date(
     };
     let n = match number(req.phone_number) {
         Ok(n) => n,
-        Err(resp) => return resp,
+        Err(refusal) => return refusal.into_response(),
     };
     match r.latest_change(&n, state.clock.now_ms()).await {
         Ok(c) => Json(SimSwapInfo {
