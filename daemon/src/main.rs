@@ -149,6 +149,61 @@ enum TxrelayCmd {
         #[command(subcommand)]
         cmd: SubscribersCmd,
     },
+    /// The key ceremony: zone-key components (dual control), activation,
+    /// rotation, the DUKPT initial key.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCmd {
+    /// A custodian enters their component (read from standard input, so
+    /// it stays out of the shell's history); prints its KCV to compare.
+    Component {
+        #[command(subcommand)]
+        cmd: ComponentCmd,
+    },
+    /// The keys kept: components waiting, zone keys, the initial key (KCVs only).
+    Status,
+    /// Combine the two components into the zone key, checked against the
+    /// bank's KCV, and make it active.
+    Activate {
+        /// The bank's check value of the combined key (10 hex digits).
+        #[arg(long)]
+        kcv: String,
+    },
+    /// Like activate, with a zone key active: it keeps working for `overlap`.
+    Rotate {
+        /// The bank's check value of the new key.
+        #[arg(long)]
+        kcv: String,
+        /// How long the old key keeps working (in-flight transactions finish).
+        #[arg(long, default_value = "10m")]
+        overlap: String,
+    },
+    /// Import the bank's DUKPT initial key, wrapped under the zone key.
+    InitialKey {
+        /// The initial key id (16 hex digits).
+        #[arg(long)]
+        ikid: String,
+        /// The wrapped key (hex, RFC 3394).
+        #[arg(long)]
+        wrapped: String,
+        /// The bank's KCV of the initial key.
+        #[arg(long)]
+        kcv: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ComponentCmd {
+    /// Enter component A or B.
+    Add {
+        /// A or B.
+        slot: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -583,6 +638,10 @@ fn main() -> ExitCode {
         },
         Cmd::Txrelay {
             admin: a,
+            cmd: TxrelayCmd::Keys { cmd },
+        } => rt.block_on(txrelay_keys(&a, cmd)),
+        Cmd::Txrelay {
+            admin: a,
             cmd: TxrelayCmd::Subscribers { cmd },
         } => match cmd {
             SubscribersCmd::Import { file } => rt.block_on(import_csv(&a, &file, SUBSCRIBERS_IMPORT)),
@@ -813,6 +872,90 @@ const SUBSCRIBERS_IMPORT: CsvImport = CsvImport {
         )
     },
 };
+
+/// `verigate txrelay keys …`.
+async fn txrelay_keys(a: &AdminArgs, cmd: KeysCmd) -> ExitCode {
+    let post = reqwest::Method::POST;
+    match cmd {
+        KeysCmd::Component {
+            cmd: ComponentCmd::Add { slot },
+        } => {
+            eprintln!("component {slot} (hex), then Enter:");
+            let mut line = zeroize::Zeroizing::new(String::new());
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("verigate: cannot read the component: {e}");
+                return ExitCode::from(EXIT_INPUT);
+            }
+            // (The request body holds the component for as long as the
+            // call lasts; the typed line is zeroized.)
+            let body = serde_json::json!({"slot": slot, "component": line.trim()});
+            admin(a, post, "/admin/txrelay/keys/components", Some(body), |v| {
+                format!(
+                    "component {} entered; its check value is {} (compare it with yours)\n",
+                    v["slot"].as_str().unwrap_or(""),
+                    v["kcv"].as_str().unwrap_or("")
+                )
+            })
+            .await
+        }
+        KeysCmd::Status => {
+            admin(a, reqwest::Method::GET, "/admin/txrelay/keys", None, |v| {
+                let mut out = format!(
+                    "{:<10} {:<18} {:<10} {:<9} {}\n",
+                    "KIND", "SLOT", "KCV", "STATE", "RETIRES"
+                );
+                for k in v["keys"].as_array().into_iter().flatten() {
+                    out.push_str(&format!(
+                        "{:<10} {:<18} {:<10} {:<9} {}\n",
+                        k["kind"].as_str().unwrap_or(""),
+                        k["slot"].as_str().unwrap_or(""),
+                        k["kcv"].as_str().unwrap_or(""),
+                        k["state"].as_str().unwrap_or(""),
+                        k["retire_at"].as_str().unwrap_or("-"),
+                    ));
+                }
+                out
+            })
+            .await
+        }
+        KeysCmd::Activate { kcv } => {
+            admin(
+                a,
+                post,
+                "/admin/txrelay/keys/activate",
+                Some(serde_json::json!({"kcv": kcv})),
+                |v| {
+                    format!(
+                        "zone key active (KCV {})\n",
+                        v["kcv"].as_str().unwrap_or("")
+                    )
+                },
+            )
+            .await
+        }
+        KeysCmd::Rotate { kcv, overlap } => {
+            let body = serde_json::json!({"kcv": kcv, "overlap": overlap});
+            admin(a, post, "/admin/txrelay/keys/activate", Some(body), |v| {
+                format!(
+                    "new zone key active (KCV {}); the old one keeps working for its overlap\n",
+                    v["kcv"].as_str().unwrap_or("")
+                )
+            })
+            .await
+        }
+        KeysCmd::InitialKey { ikid, wrapped, kcv } => {
+            let body = serde_json::json!({"initial_key_id": ikid, "wrapped": wrapped, "kcv": kcv});
+            admin(a, post, "/admin/txrelay/keys/initial", Some(body), |v| {
+                format!(
+                    "initial key {} imported (KCV {})\n",
+                    v["initial_key_id"].as_str().unwrap_or(""),
+                    v["kcv"].as_str().unwrap_or("")
+                )
+            })
+            .await
+        }
+    }
+}
 
 /// Exit status for unusable input data (EX_DATAERR from sysexits.h).
 const EXIT_INPUT: u8 = 65;

@@ -609,6 +609,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             store.clone(),
             region,
             cfg.txrelay.monitored_days,
+            &secret,
         ))
     });
     let state = AppState {

@@ -575,3 +575,53 @@ pub fn code_in(text: &str) -> String {
         .unwrap_or_else(|| panic!("no code in {text:?}"))
         .to_string()
 }
+
+/// A running `verigate-sim bank`, killed on drop.
+#[derive(Debug)]
+pub struct BankSim {
+    child: Child,
+    /// Its HTTP address.
+    pub addr: String,
+}
+
+impl BankSim {
+    /// On a free port, with `accounts` (name=minor) opened.
+    pub fn start(accounts: &[&str]) -> BankSim {
+        let mut cmd = Command::new(bin("verigate-sim"));
+        cmd.args(["bank", "--listen", "127.0.0.1:0"]);
+        for a in accounts {
+            cmd.args(["--account", a]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start verigate-sim bank");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read bank banner");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("bank banner {line:?} is not JSON: {e}"));
+        BankSim {
+            addr: v["bank"].as_str().expect("bank addr").to_string(),
+            child,
+        }
+    }
+
+    /// POSTs JSON: (status, JSON answer).
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let (st, text) = http(&self.addr, "POST", path, Some(&body.to_string()));
+        (
+            st,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+impl Drop for BankSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,65 +4,17 @@
 //! and the refusals (a replayed registration, an altered message, another
 //! SIM's identity).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use verigate_e2e::{bin, http};
+use verigate_e2e::{http, BankSim};
 use verigate_keys::components::{combine, Component};
 use verigate_keys::dukpt::{self, Ksn};
 use verigate_keys::relay::{self, AuthInfo, SignedResult, TransactionPlain, Transfer};
 use verigate_keys::{envelope, kcv::kcv_hex, wrap, SecretKey};
 
-struct Bank {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Bank {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Bank {
-    let mut child = Command::new(bin("verigate-sim"))
-        .args([
-            "bank",
-            "--listen",
-            "127.0.0.1:0",
-            "--account",
-            "alice=10000",
-            "--account",
-            "shop=0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start verigate-sim bank");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    Bank {
-        addr: v["bank"].as_str().unwrap().to_string(),
-        child,
-    }
-}
-
-fn post(b: &Bank, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    let (st, text) = http(&b.addr, "POST", path, Some(&body.to_string()));
-    (
-        st,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-    )
-}
-
 #[test]
 fn a_carrier_runs_the_ceremony_registers_and_pays_through_the_bank_simulator() {
-    let bank = start();
+    let bank = BankSim::start(&["alice=10000", "shop=0"]);
     // The bank's half of the ceremony; each custodian enters their component.
-    let (st, c) = post(&bank, "/ceremony", &serde_json::json!({}));
+    let (st, c) = bank.post("/ceremony", &serde_json::json!({}));
     assert_eq!(st, 200, "{c}");
     let part =
         |i: usize| Component::from_hex(c["components"][i]["component"].as_str().unwrap()).unwrap();
@@ -74,8 +26,7 @@ fn a_carrier_runs_the_ceremony_registers_and_pays_through_the_bank_simulator() {
         .unwrap();
     let zone = combine(&a, &b, Some(&want)).unwrap();
     // The initial key for the carrier's key id, wrapped under the zone key.
-    let (st, ik) = post(
-        &bank,
+    let (st, ik) = bank.post(
         "/initial-keys",
         &serde_json::json!({"derivation_id": "90123456"}),
     );
@@ -112,10 +63,10 @@ fn a_carrier_runs_the_ceremony_registers_and_pays_through_the_bank_simulator() {
     )
     .unwrap();
     let reg = serde_json::json!({"registration_id": "reg_1", "zone_kcv": kcv_hex(&zone), "sealed": hex::encode(&sealed)});
-    assert_eq!(post(&bank, "/v1/registrations", &reg).0, 201);
+    assert_eq!(bank.post("/v1/registrations", &reg).0, 201);
     // The same registration again: refused; the same counter under a new id: a replay.
     assert_eq!(
-        post(&bank, "/v1/registrations", &reg).1["code"],
+        bank.post("/v1/registrations", &reg).1["code"],
         "duplicate_registration"
     );
     let sealed2 = envelope::seal(
@@ -126,7 +77,7 @@ fn a_carrier_runs_the_ceremony_registers_and_pays_through_the_bank_simulator() {
     )
     .unwrap();
     let replay = serde_json::json!({"registration_id": "reg_2", "zone_kcv": kcv_hex(&zone), "sealed": hex::encode(&sealed2)});
-    let (st, v) = post(&bank, "/v1/registrations", &replay);
+    let (st, v) = bank.post("/v1/registrations", &replay);
     assert_eq!(
         (st, v["code"].as_str()),
         (403, Some("counter_replayed")),
@@ -161,7 +112,7 @@ fn a_carrier_runs_the_ceremony_registers_and_pays_through_the_bank_simulator() {
         imsi: "234150888888888".into(),
         ..auth.clone()
     };
-    let (st, v) = post(&bank, "/v1/transactions", &message(&other));
+    let (st, v) = bank.post("/v1/transactions", &message(&other));
     assert_eq!(
         (st, v["code"].as_str()),
         (403, Some("auth_mismatch")),
@@ -172,12 +123,9 @@ fn a_carrier_runs_the_ceremony_registers_and_pays_through_the_bank_simulator() {
     let mut bytes = hex::decode(altered["sealed"].as_str().unwrap()).unwrap();
     bytes[30] ^= 4;
     altered["sealed"] = serde_json::json!(hex::encode(bytes));
-    assert_eq!(
-        post(&bank, "/v1/transactions", &altered).1["code"],
-        "forged"
-    );
+    assert_eq!(bank.post("/v1/transactions", &altered).1["code"], "forged");
     // Genuine: executed, the answer MACed under the counter's MAC key.
-    let (st, v) = post(&bank, "/v1/transactions", &message(&auth));
+    let (st, v) = bank.post("/v1/transactions", &message(&auth));
     assert_eq!(st, 200, "{v}");
     let signed: SignedResult = serde_json::from_value(v).unwrap();
     let mac_key: SecretKey =
@@ -193,8 +141,7 @@ fn a_carrier_runs_the_ceremony_registers_and_pays_through_the_bank_simulator() {
     let (_, text) = http(&bank.addr, "GET", "/accounts/shop", None);
     assert!(text.contains("\"balance_minor\":1250"), "{text}");
     // Bad input: named.
-    let (st, v) = post(
-        &bank,
+    let (st, v) = bank.post(
         "/initial-keys",
         &serde_json::json!({"derivation_id": "xyz"}),
     );

@@ -106,6 +106,7 @@ async fn setup_with(cfg: VerifyConfig, trust_forwarded_for: bool) -> Api {
             store.clone(),
             "GB",
             120,
+            &secret,
         ))),
         secret,
         trust_forwarded_for,

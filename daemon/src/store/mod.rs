@@ -152,4 +152,5 @@ store_of! {
     RegistryStore,
     BindingsStore,
     SubscriberStore,
+    RelayKeyStore,
 }

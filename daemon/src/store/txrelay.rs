@@ -73,3 +73,42 @@ pub trait SubscriberStore: Send + Sync {
     /// The line of a number.
     async fn get_subscriber(&self, msisdn: &str) -> StoreResult<Option<Subscriber>>;
 }
+
+/// A key the relay keeps, wrapped (RFC 3394) under the daemon's local
+/// key-encryption key; never in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// What it is: `component` (A or B, waiting for activation), `zone`
+    /// (the zone key, by version), `initial` (the DUKPT initial key).
+    pub kind: String,
+    /// `A`/`B` for a component; the version for a zone key; the initial
+    /// key id (hex) for an initial key.
+    pub slot: String,
+    /// The key, wrapped.
+    pub wrapped: Vec<u8>,
+    /// Its check value (hex).
+    pub kcv: String,
+    /// `pending` (a component), `active`, `retiring` (an old zone key
+    /// finishing in-flight work until `retire_at`).
+    pub state: String,
+    /// When stored.
+    pub created_at: Millis,
+    /// A retiring key's end.
+    pub retire_at: Option<Millis>,
+}
+
+/// The relay's keys.
+#[async_trait]
+pub trait RelayKeyStore: Send + Sync {
+    /// Stores a custodian's component (replacing that slot's pending one).
+    async fn put_component(&self, k: &StoredKey) -> StoreResult<()>;
+    /// Makes `zone` the active zone key in one write: the pending
+    /// components go, the active key (if any) retires at `retire_at`.
+    /// `Conflict` if a key is active and `retire_at` is None (a rotation
+    /// must say how long the old key overlaps).
+    async fn activate_zone(&self, zone: &StoredKey, retire_at: Option<Millis>) -> StoreResult<()>;
+    /// Stores the initial key (replacing any).
+    async fn put_initial_key(&self, k: &StoredKey) -> StoreResult<()>;
+    /// Every key kept: components, zone keys (active first), the initial key.
+    async fn relay_keys(&self) -> StoreResult<Vec<StoredKey>>;
+}

@@ -4,6 +4,7 @@
 //! it (CAMARA SIM Swap; the relay refuses a recently swapped SIM).
 
 pub mod directory;
+pub mod keys;
 
 use crate::registry::import::BadLine;
 use crate::store::{Millis, Store, StoreError, Upserted};
@@ -40,6 +41,8 @@ pub struct TxRelay {
     region: String,
     /// How far back SIM changes are known (CAMARA `monitoredPeriod`, days).
     monitored_days: u32,
+    /// The zone and initial keys.
+    pub keys: keys::RelayKeys,
 }
 
 /// What the directory says of a number's latest SIM change.
@@ -52,9 +55,16 @@ pub struct LatestChange {
 }
 
 impl TxRelay {
-    /// The relay on `store`; national numbers read in `region`.
-    pub fn new(store: Arc<dyn Store>, region: &str, monitored_days: u32) -> Self {
+    /// The relay on `store`; national numbers read in `region`; keys
+    /// stored wrapped under a key derived from `secret`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        region: &str,
+        monitored_days: u32,
+        secret: &crate::verify::code::ServerSecret,
+    ) -> Self {
         TxRelay {
+            keys: keys::RelayKeys::new(store.clone(), secret),
             store,
             region: region.to_string(),
             monitored_days,
@@ -142,7 +152,8 @@ mod tests {
 
     async fn relay() -> TxRelay {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().await.unwrap());
-        let r = TxRelay::new(store, "GB", 120);
+        let secret = crate::verify::code::ServerSecret::random(&crate::random::Random::os());
+        let r = TxRelay::new(store, "GB", 120, &secret);
         let file = "msisdn,imsi,status,sim_changed_at\n\
                     +447400100990,234150999999999,active,\n\
                     +447400100991,234150999999998,active,\n";

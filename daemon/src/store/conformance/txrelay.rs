@@ -6,6 +6,114 @@ use super::*;
 /// Every check of this domain, on `store`.
 pub async fn run<S: Store>(store: &S) {
     directory(store).await;
+    keys(store).await;
+}
+
+fn key(kind: &str, slot: &str, state: &str, at: Millis) -> StoredKey {
+    StoredKey {
+        kind: kind.into(),
+        slot: slot.into(),
+        wrapped: format!("wrapped-{kind}-{slot}").into_bytes(),
+        kcv: format!("KCV{slot}"),
+        state: state.into(),
+        created_at: at,
+        retire_at: None,
+    }
+}
+
+/// Components replace their slot and go with the activation; an active
+/// zone key retires only when the rotation says until when; one initial key.
+pub async fn keys<S: Store>(store: &S) {
+    let t = T_TXRELAY + 1_000_000;
+    store
+        .put_component(&key("component", "A", "pending", t))
+        .await
+        .unwrap();
+    store
+        .put_component(&key("component", "A", "pending", t + 1))
+        .await
+        .unwrap();
+    store
+        .put_component(&key("component", "B", "pending", t + 1))
+        .await
+        .unwrap();
+    let comps: Vec<StoredKey> = store
+        .relay_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.kind == "component")
+        .collect();
+    assert_eq!(comps.len(), 2, "one per slot: {comps:?}");
+    assert_eq!(
+        comps.iter().find(|k| k.slot == "A").unwrap().created_at,
+        t + 1,
+        "replaced"
+    );
+    store
+        .activate_zone(&key("zone", "1", "active", t + 2), None)
+        .await
+        .unwrap();
+    let all = store.relay_keys().await.unwrap();
+    assert_eq!(
+        all.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>(),
+        ["zone"],
+        "components gone"
+    );
+    assert!(matches!(
+        store
+            .activate_zone(&key("zone", "2", "active", t + 3), None)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .activate_zone(&key("zone", "2", "active", t + 3), Some(t + 100))
+        .await
+        .unwrap();
+    let zones: Vec<(String, String, Option<Millis>)> = store
+        .relay_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.slot, k.state, k.retire_at))
+        .collect();
+    assert_eq!(
+        zones,
+        [
+            ("2".into(), "active".into(), None),
+            ("1".into(), "retiring".into(), Some(t + 100))
+        ]
+    );
+    // A later rotation drops the retired key past its end.
+    store
+        .activate_zone(&key("zone", "3", "active", t + 200), Some(t + 300))
+        .await
+        .unwrap();
+    let slots: Vec<String> = store
+        .relay_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.slot)
+        .collect();
+    assert_eq!(slots, ["3", "2"]);
+    store
+        .put_initial_key(&key("initial", "1234567890123456", "active", t))
+        .await
+        .unwrap();
+    store
+        .put_initial_key(&key("initial", "1234567890123457", "active", t + 1))
+        .await
+        .unwrap();
+    let initial: Vec<String> = store
+        .relay_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.kind == "initial")
+        .map(|k| k.slot)
+        .collect();
+    assert_eq!(initial, ["1234567890123457"], "one initial key");
 }
 
 fn line(msisdn: &str, imsi: &str, status: LineStatus, changed: Option<Millis>) -> Subscriber {

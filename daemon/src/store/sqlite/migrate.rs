@@ -69,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "subscribers",
         include_str!("../../../migrations/sqlite/0012_subscribers.sql"),
     ),
+    (
+        13,
+        "relay keys",
+        include_str!("../../../migrations/sqlite/0013_relay_keys.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -1,6 +1,6 @@
 //! The relay's subscriber directory.
 
-use super::rows::{col, corrupt, one};
+use super::rows::{all, col, corrupt, exec, one};
 use super::SqliteStore;
 use crate::store::*;
 use async_trait::async_trait;
@@ -84,5 +84,98 @@ impl SubscriberStore for SqliteStore {
     async fn get_subscriber(&self, msisdn: &str) -> StoreResult<Option<Subscriber>> {
         let msisdn = msisdn.to_owned();
         self.read(move |c| get(c, &msisdn)).await
+    }
+}
+
+fn key_row(r: &rusqlite::Row<'_>) -> StoreResult<StoredKey> {
+    const T: &str = "relay_keys";
+    Ok(StoredKey {
+        kind: col(r, T, "kind")?,
+        slot: col(r, T, "slot")?,
+        wrapped: col(r, T, "wrapped")?,
+        kcv: col(r, T, "kcv")?,
+        state: col(r, T, "state")?,
+        created_at: col(r, T, "created_at")?,
+        retire_at: col(r, T, "retire_at")?,
+    })
+}
+
+fn put_key(c: &Connection, k: &StoredKey) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO relay_keys (kind, slot, wrapped, kcv, state, created_at, retire_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        k.kind,
+        k.slot,
+        k.wrapped,
+        k.kcv,
+        k.state,
+        k.created_at,
+        k.retire_at
+    ])?;
+    Ok(())
+}
+
+#[async_trait]
+impl RelayKeyStore for SqliteStore {
+    async fn put_component(&self, k: &StoredKey) -> StoreResult<()> {
+        let k = k.clone();
+        self.write(move |c| put_key(c, &k)).await
+    }
+
+    async fn activate_zone(&self, zone: &StoredKey, retire_at: Option<Millis>) -> StoreResult<()> {
+        let zone = zone.clone();
+        self.write(move |c| {
+            let active = one(
+                c,
+                "SELECT slot FROM relay_keys WHERE kind = 'zone' AND state = 'active'",
+                [],
+                |r| col::<String>(r, "relay_keys", "slot"),
+            )?;
+            if let Some(slot) = active {
+                let Some(until) = retire_at else {
+                    return Err(StoreError::Conflict(format!(
+                        "zone key version {slot} is active; a rotation says how long it overlaps"
+                    )));
+                };
+                exec(
+                    c,
+                    "UPDATE relay_keys SET state = 'retiring', retire_at = ?2 WHERE kind = 'zone' AND slot = ?1",
+                    params![slot, until],
+                )?;
+            }
+            // Retired keys past their end go with this write.
+            exec(
+                c,
+                "DELETE FROM relay_keys WHERE kind = 'zone' AND state = 'retiring' AND retire_at < ?1",
+                [zone.created_at],
+            )?;
+            exec(c, "DELETE FROM relay_keys WHERE kind = 'component'", [])?;
+            put_key(c, &zone)
+        })
+        .await
+    }
+
+    async fn put_initial_key(&self, k: &StoredKey) -> StoreResult<()> {
+        let k = k.clone();
+        self.write(move |c| {
+            exec(c, "DELETE FROM relay_keys WHERE kind = 'initial'", [])?;
+            put_key(c, &k)
+        })
+        .await
+    }
+
+    async fn relay_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.read(move |c| {
+            all(
+                c,
+                "SELECT kind, slot, wrapped, kcv, state, created_at, retire_at FROM relay_keys
+                 ORDER BY kind, state, created_at DESC",
+                [],
+                key_row,
+            )
+        })
+        .await
     }
 }
