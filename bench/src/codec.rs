@@ -23,7 +23,7 @@ pub struct CodecArgs {
 }
 
 /// Runs `op` in batches until `secs` have passed; returns ops per second.
-fn measure(secs: f64, mut op: impl FnMut(u64)) -> f64 {
+pub(crate) fn measure(secs: f64, mut op: impl FnMut(u64)) -> f64 {
     const BATCH: u64 = 4096;
     // Warm up caches and branch predictors.
     for i in 0..BATCH * 4 {

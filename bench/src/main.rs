@@ -15,6 +15,7 @@
 mod calls;
 mod codec;
 mod http;
+mod keys;
 mod mo;
 mod msg;
 mod proc_stat;
@@ -58,6 +59,9 @@ enum Cmd {
     /// The number registry on 10 million bindings: binds/s, NumberRecycling
     /// check latency at a fixed rate, a recycle's fan-out to 50 apps.
     Registry(registry::RegistryArgs),
+    /// The relay's key work: DUKPT derivations/s (carrier and bank side),
+    /// AES-GCM seal/open.
+    Keys(keys::KeysArgs),
 }
 
 /// Runs a benchmark's async body on a multi-threaded tokio runtime.
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Cmd::Calls(a) => calls::run(a),
         Cmd::Mo(a) => mo::run(a),
         Cmd::Registry(a) => registry::run(a),
+        Cmd::Keys(a) => keys::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
