@@ -10,3 +10,9 @@ CREATE TABLE relay_keys (
     retire_at  INTEGER,
     PRIMARY KEY (kind, slot)
 );
+
+-- The last DUKPT transaction counter handed out per initial key id.
+CREATE TABLE relay_counters (
+    initial_key_id TEXT    NOT NULL PRIMARY KEY,
+    counter        INTEGER NOT NULL
+);

@@ -111,4 +111,9 @@ pub trait RelayKeyStore: Send + Sync {
     async fn put_initial_key(&self, k: &StoredKey) -> StoreResult<()>;
     /// Every key kept: components, zone keys (active first), the initial key.
     async fn relay_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// The next DUKPT transaction counter of `initial_key_id` (hex), taken
+    /// durably in one write: each counter is handed out once, in order,
+    /// keeping to the 16-one-bits rule; None once they are exhausted (a new
+    /// initial key is needed).
+    async fn allocate_counter(&self, initial_key_id: &str) -> StoreResult<Option<u32>>;
 }

@@ -7,6 +7,31 @@ use super::*;
 pub async fn run<S: Store>(store: &S) {
     directory(store).await;
     keys(store).await;
+    counters(store).await;
+}
+
+/// Counters are handed out once each, in order, per initial key id.
+pub async fn counters<S: Store>(store: &S) {
+    let (a, b) = ("CONF000000000001", "CONF000000000002");
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(store.allocate_counter(a).await.unwrap().unwrap());
+    }
+    assert_eq!(got, [1, 2, 3, 4, 5]);
+    assert_eq!(
+        store.allocate_counter(b).await.unwrap(),
+        Some(1),
+        "per initial key id"
+    );
+    // Many at once: all different.
+    let all: Vec<u32> = futures::future::join_all((0..50).map(|_| store.allocate_counter(a)))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    let distinct: std::collections::HashSet<u32> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), 50);
+    assert!(all.iter().all(|c| *c > 5));
 }
 
 fn key(kind: &str, slot: &str, state: &str, at: Millis) -> StoredKey {

@@ -166,6 +166,37 @@ impl RelayKeyStore for SqliteStore {
         .await
     }
 
+    async fn allocate_counter(&self, initial_key_id: &str) -> StoreResult<Option<u32>> {
+        let ikid = initial_key_id.to_owned();
+        self.write(move |c| {
+            let last = one(
+                c,
+                "SELECT counter FROM relay_counters WHERE initial_key_id = ?1",
+                [&ikid],
+                |r| col::<i64>(r, "relay_counters", "counter"),
+            )?
+            .unwrap_or(0);
+            let last = u32::try_from(last).map_err(|_| {
+                corrupt(
+                    "relay_counters",
+                    "counter",
+                    format!("{last} is not a counter"),
+                )
+            })?;
+            let Ok(next) = verigate_keys::dukpt::next_counter(last) else {
+                return Ok(None);
+            };
+            exec(
+                c,
+                "INSERT INTO relay_counters (initial_key_id, counter) VALUES (?1, ?2)
+                 ON CONFLICT (initial_key_id) DO UPDATE SET counter = excluded.counter",
+                params![ikid, i64::from(next)],
+            )?;
+            Ok(Some(next))
+        })
+        .await
+    }
+
     async fn relay_keys(&self) -> StoreResult<Vec<StoredKey>> {
         self.read(move |c| {
             all(
