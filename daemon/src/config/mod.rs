@@ -368,6 +368,9 @@ pub struct TxRelayConfig {
     pub region: String,
     /// How far back SIM changes are known, in days (CAMARA `monitoredPeriod`).
     pub monitored_days: u32,
+    /// A number that moved to its SIM more recently than this cannot start
+    /// a transaction (the SIM-swap fraud case).
+    pub max_sim_age: Span,
 }
 
 impl Default for TxRelayConfig {
@@ -376,6 +379,7 @@ impl Default for TxRelayConfig {
             enabled: false,
             region: String::new(),
             monitored_days: 120,
+            max_sim_age: Span(std::time::Duration::from_secs(7 * 86_400)),
         }
     }
 }

@@ -23,12 +23,49 @@ pub enum TxRelayError {
     /// `maxAge` outside 1–2400 hours.
     #[error("maxAge must be 1 to 2400 hours, not {0}")]
     MaxAge(i64),
+    /// The IMSI is not the SIM the number is on.
+    #[error("the IMSI is not the SIM {0} is on")]
+    ImsiMismatch(String),
+    /// The line is suspended or ceased.
+    #[error("{msisdn}'s line is {status}: it cannot transact")]
+    LineInactive {
+        /// The number (masked).
+        msisdn: String,
+        /// Its status.
+        status: &'static str,
+    },
+    /// The number moved to this SIM too recently (the SIM-swap fraud case).
+    #[error("{msisdn} moved to this SIM {hours} h ago; transactions need {min_hours} h")]
+    RecentSimSwap {
+        /// The number (masked).
+        msisdn: String,
+        /// Hours since the change.
+        hours: i64,
+        /// Hours required.
+        min_hours: i64,
+    },
     /// An import file with bad lines (nothing was changed).
     #[error("{} bad line(s); nothing was changed: {}", .0.len(), .0.iter().take(20).map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     BadFile(Vec<BadLine>),
     /// The store failed (our side).
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
+}
+
+impl TxRelayError {
+    /// A stable code for the front end.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TxRelayError::BadNumber(_) => "invalid_phone_number",
+            TxRelayError::UnknownSubscriber(_) => "unknown_subscriber",
+            TxRelayError::MaxAge(_) => "invalid_field",
+            TxRelayError::ImsiMismatch(_) => "imsi_mismatch",
+            TxRelayError::LineInactive { .. } => "line_inactive",
+            TxRelayError::RecentSimSwap { .. } => "recent_sim_swap",
+            TxRelayError::BadFile(_) => "invalid_file",
+            TxRelayError::Store(_) => "internal",
+        }
+    }
 }
 
 /// Lines per write of an import.
@@ -91,6 +128,45 @@ impl TxRelay {
             total.sim_changes += u.sim_changes;
         }
         Ok(total)
+    }
+
+    /// The carrier's word on a terminal starting a transaction: the number
+    /// is ours, on this SIM, active, and has not moved to it within
+    /// `max_sim_age` ms. Each refusal names why (stable codes in
+    /// [`TxRelayError::code`]).
+    pub async fn vouch(
+        &self,
+        imsi: &str,
+        msisdn: &str,
+        max_sim_age: Millis,
+        now: Millis,
+    ) -> Result<crate::store::Subscriber, TxRelayError> {
+        let n = self.number(msisdn)?;
+        let s = self
+            .store
+            .get_subscriber(&n)
+            .await?
+            .ok_or_else(|| TxRelayError::UnknownSubscriber(phone::mask(&n)))?;
+        // Compared in constant time: the answer must not tell how much of
+        // a guessed IMSI was right.
+        use subtle::ConstantTimeEq;
+        if !bool::from(s.imsi.as_bytes().ct_eq(imsi.trim().as_bytes())) {
+            return Err(TxRelayError::ImsiMismatch(phone::mask(&n)));
+        }
+        if s.status != crate::store::LineStatus::Active {
+            return Err(TxRelayError::LineInactive {
+                msisdn: phone::mask(&n),
+                status: s.status.as_str(),
+            });
+        }
+        if let Some(t) = s.sim_changed_at.filter(|t| now - t < max_sim_age) {
+            return Err(TxRelayError::RecentSimSwap {
+                msisdn: phone::mask(&n),
+                hours: (now - t) / 3_600_000,
+                min_hours: max_sim_age / 3_600_000,
+            });
+        }
+        Ok(s)
     }
 
     /// Whether the number's SIM changed within the last `max_age_hours`
@@ -159,6 +235,53 @@ mod tests {
                     +447400100991,234150999999998,active,\n";
         r.import(file, NOW - 1000 * HOUR).await.unwrap();
         r
+    }
+
+    #[tokio::test]
+    async fn the_carrier_vouches_only_for_an_active_line_on_its_own_sim_not_swapped_lately() {
+        let r = relay().await;
+        let day = 24 * HOUR;
+        let s = r
+            .vouch("234150999999999", "+447400100990", 7 * day, NOW)
+            .await
+            .unwrap();
+        assert_eq!(s.msisdn, "+447400100990");
+        let e = r
+            .vouch("234150999999998", "+447400100990", 7 * day, NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "imsi_mismatch", "{e}");
+        assert!(
+            !e.to_string().contains("100990"),
+            "the number is masked: {e}"
+        );
+        // The SIM changed three days ago: refused under a 7-day rule.
+        r.import("+447400100990,234150777777777,active\n", NOW - 3 * day)
+            .await
+            .unwrap();
+        let e = r
+            .vouch("234150777777777", "+447400100990", 7 * day, NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "recent_sim_swap", "{e}");
+        assert!(
+            e.to_string().contains("72 h ago; transactions need 168 h"),
+            "{e}"
+        );
+        assert!(r
+            .vouch("234150777777777", "+447400100990", 2 * day, NOW)
+            .await
+            .is_ok());
+        r.import("+447400100991,234150999999998,suspended\n", NOW)
+            .await
+            .unwrap();
+        let e = r
+            .vouch("234150999999998", "+447400100991", day, NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "line_inactive", "{e}");
+        let e = r.vouch("1", "+447400100999", day, NOW).await.unwrap_err();
+        assert_eq!(e.code(), "unknown_subscriber");
     }
 
     #[tokio::test]
