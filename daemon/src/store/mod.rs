@@ -20,6 +20,7 @@ pub mod registry;
 pub mod retention;
 pub mod services;
 pub mod sqlite;
+pub mod txqueue;
 pub mod txrelay;
 pub mod verifications;
 pub mod webhooks;
@@ -35,6 +36,7 @@ pub use queue::*;
 pub use registry::*;
 pub use retention::*;
 pub use services::*;
+pub use txqueue::*;
 pub use txrelay::*;
 pub use verifications::*;
 pub use webhooks::*;
@@ -153,4 +155,5 @@ store_of! {
     BindingsStore,
     SubscriberStore,
     RelayKeyStore,
+    TxQueueStore,
 }

@@ -46,6 +46,7 @@ pub mod outbox;
 pub mod registry;
 pub mod retention;
 pub mod services;
+pub mod txqueue;
 pub mod txrelay;
 pub mod verifications;
 pub mod webhooks;
@@ -89,6 +90,8 @@ pub(crate) const T_REGISTRY: Millis = 2_800_000_000_000;
 pub(crate) const T_BINDINGS: Millis = 2_900_000_000_000;
 
 pub(crate) const T_TXRELAY: Millis = 2_950_000_000_000;
+
+pub(crate) const T_TXQUEUE: Millis = 2_960_000_000_000;
 
 /// How long fixtures stay valid.
 pub(crate) const TTL: Millis = 600_000;
@@ -304,5 +307,6 @@ pub async fn run_all<S: Store>(store: &S) {
     registry::run(store).await;
     bindings::run(store).await;
     txrelay::run(store).await;
+    txqueue::run(store).await;
     retention::run(store).await;
 }

@@ -74,6 +74,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "relay keys",
         include_str!("../../../migrations/sqlite/0013_relay_keys.sql"),
     ),
+    (
+        14,
+        "relay sessions and transactions",
+        include_str!("../../../migrations/sqlite/0014_tx_relay.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -29,6 +29,7 @@ mod registry;
 mod retention;
 mod rows;
 mod services;
+mod txqueue;
 mod txrelay;
 mod verifications;
 mod wal_sync;

@@ -75,7 +75,8 @@ mod in_memory_passes {
         webhooks,
         mologin,
         calls,
-        audit
+        audit,
+        txqueue
     );
 }
 
