@@ -3,9 +3,10 @@
 //! the carrier's custodians, the initial key wrapped under the zone key),
 //! keeps the carrier's registrations, and executes transactions after
 //! re-deriving their key from the KSN, opening them, and checking that the
-//! IMSI and MSISDN are the registered ones. Replayed or out-of-order
-//! counters and sequence numbers, and altered messages, are refused; a
-//! repeated message gets its first answer again (executed once).
+//! IMSI and MSISDN are the registered ones. Replayed counters (and those
+//! older than the replay window), sequence numbers below the last answered,
+//! and altered messages are refused; a repeated registration or message
+//! gets its first answer again (executed once).
 
 use rand::RngCore;
 use std::collections::HashMap;
@@ -21,6 +22,45 @@ use verigate_keys::{wrap, SecretKey};
 
 /// How far a registration's time may be from the bank's.
 pub const SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// How many of an initial key id's latest counters the bank remembers.
+/// Registrations sent side by side arrive out of order, so a counter below
+/// the highest is taken if the window holds it as unused; below the window
+/// it cannot be told from a replay and is refused.
+pub const REPLAY_WINDOW: usize = 1024;
+
+/// The counters registered lately for one initial key id.
+#[derive(Debug, Default)]
+struct CounterWindow {
+    seen: std::collections::BTreeSet<u32>,
+}
+
+impl CounterWindow {
+    /// Takes `counter` once.
+    fn take(&mut self, counter: u32) -> Result<(), BankError> {
+        if self.seen.contains(&counter) {
+            return Err(BankError::CounterReplayed(counter));
+        }
+        if self.seen.len() >= REPLAY_WINDOW {
+            let oldest = *self.seen.first().expect("full");
+            if counter < oldest {
+                return Err(BankError::CounterTooOld { counter, oldest });
+            }
+            self.seen.pop_first();
+        }
+        self.seen.insert(counter);
+        Ok(())
+    }
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// A new registration.
+    New,
+    /// The same registration again (the carrier lost the first answer).
+    Repeat,
+}
 
 /// Why the bank refused a request (each a stable code for the carrier).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,17 +79,20 @@ pub enum BankError {
     /// The JSON inside is not what it should be.
     #[error("malformed: {0}")]
     Malformed(String),
-    /// A registration id used already.
-    #[error("registration {0} exists")]
+    /// A registration id used already, for another terminal or counter.
+    #[error("registration {0} exists with other contents")]
     DuplicateRegistration(String),
-    /// A KSN counter not above the last one of its key id: a replay or
-    /// a message out of order.
-    #[error("KSN counter {counter:#x} is not above the last one registered ({last:#x}): replayed or out of order")]
-    CounterNotAbove {
+    /// A KSN counter registered before: a replay.
+    #[error("KSN counter {0:#x} was registered before: a replay")]
+    CounterReplayed(u32),
+    /// A KSN counter older than every one in the replay window: too far
+    /// out of order to tell from a replay.
+    #[error("KSN counter {counter:#x} is older than the replay window (oldest kept {oldest:#x})")]
+    CounterTooOld {
         /// This one.
         counter: u32,
-        /// The last one.
-        last: u32,
+        /// The oldest counter the window holds.
+        oldest: u32,
     },
     /// Not a KSN of a key id the bank issued.
     #[error("unknown key id {0}")]
@@ -88,7 +131,8 @@ impl BankError {
             BankError::Forged => "forged",
             BankError::Malformed(_) => "malformed",
             BankError::DuplicateRegistration(_) => "duplicate_registration",
-            BankError::CounterNotAbove { .. } => "counter_replayed",
+            BankError::CounterReplayed(_) => "counter_replayed",
+            BankError::CounterTooOld { .. } => "counter_too_old",
             BankError::UnknownKeyId(_) => "unknown_key_id",
             BankError::Stale(_) => "stale",
             BankError::UnknownRegistration(_) => "unknown_registration",
@@ -156,8 +200,8 @@ pub struct Bank {
     zone: Option<SecretKey>,
     accounts: HashMap<String, i64>,
     registrations: HashMap<String, Registration>,
-    /// The last KSN counter registered per initial key id.
-    last_counter: HashMap<[u8; INITIAL_KEY_ID_LEN], u32>,
+    /// The counters registered lately, per initial key id.
+    counters: HashMap<[u8; INITIAL_KEY_ID_LEN], CounterWindow>,
     executed: Vec<Executed>,
     next_ref: u64,
 }
@@ -171,7 +215,7 @@ impl Bank {
             zone: None,
             accounts: HashMap::new(),
             registrations: HashMap::new(),
-            last_counter: HashMap::new(),
+            counters: HashMap::new(),
             executed: Vec::new(),
             next_ref: 1,
         }
@@ -261,8 +305,12 @@ impl Bank {
         ))
     }
 
-    /// A registration from the carrier.
-    pub fn register(&mut self, req: &RegistrationRequest, now: i64) -> Result<(), BankError> {
+    /// A registration from the carrier; the same one again is a repeat.
+    pub fn register(
+        &mut self,
+        req: &RegistrationRequest,
+        now: i64,
+    ) -> Result<Registered, BankError> {
         let zone = self.zone.as_ref().ok_or(BankError::NoZoneKey)?;
         if !req.zone_kcv.eq_ignore_ascii_case(&kcv_hex(zone)) {
             return Err(BankError::WrongZoneKey(req.zone_kcv.clone()));
@@ -288,26 +336,22 @@ impl Bank {
                 ksn.counter
             )));
         }
+        if let Some(had) = self.registrations.get(&req.registration_id) {
+            return if had.auth == auth {
+                Ok(Registered::Repeat)
+            } else {
+                Err(BankError::DuplicateRegistration(
+                    req.registration_id.clone(),
+                ))
+            };
+        }
         if (now - auth.issued_at).abs() > SKEW_MS {
             return Err(BankError::Stale(now - auth.issued_at));
         }
-        if self.registrations.contains_key(&req.registration_id) {
-            return Err(BankError::DuplicateRegistration(
-                req.registration_id.clone(),
-            ));
-        }
-        let last = self
-            .last_counter
-            .get(&ksn.initial_key_id)
-            .copied()
-            .unwrap_or(0);
-        if ksn.counter <= last {
-            return Err(BankError::CounterNotAbove {
-                counter: ksn.counter,
-                last,
-            });
-        }
-        self.last_counter.insert(ksn.initial_key_id, ksn.counter);
+        self.counters
+            .entry(ksn.initial_key_id)
+            .or_default()
+            .take(ksn.counter)?;
         self.registrations.insert(
             req.registration_id.clone(),
             Registration {
@@ -317,7 +361,7 @@ impl Bank {
                 answers: HashMap::new(),
             },
         );
-        Ok(())
+        Ok(Registered::New)
     }
 
     /// A transaction message: opened with the key re-derived from its KSN,

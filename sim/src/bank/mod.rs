@@ -80,8 +80,11 @@ async fn register(
         Err(e) => return bad_json(e),
     };
     match b.lock().expect("bank lock").register(&req, now_ms()) {
-        Ok(()) => (
-            StatusCode::CREATED,
+        Ok(r) => (
+            match r {
+                ledger::Registered::New => StatusCode::CREATED,
+                ledger::Registered::Repeat => StatusCode::OK,
+            },
             Json(json!({"registration_id": req.registration_id})),
         )
             .into_response(),

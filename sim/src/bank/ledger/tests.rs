@@ -165,23 +165,32 @@ fn a_registered_terminal_pays_once_and_the_carrier_can_check_the_answer() {
 fn replayed_registrations_and_out_of_order_counters_are_refused() {
     let (mut bank, carrier) = setup();
     let first = carrier.register("reg_1", &carrier.auth(2, T0));
-    bank.register(&first, T0).unwrap();
+    assert_eq!(bank.register(&first, T0).unwrap(), Registered::New);
+    assert_eq!(
+        bank.register(&first, T0 + SKEW_MS * 2).unwrap(),
+        Registered::Repeat,
+        "the same registration again (its answer was lost): taken as the same, even late"
+    );
+    // Another terminal's auth under a used id: refused.
+    let mut other = carrier.auth(3, T0);
+    other.imsi = "234150111111111".into();
     assert!(matches!(
-        bank.register(&first, T0),
+        bank.register(&carrier.register("reg_1", &other), T0),
         Err(BankError::DuplicateRegistration(_))
     ));
     // The same KSN under a new id: a replay.
     let again = carrier.register("reg_2", &carrier.auth(2, T0));
     assert!(matches!(
         bank.register(&again, T0),
-        Err(BankError::CounterNotAbove {
-            counter: 2,
-            last: 2
-        })
+        Err(BankError::CounterReplayed(2))
     ));
+    // Registrations sent side by side arrive out of order: a lower unused
+    // counter within the window is taken, once.
     let older = carrier.register("reg_3", &carrier.auth(1, T0));
+    assert_eq!(bank.register(&older, T0).unwrap(), Registered::New);
+    let older_again = carrier.register("reg_3b", &carrier.auth(1, T0));
     assert_eq!(
-        bank.register(&older, T0).unwrap_err().code(),
+        bank.register(&older_again, T0).unwrap_err().code(),
         "counter_replayed"
     );
     // Captured long ago: stale.
@@ -240,4 +249,38 @@ fn altered_misdirected_and_impersonating_messages_are_refused() {
         Err(BankError::WrongZoneKey(_))
     ));
     let _ = KeyType::Aes128;
+}
+
+#[test]
+fn a_counter_older_than_the_replay_window_is_refused() {
+    let (mut bank, carrier) = setup();
+    // Counters 11.. fill the window (all have few one bits).
+    let base = 11u32;
+    for i in 0..REPLAY_WINDOW as u32 {
+        let c = base + i;
+        bank.register(
+            &carrier.register(&format!("w_{c}"), &carrier.auth(c, T0)),
+            T0,
+        )
+        .unwrap();
+    }
+    let e = bank
+        .register(&carrier.register("w_old", &carrier.auth(10, T0)), T0)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        BankError::CounterTooOld {
+            counter: 10,
+            oldest: base
+        }
+    );
+    assert_eq!(e.code(), "counter_too_old");
+    // A new one pushes the oldest out; that one is then too old too.
+    let top = base + REPLAY_WINDOW as u32;
+    bank.register(&carrier.register("w_top", &carrier.auth(top, T0)), T0)
+        .unwrap();
+    assert!(matches!(
+        bank.register(&carrier.register("w_base", &carrier.auth(base, T0)), T0),
+        Err(BankError::CounterTooOld { .. })
+    ));
 }
