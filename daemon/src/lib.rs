@@ -35,4 +35,5 @@ pub mod store;
 pub mod txrelay;
 pub mod verify;
 pub mod voice_gateway;
+pub mod waiters;
 pub mod webhook;

@@ -16,10 +16,8 @@ use crate::store::{
 };
 use crate::verify::code::ServerSecret;
 use route::{Handler, MoRouter};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tracing::info;
 
 /// The service that MO replies without a login (an unknown token, no token)
@@ -155,7 +153,7 @@ pub struct MoLoginService {
     live: std::sync::RwLock<Arc<Live>>,
     /// Long polls waiting in this process, by token: a completion wakes
     /// only the polls of its own token.
-    waiting: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
+    waiting: crate::waiters::Waiters,
     /// How often a long poll looks again (another instance may complete it).
     recheck: Duration,
 }
@@ -174,7 +172,7 @@ impl MoLoginService {
             secret,
             rng,
             live: std::sync::RwLock::new(Arc::new(Live::new(cfg))),
-            waiting: std::sync::Mutex::default(),
+            waiting: crate::waiters::Waiters::default(),
             recheck: Duration::from_secs(1),
         }
     }
@@ -262,49 +260,21 @@ impl MoLoginService {
         now: Millis,
     ) -> Result<Polled, MoLoginError> {
         let token = token.trim().to_ascii_uppercase();
-        let start = tokio::time::Instant::now();
-        let deadline = start + wait.min(self.max_wait());
-        let notify = self
-            .waiting
-            .lock()
-            .expect("waiting lock")
-            .entry(token.clone())
-            .or_default()
-            .clone();
-        // Also when the poll is dropped unfinished (the client went away):
-        // the entry must not outlive its last poll.
-        let leave = Leave {
-            waiting: &self.waiting,
-            token: &token,
-            notify: Some(notify),
-        };
-        let notify = leave.notify.as_ref().expect("held until the poll ends");
-        async {
-            loop {
-                let now = now + start.elapsed().as_millis() as i64;
-                // Registered before the read, so a completion in between wakes us.
-                let woken = notify.notified();
-                tokio::pin!(woken);
-                woken.as_mut().enable();
-                let polled = self.look(svc, &token, now).await?;
-                if !matches!(polled, Polled::Pending(_)) || tokio::time::Instant::now() >= deadline
-                {
-                    return Ok(polled);
-                }
-                let recheck = (tokio::time::Instant::now() + self.recheck).min(deadline);
-                tokio::select! {
-                    _ = &mut woken => {}
-                    _ = tokio::time::sleep_until(recheck) => {}
-                }
-            }
-        }
-        .await
+        self.waiting
+            .poll(
+                &token,
+                wait.min(self.max_wait()),
+                self.recheck,
+                |passed| self.look(svc, &token, now + passed.as_millis() as i64),
+                |polled| !matches!(polled, Polled::Pending(_)),
+            )
+            .await
     }
 
     /// Long polls waiting now (test hook: the map must not leak).
     #[cfg(test)]
     pub(crate) fn waiting_tokens(&self) -> usize {
-        self.waiting.lock().expect("waiting lock").len()
+        self.waiting.len()
     }
 
     /// Test hook: how often a long poll looks again.
@@ -408,9 +378,7 @@ impl MoLoginService {
                     from = %crate::verify::phone::mask(&p.msisdn),
                     "MO login completed"
                 );
-                if let Some(n) = self.waiting.lock().expect("waiting lock").get(&p.token) {
-                    n.notify_waiters();
-                }
+                self.waiting.wake(&p.token);
                 Handled::Completed
             }
             MoLoginOutcome::Unknown => Handled::Refused("unknown"),
@@ -670,29 +638,6 @@ impl Live {
             router.add(&cfg.short_code, None, Handler::MoLogin);
         }
         Live { cfg, router }
-    }
-}
-
-/// A long poll leaving the waiting map, however it ends.
-struct Leave<'a> {
-    waiting: &'a std::sync::Mutex<HashMap<String, Arc<Notify>>>,
-    token: &'a str,
-    /// Taken in `drop`, so it is let go of under the lock.
-    notify: Option<Arc<Notify>>,
-}
-
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        // The last poll of a token takes its entry away (count and drop
-        // under the lock, so two polls ending together agree who is last):
-        // the map holds one reference, this poll another.
-        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let notify = self.notify.take();
-        let last = notify.as_ref().is_some_and(|n| Arc::strong_count(n) == 2);
-        drop(notify);
-        if last {
-            waiting.remove(self.token);
-        }
     }
 }
 

@@ -119,7 +119,7 @@ async fn a_thousand_pumping_mos_get_no_more_replies_than_the_budgets() {
         .filter(|m| m.to.starts_with("+447400"))
         .count();
     assert_eq!(one_prefix, 20, "per-prefix budget");
-    let mut per_sender = HashMap::<&str, usize>::new();
+    let mut per_sender = std::collections::HashMap::<&str, usize>::new();
     for m in &replies {
         *per_sender.entry(m.to.as_str()).or_default() += 1;
     }
