@@ -117,6 +117,9 @@ async fn connect(config_path: &Path, sets: &[String], cfg: &Config) -> Result<La
         cfg.api.listen
     );
     let mut sets = sets.to_vec();
+    if cfg.lab.bank.is_some() {
+        sets.push("lab.bank.listen=127.0.0.1:0".into());
+    }
     if cfg.lab.switch.is_some() {
         // The lab switch and our SIP side on free ports too.
         sets.extend(

@@ -34,6 +34,12 @@ pub trait Queue: Send + Sync + 'static {
     /// Work before each claim (expiring what is past due).
     async fn sweep(&self, _now: Millis) {}
 
+    /// Rung (`notify_one`) when a job is stored in this process, so the
+    /// worker claims it at once instead of at its next poll.
+    fn wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// Claims up to `limit` due jobs, held until `now + lease_ms`.
     async fn claim(
         &self,
@@ -144,6 +150,7 @@ pub async fn run<Q: Queue>(
         leases: HashMap::new(),
     };
     let mut next_extend = Instant::now() + extend_every;
+    let wakeup = queue.wakeup();
     loop {
         while let Some(done) = tasks.try_join_next() {
             finished(&mut holding, done);
@@ -204,6 +211,7 @@ pub async fn run<Q: Queue>(
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(pause.min(extend_every)) => {}
+            _ = rung(wakeup.as_deref()), if want > 0 => {}
             Some(done) = tasks.join_next(), if want == 0 && !tasks.is_empty() => finished(&mut holding, done),
         }
     }
@@ -223,6 +231,14 @@ pub async fn run<Q: Queue>(
                 break;
             }
         }
+    }
+}
+
+/// Waits for `wakeup` to ring (forever without one).
+async fn rung(wakeup: Option<&tokio::sync::Notify>) {
+    match wakeup {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -283,8 +283,17 @@ fn start_lab_switch(l: &config::LabSwitch) -> Result<LabSim, StartError> {
     spawn_sim(&args, "sip", &l.listen, &l.control)
 }
 
+fn start_lab_bank(l: &config::LabBank) -> Result<LabSim, StartError> {
+    let mut args: Vec<String> = vec!["bank".into(), "--listen".into(), l.listen.clone()];
+    for a in &l.accounts {
+        args.extend(["--account".into(), a.clone()]);
+    }
+    spawn_sim(&args, "bank", &l.listen, &l.listen)
+}
+
 /// Starts `verigate-sim` (beside this binary) with `args`; it prints one
-/// JSON line naming its ports (`addr_key` and `control`).
+/// JSON line naming its ports (`addr_key` and `control`; a simulator with
+/// one port names it once, and it is both).
 fn spawn_sim(
     args: &[String],
     addr_key: &str,
@@ -317,9 +326,10 @@ fn spawn_sim(
     let banner: Option<(SocketAddr, String)> = serde_json::from_str::<serde_json::Value>(&line)
         .ok()
         .and_then(|v| {
+            let addr = v[addr_key].as_str()?;
             Some((
-                v[addr_key].as_str()?.parse().ok()?,
-                v["control"].as_str()?.to_string(),
+                addr.parse().ok()?,
+                v["control"].as_str().unwrap_or(addr).to_string(),
             ))
         });
     match banner {
@@ -470,18 +480,25 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         Some(l) => Some(start_lab_sim(l, cfg.smsc.first())?),
         None => None,
     };
+    let lab_bank = match &cfg.lab.bank {
+        Some(l) => Some(start_lab_bank(l)?),
+        None => None,
+    };
     // URLs naming this daemon (`http://self/…`) or the lab SMSC's sink
     // (`http://lab-smsc/…`), now that their ports are known.
     // (A reload compares files: it keeps the file's form.)
     let as_written = cfg.clone();
     let own = listener.local_addr().unwrap_or(api_addr);
-    config::local_urls::resolve_all(&mut cfg, own, lab.as_ref().map(|l| l.control.as_str()))
-        .map_err(|problems| {
-            StartError::Config(config::ConfigError::Invalid {
-                path: path.display().to_string(),
-                problems,
-            })
-        })?;
+    let labs = config::local_urls::Labs {
+        smsc: lab.as_ref().map(|l| l.control.as_str()),
+        bank: lab_bank.as_ref().map(|l| l.control.as_str()),
+    };
+    config::local_urls::resolve_all(&mut cfg, own, labs).map_err(|problems| {
+        StartError::Config(config::ConfigError::Invalid {
+            path: path.display().to_string(),
+            problems,
+        })
+    })?;
     let cfg = cfg;
     bootstrap_services(&*store, &secret, &cfg, clock.now_ms()).await?;
     let (ev_tx, ev_rx) = mpsc::channel(4096);
@@ -513,9 +530,9 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     // Shutdown in this order, each stage done before the next is told: the
     // API and admin servers stop taking requests; calls in progress get
     // CANCEL or BYE and their outcomes stored; the outbox records the
-    // submits in flight; webhook deliveries in flight finish; the expiry
-    // sweep stops; the binds unbind and the receipts and MOs already taken
-    // are stored; then the store closes.
+    // submits in flight; webhook deliveries and relay work in flight
+    // finish; the expiry sweep stops; the binds unbind and the receipts and
+    // MOs already taken are stored; then the store closes.
     let mut tree = crate::shutdown::Shutdown::new();
     let api_stage = tree.stage("api", Duration::from_secs(10));
     let calls_stage = tree.stage(
@@ -605,13 +622,25 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
         } else {
             &cfg.txrelay.region
         };
-        Arc::new(crate::txrelay::TxRelay::new(
-            store.clone(),
-            region,
-            cfg.txrelay.monitored_days,
-            &secret,
-        ))
+        Arc::new(
+            crate::txrelay::TxRelay::new(
+                store.clone(),
+                region,
+                cfg.txrelay.monitored_days,
+                &secret,
+            )
+            .with_settings(
+                crate::txrelay::RelaySettings::from_config(&cfg.txrelay),
+                rng.clone(),
+            ),
+        )
     });
+    if let Some(r) = &txrelay {
+        let work = r
+            .workers(clock.clone(), webhook_stage.token())
+            .map_err(|e| HostError::new("the relay's bank HTTP client", e))?;
+        webhook_stage.spawn(work);
+    }
     let state = AppState {
         clock: clock.clone(),
         store: store.clone(),
@@ -773,6 +802,7 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
             "sip": calls.as_ref().map(|e| e.local_addr().to_string()),
             "lab_switch": lab_switch.as_ref().map(|l| l.addr.to_string()),
             "lab_switch_control": lab_switch.as_ref().map(|l| l.control.clone()),
+            "lab_bank": lab_bank.as_ref().map(|l| l.addr.to_string()),
         })
     );
     api_stage.spawn(crate::api::edge::serve(

@@ -139,7 +139,10 @@ mod tests {
         w.wake("k");
         let (got, took) = poll.await.unwrap();
         assert_eq!(got, Ok(1));
-        assert!(took < Duration::from_secs(1), "woken, not rechecked: {took:?}");
+        assert!(
+            took < Duration::from_secs(1),
+            "woken, not rechecked: {took:?}"
+        );
         assert!(w.is_empty(), "the entry went with its last poll");
     }
 
@@ -160,7 +163,11 @@ mod tests {
             )
             .await;
         assert_eq!(got, Ok(7));
-        assert_eq!(looks.load(Ordering::SeqCst), 6, "every second and at the end");
+        assert_eq!(
+            looks.load(Ordering::SeqCst),
+            6,
+            "every second and at the end"
+        );
         assert!(w.is_empty());
     }
 }

@@ -35,7 +35,7 @@ trap cleanup EXIT
 sets=()
 for s in api.listen=127.0.0.1:0 api.admin_listen=127.0.0.1:0 lab.smsc.listen=127.0.0.1:0 \
          lab.smsc.control=127.0.0.1:0 lab.switch.listen=127.0.0.1:0 lab.switch.control=127.0.0.1:0 \
-         sip.listen=127.0.0.1:0 mo_login.max_wait=2s; do
+         lab.bank.listen=127.0.0.1:0 sip.listen=127.0.0.1:0 mo_login.max_wait=2s; do
     sets+=(--set "$s")
 done
 (cd "$work" && exec "$bin" run --config "$root/conf/verigate.toml" "${sets[@]}" >banner.json 2>daemon.log) &

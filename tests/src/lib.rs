@@ -317,6 +317,8 @@ pub struct Daemon {
     pub control: String,
     /// The lab switch's control API, if it runs.
     pub switch: String,
+    /// The lab bank simulator, if it runs.
+    pub bank: String,
     /// Its scratch directory (removed on drop).
     pub dir: PathBuf,
 }
@@ -329,6 +331,7 @@ pub const LAB_PORTS: &[&str] = &[
     "lab.smsc.control=127.0.0.1:0",
     "lab.switch.listen=127.0.0.1:0",
     "lab.switch.control=127.0.0.1:0",
+    "lab.bank.listen=127.0.0.1:0",
     "sip.listen=127.0.0.1:0",
 ];
 
@@ -425,6 +428,7 @@ impl Daemon {
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
+            bank: v["lab_bank"].as_str().unwrap_or_default().to_string(),
             child,
             dir,
         }
@@ -579,7 +583,8 @@ pub fn code_in(text: &str) -> String {
 /// A running `verigate-sim bank`, killed on drop.
 #[derive(Debug)]
 pub struct BankSim {
-    child: Child,
+    /// The process, when this handle started it.
+    child: Option<Child>,
     /// Its HTTP address.
     pub addr: String,
 }
@@ -605,8 +610,30 @@ impl BankSim {
             .unwrap_or_else(|e| panic!("bank banner {line:?} is not JSON: {e}"));
         BankSim {
             addr: v["bank"].as_str().expect("bank addr").to_string(),
-            child,
+            child: Some(child),
         }
+    }
+
+    /// Its process id, when this handle started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The bank at `addr` (a lab daemon's), not stopped by this handle.
+    pub fn at(addr: &str) -> BankSim {
+        BankSim {
+            child: None,
+            addr: addr.to_string(),
+        }
+    }
+
+    /// GETs JSON: (status, JSON answer).
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let (st, text) = http(&self.addr, "GET", path, None);
+        (
+            st,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// POSTs JSON: (status, JSON answer).
@@ -621,7 +648,9 @@ impl BankSim {
 
 impl Drop for BankSim {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

@@ -1109,6 +1109,8 @@ fn the_log_section_sets_format_and_filter() {
             "--set",
             "lab.switch.control=127.0.0.1:0",
             "--set",
+            "lab.bank.listen=127.0.0.1:0",
+            "--set",
             "sip.listen=127.0.0.1:0",
             "--set",
             "log.format=json",

@@ -62,7 +62,7 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// The key of `Authorization: Bearer <key>` (scheme case-insensitive).
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, key) = v.split_once(' ')?;
     let key = key.trim();

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod problem;
 pub mod registry;
 pub mod sim_swap;
+pub mod tx;
 pub mod verifications;
 pub mod voice_calls;
 
@@ -73,6 +74,13 @@ pub fn router_with(state: AppState, limits: &edge::EdgeLimits) -> Router {
         )
         .route("/v1/bindings/:id/confirm", post(bindings::confirm))
         .route("/v1/registry-events", post(bindings::receive))
+        .route("/v1/tx/sessions", post(tx::open))
+        .route("/v1/tx/sessions/:id", get(tx::get_session))
+        .route(
+            "/v1/tx/sessions/:id/transactions",
+            post(tx::pay).get(tx::list),
+        )
+        .route("/v1/tx/transactions/:id", get(tx::get_transaction))
         .route("/sim-swap/v2/check", post(sim_swap::check))
         .route("/sim-swap/v2/retrieve-date", post(sim_swap::retrieve_date))
         .route(

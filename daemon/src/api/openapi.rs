@@ -2,7 +2,7 @@
 
 use super::problem::{ProblemBody, ProblemCode};
 use super::verifications::{self, CheckBody, CheckView, DeliveryView, StartBody, VerificationView};
-use super::{bindings, camara, mo_logins, number_recycling, registry, sim_swap, voice_calls};
+use super::{bindings, camara, mo_logins, number_recycling, registry, sim_swap, tx, voice_calls};
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::OnceLock;
@@ -31,6 +31,11 @@ use utoipa::{Modify, OpenApi};
         registry::subscriber_unbind,
         sim_swap::check,
         sim_swap::retrieve_date,
+        tx::open,
+        tx::get_session,
+        tx::pay,
+        tx::list,
+        tx::get_transaction,
         bindings::create,
         bindings::get,
         bindings::confirm,
@@ -64,6 +69,12 @@ use utoipa::{Modify, OpenApi};
         sim_swap::CheckSimSwapInfo,
         sim_swap::CreateSimSwapDate,
         sim_swap::SimSwapInfo,
+        tx::OpenBody,
+        tx::PayBody,
+        tx::SessionView,
+        tx::TransactionView,
+        tx::TransactionList,
+        tx::RefusalView,
         bindings::BindingView,
         bindings::CreateBody,
         bindings::ConfirmBody,

@@ -65,6 +65,16 @@ pub enum ProblemCode {
     ServiceUnavailable,
     /// The request conflicts with what exists (admin endpoint).
     Conflict,
+    /// The number is not a subscriber of this carrier (relay; 404).
+    UnknownSubscriber,
+    /// The IMSI is not the SIM the number is on (relay; 403).
+    ImsiMismatch,
+    /// The number's line is suspended or ceased (relay; 403).
+    LineInactive,
+    /// The number moved to this SIM too recently (relay, SIM-swap fraud; 403).
+    RecentSimSwap,
+    /// The session is expired or was refused: open a new one (relay; 409).
+    SessionClosed,
     /// Our side failed (500).
     Internal,
 }
@@ -96,6 +106,11 @@ impl ProblemCode {
             ProblemCode::RequestTimeout => "request_timeout",
             ProblemCode::ServiceUnavailable => "service_unavailable",
             ProblemCode::Conflict => "conflict",
+            ProblemCode::UnknownSubscriber => "unknown_subscriber",
+            ProblemCode::ImsiMismatch => "imsi_mismatch",
+            ProblemCode::LineInactive => "line_inactive",
+            ProblemCode::RecentSimSwap => "recent_sim_swap",
+            ProblemCode::SessionClosed => "session_closed",
             ProblemCode::Internal => "internal",
         }
     }
@@ -126,6 +141,11 @@ impl ProblemCode {
             ProblemCode::RequestTimeout => "Request timeout",
             ProblemCode::ServiceUnavailable => "Service unavailable",
             ProblemCode::Conflict => "Conflicts with what exists",
+            ProblemCode::UnknownSubscriber => "Not a subscriber of this carrier",
+            ProblemCode::ImsiMismatch => "The IMSI is not the number's SIM",
+            ProblemCode::LineInactive => "The line is not active",
+            ProblemCode::RecentSimSwap => "The number moved to this SIM too recently",
+            ProblemCode::SessionClosed => "The session takes no more transactions",
             ProblemCode::Internal => "Internal server error",
         }
     }
@@ -145,7 +165,13 @@ impl ProblemCode {
             | ProblemCode::InvalidCodeLength
             | ProblemCode::InvalidCode => StatusCode::BAD_REQUEST,
             ProblemCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ProblemCode::Forbidden | ProblemCode::StaleRequest => StatusCode::FORBIDDEN,
+            ProblemCode::Forbidden
+            | ProblemCode::StaleRequest
+            | ProblemCode::ImsiMismatch
+            | ProblemCode::LineInactive
+            | ProblemCode::RecentSimSwap => StatusCode::FORBIDDEN,
+            ProblemCode::UnknownSubscriber => StatusCode::NOT_FOUND,
+            ProblemCode::SessionClosed => StatusCode::CONFLICT,
             ProblemCode::CallerNumbersExhausted | ProblemCode::ServiceUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

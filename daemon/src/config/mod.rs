@@ -9,6 +9,7 @@ mod mo_login;
 mod registry;
 mod retention;
 mod secrets;
+mod txrelay;
 mod units;
 mod validate;
 mod voice_gateway;
@@ -22,6 +23,7 @@ pub use load::{load, load_str, load_str_with_env, load_with_env, ConfigError};
 pub use mo_login::{MoLoginConfig, MoReplyLimits, MoTemplates, NoTokenAction};
 pub use registry::{RegistryAppEntry, RegistryConfig, RegistryTemplates};
 pub use retention::RetentionConfig;
+pub use txrelay::{FrontEndConfig, TxBankConfig, TxQueueConfig, TxRelayConfig};
 pub use units::{RateLimit, Span};
 pub use validate::{is_region, is_service_code};
 pub use voice_gateway::{K2Scheme, VoiceGatewayEntry, MIN_HMAC_KEY_LEN};
@@ -358,32 +360,6 @@ pub struct ServiceEntry {
     pub mo_send_password: Option<bool>,
 }
 
-/// `[txrelay]`: the carrier side of the carrier–bank relay.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TxRelayConfig {
-    /// Run it (`/sim-swap/v2/…`, `verigate txrelay …`).
-    pub enabled: bool,
-    /// Region national numbers are read in (empty: verify.default_region).
-    pub region: String,
-    /// How far back SIM changes are known, in days (CAMARA `monitoredPeriod`).
-    pub monitored_days: u32,
-    /// A number that moved to its SIM more recently than this cannot start
-    /// a transaction (the SIM-swap fraud case).
-    pub max_sim_age: Span,
-}
-
-impl Default for TxRelayConfig {
-    fn default() -> Self {
-        TxRelayConfig {
-            enabled: false,
-            region: String::new(),
-            monitored_days: 120,
-            max_sim_age: Span(std::time::Duration::from_secs(7 * 86_400)),
-        }
-    }
-}
-
 /// `[outbox]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -417,14 +393,27 @@ pub struct LabConfig {
     pub smsc: Option<LabSmsc>,
     /// Start `verigate-sim switch` with the daemon.
     pub switch: Option<LabSwitch>,
+    /// Start `verigate-sim bank` with the daemon.
+    pub bank: Option<LabBank>,
 }
 
 impl LabConfig {
     /// Lab mode: said so, or simulators started (nobody serves real
-    /// subscribers through a simulated SMSC or switch).
+    /// subscribers through a simulated SMSC, switch or bank).
     pub fn is_lab(&self) -> bool {
-        self.enabled || self.smsc.is_some() || self.switch.is_some()
+        self.enabled || self.smsc.is_some() || self.switch.is_some() || self.bank.is_some()
     }
+}
+
+/// `[lab.bank]`: the bank simulator started with the daemon.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabBank {
+    /// Its HTTP address (relay and control API).
+    pub listen: String,
+    /// Accounts to open, `name=balance_minor`.
+    #[serde(default)]
+    pub accounts: Vec<String>,
 }
 
 /// The table form of `[lab]`.
@@ -437,6 +426,8 @@ struct LabTable {
     smsc: Option<LabSmsc>,
     #[serde(default)]
     switch: Option<LabSwitch>,
+    #[serde(default)]
+    bank: Option<LabBank>,
 }
 
 impl<'de> Deserialize<'de> for LabConfig {
@@ -460,6 +451,7 @@ impl<'de> Deserialize<'de> for LabConfig {
                     enabled: t.enabled,
                     smsc: t.smsc,
                     switch: t.switch,
+                    bank: t.bank,
                 })
             }
         }

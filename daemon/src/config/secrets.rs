@@ -15,6 +15,7 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("service", "webhook_secret"),
     ("bindings", "registry_api_key"),
     ("bindings", "registry_secret"),
+    ("txrelay.front_ends", "api_key"),
 ];
 
 /// Fewest characters of a secret outside lab mode.
@@ -35,6 +36,7 @@ const KNOWN_VALUES: &[&str] = &[
     "lab-k1-change-me-0123456789",
     "lab-webhook-secret-0123",
     "lab-registry-secret-0123",
+    "lab-front-end-key-0123",
     "123321",
     "123456",
     "change-me-at-least-16-chars",
@@ -59,7 +61,16 @@ pub fn resolve_with(root: &mut toml::Value, env: &dyn Fn(&str) -> Option<String>
         return problems;
     };
     for &(section, key) in SECRET_KEYS {
-        let tables: Vec<(String, &mut toml::Table)> = match top.get_mut(section) {
+        // A dotted section is a table inside a table.
+        let mut parts = section.split('.');
+        let first = parts.next().expect("split gives one part");
+        let mut here = top.get_mut(first);
+        for part in parts {
+            here = here
+                .and_then(|v| v.as_table_mut())
+                .and_then(|t| t.get_mut(part));
+        }
+        let tables: Vec<(String, &mut toml::Table)> = match here {
             Some(toml::Value::Table(t)) => vec![(section.to_string(), t)],
             Some(toml::Value::Array(a)) => a
                 .iter_mut()
@@ -172,6 +183,13 @@ pub fn problems(c: &Config, p: &mut Vec<String>) {
                 MIN_SECRET_LEN,
             );
         }
+    }
+    for (i, f) in c.txrelay.front_ends.iter().enumerate() {
+        check(
+            format!("txrelay.front_ends[{i}] ({}).api_key", f.name),
+            &f.api_key,
+            MIN_SECRET_LEN,
+        );
     }
     for (i, s) in c.service.iter().enumerate() {
         if let Some(k) = &s.api_key {

@@ -144,15 +144,7 @@ impl Config {
         super::mo_login::problems(self, &mut p);
         super::registry::problems(self, &mut p);
         super::bindings::problems(self, &mut p);
-        if !self.txrelay.region.is_empty() && !is_region(&self.txrelay.region) {
-            p.push(format!(
-                "txrelay.region = {:?}: must be an ISO 3166 country code such as \"GB\"",
-                self.txrelay.region
-            ));
-        }
-        if !(1..=3650).contains(&self.txrelay.monitored_days) {
-            p.push("txrelay.monitored_days: must be 1 to 3650".into());
-        }
+        super::txrelay::problems(self, &mut p);
         super::retention::problems(self, &mut p);
         let mut codes = HashSet::new();
         let mut keys = HashSet::new();
@@ -238,6 +230,19 @@ impl Config {
         if let Some(l) = &self.lab.smsc {
             addr(&mut p, "lab.smsc.listen", &l.listen);
             addr(&mut p, "lab.smsc.control", &l.control);
+        }
+        if let Some(l) = &self.lab.bank {
+            addr(&mut p, "lab.bank.listen", &l.listen);
+            for a in &l.accounts {
+                let ok = a
+                    .split_once('=')
+                    .is_some_and(|(n, b)| !n.is_empty() && b.parse::<i64>().is_ok());
+                if !ok {
+                    p.push(format!(
+                        "lab.bank.accounts: {a:?} must be NAME=BALANCE_MINOR (e.g. \"alice=100000\")"
+                    ));
+                }
+            }
         }
         if let Some(l) = &self.lab.switch {
             addr(&mut p, "lab.switch.listen", &l.listen);

