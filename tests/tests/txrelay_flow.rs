@@ -333,3 +333,70 @@ fn a_payment_accepted_before_a_kill_9_is_relayed_once_after_the_restart() {
     );
     assert_eq!((st, t["id"].as_str()), (200, Some(ids[0].as_str())));
 }
+
+#[test]
+fn a_zone_key_rotation_under_load_loses_no_session_and_no_payment() {
+    let d = daemon(None, &[]);
+    let bank = ready(&d, &d.bank);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (done, paid) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let (mut sessions, mut payments) = (0, 0);
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) || sessions < 5 {
+                        let (st, v) = open(&d, "234150999999999", "+447400100990");
+                        assert_eq!((st, v["state"].as_str()), (201, Some("registered")), "{v}");
+                        sessions += 1;
+                        let path =
+                            format!("/v1/tx/sessions/{}/transactions", v["id"].as_str().unwrap());
+                        let (st, t) = call(&d, "POST", &path, Some(payment(1)), &[]);
+                        assert_eq!((st, t["state"].as_str()), (201, Some("executed")), "{t}");
+                        payments += 1;
+                    }
+                    (sessions, payments)
+                })
+            })
+            .collect();
+        // Meanwhile: the bank's new ceremony (the carrier still seals under
+        // the old key), then the carrier's rotation with its overlap.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let (_, c) = bank.post("/ceremony", &json!({}));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        for (i, slot) in ["A", "B"].iter().enumerate() {
+            let comp = c["components"][i]["component"].as_str().unwrap();
+            let (st, v) = admin(
+                &d,
+                "/admin/txrelay/keys/components",
+                &json!({"slot": slot, "component": comp}).to_string(),
+            );
+            assert_eq!(st, 200, "{v}");
+        }
+        let (st, v) = admin(
+            &d,
+            "/admin/txrelay/keys/activate",
+            &json!({"kcv": c["kcv"], "overlap": "10m"}).to_string(),
+        );
+        assert_eq!(st, 200, "{v}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    });
+    assert!(done >= 20, "{done} sessions");
+    let (_, regs) = bank.get("/registrations");
+    assert_eq!(
+        regs["registrations"].as_array().unwrap().len(),
+        done,
+        "every session registered once"
+    );
+    let (_, ledger) = bank.get("/ledger");
+    assert_eq!(
+        ledger["executed"].as_array().unwrap().len(),
+        paid,
+        "every payment executed once"
+    );
+    assert_eq!(bank.get("/accounts/shop").1["balance_minor"], paid as u64);
+}

@@ -197,7 +197,9 @@ pub struct Bank {
     bdk: SecretKey,
     /// Its id (the first 4 bytes of every initial key id it issues).
     bdk_id: [u8; 4],
-    zone: Option<SecretKey>,
+    /// The zone key, and the one before it (registrations sealed under it
+    /// while the carrier rotates are still taken).
+    zones: Vec<SecretKey>,
     accounts: HashMap<String, i64>,
     registrations: HashMap<String, Registration>,
     /// The counters registered lately, per initial key id.
@@ -212,7 +214,7 @@ impl Bank {
         Bank {
             bdk,
             bdk_id,
-            zone: None,
+            zones: Vec::new(),
             accounts: HashMap::new(),
             registrations: HashMap::new(),
             counters: HashMap::new(),
@@ -256,7 +258,8 @@ impl Bank {
 
     /// The bank's half of the ceremony: a new zone key as two components
     /// (for two custodians) with their KCVs and the whole one's. The bank
-    /// keeps the zone key.
+    /// keeps the zone key, and the previous one for registrations still
+    /// sealed under it while the carrier rotates.
     pub fn ceremony(&mut self, rng: &mut impl RngCore) -> Ceremony {
         let mut bytes = [0u8; 32];
         let mut part = |rng: &mut dyn RngCore| {
@@ -277,13 +280,14 @@ impl Bank {
             b: (b.to_hex(), kcv_hex(&b)),
             kcv: kcv_hex(&zone),
         };
-        self.zone = Some(zone);
+        self.zones.insert(0, zone);
+        self.zones.truncate(2);
         c
     }
 
     /// The KCV of the zone key, if the ceremony ran.
     pub fn zone_kcv(&self) -> Option<String> {
-        self.zone.as_ref().map(kcv_hex)
+        self.zones.first().map(kcv_hex)
     }
 
     /// Issues an initial key for the carrier's key id `derivation_id`: the
@@ -293,7 +297,7 @@ impl Bank {
         &self,
         derivation_id: [u8; 4],
     ) -> Result<(String, String, String), BankError> {
-        let zone = self.zone.as_ref().ok_or(BankError::NoZoneKey)?;
+        let zone = self.zones.first().ok_or(BankError::NoZoneKey)?;
         let mut ikid = [0u8; INITIAL_KEY_ID_LEN];
         ikid[..4].copy_from_slice(&self.bdk_id);
         ikid[4..].copy_from_slice(&derivation_id);
@@ -311,10 +315,14 @@ impl Bank {
         req: &RegistrationRequest,
         now: i64,
     ) -> Result<Registered, BankError> {
-        let zone = self.zone.as_ref().ok_or(BankError::NoZoneKey)?;
-        if !req.zone_kcv.eq_ignore_ascii_case(&kcv_hex(zone)) {
-            return Err(BankError::WrongZoneKey(req.zone_kcv.clone()));
+        if self.zones.is_empty() {
+            return Err(BankError::NoZoneKey);
         }
+        let zone = self
+            .zones
+            .iter()
+            .find(|z| req.zone_kcv.eq_ignore_ascii_case(&kcv_hex(z)))
+            .ok_or_else(|| BankError::WrongZoneKey(req.zone_kcv.clone()))?;
         let sealed = hex::decode(&req.sealed).map_err(|e| BankError::Malformed(e.to_string()))?;
         let plain = envelope::open(
             zone,

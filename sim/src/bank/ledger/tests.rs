@@ -284,3 +284,20 @@ fn a_counter_older_than_the_replay_window_is_refused() {
         Err(BankError::CounterTooOld { .. })
     ));
 }
+
+#[test]
+fn after_a_new_ceremony_the_previous_zone_key_still_registers_and_the_one_before_not() {
+    let (mut bank, carrier) = setup();
+    let old_kcv = kcv_hex(&carrier.zone);
+    bank.ceremony(&mut rand::thread_rng());
+    assert_ne!(bank.zone_kcv().unwrap(), old_kcv);
+    // The carrier has not rotated yet: its registrations still go through.
+    let r = carrier.register("rot_1", &carrier.auth(1, T0));
+    assert_eq!(bank.register(&r, T0).unwrap(), Registered::New);
+    bank.ceremony(&mut rand::thread_rng());
+    let r = carrier.register("rot_2", &carrier.auth(2, T0));
+    assert_eq!(
+        bank.register(&r, T0).unwrap_err(),
+        BankError::WrongZoneKey(old_kcv)
+    );
+}
