@@ -39,10 +39,25 @@ impl Conn {
         bearer: &str,
         body: Option<&str>,
     ) -> Result<Answer, String> {
+        self.request_with(method, path, bearer, body, &[]).await
+    }
+
+    /// [`Conn::request`] with extra headers.
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        bearer: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, String> {
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {bearer}\r\n",
             self.addr
         );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
         if let Some(b) = body {
             req.push_str(&format!(
                 "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",

@@ -23,6 +23,7 @@ mod registry;
 mod rtp;
 mod sim;
 mod smpp;
+mod tx;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +63,9 @@ enum Cmd {
     /// The relay's key work: DUKPT derivations/s (carrier and bank side),
     /// AES-GCM seal/open.
     Keys(keys::KeysArgs),
+    /// The carrier–bank relay end to end against `verigate-sim bank`:
+    /// sessions/s and relayed transactions/s with durable SQLite.
+    Tx(tx::TxArgs),
 }
 
 /// Runs a benchmark's async body on a multi-threaded tokio runtime.
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Cmd::Mo(a) => mo::run(a),
         Cmd::Registry(a) => registry::run(a),
         Cmd::Keys(a) => keys::run(a),
+        Cmd::Tx(a) => tx::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
