@@ -105,6 +105,11 @@ pub async fn bootstrap_services(
             crate::registry::mo::SYSTEM_SERVICE,
             "Number registry replies",
         ),
+        (
+            cfg.txrelay.enabled && !cfg.txrelay.short_code.is_empty(),
+            crate::txrelay::mo::SYSTEM_SERVICE,
+            "Payments by SMS replies",
+        ),
     ];
     for (_, code, name) in systems.iter().filter(|s| s.0) {
         if store.get_service(code).await.map_err(env)?.is_none() {
@@ -682,11 +687,23 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
                 rng.clone(),
             ))
         });
+    let relay_mo = txrelay
+        .as_ref()
+        .filter(|_| !cfg.txrelay.short_code.is_empty())
+        .map(|r| {
+            Arc::new(crate::txrelay::mo::RelayMo::new(
+                r.clone(),
+                store.clone(),
+                &cfg.txrelay,
+                rng.clone(),
+            ))
+        });
     let events = tokio::spawn(crate::inbound::run_events(
         store.clone(),
         crate::inbound::MoHandlers {
             login: mo_on.then(|| mo_login.clone()),
             registry: registry_mo,
+            relay: relay_mo,
         },
         (clock.clone(), rng.clone()),
         ev_rx,

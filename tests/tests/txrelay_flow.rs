@@ -400,3 +400,63 @@ fn a_zone_key_rotation_under_load_loses_no_session_and_no_payment() {
     );
     assert_eq!(bank.get("/accounts/shop").1["balance_minor"], paid as u64);
 }
+
+#[test]
+fn a_subscriber_pays_by_sms_and_the_result_comes_back_by_sms() {
+    let d = daemon(None, &[]);
+    let bank = ready(&d, &d.bank);
+    let mo = |from: &str, text: &str| {
+        let sms = json!({"from": from, "to": "7733", "text": text}).to_string();
+        let (st, r) = verigate_e2e::http(&d.control, "POST", "/mo", Some(&sms));
+        assert_eq!(st, 202, "{r}");
+    };
+    // The network vouches for the sender; the directory gives its SIM.
+    mo("447400100990", "PAY alice shop 2.50 lunch");
+    let text = verigate_e2e::handset_text(&d.control, "447400100990", 0);
+    assert!(
+        text.starts_with("Paid 2.50 GBP from alice to shop. Bank ref bank_"),
+        "{text}"
+    );
+    let (_, ledger) = bank.get("/ledger");
+    let e = &ledger["executed"][0];
+    assert_eq!(
+        (
+            e["amount_minor"].as_u64(),
+            e["msisdn"].as_str(),
+            e["imsi"].as_str()
+        ),
+        (Some(250), Some("+447400100990"), Some("234150999999999")),
+        "{ledger}"
+    );
+    // What alice cannot pay: declined, by SMS.
+    mo("447400100990", "pay alice shop 99999");
+    let text = verigate_e2e::handset_text(&d.control, "447400100990", 1);
+    assert_eq!(
+        text,
+        "Payment of 99999.00 GBP to shop was declined by the bank: insufficient funds."
+    );
+    // A SIM changed yesterday: refused at once, nothing sent to the bank.
+    mo("447400100991", "PAY alice shop 1");
+    let text = verigate_e2e::handset_text(&d.control, "447400100991", 0);
+    assert!(
+        text.contains("blocked for a while after a SIM change"),
+        "{text}"
+    );
+    // A malformed one gets the usage.
+    mo("447400100990", "PAY alice shop lots");
+    let text = verigate_e2e::handset_text(&d.control, "447400100990", 2);
+    assert!(
+        text.starts_with("Not sent: \"lots\" is not an amount")
+            && text.contains("text PAY <your account>"),
+        "{text}"
+    );
+    let (_, ledger) = bank.get("/ledger");
+    assert_eq!(ledger["executed"].as_array().unwrap().len(), 1, "{ledger}");
+    assert_eq!(
+        bank.get("/registrations").1["registrations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

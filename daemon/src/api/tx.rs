@@ -290,9 +290,9 @@ pub async fn open(
     let s = r
         .open_session(
             &front_end,
-            &b.imsi,
-            &b.msisdn,
+            (&b.imsi, &b.msisdn),
             &b.bank,
+            r.answer_wait(),
             state.clock.now_ms(),
         )
         .await?;
@@ -392,6 +392,7 @@ pub async fn pay(
             &id,
             key.as_deref(),
             &transfer,
+            r.answer_wait(),
             state.clock.now_ms(),
         )
         .await?;

@@ -29,6 +29,15 @@ pub struct TxRelayConfig {
     pub front_ends: Vec<FrontEndConfig>,
     /// Relay workers' settings.
     pub queue: TxQueueConfig,
+    /// The short code subscribers text `PAY <account> <payee> <amount>
+    /// [reference]` to (the network vouches for the sender; the SIM comes
+    /// from the directory); empty: no SMS channel.
+    pub short_code: String,
+    /// The currency of amounts paid by SMS (ISO 4217, two decimals).
+    pub mo_currency: String,
+    /// Budgets of SMS the short code sends back (refusals, usage; a
+    /// payment's result is one per payment).
+    pub reply_limits: super::MoReplyLimits,
 }
 
 impl Default for TxRelayConfig {
@@ -43,6 +52,9 @@ impl Default for TxRelayConfig {
             bank: None,
             front_ends: Vec::new(),
             queue: TxQueueConfig::default(),
+            short_code: String::new(),
+            mo_currency: "GBP".into(),
+            reply_limits: super::MoReplyLimits::default(),
         }
     }
 }
@@ -156,6 +168,36 @@ pub(super) fn problems(c: &Config, p: &mut Vec<String>) {
                 f.name
             ));
         }
+    }
+    if !t.short_code.is_empty() {
+        if !(3..=15).contains(&t.short_code.len())
+            || !t.short_code.bytes().all(|b| b.is_ascii_digit())
+        {
+            p.push(format!(
+                "txrelay.short_code = {:?}: must be 3 to 15 digits",
+                t.short_code
+            ));
+        }
+        for (key, other) in [
+            ("mo_login.short_code", &c.mo_login.short_code),
+            ("registry.short_code", &c.registry.short_code),
+        ] {
+            if *other == t.short_code {
+                p.push(format!(
+                    "txrelay.short_code = {:?}: {key} is the same; each short code has one use",
+                    t.short_code
+                ));
+            }
+        }
+        if t.bank.is_none() {
+            p.push("txrelay.short_code: needs a [txrelay.bank] to pay".into());
+        }
+    }
+    if t.mo_currency.len() != 3 || !t.mo_currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        p.push(format!(
+            "txrelay.mo_currency = {:?}: must be an ISO 4217 code such as \"GBP\"",
+            t.mo_currency
+        ));
     }
     let q = &t.queue;
     if q.batch == 0 || q.max_in_flight == 0 {

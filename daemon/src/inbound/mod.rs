@@ -41,6 +41,8 @@ pub struct MoHandlers {
     pub login: Option<Arc<MoLoginService>>,
     /// The registry's subscriber commands (MOs to its short code).
     pub registry: Option<Arc<RegistryMo>>,
+    /// Payments by SMS to the relay's short code.
+    pub relay: Option<Arc<crate::txrelay::mo::RelayMo>>,
 }
 
 impl MoHandlers {
@@ -49,6 +51,7 @@ impl MoHandlers {
         MoHandlersRef {
             login: Some(svc),
             registry: None,
+            relay: None,
         }
     }
 
@@ -56,6 +59,7 @@ impl MoHandlers {
         MoHandlersRef {
             login: self.login.as_deref(),
             registry: self.registry.as_deref(),
+            relay: self.relay.as_deref(),
         }
     }
 }
@@ -65,6 +69,7 @@ impl MoHandlers {
 pub struct MoHandlersRef<'a> {
     login: Option<&'a MoLoginService>,
     registry: Option<&'a RegistryMo>,
+    relay: Option<&'a crate::txrelay::mo::RelayMo>,
 }
 
 impl<'a> MoHandlersRef<'a> {
@@ -73,8 +78,16 @@ impl<'a> MoHandlersRef<'a> {
         self.registry.filter(|r| r.takes(dest))
     }
 
+    /// The relay, if the MO to `dest` is its.
+    fn relay_for(&self, dest: &str) -> Option<&'a crate::txrelay::mo::RelayMo> {
+        self.relay.filter(|r| r.takes(dest))
+    }
+
     /// The region an MO to `dest` reads a national sender in.
     fn region_for(&self, dest: &str) -> String {
+        if let Some(r) = self.relay_for(dest) {
+            return r.region().to_string();
+        }
         match (self.registry_for(dest), self.login) {
             (Some(r), _) => r.region().to_string(),
             (None, Some(l)) => l.region(),
@@ -90,6 +103,8 @@ enum MoOutcome {
     Login(Handled),
     /// A registry command's.
     Registry(crate::registry::mo::Outcome),
+    /// A payment by SMS's.
+    Relay(crate::txrelay::mo::Outcome),
     /// Stored closed: nobody takes it.
     Closed,
 }
@@ -282,6 +297,13 @@ async fn store_mo(
     now: crate::store::Millis,
 ) -> Result<Option<MoOutcome>, String> {
     let key = crate::mologin::redelivery_key(mo);
+    if let Some(r) = handlers.relay_for(&mo.dest) {
+        return r
+            .receive(mo, &key, MO_REDELIVERY_WINDOW_MS, now)
+            .await
+            .map_err(|e| e.to_string())
+            .map(|o| o.map(MoOutcome::Relay));
+    }
     if let Some(r) = handlers.registry_for(&mo.dest) {
         return r
             .receive(mo, &key, MO_REDELIVERY_WINDOW_MS, now)
@@ -370,6 +392,7 @@ fn count_mo(handled: Option<MoOutcome>, taken: std::time::Instant) {
             }
         }
         MoOutcome::Registry(outcome) => crate::metrics::mo(&format!("registry_{outcome}")),
+        MoOutcome::Relay(outcome) => crate::metrics::mo(&format!("pay_{outcome}")),
         MoOutcome::Closed => {}
     }
 }

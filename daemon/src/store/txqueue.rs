@@ -253,6 +253,12 @@ pub trait TxQueueStore: Send + Sync {
     async fn add_tx_transaction(&self, t: &NewTransaction) -> StoreResult<TxAdded>;
     /// A transaction.
     async fn get_tx_transaction(&self, id: &str) -> StoreResult<Option<TxTransaction>>;
+    /// The transaction `front_end` made under `idempotency_key`.
+    async fn find_tx_transaction(
+        &self,
+        front_end: &str,
+        idempotency_key: &str,
+    ) -> StoreResult<Option<TxTransaction>>;
     /// A session's transactions, in order.
     async fn tx_transactions_of(&self, session_id: &str) -> StoreResult<Vec<TxTransaction>>;
     /// Claims due transactions of registered sessions, at most one per
@@ -270,11 +276,13 @@ pub trait TxQueueStore: Send + Sync {
         leases: &[Lease],
         until: Millis,
     ) -> StoreResult<Vec<Extension>>;
-    /// Records a transaction's final state (fenced).
+    /// Records a transaction's final state (fenced), queueing `reply` (the
+    /// result by SMS, for the MO channel) in the same write.
     async fn finish_tx_transaction(
         &self,
         lease: &Lease,
         outcome: &TxOutcome,
+        reply: Option<&OutboxMessage>,
         at: Millis,
     ) -> StoreResult<()>;
     /// A failed attempt: tried again at `retry_at` (fenced).

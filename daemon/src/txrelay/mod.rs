@@ -8,6 +8,7 @@
 pub mod bank;
 pub mod directory;
 pub mod keys;
+pub mod mo;
 pub mod sessions;
 mod workers;
 
@@ -137,6 +138,8 @@ pub struct RelaySettings {
     pub front_ends: Vec<(String, [u8; 32])>,
     /// The workers' claims.
     pub queue: crate::config::TxQueueConfig,
+    /// The SMS channel's short code (empty: none).
+    pub short_code: String,
 }
 
 impl RelaySettings {
@@ -155,6 +158,7 @@ impl RelaySettings {
                 .map(|f| (f.name.clone(), Sha256::digest(f.api_key.as_bytes()).into()))
                 .collect(),
             queue: c.queue.clone(),
+            short_code: c.short_code.clone(),
         }
     }
 }
@@ -226,6 +230,11 @@ impl TxRelay {
         self
     }
 
+    /// How long a front end's request waits for the bank.
+    pub fn answer_wait(&self) -> std::time::Duration {
+        self.settings.answer_wait
+    }
+
     /// The front end whose API key this is (compared in constant time).
     pub fn front_end(&self, api_key: &str) -> Option<&str> {
         use sha2::{Digest, Sha256};
@@ -283,7 +292,7 @@ impl TxRelay {
         &self.region
     }
 
-    fn number(&self, raw: &str) -> Result<String, TxRelayError> {
+    pub(crate) fn number(&self, raw: &str) -> Result<String, TxRelayError> {
         Ok(phone::normalize(raw, &self.region)?.as_str().to_string())
     }
 

@@ -76,14 +76,14 @@ pub struct Paid {
 impl TxRelay {
     /// Opens a session for `front_end`: the carrier vouches for the
     /// terminal, takes the next DUKPT counter and stores the registration;
-    /// answers once the bank took it (or refused), or after `answer_wait`
-    /// with it still registering.
+    /// answers once the bank took it (or refused), or after `wait` with it
+    /// still registering.
     pub async fn open_session(
         &self,
         front_end: &str,
-        imsi: &str,
-        msisdn: &str,
+        (imsi, msisdn): (&str, &str),
         bank: &str,
+        wait: std::time::Duration,
         now: Millis,
     ) -> Result<TxSession, TxRelayError> {
         let s = &self.settings;
@@ -133,7 +133,49 @@ impl TxRelay {
             msisdn = %phone::mask(&session.msisdn),
             "relay session opened"
         );
-        self.session(front_end, &session.id, s.answer_wait).await
+        if wait.is_zero() {
+            return Ok(session);
+        }
+        self.session(front_end, &session.id, wait).await
+    }
+
+    /// A payment by SMS from `msisdn` (the network's word): the SIM from
+    /// the directory, a session opened and the payment queued under
+    /// `idempotency_key`, without waiting for the bank.
+    pub async fn pay_by_sms(
+        &self,
+        msisdn: &str,
+        transfer: &Transfer,
+        idempotency_key: &str,
+        now: Millis,
+    ) -> Result<Paid, TxRelayError> {
+        check_transfer(transfer)?;
+        let bank = self
+            .settings
+            .bank
+            .as_ref()
+            .ok_or(TxRelayError::NoBank)?
+            .name
+            .clone();
+        let n = self.number(msisdn)?;
+        let sub = self
+            .store
+            .get_subscriber(&n)
+            .await?
+            .ok_or_else(|| TxRelayError::UnknownSubscriber(phone::mask(&n)))?;
+        let zero = std::time::Duration::ZERO;
+        let session = self
+            .open_session(super::MO_FRONT_END, (&sub.imsi, &n), &bank, zero, now)
+            .await?;
+        self.pay(
+            super::MO_FRONT_END,
+            &session.id,
+            Some(idempotency_key),
+            transfer,
+            zero,
+            now,
+        )
+        .await
     }
 
     /// A session of `front_end`, waiting up to `wait` while it registers.
@@ -161,14 +203,15 @@ impl TxRelay {
     }
 
     /// Adds a payment to a session of `front_end` (once per idempotency
-    /// key); answers once the bank has, or after `answer_wait` with it
-    /// still queued.
+    /// key); answers once the bank has, or after `wait` with it still
+    /// queued.
     pub async fn pay(
         &self,
         front_end: &str,
         session_id: &str,
         idempotency_key: Option<&str>,
         transfer: &Transfer,
+        wait: std::time::Duration,
         now: Millis,
     ) -> Result<Paid, TxRelayError> {
         check_transfer(transfer)?;
@@ -207,9 +250,8 @@ impl TxRelay {
                 })
             }
         };
-        let tx = if tx.state == TxState::Queued {
-            self.transaction(front_end, &tx.id, self.settings.answer_wait)
-                .await?
+        let tx = if tx.state == TxState::Queued && !wait.is_zero() {
+            self.transaction(front_end, &tx.id, wait).await?
         } else {
             tx
         };

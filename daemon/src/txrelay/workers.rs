@@ -286,6 +286,45 @@ impl Relays {
     }
 }
 
+impl Relays {
+    /// The result by SMS, for a payment made by SMS.
+    fn reply(
+        &self,
+        j: &RelayJob,
+        outcome: &TxOutcome,
+        at: Millis,
+    ) -> Option<crate::store::OutboxMessage> {
+        let relay = &self.0.relay;
+        let short_code = &relay.settings.short_code;
+        if j.tx.front_end != super::MO_FRONT_END || short_code.is_empty() {
+            return None;
+        }
+        let transfer: Transfer = serde_json::from_str(&j.tx.transfer).ok()?;
+        let mut tx = j.tx.clone();
+        let (state, detail) = match outcome {
+            TxOutcome::Answered {
+                state,
+                reason,
+                bank_ref,
+                ..
+            } => {
+                tx.bank_ref = bank_ref.clone();
+                (*state, reason.clone().unwrap_or_default())
+            }
+            TxOutcome::Refused { code, .. } => (TxState::Refused, code.clone()),
+        };
+        let text = super::mo::result_text(&tx, state, &transfer, &detail);
+        Some(crate::mologin::reply_sms(
+            &relay.rng,
+            short_code,
+            &j.session.msisdn,
+            super::mo::SYSTEM_SERVICE,
+            &text,
+            at,
+        ))
+    }
+}
+
 #[async_trait]
 impl Queue for Relays {
     type Job = RelayJob;
@@ -356,8 +395,9 @@ impl Queue for Relays {
                     warn!(transaction = %t.id, code = %code, "not relayed: {detail}")
                 }
             }
+            let reply = self.reply(&job.job, &outcome, at);
             ctx.record(&t.id, || {
-                store.finish_tx_transaction(&held.lease, &outcome, at)
+                store.finish_tx_transaction(&held.lease, &outcome, reply.as_ref(), at)
             })
             .await;
             // The session's next message may go now.

@@ -142,6 +142,7 @@ pub async fn order_and_outcomes<S: Store>(store: &S) {
         .finish_tx_transaction(
             &j[0].lease,
             &answered(TxState::Executed, "bank_1"),
+            None,
             t + 1001,
         )
         .await
@@ -157,10 +158,49 @@ pub async fn order_and_outcomes<S: Store>(store: &S) {
         .unwrap();
     assert_eq!(j.len(), 1);
     assert_eq!(j[0].job.tx.id, "txt_a2", "then the next");
+    // The MO channel's result SMS goes in the same write.
+    create_service(store, "txq-replies", t).await;
+    let mut reply = message(
+        "msg_txq_reply",
+        "-",
+        "txq-replies",
+        "+447700900123",
+        t + 1003,
+    );
+    reply.verification_id = None;
+    reply.from = "7733".into();
     store
-        .finish_tx_transaction(&j[0].lease, &answered(TxState::Declined, "-"), t + 1003)
+        .finish_tx_transaction(
+            &j[0].lease,
+            &answered(TxState::Declined, "-"),
+            Some(&reply),
+            t + 1003,
+        )
         .await
         .unwrap();
+    let queued = store
+        .get_message("msg_txq_reply")
+        .await
+        .unwrap()
+        .expect("the reply is queued");
+    assert_eq!(
+        (queued.to.as_str(), queued.state),
+        ("+447700900123", MessageState::Queued)
+    );
+    assert_eq!(
+        store
+            .find_tx_transaction("fe", "k1")
+            .await
+            .unwrap()
+            .map(|t| t.id),
+        Some("txt_a1".to_string()),
+        "found by its idempotency key"
+    );
+    assert_eq!(
+        store.find_tx_transaction("fe2", "k1").await.unwrap(),
+        None,
+        "per front end"
+    );
     // The idempotency key answers with the first transaction, even done.
     match store
         .add_tx_transaction(&new_tx("txt_a3", "txs_a", Some("k1"), t + 2000))
@@ -313,6 +353,7 @@ pub async fn refusals_and_fences<S: Store>(store: &S) {
             .finish_tx_transaction(
                 &first[0].lease,
                 &answered(TxState::Executed, "x"),
+                None,
                 t + lease
             )
             .await,
@@ -325,6 +366,7 @@ pub async fn refusals_and_fences<S: Store>(store: &S) {
                 code: "forged".into(),
                 detail: "bank says".into(),
             },
+            None,
             t + lease,
         )
         .await

@@ -321,6 +321,25 @@ impl TxQueueStore for SqliteStore {
         self.read(move |c| transaction(c, &id)).await
     }
 
+    async fn find_tx_transaction(
+        &self,
+        front_end: &str,
+        idempotency_key: &str,
+    ) -> StoreResult<Option<TxTransaction>> {
+        let (f, k) = (front_end.to_owned(), idempotency_key.to_owned());
+        self.read(move |c| {
+            one(
+                c,
+                &format!(
+                    "SELECT {TX_COLS} FROM tx_transactions WHERE front_end = ?1 AND idempotency_key = ?2"
+                ),
+                params![f, k],
+                tx_row,
+            )
+        })
+        .await
+    }
+
     async fn tx_transactions_of(&self, session_id: &str) -> StoreResult<Vec<TxTransaction>> {
         let id = session_id.to_owned();
         self.read(move |c| {
@@ -400,13 +419,17 @@ impl TxQueueStore for SqliteStore {
         &self,
         lease: &Lease,
         outcome: &TxOutcome,
+        reply: Option<&OutboxMessage>,
         at: Millis,
     ) -> StoreResult<()> {
-        let (lease, outcome) = (lease.clone(), outcome.clone());
+        let (lease, outcome, reply) = (lease.clone(), outcome.clone(), reply.cloned());
         fenced(
             self.write(move |c| {
                 if_held(c, "tx_transactions", "transaction", &lease, || {
                     let (state, reason, code, bank_ref, mac) = outcome_parts(&outcome);
+                    if let Some(r) = &reply {
+                        super::outbox::insert_message(c, r)?;
+                    }
                     exec(
                         c,
                         "UPDATE tx_transactions
