@@ -298,6 +298,27 @@ fn a_payment_accepted_before_a_kill_9_is_relayed_once_after_the_restart() {
         assert_eq!((st, t["state"].as_str()), (202, Some("queued")), "{t}");
         ids.push(t["id"].as_str().unwrap().to_string());
     }
+    // A session opened now is stored but not yet registered, with a
+    // payment waiting for it.
+    let (st, late) = open(&d, "234150999999999", "+447400100990");
+    assert_eq!(
+        (st, late["state"].as_str()),
+        (202, Some("registering")),
+        "{late}"
+    );
+    let late_path = format!(
+        "/v1/tx/sessions/{}/transactions",
+        late["id"].as_str().unwrap()
+    );
+    let (st, t) = call(
+        &d,
+        "POST",
+        &late_path,
+        Some(payment(103)),
+        &[("Idempotency-Key", "crash-late")],
+    );
+    assert_eq!((st, t["state"].as_str()), (202, Some("queued")), "{t}");
+    ids.push(t["id"].as_str().unwrap().to_string());
     let dir = d.kill9();
     signal("-CONT");
     let d = daemon(Some(dir), &[&url, fast[0], fast[1]]);
@@ -316,13 +337,24 @@ fn a_payment_accepted_before_a_kill_9_is_relayed_once_after_the_restart() {
         }
     }
     let (_, ledger) = bank.get("/ledger");
-    let amounts: Vec<u64> = ledger["executed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["amount_minor"].as_u64().unwrap())
-        .collect();
-    assert_eq!(amounts, [100, 101, 102], "each once, in order: {ledger}");
+    let amounts = |of: &str| -> Vec<u64> {
+        ledger["executed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["registration_id"] == of)
+            .map(|e| e["amount_minor"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        amounts(&sid),
+        [100, 101, 102],
+        "each once, in order: {ledger}"
+    );
+    assert_eq!(amounts(late["id"].as_str().unwrap()), [103], "{ledger}");
+    assert_eq!(ledger["executed"].as_array().unwrap().len(), 4);
+    let (_, regs) = bank.get("/registrations");
+    assert_eq!(regs["registrations"].as_array().unwrap().len(), 2, "{regs}");
     // The same keys after the restart: the same transactions.
     let (st, t) = call(
         &d,
