@@ -49,6 +49,11 @@ pub struct Metrics {
     /// process held them (by queue: `outbox`, `calls`, `webhooks`); each
     /// was dropped here unfinished, for its new holder to do.
     pub leases_lost: IntCounterVec,
+    /// The relay's registrations and payments by final outcome (`kind`
+    /// `session` or `transaction`; `outcome` registered / executed /
+    /// declined, or a refusal's code), and its front ends' refusals
+    /// before anything was stored (`kind` `vouch`).
+    pub relay: IntCounterVec,
 }
 
 impl Metrics {
@@ -125,8 +130,17 @@ impl Metrics {
             &["queue"],
         )
         .expect("metric");
+        let relay = IntCounterVec::new(
+            Opts::new(
+                "txrelay_outcomes_total",
+                "Relay sessions and payments by outcome, and refusals at the carrier's check",
+            ),
+            &["kind", "outcome"],
+        )
+        .expect("metric");
         for c in [
             Box::new(leases_lost.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(relay.clone()),
             Box::new(calls.clone()),
             Box::new(sip_dialogs.clone()),
             Box::new(gateway_requests.clone()),
@@ -159,6 +173,7 @@ impl Metrics {
             mo_replies_suppressed,
             mo_login_latency,
             leases_lost,
+            relay,
         }
     }
 
@@ -187,6 +202,11 @@ pub fn verification(channel: &str, outcome: &str) {
 /// Counts a call outcome.
 pub fn call(kind: &str, state: &str) {
     get().calls.with_label_values(&[kind, state]).inc();
+}
+
+/// Counts a relay outcome.
+pub fn relay(kind: &str, outcome: &str) {
+    get().relay.with_label_values(&[kind, outcome]).inc();
 }
 
 /// Counts an MO outcome.

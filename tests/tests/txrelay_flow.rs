@@ -258,6 +258,16 @@ fn a_terminal_registers_pays_and_the_banks_ledger_shows_it_once() {
         1,
         "refused sessions never reach the bank"
     );
+    let (_, m) = verigate_e2e::http(&d.admin, "GET", "/metrics", None);
+    for line in [
+        r#"verigate_txrelay_outcomes_total{kind="session",outcome="registered"} 1"#,
+        r#"verigate_txrelay_outcomes_total{kind="transaction",outcome="executed"} 1"#,
+        r#"verigate_txrelay_outcomes_total{kind="transaction",outcome="declined"} 1"#,
+        r#"verigate_txrelay_outcomes_total{kind="vouch",outcome="imsi_mismatch"} 1"#,
+        r#"verigate_txrelay_outcomes_total{kind="vouch",outcome="recent_sim_swap"} 1"#,
+    ] {
+        assert!(m.contains(line), "{line} in\n{m}");
+    }
 }
 
 #[test]

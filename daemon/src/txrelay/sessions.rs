@@ -91,7 +91,15 @@ impl TxRelay {
         if bank != ours.name {
             return Err(TxRelayError::UnknownBank(bank.to_string()));
         }
-        let sub = self.vouch(imsi, msisdn, s.max_sim_age, now).await?;
+        let sub = match self.vouch(imsi, msisdn, s.max_sim_age, now).await {
+            Ok(sub) => sub,
+            Err(e) => {
+                if !matches!(e, TxRelayError::Store(_)) {
+                    crate::metrics::relay("vouch", e.code());
+                }
+                return Err(e);
+            }
+        };
         let keys = self.keys.working(now).await.map_err(TxRelayError::Keys)?;
         if keys.zone.is_empty() {
             return Err(TxRelayError::Keys(super::keys::KeysError::NoZoneKey));

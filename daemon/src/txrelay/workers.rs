@@ -178,8 +178,12 @@ impl Queue for Registrations {
         let at = ctx.clock.now_ms();
         match attempt {
             Ok(outcome) => {
-                if let TxOutcome::Refused { code, detail } = &outcome {
-                    warn!(session = %s.id, code = %code, "the bank refused the registration: {detail}");
+                match &outcome {
+                    TxOutcome::Refused { code, detail } => {
+                        warn!(session = %s.id, code = %code, "the bank refused the registration: {detail}");
+                        crate::metrics::relay("session", code);
+                    }
+                    TxOutcome::Answered { .. } => crate::metrics::relay("session", "registered"),
                 }
                 ctx.record(&s.id, || store.finish_tx_session(&held.lease, &outcome, at))
                     .await;
@@ -191,6 +195,7 @@ impl Queue for Registrations {
                     "bank_unreachable",
                     format!("the registration could not be delivered in time: {why}"),
                 );
+                crate::metrics::relay("session", "bank_unreachable");
                 ctx.record(&s.id, || store.finish_tx_session(&held.lease, &outcome, at))
                     .await;
             }
@@ -380,6 +385,12 @@ impl Queue for Relays {
             }
         };
         if let Some(outcome) = outcome {
+            match &outcome {
+                TxOutcome::Answered { state, .. } => {
+                    crate::metrics::relay("transaction", state.as_str())
+                }
+                TxOutcome::Refused { code, .. } => crate::metrics::relay("transaction", code),
+            }
             match &outcome {
                 TxOutcome::Answered {
                     state, bank_ref, ..
