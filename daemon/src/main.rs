@@ -183,14 +183,18 @@ enum KeysCmd {
         #[arg(long, default_value = "10m")]
         overlap: String,
     },
-    /// Import the bank's DUKPT initial key, wrapped under the zone key.
+    /// Import the bank's DUKPT initial key, wrapped under the zone key
+    /// (RFC 3394 with --ikid and --wrapped, or a TR-31 key block with --tr31).
     InitialKey {
-        /// The initial key id (16 hex digits).
-        #[arg(long)]
-        ikid: String,
+        /// The initial key id (16 hex digits; a TR-31 block carries its own).
+        #[arg(long, required_unless_present = "tr31")]
+        ikid: Option<String>,
         /// The wrapped key (hex, RFC 3394).
+        #[arg(long, required_unless_present = "tr31", conflicts_with = "tr31")]
+        wrapped: Option<String>,
+        /// A TR-31 version D key block (usage B1, AES, its IK block naming the id).
         #[arg(long)]
-        wrapped: String,
+        tr31: Option<String>,
         /// The bank's KCV of the initial key.
         #[arg(long)]
         kcv: String,
@@ -943,8 +947,16 @@ async fn txrelay_keys(a: &AdminArgs, cmd: KeysCmd) -> ExitCode {
             })
             .await
         }
-        KeysCmd::InitialKey { ikid, wrapped, kcv } => {
-            let body = serde_json::json!({"initial_key_id": ikid, "wrapped": wrapped, "kcv": kcv});
+        KeysCmd::InitialKey {
+            ikid,
+            wrapped,
+            tr31,
+            kcv,
+        } => {
+            let body = match tr31 {
+                Some(block) => serde_json::json!({"key_block": block, "kcv": kcv}),
+                None => serde_json::json!({"initial_key_id": ikid, "wrapped": wrapped, "kcv": kcv}),
+            };
             admin(a, post, "/admin/txrelay/keys/initial", Some(body), |v| {
                 format!(
                     "initial key {} imported (KCV {})\n",

@@ -9,7 +9,8 @@
 //! - [`components`]: a key built from two custodians' components (dual
 //!   control), each and the whole checked by KCV.
 //! - [`wrap`]: AES key wrap (RFC 3394), how the initial key travels under
-//!   the zone key.
+//!   the zone key; [`tr31`]: or as a TR-31 version D key block (X9.143),
+//!   as HSMs export it.
 //! - [`envelope`]: AES-GCM sealing with associated data that binds a
 //!   message to its place (registration, KSN, sequence).
 //! - [`relay`]: the carrier–bank messages (registration, transaction,
@@ -23,6 +24,7 @@ pub mod envelope;
 pub mod kcv;
 pub mod relay;
 pub mod secret;
+pub mod tr31;
 pub mod wrap;
 
 pub use secret::{KeyError, SecretKey};

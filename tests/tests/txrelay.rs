@@ -88,6 +88,52 @@ fn two_custodians_build_the_zone_key_from_the_banks_components_and_the_initial_k
         out.contains("initial key 1234567890123456 imported"),
         "{out}"
     );
+    // The same key as a TR-31 version D key block (the form HSMs export):
+    // its IK block names the id; an altered block is refused by its MAC.
+    let (_, kb) = bank.post(
+        "/initial-keys",
+        &serde_json::json!({"derivation_id": "90123456", "format": "tr31"}),
+    );
+    let block = kb["key_block"].as_str().unwrap();
+    assert!(
+        block.starts_with('D') && block[5..].starts_with("B1AX"),
+        "{kb}"
+    );
+    let mut altered = block.to_string();
+    let last = altered.pop().unwrap();
+    altered.push(if last == '0' { '1' } else { '0' });
+    let kcv_ik = kb["kcv"].as_str().unwrap();
+    let (code, _, err) = d.cli(
+        &lab,
+        &[
+            "txrelay",
+            "keys",
+            "initial-key",
+            "--tr31",
+            &altered,
+            "--kcv",
+            kcv_ik,
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("MAC does not verify"), "{err}");
+    let (code, out, err) = d.cli(
+        &lab,
+        &[
+            "txrelay",
+            "keys",
+            "initial-key",
+            "--tr31",
+            block,
+            "--kcv",
+            kcv_ik,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("initial key 1234567890123456 imported"),
+        "{out}"
+    );
     // A rotation: new components, the old key retiring after its overlap.
     let (_, c2) = bank.post("/ceremony", &serde_json::json!({}));
     for (i, slot) in ["A", "B"].iter().enumerate() {

@@ -101,23 +101,44 @@ async fn activate(State(s): State<AdminState>, body: JsonBody<Activate>) -> Answ
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InitialKey {
-    initial_key_id: String,
-    wrapped: String,
+    /// With `wrapped` (RFC 3394).
+    #[serde(default)]
+    initial_key_id: Option<String>,
+    #[serde(default)]
+    wrapped: Option<String>,
+    /// Or a TR-31 version D key block.
+    #[serde(default)]
+    key_block: Option<String>,
     kcv: String,
 }
 
 async fn initial_key(State(s): State<AdminState>, body: JsonBody<InitialKey>) -> Answer {
     let r = relay_of(&s)?;
     let b = body.value;
-    let kcv = r
-        .keys
-        .import_initial_key(&b.initial_key_id, &b.wrapped, &b.kcv, s.clock.now_ms())
-        .await
-        .map_err(keys_problem)?;
-    tracing::info!(initial_key_id = %b.initial_key_id, %kcv, "DUKPT initial key imported");
-    Ok(Json(
-        json!({"initial_key_id": b.initial_key_id.to_uppercase(), "kcv": kcv}),
-    ))
+    let now = s.clock.now_ms();
+    let (ikid, kcv) = match (&b.key_block, &b.initial_key_id, &b.wrapped) {
+        (Some(block), None, None) => r
+            .keys
+            .import_initial_key_block(block, &b.kcv, now)
+            .await
+            .map_err(keys_problem)?,
+        (None, Some(id), Some(w)) => {
+            let kcv = r
+                .keys
+                .import_initial_key(id, w, &b.kcv, now)
+                .await
+                .map_err(keys_problem)?;
+            (id.to_uppercase(), kcv)
+        }
+        _ => {
+            return Err(Problem::new(
+                ProblemCode::InvalidField,
+                "give initial_key_id and wrapped (RFC 3394), or key_block (TR-31)",
+            ))
+        }
+    };
+    tracing::info!(initial_key_id = %ikid, %kcv, "DUKPT initial key imported");
+    Ok(Json(json!({"initial_key_id": ikid, "kcv": kcv})))
 }
 
 fn relay_of(s: &AdminState) -> Result<&Arc<TxRelay>, Problem> {

@@ -34,6 +34,9 @@ pub enum KeysError {
     /// A KCV as typed is not 10 hex digits.
     #[error("a KCV is 10 hex digits, not {0:?}")]
     Kcv(String),
+    /// The TR-31 key block did not open under the active zone key.
+    #[error("the initial key's block: {0}")]
+    KeyBlock(verigate_keys::tr31::Tr31Error),
     /// The wrapped initial key did not unwrap under the active zone key.
     #[error("the initial key does not unwrap under the active zone key: {0}")]
     Unwrap(WrapError),
@@ -287,6 +290,45 @@ impl RelayKeys {
         self.store.put_initial_key(&k).await?;
         self.changed();
         Ok(got)
+    }
+
+    /// The bank's initial key as a TR-31 version D key block protected by
+    /// the active zone key (usage B1, AES; its `IK` block names the initial
+    /// key id): opened, checked against the bank's KCV, stored. The id and KCV.
+    pub async fn import_initial_key_block(
+        &self,
+        block: &str,
+        expected_kcv: &str,
+        at: Millis,
+    ) -> Result<(String, String), KeysError> {
+        let zone = self.zone_key().await?;
+        let (h, ik) = verigate_keys::tr31::unwrap(&zone, block).map_err(KeysError::KeyBlock)?;
+        if h.usage != "B1" || h.algorithm != 'A' {
+            return Err(KeysError::Conflict(format!(
+                "the key block holds a {} key of algorithm {}, not an AES DUKPT initial key (B1, A)",
+                h.usage, h.algorithm
+            )));
+        }
+        let ikid = h
+            .optional("IK")
+            .filter(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| {
+                KeysError::Conflict(
+                    "the key block has no IK block naming the initial key id".into(),
+                )
+            })?
+            .to_uppercase();
+        let got = kcv_hex(&ik);
+        if !got.eq_ignore_ascii_case(expected_kcv.trim()) {
+            return Err(KeysError::InitialKcv {
+                got,
+                want: expected_kcv.trim().to_uppercase(),
+            });
+        }
+        let k = self.stored("initial", &ikid, &ik, "active", at);
+        self.store.put_initial_key(&k).await?;
+        self.changed();
+        Ok((ikid, got))
     }
 
     /// Every key's public face (never the key).

@@ -309,6 +309,32 @@ impl Bank {
         ))
     }
 
+    /// [`Bank::issue_initial_key`] as a TR-31 version D key block under the
+    /// zone key (usage B1, AES, mode X; the id in its `IK` block), and the
+    /// initial key's KCV.
+    pub fn issue_initial_key_block(
+        &self,
+        derivation_id: [u8; 4],
+        rng: &mut impl RngCore,
+    ) -> Result<(String, String, String), BankError> {
+        let zone = self.zones.first().ok_or(BankError::NoZoneKey)?;
+        let mut ikid = [0u8; INITIAL_KEY_ID_LEN];
+        ikid[..4].copy_from_slice(&self.bdk_id);
+        ikid[4..].copy_from_slice(&derivation_id);
+        let ik = dukpt::initial_key(&self.bdk, &ikid).map_err(|e| BankError::Key(e.to_string()))?;
+        let header = verigate_keys::tr31::Header {
+            usage: "B1".into(),
+            algorithm: 'A',
+            mode: 'X',
+            version: "00".into(),
+            exportability: 'N',
+            optional: vec![("IK".into(), hex::encode_upper(ikid))],
+        };
+        let block = verigate_keys::tr31::wrap(zone, &header, &ik, rng)
+            .map_err(|e| BankError::Key(e.to_string()))?;
+        Ok((hex::encode_upper(ikid), block, kcv_hex(&ik)))
+    }
+
     /// A registration from the carrier; the same one again is a repeat.
     pub fn register(
         &mut self,

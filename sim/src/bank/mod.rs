@@ -126,6 +126,9 @@ async fn ceremony(State(b): State<Shared>) -> Response {
 struct InitialKeyRequest {
     /// The carrier's derivation id (8 hex digits).
     derivation_id: String,
+    /// `rfc3394` (the default) or `tr31` (a version D key block).
+    #[serde(default)]
+    format: Option<String>,
 }
 
 async fn initial_key(
@@ -147,6 +150,27 @@ async fn initial_key(
             ))
         }
     };
+    if req.format.as_deref() == Some("tr31") {
+        return match b
+            .lock()
+            .expect("bank lock")
+            .issue_initial_key_block(id, &mut rand::thread_rng())
+        {
+            Ok((ikid, block, kcv)) => Json(json!({
+                "initial_key_id": ikid,
+                "key_block": block,
+                "wrapping": "TR-31 version D key block under the zone key",
+                "kcv": kcv,
+            }))
+            .into_response(),
+            Err(e) => refused(&e),
+        };
+    }
+    if req.format.as_deref().is_some_and(|f| f != "rfc3394") {
+        return refused(&BankError::Malformed(
+            "format is rfc3394 (the default) or tr31".into(),
+        ));
+    }
     match b.lock().expect("bank lock").issue_initial_key(id) {
         Ok((ikid, wrapped, kcv)) => Json(json!({
             "initial_key_id": ikid,

@@ -301,3 +301,16 @@ fn after_a_new_ceremony_the_previous_zone_key_still_registers_and_the_one_before
         BankError::WrongZoneKey(old_kcv)
     );
 }
+
+#[test]
+fn the_initial_key_as_a_tr31_block_opens_under_the_carriers_zone_key() {
+    let (bank, carrier) = setup();
+    let (ikid, block, kcv) = bank
+        .issue_initial_key_block([0x90, 0x12, 0x34, 0x56], &mut rand::thread_rng())
+        .unwrap();
+    let (h, ik) = verigate_keys::tr31::unwrap(&carrier.zone, &block).unwrap();
+    assert_eq!((h.usage.as_str(), h.algorithm), ("B1", 'A'));
+    assert_eq!(h.optional("IK"), Some(ikid.as_str()));
+    assert_eq!(ik.to_hex(), "1273671EA26AC29AFA4D1084127652A1");
+    assert_eq!(kcv_hex(&ik), kcv);
+}
