@@ -35,6 +35,7 @@ pub fn cut(what: Retained, now: Millis, r: &RetentionConfig) -> Millis {
         Retained::MoMessages | Retained::MoParts => ago(MO_KEPT),
         Retained::MoLogins => ago(LOGIN_KEPT_AFTER_EXPIRY),
         Retained::Sessions | Retained::MoveOffers => now,
+        Retained::RelaySessions => ago(r.relay_keep.0),
     }
 }
 

@@ -17,6 +17,10 @@ pub struct RetentionConfig {
     pub text_grace: Span,
     /// Rows deleted per write, so the writer serves requests in between.
     pub batch: u32,
+    /// The relay's sessions and payments (who paid whom, with which SIM)
+    /// are deleted this long after the session expired: the carrier's
+    /// record of what it vouched for and relayed.
+    pub relay_keep: Span,
 }
 
 impl Default for RetentionConfig {
@@ -25,6 +29,7 @@ impl Default for RetentionConfig {
             keep: Span(Duration::from_secs(30 * 24 * 3600)),
             text_grace: Span(Duration::from_secs(600)),
             batch: 500,
+            relay_keep: Span(Duration::from_secs(400 * 24 * 3600)),
         }
     }
 }
@@ -34,6 +39,7 @@ pub fn problems(c: &super::Config, p: &mut Vec<String>) {
     let r = &c.retention;
     let day = Duration::from_secs(24 * 3600);
     super::calls::span_between(p, "retention.keep", r.keep, day, 3650 * day);
+    super::calls::span_between(p, "retention.relay_keep", r.relay_keep, day, 3650 * day);
     // A gateway call's row is what makes its (SN, TN, VN) single use.
     for g in &c.voice_gateway {
         if g.replay_window.0 > r.keep.0 {

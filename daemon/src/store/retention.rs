@@ -34,11 +34,14 @@ pub enum Retained {
     /// Registry notifications the app side applied, received before the
     /// cut (their ids keep a retry from applying twice).
     RegistryEvents,
+    /// Relay sessions expired before the cut with nothing left to relay,
+    /// with their transactions.
+    RelaySessions,
 }
 
 impl Retained {
     /// Every kind, in the order the sweep prunes them.
-    pub const ALL: [Retained; 11] = [
+    pub const ALL: [Retained; 12] = [
         Retained::Verifications,
         Retained::Outbox,
         Retained::Calls,
@@ -50,6 +53,7 @@ impl Retained {
         Retained::MoveOffers,
         Retained::PendingBindings,
         Retained::RegistryEvents,
+        Retained::RelaySessions,
     ];
 
     /// Name for logs and metrics.
@@ -66,6 +70,7 @@ impl Retained {
             Retained::MoveOffers => "move_offers",
             Retained::PendingBindings => "pending_bindings",
             Retained::RegistryEvents => "registry_events",
+            Retained::RelaySessions => "relay_sessions",
         }
     }
 }

@@ -377,4 +377,31 @@ pub async fn refusals_and_fences<S: Store>(store: &S) {
         (TxState::Refused, Some("forged"))
     );
     assert_eq!(c1.bank_ref, None);
+    // Retention: sessions done with go with their transactions; one with
+    // a payment still queued stays.
+    store
+        .create_tx_session(&session("txs_d", "fe", t))
+        .await
+        .unwrap();
+    added(
+        store
+            .add_tx_transaction(&new_tx("txt_d1", "txs_d", None, t))
+            .await
+            .unwrap(),
+    );
+    let gone = store
+        .prune_batch(Retained::RelaySessions, t + TTL + 1, 1000)
+        .await
+        .unwrap();
+    assert!(
+        gone >= 4,
+        "sessions b and c with their transactions: {gone}"
+    );
+    assert_eq!(store.get_tx_session("txs_b").await.unwrap(), None);
+    assert_eq!(store.get_tx_transaction("txt_c1").await.unwrap(), None);
+    assert!(
+        store.get_tx_session("txs_d").await.unwrap().is_some(),
+        "still registering, a payment queued"
+    );
+    assert!(store.get_tx_transaction("txt_d1").await.unwrap().is_some());
 }

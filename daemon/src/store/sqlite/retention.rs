@@ -83,6 +83,30 @@ fn prune(c: &Connection, what: Retained, before: Millis, batch: u32) -> StoreRes
                  SELECT rowid FROM app_bindings INDEXED BY app_bindings_pending
                  WHERE state = 'pending' AND created_at < ?1 LIMIT ?2)",
         ),
+        Retained::RelaySessions => {
+            // Only sessions done with: not registering, no payment queued.
+            let ids: Vec<String> = c
+                .prepare_cached(
+                    "SELECT id FROM tx_sessions s
+                     WHERE expires_at < ?1 AND state <> 'registering'
+                       AND NOT EXISTS (SELECT 1 FROM tx_transactions t
+                                       WHERE t.session_id = s.id AND t.state = 'queued')
+                     LIMIT ?2",
+                )?
+                .query_map(params![before, batch], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut gone = 0;
+            for sql in [
+                "DELETE FROM tx_transactions WHERE session_id = ?1",
+                "DELETE FROM tx_sessions WHERE id = ?1",
+            ] {
+                let mut st = c.prepare_cached(sql)?;
+                for id in &ids {
+                    gone += st.execute([id])? as u64;
+                }
+            }
+            Ok(gone)
+        }
         Retained::RegistryEvents => limited(
             "DELETE FROM registry_events_seen WHERE rowid IN (
                  SELECT rowid FROM registry_events_seen WHERE received_at < ?1 LIMIT ?2)",
