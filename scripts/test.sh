@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs the third-party peers it
-# needs (npm smpp, smpplib, SIPp, tshark, schemathesis), checks formatting and
+# needs (npm smpp, smpplib, SIPp, tshark, schemathesis, PostgreSQL), checks formatting and
 # lints, builds, runs unit, end-to-end and interop tests, fuzzes the HTTP API
 # with schemathesis and smoke-runs the fuzz targets.
 # With CI=true a missing peer is a failure, never a skip.
@@ -47,9 +47,22 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 step "build"
 cargo build --locked --workspace --bins
 
+step "PostgreSQL for the store tests (scripts/pg.sh: Debian postgresql, a throw-away server)"
+pg_dir=""
+if [ -n "${VERIGATE_TEST_PG_URL:-}" ]; then
+    echo "using VERIGATE_TEST_PG_URL"
+elif pg_env="$(scripts/pg.sh start)"; then
+    eval "$pg_env"
+    pg_dir="$VERIGATE_TEST_PG_DIR"
+    echo "PostgreSQL at $VERIGATE_TEST_PG_URL"
+else
+    # Under CI=true the PostgreSQL tests then fail, naming what is missing.
+    echo "test.sh: could not start PostgreSQL" >&2
+fi
+
 step "tests (unit, end-to-end, interop)"
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; if [ -n "$pg_dir" ]; then scripts/pg.sh stop "$pg_dir"; fi' EXIT
 cargo test --locked --no-fail-fast --workspace 2>&1 | tee "$log"
 read -r passed failed < <(awk '/^test result:/ {
     for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i }

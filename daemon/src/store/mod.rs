@@ -15,6 +15,7 @@ pub mod conformance;
 pub mod limits;
 pub mod mologin;
 pub mod outbox;
+pub mod postgres;
 pub mod queue;
 pub mod registry;
 pub mod retention;

@@ -1,0 +1,108 @@
+//! Tests against a real PostgreSQL server: `scripts/pg.sh start` makes one
+//! and exports `VERIGATE_TEST_PG_URL`; the test script does so. Without it
+//! the tests say so and pass, except under CI=true, where a missing server
+//! is a failure.
+
+use super::*;
+
+/// A fresh, empty schema on the test server (its own per test), or None.
+pub(crate) async fn fresh(tag: &str) -> Option<String> {
+    let Ok(url) = std::env::var("VERIGATE_TEST_PG_URL") else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true and no VERIGATE_TEST_PG_URL: the test script must start PostgreSQL (scripts/pg.sh)"
+        );
+        eprintln!("no VERIGATE_TEST_PG_URL: PostgreSQL test {tag} not run (scripts/pg.sh start)");
+        return None;
+    };
+    let schema = format!("t_{tag}_{}", std::process::id());
+    let (c, conn) = tokio_postgres::connect(&url, NoTls)
+        .await
+        .expect("connect to the test server");
+    tokio::spawn(conn);
+    c.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .await
+    .expect("a fresh schema");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}options=-csearch_path%3D{schema}"))
+}
+
+#[tokio::test]
+async fn the_schema_is_made_once_even_by_instances_starting_together() {
+    let Some(url) = fresh("migrate").await else {
+        return;
+    };
+    let opened = futures::future::join_all((0..3).map(|_| PostgresStore::open(&url, 2))).await;
+    for s in &opened {
+        assert!(s.is_ok(), "{s:?}");
+    }
+    let s = opened.into_iter().next().unwrap().unwrap();
+    assert_eq!(s.schema_version().await.unwrap(), migrate::latest());
+    let c = s.conn().await.unwrap();
+    let recorded: i64 = c
+        .query_one("SELECT count(*) FROM verigate_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, migrate::latest(), "each migration recorded once");
+    // The same tables and columns as the SQLite schema (plus `rowid`).
+    let rows = c
+        .query(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name <> 'verigate_migrations'
+               AND column_name <> 'rowid'
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let pg: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(pg, sqlite_columns(), "PostgreSQL and SQLite schemas differ");
+    // Opening again changes nothing.
+    PostgresStore::open(&url, 2).await.unwrap();
+    // A database from a newer build is refused with a clear error.
+    c.execute(
+        "INSERT INTO verigate_migrations (version, name) VALUES (999, 'future')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let e = PostgresStore::open(&url, 2).await.unwrap_err();
+    assert!(e.to_string().contains("newer than this build"), "{e}");
+}
+
+/// (table, column) of the schema the SQLite migrations build, sorted.
+fn sqlite_columns() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let db = rusqlite::Connection::open_in_memory().unwrap();
+    for f in files {
+        db.execute_batch(&std::fs::read_to_string(f).unwrap())
+            .unwrap();
+    }
+    let mut st = db
+        .prepare(
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name <> 'sqlite_sequence' ORDER BY 1, 2",
+        )
+        .unwrap();
+    let cols = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<Vec<(String, String)>, _>>()
+        .unwrap();
+    assert!(cols.len() > 200, "{}", cols.len());
+    cols
+}
+
+#[tokio::test]
+async fn a_url_that_is_not_postgres_says_so() {
+    let e = PostgresStore::open("mysql://x", 1).await.unwrap_err();
+    assert!(e.to_string().contains("not a PostgreSQL URL"), "{e}");
+}
