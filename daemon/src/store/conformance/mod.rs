@@ -106,7 +106,7 @@ pub(crate) fn service(code: &str, at: Millis) -> Service {
     }
 }
 
-pub(crate) async fn create_service<S: Store>(store: &S, code: &str, at: Millis) {
+pub(crate) async fn create_service<S: ServiceStore>(store: &S, code: &str, at: Millis) {
     store
         .create_service(&service(code, at))
         .await

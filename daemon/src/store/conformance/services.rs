@@ -3,13 +3,13 @@
 use super::*;
 
 /// Every check of this domain, on `store`.
-pub async fn run<S: Store>(store: &S) {
+pub async fn run<S: ServiceStore>(store: &S) {
     services_and_api_keys(store).await;
 }
 
 /// Services (create, conflict, get, list by code, settings) and API keys
 /// (conflicts, lookup by hash, rotation).
-pub async fn services_and_api_keys<S: Store>(store: &S) {
+pub async fn services_and_api_keys<S: ServiceStore>(store: &S) {
     let t = T_SERVICES;
     create_service(store, "conf-svc-b", t).await;
     create_service(store, "conf-svc-a", t + 1).await;

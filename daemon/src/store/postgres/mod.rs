@@ -2,7 +2,8 @@
 //! on one cluster. So far: the connection pool and the migrations (one
 //! schema per dialect in `daemon/migrations/postgres/`, applied at start
 //! under an advisory lock so instances starting together apply each once).
-//! The domain traits come next, each proven by its conformance battery.
+//! Domain traits implemented so far, each passing its conformance battery
+//! unchanged: `ServiceStore`. The others come next.
 //!
 //! The client is tokio-postgres with a deadpool pool: a store operation is a
 //! few statements, and tokio-postgres pipelines them on one connection with
@@ -12,6 +13,8 @@
 //! live database at build time.
 
 mod migrate;
+mod rows;
+mod services;
 
 use super::{StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

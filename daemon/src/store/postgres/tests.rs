@@ -106,3 +106,13 @@ async fn a_url_that_is_not_postgres_says_so() {
     let e = PostgresStore::open("mysql://x", 1).await.unwrap_err();
     assert!(e.to_string().contains("not a PostgreSQL URL"), "{e}");
 }
+
+/// Each domain's battery on a fresh schema, for the domains implemented.
+#[tokio::test]
+async fn the_services_battery_passes() {
+    let Some(url) = fresh("services").await else {
+        return;
+    };
+    let store = PostgresStore::open(&url, 4).await.unwrap();
+    crate::store::conformance::services::run(&store).await;
+}
