@@ -3,12 +3,12 @@
 use super::*;
 
 /// Every check of this domain, on `store`.
-pub async fn run<S: Store>(store: &S) {
+pub async fn run<S: AuditStore>(store: &S) {
     audit_order(store).await;
 }
 
 /// Audit events come back newest first (by time, then insertion), intact.
-pub async fn audit_order<S: Store>(store: &S) {
+pub async fn audit_order<S: AuditStore>(store: &S) {
     let t = T_AUDIT;
     let event = |at: Millis, n: u32, service: Option<&str>| AuditEvent {
         at,

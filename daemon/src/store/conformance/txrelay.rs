@@ -4,14 +4,14 @@
 use super::*;
 
 /// Every check of this domain, on `store`.
-pub async fn run<S: Store>(store: &S) {
+pub async fn run<S: SubscriberStore + RelayKeyStore>(store: &S) {
     directory(store).await;
     keys(store).await;
     counters(store).await;
 }
 
 /// Counters are handed out once each, in order, per initial key id.
-pub async fn counters<S: Store>(store: &S) {
+pub async fn counters<S: SubscriberStore + RelayKeyStore>(store: &S) {
     let (a, b) = ("CONF000000000001", "CONF000000000002");
     let mut got = Vec::new();
     for _ in 0..5 {
@@ -48,7 +48,7 @@ fn key(kind: &str, slot: &str, state: &str, at: Millis) -> StoredKey {
 
 /// Components replace their slot and go with the activation; an active
 /// zone key retires only when the rotation says until when; one initial key.
-pub async fn keys<S: Store>(store: &S) {
+pub async fn keys<S: SubscriberStore + RelayKeyStore>(store: &S) {
     let t = T_TXRELAY + 1_000_000;
     store
         .put_component(&key("component", "A", "pending", t))
@@ -152,7 +152,7 @@ fn line(msisdn: &str, imsi: &str, status: LineStatus, changed: Option<Millis>) -
 }
 
 /// Add, change, change the SIM, leave alone.
-pub async fn directory<S: Store>(store: &S) {
+pub async fn directory<S: SubscriberStore + RelayKeyStore>(store: &S) {
     let t = T_TXRELAY;
     let (a, b) = ("+15550011001", "+15550011002");
     let first = [

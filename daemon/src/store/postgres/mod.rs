@@ -3,7 +3,8 @@
 //! schema per dialect in `daemon/migrations/postgres/`, applied at start
 //! under an advisory lock so instances starting together apply each once).
 //! Domain traits implemented so far, each passing its conformance battery
-//! unchanged: `ServiceStore`. The others come next.
+//! unchanged: `ServiceStore`, `AuditStore`, `SubscriberStore`,
+//! `RelayKeyStore`. The others come next.
 //!
 //! The client is tokio-postgres with a deadpool pool: a store operation is a
 //! few statements, and tokio-postgres pipelines them on one connection with
@@ -12,9 +13,11 @@
 //! ARCHITECTURE.md). sqlx's compile-time checked queries would also need a
 //! live database at build time.
 
+mod audit;
 mod migrate;
 mod rows;
 mod services;
+mod txrelay;
 
 use super::{StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -107,12 +107,21 @@ async fn a_url_that_is_not_postgres_says_so() {
     assert!(e.to_string().contains("not a PostgreSQL URL"), "{e}");
 }
 
-/// Each domain's battery on a fresh schema, for the domains implemented.
-#[tokio::test]
-async fn the_services_battery_passes() {
-    let Some(url) = fresh("services").await else {
-        return;
-    };
-    let store = PostgresStore::open(&url, 4).await.unwrap();
-    crate::store::conformance::services::run(&store).await;
+/// Each implemented domain's battery on its own fresh schema.
+macro_rules! battery {
+    ($($domain:ident),*) => {$(
+        #[tokio::test]
+        async fn $domain() {
+            let Some(url) = fresh(stringify!($domain)).await else {
+                return;
+            };
+            let store = PostgresStore::open(&url, 8).await.unwrap();
+            crate::store::conformance::$domain::run(&store).await;
+        }
+    )*};
+}
+
+mod battery_passes {
+    use super::*;
+    battery!(services, audit, txrelay);
 }
