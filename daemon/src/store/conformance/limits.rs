@@ -10,7 +10,7 @@ pub async fn run<S: Store>(store: &S) {
 
 /// Fixed windows: hits counted up to the limit, refused after, reset at the
 /// window end; keys independent.
-pub async fn rate_limits<S: Store>(store: &S) {
+pub async fn rate_limits<S: RateLimitStore>(store: &S) {
     let key = "conf:rate:number:+15550003001";
     for (i, now) in [10_500, 10_600, 10_999].into_iter().enumerate() {
         let d = store.rate_hit(key, 3, 1_000, now).await.expect("rate_hit");

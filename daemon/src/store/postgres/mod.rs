@@ -4,7 +4,8 @@
 //! under an advisory lock so instances starting together apply each once).
 //! Domain traits implemented so far, each passing its conformance battery
 //! unchanged: `ServiceStore`, `AuditStore`, `SubscriberStore`,
-//! `RelayKeyStore`. The others come next.
+//! `RelayKeyStore`, `RateLimitStore` (its pruning check waits for
+//! `VerificationStore`, which it also uses). The others come next.
 //!
 //! The client is tokio-postgres with a deadpool pool: a store operation is a
 //! few statements, and tokio-postgres pipelines them on one connection with
@@ -14,6 +15,7 @@
 //! live database at build time.
 
 mod audit;
+mod limits;
 mod migrate;
 mod rows;
 mod services;

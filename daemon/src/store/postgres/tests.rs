@@ -4,6 +4,7 @@
 //! is a failure.
 
 use super::*;
+use crate::store::RateLimitStore;
 
 /// A fresh, empty schema on the test server (its own per test), or None.
 pub(crate) async fn fresh(tag: &str) -> Option<String> {
@@ -124,4 +125,32 @@ macro_rules! battery {
 mod battery_passes {
     use super::*;
     battery!(services, audit, txrelay);
+}
+
+#[tokio::test]
+async fn the_rate_limit_checks_pass() {
+    let Some(url) = fresh("limits").await else {
+        return;
+    };
+    let store = PostgresStore::open(&url, 8).await.unwrap();
+    crate::store::conformance::limits::rate_limits(&store).await;
+}
+
+#[tokio::test]
+async fn a_limit_holds_across_instances_hitting_it_at_once() {
+    let Some(url) = fresh("limits_many").await else {
+        return;
+    };
+    // Three "instances" (pools), 60 hits at once on a limit of 25.
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(PostgresStore::open(&url, 8).await.unwrap());
+    }
+    let now = 1_800_000_000_000;
+    let hits = (0..60).map(|i| {
+        let s = stores[i % 3].clone();
+        async move { s.rate_hit("shared:key", 25, 60_000, now).await.unwrap() }
+    });
+    let decisions = futures::future::join_all(hits).await;
+    assert_eq!(decisions.iter().filter(|d| d.allowed).count(), 25);
 }
