@@ -3,14 +3,14 @@
 use super::*;
 
 /// Every check of this domain, on `store`.
-pub async fn run<S: Store>(store: &S) {
+pub async fn run<S: WebhookStore>(store: &S) {
     webhook_queue(store).await;
     deliveries_keep_their_method_credential_deadline_and_topic(store).await;
 }
 
 /// The webhook queue: due jobs oldest first with a lease, reclaimed after
 /// it ran out, retried at their time, removed when completed or dropped.
-pub async fn webhook_queue<S: Store>(store: &S) {
+pub async fn webhook_queue<S: WebhookStore>(store: &S) {
     let t = T_WEBHOOKS;
     let job = |id: &str, at: Millis| WebhookJob {
         id: id.to_owned(),
@@ -160,7 +160,9 @@ pub async fn webhook_queue<S: Store>(store: &S) {
 
 /// A job's method, named credential, deadline and topic come back as
 /// queued; jobs are listed by topic (status events never are).
-pub async fn deliveries_keep_their_method_credential_deadline_and_topic<S: Store>(store: &S) {
+pub async fn deliveries_keep_their_method_credential_deadline_and_topic<S: WebhookStore>(
+    store: &S,
+) {
     let t = T_WEBHOOKS + 10_000_000;
     let put = WebhookJob {
         method: HttpMethod::Put,

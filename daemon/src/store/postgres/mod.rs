@@ -4,7 +4,8 @@
 //! under an advisory lock so instances starting together apply each once).
 //! Domain traits implemented so far, each passing its conformance battery
 //! unchanged: `ServiceStore`, `AuditStore`, `SubscriberStore`,
-//! `RelayKeyStore`, `RateLimitStore` (its pruning check waits for
+//! `RelayKeyStore`, `WebhookStore` (claims with `FOR UPDATE SKIP LOCKED`),
+//! `RateLimitStore` (its pruning check waits for
 //! `VerificationStore`, which it also uses). The others come next.
 //!
 //! The client is tokio-postgres with a deadpool pool: a store operation is a
@@ -17,9 +18,11 @@
 mod audit;
 mod limits;
 mod migrate;
+mod queue;
 mod rows;
 mod services;
 mod txrelay;
+mod webhooks;
 
 use super::{StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

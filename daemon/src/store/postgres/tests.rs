@@ -124,7 +124,7 @@ macro_rules! battery {
 
 mod battery_passes {
     use super::*;
-    battery!(services, audit, txrelay);
+    battery!(services, audit, txrelay, webhooks);
 }
 
 #[tokio::test]
@@ -153,4 +153,60 @@ async fn a_limit_holds_across_instances_hitting_it_at_once() {
     });
     let decisions = futures::future::join_all(hits).await;
     assert_eq!(decisions.iter().filter(|d| d.allowed).count(), 25);
+}
+
+#[tokio::test]
+async fn instances_claiming_at_once_take_each_job_once() {
+    use crate::store::{HttpMethod, WebhookJob, WebhookStore};
+    let Some(url) = fresh("claims").await else {
+        return;
+    };
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(PostgresStore::open(&url, 4).await.unwrap());
+    }
+    let now = 1_800_000_000_000;
+    for i in 0..300 {
+        stores[0]
+            .enqueue_webhook(&WebhookJob {
+                id: format!("wh_{i:03}"),
+                service: "svc".into(),
+                url: "http://127.0.0.1:9/x".into(),
+                body: "{}".into(),
+                attempts: 0,
+                next_attempt_at: now,
+                last_error: None,
+                method: HttpMethod::Post,
+                credential: None,
+                deliver_until: None,
+                topic: None,
+            })
+            .await
+            .unwrap();
+    }
+    // Three instances, four claimers each, batches of 7, until nothing is due.
+    let claimers = (0..12).map(|i| {
+        let s = stores[i % 3].clone();
+        async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s.claim_webhooks(now, 7, 60_000).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|c| c.job.id));
+            }
+        }
+    });
+    let all: Vec<String> = futures::future::join_all(claimers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let distinct: std::collections::HashSet<&String> = all.iter().collect();
+    assert_eq!(
+        (all.len(), distinct.len()),
+        (300, 300),
+        "each job claimed once"
+    );
 }
