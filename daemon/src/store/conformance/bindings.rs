@@ -5,7 +5,7 @@
 use super::*;
 
 /// Every check of this domain, on `store`.
-pub async fn run<S: Store>(store: &S) {
+pub async fn run<S: BindingsStore + WebhookStore + ServiceStore + RetentionStore>(store: &S) {
     confirm_and_remove(store).await;
     registry_events(store).await;
 }
@@ -39,7 +39,9 @@ fn report(id: &str, at: Millis) -> WebhookJob {
     }
 }
 
-async fn reports<S: Store>(store: &S) -> Vec<String> {
+async fn reports<S: BindingsStore + WebhookStore + ServiceStore + RetentionStore>(
+    store: &S,
+) -> Vec<String> {
     store
         .pending_webhooks("bindings", Some("conf-app"), 100)
         .await
@@ -51,7 +53,9 @@ async fn reports<S: Store>(store: &S) -> Vec<String> {
 
 /// Pending → active with its report; one active binding per number; a
 /// removal reports only an active binding; listings by account or number.
-pub async fn confirm_and_remove<S: Store>(store: &S) {
+pub async fn confirm_and_remove<S: BindingsStore + WebhookStore + ServiceStore + RetentionStore>(
+    store: &S,
+) {
     let t = T_BINDINGS;
     create_service(store, "conf-app", t).await;
     let n = "+15550010001";
@@ -182,7 +186,9 @@ pub async fn confirm_and_remove<S: Store>(store: &S) {
 
 /// Removed and moved bindings, each event once, with the account server's
 /// webhooks in the same write.
-pub async fn registry_events<S: Store>(store: &S) {
+pub async fn registry_events<S: BindingsStore + WebhookStore + ServiceStore + RetentionStore>(
+    store: &S,
+) {
     let t = T_BINDINGS + 1_000_000;
     let (n, m, k) = ("+15550010002", "+15550010003", "+15550010004");
     for (id, acct, num) in [

@@ -4,7 +4,7 @@
 //! under an advisory lock so instances starting together apply each once).
 //! Domain traits implemented so far, each passing its conformance battery
 //! unchanged: `ServiceStore`, `AuditStore`, `SubscriberStore`,
-//! `RelayKeyStore`, `WebhookStore` (claims with `FOR UPDATE SKIP LOCKED`),
+//! `RelayKeyStore`, `BindingsStore`, `RetentionStore`, `WebhookStore` (claims with `FOR UPDATE SKIP LOCKED`),
 //! `RateLimitStore` (its pruning check waits for
 //! `VerificationStore`, which it also uses). The others come next.
 //!
@@ -16,9 +16,11 @@
 //! live database at build time.
 
 mod audit;
+mod bindings;
 mod limits;
 mod migrate;
 mod queue;
+mod retention;
 mod rows;
 mod services;
 mod txrelay;

@@ -124,7 +124,7 @@ macro_rules! battery {
 
 mod battery_passes {
     use super::*;
-    battery!(services, audit, txrelay, webhooks);
+    battery!(services, audit, txrelay, webhooks, bindings);
 }
 
 #[tokio::test]
