@@ -4,13 +4,13 @@
 use super::*;
 
 /// Every check of this domain, on `store`.
-pub async fn run<S: Store>(store: &S) {
+pub async fn run<S: RegistryStore + WebhookStore + ServiceStore + RetentionStore>(store: &S) {
     registry(store).await;
     moves(store).await;
 }
 
 /// Apps, binds and unbinds, purges with their notifications, recycling.
-pub async fn registry<S: Store>(store: &S) {
+pub async fn registry<S: RegistryStore + WebhookStore + ServiceStore + RetentionStore>(store: &S) {
     let t = T_REGISTRY;
     let app = |service: &str, url: &str| RegistryApp {
         service: service.into(),
@@ -217,7 +217,7 @@ pub async fn registry<S: Store>(store: &S) {
 /// bindings move (one the new number had already stays), each app is told
 /// `number_updated`, the offer is used up; another number, a late take or
 /// a used offer moves nothing.
-pub async fn moves<S: Store>(store: &S) {
+pub async fn moves<S: RegistryStore + WebhookStore + ServiceStore + RetentionStore>(store: &S) {
     let t = T_REGISTRY + 1_000_000;
     let (old, new) = ("+15550009001", "+15550009002");
     store.bind(old, "conf-reg-a", t).await.unwrap();

@@ -4,7 +4,7 @@
 //! under an advisory lock so instances starting together apply each once).
 //! Domain traits implemented so far, each passing its conformance battery
 //! unchanged: `ServiceStore`, `AuditStore`, `SubscriberStore`,
-//! `RelayKeyStore`, `BindingsStore`, `RetentionStore`, `WebhookStore` (claims with `FOR UPDATE SKIP LOCKED`),
+//! `RelayKeyStore`, `RegistryStore`, `BindingsStore`, `RetentionStore`, `WebhookStore` (claims with `FOR UPDATE SKIP LOCKED`),
 //! `RateLimitStore` (its pruning check waits for
 //! `VerificationStore`, which it also uses). The others come next.
 //!
@@ -20,6 +20,7 @@ mod bindings;
 mod limits;
 mod migrate;
 mod queue;
+mod registry;
 mod retention;
 mod rows;
 mod services;

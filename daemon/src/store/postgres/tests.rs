@@ -124,7 +124,7 @@ macro_rules! battery {
 
 mod battery_passes {
     use super::*;
-    battery!(services, audit, txrelay, webhooks, bindings);
+    battery!(services, audit, txrelay, webhooks, bindings, registry);
 }
 
 #[tokio::test]
