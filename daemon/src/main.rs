@@ -36,6 +36,20 @@ enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Bring a store's schema to this build's version (the daemon does this
+    /// at start too): the config's store, or the one --url names
+    /// (`postgres://user@host/db`, or `sqlite://path`).
+    Migrate {
+        /// Configuration file (its `[store]`).
+        #[arg(long, short, default_value = "conf/verigate.toml")]
+        config: std::path::PathBuf,
+        /// Override a value: section.key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// The store instead of the config's.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Show the running daemon's SMSC binds and queues.
     Status(AdminArgs),
     /// Manage services and their API keys on the running daemon.
@@ -461,6 +475,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::CheckConfig { path, set } => check_config(&path, &set),
+        Cmd::Migrate { config, set, url } => rt.block_on(migrate(&config, &set, url)),
         Cmd::Status(a) => rt.block_on(admin(
             &a,
             reqwest::Method::GET,
@@ -974,6 +989,55 @@ const EXIT_INPUT: u8 = 65;
 
 /// Exit status for a configuration error (EX_USAGE from sysexits.h).
 const EXIT_CONFIG: u8 = 64;
+
+/// `verigate migrate`.
+async fn migrate(config: &std::path::Path, set: &[String], url: Option<String>) -> ExitCode {
+    let url = match url {
+        Some(u) => u,
+        None => match verigate::config::load(config, set) {
+            Ok(c) => {
+                let verigate::config::StoreConfig::Sqlite { path } = &c.store;
+                format!("sqlite://{path}")
+            }
+            Err(e) => {
+                eprintln!("verigate: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let done = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match verigate::store::postgres::PostgresStore::open(&url, 2).await {
+            Ok(s) => s
+                .schema_version()
+                .await
+                .map(|v| (v, verigate::store::postgres::schema_latest())),
+            Err(e) => Err(e),
+        }
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        match verigate::store::sqlite::SqliteStore::open(path).await {
+            Ok(s) => {
+                s.close().await;
+                let v = verigate::store::sqlite::schema_latest();
+                Ok((v, v))
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        eprintln!("verigate migrate: --url {url:?} is neither postgres://… nor sqlite://…");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let shown = url.split('@').next_back().unwrap_or(&url);
+    match done {
+        Ok((v, latest)) => {
+            println!("{shown}: schema at version {v} (this build writes {latest})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("verigate migrate: {shown}: {e}");
+            ExitCode::from(71)
+        }
+    }
+}
 
 fn check_config(path: &std::path::Path, set: &[String]) -> ExitCode {
     match verigate::config::load(path, set) {

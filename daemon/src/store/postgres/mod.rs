@@ -19,6 +19,7 @@ mod audit;
 mod bindings;
 mod limits;
 mod migrate;
+pub use migrate::latest as schema_latest;
 mod queue;
 mod registry;
 mod retention;
@@ -55,7 +56,12 @@ pub(crate) fn pg_err(
     context: impl Into<String>,
 ) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
     let context = context.into();
-    move |e| StoreError::database(context, e)
+    // The driver's Display says only "db error": the server's words are in
+    // the DbError, and they are what an operator needs.
+    move |e| match e.as_db_error() {
+        Some(db) => StoreError::database(format!("{context}: {}", db.message()), e),
+        None => StoreError::database(context, e),
+    }
 }
 
 impl PostgresStore {

@@ -22,6 +22,7 @@ mod calls;
 mod engine;
 mod limits;
 mod migrate;
+pub use migrate::latest as schema_latest;
 mod mologin;
 mod outbox;
 mod queue;

@@ -1,0 +1,78 @@
+//! `verigate migrate` as an operator runs it: on an embedded SQLite file
+//! and on PostgreSQL (the test script's server, VERIGATE_TEST_PG_URL; under
+//! CI=true its absence is a failure).
+
+use std::process::Command;
+use verigate_e2e::bin;
+
+fn migrate(url: &str) -> (i32, String, String) {
+    let out = Command::new(bin("verigate"))
+        .args(["migrate", "--url", url])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn migrate_brings_a_sqlite_file_and_a_postgres_schema_to_this_build() {
+    let dir = verigate_e2e::scratch_dir();
+    let db = dir.join("m.db");
+    let url = format!("sqlite://{}", db.display());
+    for _ in 0..2 {
+        let (code, out, err) = migrate(&url);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("schema at version 14 (this build writes 14)"),
+            "{out}"
+        );
+    }
+    let (code, _, err) = migrate("mysql://x");
+    assert_eq!(code, 64);
+    assert!(err.contains("neither postgres://"), "{err}");
+
+    let Ok(pg) = std::env::var("VERIGATE_TEST_PG_URL") else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true and no VERIGATE_TEST_PG_URL: the test script must start PostgreSQL"
+        );
+        eprintln!("no VERIGATE_TEST_PG_URL: the PostgreSQL half is not run");
+        return;
+    };
+    let schema = format!("cli_{}", std::process::id());
+    let psql = |sql: &str| {
+        let st = Command::new("psql")
+            .args([pg.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .status()
+            .expect("psql (installed with postgresql)");
+        assert!(st.success(), "{sql}");
+    };
+    psql(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ));
+    let url = format!("{pg}?options=-csearch_path%3D{schema}");
+    for _ in 0..2 {
+        let (code, out, err) = migrate(&url);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("schema at version 1 (this build writes 1)"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("verigate@"),
+            "no user in what is shown: {out}"
+        );
+    }
+    // A schema someone half-made by hand: the server's own words come back.
+    psql(&format!("DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema}; CREATE TABLE {schema}.services (x int)"));
+    let (code, _, err) = migrate(&url);
+    assert_eq!(code, 71);
+    assert!(
+        err.contains("relation \"services\" already exists"),
+        "{err}"
+    );
+    psql(&format!("DROP SCHEMA {schema} CASCADE"));
+}
