@@ -3,7 +3,7 @@
 use super::*;
 
 /// Every check of this domain, on `store`.
-pub async fn run<S: Store>(store: &S) {
+pub async fn run<S: SmsPath>(store: &S) {
     rate_limits(store).await;
     pruning(store).await;
 }
@@ -130,7 +130,7 @@ pub async fn rate_limits<S: RateLimitStore>(store: &S) {
 
 /// Pruning drops rate windows and idempotency keys older than the cut-offs
 /// and keeps newer ones.
-pub async fn pruning<S: Store>(store: &S) {
+pub async fn pruning<S: SmsPath>(store: &S) {
     let t = T_VERIFY + 900_000;
     let svc = "conf-prune";
     create_service(store, svc, t).await;

@@ -57,6 +57,23 @@ pub(crate) use verigate_codecs::dlr::message_id_keys;
 
 pub(crate) use super::*;
 
+/// The domains the SMS path's batteries (verifications, outbox, rate
+/// limits' pruning) use together: a backend passes those once it has these.
+pub trait SmsPath:
+    ServiceStore + VerificationStore + OutboxStore + WebhookStore + RetentionStore + RateLimitStore
+{
+}
+
+impl<T> SmsPath for T where
+    T: ServiceStore
+        + VerificationStore
+        + OutboxStore
+        + WebhookStore
+        + RetentionStore
+        + RateLimitStore
+{
+}
+
 /// Time ranges of the tests (Unix ms). Queue tests use ranges below the
 /// verification tests, whose first messages stay queued.
 pub(crate) const T_SERVICES: Millis = 1_000_000_000_000;
@@ -174,7 +191,7 @@ pub(crate) fn pair(
 
 /// Stores verification `n` of `svc` (number `+1555…n`) with its first
 /// message `msg_<svc>_<n>`, due at `at` and created at `at`; returns the message.
-pub(crate) async fn queued<S: Store>(
+pub(crate) async fn queued<S: SmsPath>(
     store: &S,
     svc: &str,
     n: u32,
@@ -237,7 +254,7 @@ pub(crate) fn keys(message_id: &str) -> Vec<String> {
     message_id_keys(message_id).to_vec()
 }
 
-pub(crate) async fn message_state<S: Store>(store: &S, id: &str) -> MessageState {
+pub(crate) async fn message_state<S: SmsPath>(store: &S, id: &str) -> MessageState {
     store
         .get_message(id)
         .await
@@ -248,7 +265,7 @@ pub(crate) async fn message_state<S: Store>(store: &S, id: &str) -> MessageState
 
 /// Marks never-claimed message `id` submitted (as a tool acting on the
 /// queue directly would).
-pub(crate) async fn submit<S: Store>(
+pub(crate) async fn submit<S: SmsPath>(
     store: &S,
     id: &str,
     message_ids: &[&str],
@@ -258,7 +275,7 @@ pub(crate) async fn submit<S: Store>(
 }
 
 /// Marks the message held by `lease` submitted.
-pub(crate) async fn submit_held<S: Store>(
+pub(crate) async fn submit_held<S: SmsPath>(
     store: &S,
     lease: &Lease,
     message_ids: &[&str],
@@ -271,7 +288,7 @@ pub(crate) async fn submit_held<S: Store>(
         .unwrap_or_else(|e| panic!("mark_submitted {}: {e}", lease.id))
 }
 
-pub(crate) async fn dlr<S: Store>(
+pub(crate) async fn dlr<S: SmsPath>(
     store: &S,
     receipt_id: &str,
     state: MessageState,

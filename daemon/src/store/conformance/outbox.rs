@@ -3,7 +3,7 @@
 use super::*;
 
 /// Every check of this domain, on `store`.
-pub async fn run<S: Store>(store: &S) {
+pub async fn run<S: SmsPath>(store: &S) {
     outbox_claims_and_leases(store).await;
     outbox_expiry(store).await;
     receipt_correlation(store).await;
@@ -14,7 +14,7 @@ pub async fn run<S: Store>(store: &S) {
 /// Claims: due only, oldest first, up to the limit, leased (not handed out
 /// twice while the lease runs, handed out again after it ran out), attempts
 /// counted; failures requeue or reject; depth counts.
-pub async fn outbox_claims_and_leases<S: Store>(store: &S) {
+pub async fn outbox_claims_and_leases<S: SmsPath>(store: &S) {
     let t = T_OUTBOX;
     let svc = "conf-outbox";
     create_service(store, svc, t).await;
@@ -260,7 +260,7 @@ pub async fn outbox_claims_and_leases<S: Store>(store: &S) {
 
 /// Expiry: messages queued or sending past their expiry are expired (once)
 /// and returned; they are not claimed; others are left alone.
-pub async fn outbox_expiry<S: Store>(store: &S) {
+pub async fn outbox_expiry<S: SmsPath>(store: &S) {
     let t = T_EXPIRY;
     let svc = "conf-expiry";
     create_service(store, svc, t).await;
@@ -325,7 +325,7 @@ pub async fn outbox_expiry<S: Store>(store: &S) {
 /// Receipts find their message by correlation key: hex vs decimal ids,
 /// case and leading zeros, multipart ids, the same-format preference; the
 /// first final state sticks; unknown ids park.
-pub async fn receipt_correlation<S: Store>(store: &S) {
+pub async fn receipt_correlation<S: SmsPath>(store: &S) {
     let t = T_RECEIPTS;
     let svc = "conf-dlr";
     create_service(store, svc, t).await;
@@ -480,7 +480,7 @@ pub async fn receipt_correlation<S: Store>(store: &S) {
 
 /// Receipts that arrive before submit_sm_resp is recorded are parked and
 /// applied (oldest first, consumed) when the id is recorded.
-pub async fn receipts_before_submit<S: Store>(store: &S) {
+pub async fn receipts_before_submit<S: SmsPath>(store: &S) {
     let t = T_PARKED;
     let svc = "conf-parked";
     create_service(store, svc, t).await;
@@ -576,7 +576,7 @@ pub async fn receipts_before_submit<S: Store>(store: &S) {
 /// and another claim took the message, the stale holder can neither extend,
 /// fail nor submit it (only the ids of its copy are kept, so a receipt of
 /// that copy still finds the message).
-pub async fn outbox_fencing<S: Store>(store: &S) {
+pub async fn outbox_fencing<S: SmsPath>(store: &S) {
     let t = T_FENCE;
     let svc = "conf-fence";
     create_service(store, svc, t).await;

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Every check of this domain, on `store`.
-pub async fn run<S: Store>(store: &S) {
+pub async fn run<S: SmsPath>(store: &S) {
     verification_insert_and_pending(store).await;
     verification_idempotency(store).await;
     verification_cas_and_resend(store).await;
@@ -13,7 +13,7 @@ pub async fn run<S: Store>(store: &S) {
 
 /// A status change carries its webhook into the same write (none when the
 /// compare-and-set misses); the expiry sweep finds what is past expiry.
-pub async fn status_change_with_webhook<S: Store>(store: &S) {
+pub async fn status_change_with_webhook<S: SmsPath>(store: &S) {
     let t = T_VERIFY + 50_000_000;
     let svc = "conf-verify-wh";
     create_service(store, svc, t).await;
@@ -78,7 +78,7 @@ pub async fn status_change_with_webhook<S: Store>(store: &S) {
 /// Inserting a verification stores it with its first message; one pending
 /// verification per (service, number), even when several race; conflicting
 /// ids write nothing.
-pub async fn verification_insert_and_pending<S: Store>(store: &S) {
+pub async fn verification_insert_and_pending<S: SmsPath>(store: &S) {
     let t = T_VERIFY;
     let svc = "conf-verify";
     create_service(store, svc, t).await;
@@ -298,7 +298,7 @@ pub async fn verification_insert_and_pending<S: Store>(store: &S) {
 /// Idempotency keys: a replay writes nothing and returns the first record
 /// (with its request hash); keys are per service; the key wins over the
 /// pending check.
-pub async fn verification_idempotency<S: Store>(store: &S) {
+pub async fn verification_idempotency<S: SmsPath>(store: &S) {
     let t = T_VERIFY + 100_000;
     let svc = "conf-idem";
     let other_svc = "conf-idem-other";
@@ -460,7 +460,7 @@ pub async fn verification_idempotency<S: Store>(store: &S) {
 
 /// Compare-and-set updates (stale expectations fail, racing checks consume
 /// one attempt) and resends.
-pub async fn verification_cas_and_resend<S: Store>(store: &S) {
+pub async fn verification_cas_and_resend<S: SmsPath>(store: &S) {
     let t = T_VERIFY + 200_000;
     let svc = "conf-cas";
     create_service(store, svc, t).await;

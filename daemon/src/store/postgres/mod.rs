@@ -3,10 +3,12 @@
 //! schema per dialect in `daemon/migrations/postgres/`, applied at start
 //! under an advisory lock so instances starting together apply each once).
 //! Domain traits implemented so far, each passing its conformance battery
-//! unchanged: `ServiceStore`, `AuditStore`, `SubscriberStore`,
-//! `RelayKeyStore`, `RegistryStore`, `BindingsStore`, `RetentionStore`, `WebhookStore` (claims with `FOR UPDATE SKIP LOCKED`),
-//! `RateLimitStore` (its pruning check waits for
-//! `VerificationStore`, which it also uses). The others come next.
+//! unchanged: `ServiceStore`, `VerificationStore`, `OutboxStore` (receipts
+//! correlated across instances under advisory locks on their keys),
+//! `WebhookStore`, `RateLimitStore`, `AuditStore`, `RetentionStore`,
+//! `RegistryStore`, `BindingsStore`, `SubscriberStore`, `RelayKeyStore`.
+//! Still to come: `CallStore`, `MoLoginStore`, `TxQueueStore`,
+//! `Durability`; then `store.url` and the daemon on it.
 //!
 //! The client is tokio-postgres with a deadpool pool: a store operation is a
 //! few statements, and tokio-postgres pipelines them on one connection with
@@ -19,6 +21,7 @@ mod audit;
 mod bindings;
 mod limits;
 mod migrate;
+mod outbox;
 pub use migrate::latest as schema_latest;
 mod queue;
 mod registry;
@@ -26,6 +29,7 @@ mod retention;
 mod rows;
 mod services;
 mod txrelay;
+mod verifications;
 mod webhooks;
 
 use super::{StoreError, StoreResult};

@@ -124,16 +124,17 @@ macro_rules! battery {
 
 mod battery_passes {
     use super::*;
-    battery!(services, audit, txrelay, webhooks, bindings, registry);
-}
-
-#[tokio::test]
-async fn the_rate_limit_checks_pass() {
-    let Some(url) = fresh("limits").await else {
-        return;
-    };
-    let store = PostgresStore::open(&url, 8).await.unwrap();
-    crate::store::conformance::limits::rate_limits(&store).await;
+    battery!(
+        services,
+        audit,
+        txrelay,
+        webhooks,
+        bindings,
+        registry,
+        verifications,
+        outbox,
+        limits
+    );
 }
 
 #[tokio::test]
