@@ -6,7 +6,7 @@
 use super::*;
 
 /// Every check of this domain, on `store`.
-pub async fn run<S: Store>(store: &S) {
+pub async fn run<S: SmsPath + TxQueueStore>(store: &S) {
     order_and_outcomes(store).await;
     refusals_and_fences(store).await;
 }
@@ -59,7 +59,7 @@ fn answered(state: TxState, bank_ref: &str) -> TxOutcome {
 
 /// Sessions register before their transactions go; a session's
 /// transactions are claimed lowest first, one at a time.
-pub async fn order_and_outcomes<S: Store>(store: &S) {
+pub async fn order_and_outcomes<S: SmsPath + TxQueueStore>(store: &S) {
     let t = T_TXQUEUE;
     let lease = 30_000;
     store
@@ -245,7 +245,7 @@ pub async fn order_and_outcomes<S: Store>(store: &S) {
 
 /// A refusal refuses the session's queued transactions; a holder whose
 /// claim was taken over records nothing.
-pub async fn refusals_and_fences<S: Store>(store: &S) {
+pub async fn refusals_and_fences<S: SmsPath + TxQueueStore>(store: &S) {
     let t = T_TXQUEUE + 10_000_000;
     let lease = 30_000;
     store

@@ -6,8 +6,8 @@
 //! unchanged: `ServiceStore`, `VerificationStore`, `OutboxStore` (receipts
 //! correlated across instances under advisory locks on their keys),
 //! `WebhookStore`, `RateLimitStore`, `AuditStore`, `RetentionStore`,
-//! `RegistryStore`, `BindingsStore`, `SubscriberStore`, `RelayKeyStore`.
-//! Still to come: `CallStore`, `MoLoginStore`, `TxQueueStore`,
+//! `RegistryStore`, `BindingsStore`, `SubscriberStore`, `RelayKeyStore`,
+//! `TxQueueStore`. Still to come: `CallStore`, `MoLoginStore`,
 //! `Durability`; then `store.url` and the daemon on it.
 //!
 //! The client is tokio-postgres with a deadpool pool: a store operation is a
@@ -28,6 +28,7 @@ mod registry;
 mod retention;
 mod rows;
 mod services;
+mod txqueue;
 mod txrelay;
 mod verifications;
 mod webhooks;

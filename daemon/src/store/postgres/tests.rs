@@ -133,7 +133,8 @@ mod battery_passes {
         registry,
         verifications,
         outbox,
-        limits
+        limits,
+        txqueue
     );
 }
 
