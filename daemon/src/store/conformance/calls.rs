@@ -4,7 +4,7 @@ use super::*;
 use std::collections::HashMap;
 
 /// Every check of this domain, on `store`.
-pub async fn run<S: Store>(store: &S) {
+pub async fn run<S: SmsPath + CallStore>(store: &S) {
     call_queue(store).await;
 }
 
@@ -36,7 +36,7 @@ fn key(k: &[u8], since: Millis) -> RequestKey<'_> {
 }
 
 /// A call as stored now (what a worker holding its claim has).
-async fn current<S: Store>(store: &S, id: &str) -> CallJob {
+async fn current<S: SmsPath + CallStore>(store: &S, id: &str) -> CallJob {
     store.get_call(id).await.unwrap().expect("call exists")
 }
 
@@ -67,7 +67,7 @@ fn outcome(state: CallState, sip: Option<u16>) -> CallResult {
 
 /// The call queue: verification + call in one transaction, claims with
 /// leases, outcomes, fallback SMS, cancel on close, expiry, CLIs in use.
-pub async fn call_queue<S: Store>(store: &S) {
+pub async fn call_queue<S: SmsPath + CallStore>(store: &S) {
     let t = T_CALLS;
     let svc = "conf-calls";
     create_service(store, svc, t).await;

@@ -7,7 +7,7 @@
 //! correlated across instances under advisory locks on their keys),
 //! `WebhookStore`, `RateLimitStore`, `AuditStore`, `RetentionStore`,
 //! `RegistryStore`, `BindingsStore`, `SubscriberStore`, `RelayKeyStore`,
-//! `TxQueueStore`. Still to come: `CallStore`, `MoLoginStore`,
+//! `TxQueueStore`, `CallStore`. Still to come: `MoLoginStore`,
 //! `Durability`; then `store.url` and the daemon on it.
 //!
 //! The client is tokio-postgres with a deadpool pool: a store operation is a
@@ -19,6 +19,7 @@
 
 mod audit;
 mod bindings;
+mod calls;
 mod limits;
 mod migrate;
 mod outbox;

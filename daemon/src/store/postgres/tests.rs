@@ -134,7 +134,8 @@ mod battery_passes {
         verifications,
         outbox,
         limits,
-        txqueue
+        txqueue,
+        calls
     );
 }
 

@@ -4,6 +4,7 @@
 //! its key and on its (service, number) before it looks, and the unique
 //! index of pending verifications backs that up.
 
+use super::calls::insert_call;
 use super::outbox::insert_message;
 use super::rows::{col, write_err};
 use super::webhooks::insert_webhook;
@@ -15,9 +16,6 @@ use tokio_postgres::Row;
 
 const COLS: &str = r#"id, service, "to", channel, locale, status, code_hash, attempts, max_attempts,
     sends, created_at, expires_at, last_sent_at, updated_at"#;
-
-const CALL_COLS: &str = r#"id, verification_id, service, kind, "to", caller, code, fallback_text,
-    locale, state, sip_code, detail, attempts, next_attempt_at, expires_at, created_at, updated_at"#;
 
 fn count(r: &Row, name: &str) -> StoreResult<u32> {
     let v: i64 = col(r, "verifications", name)?;
@@ -44,38 +42,6 @@ fn verification(r: &Row) -> StoreResult<Verification> {
         last_sent_at: col(r, T, "last_sent_at")?,
         updated_at: col(r, T, "updated_at")?,
     })
-}
-
-/// Inserts a call (inside a verification's transaction).
-pub(super) async fn insert_call(c: &impl GenericClient, j: &CallJob) -> StoreResult<()> {
-    c.execute(
-        &format!(
-            "INSERT INTO calls ({CALL_COLS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-        ),
-        &[
-            &j.id,
-            &j.verification_id,
-            &j.service,
-            &j.kind.as_str(),
-            &j.to,
-            &j.caller,
-            &j.code,
-            &j.fallback_text,
-            &j.locale,
-            &j.state.as_str(),
-            &j.sip_code.map(i64::from),
-            &j.detail,
-            &i64::from(j.attempts),
-            &j.next_attempt_at,
-            &j.expires_at,
-            &j.created_at,
-            &j.updated_at,
-        ],
-    )
-    .await
-    .map_err(write_err(&format!("call {}", j.id)))?;
-    Ok(())
 }
 
 async fn dispatch(c: &impl GenericClient, d: Dispatch<'_>) -> StoreResult<()> {
