@@ -1,14 +1,10 @@
 //! PostgreSQL backend (issue 16, in progress): several verigate instances
-//! on one cluster. So far: the connection pool and the migrations (one
+//! on one cluster: the connection pool and the migrations (one
 //! schema per dialect in `daemon/migrations/postgres/`, applied at start
 //! under an advisory lock so instances starting together apply each once).
-//! Domain traits implemented so far, each passing its conformance battery
-//! unchanged: `ServiceStore`, `VerificationStore`, `OutboxStore` (receipts
-//! correlated across instances under advisory locks on their keys),
-//! `WebhookStore`, `RateLimitStore`, `AuditStore`, `RetentionStore`,
-//! `RegistryStore`, `BindingsStore`, `SubscriberStore`, `RelayKeyStore`,
-//! `TxQueueStore`, `CallStore`. Still to come: `MoLoginStore`,
-//! `Durability`; then `store.url` and the daemon on it.
+//! Every domain trait is implemented, so `PostgresStore` is a `Store`,
+//! passing every conformance battery unchanged (`tests`). Still to come:
+//! `store.url` in the config and the daemon running on it (issue 16).
 //!
 //! The client is tokio-postgres with a deadpool pool: a store operation is a
 //! few statements, and tokio-postgres pipelines them on one connection with
@@ -22,6 +18,7 @@ mod bindings;
 mod calls;
 mod limits;
 mod migrate;
+mod mologin;
 mod outbox;
 pub use migrate::latest as schema_latest;
 mod queue;
@@ -112,3 +109,7 @@ impl PostgresStore {
 
 #[cfg(test)]
 mod tests;
+
+/// A commit answered by PostgreSQL is durable (`synchronous_commit` on,
+/// its default): nothing to wait for beyond it.
+impl super::Durability for PostgresStore {}

@@ -135,7 +135,9 @@ mod battery_passes {
         outbox,
         limits,
         txqueue,
-        calls
+        calls,
+        mologin,
+        retention
     );
 }
 
@@ -212,4 +214,14 @@ async fn instances_claiming_at_once_take_each_job_once() {
         (300, 300),
         "each job claimed once"
     );
+}
+
+/// Every battery on one store, as `run_all` runs them on SQLite.
+#[tokio::test]
+async fn every_battery_passes_on_one_store() {
+    let Some(url) = fresh("run_all").await else {
+        return;
+    };
+    let store = PostgresStore::open(&url, 8).await.unwrap();
+    crate::store::conformance::run_all(&store).await;
 }
