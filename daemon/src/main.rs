@@ -995,10 +995,10 @@ async fn migrate(config: &std::path::Path, set: &[String], url: Option<String>) 
     let url = match url {
         Some(u) => u,
         None => match verigate::config::load(config, set) {
-            Ok(c) => {
-                let verigate::config::StoreConfig::Sqlite { path } = &c.store;
-                format!("sqlite://{path}")
-            }
+            Ok(c) => match &c.store {
+                verigate::config::StoreConfig::Sqlite { path } => format!("sqlite://{path}"),
+                verigate::config::StoreConfig::Postgres { url, .. } => url.clone(),
+            },
             Err(e) => {
                 eprintln!("verigate: {e}");
                 return ExitCode::from(EXIT_CONFIG);

@@ -476,11 +476,22 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     let secret = ServerSecret::load_or_create(Path::new(&cfg.secrets.server_secret_file), &rng)
         .map_err(|e| HostError::new("server secret", e))?;
     let admin_token = admin_token(&cfg, &rng)?;
-    let config::StoreConfig::Sqlite { path: db } = &cfg.store;
-    let sqlite = SqliteStore::open(db)
-        .await
-        .map_err(|e| HostError::new(format!("store {db}"), e))?;
-    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+    let (store, sqlite): (Arc<dyn Store>, Option<SqliteStore>) = match &cfg.store {
+        config::StoreConfig::Sqlite { path: db } => {
+            let s = SqliteStore::open(db)
+                .await
+                .map_err(|e| HostError::new(format!("store {db}"), e))?;
+            (Arc::new(s.clone()), Some(s))
+        }
+        config::StoreConfig::Postgres { url, pool } => {
+            let shown = url.split('@').next_back().unwrap_or(url);
+            let s = crate::store::postgres::PostgresStore::open(url, *pool)
+                .await
+                .map_err(|e| HostError::new(format!("store {shown}"), e))?;
+            info!(store = %shown, "on PostgreSQL");
+            (Arc::new(s), None)
+        }
+    };
     let lab = match &cfg.lab.smsc {
         Some(l) => Some(start_lab_sim(l, cfg.smsc.first())?),
         None => None,
@@ -856,7 +867,9 @@ pub async fn run(path: &Path, sets: &[String]) -> Result<(), StartError> {
     info!("shutting down: API stops, calls end, in-flight submits drain, binds unbind");
     tree.run().await;
     // Queued writes finish, the WAL is checkpointed into the database file.
-    sqlite.close().await;
+    if let Some(s) = sqlite {
+        s.close().await;
+    }
     Ok(())
 }
 

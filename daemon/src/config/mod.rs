@@ -161,6 +161,19 @@ pub enum StoreConfig {
         /// Database file.
         path: String,
     },
+    /// PostgreSQL: several instances may share one database.
+    Postgres {
+        /// `postgres://user[:password]@host[:port]/database` (or `url_env`,
+        /// `url_file`: a password is a secret).
+        url: String,
+        /// Connections this instance keeps.
+        #[serde(default = "pg_pool")]
+        pool: usize,
+    },
+}
+
+fn pg_pool() -> usize {
+    crate::store::postgres::DEFAULT_POOL
 }
 
 /// `[secrets]`
@@ -524,6 +537,31 @@ path = "./var/x.db"
 [secrets]
 server_secret_file = "./var/s"
 "#;
+
+    #[test]
+    fn a_postgres_store_reads_its_url_from_the_environment_and_says_what_is_wrong() {
+        let pg = MIN.replace(
+            "kind = \"sqlite\"\npath = \"./var/x.db\"",
+            "kind = \"postgres\"\nurl_env = \"PGURL\"",
+        );
+        let env = |v: &'static str| move |k: &str| (k == "PGURL").then(|| v.to_string());
+        let c = load_str_with_env(
+            &pg,
+            "t.toml",
+            &[],
+            &env("postgres://v:pw-0123456789abcdef@db/v"),
+        )
+        .unwrap();
+        assert!(
+            matches!(&c.store, StoreConfig::Postgres { url, pool: 16 } if url.ends_with("@db/v"))
+        );
+        let e = load_str_with_env(&pg, "t.toml", &[], &env("mysql://x")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("store.url: must be a postgres:// URL"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn minimal_file_gets_secure_defaults() {

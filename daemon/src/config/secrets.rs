@@ -16,6 +16,7 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("bindings", "registry_api_key"),
     ("bindings", "registry_secret"),
     ("txrelay.front_ends", "api_key"),
+    ("store", "url"),
 ];
 
 /// Fewest characters of a secret outside lab mode.

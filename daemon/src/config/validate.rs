@@ -260,9 +260,19 @@ impl Config {
                 ));
             }
         }
-        let super::StoreConfig::Sqlite { path } = &self.store;
-        if path.is_empty() {
-            p.push("store.path: must not be empty".into());
+        match &self.store {
+            super::StoreConfig::Sqlite { path } if path.is_empty() => {
+                p.push("store.path: must not be empty".into());
+            }
+            super::StoreConfig::Postgres { url, pool } => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    p.push("store.url: must be a postgres:// URL".into());
+                }
+                if !(1..=1000).contains(pool) {
+                    p.push("store.pool: must be 1 to 1000 connections".into());
+                }
+            }
+            super::StoreConfig::Sqlite { .. } => {}
         }
         if self.secrets.server_secret_file.is_empty() {
             p.push("secrets.server_secret_file: must not be empty".into());
