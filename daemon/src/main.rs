@@ -50,6 +50,13 @@ enum Cmd {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Move a stopped lab onto a cluster: `verigate store copy --from
+    /// sqlite://var/verigate.db --to postgres://…` (into an empty schema,
+    /// all or nothing).
+    Store {
+        #[command(subcommand)]
+        cmd: StoreCmd,
+    },
     /// Show the running daemon's SMSC binds and queues.
     Status(AdminArgs),
     /// Manage services and their API keys on the running daemon.
@@ -212,6 +219,19 @@ enum KeysCmd {
         /// The bank's KCV of the initial key.
         #[arg(long)]
         kcv: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCmd {
+    /// Copy every table of a SQLite database into PostgreSQL.
+    Copy {
+        /// `sqlite://path` (the daemon stopped).
+        #[arg(long)]
+        from: String,
+        /// `postgres://user@host/db` (its schema made if needed, and empty).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -476,6 +496,9 @@ fn main() -> ExitCode {
         },
         Cmd::CheckConfig { path, set } => check_config(&path, &set),
         Cmd::Migrate { config, set, url } => rt.block_on(migrate(&config, &set, url)),
+        Cmd::Store {
+            cmd: StoreCmd::Copy { from, to },
+        } => rt.block_on(store_copy(&from, &to)),
         Cmd::Status(a) => rt.block_on(admin(
             &a,
             reqwest::Method::GET,
@@ -989,6 +1012,53 @@ const EXIT_INPUT: u8 = 65;
 
 /// Exit status for a configuration error (EX_USAGE from sysexits.h).
 const EXIT_CONFIG: u8 = 64;
+
+/// `verigate store copy`.
+async fn store_copy(from: &str, to: &str) -> ExitCode {
+    let Some(path) = from.strip_prefix("sqlite://") else {
+        eprintln!("verigate store copy: --from {from:?} must be sqlite://path");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+        eprintln!("verigate store copy: --to must be a postgres:// URL");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if !std::path::Path::new(path).exists() {
+        eprintln!("verigate store copy: {path}: no such database");
+        return ExitCode::from(66);
+    }
+    let shown = to.split('@').next_back().unwrap_or(to);
+    // Bring the SQLite file to this build's schema first (as a start would).
+    match verigate::store::sqlite::SqliteStore::open(path).await {
+        Ok(s) => s.close().await,
+        Err(e) => {
+            eprintln!("verigate store copy: {path}: {e}");
+            return ExitCode::from(71);
+        }
+    }
+    let result = match verigate::store::postgres::PostgresStore::open(to, 2).await {
+        Ok(pg) => verigate::store::postgres::copy::from_sqlite(path, &pg).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(c) => {
+            let total: u64 = c.tables.iter().map(|t| t.1).sum();
+            for (t, n) in c.tables.iter().filter(|t| t.1 > 0) {
+                println!("{t:<22} {n}");
+            }
+            println!("copied {total} rows from {path} to {shown}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("verigate store copy: {e}");
+            ExitCode::from(if matches!(e, verigate::store::StoreError::Conflict(_)) {
+                65
+            } else {
+                71
+            })
+        }
+    }
+}
 
 /// `verigate migrate`.
 async fn migrate(config: &std::path::Path, set: &[String], url: Option<String>) -> ExitCode {

@@ -66,6 +66,50 @@ fn migrate_brings_a_sqlite_file_and_a_postgres_schema_to_this_build() {
             "no user in what is shown: {out}"
         );
     }
+    // A lab's SQLite file copied over (a row added the way any tool could).
+    let lab_db = dir.join("lab.db");
+    let (code, _, err) = migrate(&format!("sqlite://{}", lab_db.display()));
+    assert_eq!(code, 0, "{err}");
+    let st = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             c.execute(\"INSERT INTO services (code, name, settings, created_at) VALUES ('copied', 'Copied', '{}', 1)\"); c.commit()",
+            &lab_db.display().to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    psql(&format!(
+        "DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema}"
+    ));
+    let copy = |to: &str| {
+        let out = Command::new(bin("verigate"))
+            .args([
+                "store",
+                "copy",
+                "--from",
+                &format!("sqlite://{}", lab_db.display()),
+                "--to",
+                to,
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = copy(&url);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("services") && out.contains("copied 1 rows"),
+        "{out}"
+    );
+    let (code, _, err) = copy(&url);
+    assert_eq!(code, 65, "into a schema with data: refused");
+    assert!(err.contains("holds data already"), "{err}");
     // A schema someone half-made by hand: the server's own words come back.
     psql(&format!("DROP SCHEMA {schema} CASCADE; CREATE SCHEMA {schema}; CREATE TABLE {schema}.services (x int)"));
     let (code, _, err) = migrate(&url);

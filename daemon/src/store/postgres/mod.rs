@@ -16,6 +16,7 @@
 mod audit;
 mod bindings;
 mod calls;
+pub mod copy;
 mod limits;
 mod migrate;
 mod mologin;

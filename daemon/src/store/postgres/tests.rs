@@ -225,3 +225,61 @@ async fn every_battery_passes_on_one_store() {
     let store = PostgresStore::open(&url, 8).await.unwrap();
     crate::store::conformance::run_all(&store).await;
 }
+
+#[tokio::test]
+async fn a_sqlite_database_copied_over_reads_the_same() {
+    use crate::store::*;
+    let Some(url) = fresh("copy").await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("verigate-copy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lab.db").display().to_string();
+    let _ = std::fs::remove_file(&path);
+    {
+        // A lab's data, through the SQLite store itself.
+        let lite = crate::store::sqlite::SqliteStore::open(&path)
+            .await
+            .unwrap();
+        crate::store::conformance::services::run(&lite).await;
+        crate::store::conformance::audit::run(&lite).await;
+        crate::store::conformance::registry::run(&lite).await;
+        lite.close().await;
+    }
+    let pg = PostgresStore::open(&url, 4).await.unwrap();
+    let copied = copy::from_sqlite(&path, &pg).await.unwrap();
+    let rows = |t: &str| copied.tables.iter().find(|c| c.0 == t).unwrap().1;
+    assert!(
+        rows("services") >= 2 && rows("audit_events") >= 3 && rows("bindings") > 0,
+        "{copied:?}"
+    );
+    let lite = crate::store::sqlite::SqliteStore::open(&path)
+        .await
+        .unwrap();
+    assert_eq!(
+        pg.list_services().await.unwrap(),
+        lite.list_services().await.unwrap()
+    );
+    assert_eq!(
+        pg.recent_audit(100).await.unwrap(),
+        lite.recent_audit(100).await.unwrap()
+    );
+    assert_eq!(
+        pg.list_registry_apps().await.unwrap(),
+        lite.list_registry_apps().await.unwrap()
+    );
+    // Identities go on after the copied rows: a new audit event is newest.
+    let e = AuditEvent {
+        at: i64::MAX / 2,
+        service: None,
+        kind: "after.copy".into(),
+        detail: serde_json::json!({}),
+    };
+    pg.audit(&e).await.unwrap();
+    assert_eq!(pg.recent_audit(1).await.unwrap()[0].kind, "after.copy");
+    // Into a schema with data: refused, nothing changed.
+    let e = copy::from_sqlite(&path, &pg).await.unwrap_err();
+    assert!(e.to_string().contains("holds data already"), "{e}");
+    lite.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
