@@ -1,11 +1,12 @@
 //! Two lab daemons on one PostgreSQL database (the test script's server,
 //! VERIGATE_TEST_PG_URL; under CI=true its absence is a failure), each with
-//! its own simulated SMSC: a code sent through one instance is checked on
-//! the other, and "one pending verification per number" holds across them.
+//! its own simulated SMSC: a code started on one instance is sent once (by
+//! whichever claims it), checked on the other, and "one pending
+//! verification per number" holds across them.
 
 use serde_json::{json, Value};
 use std::process::Command;
-use verigate_e2e::{code_in, handset_text, http_with, Daemon, LAB_PORTS};
+use verigate_e2e::{code_in, http_with, Daemon, LAB_PORTS};
 
 const KEY: &str = "Bearer lab-key-change-me";
 const TO: &str = "+447400100377";
@@ -78,8 +79,31 @@ fn a_code_sent_through_one_instance_is_checked_on_another() {
             "one pending verification per number: {again}"
         );
     }
-    // The code went out through instance A's SMSC; it is checked on B.
-    let code = code_in(&handset_text(&a.control, &TO[1..], 0));
+    // The shared outbox is sent by whichever instance claims it first:
+    // the SMS reaches one of the two simulated SMSCs, once.
+    let inbox = |d: &Daemon| -> Vec<Value> {
+        let (_, body) =
+            verigate_e2e::http(&d.control, "GET", &format!("/inbox/{}", &TO[1..]), None);
+        serde_json::from_str::<Value>(&body).unwrap_or_default()["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let texts = loop {
+        let got: Vec<Value> = inbox(&a).into_iter().chain(inbox(&b)).collect();
+        if !got.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            break inbox(&a).into_iter().chain(inbox(&b)).collect::<Vec<_>>();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no SMS reached {TO} through either instance"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(texts.len(), 1, "sent once, by one instance: {texts:?}");
+    let code = code_in(texts[0]["text"].as_str().unwrap());
     let (st, c) = call(
         &b,
         "POST",
