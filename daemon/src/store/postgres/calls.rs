@@ -1,7 +1,7 @@
 //! The call queue (voice codes, flash calls, voice-gateway calls).
 
 use super::outbox::insert_message;
-use super::queue::{claim_of, extend_leases};
+use super::queue::{claim_of, extend_leases, returned_claims};
 use super::rows::{col, write_err};
 use super::{pg_err, PostgresStore};
 use crate::store::*;
@@ -208,17 +208,7 @@ impl CallStore for PostgresStore {
             )
             .await
             .map_err(pg_err("claiming calls"))?;
-        sorted(&rows)?
-            .into_iter()
-            .map(|(_, job, r)| {
-                let lease = Lease {
-                    id: job.id.clone(),
-                    token: col(r, "calls", "claim")?,
-                    until: col(r, "calls", "lease_until")?,
-                };
-                Ok(Claimed { job, lease })
-            })
-            .collect()
+        returned_claims(&rows, "calls", call, |j| j.created_at, |j| &j.id)
     }
 
     async fn extend_calls(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<Extension>> {

@@ -4,7 +4,7 @@
 //! (sorted, so never in a cycle), so a receipt is either applied to the
 //! message or parked and found by its submit, never lost between them.
 
-use super::queue::{claim_of, extend_leases};
+use super::queue::{claim_of, extend_leases, returned_claims};
 use super::rows::{col, write_err};
 use super::{pg_err, PostgresStore};
 use crate::store::*;
@@ -367,19 +367,7 @@ impl OutboxStore for PostgresStore {
             )
             .await
             .map_err(pg_err("claiming outbox messages"))?;
-        let mut out = Vec::with_capacity(rows.len());
-        let by_rowid: std::collections::HashMap<String, &Row> =
-            rows.iter().map(|r| (r.get::<_, String>("id"), r)).collect();
-        for (_, m) in sorted(&rows)? {
-            let r = by_rowid[&m.id];
-            let lease = Lease {
-                id: m.id.clone(),
-                token: col(r, "outbox", "claim")?,
-                until: col(r, "outbox", "lease_until")?,
-            };
-            out.push(Claimed { job: m, lease });
-        }
-        Ok(out)
+        returned_claims(&rows, "outbox", message, |m| m.created_at, |m| &m.id)
     }
 
     async fn extend_outbox(&self, leases: &[Lease], until: Millis) -> StoreResult<Vec<Extension>> {

@@ -80,3 +80,33 @@ pub(super) async fn extend_leases(
     }
     Ok(out)
 }
+
+/// Claimed jobs from an `UPDATE … RETURNING rowid, claim, lease_until, …`
+/// (whose row order PostgreSQL leaves unspecified), ordered by `order`
+/// then insertion.
+pub(super) fn returned_claims<T>(
+    rows: &[tokio_postgres::Row],
+    table: &str,
+    decode: impl Fn(&tokio_postgres::Row) -> StoreResult<T>,
+    order: impl Fn(&T) -> Millis,
+    id: impl Fn(&T) -> &str,
+) -> StoreResult<Vec<crate::store::Claimed<T>>> {
+    use super::rows::col;
+    let mut jobs = rows
+        .iter()
+        .map(|r| {
+            let job = decode(r)?;
+            let lease = Lease {
+                id: id(&job).to_string(),
+                token: col(r, table, "claim")?,
+                until: col(r, table, "lease_until")?,
+            };
+            Ok((
+                col::<i64>(r, table, "rowid")?,
+                crate::store::Claimed { job, lease },
+            ))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    jobs.sort_by_key(|(seq, j)| (order(&j.job), *seq));
+    Ok(jobs.into_iter().map(|(_, j)| j).collect())
+}

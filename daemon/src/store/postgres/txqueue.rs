@@ -1,7 +1,7 @@
 //! The relay's sessions and transactions, each a fenced queue row.
 
 use super::outbox::insert_message;
-use super::queue::{extend_leases, held};
+use super::queue::{extend_leases, held, returned_claims};
 use super::rows::{col, write_err};
 use super::{pg_err, PostgresStore};
 use crate::store::*;
@@ -230,21 +230,13 @@ impl TxQueueStore for PostgresStore {
             )
             .await
             .map_err(pg_err("claiming relay sessions"))?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                let job = session_row(r)?;
-                let seq: i64 = col(r, "tx_sessions", "rowid")?;
-                let lease = Lease {
-                    id: job.id.clone(),
-                    token: col(r, "tx_sessions", "claim")?,
-                    until: col(r, "tx_sessions", "lease_until")?,
-                };
-                Ok((seq, Claimed { job, lease }))
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        out.sort_by_key(|(seq, c)| (c.job.next_attempt_at, *seq));
-        Ok(out.into_iter().map(|(_, c)| c).collect())
+        returned_claims(
+            &rows,
+            "tx_sessions",
+            session_row,
+            |s| s.next_attempt_at,
+            |s| &s.id,
+        )
     }
 
     async fn extend_tx_sessions(
@@ -385,31 +377,27 @@ impl TxQueueStore for PostgresStore {
             )
             .await
             .map_err(pg_err("claiming relay transactions"))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let t = tx_row(r)?;
-            let seq: i64 = col(r, "tx_transactions", "rowid")?;
-            let lease = Lease {
-                id: t.id.clone(),
-                token: col(r, "tx_transactions", "claim")?,
-                until: col(r, "tx_transactions", "lease_until")?,
-            };
-            let s = session(&c, &t.session_id, false).await?.ok_or_else(|| {
+        let claimed = returned_claims(
+            &rows,
+            "tx_transactions",
+            tx_row,
+            |t| t.next_attempt_at,
+            |t| &t.id,
+        )?;
+        let mut out = Vec::with_capacity(claimed.len());
+        for Claimed { job, lease } in claimed {
+            let session = session(&c, &job.session_id, false).await?.ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "tx_transactions.session_id: no session {}",
-                    t.session_id
+                    job.session_id
                 ))
             })?;
-            out.push((
-                seq,
-                Claimed {
-                    job: RelayJob { tx: t, session: s },
-                    lease,
-                },
-            ));
+            out.push(Claimed {
+                job: RelayJob { tx: job, session },
+                lease,
+            });
         }
-        out.sort_by_key(|(seq, c)| (c.job.tx.next_attempt_at, *seq));
-        Ok(out.into_iter().map(|(_, c)| c).collect())
+        Ok(out)
     }
 
     async fn extend_tx_transactions(

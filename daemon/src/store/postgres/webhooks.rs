@@ -1,6 +1,6 @@
 //! The webhook queue.
 
-use super::queue::{extend_leases, held};
+use super::queue::{extend_leases, held, returned_claims};
 use super::rows::{col, write_err};
 use super::{pg_err, PostgresStore};
 use crate::store::*;
@@ -93,21 +93,7 @@ impl WebhookStore for PostgresStore {
             )
             .await
             .map_err(pg_err("claiming webhook jobs"))?;
-        let mut jobs = rows
-            .iter()
-            .map(|r| {
-                let job = job(r)?;
-                let seq: i64 = col(r, "webhook_jobs", "rowid")?;
-                let lease = Lease {
-                    id: job.id.clone(),
-                    token: col(r, "webhook_jobs", "claim")?,
-                    until: col(r, "webhook_jobs", "lease_until")?,
-                };
-                Ok((seq, Claimed { job, lease }))
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        jobs.sort_by_key(|(seq, j)| (j.job.next_attempt_at, *seq));
-        Ok(jobs.into_iter().map(|(_, j)| j).collect())
+        returned_claims(&rows, "webhook_jobs", job, |j| j.next_attempt_at, |j| &j.id)
     }
 
     async fn extend_webhooks(
